@@ -1,0 +1,184 @@
+//! Newtypes for the identifiers that flow between GitHub, Git and the store, so a PR
+//! number is never passed where an issue id or a count was meant, and every value was
+//! validated once, at the edge.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("not a commit SHA (40 hex digits): {0:?}")]
+    Sha(String),
+    #[error("not a repository name (owner/name): {0:?}")]
+    Repo(String),
+    #[error("not a delivery id: {0:?}")]
+    Delivery(String),
+}
+
+/// A full 40-hex-digit commit id, lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitSha(String);
+
+impl CommitSha {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(CommitSha(s.to_ascii_lowercase()))
+        } else {
+            Err(IdError::Sha(s.to_string()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn short(&self) -> &str {
+        &self.0[..7]
+    }
+}
+
+impl TryFrom<String> for CommitSha {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        CommitSha::parse(&s)
+    }
+}
+impl From<CommitSha> for String {
+    fn from(s: CommitSha) -> String {
+        s.0
+    }
+}
+impl fmt::Display for CommitSha {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pull request number within one repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PrNumber(pub u64);
+
+impl fmt::Display for PrNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `owner/name` of a GitHub repository. Both parts are restricted to GitHub's own
+/// character set, so they are safe in URLs, paths and file names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoName {
+    owner: String,
+    name: String,
+}
+
+fn valid_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s != "."
+        && s != ".."
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+impl RepoName {
+    pub fn new(owner: &str, name: &str) -> Result<Self, IdError> {
+        if valid_part(owner) && valid_part(name) {
+            Ok(RepoName {
+                owner: owner.to_string(),
+                name: name.to_string(),
+            })
+        } else {
+            Err(IdError::Repo(format!("{owner}/{name}")))
+        }
+    }
+    pub fn parse(full: &str) -> Result<Self, IdError> {
+        let (o, n) = full
+            .split_once('/')
+            .ok_or_else(|| IdError::Repo(full.to_string()))?;
+        RepoName::new(o, n)
+    }
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl TryFrom<String> for RepoName {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        RepoName::parse(&s)
+    }
+}
+impl From<RepoName> for String {
+    fn from(r: RepoName) -> String {
+        r.to_string()
+    }
+}
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// GitHub's `X-GitHub-Delivery` header: a GUID. Kept opaque but bounded and printable,
+/// since it becomes a database key and appears in logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if !s.is_empty()
+            && s.len() <= 100
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Ok(DeliveryId(s.to_string()))
+        } else {
+            Err(IdError::Delivery(s.chars().take(100).collect()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_must_be_40_hex() {
+        assert!(CommitSha::parse(&"a".repeat(40)).is_ok());
+        assert!(CommitSha::parse("abc").is_err());
+        assert!(CommitSha::parse(&"g".repeat(40)).is_err());
+        assert_eq!(
+            CommitSha::parse(&"A".repeat(40)).unwrap().as_str(),
+            "a".repeat(40)
+        );
+    }
+
+    #[test]
+    fn repo_names_refuse_path_tricks() {
+        assert!(RepoName::parse("octo/hello-world").is_ok());
+        assert!(RepoName::parse("../etc").is_err());
+        assert!(RepoName::parse("octo/..").is_err());
+        assert!(RepoName::parse("octo/a b").is_err());
+        assert!(RepoName::parse("noslash").is_err());
+    }
+
+    #[test]
+    fn delivery_ids_are_bounded_and_printable() {
+        assert!(DeliveryId::parse("72d3162e-cc78-11e3-81ab-4c9367dc0958").is_ok());
+        assert!(DeliveryId::parse("").is_err());
+        assert!(DeliveryId::parse("a\nb").is_err());
+        assert!(DeliveryId::parse(&"a".repeat(101)).is_err());
+    }
+}
