@@ -1,1 +1,149 @@
-//! TODO
+//! The command line: `serve`, `check`, `demo`, `migrate`.
+
+use crate::config::{Config, Overrides};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paved",
+    version,
+    about = "Developer environments by pull request, under the platform team's governance"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceFlags {
+    /// Configuration file (default: ./paved.toml if present; or PAVED_CONFIG).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (PAVED_LISTEN, `listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Folder for the SQLite database and Git mirrors (PAVED_DATA_DIR, `data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://… (default) or postgres://… (PAVED_DATABASE_URL, `database_url`).
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl ServiceFlags {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config_path: self.config.clone(),
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: webhook receiver, worker and API.
+    Serve(ServiceFlags),
+    /// Run the PR checks on a local checkout, without a server or GitHub.
+    Check {
+        /// The environments repository (default: the current folder).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Show the whole flow on this machine: a real server, a real Git repository made from
+    /// examples/, signed pull request events, and GitHub answered by the strict emulator.
+    Demo {
+        /// Keep the demo's files (repository, database) in this folder instead of a temp dir.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate(ServiceFlags),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAVED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(flags: &ServiceFlags) -> anyhow::Result<Config> {
+    Ok(Config::load(&flags.overrides(), &|k| {
+        std::env::var(k).ok()
+    })?)
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Check { path, format } => check_command(&path, format),
+        Command::Serve(flags) => runtime().and_then(|rt| {
+            init_tracing();
+            let config = load_config(&flags)?;
+            rt.block_on(crate::service::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Migrate(flags) => runtime().and_then(|rt| {
+            init_tracing();
+            let config = load_config(&flags)?;
+            rt.block_on(crate::service::migrate(&config))?;
+            println!(
+                "migrations applied to {}",
+                crate::service::redact_url(&config.database_url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Demo { keep } => runtime().and_then(|rt| {
+            if std::env::var_os("PAVED_LOG").is_some() {
+                init_tracing();
+            }
+            rt.block_on(crate::demo::run(keep))?;
+            Ok(ExitCode::SUCCESS)
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("paved: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `paved check`: exit 0 when every check passes, 1 when anything is denied, 2 on usage or
+/// I/O trouble.
+fn check_command(path: &std::path::Path, format: Format) -> anyhow::Result<ExitCode> {
+    if !path.is_dir() {
+        anyhow::bail!("{}: not a folder", path.display());
+    }
+    let report = crate::checks::check_local(path);
+    match format {
+        Format::Text => print!("{}", crate::checks::render_text(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    let denied = report.contexts().iter().any(|c| !c.verdict.is_pass());
+    Ok(if denied {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

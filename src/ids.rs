@@ -77,8 +77,7 @@ fn valid_part(s: &str) -> bool {
         && s.len() <= 100
         && s != "."
         && s != ".."
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
@@ -133,7 +132,8 @@ impl DeliveryId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         if !s.is_empty()
             && s.len() <= 100
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             Ok(DeliveryId(s.to_string()))
         } else {

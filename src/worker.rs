@@ -1,1 +1,594 @@
-//! TODO
+//! The worker: takes stored deliveries one by one (in order per pull request, different
+//! pull requests in parallel), does what each event asks, and marks it done, failed, or
+//! due again later. Everything that talks to Git runs on blocking threads.
+
+use crate::checks::{self, Change, ChangeKind, Governance, PrContext, Report};
+use crate::config::Config;
+use crate::forge::client::{Forge, ForgeError, GitHub, NewStatus, StatusState};
+use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
+use crate::repo::{Mirror, PathStatus, RepoError};
+use crate::store::{Delivery, NewRun, Outcome, Store, StoreError};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// The marker that identifies Paved's summary comment among a PR's comments.
+pub const COMMENT_MARKER: &str = "<!-- paved:summary -->";
+
+/// How many times a delivery is tried before it is marked failed for good.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("payload: {0}")]
+    Payload(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl WorkError {
+    fn is_transient(&self) -> bool {
+        match self {
+            WorkError::Forge(e) => e.is_transient(),
+            WorkError::Repo(e) => e.is_transient(),
+            WorkError::Store(_) => true,
+            WorkError::Payload(_) => false,
+            WorkError::Internal(_) => true,
+        }
+    }
+}
+
+/// What the worker needs, passed explicitly (no globals), so tests can build one.
+pub struct Worker {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub forge: Forge,
+    pub wake: Arc<Notify>,
+    /// Governance compiled per (`.paved/` tree, `catalog/` tree): policies are compiled once
+    /// and reused by every PR whose base has the same governance.
+    governance: Mutex<HashMap<String, Arc<Governance>>>,
+    /// One fetch at a time per mirror: git2 takes ref locks that concurrent fetches into the
+    /// same repository would fight over.
+    repo_locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        forge: Forge,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Worker {
+            config,
+            store,
+            forge,
+            wake,
+            governance: Mutex::new(HashMap::new()),
+            repo_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs until `stop` is notified: resumes what a previous process left running, then
+    /// claims deliveries as they arrive (woken by intake) or fall due (polled each second).
+    pub async fn run(
+        self: Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<(), StoreError> {
+        let resumed = self.store.requeue_interrupted().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resuming deliveries interrupted by a restart");
+        }
+        let permits = Arc::new(Semaphore::new(self.config.workers));
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.map_err(|_| StoreError::Closed)?,
+                _ = stop.cancelled() => break,
+            };
+            let claimed = match self.store.claim_delivery().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a delivery failed");
+                    None
+                }
+            };
+            match claimed {
+                Some(delivery) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.process(delivery).await;
+                        drop(permit);
+                        // A finished delivery may unblock the next one of its pull request.
+                        me.wake.notify_one();
+                    });
+                }
+                None => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Let running deliveries finish so a clean stop leaves nothing half done.
+        let _ = permits.acquire_many(self.config.workers as u32).await;
+        Ok(())
+    }
+
+    async fn process(&self, d: Delivery) {
+        let span = tracing::info_span!("delivery", id = %d.id, event = %d.event);
+        let _e = span.enter();
+        let result = self.handle(&d).await;
+        let outcome = match result {
+            Ok(()) => Outcome::Done,
+            Err(e) if e.is_transient() && d.attempts < MAX_ATTEMPTS => {
+                let after = Duration::from_millis(500u64.saturating_mul(1 << d.attempts.min(10)))
+                    .min(Duration::from_secs(300));
+                tracing::warn!(error = %e, attempt = d.attempts, ?after, "will retry");
+                Outcome::Retry {
+                    error: e.to_string(),
+                    after,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery failed");
+                Outcome::Failed {
+                    error: e.to_string(),
+                }
+            }
+        };
+        if let Err(e) = self.store.finish_delivery(&d.id, outcome).await {
+            // The delivery stays running; the next start re-queues it.
+            tracing::error!(error = %e, "could not record the outcome");
+        }
+    }
+
+    async fn handle(&self, d: &Delivery) -> Result<(), WorkError> {
+        match (d.event.as_str(), d.action.as_deref()) {
+            ("pull_request", Some("opened" | "synchronize" | "reopened" | "edited")) => {
+                let ev: PullRequestEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                if ev.action == "edited"
+                    && ev.changes.as_ref().and_then(|c| c.base.as_ref()).is_none()
+                {
+                    // Only a change of base branch changes what the checks see.
+                    return Ok(());
+                }
+                let pr = PrInfo::from_event(&ev)?;
+                self.check_pull_request(&pr, &d.id).await
+            }
+            ("issue_comment", _) => {
+                let ev: IssueCommentEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                if ev.issue.pull_request.is_none() || !is_recheck(&ev.comment.body) {
+                    return Ok(());
+                }
+                let repo = RepoName::parse(&ev.repository.full_name)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                let gh = self.forge.client(ev.installation.map(|i| i.id))?;
+                let pull = gh.get_pull(&repo, PrNumber(ev.issue.number)).await?;
+                let pr = PrInfo::from_pull(&pull, &ev.repository, ev.installation.map(|i| i.id))?;
+                self.check_pull_request(&pr, &d.id).await
+            }
+            (event, action) => Err(WorkError::Payload(format!(
+                "no handler for {event}/{}",
+                action.unwrap_or("-")
+            ))),
+        }
+    }
+
+    fn repo_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.repo_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(repo.clone()).or_default().clone()
+    }
+
+    /// Fetches the PR into the mirror and works out what it touches and which governance
+    /// applies (read at the base commit, never the head).
+    async fn prepare(&self, pr: &PrInfo) -> Result<Option<Prepared>, WorkError> {
+        let lock = self.repo_lock(&pr.repo);
+        let _held = lock.lock().await;
+        let data_dir = self.config.data_dir.clone();
+        let url = self.config.clone_url(&pr.repo, &pr.clone_url);
+        let token = self.forge.git_token(pr.installation).await?;
+        let pr2 = pr.clone();
+        let cache: HashMap<String, Arc<Governance>> = self
+            .governance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let prepared = tokio::task::spawn_blocking(
+            move || -> Result<Option<(Prepared, Option<String>)>, WorkError> {
+                let pr = pr2;
+                let mirror = Mirror::open(&data_dir, &pr.repo)?;
+                let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
+                let mut specs = vec![
+                    format!(
+                        "+refs/pull/{}/head:refs/paved/pull/{}",
+                        pr.number, pr.number
+                    ),
+                    format!(
+                        "+refs/heads/{}:refs/remotes/origin/{}",
+                        pr.base_ref, pr.base_ref
+                    ),
+                ];
+                if pr.default_branch != pr.base_ref {
+                    specs.push(format!("+refs/heads/{}:{default_ref}", pr.default_branch));
+                }
+                if !(mirror.has_commit(&pr.head_sha) && mirror.has_commit(&pr.base_sha))
+                    || mirror.resolve(&default_ref).is_none()
+                {
+                    mirror.fetch(&url, &specs, token.as_ref())?;
+                } else {
+                    // Both commits are here already (a redelivery or a recheck); still refresh
+                    // the default branch, which the quota counts from.
+                    mirror.fetch(&url, &specs[1..], token.as_ref())?;
+                }
+                mirror.require_commit(&pr.head_sha)?;
+                mirror.require_commit(&pr.base_sha)?;
+                let merge_base = mirror.merge_base(&pr.base_sha, &pr.head_sha)?;
+                let changes: Vec<Change> = mirror
+                    .changes_under(&merge_base, &pr.head_sha, "environments/")?
+                    .into_iter()
+                    .map(|c| Change {
+                        path: c.path,
+                        kind: match c.status {
+                            PathStatus::Added => ChangeKind::Added,
+                            PathStatus::Modified => ChangeKind::Modified,
+                            PathStatus::Deleted => ChangeKind::Deleted,
+                        },
+                    })
+                    .collect();
+                if changes.is_empty() {
+                    return Ok(None);
+                }
+                let key = format!(
+                    "{}:{}",
+                    mirror
+                        .subtree_id(&pr.base_sha, ".paved")?
+                        .unwrap_or_default(),
+                    mirror
+                        .subtree_id(&pr.base_sha, "catalog")?
+                        .unwrap_or_default()
+                );
+                let (governance, new_key) = match cache.get(&key) {
+                    Some(g) => (g.clone(), None),
+                    None => {
+                        let base = mirror.tree_at(&pr.base_sha)?;
+                        (Arc::new(Governance::load(&base)), Some(key))
+                    }
+                };
+                let default_sha = mirror.resolve(&default_ref).ok_or_else(|| {
+                    WorkError::Internal(format!("{default_ref} missing after fetch"))
+                })?;
+                let head = mirror.tree_at(&pr.head_sha)?;
+                let planned = checks::planned_checks(&governance, &head, &changes);
+                Ok(Some((
+                    Prepared {
+                        mirror_path: mirror.path().to_path_buf(),
+                        governance,
+                        changes,
+                        planned,
+                        default_sha,
+                    },
+                    new_key,
+                )))
+            },
+        )
+        .await
+        .map_err(|e| WorkError::Internal(e.to_string()))??;
+        Ok(prepared.map(|(p, new_key)| {
+            if let Some(k) = new_key {
+                let mut cache = self.governance.lock().unwrap_or_else(|e| e.into_inner());
+                // Governance changes rarely; a small bound keeps memory flat regardless.
+                if cache.len() >= 64 {
+                    cache.clear();
+                }
+                cache.insert(k, p.governance.clone());
+            }
+            p
+        }))
+    }
+
+    /// Runs the checks of every touched environment and reports them on the PR.
+    pub async fn check_pull_request(
+        &self,
+        pr: &PrInfo,
+        delivery: &DeliveryId,
+    ) -> Result<(), WorkError> {
+        let gh = self.forge.client(pr.installation)?;
+        let Some(prep) = self.prepare(pr).await? else {
+            tracing::info!(repo = %pr.repo, pr = %pr.number, "no manifest touched; nothing to report");
+            return Ok(());
+        };
+        let pending_url = format!("{}/api/v1/deliveries/{}", self.config.public_url, delivery);
+        for check in &prep.planned {
+            gh.create_status(
+                &pr.repo,
+                &pr.head_sha,
+                &NewStatus {
+                    state: StatusState::Pending,
+                    context: check.context().to_string(),
+                    description: "Paved is checking this change".into(),
+                    target_url: Some(pending_url.clone()),
+                },
+            )
+            .await?;
+        }
+
+        let ctx = PrContext {
+            author: pr.author.clone(),
+            approvers: Vec::new(),
+        };
+        let head_sha = pr.head_sha.clone();
+        let report: Report = tokio::task::spawn_blocking(move || -> Result<Report, WorkError> {
+            let mirror = Mirror::open_path(&prep.mirror_path)?;
+            let head = mirror.tree_at(&head_sha)?;
+            let default = mirror.tree_at(&prep.default_sha)?;
+            Ok(checks::evaluate(
+                &prep.governance,
+                &head,
+                &default,
+                &prep.changes,
+                &ctx,
+            ))
+        })
+        .await
+        .map_err(|e| WorkError::Internal(e.to_string()))??;
+
+        let report_json =
+            serde_json::to_value(&report).map_err(|e| WorkError::Internal(e.to_string()))?;
+        let run_id = self
+            .store
+            .insert_run(NewRun {
+                repo: pr.repo.clone(),
+                pr: pr.number,
+                head_sha: pr.head_sha.clone(),
+                base_sha: pr.base_sha.clone(),
+                delivery_id: delivery.clone(),
+                report: report_json,
+            })
+            .await?;
+        let run_url = format!("{}/api/v1/runs/{run_id}", self.config.public_url);
+        for v in report.contexts() {
+            gh.create_status(
+                &pr.repo,
+                &pr.head_sha,
+                &NewStatus {
+                    state: if v.verdict.is_pass() {
+                        StatusState::Success
+                    } else {
+                        StatusState::Failure
+                    },
+                    context: v.context.clone(),
+                    description: v.description.clone(),
+                    target_url: Some(run_url.clone()),
+                },
+            )
+            .await?;
+        }
+        let body = summary_comment(pr, &report, &run_url);
+        self.upsert_comment(&gh, pr, &body).await?;
+        Ok(())
+    }
+
+    /// Edits Paved's one summary comment on the PR, creating it the first time. The id is
+    /// remembered in the store; if it is unknown (a new database), the PR's comments are
+    /// searched for the marker first so a comment is never duplicated.
+    async fn upsert_comment(&self, gh: &GitHub, pr: &PrInfo, body: &str) -> Result<(), WorkError> {
+        let mut id = self.store.pr_comment(&pr.repo, pr.number).await?;
+        if id.is_none() {
+            id = gh
+                .list_comments(&pr.repo, pr.number)
+                .await?
+                .into_iter()
+                .find(|c| {
+                    c.body
+                        .as_deref()
+                        .is_some_and(|b| b.starts_with(COMMENT_MARKER))
+                })
+                .map(|c| c.id);
+        }
+        match id {
+            Some(id) => match gh.update_comment(&pr.repo, id, body).await {
+                Ok(()) => {
+                    self.store.set_pr_comment(&pr.repo, pr.number, id).await?;
+                    return Ok(());
+                }
+                // Someone deleted the comment: make a new one below.
+                Err(ForgeError::Refused { status: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            },
+            None => {}
+        }
+        let id = gh.create_comment(&pr.repo, pr.number, body).await?;
+        self.store.set_pr_comment(&pr.repo, pr.number, id).await?;
+        Ok(())
+    }
+}
+
+struct Prepared {
+    mirror_path: std::path::PathBuf,
+    governance: Arc<Governance>,
+    changes: Vec<Change>,
+    planned: Vec<checks::CheckKind>,
+    default_sha: CommitSha,
+}
+
+fn is_recheck(body: &str) -> bool {
+    body.lines()
+        .next()
+        .map(str::trim)
+        .is_some_and(|l| l == "/paved recheck")
+}
+
+fn summary_comment(pr: &PrInfo, report: &Report, run_url: &str) -> String {
+    format!(
+        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{}\n\n[Run details]({run_url}) · governance read at base `{}`\n",
+        pr.head_sha.short(),
+        checks::render_markdown(report),
+        pr.base_sha.short()
+    )
+}
+
+// ---- payloads: only the fields Paved reads ----
+
+#[derive(Debug, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub number: u64,
+    pub pull_request: PullRequest,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+    #[serde(default)]
+    pub changes: Option<Changes>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Changes {
+    #[serde(default)]
+    pub base: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub user: User,
+    pub head: GitRef,
+    pub base: GitRef,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GitRef {
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub sha: String,
+    #[serde(default)]
+    pub repo: Option<Repository>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Repository {
+    pub full_name: String,
+    pub clone_url: String,
+    pub default_branch: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct User {
+    pub login: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+pub struct Installation {
+    pub id: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueCommentEvent {
+    issue: Issue,
+    comment: IssueComment,
+    repository: Repository,
+    #[serde(default)]
+    installation: Option<Installation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Issue {
+    number: u64,
+    #[serde(default)]
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueComment {
+    #[serde(default)]
+    body: String,
+}
+
+/// What the checks need to know about a pull request, validated.
+#[derive(Debug, Clone)]
+pub struct PrInfo {
+    pub repo: RepoName,
+    pub number: PrNumber,
+    pub head_sha: CommitSha,
+    pub base_sha: CommitSha,
+    pub base_ref: String,
+    pub default_branch: String,
+    pub clone_url: String,
+    pub author: String,
+    pub installation: Option<u64>,
+    /// The head lives in another repository (a fork).
+    pub from_fork: bool,
+}
+
+/// Branch names go into refspecs: refuse anything Git itself would not accept as a ref.
+fn valid_branch(name: &str) -> Result<String, WorkError> {
+    if name.is_empty()
+        || name.starts_with('-')
+        || name.contains("..")
+        || name.contains(':')
+        || name
+            .bytes()
+            .any(|b| b <= b' ' || b"~^?*[\\".contains(&b) || b == 0x7f)
+        || !git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
+    {
+        return Err(WorkError::Payload(format!(
+            "not a valid branch name: {name:?}"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+impl PrInfo {
+    pub fn from_event(ev: &PullRequestEvent) -> Result<PrInfo, WorkError> {
+        let p = |e: crate::ids::IdError| WorkError::Payload(e.to_string());
+        let repo = RepoName::parse(&ev.repository.full_name).map_err(p)?;
+        let pr = &ev.pull_request;
+        let from_fork = pr
+            .head
+            .repo
+            .as_ref()
+            .is_some_and(|r| !r.full_name.eq_ignore_ascii_case(&ev.repository.full_name));
+        Ok(PrInfo {
+            repo,
+            number: PrNumber(ev.number.max(pr.number)),
+            head_sha: CommitSha::parse(&pr.head.sha).map_err(p)?,
+            base_sha: CommitSha::parse(&pr.base.sha).map_err(p)?,
+            base_ref: valid_branch(&pr.base.ref_name)?,
+            default_branch: valid_branch(&ev.repository.default_branch)?,
+            clone_url: ev.repository.clone_url.clone(),
+            author: pr.user.login.clone(),
+            installation: ev.installation.map(|i| i.id),
+            from_fork,
+        })
+    }
+
+    fn from_pull(
+        pull: &serde_json::Value,
+        repository: &Repository,
+        installation: Option<u64>,
+    ) -> Result<PrInfo, WorkError> {
+        let pr: PullRequest = serde_json::from_value(pull.clone())
+            .map_err(|e| WorkError::Payload(format!("pull request: {e}")))?;
+        let ev = PullRequestEvent {
+            action: "recheck".into(),
+            number: pr.number,
+            pull_request: pr,
+            repository: repository.clone(),
+            installation: installation.map(|id| Installation { id }),
+            changes: None,
+        };
+        PrInfo::from_event(&ev)
+    }
+}

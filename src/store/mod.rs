@@ -81,7 +81,9 @@ impl DeliveryState {
 pub enum Outcome {
     Done,
     /// Permanent failure: kept with its error, not retried.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Transient failure: back to pending, not before `after`.
     Retry {
         error: String,

@@ -1,0 +1,170 @@
+//! PR to statuses: time from the webhook's 202 to the last commit status received by the
+//! GitHub emulator, for a PR adding one manifest to a repository holding 100 and 10,000
+//! manifests. Run with `cargo bench --bench pr_statuses`.
+//!
+//! Everything is real but GitHub: the service (SQLite file, HTTP on loopback), the Git
+//! repository it fetches from (file://), policies compiled by regorus.
+
+use paved::config::{Config, GithubAuth, Secret};
+use paved::forge::emulator::Emulator;
+use paved::ids::RepoName;
+use paved::testkit::{self, FileChange, GitRemote, PullRequestSpec};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-secret";
+const TEAMS: usize = 50;
+const RUNS: usize = 40;
+
+fn manifest(name: &str, team: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    format!(
+        "apiVersion: paved/v1\nkind: Environment\nmetadata:\n  name: {name}\n  team: {team}\n  owner: octocat\nspec:\n  type: dev\n  definition: postgres-db\n  parameters:\n    size: small\n  expiresAt: {expires}\n  tags:\n    cost-center: cc-1234\n"
+    )
+}
+
+/// platform.yaml of the examples with `TEAMS` more teams, each with room for many environments.
+fn platform(examples: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = std::fs::read_to_string(examples.join(".paved/platform.yaml"))?;
+    let mut teams = String::new();
+    for t in 0..TEAMS {
+        teams.push_str(&format!(
+            "  team-{t:03}:\n    members: [octocat]\n    quota:\n      environments: 100000\n"
+        ));
+    }
+    text = text.replacen("teams:\n", &format!("teams:\n{teams}"), 1);
+    Ok(text)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
+    let tmp = tempfile::tempdir()?;
+    let github = Emulator::start().await?;
+    let repo = RepoName::parse("bench/environments")?;
+    let remote = GitRemote::create(&tmp.path().join("git"), &repo)?;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<FileChange> = GitRemote::files_of(&examples)?
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("environments/"))
+        .collect();
+    files.push((
+        ".paved/platform.yaml".into(),
+        Some(platform(&examples)?.into_bytes()),
+    ));
+    for i in 0..manifests {
+        let team = format!("team-{:03}", i % TEAMS);
+        let name = format!("env-{i:05}");
+        files.push((
+            format!("environments/{team}/{name}.yaml"),
+            Some(manifest(&name, &team).into_bytes()),
+        ));
+    }
+    let base = remote.commit("refs/heads/main", None, &files, "base")?;
+    let data = tmp.path().join("data");
+    let service = paved::service::start(Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data.clone(),
+        database_url: format!("sqlite://{}", data.join("paved.sqlite").display()),
+        public_url: "http://paved.bench".into(),
+        workers: 4,
+        webhook_secrets: vec![Secret::new(SECRET)],
+        api_url: github.url(),
+        auth: Some(GithubAuth::Token(Secret::new("bench-token"))),
+        clone_url_template: Some(remote.clone_url_template()),
+    })
+    .await?;
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    // Run 0 warms the mirror (first clone) and the governance cache; it is not counted.
+    for run in 0..=RUNS {
+        let number = 1000 + run as u64;
+        let team = format!("team-{:03}", run % TEAMS);
+        let name = format!("new-{run:04}");
+        let head = remote.commit(
+            &format!("refs/heads/pr-{number}"),
+            Some(&base),
+            &[(
+                format!("environments/{team}/{name}.yaml"),
+                Some(manifest(&name, &team).into_bytes()),
+            )],
+            "add one",
+        )?;
+        remote.publish_pull(number, &head)?;
+        let spec = PullRequestSpec {
+            action: "opened".into(),
+            repo: repo.clone(),
+            clone_url: remote.clone_url(),
+            default_branch: "main".into(),
+            number,
+            head_ref: format!("pr-{number}"),
+            head_sha: head.clone(),
+            base_ref: "main".into(),
+            base_sha: base.clone(),
+            author: "octocat".into(),
+            head_repo: None,
+        };
+        let body = testkit::pull_request_payload(&spec)?;
+        let resp = client
+            .post(format!("{}/webhooks/github", service.url()))
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", format!("bench-{manifests}-{run}"))
+            .header("X-Hub-Signature-256", testkit::sign(SECRET, &body))
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 202, "webhook answered {}", resp.status());
+        let acked = Instant::now();
+        let (r, sha) = (repo.to_string(), head.to_string());
+        github
+            .wait_until(Duration::from_secs(120), "verdicts", move |gh| {
+                let latest = gh.latest_statuses(&r, &sha);
+                latest.len() >= 3 && latest.values().all(|s| s.state != "pending")
+            })
+            .await?;
+        let took = acked.elapsed();
+        let latest = github.latest_statuses(&repo.to_string(), head.as_str());
+        anyhow::ensure!(
+            latest.values().all(|s| s.state == "success"),
+            "a check failed in the benchmark: {latest:?}"
+        );
+        if run > 0 {
+            times.push(took);
+        }
+    }
+    anyhow::ensure!(github.rejected().is_empty(), "emulator rejected requests");
+    service.shutdown().await?;
+    times.sort();
+    Ok(times)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("pr_statuses: bench");
+        return Ok(());
+    }
+    let mut p50s = Vec::new();
+    println!("PR to statuses (webhook 202 → last verdict status at the GitHub emulator), {RUNS} PRs each");
+    println!(
+        "{:>10} {:>10} {:>10} {:>10}",
+        "manifests", "p50", "p90", "max"
+    );
+    for n in [100usize, 10_000] {
+        let t = measure(n).await?;
+        let p50 = percentile(&t, 0.5);
+        println!(
+            "{:>10} {:>10.1?} {:>10.1?} {:>10.1?}",
+            n,
+            p50,
+            percentile(&t, 0.9),
+            t[t.len() - 1]
+        );
+        p50s.push(p50);
+    }
+    let ratio = p50s[1].as_secs_f64() / p50s[0].as_secs_f64();
+    println!("p50 ratio 10,000 / 100 manifests: {ratio:.2} (target ≤ 2.0); target p50 < 150 ms");
+    Ok(())
+}

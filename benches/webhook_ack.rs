@@ -1,0 +1,328 @@
+//! Webhook acknowledgement: how much durable storage costs against a handler that only
+//! verifies the signature. Run with `cargo bench --bench webhook_ack`.
+//!
+//! (a) a bare axum handler that verifies `X-Hub-Signature-256` and stores nothing;
+//! (b) Paved's intake router with a `SqliteStore` on a temporary file (fsync'd commits);
+//! (c) as (b), with a worker claiming and finishing deliveries at the same time.
+//!
+//! Each is driven over loopback HTTP/1.1 by a load generator on its own runtime:
+//! closed loop (64 connections, as fast as they are answered) for throughput, and open
+//! loop (a fixed 500 requests/s, latency measured from the scheduled send time, so a
+//! stall is not hidden) for p50/p99. The body is GitHub's `pull_request` `opened`
+//! example (28,011 bytes), with a unique delivery id per request.
+//!
+//! `PAVED_BENCH_SECS` (default 5) sets the length of each measurement.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use paved::intake::{self, sign, verify, IntakeState, WebhookSecret, SIGNATURE_HEADER};
+use paved::store::sqlite::SqliteStore;
+use paved::store::{Outcome, Store};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-secret";
+const CONNECTIONS: usize = 64;
+const OPEN_LOOP_RATE: u64 = 500;
+
+struct Target {
+    addr: SocketAddr,
+    body: Bytes,
+    signature: String,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Figures {
+    closed_rps: f64,
+    closed_errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    open_sent: usize,
+    open_errors: u64,
+}
+
+fn bare_router(secrets: Arc<Vec<WebhookSecret>>) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/github",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let secrets = secrets.clone();
+                async move {
+                    let sig = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+                    match verify(&secrets, &body, sig) {
+                        Ok(()) => (StatusCode::ACCEPTED, "{\"ok\":true}"),
+                        Err(_) => (StatusCode::UNAUTHORIZED, "{\"ok\":false}"),
+                    }
+                }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(intake::MAX_BODY_BYTES))
+}
+
+async fn serve(app: Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS * 2)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+async fn send(client: &reqwest::Client, t: &Target) -> bool {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let res = client
+        .post(format!("http://{}/webhooks/github", t.addr))
+        .header("content-type", "application/json")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", format!("bench-{id:012}"))
+        .header(SIGNATURE_HEADER, t.signature.as_str())
+        .body(t.body.clone())
+        .send()
+        .await;
+    match res {
+        Ok(r) => {
+            let ok = r.status() == StatusCode::ACCEPTED;
+            ok & r.bytes().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// `CONNECTIONS` loops sending back to back for `secs`; returns (requests/s, errors).
+async fn closed_loop(t: Arc<Target>, secs: f64) -> (f64, u64) {
+    let client = client();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, t, stop, ok, errors) = (
+            client.clone(),
+            t.clone(),
+            stop.clone(),
+            ok.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if send(&client, &t).await {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    (
+        ok.load(Ordering::Relaxed) as f64 / elapsed,
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+/// A request every 1/`OPEN_LOOP_RATE` s for `secs`; latency from the scheduled send time.
+async fn open_loop(t: Arc<Target>, secs: f64) -> (Vec<Duration>, u64) {
+    let client = client();
+    let n = (secs * OPEN_LOOP_RATE as f64) as usize;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / OPEN_LOOP_RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let scheduled = tick.tick().await;
+        let (client, t) = (client.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let ok = send(&client, &t).await;
+            (ok, scheduled.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut errors = 0;
+    for task in tasks {
+        match task.await {
+            Ok((true, d)) => latencies.push(d),
+            _ => errors += 1,
+        }
+    }
+    latencies.sort();
+    (latencies, errors)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn measure(load: &tokio::runtime::Runtime, t: Arc<Target>, secs: f64) -> Figures {
+    load.block_on(async {
+        // Warm up connections, caches and the database file.
+        let _ = closed_loop(t.clone(), 0.5).await;
+        let (closed_rps, closed_errors) = closed_loop(t.clone(), secs).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (lat, open_errors) = open_loop(t, secs).await;
+        Figures {
+            closed_rps,
+            closed_errors,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            max_ms: lat.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+            open_sent: lat.len() + open_errors as usize,
+            open_errors,
+        }
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secs: f64 = std::env::var("PAVED_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0 && *s <= 60.0)
+        .unwrap_or(5.0);
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/github/webhooks/pull_request/opened.payload.json"
+    );
+    let body = Bytes::from(std::fs::read(fixture)?);
+    let secret = WebhookSecret::new(SECRET);
+    let signature = sign(&secret, &body);
+    let secrets = vec![secret];
+    let compressed = zstd::bulk::compress(&body, paved::store::sqlite::BODY_ZSTD_LEVEL)?;
+    println!(
+        "body: {} bytes, stored as {} bytes (zstd level {}); {} connections closed loop, {} req/s open loop, {secs} s each",
+        body.len(),
+        compressed.len(),
+        paved::store::sqlite::BODY_ZSTD_LEVEL,
+        CONNECTIONS,
+        OPEN_LOOP_RATE
+    );
+
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+
+    // (a) bare handler.
+    let addr = server.block_on(serve(bare_router(Arc::new(secrets.clone()))))?;
+    let bare = measure(
+        &load,
+        Arc::new(Target {
+            addr,
+            body: body.clone(),
+            signature: signature.clone(),
+        }),
+        secs,
+    );
+
+    // (b) Paved's intake with SQLite.
+    let db = dir.path().join("bench.db");
+    let db = db.to_str().ok_or("temp path is not UTF-8")?.to_owned();
+    let store = Arc::new(server.block_on(SqliteStore::open(&db))?);
+    let state = IntakeState::new(
+        store.clone(),
+        secrets.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let addr = server.block_on(serve(intake::router(state.clone())))?;
+    let target = Arc::new(Target {
+        addr,
+        body: body.clone(),
+        signature: signature.clone(),
+    });
+    let paved = measure(&load, target.clone(), secs);
+    let gc = store.group_commit_stats();
+    let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
+    let accepted = state.metrics.accepted.load(Ordering::Relaxed);
+
+    // (c) the same, with a worker draining the queue concurrently.
+    let stop = Arc::new(AtomicBool::new(false));
+    let processed = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (store, stop, processed) = (store.clone(), stop.clone(), processed.clone());
+        server.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match store.claim_delivery().await {
+                    Ok(Some(d)) => {
+                        let _ = store.finish_delivery(&d.id, Outcome::Done).await;
+                        processed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+    };
+    let mixed = measure(&load, target, secs);
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.block_on(worker);
+    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(format!("{db}-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    server.block_on(store.close());
+
+    println!();
+    println!(
+        "{:<44} {:>12} {:>9} {:>9} {:>9} {:>7}",
+        "", "closed req/s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+    for (name, f) in [
+        ("(a) bare handler, signature only", bare),
+        ("(b) Paved intake + SQLite (fsync)", paved),
+        ("(c) as (b), worker claiming concurrently", mixed),
+    ] {
+        println!(
+            "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            name,
+            f.closed_rps,
+            f.p50_ms,
+            f.p99_ms,
+            f.max_ms,
+            f.closed_errors + f.open_errors
+        );
+        debug_assert!(f.open_sent > 0);
+    }
+    println!();
+    println!(
+        "throughput ratio (b)/(a) = {:.2} (target >= 0.25); (b) p99 at {} req/s = {:.2} ms (target < 5 ms)",
+        paved.closed_rps / bare.closed_rps,
+        OPEN_LOOP_RATE,
+        paved.p99_ms
+    );
+    println!(
+        "(b) stored {stored} deliveries for {accepted} acknowledged, in {} commits ({:.1} per commit); (c) worker processed {}; database + WAL {:.1} MB",
+        gc.commits,
+        gc.deliveries as f64 / gc.commits.max(1) as f64,
+        processed.load(Ordering::Relaxed),
+        db_bytes as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! A thin GitHub client: only the calls Paved makes, each retried with backoff on the
+//! failures GitHub documents as transient (5xx, 429, secondary rate limits, timeouts).
+//! Built on octocrab's raw request methods so status codes and `Retry-After` stay visible.
+
+use crate::config::{GithubAuth, Secret};
+use crate::ids::{CommitSha, PrNumber, RepoName};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    /// Worth trying again later (the worker re-queues the delivery).
+    #[error("GitHub is unavailable for now: {0}")]
+    Transient(String),
+    /// GitHub refused the request; trying again will not help.
+    #[error("GitHub refused {what}: {status} {message}")]
+    Refused {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("GitHub client setup: {0}")]
+    Setup(String),
+}
+
+impl ForgeError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ForgeError::Transient(_))
+    }
+}
+
+/// The state of a commit status, as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewStatus {
+    pub state: StatusState,
+    pub context: String,
+    /// GitHub keeps at most 140 characters; longer ones are cut here rather than refused.
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Comment {
+    pub id: u64,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// Retry behaviour; tests shorten the delays.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds clients for the configured authentication.
+#[derive(Clone)]
+pub struct Forge {
+    base: Octocrab,
+    is_app: bool,
+    token: Option<Secret>,
+    retry: RetryPolicy,
+}
+
+impl Forge {
+    pub fn new(
+        api_url: &str,
+        auth: Option<&GithubAuth>,
+        retry: RetryPolicy,
+    ) -> Result<Forge, ForgeError> {
+        let setup = |e: &dyn std::fmt::Display| ForgeError::Setup(e.to_string());
+        let mut b = Octocrab::builder()
+            .base_uri(api_url)
+            .map_err(|e| setup(&e))?
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)));
+        let mut token = None;
+        let mut is_app = false;
+        match auth {
+            Some(GithubAuth::Token(t)) => {
+                token = Some(t.clone());
+                b = b.personal_token(t.expose().to_string());
+            }
+            Some(GithubAuth::App {
+                app_id,
+                private_key_path,
+            }) => {
+                let pem = std::fs::read(private_key_path).map_err(|e| {
+                    ForgeError::Setup(format!("{}: {e}", private_key_path.display()))
+                })?;
+                let key = octocrab::EncodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    ForgeError::Setup(format!("{}: {e}", private_key_path.display()))
+                })?;
+                b = b.app((*app_id).into(), key);
+                is_app = true;
+            }
+            None => {}
+        }
+        let base = b.build().map_err(|e| setup(&e))?;
+        Ok(Forge {
+            base,
+            is_app,
+            token,
+            retry,
+        })
+    }
+
+    /// A client acting for one installation (GitHub App) or with the configured token.
+    pub fn client(&self, installation: Option<u64>) -> Result<GitHub, ForgeError> {
+        let octo = match (self.is_app, installation) {
+            (true, Some(id)) => self
+                .base
+                .installation(id.into())
+                .map_err(|e| ForgeError::Setup(e.to_string()))?,
+            (true, None) => {
+                return Err(ForgeError::Refused {
+                    what: "an event without an installation".into(),
+                    status: 0,
+                    message: "Paved runs as a GitHub App; the webhook must come from the app"
+                        .into(),
+                })
+            }
+            (false, _) => self.base.clone(),
+        };
+        Ok(GitHub {
+            octo,
+            retry: self.retry.clone(),
+        })
+    }
+
+    /// The token Git uses to fetch over HTTPS: the configured token, or for a GitHub App a
+    /// fresh installation token (they last an hour, so one is minted per fetch).
+    pub async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, ForgeError> {
+        match (self.is_app, installation) {
+            (true, Some(id)) => {
+                let (_, token) = self
+                    .base
+                    .installation_and_token(id.into())
+                    .await
+                    .map_err(|e| ForgeError::Transient(format!("installation token: {e}")))?;
+                use octocrab::secrecy::ExposeSecret;
+                Ok(Some(Secret::new(token.expose_secret().to_string())))
+            }
+            _ => Ok(self.token.clone()),
+        }
+    }
+}
+
+/// A GitHub client bound to one identity.
+#[derive(Clone)]
+pub struct GitHub {
+    octo: Octocrab,
+    retry: RetryPolicy,
+}
+
+enum Method {
+    Get,
+    Post,
+    Patch,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+impl GitHub {
+    async fn send_once<B: Serialize + ?Sized + Sync>(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Answer, octocrab::Error> {
+        let resp = match method {
+            Method::Get => self.octo._get(path).await?,
+            Method::Post => self.octo._post(path, body).await?,
+            Method::Patch => self.octo._patch(path, body).await?,
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends with retries. Transient answers are retried with exponential backoff, honouring
+    /// `Retry-After`; anything else that is not 2xx is returned as [`ForgeError::Refused`].
+    async fn send<B: Serialize + ?Sized + Sync>(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Answer, ForgeError> {
+        let mut last = String::new();
+        for attempt in 0..self.retry.attempts {
+            if attempt > 0 {
+                tracing::debug!(what, attempt, "retrying GitHub request");
+            }
+            let mut wait = backoff(&self.retry, attempt);
+            match self.send_once(&method, path, body).await {
+                Ok(a) if a.status.is_success() => return Ok(a),
+                Ok(a) => {
+                    let message = String::from_utf8_lossy(&a.body).into_owned();
+                    let secondary = a.status == StatusCode::FORBIDDEN
+                        && (message.to_ascii_lowercase().contains("rate limit")
+                            || a.headers.get("retry-after").is_some()
+                            || a.headers
+                                .get("x-ratelimit-remaining")
+                                .is_some_and(|v| v == "0"));
+                    let transient = a.status.is_server_error()
+                        || a.status == StatusCode::TOO_MANY_REQUESTS
+                        || secondary;
+                    if !transient {
+                        return Err(ForgeError::Refused {
+                            what: what.to_string(),
+                            status: a.status.as_u16(),
+                            message: cut(&message, 300),
+                        });
+                    }
+                    if let Some(after) = retry_after(&a.headers) {
+                        wait = after.min(self.retry.max_delay);
+                    }
+                    last = format!("{} {}", a.status, cut(&message, 200));
+                }
+                Err(e) => {
+                    // Transport errors and timeouts: nothing reached GitHub or the answer
+                    // was lost; all our writes are safe to repeat (statuses and comment edits
+                    // are idempotent in effect, a comment create is looked up first).
+                    last = e.to_string();
+                }
+            }
+            if attempt + 1 < self.retry.attempts {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(ForgeError::Transient(format!("{what}: {last}")))
+    }
+
+    /// `GET /repos/{owner}/{repo}/pulls/{number}`, as JSON.
+    pub async fn get_pull(
+        &self,
+        repo: &RepoName,
+        number: PrNumber,
+    ) -> Result<serde_json::Value, ForgeError> {
+        let path = format!("/repos/{}/{}/pulls/{number}", repo.owner(), repo.name());
+        let a = self
+            .send("get pull request", Method::Get, &path, None::<&()>)
+            .await?;
+        serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("get pull request: bad JSON: {e}")))
+    }
+
+    pub async fn create_status(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        status: &NewStatus,
+    ) -> Result<(), ForgeError> {
+        let mut s = status.clone();
+        s.description = cut(&s.description, 140);
+        let path = format!("/repos/{}/{}/statuses/{}", repo.owner(), repo.name(), sha);
+        self.send(
+            &format!("status {}", s.context),
+            Method::Post,
+            &path,
+            Some(&s),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// All comments on an issue or pull request, following pagination.
+    pub async fn list_comments(
+        &self,
+        repo: &RepoName,
+        issue: PrNumber,
+    ) -> Result<Vec<Comment>, ForgeError> {
+        let mut out = Vec::new();
+        for page in 1..=50u32 {
+            let path = format!(
+                "/repos/{}/{}/issues/{}/comments?per_page=100&page={page}",
+                repo.owner(),
+                repo.name(),
+                issue
+            );
+            let a = self
+                .send("list comments", Method::Get, &path, None::<&()>)
+                .await?;
+            let batch: Vec<Comment> = serde_json::from_slice(&a.body)
+                .map_err(|e| ForgeError::Transient(format!("list comments: bad JSON: {e}")))?;
+            let n = batch.len();
+            out.extend(batch);
+            let has_next = a
+                .headers
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|l| l.contains("rel=\"next\""));
+            if !has_next || n == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn create_comment(
+        &self,
+        repo: &RepoName,
+        issue: PrNumber,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
+        #[derive(Serialize)]
+        struct B<'a> {
+            body: &'a str,
+        }
+        let path = format!(
+            "/repos/{}/{}/issues/{}/comments",
+            repo.owner(),
+            repo.name(),
+            issue
+        );
+        let a = self
+            .send("create comment", Method::Post, &path, Some(&B { body }))
+            .await?;
+        let c: Comment = serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("create comment: bad JSON: {e}")))?;
+        Ok(c.id)
+    }
+
+    pub async fn update_comment(
+        &self,
+        repo: &RepoName,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        #[derive(Serialize)]
+        struct B<'a> {
+            body: &'a str,
+        }
+        let path = format!(
+            "/repos/{}/{}/issues/comments/{comment_id}",
+            repo.owner(),
+            repo.name()
+        );
+        self.send("update comment", Method::Patch, &path, Some(&B { body }))
+            .await?;
+        Ok(())
+    }
+}
+
+fn backoff(p: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = p.base_delay.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(p.max_delay);
+    // Up to 25% jitter so many workers retrying together do not stampede.
+    let jitter = capped.mul_f64(rand::random::<f64>() * 0.25);
+    capped + jitter
+}
+
+fn retry_after(h: &http::HeaderMap) -> Option<Duration> {
+    if let Some(v) = h.get("retry-after").and_then(|v| v.to_str().ok()) {
+        if let Ok(secs) = v.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+    }
+    let remaining = h.get("x-ratelimit-remaining")?.to_str().ok()?;
+    if remaining != "0" {
+        return None;
+    }
+    let reset: u64 = h.get("x-ratelimit-reset")?.to_str().ok()?.parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)))
+}

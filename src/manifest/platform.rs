@@ -1,0 +1,307 @@
+//! `.paved/platform.yaml`: teams, governance approvers and environment types.
+
+use super::names;
+use super::yaml::{self, FieldPath, YamlDoc};
+use crate::diag::Diagnostic;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const PLATFORM_PATH: &str = ".paved/platform.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Platform {
+    #[serde(default)]
+    pub teams: BTreeMap<String, Team>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Governance>,
+    #[serde(default)]
+    pub environment_types: BTreeMap<String, EnvironmentType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    /// GitHub logins.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// No quota means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+impl Team {
+    /// GitHub logins compare case-insensitively.
+    pub fn has_member(&self, login: &str) -> bool {
+        self.members.iter().any(|m| m.eq_ignore_ascii_case(login))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Most environments the team may have at once.
+    pub environments: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Governance {
+    /// Who must approve a pull request that changes `.paved/` or `catalog/`.
+    pub approvers: Approvals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approvals {
+    pub team: String,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_workflow() -> String {
+    "default".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvironmentType {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Workflow name: built-in `default` / `production`, or one from `.paved/workflows/`.
+    #[serde(default = "default_workflow")]
+    pub workflow: String,
+    /// Longest lifetime: `expiresAt` is then required and at most this far from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl: Option<HumanDuration>,
+    /// Definitions allowed for this type; absent means every definition in the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<Vec<String>>,
+    /// Tags every manifest of this type must set (non-empty).
+    #[serde(default)]
+    pub required_tags: Vec<String>,
+    /// Approvals a pull request adding or changing an environment of this type needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<Approvals>,
+    /// Longest a provisioning run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// A duration written as `30m`, `168h`, `7d`, `1h30m` (units `s`, `m`, `h`, `d`, `w`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HumanDuration {
+    text: String,
+    seconds: u64,
+}
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?} is not a duration: use a number and a unit (s, m, h, d, w), e.g. 30m, 168h, 7d")
+        };
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(bad());
+        }
+        let mut total: u64 = 0;
+        let mut num = String::new();
+        for c in t.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let unit: u64 = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 604_800,
+                _ => return Err(bad()),
+            };
+            let n: u64 = num.parse().map_err(|_| bad())?;
+            num.clear();
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+        }
+        if !num.is_empty() {
+            return Err(bad());
+        }
+        if total == 0 {
+            return Err(format!("{s:?}: a duration must be longer than zero"));
+        }
+        Ok(HumanDuration {
+            text: t.to_string(),
+            seconds: total,
+        })
+    }
+
+    pub fn seconds(&self) -> u64 {
+        self.seconds
+    }
+
+    pub fn as_std(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seconds)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        HumanDuration::parse(&s)
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> String {
+        d.text
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Parse and check `platform.yaml`. Every problem found is returned.
+pub fn parse_platform(file: &str, text: &str) -> Result<(YamlDoc, Platform), Vec<Diagnostic>> {
+    let (doc, p) = yaml::parse_typed::<Platform>(file, text).map_err(|d| vec![d])?;
+    let errs = check_platform(&doc, &p);
+    if errs.is_empty() {
+        Ok((doc, p))
+    } else {
+        Err(errs)
+    }
+}
+
+fn check_platform(doc: &YamlDoc, p: &Platform) -> Vec<Diagnostic> {
+    let mut errs = Vec::new();
+    let root = FieldPath::root();
+    for (name, team) in &p.teams {
+        let at = root.clone().key("teams").key(name.clone());
+        if let Err(e) = names::check_team_name(name) {
+            errs.push(doc.diag(&at, e));
+        }
+        for (i, m) in team.members.iter().enumerate() {
+            if !names::is_github_login(m) {
+                errs.push(doc.diag(
+                    &at.clone().key("members").index(i),
+                    format!("{m:?} is not a GitHub login"),
+                ));
+            }
+        }
+    }
+    let check_approvals = |errs: &mut Vec<Diagnostic>, a: &Approvals, at: FieldPath| {
+        if !p.teams.contains_key(&a.team) {
+            errs.push(doc.diag(
+                &at.clone().key("team"),
+                format!("team {:?} is not defined under teams", a.team),
+            ));
+        }
+        if a.count == 0 {
+            errs.push(doc.diag(&at.key("count"), "must be at least 1"));
+        }
+    };
+    if let Some(g) = &p.governance {
+        check_approvals(
+            &mut errs,
+            &g.approvers,
+            root.clone().key("governance").key("approvers"),
+        );
+    }
+    for (name, t) in &p.environment_types {
+        let at = root.clone().key("environmentTypes").key(name.clone());
+        if !names::is_dns_label(name, 1, 63) {
+            errs.push(doc.diag(
+                &at,
+                format!(
+                    "{name:?} is not a valid type name: use lower-case letters, digits and '-'"
+                ),
+            ));
+        }
+        if let Some(a) = &t.approvals {
+            check_approvals(&mut errs, a, at.clone().key("approvals"));
+        }
+        if let Some(defs) = &t.definitions {
+            for (i, d) in defs.iter().enumerate() {
+                if let Err(e) = names::check_definition_name(d) {
+                    errs.push(doc.diag(&at.clone().key("definitions").index(i), e));
+                }
+            }
+        }
+        for (i, tag) in t.required_tags.iter().enumerate() {
+            if tag.is_empty() {
+                errs.push(doc.diag(
+                    &at.clone().key("requiredTags").index(i),
+                    "must not be empty",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "\
+teams:
+  payments: { members: [octocat, hubot], quota: { environments: 5 } }
+  platform: { members: [admin1, admin2] }
+governance: { approvers: { team: platform, count: 1 } }   # for .paved/ and catalog/ changes
+environmentTypes:
+  dev:  { workflow: default, maxTtl: 168h, definitions: [postgres-db], requiredTags: [cost-center] }
+  prod: { workflow: production, approvals: { team: platform, count: 2 }, definitions: [postgres-db] }
+";
+
+    #[test]
+    fn parses_the_spec_sketch() {
+        let (_, p) = parse_platform(PLATFORM_PATH, SPEC).expect("valid");
+        assert_eq!(p.teams["payments"].quota, Some(Quota { environments: 5 }));
+        assert!(p.teams["payments"].has_member("OctoCat"));
+        let dev = &p.environment_types["dev"];
+        assert_eq!(dev.max_ttl.as_ref().map(|d| d.seconds()), Some(168 * 3600));
+        assert_eq!(p.environment_types["prod"].workflow, "production");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(HumanDuration::parse("7d").map(|d| d.seconds()), Ok(604_800));
+        assert_eq!(HumanDuration::parse("1h30m").map(|d| d.seconds()), Ok(5400));
+        assert!(HumanDuration::parse("7").is_err());
+        assert!(HumanDuration::parse("7y").is_err());
+        assert!(HumanDuration::parse("0h").is_err());
+        assert!(HumanDuration::parse("99999999999999999999w").is_err());
+    }
+
+    #[test]
+    fn errors_name_field_and_line() {
+        let text = SPEC.replace("maxTtl: 168h", "maxTtl: 168x");
+        let errs = parse_platform(PLATFORM_PATH, &text).expect_err("bad ttl");
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("environmentTypes.dev.maxTtl")
+        );
+        assert_eq!(errs[0].line, Some(6));
+        let text = SPEC.replace("count: 2", "count: 2, team: nobody");
+        assert!(parse_platform(PLATFORM_PATH, &text).is_err());
+        let text = SPEC.replace("team: platform, count: 1", "team: ghosts, count: 1");
+        let errs = parse_platform(PLATFORM_PATH, &text).expect_err("unknown team");
+        assert_eq!(errs[0].field.as_deref(), Some("governance.approvers.team"));
+        assert_eq!(errs[0].line, Some(4));
+    }
+}

@@ -1,0 +1,174 @@
+//! Wiring of the running service: store, GitHub client, worker and HTTP server, with a
+//! clean shutdown. `paved serve` and `paved demo` both start Paved through [`start`].
+
+use crate::config::{Config, Secret};
+use crate::forge::{Forge, RetryPolicy};
+use crate::intake::{IntakeState, WebhookSecret};
+use crate::store::{sqlite::SqliteStore, Store};
+use crate::worker::Worker;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running Paved.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<Result<(), crate::store::StoreError>>,
+}
+
+/// Opens the store named by `database_url`, applying migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let url = &config.database_url;
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        anyhow::bail!("PostgreSQL is not supported yet; use a sqlite:// database_url")
+    } else {
+        anyhow::bail!("database_url must start with sqlite:// or postgres://")
+    }
+}
+
+pub async fn migrate(config: &Config) -> Result<()> {
+    open_store(config).await.map(|_| ())
+}
+
+/// `postgres://user:password@host/db` without the password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The webhook secrets to accept. With none configured, Paved generates one on first run,
+/// stores it in `<data_dir>/webhook-secret` (mode 0600) and prints it once, so a first
+/// start works; later starts use the stored one silently.
+fn webhook_secrets(config: &Config) -> Result<Vec<Secret>> {
+    if !config.webhook_secrets.is_empty() {
+        return Ok(config.webhook_secrets.clone());
+    }
+    let path = config.data_dir.join("webhook-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(vec![Secret::new(s.trim())]),
+        Ok(_) => anyhow::bail!(
+            "{} is empty: set github.webhook_secrets or PAVED_WEBHOOK_SECRET, or delete the file to generate a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&path)
+            .with_context(|| format!("storing the generated secret in {}", path.display()))?;
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()?;
+    }
+    // Printed once, on purpose, to the terminal of whoever started Paved for the first time:
+    // it must be pasted into GitHub's webhook settings. It never goes to the log.
+    println!(
+        "No webhook secret was configured. Generated one and stored it in {}:\n\n    {secret}\n\nPaste it into the GitHub webhook's \"Secret\" field. It will not be shown again.",
+        path.display()
+    );
+    Ok(vec![Secret::new(secret)])
+}
+
+/// Starts the HTTP server and the worker on `config.listen` (port 0 picks a free port).
+pub async fn start(config: Config) -> Result<Service> {
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let secrets = webhook_secrets(&config)?;
+    let forge = Forge::new(
+        &config.api_url,
+        config.auth.as_ref(),
+        RetryPolicy::default(),
+    )?;
+    let wake = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+
+    let intake = IntakeState::new(
+        store.clone(),
+        secrets
+            .iter()
+            .map(|s| WebhookSecret::new(s.expose()))
+            .collect(),
+        wake.clone(),
+    );
+    let app = crate::api::router(intake, store.clone());
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %redact_url(&config.database_url), "Paved is listening");
+
+    let worker = Arc::new(Worker::new(config.clone(), store.clone(), forge, wake));
+    let worker = tokio::spawn(worker.run(stop.clone()));
+    let stop_server = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop_server.cancelled().await })
+            .await
+    });
+    Ok(Service {
+        addr,
+        store,
+        stop,
+        server,
+        worker,
+    })
+}
+
+impl Service {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, lets running work finish, and returns.
+    pub async fn shutdown(self) -> Result<()> {
+        self.stop.cancel();
+        self.server.await??;
+        self.worker.await??;
+        Ok(())
+    }
+}
+
+/// `paved serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<()> {
+    let service = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    service.shutdown().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,257 @@
+//! Building blocks shared by `paved demo`, the integration tests and the benchmarks:
+//! real Git repositories made on disk, GitHub's example webhook payloads rewritten to point
+//! at them, and signatures over the exact bytes sent. Nothing here is used by `serve`.
+
+use crate::ids::{CommitSha, RepoName};
+use anyhow::{Context, Result};
+use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+
+/// GitHub's example `pull_request.opened` delivery (octokit/webhooks, MIT).
+pub const PR_OPENED_FIXTURE: &str =
+    include_str!("../tests/fixtures/github/webhooks/pull_request/opened.payload.json");
+/// GitHub's example `issue_comment.created` delivery (octokit/webhooks, MIT).
+pub const ISSUE_COMMENT_FIXTURE: &str =
+    include_str!("../tests/fixtures/github/webhooks/issue_comment/created.payload.json");
+/// GitHub's example `ping` delivery (octokit/webhooks, MIT).
+pub const PING_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/ping/payload.json");
+
+/// `X-Hub-Signature-256` value for `body` under `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A bare repository on disk standing in for a GitHub repository, reachable through
+/// `git.clone_url_template = file://<root>/{owner}/{repo}.git`.
+pub struct GitRemote {
+    pub root: PathBuf,
+    pub name: RepoName,
+    repo: Repository,
+}
+
+/// A file to write (`Some`) or delete (`None`) in a commit.
+pub type FileChange = (String, Option<Vec<u8>>);
+
+impl GitRemote {
+    pub fn create(root: &Path, name: &RepoName) -> Result<GitRemote> {
+        let path = root.join(name.owner()).join(format!("{}.git", name.name()));
+        std::fs::create_dir_all(&path)?;
+        let repo = Repository::init_bare(&path)?;
+        Ok(GitRemote {
+            root: root.to_path_buf(),
+            name: name.clone(),
+            repo,
+        })
+    }
+
+    pub fn clone_url_template(&self) -> String {
+        format!("file://{}/{{owner}}/{{repo}}.git", self.root.display())
+    }
+
+    pub fn clone_url(&self) -> String {
+        format!(
+            "file://{}/{}/{}.git",
+            self.root.display(),
+            self.name.owner(),
+            self.name.name()
+        )
+    }
+
+    /// All files below `dir`, as changes that add them (paths relative to `dir`).
+    pub fn files_of(dir: &Path) -> Result<Vec<FileChange>> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<FileChange>) -> Result<()> {
+            for e in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+                let e = e?;
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out)?;
+                } else {
+                    let rel = p.strip_prefix(base)?.to_string_lossy().replace('\\', "/");
+                    out.push((rel, Some(std::fs::read(&p)?)));
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out)?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Commits `changes` on top of `parent` (or as a root commit) and points `refname` at
+    /// the new commit. Scripts (`*.sh`) are stored executable.
+    pub fn commit(
+        &self,
+        refname: &str,
+        parent: Option<&CommitSha>,
+        changes: &[FileChange],
+        message: &str,
+    ) -> Result<CommitSha> {
+        let mut index = Index::new()?;
+        let parent_commit = match parent {
+            Some(p) => Some(self.repo.find_commit(Oid::from_str(p.as_str())?)?),
+            None => None,
+        };
+        if let Some(pc) = &parent_commit {
+            index.read_tree(&pc.tree()?)?;
+        }
+        for (path, content) in changes {
+            match content {
+                Some(bytes) => {
+                    let oid = self.repo.blob(bytes)?;
+                    let mode = if path.ends_with(".sh") {
+                        0o100755
+                    } else {
+                        0o100644
+                    };
+                    index.add(&IndexEntry {
+                        ctime: IndexTime::new(0, 0),
+                        mtime: IndexTime::new(0, 0),
+                        dev: 0,
+                        ino: 0,
+                        mode,
+                        uid: 0,
+                        gid: 0,
+                        file_size: bytes.len() as u32,
+                        id: oid,
+                        flags: path.len().min(0xfff) as u16,
+                        flags_extended: 0,
+                        path: path.as_bytes().to_vec(),
+                    })?;
+                }
+                None => index.remove_path(Path::new(path))?,
+            }
+        }
+        let tree_id = index.write_tree_to(&self.repo)?;
+        let tree = self.repo.find_tree(tree_id)?;
+        let sig = Signature::now("Paved Test", "paved@example.invalid")?;
+        let parents: Vec<&git2::Commit> = parent_commit.iter().collect();
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, message, &tree, &parents)?;
+        self.repo.reference(refname, oid, true, message)?;
+        Ok(CommitSha::parse(&oid.to_string())?)
+    }
+
+    /// Makes a merge-like commit of `head` onto `base` would be; for PRs GitHub publishes
+    /// `refs/pull/N/head`, which this sets.
+    pub fn publish_pull(&self, number: u64, head: &CommitSha) -> Result<()> {
+        self.repo.reference(
+            &format!("refs/pull/{number}/head"),
+            Oid::from_str(head.as_str())?,
+            true,
+            "pull request head",
+        )?;
+        Ok(())
+    }
+}
+
+/// What to put into a rewritten `pull_request` payload.
+#[derive(Debug, Clone)]
+pub struct PullRequestSpec {
+    pub action: String,
+    pub repo: RepoName,
+    pub clone_url: String,
+    pub default_branch: String,
+    pub number: u64,
+    pub head_ref: String,
+    pub head_sha: CommitSha,
+    pub base_ref: String,
+    pub base_sha: CommitSha,
+    pub author: String,
+    /// Full name of the head repository when the PR comes from a fork.
+    pub head_repo: Option<RepoName>,
+}
+
+fn set_repo(v: &mut Value, repo: &RepoName, clone_url: &str, default_branch: &str) {
+    v["full_name"] = json!(repo.to_string());
+    v["name"] = json!(repo.name());
+    v["owner"]["login"] = json!(repo.owner());
+    v["clone_url"] = json!(clone_url);
+    v["default_branch"] = json!(default_branch);
+    v["html_url"] = json!(format!("https://github.com/{repo}"));
+}
+
+/// GitHub's example `pull_request` payload rewritten with the test repository's names,
+/// numbers and SHAs. Returns the compact JSON bytes, as GitHub sends them.
+pub fn pull_request_payload(spec: &PullRequestSpec) -> Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(PR_OPENED_FIXTURE)?;
+    v["action"] = json!(spec.action);
+    v["number"] = json!(spec.number);
+    set_repo(
+        &mut v["repository"],
+        &spec.repo,
+        &spec.clone_url,
+        &spec.default_branch,
+    );
+    let pr = &mut v["pull_request"];
+    pr["number"] = json!(spec.number);
+    pr["user"]["login"] = json!(spec.author);
+    pr["head"]["ref"] = json!(spec.head_ref);
+    pr["head"]["sha"] = json!(spec.head_sha.as_str());
+    pr["head"]["label"] = json!(format!("{}:{}", spec.repo.owner(), spec.head_ref));
+    let head_repo = spec.head_repo.clone().unwrap_or_else(|| spec.repo.clone());
+    set_repo(
+        &mut pr["head"]["repo"],
+        &head_repo,
+        &spec.clone_url,
+        &spec.default_branch,
+    );
+    pr["base"]["ref"] = json!(spec.base_ref);
+    pr["base"]["sha"] = json!(spec.base_sha.as_str());
+    set_repo(
+        &mut pr["base"]["repo"],
+        &spec.repo,
+        &spec.clone_url,
+        &spec.default_branch,
+    );
+    v["sender"]["login"] = json!(spec.author);
+    if spec.action == "edited" {
+        v["changes"] =
+            json!({"base": {"ref": {"from": "old-base"}, "sha": {"from": "0".repeat(40)}}});
+    }
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// GitHub's example `issue_comment.created` payload, as a comment on PR `number`.
+pub fn issue_comment_payload(
+    repo: &RepoName,
+    clone_url: &str,
+    number: u64,
+    body: &str,
+) -> Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(ISSUE_COMMENT_FIXTURE)?;
+    set_repo(&mut v["repository"], repo, clone_url, "main");
+    v["issue"]["number"] = json!(number);
+    v["issue"]["pull_request"] =
+        json!({"url": format!("https://api.github.com/repos/{repo}/pulls/{number}")});
+    v["comment"]["body"] = json!(body);
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// A `pulls/get` answer for the emulator, built from the same fixture.
+pub fn pull_json(spec: &PullRequestSpec) -> Result<Value> {
+    let v: Value = serde_json::from_slice(&pull_request_payload(spec)?)?;
+    Ok(v["pull_request"].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_documented_signature_vector() {
+        // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+        assert_eq!(
+            sign("It's a Secret to Everybody", b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Test harness: a real Paved (real SQLite file, real HTTP on loopback, real Git
+//! repositories in a temp dir) against the strict GitHub emulator.
+#![allow(dead_code)]
+
+use paved::config::{Config, GithubAuth, Secret};
+use paved::forge::emulator::{Emulator, EmulatorHandle, Status};
+use paved::ids::{CommitSha, RepoName};
+use paved::service::Service;
+use paved::testkit::{self, FileChange, GitRemote, PullRequestSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret-for-paved";
+pub const REPO: &str = "acme/environments";
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// A valid manifest for the examples repository.
+pub fn manifest(name: &str, size: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    format!(
+        "apiVersion: paved/v1
+kind: Environment
+metadata:
+  name: {name}
+  team: payments
+  owner: octocat
+spec:
+  type: dev
+  definition: postgres-db
+  parameters:
+    size: {size}
+  expiresAt: {expires}
+  tags:
+    cost-center: cc-1234
+"
+    )
+}
+
+pub struct Harness {
+    pub tmp: tempfile::TempDir,
+    pub github: EmulatorHandle,
+    pub remote: GitRemote,
+    pub repo: RepoName,
+    pub base: CommitSha,
+    pub service: Option<Service>,
+    /// URL of a Paved running as a separate process.
+    pub external_url: Option<String>,
+    pub client: reqwest::Client,
+    next_delivery: std::sync::atomic::AtomicU64,
+}
+
+impl Harness {
+    /// The examples repository on `main`, a running Paved and a fresh emulator.
+    pub async fn start() -> Harness {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`start`], with extra changes on the base commit.
+    pub async fn start_with(extra: &[FileChange]) -> Harness {
+        let mut h = Self::prepare(extra).await;
+        h.service = Some(
+            paved::service::start(h.config())
+                .await
+                .expect("start paved"),
+        );
+        h
+    }
+
+    /// Repository and emulator, but no Paved running yet.
+    pub async fn prepare(extra: &[FileChange]) -> Harness {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let github = Emulator::start().await.expect("emulator");
+        let repo = RepoName::parse(REPO).expect("repo name");
+        let remote = GitRemote::create(&tmp.path().join("git"), &repo).expect("remote");
+        let mut files = GitRemote::files_of(&examples_dir()).expect("examples");
+        files.extend(extra.iter().cloned());
+        let base = remote
+            .commit("refs/heads/main", None, &files, "initial")
+            .expect("commit");
+        Harness {
+            tmp,
+            github,
+            remote,
+            repo,
+            base,
+            service: None,
+            external_url: None,
+            client: reqwest::Client::new(),
+            next_delivery: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: self.data_dir(),
+            database_url: format!(
+                "sqlite://{}",
+                self.data_dir().join("paved.sqlite").display()
+            ),
+            public_url: "http://paved.test".into(),
+            workers: 4,
+            webhook_secrets: vec![Secret::new(SECRET)],
+            api_url: self.github.url(),
+            auth: Some(GithubAuth::Token(Secret::new("test-token"))),
+            clone_url_template: Some(self.remote.clone_url_template()),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match (&self.service, &self.external_url) {
+            (Some(s), _) => s.url(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => panic!("Paved is not running"),
+        }
+    }
+
+    /// Commits `changes` on a branch off `parent` (default: base) and publishes it as PR `number`.
+    pub fn push_pr(
+        &self,
+        number: u64,
+        parent: Option<&CommitSha>,
+        changes: &[FileChange],
+    ) -> PullRequestSpec {
+        let parent = parent.unwrap_or(&self.base);
+        let head = self
+            .remote
+            .commit(
+                &format!("refs/heads/pr-{number}"),
+                Some(parent),
+                changes,
+                "change",
+            )
+            .expect("commit");
+        self.remote.publish_pull(number, &head).expect("publish");
+        PullRequestSpec {
+            action: "opened".into(),
+            repo: self.repo.clone(),
+            clone_url: self.remote.clone_url(),
+            default_branch: "main".into(),
+            number,
+            head_ref: format!("pr-{number}"),
+            head_sha: head,
+            base_ref: "main".into(),
+            base_sha: self.base.clone(),
+            author: "octocat".into(),
+            head_repo: None,
+        }
+    }
+
+    pub fn delivery_id(&self) -> String {
+        let n = self
+            .next_delivery
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("00000000-0000-4000-8000-{n:012}")
+    }
+
+    /// Sends a signed webhook; returns the HTTP status.
+    pub async fn send(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::StatusCode {
+        self.send_signed(event, delivery, body, &testkit::sign(SECRET, body))
+            .await
+    }
+
+    pub async fn send_signed(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> reqwest::StatusCode {
+        self.client
+            .post(format!("{}/webhooks/github", self.url()))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", signature)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("send webhook")
+            .status()
+    }
+
+    /// Sends `spec` as a `pull_request` event; returns the delivery id.
+    pub async fn send_pr(&self, spec: &PullRequestSpec) -> String {
+        let body = testkit::pull_request_payload(spec).expect("payload");
+        let id = self.delivery_id();
+        let status = self.send("pull_request", &id, &body).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::ACCEPTED,
+            "webhook not accepted"
+        );
+        id
+    }
+
+    /// Waits until the delivery is done (or failed), by its state in Paved's API.
+    pub async fn wait_delivery(&self, id: &str) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let r = self
+                .client
+                .get(format!("{}/api/v1/deliveries/{id}", self.url()))
+                .send()
+                .await
+                .expect("api");
+            if r.status().is_success() {
+                let v: serde_json::Value = r.json().await.expect("json");
+                if v["state"] == "done" || v["state"] == "failed" {
+                    return v;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "delivery {id} not finished within {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every check posted on `sha` has left `pending`, and at least `min` exist.
+    pub async fn verdicts(&self, sha: &CommitSha, min: usize) -> BTreeMap<String, Status> {
+        let repo = self.repo.to_string();
+        let sha_s = sha.to_string();
+        self.github
+            .wait_until(DEADLINE, "verdict statuses", move |gh| {
+                let latest = gh.latest_statuses(&repo, &sha_s);
+                latest.len() >= min && latest.values().all(|s| s.state != "pending")
+            })
+            .await
+            .expect("statuses");
+        self.github
+            .latest_statuses(&self.repo.to_string(), &sha.to_string())
+    }
+
+    pub fn comments(&self, pr: u64) -> Vec<paved::forge::emulator::Comment> {
+        self.github.comments(&self.repo.to_string(), pr)
+    }
+
+    /// No request Paved made was refused as not matching GitHub's schema.
+    pub fn assert_no_rejections(&self) {
+        let rejected = self.github.rejected();
+        assert!(
+            rejected.is_empty(),
+            "GitHub emulator rejected requests: {rejected:#?}"
+        );
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.service.take() {
+            s.shutdown().await.expect("shutdown");
+        }
+    }
+}
