@@ -68,7 +68,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         listen: "127.0.0.1:0".into(),
         data_dir: data.clone(),
         database_url: format!("sqlite://{}", data.join("paved.sqlite").display()),
-        public_url: "http://paved.bench".into(),
+        public_url: None,
         workers: 4,
         webhook_secrets: vec![Secret::new(SECRET)],
         api_url: github.url(),

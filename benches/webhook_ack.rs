@@ -318,9 +318,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         paved.p99_ms
     );
     println!(
-        "(b) stored {stored} deliveries for {accepted} acknowledged, in {} commits ({:.1} per commit); (c) worker processed {}; database + WAL {:.1} MB",
+        "(b) stored {stored} deliveries for {accepted} acknowledged, in {} commits ({:.1} per commit), {} WAL restarts; (c) worker processed {}; database + WAL {:.1} MB",
         gc.commits,
         gc.deliveries as f64 / gc.commits.max(1) as f64,
+        gc.wal_restarts,
         processed.load(Ordering::Relaxed),
         db_bytes as f64 / 1e6
     );

@@ -89,7 +89,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     /// Base URL under which Paved's API is reachable, used for statuses' `target_url`.
-    pub public_url: String,
+    /// `None`: `http://` plus the address actually bound.
+    pub public_url: Option<String>,
     /// How many deliveries are processed at once (different pull requests only).
     pub workers: usize,
     pub webhook_secrets: Vec<Secret>,
@@ -141,7 +142,7 @@ impl Config {
         )
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("paved.sqlite").display()));
         let public_url = pick(None, "PAVED_PUBLIC_URL", file.public_url)
-            .unwrap_or_else(|| format!("http://{listen}"));
+            .map(|u| u.trim_end_matches('/').to_string());
         let workers = match env("PAVED_WORKERS") {
             Some(v) => v
                 .parse()
@@ -199,7 +200,7 @@ impl Config {
             listen,
             data_dir,
             database_url,
-            public_url: public_url.trim_end_matches('/').to_string(),
+            public_url,
             workers,
             webhook_secrets,
             api_url: api_url.trim_end_matches('/').to_string(),

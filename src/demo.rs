@@ -114,7 +114,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
             "sqlite://{}",
             root.join("data").join("paved.sqlite").display()
         ),
-        public_url: String::new(),
+        public_url: None,
         workers: 2,
         webhook_secrets: vec![Secret::new(secret.clone())],
         api_url: github.url(),

@@ -92,7 +92,14 @@ fn webhook_secrets(config: &Config) -> Result<Vec<Secret>> {
 }
 
 /// Starts the HTTP server and the worker on `config.listen` (port 0 picks a free port).
-pub async fn start(config: Config) -> Result<Service> {
+pub async fn start(mut config: Config) -> Result<Service> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{addr}"));
+    }
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let secrets = webhook_secrets(&config)?;
@@ -113,12 +120,14 @@ pub async fn start(config: Config) -> Result<Service> {
         wake.clone(),
     );
     let app = crate::api::router(intake, store.clone());
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&config.database_url), "Paved is listening");
 
+    let data_dir = config.data_dir.clone();
+    let removed =
+        tokio::task::spawn_blocking(move || crate::repo::clear_stale_locks(&data_dir)).await??;
+    if removed > 0 {
+        tracing::warn!(removed, "removed Git lock files left by an earlier crash");
+    }
     let worker = Arc::new(Worker::new(config.clone(), store.clone(), forge, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
     let stop_server = stop.clone();

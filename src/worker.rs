@@ -126,8 +126,12 @@ impl Worker {
     }
 
     async fn process(&self, d: Delivery) {
+        use tracing::Instrument;
         let span = tracing::info_span!("delivery", id = %d.id, event = %d.event);
-        let _e = span.enter();
+        self.process_in_span(d).instrument(span).await
+    }
+
+    async fn process_in_span(&self, d: Delivery) {
         let result = self.handle(&d).await;
         let outcome = match result {
             Ok(()) => Outcome::Done,
@@ -185,6 +189,10 @@ impl Worker {
                 action.unwrap_or("-")
             ))),
         }
+    }
+
+    fn public_url(&self) -> &str {
+        self.config.public_url.as_deref().unwrap_or("")
     }
 
     fn repo_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
@@ -310,7 +318,7 @@ impl Worker {
             tracing::info!(repo = %pr.repo, pr = %pr.number, "no manifest touched; nothing to report");
             return Ok(());
         };
-        let pending_url = format!("{}/api/v1/deliveries/{}", self.config.public_url, delivery);
+        let pending_url = format!("{}/api/v1/deliveries/{}", self.public_url(), delivery);
         for check in &prep.planned {
             gh.create_status(
                 &pr.repo,
@@ -358,7 +366,7 @@ impl Worker {
                 report: report_json,
             })
             .await?;
-        let run_url = format!("{}/api/v1/runs/{run_id}", self.config.public_url);
+        let run_url = format!("{}/api/v1/runs/{run_id}", self.public_url());
         for v in report.contexts() {
             gh.create_status(
                 &pr.repo,

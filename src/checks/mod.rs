@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Folder of the ADE catalog.
@@ -427,8 +428,8 @@ struct Run<'a> {
     default_branch: &'a dyn TreeReader,
     ctx: &'a PrContext,
     now: DateTime<Utc>,
-    branch_names: RefCell<HashMap<String, Result<BTreeSet<String>, Diagnostic>>>,
-    head_names: RefCell<HashMap<String, BTreeSet<String>>>,
+    branch_names: RefCell<HashMap<String, Result<Rc<BTreeSet<String>>, Diagnostic>>>,
+    head_names: RefCell<HashMap<String, Rc<BTreeSet<String>>>>,
     counts: RefCell<HashMap<String, Result<usize, Diagnostic>>>,
     /// The pull request's manifest changes by team: (name, kind).
     by_team: HashMap<&'a str, Vec<(&'a str, ChangeKind)>>,
@@ -567,22 +568,22 @@ impl Run<'_> {
         out
     }
 
-    fn head_team_names(&self, team: &str) -> BTreeSet<String> {
+    fn head_team_names(&self, team: &str) -> Rc<BTreeSet<String>> {
         if let Some(v) = self.head_names.borrow().get(team) {
             return v.clone();
         }
-        let names = quota::names_on_branch(self.head, team).unwrap_or_default();
+        let names = Rc::new(quota::names_on_branch(self.head, team).unwrap_or_default());
         self.head_names
             .borrow_mut()
             .insert(team.to_string(), names.clone());
         names
     }
 
-    fn branch_team_names(&self, team: &str) -> Result<BTreeSet<String>, Diagnostic> {
+    fn branch_team_names(&self, team: &str) -> Result<Rc<BTreeSet<String>>, Diagnostic> {
         if let Some(v) = self.branch_names.borrow().get(team) {
             return v.clone();
         }
-        let names = quota::names_on_branch(self.default_branch, team);
+        let names = quota::names_on_branch(self.default_branch, team).map(Rc::new);
         self.branch_names
             .borrow_mut()
             .insert(team.to_string(), names.clone());

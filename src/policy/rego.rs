@@ -27,6 +27,7 @@ use regorus::rvm::program::Program;
 use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+use serde::Deserialize;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -307,33 +308,33 @@ impl RegoPolicies {
         input: &serde_json::Value,
         paved: &serde_json::Value,
     ) -> Result<RegoOutcome, String> {
+        self.evaluate_prepared(input, &PolicyData::new(paved)?)
+    }
+
+    /// [`RegoPolicies::evaluate`] with `data` converted once, for the many manifests that
+    /// share a context (same type, team and pull request).
+    pub fn evaluate_prepared(
+        &self,
+        input: &serde_json::Value,
+        data: &PolicyData,
+    ) -> Result<RegoOutcome, String> {
         if !self.errors.is_empty() {
             return Err("the policies failed to load".into());
         }
-        match &self.evaluator {
-            Evaluator::Empty => Ok(RegoOutcome::default()),
-            Evaluator::Rvm(program) => self.eval_rvm(program, input, paved),
-            Evaluator::Interpreter(engine) => self.eval_interpreter(engine, input, paved),
+        if matches!(self.evaluator, Evaluator::Empty) {
+            return Ok(RegoOutcome::default());
         }
+        let input = Value::deserialize(input).map_err(|e| format!("policy input: {e}"))?;
+        self.evaluate_values(input, data.0.clone())
     }
 
-    /// Evaluate with input and data already converted (the hot path for benchmarks).
+    /// Evaluate with input and data already converted.
     pub fn evaluate_values(&self, input: Value, data: Value) -> Result<RegoOutcome, String> {
         match &self.evaluator {
             Evaluator::Empty => Ok(RegoOutcome::default()),
             Evaluator::Rvm(program) => self.run_rvm(program, input, data),
             Evaluator::Interpreter(engine) => self.run_interpreter(engine, input, data),
         }
-    }
-
-    fn eval_rvm(
-        &self,
-        program: &Arc<Program>,
-        input: &serde_json::Value,
-        paved: &serde_json::Value,
-    ) -> Result<RegoOutcome, String> {
-        let (input, data) = to_values(input, paved);
-        self.run_rvm(program, input, data)
     }
 
     fn run_rvm(
@@ -378,16 +379,6 @@ impl RegoPolicies {
         result.map(sorted)
     }
 
-    fn eval_interpreter(
-        &self,
-        engine: &Engine,
-        input: &serde_json::Value,
-        paved: &serde_json::Value,
-    ) -> Result<RegoOutcome, String> {
-        let (input, data) = to_values(input, paved);
-        self.run_interpreter(engine, input, data)
-    }
-
     fn run_interpreter(
         &self,
         engine: &Engine,
@@ -414,12 +405,33 @@ impl RegoPolicies {
     }
 }
 
+/// The `data` document (`{"paved": ...}`) converted for evaluation.
+#[derive(Debug, Clone)]
+pub struct PolicyData(Value);
+
+impl PolicyData {
+    /// `paved` is Paved's context, see [`super::paved_context`].
+    pub fn new(paved: &serde_json::Value) -> Result<Self, String> {
+        let paved = Value::deserialize(paved).map_err(|e| format!("policy data: {e}"))?;
+        let mut data = Value::new_object();
+        data.as_object_mut()
+            .map_err(|e| format!("policy data: {e}"))?
+            .insert(Value::from("paved"), paved);
+        Ok(PolicyData(data))
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.0
+    }
+}
+
 /// The Rego input and data documents for one evaluation.
-pub fn to_values(input: &serde_json::Value, paved: &serde_json::Value) -> (Value, Value) {
-    let input = Value::from(input.clone());
-    let mut data = serde_json::Map::with_capacity(1);
-    data.insert("paved".to_string(), paved.clone());
-    (input, Value::from(serde_json::Value::Object(data)))
+pub fn to_values(
+    input: &serde_json::Value,
+    paved: &serde_json::Value,
+) -> Result<(Value, Value), String> {
+    let input = Value::deserialize(input).map_err(|e| format!("policy input: {e}"))?;
+    Ok((input, PolicyData::new(paved)?.0))
 }
 
 fn sorted(mut out: RegoOutcome) -> RegoOutcome {

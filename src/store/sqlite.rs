@@ -11,8 +11,12 @@
 //!   answers each caller. Other writes (claim, finish, …) go through the same task, so
 //!   writers never wait on SQLite's file lock.
 //! - Reads use a small pool of connections; in WAL mode they never block the writer.
-//! - The WAL is checkpointed by a background task on its own connection rather than by
-//!   the committing writer, so a checkpoint does not stall an acknowledgement.
+//! - The WAL is checkpointed (PASSIVE) by a background task on its own connection rather
+//!   than by the committing writer, so copying pages to the database file does not stall
+//!   acknowledgements. Under continuous writes a passive checkpoint never catches up
+//!   with the writer, so SQLite would never start the WAL over and it would grow without
+//!   bound; when it is large and the background task has copied nearly all of it, the
+//!   writer itself runs a short `wal_checkpoint(RESTART)` between two batches.
 
 use super::{
     Accepted, Delivery, DeliveryRecord, DeliveryState, NewDelivery, NewRun, Outcome, RunRecord,
@@ -31,7 +35,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -53,7 +57,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_CAPACITY: usize = 8192;
 
 /// How often the background task copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// WAL size (pages) above which the writer restarts the WAL from its beginning...
+const WAL_RESTART_PAGES: i64 = 8192;
+/// ...provided no more than this many pages remain to be copied (a short stall).
+const WAL_RESTART_MAX_BEHIND: i64 = 2048;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
@@ -93,6 +102,9 @@ pub struct SqliteStore {
 struct Counters {
     commits: AtomicU64,
     deliveries: AtomicU64,
+    wal_restarts: AtomicU64,
+    /// Set by the checkpoint task, taken by the writer.
+    restart_wanted: AtomicBool,
 }
 
 /// How well group commit is grouping: deliveries written per commit.
@@ -102,6 +114,8 @@ pub struct GroupCommitStats {
     pub commits: u64,
     /// Deliveries written by them (new or duplicate).
     pub deliveries: u64,
+    /// Times the writer started the WAL over.
+    pub wal_restarts: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -159,7 +173,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(Counters::default());
         tokio::spawn(writer_loop(conn, rx, stats.clone()));
-        tokio::spawn(checkpoint_loop(pool.clone(), tx.downgrade()));
+        tokio::spawn(checkpoint_loop(pool.clone(), tx.downgrade(), stats.clone()));
         Ok(SqliteStore {
             writer: tx,
             pool,
@@ -172,6 +186,7 @@ impl SqliteStore {
         GroupCommitStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
             deliveries: self.stats.deliveries.load(Ordering::Relaxed),
+            wal_restarts: self.stats.wal_restarts.load(Ordering::Relaxed),
         }
     }
 
@@ -309,6 +324,17 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
         for job in jobs.drain(..) {
             job(&mut conn).await;
         }
+        if stats.restart_wanted.swap(false, Ordering::Relaxed) {
+            match sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .execute(&mut conn)
+                .await
+            {
+                Ok(_) => {
+                    stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
+            }
+        }
         if let Some(reply) = shutdown.take() {
             rx.close();
             // Answer whatever was queued before the channel closed.
@@ -407,12 +433,12 @@ async fn insert_one(
     })
 }
 
-/// Checkpoints the WAL from its own connection, so the writer never does it while
+/// Checkpoints the WAL from its own connection, so the writer never copies pages while
 /// callers wait. PASSIVE only: it never takes the write lock, so it never makes the
-/// writer wait. Once a checkpoint has copied everything, the next commit starts the WAL
-/// over from its beginning (and `journal_size_limit` trims the file). Stops when the
-/// store is gone.
-async fn checkpoint_loop(pool: SqlitePool, writer: mpsc::WeakSender<Op>) {
+/// writer wait. When the WAL has grown past [`WAL_RESTART_PAGES`] and nearly all of it
+/// has been copied, it asks the writer to start the WAL over (see the module docs).
+/// Stops when the store is gone.
+async fn checkpoint_loop(pool: SqlitePool, writer: mpsc::WeakSender<Op>, stats: Arc<Counters>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -425,7 +451,11 @@ async fn checkpoint_loop(pool: SqlitePool, writer: mpsc::WeakSender<Op>) {
                 .fetch_one(&pool)
                 .await;
         match res {
-            Ok(_) => {}
+            Ok((_busy, log, copied)) => {
+                if log >= WAL_RESTART_PAGES && log - copied <= WAL_RESTART_MAX_BEHIND {
+                    stats.restart_wanted.store(true, Ordering::Relaxed);
+                }
+            }
             Err(e) if pool.is_closed() => {
                 tracing::debug!(error = %e, "checkpoint after close");
                 return;

@@ -107,7 +107,7 @@ impl Harness {
                 "sqlite://{}",
                 self.data_dir().join("paved.sqlite").display()
             ),
-            public_url: "http://paved.test".into(),
+            public_url: Some("http://paved.test".into()),
             workers: 4,
             webhook_secrets: vec![Secret::new(SECRET)],
             api_url: self.github.url(),
