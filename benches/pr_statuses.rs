@@ -146,6 +146,11 @@ async fn main() -> anyhow::Result<()> {
         println!("pr_statuses: bench");
         return Ok(());
     }
+    if std::env::var_os("PAVED_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("PAVED_LOG"))
+            .init();
+    }
     let mut p50s = Vec::new();
     println!("PR to statuses (webhook 202 → last verdict status at the GitHub emulator), {RUNS} PRs each");
     println!(

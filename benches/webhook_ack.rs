@@ -259,6 +259,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let paved = measure(&load, target.clone(), secs);
     let gc = store.group_commit_stats();
+    println!("(b) {gc:?}");
     let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
     let accepted = state.metrics.accepted.load(Ordering::Relaxed);
 
@@ -281,12 +282,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let mixed = measure(&load, target, secs);
+    println!("(b)+(c) {:?}", store.group_commit_stats());
     stop.store(true, Ordering::Relaxed);
     let _ = server.block_on(worker);
-    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(format!("{db}-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let wal_bytes = std::fs::metadata(format!("{db}-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     server.block_on(store.close());
 
     println!();
@@ -318,12 +320,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         paved.p99_ms
     );
     println!(
-        "(b) stored {stored} deliveries for {accepted} acknowledged, in {} commits ({:.1} per commit), {} WAL restarts; (c) worker processed {}; database + WAL {:.1} MB",
+        "(b) stored {stored} deliveries for {accepted} acknowledged, in {} commits ({:.1} per commit), {} WAL restarts; (c) worker processed {}; database {:.1} MB, WAL {:.1} MB",
         gc.commits,
         gc.deliveries as f64 / gc.commits.max(1) as f64,
         gc.wal_restarts,
         processed.load(Ordering::Relaxed),
-        db_bytes as f64 / 1e6
+        db_bytes as f64 / 1e6,
+        wal_bytes as f64 / 1e6
     );
     Ok(())
 }

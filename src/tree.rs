@@ -26,6 +26,8 @@ pub trait TreeReader: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<String>, TreeError>;
     /// Whether `path` names a folder.
     fn is_dir(&self, path: &str) -> Result<bool, TreeError>;
+    /// Whether a file exists at `path`, without reading it.
+    fn exists(&self, path: &str) -> Result<bool, TreeError>;
 }
 
 /// A checkout on disk.
@@ -100,5 +102,9 @@ impl TreeReader for DirTree {
 
     fn is_dir(&self, path: &str) -> Result<bool, TreeError> {
         Ok(self.full(path)?.is_dir())
+    }
+
+    fn exists(&self, path: &str) -> Result<bool, TreeError> {
+        Ok(self.full(path)?.is_file())
     }
 }

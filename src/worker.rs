@@ -217,6 +217,7 @@ impl Worker {
         let prepared = tokio::task::spawn_blocking(
             move || -> Result<Option<(Prepared, Option<String>)>, WorkError> {
                 let pr = pr2;
+                let started = std::time::Instant::now();
                 let mirror = Mirror::open(&data_dir, &pr.repo)?;
                 let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
                 let mut specs = vec![
@@ -243,6 +244,7 @@ impl Worker {
                 }
                 mirror.require_commit(&pr.head_sha)?;
                 mirror.require_commit(&pr.base_sha)?;
+                let fetched = started.elapsed();
                 let merge_base = mirror.merge_base(&pr.base_sha, &pr.head_sha)?;
                 let changes: Vec<Change> = mirror
                     .changes_under(&merge_base, &pr.head_sha, "environments/")?
@@ -280,6 +282,7 @@ impl Worker {
                 })?;
                 let head = mirror.tree_at(&pr.head_sha)?;
                 let planned = checks::planned_checks(&governance, &head, &changes);
+                tracing::debug!(?fetched, total = ?started.elapsed(), "prepared");
                 Ok(Some((
                     Prepared {
                         mirror_path: mirror.path().to_path_buf(),

@@ -715,3 +715,47 @@ fn ttl_required_tags_and_owner_are_policy_rules() {
         "{msgs:#?}"
     );
 }
+
+#[test]
+fn thousands_of_bad_parameters_are_cut_short() {
+    let repo = Repo::new();
+    let mut text = manifest("orders-preview", "small");
+    let extra: String = (0..20_000).map(|i| format!("    p{i}: {i}\n")).collect();
+    text = text.replace("    size: small\n", &format!("    size: small\n{extra}"));
+    assert!(text.len() < 1024 * 1024);
+    repo.write(NEW, text);
+    let start = Instant::now();
+    let report = check_pr(&repo, &[added(NEW)]);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    let e = errors(&report, CheckKind::Schema);
+    assert_eq!(e.len(), 21, "{e:?}");
+    assert!(e[20].message.contains("more problems not shown"));
+}
+
+#[test]
+fn a_type_naming_a_missing_workflow_fails_its_checks() {
+    let repo = Repo::new();
+    repo.write(
+        ".paved/platform.yaml",
+        repo.read(".paved/platform.yaml")
+            .replace("workflow: default", "workflow: nightly"),
+    );
+    repo.write(NEW, manifest("orders-preview", "small"));
+    let report = check_pr(&repo, &[added(NEW)]);
+    for c in report.contexts() {
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.description
+                .contains("workflow \"nightly\" is not defined"),
+            "{c:?}"
+        );
+    }
+    let e = &errors(&report, CheckKind::Schema)[0];
+    assert_eq!(e.field.as_deref(), Some("environmentTypes.dev.workflow"));
+    assert_eq!(e.file, ".paved/platform.yaml");
+    assert!(e.line.is_some(), "{e}");
+}

@@ -27,7 +27,8 @@ use crate::diag::Diagnostic;
 use crate::manifest::definition::{self, LoadedDefinition, DEFINITION_FILE};
 use crate::manifest::names::{self, ManifestPath};
 use crate::manifest::platform::{self, Platform, PLATFORM_PATH};
-use crate::manifest::{environment, read_text, FieldPath, ParsedManifest};
+use crate::manifest::{environment, read_text, FieldPath, ParsedManifest, YamlDoc};
+use crate::policy::rego::PolicyData;
 use crate::policy::{self, quota, RegoPolicies};
 use crate::tree::{DirTree, TreeReader};
 use crate::workflow::{self, WorkflowSet, DEFAULT_WORKFLOW};
@@ -143,6 +144,8 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Governance {
     platform: Result<Platform, Vec<Diagnostic>>,
+    /// The text of `platform.yaml`, to locate fields in messages about it.
+    platform_doc: Option<YamlDoc>,
     policies: Arc<RegoPolicies>,
     workflows: WorkflowSet,
     catalog: Catalog,
@@ -152,8 +155,12 @@ pub struct Governance {
 impl Governance {
     /// Load governance from the base tree. Never fails: problems are kept as diagnostics.
     pub fn load(base: &dyn TreeReader) -> Governance {
+        let mut platform_doc = None;
         let platform = match read_text(base, PLATFORM_PATH) {
-            Ok(Some(text)) => platform::parse_platform(PLATFORM_PATH, &text).map(|(_, p)| p),
+            Ok(Some(text)) => platform::parse_platform(PLATFORM_PATH, &text).map(|(doc, p)| {
+                platform_doc = Some(doc);
+                p
+            }),
             Ok(None) => Err(vec![Diagnostic::new(
                 PLATFORM_PATH,
                 "not found at the base branch: every environments repository needs .paved/platform.yaml",
@@ -163,6 +170,7 @@ impl Governance {
         let (catalog, catalog_errors) = load_catalog(base);
         Governance {
             platform,
+            platform_doc,
             policies: Arc::new(RegoPolicies::load(base)),
             workflows: WorkflowSet::load(base),
             catalog,
@@ -236,10 +244,14 @@ impl Governance {
                     "workflow {name:?} is not defined (known: {})",
                     known.join(", ")
                 );
-                let d = match ty {
-                    Some((t, _)) => Diagnostic::new(PLATFORM_PATH, msg)
+                let d = match (ty, &self.platform_doc) {
+                    (Some((t, _)), Some(doc)) => doc.diag(
+                        &FieldPath::parse("environmentTypes").key(t).key("workflow"),
+                        msg,
+                    ),
+                    (Some((t, _)), None) => Diagnostic::new(PLATFORM_PATH, msg)
                         .field(format!("environmentTypes.{t}.workflow")),
-                    None => Diagnostic::new(workflow::WORKFLOWS_DIR, msg),
+                    (None, _) => Diagnostic::new(workflow::WORKFLOWS_DIR, msg),
                 };
                 ResolvedWorkflow {
                     checks: builtin_checks(DEFAULT_WORKFLOW),
@@ -359,8 +371,8 @@ pub fn evaluate_at(
         ctx,
         now,
         branch_names: RefCell::new(HashMap::new()),
-        head_names: RefCell::new(HashMap::new()),
         counts: RefCell::new(HashMap::new()),
+        policy_data: RefCell::new(HashMap::new()),
         by_team: changes_by_team(changes),
     };
     let mut environments = Vec::new();
@@ -421,6 +433,9 @@ fn changes_by_team(changes: &[Change]) -> HashMap<&str, Vec<(&str, ChangeKind)>>
     by_team
 }
 
+/// File stems of one team folder.
+type Names = Rc<BTreeSet<String>>;
+
 /// State for one evaluation: listings are cached so each team folder is listed once.
 struct Run<'a> {
     gov: &'a Governance,
@@ -428,9 +443,10 @@ struct Run<'a> {
     default_branch: &'a dyn TreeReader,
     ctx: &'a PrContext,
     now: DateTime<Utc>,
-    branch_names: RefCell<HashMap<String, Result<Rc<BTreeSet<String>>, Diagnostic>>>,
-    head_names: RefCell<HashMap<String, Rc<BTreeSet<String>>>>,
+    branch_names: RefCell<HashMap<String, Result<Names, Diagnostic>>>,
     counts: RefCell<HashMap<String, Result<usize, Diagnostic>>>,
+    /// `data.paved` by (type, team): the same for every manifest of a team and type.
+    policy_data: RefCell<HashMap<(String, String), Result<PolicyData, String>>>,
     /// The pull request's manifest changes by team: (name, kind).
     by_team: HashMap<&'a str, Vec<(&'a str, ChangeKind)>>,
 }
@@ -551,9 +567,11 @@ impl Run<'_> {
         if let Some(platform) = self.gov.platform() {
             out.schema_errors
                 .extend(policy::schema_rules(&m, platform, self.gov.catalog()));
-            // Names are unique across the repository.
+            // Names are unique across the repository. One lookup per team, so the cost
+            // follows the number of teams, not of environments.
             for team in platform.teams.keys().filter(|t| **t != mp.team) {
-                if self.head_team_names(team).contains(&mp.name) {
+                let other = format!("environments/{team}/{}.yaml", mp.name);
+                if self.head.exists(&other).unwrap_or(false) {
                     out.schema_errors.push(m.diag(
                         "metadata.name",
                         format!(
@@ -568,18 +586,7 @@ impl Run<'_> {
         out
     }
 
-    fn head_team_names(&self, team: &str) -> Rc<BTreeSet<String>> {
-        if let Some(v) = self.head_names.borrow().get(team) {
-            return v.clone();
-        }
-        let names = Rc::new(quota::names_on_branch(self.head, team).unwrap_or_default());
-        self.head_names
-            .borrow_mut()
-            .insert(team.to_string(), names.clone());
-        names
-    }
-
-    fn branch_team_names(&self, team: &str) -> Result<Rc<BTreeSet<String>>, Diagnostic> {
+    fn branch_team_names(&self, team: &str) -> Result<Names, Diagnostic> {
         if let Some(v) = self.branch_names.borrow().get(team) {
             return v.clone();
         }
@@ -643,17 +650,27 @@ impl Run<'_> {
         };
         let (mut errors, mut warnings) =
             policy::policy_rules(m, &spec.env_type, ty, team, &self.ctx.author, self.now);
-        let count = self.count_after(team_name).unwrap_or(0);
-        let ctx = policy::paved_context(
-            &spec.env_type,
-            ty,
-            team_name,
-            team,
-            count,
-            &self.ctx.author,
-            &self.ctx.approvers,
-        );
-        match policies.evaluate(&m.doc.json, &ctx) {
+        let key = (spec.env_type.clone(), team_name.clone());
+        let cached = self.policy_data.borrow().get(&key).cloned();
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                let count = self.count_after(team_name).unwrap_or(0);
+                let ctx = policy::paved_context(
+                    &spec.env_type,
+                    ty,
+                    team_name,
+                    team,
+                    count,
+                    &self.ctx.author,
+                    &self.ctx.approvers,
+                );
+                let d = PolicyData::new(&ctx);
+                self.policy_data.borrow_mut().insert(key, d.clone());
+                d
+            }
+        };
+        match data.and_then(|d| policies.evaluate_prepared(&m.doc.json, &d)) {
             Ok(out) => {
                 errors.extend(
                     out.denials

@@ -150,6 +150,10 @@ pub fn check_manifest(m: &ParsedManifest, path: Option<&ManifestPath>) -> Vec<Di
         }
     }
     for key in man.spec.tags.keys() {
+        if errs.len() >= super::MAX_ERRORS_PER_FILE {
+            errs.push(super::too_many(&m.path));
+            break;
+        }
         if key.is_empty()
             || key.len() > 128
             || key.chars().any(|c| c.is_control() || c.is_whitespace())

@@ -124,6 +124,17 @@ pub fn read_text(tree: &dyn TreeReader, path: &str) -> Result<Option<String>, Di
     }
 }
 
+/// Errors reported per file and check before the rest are summed up in one line (locating
+/// each error scans the file, so this also bounds the work a hostile file can cause).
+pub const MAX_ERRORS_PER_FILE: usize = 20;
+
+pub(crate) fn too_many(file: &str) -> Diagnostic {
+    Diagnostic::new(
+        file,
+        format!("more problems not shown: fix the first {MAX_ERRORS_PER_FILE} and check again"),
+    )
+}
+
 /// Check a manifest's parameters against its definition: unknown ids, types, allowed
 /// values, required parameters without default, and read-only parameters.
 pub fn check_parameters(m: &ParsedManifest, def: &LoadedDefinition) -> Vec<Diagnostic> {
@@ -131,6 +142,10 @@ pub fn check_parameters(m: &ParsedManifest, def: &LoadedDefinition) -> Vec<Diagn
     let params = &m.manifest.spec.parameters;
     let base = FieldPath::parse("spec.parameters");
     for (id, value) in params {
+        if errs.len() >= MAX_ERRORS_PER_FILE {
+            errs.push(too_many(&m.path));
+            return errs;
+        }
         let at = base.clone().key(id.clone());
         let Some(p) = def.definition.parameters.iter().find(|p| &p.id == id) else {
             let known: Vec<&str> = def

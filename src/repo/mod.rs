@@ -343,6 +343,18 @@ impl TreeReader for CommitTree {
         })
     }
 
+    fn exists(&self, path: &str) -> Result<bool, TreeError> {
+        let p = clean(path);
+        self.with_repo(path, |repo| {
+            let root = repo.find_tree(self.tree)?;
+            match root.get_path(Path::new(p)) {
+                Ok(e) => Ok(e.kind() == Some(ObjectType::Blob)),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn is_dir(&self, path: &str) -> Result<bool, TreeError> {
         let p = clean(path);
         self.with_repo(path, |repo| {

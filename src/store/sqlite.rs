@@ -103,6 +103,10 @@ struct Counters {
     commits: AtomicU64,
     deliveries: AtomicU64,
     wal_restarts: AtomicU64,
+    max_commit_us: AtomicU64,
+    slow_commits: AtomicU64,
+    max_job_us: AtomicU64,
+    max_restart_us: AtomicU64,
     /// Set by the checkpoint task, taken by the writer.
     restart_wanted: AtomicBool,
 }
@@ -116,6 +120,14 @@ pub struct GroupCommitStats {
     pub deliveries: u64,
     /// Times the writer started the WAL over.
     pub wal_restarts: u64,
+    /// The longest group commit (insert + fsync), in microseconds.
+    pub max_commit_us: u64,
+    /// Group commits that took more than 5 ms.
+    pub slow_commits: u64,
+    /// The longest other write (claim, finish, …), in microseconds.
+    pub max_job_us: u64,
+    /// The longest WAL restart, in microseconds.
+    pub max_restart_us: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -136,7 +148,13 @@ fn connect_options(url_or_path: &str) -> Result<SqliteConnectOptions, StoreError
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true))
+        .foreign_keys(true)
+        .page_size(knob("PAVED_X_PAGE", 4096) as u32))
+}
+
+// EXPERIMENT knobs (to remove)
+fn knob(name: &str, default: i64) -> i64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Applies the migrations in `migrations/sqlite` to the database at `url_or_path`
@@ -187,6 +205,10 @@ impl SqliteStore {
             commits: self.stats.commits.load(Ordering::Relaxed),
             deliveries: self.stats.deliveries.load(Ordering::Relaxed),
             wal_restarts: self.stats.wal_restarts.load(Ordering::Relaxed),
+            max_commit_us: self.stats.max_commit_us.load(Ordering::Relaxed),
+            slow_commits: self.stats.slow_commits.load(Ordering::Relaxed),
+            max_job_us: self.stats.max_job_us.load(Ordering::Relaxed),
+            max_restart_us: self.stats.max_restart_us.load(Ordering::Relaxed),
         }
     }
 
@@ -260,7 +282,7 @@ fn compress_body(body: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(
-                zstd::bulk::Compressor::new(BODY_ZSTD_LEVEL)
+                zstd::bulk::Compressor::new(knob("PAVED_X_ZSTD", BODY_ZSTD_LEVEL as i64) as i32)
                     .map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))?,
             );
         }
@@ -319,12 +341,22 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
             stats
                 .deliveries
                 .fetch_add(accepts.len() as u64, Ordering::Relaxed);
+            let t = std::time::Instant::now();
             write_batch(&mut conn, &mut accepts).await;
+            let us = t.elapsed().as_micros() as u64;
+            stats.max_commit_us.fetch_max(us, Ordering::Relaxed);
+            if us > 5_000 {
+                stats.slow_commits.fetch_add(1, Ordering::Relaxed);
+            }
         }
         for job in jobs.drain(..) {
+            let t = std::time::Instant::now();
             job(&mut conn).await;
+            let us = t.elapsed().as_micros() as u64;
+            stats.max_job_us.fetch_max(us, Ordering::Relaxed);
         }
         if stats.restart_wanted.swap(false, Ordering::Relaxed) {
+            let t = std::time::Instant::now();
             match sqlx::query("PRAGMA wal_checkpoint(RESTART)")
                 .execute(&mut conn)
                 .await
@@ -334,6 +366,8 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
                 }
                 Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
             }
+            let us = t.elapsed().as_micros() as u64;
+            stats.max_restart_us.fetch_max(us, Ordering::Relaxed);
         }
         if let Some(reply) = shutdown.take() {
             rx.close();
@@ -361,29 +395,127 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
     let _ = conn.close().await;
 }
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
-     (id, event, action, queue_key, body, body_len, state, attempts, next_attempt_at, received_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
-     ON CONFLICT(id) DO NOTHING";
+/// Rows per INSERT statement: a batch is written as one statement per set bit of its
+/// size (a batch of 7 is 4 + 2 + 1 rows), so few statements run per commit and only
+/// `log2(MAX_BATCH) + 1` statement shapes exist, each prepared once and cached.
+const CHUNK_SHIFTS: u32 = MAX_BATCH.trailing_zeros() + 1;
+const PARAMS_PER_ROW: usize = 7;
+const _: () = assert!(MAX_BATCH.is_power_of_two() && MAX_BATCH * PARAMS_PER_ROW <= 32766);
 
-fn insert_query(
-    row: &DeliveryRow,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
-    sqlx::query(INSERT_DELIVERY)
-        .bind(row.id.as_str())
-        .bind(row.event.as_str())
-        .bind(row.action.as_deref())
-        .bind(row.queue_key.as_str())
-        .bind(row.body.as_slice())
-        .bind(row.body_len)
-        .bind(row.now)
+/// `INSERT … VALUES (…), (…) … ON CONFLICT(id) DO NOTHING RETURNING id` for
+/// `1 << shift` rows. Rows skipped as duplicates are not returned.
+fn insert_sql(shift: u32) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..CHUNK_SHIFTS)
+            .map(|shift| {
+                let rows: Vec<String> = (0..1usize << shift)
+                    .map(|r| {
+                        let p = r * PARAMS_PER_ROW;
+                        format!(
+                            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, 'pending', 0, ?{}, ?{})",
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5,
+                            p + 6,
+                            p + 7,
+                            p + 7
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO deliveries (id, event, action, queue_key, body, body_len, \
+                     state, attempts, next_attempt_at, received_at) VALUES {} \
+                     ON CONFLICT(id) DO NOTHING RETURNING id",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    all.get(shift as usize).map_or("", String::as_str)
 }
 
-/// Inserts all of `batch` in one transaction (one fsync) and answers every caller. If
-/// the transaction fails, each delivery is retried in a transaction of its own, so every
-/// caller gets its own answer.
+/// Splits `n` rows into chunks of powers of two, largest first.
+fn chunks(n: usize) -> impl Iterator<Item = u32> {
+    (0..CHUNK_SHIFTS).rev().filter(move |s| n & (1 << s) != 0)
+}
+
+/// Runs the inserts for `rows` (a power of two of them) and adds the ids inserted.
+async fn insert_chunk<'c>(
+    conn: &mut SqliteConnection,
+    shift: u32,
+    rows: impl Iterator<Item = &'c DeliveryRow>,
+    inserted: &mut std::collections::HashSet<String>,
+) -> Result<(), sqlx::Error> {
+    let mut q = sqlx::query_scalar::<_, String>(insert_sql(shift));
+    for row in rows {
+        q = q
+            .bind(row.id.as_str())
+            .bind(row.event.as_str())
+            .bind(row.action.as_deref())
+            .bind(row.queue_key.as_str())
+            .bind(row.body.as_slice())
+            .bind(row.body_len)
+            .bind(row.now);
+    }
+    inserted.extend(q.fetch_all(&mut *conn).await?);
+    Ok(())
+}
+
+/// Writes `rows` durably: one statement (autocommit) when the batch size is a power of
+/// two, else one transaction. Either way, one commit and one fsync. Returns, for each
+/// row, whether it was new; of several rows with one id, the first wins.
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[&DeliveryRow],
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+    if rows.len().is_power_of_two() {
+        insert_chunk(
+            conn,
+            rows.len().trailing_zeros(),
+            rows.iter().copied(),
+            &mut inserted,
+        )
+        .await?;
+    } else {
+        let mut tx = conn.begin().await?;
+        let mut at = 0;
+        for shift in chunks(rows.len()) {
+            let n = 1usize << shift;
+            insert_chunk(
+                &mut tx,
+                shift,
+                rows[at..at + n].iter().copied(),
+                &mut inserted,
+            )
+            .await?;
+            at += n;
+        }
+        tx.commit().await?;
+    }
+    // `inserted` holds each new id once: its first row is the new one.
+    Ok(rows
+        .iter()
+        .map(|r| {
+            if inserted.remove(&r.id) {
+                Accepted::New
+            } else {
+                Accepted::Duplicate
+            }
+        })
+        .collect())
+}
+
+/// Inserts all of `batch` with one commit (one fsync) and answers every caller. If that
+/// fails, each delivery is retried on its own, so every caller gets its own answer.
 async fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<PendingAccept>) {
-    match insert_all(conn, batch).await {
+    let rows: Vec<&DeliveryRow> = batch.iter().map(|p| &p.row).collect();
+    let result = insert_rows(conn, &rows).await;
+    drop(rows);
+    match result {
         Ok(results) => {
             for (p, r) in batch.drain(..).zip(results) {
                 let _ = p.reply.send(Ok(r));
@@ -392,45 +524,18 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<PendingAccept>
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "group commit failed; writing one by one");
             for p in batch.drain(..) {
-                let r = insert_one(conn, &p.row).await;
+                let r = insert_rows(conn, &[&p.row])
+                    .await
+                    .map_err(StoreError::from)
+                    .and_then(|v| {
+                        v.into_iter()
+                            .next()
+                            .ok_or_else(|| StoreError::Corrupt("insert gave no result".into()))
+                    });
                 let _ = p.reply.send(r);
             }
         }
     }
-}
-
-async fn insert_all(
-    conn: &mut SqliteConnection,
-    batch: &[PendingAccept],
-) -> Result<Vec<Accepted>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let mut out = Vec::with_capacity(batch.len());
-    for p in batch {
-        let done = insert_query(&p.row).execute(&mut *tx).await?;
-        // A duplicate earlier in this same batch was inserted above: this one is then a
-        // conflict too.
-        out.push(if done.rows_affected() == 1 {
-            Accepted::New
-        } else {
-            Accepted::Duplicate
-        });
-    }
-    tx.commit().await?;
-    Ok(out)
-}
-
-async fn insert_one(
-    conn: &mut SqliteConnection,
-    row: &DeliveryRow,
-) -> Result<Accepted, StoreError> {
-    let mut tx = conn.begin().await?;
-    let done = insert_query(row).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(if done.rows_affected() == 1 {
-        Accepted::New
-    } else {
-        Accepted::Duplicate
-    })
 }
 
 /// Checkpoints the WAL from its own connection, so the writer never copies pages while
@@ -439,7 +544,7 @@ async fn insert_one(
 /// has been copied, it asks the writer to start the WAL over (see the module docs).
 /// Stops when the store is gone.
 async fn checkpoint_loop(pool: SqlitePool, writer: mpsc::WeakSender<Op>, stats: Arc<Counters>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    let mut tick = tokio::time::interval(Duration::from_millis(knob("PAVED_X_CKPT_MS", CHECKPOINT_EVERY.as_millis() as i64) as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -842,6 +947,64 @@ mod tests {
         assert_eq!((new, dup), (10, 40));
         let counts = store.delivery_counts().await.expect("counts");
         assert_eq!(counts["pending"], 10);
+    }
+
+    #[test]
+    fn batches_split_into_powers_of_two() {
+        assert_eq!(chunks(7).collect::<Vec<_>>(), vec![2, 1, 0]);
+        assert_eq!(chunks(1).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            chunks(MAX_BATCH).collect::<Vec<_>>(),
+            vec![CHUNK_SHIFTS - 1]
+        );
+        assert_eq!(chunks(MAX_BATCH - 1).count(), CHUNK_SHIFTS as usize - 1);
+        assert!(insert_sql(CHUNK_SHIFTS - 1).contains(&format!("?{}", MAX_BATCH * 7)));
+    }
+
+    #[tokio::test]
+    async fn one_batch_with_duplicates_across_chunks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("paved.db");
+        let store = open(&dir).await;
+        store
+            .accept_delivery(delivery("old", "k", "{}"))
+            .await
+            .expect("accept");
+        store.close().await;
+        let mut conn = connect_options(path.to_str().expect("utf-8"))
+            .expect("options")
+            .connect()
+            .await
+            .expect("connect");
+        let row = |id: &str| DeliveryRow {
+            id: id.into(),
+            event: "push".into(),
+            action: None,
+            queue_key: "k".into(),
+            body: compress_body(b"{}").expect("zstd"),
+            body_len: 2,
+            now: 0,
+        };
+        // 7 rows: chunks of 4, 2 and 1; "a" repeats in the second chunk, "b" within the
+        // first, "old" was stored before.
+        let rows = [
+            row("a"),
+            row("b"),
+            row("b"),
+            row("old"),
+            row("a"),
+            row("c"),
+            row("d"),
+        ];
+        let refs: Vec<&DeliveryRow> = rows.iter().collect();
+        let got = insert_rows(&mut conn, &refs).await.expect("insert");
+        use Accepted::{Duplicate as D, New as N};
+        assert_eq!(got, vec![N, N, D, D, D, N, N]);
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(n, 5);
     }
 
     #[tokio::test]
