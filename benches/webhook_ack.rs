@@ -175,13 +175,23 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn measure(load: &tokio::runtime::Runtime, t: Arc<Target>, secs: f64) -> Figures {
+/// Closed loop then open loop against `t`; `probe` is called after each (diagnostics).
+fn measure(
+    load: &tokio::runtime::Runtime,
+    t: Arc<Target>,
+    secs: f64,
+    probe: &dyn Fn(&str),
+) -> Figures {
     load.block_on(async {
         // Warm up connections, caches and the database file.
         let _ = closed_loop(t.clone(), 0.5).await;
+        probe("warm-up");
         let (closed_rps, closed_errors) = closed_loop(t.clone(), secs).await;
+        probe("closed loop");
         tokio::time::sleep(Duration::from_millis(300)).await;
+        probe("pause");
         let (lat, open_errors) = open_loop(t, secs).await;
+        probe("open loop");
         Figures {
             closed_rps,
             closed_errors,
@@ -240,6 +250,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             signature: signature.clone(),
         }),
         secs,
+        &|_| {},
     );
 
     // (b) Paved's intake with SQLite.
@@ -257,9 +268,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         body: body.clone(),
         signature: signature.clone(),
     });
-    let paved = measure(&load, target.clone(), secs);
+    let verbose = std::env::var_os("PAVED_BENCH_VERBOSE").is_some();
+    let probe = |phase: &str| {
+        if verbose {
+            println!("  after {phase}: {:?}", store.group_commit_stats());
+        }
+    };
+    let paved = measure(&load, target.clone(), secs, &probe);
     let gc = store.group_commit_stats();
-    println!("(b) {gc:?}");
     let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
     let accepted = state.metrics.accepted.load(Ordering::Relaxed);
 
@@ -281,8 +297,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
-    let mixed = measure(&load, target, secs);
-    println!("(b)+(c) {:?}", store.group_commit_stats());
+    let mixed = measure(&load, target, secs, &probe);
     stop.store(true, Ordering::Relaxed);
     let _ = server.block_on(worker);
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);

@@ -5,9 +5,7 @@
 use crate::ids::{CommitSha, RepoName};
 use anyhow::{Context, Result};
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::path::{Path, PathBuf};
 
 /// GitHub's example `pull_request.opened` delivery (octokit/webhooks, MIT).
@@ -21,11 +19,7 @@ pub const PING_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/p
 
 /// `X-Hub-Signature-256` value for `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    crate::intake::sign(&crate::intake::WebhookSecret::new(secret), body)
 }
 
 /// A bare repository on disk standing in for a GitHub repository, reachable through

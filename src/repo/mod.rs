@@ -177,52 +177,96 @@ impl Mirror {
     }
 
     /// Files that differ between `from` and `to` below `prefix` (a folder, e.g.
-    /// `environments/`). Unchanged subtrees are skipped by OID, so the cost follows the
-    /// size of the change, not of the repository. Renames show as a delete plus an add.
+    /// `environments`). Walks both trees together and descends only into subtrees whose ids
+    /// differ, so the cost follows the size of the change, not of the repository. Renames
+    /// show as a delete plus an add.
     pub fn changes_under(
         &self,
         from: &CommitSha,
         to: &CommitSha,
         prefix: &str,
     ) -> Result<Vec<PathChange>, RepoError> {
+        let prefix = prefix.trim_matches('/');
         let old = self
             .repo
             .find_commit(Oid::from_str(from.as_str())?)?
             .tree()?;
         let new = self.repo.find_commit(Oid::from_str(to.as_str())?)?.tree()?;
-        let mut opts = git2::DiffOptions::new();
-        opts.pathspec(prefix);
-        opts.disable_pathspec_match(false);
-        let diff = self
-            .repo
-            .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))?;
+        let sub = |t: &git2::Tree| -> Result<Option<Oid>, RepoError> {
+            match t.get_path(Path::new(prefix)) {
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(e.id())),
+                Ok(_) => Ok(None),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
         let mut out = Vec::new();
-        for delta in diff.deltas() {
-            let (file, status) = match delta.status() {
-                git2::Delta::Added | git2::Delta::Copied => (delta.new_file(), PathStatus::Added),
-                git2::Delta::Deleted => (delta.old_file(), PathStatus::Deleted),
-                git2::Delta::Modified | git2::Delta::Typechange => {
-                    (delta.new_file(), PathStatus::Modified)
-                }
-                git2::Delta::Renamed => {
-                    if let Some(p) = delta.old_file().path() {
-                        out.push(PathChange {
-                            path: p.to_string_lossy().into_owned(),
-                            status: PathStatus::Deleted,
-                        });
-                    }
-                    (delta.new_file(), PathStatus::Added)
-                }
-                _ => continue,
+        self.diff_trees(sub(&old)?, sub(&new)?, prefix, &mut out)?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn diff_trees(
+        &self,
+        old: Option<Oid>,
+        new: Option<Oid>,
+        dir: &str,
+        out: &mut Vec<PathChange>,
+    ) -> Result<(), RepoError> {
+        if old == new {
+            return Ok(());
+        }
+        let entries =
+            |oid: Option<Oid>| -> Result<Vec<(String, Oid, Option<ObjectType>)>, RepoError> {
+                let Some(oid) = oid else {
+                    return Ok(Vec::new());
+                };
+                let tree = self.repo.find_tree(oid)?;
+                Ok(tree
+                    .iter()
+                    .filter_map(|e| e.name().map(|n| (n.to_string(), e.id(), e.kind())))
+                    .collect())
             };
-            if let Some(p) = file.path() {
-                let path = p.to_string_lossy().into_owned();
-                if path.starts_with(prefix) {
-                    out.push(PathChange { path, status });
-                }
+        let old_entries = entries(old)?;
+        let new_entries = entries(new)?;
+        let mut names: Vec<&String> = old_entries
+            .iter()
+            .chain(&new_entries)
+            .map(|e| &e.0)
+            .collect();
+        names.sort();
+        names.dedup();
+        let find = |v: &[(String, Oid, Option<ObjectType>)], n: &str| {
+            v.iter().find(|e| e.0 == n).map(|e| (e.1, e.2))
+        };
+        for name in names {
+            let path = format!("{dir}/{name}");
+            let (o, n) = (find(&old_entries, name), find(&new_entries, name));
+            let is_tree = |x: Option<(Oid, Option<ObjectType>)>| {
+                x.is_some_and(|(_, k)| k == Some(ObjectType::Tree))
+            };
+            let tree_id = |x: Option<(Oid, Option<ObjectType>)>| {
+                x.filter(|(_, k)| *k == Some(ObjectType::Tree))
+                    .map(|(id, _)| id)
+            };
+            let blob_id = |x: Option<(Oid, Option<ObjectType>)>| {
+                x.filter(|(_, k)| *k != Some(ObjectType::Tree))
+                    .map(|(id, _)| id)
+            };
+            if is_tree(o) || is_tree(n) {
+                self.diff_trees(tree_id(o), tree_id(n), &path, out)?;
+            }
+            let status = match (blob_id(o), blob_id(n)) {
+                (None, Some(_)) => Some(PathStatus::Added),
+                (Some(_), None) => Some(PathStatus::Deleted),
+                (Some(a), Some(b)) if a != b => Some(PathStatus::Modified),
+                _ => None,
+            };
+            if let Some(status) = status {
+                out.push(PathChange { path, status });
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A reader over the files at `sha`, usable from any thread.
@@ -368,5 +412,75 @@ impl TreeReader for CommitTree {
                 Err(e) => Err(e),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::GitRemote;
+
+    fn add(path: &str, text: &str) -> (String, Option<Vec<u8>>) {
+        (path.to_string(), Some(text.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn changes_under_reports_adds_edits_and_deletes_below_the_prefix_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = RepoName::parse("o/r").unwrap();
+        let remote = GitRemote::create(&tmp.path().join("git"), &name).unwrap();
+        let base = remote
+            .commit(
+                "refs/heads/main",
+                None,
+                &[
+                    add("environments/a/one.yaml", "1"),
+                    add("environments/a/two.yaml", "2"),
+                    add("environments/b/three.yaml", "3"),
+                    add("environments-not/x.yaml", "x"),
+                    add("README.md", "r"),
+                ],
+                "base",
+            )
+            .unwrap();
+        let head = remote
+            .commit(
+                "refs/heads/pr",
+                Some(&base),
+                &[
+                    add("environments/a/one.yaml", "1 changed"),
+                    ("environments/a/two.yaml".into(), None),
+                    add("environments/c/four.yaml", "4"),
+                    add("environments-not/y.yaml", "y"),
+                    add("README.md", "r2"),
+                ],
+                "head",
+            )
+            .unwrap();
+        let mirror = Mirror::open(&tmp.path().join("data"), &name).unwrap();
+        mirror
+            .fetch(
+                &remote.clone_url(),
+                &["+refs/heads/*:refs/remotes/origin/*".into()],
+                None,
+            )
+            .unwrap();
+        let changes = mirror.changes_under(&base, &head, "environments/").unwrap();
+        let got: Vec<(&str, PathStatus)> = changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("environments/a/one.yaml", PathStatus::Modified),
+                ("environments/a/two.yaml", PathStatus::Deleted),
+                ("environments/c/four.yaml", PathStatus::Added),
+            ]
+        );
+        assert!(mirror
+            .changes_under(&base, &base, "environments")
+            .unwrap()
+            .is_empty());
     }
 }

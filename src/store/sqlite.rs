@@ -59,10 +59,12 @@ const QUEUE_CAPACITY: usize = 8192;
 /// How often the background task copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// WAL size (pages) above which the writer restarts the WAL from its beginning...
+/// WAL size (pages) above which the writer starts the WAL over from its beginning...
 const WAL_RESTART_PAGES: i64 = 8192;
-/// ...provided no more than this many pages remain to be copied (a short stall).
-const WAL_RESTART_MAX_BEHIND: i64 = 2048;
+/// ...once no more than this many pages remain to be copied (so the stall is short)...
+const WAL_RESTART_LAG: i64 = 64;
+/// ...which the checkpoint task tries to reach in at most this many passes in a row.
+const CATCH_UP_PASSES: usize = 8;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
@@ -154,7 +156,10 @@ fn connect_options(url_or_path: &str) -> Result<SqliteConnectOptions, StoreError
 
 // EXPERIMENT knobs (to remove)
 fn knob(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Applies the migrations in `migrations/sqlite` to the database at `url_or_path`
@@ -191,7 +196,8 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(Counters::default());
         tokio::spawn(writer_loop(conn, rx, stats.clone()));
-        tokio::spawn(checkpoint_loop(pool.clone(), tx.downgrade(), stats.clone()));
+        let checkpointer = opts.clone().disable_statement_logging().connect().await?;
+        tokio::spawn(checkpoint_loop(checkpointer, tx.downgrade(), stats.clone()));
         Ok(SqliteStore {
             writer: tx,
             pool,
@@ -368,6 +374,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
             }
             let us = t.elapsed().as_micros() as u64;
             stats.max_restart_us.fetch_max(us, Ordering::Relaxed);
+            eprintln!("EXPERIMENT restart {us} us");
         }
         if let Some(reply) = shutdown.take() {
             rx.close();
@@ -540,34 +547,51 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<PendingAccept>
 
 /// Checkpoints the WAL from its own connection, so the writer never copies pages while
 /// callers wait. PASSIVE only: it never takes the write lock, so it never makes the
-/// writer wait. When the WAL has grown past [`WAL_RESTART_PAGES`] and nearly all of it
-/// has been copied, it asks the writer to start the WAL over (see the module docs).
-/// Stops when the store is gone.
-async fn checkpoint_loop(pool: SqlitePool, writer: mpsc::WeakSender<Op>, stats: Arc<Counters>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(knob("PAVED_X_CKPT_MS", CHECKPOINT_EVERY.as_millis() as i64) as u64));
+/// writer wait. When the WAL has grown past [`WAL_RESTART_PAGES`], it checkpoints again
+/// and again until it has caught up with the writer to within [`WAL_RESTART_LAG`] pages,
+/// then asks the writer to start the WAL over (see the module docs) and stays out of its
+/// way until it has. Stops when the store is gone.
+async fn checkpoint_loop(
+    mut conn: SqliteConnection,
+    writer: mpsc::WeakSender<Op>,
+    stats: Arc<Counters>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(knob(
+        "PAVED_X_CKPT_MS",
+        CHECKPOINT_EVERY.as_millis() as i64,
+    ) as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    'ticks: loop {
         tick.tick().await;
-        if writer.upgrade().is_none() || pool.is_closed() {
-            return;
+        if writer.upgrade().is_none() {
+            break;
         }
-        let res: Result<(i64, i64, i64), sqlx::Error> =
-            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&pool)
-                .await;
-        match res {
-            Ok((_busy, log, copied)) => {
-                if log >= WAL_RESTART_PAGES && log - copied <= WAL_RESTART_MAX_BEHIND {
-                    stats.restart_wanted.store(true, Ordering::Relaxed);
+        if stats.restart_wanted.load(Ordering::Relaxed) {
+            continue;
+        }
+        for _pass in 0..CATCH_UP_PASSES {
+            let res: Result<(i64, i64, i64), sqlx::Error> =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await;
+            match res {
+                Ok((_busy, log, copied)) => {
+                    if log < WAL_RESTART_PAGES {
+                        break;
+                    }
+                    if log - copied <= WAL_RESTART_LAG {
+                        stats.restart_wanted.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                    continue 'ticks;
                 }
             }
-            Err(e) if pool.is_closed() => {
-                tracing::debug!(error = %e, "checkpoint after close");
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
+    let _ = conn.close().await;
 }
 
 // ---------------------------------------------------------------------------------------
