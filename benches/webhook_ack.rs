@@ -11,7 +11,9 @@
 //! stall is not hidden) for p50/p99. The body is GitHub's `pull_request` `opened`
 //! example (28,011 bytes), with a unique delivery id per request.
 //!
-//! `PAVED_BENCH_SECS` (default 5) sets the length of each measurement.
+//! `PAVED_BENCH_SECS` (default 5) sets the length of each measurement;
+//! `PAVED_BENCH_VERBOSE=1` prints the store's group-commit counters after each phase
+//! (commits, deliveries per commit, commits slower than 5 ms, WAL restarts).
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
@@ -308,8 +310,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!();
     println!(
-        "{:<44} {:>12} {:>9} {:>9} {:>9} {:>7}",
-        "", "closed req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        "{:<44} {:>12} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "", "closed req/s", "p50 ms", "p99 ms", "max ms", "open n", "errors"
     );
     for (name, f) in [
         ("(a) bare handler, signature only", bare),
@@ -317,15 +319,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("(c) as (b), worker claiming concurrently", mixed),
     ] {
         println!(
-            "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>7}",
             name,
             f.closed_rps,
             f.p50_ms,
             f.p99_ms,
             f.max_ms,
+            f.open_sent,
             f.closed_errors + f.open_errors
         );
-        debug_assert!(f.open_sent > 0);
     }
     println!();
     println!(

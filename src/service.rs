@@ -181,3 +181,63 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, secrets: Vec<Secret>) -> Config {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.to_path_buf(),
+            database_url: format!("sqlite://{}", dir.join("p.sqlite").display()),
+            public_url: None,
+            workers: 1,
+            webhook_secrets: secrets,
+            api_url: "http://127.0.0.1:1".into(),
+            auth: None,
+            clone_url_template: None,
+        }
+    }
+
+    #[test]
+    fn first_run_generates_stores_and_reuses_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), vec![]);
+        let first = webhook_secrets(&c).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].expose().len(), 64);
+        let stored = std::fs::read_to_string(dir.path().join("webhook-secret")).unwrap();
+        assert_eq!(stored, first[0].expose());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("webhook-secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(webhook_secrets(&c).unwrap(), first, "later starts reuse it");
+    }
+
+    #[test]
+    fn configured_secrets_win_and_an_empty_stored_secret_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), vec![Secret::new("a"), Secret::new("b")]);
+        assert_eq!(webhook_secrets(&c).unwrap().len(), 2);
+        assert!(!dir.path().join("webhook-secret").exists());
+        std::fs::write(dir.path().join("webhook-secret"), "  \n").unwrap();
+        let err = webhook_secrets(&config(dir.path(), vec![])).unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://paved:hunter2@db/paved"),
+            "postgres://paved:****@db/paved"
+        );
+        assert_eq!(redact_url("sqlite:///x.sqlite"), "sqlite:///x.sqlite");
+    }
+}

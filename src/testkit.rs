@@ -14,6 +14,9 @@ pub const PR_OPENED_FIXTURE: &str =
 /// GitHub's example `issue_comment.created` delivery (octokit/webhooks, MIT).
 pub const ISSUE_COMMENT_FIXTURE: &str =
     include_str!("../tests/fixtures/github/webhooks/issue_comment/created.payload.json");
+/// GitHub's example `pull_request_review.submitted` delivery (octokit/webhooks, MIT).
+pub const REVIEW_FIXTURE: &str =
+    include_str!("../tests/fixtures/github/webhooks/pull_request_review/submitted.payload.json");
 /// GitHub's example `ping` delivery (octokit/webhooks, MIT).
 pub const PING_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/ping/payload.json");
 
@@ -227,6 +230,18 @@ pub fn issue_comment_payload(
     v["issue"]["pull_request"] =
         json!({"url": format!("https://api.github.com/repos/{repo}/pulls/{number}")});
     v["comment"]["body"] = json!(body);
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// GitHub's example `pull_request_review` payload for the PR described by `spec`.
+pub fn review_payload(spec: &PullRequestSpec, action: &str, reviewer: &str) -> Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(REVIEW_FIXTURE)?;
+    let pr: Value = serde_json::from_slice(&pull_request_payload(spec)?)?;
+    v["action"] = json!(action);
+    v["pull_request"] = pr["pull_request"].clone();
+    v["repository"] = pr["repository"].clone();
+    v["review"]["user"]["login"] = json!(reviewer);
+    v["review"]["commit_id"] = json!(spec.head_sha.as_str());
     Ok(serde_json::to_vec(&v)?)
 }
 

@@ -17,8 +17,10 @@ use tokio::sync::{Notify, Semaphore};
 /// The marker that identifies Paved's summary comment among a PR's comments.
 pub const COMMENT_MARKER: &str = "<!-- paved:summary -->";
 
-/// How many times a delivery is tried before it is marked failed for good.
-pub const MAX_ATTEMPTS: u32 = 8;
+/// How many times a delivery is tried before it is marked failed for good. With the
+/// backoff below (0.5 s doubling, capped at 5 min) that rides out about 25 minutes of
+/// GitHub or Git trouble.
+pub const MAX_ATTEMPTS: u32 = 15;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
@@ -171,24 +173,55 @@ impl Worker {
                 let pr = PrInfo::from_event(&ev)?;
                 self.check_pull_request(&pr, &d.id).await
             }
+            // Approvals are not a check yet, but a review is a natural moment to re-run the
+            // checks of the PR's current head (the approval check joins them later).
+            ("pull_request_review", Some("submitted" | "dismissed")) => {
+                let ev: PullRequestEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                let pr = PrInfo::from_event(&ev)?;
+                self.check_pull_request(&pr, &d.id).await
+            }
+            ("check_run", Some("rerequested")) => {
+                let ev: CheckRunEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                let Some(number) = ev.check_run.pull_requests.first().map(|p| p.number) else {
+                    tracing::info!("check run has no pull request; nothing to re-run");
+                    return Ok(());
+                };
+                self.recheck(&ev.repository, ev.installation, number, &d.id)
+                    .await
+            }
             ("issue_comment", _) => {
                 let ev: IssueCommentEvent = serde_json::from_slice(&d.body)
                     .map_err(|e| WorkError::Payload(e.to_string()))?;
                 if ev.issue.pull_request.is_none() || !is_recheck(&ev.comment.body) {
                     return Ok(());
                 }
-                let repo = RepoName::parse(&ev.repository.full_name)
-                    .map_err(|e| WorkError::Payload(e.to_string()))?;
-                let gh = self.forge.client(ev.installation.map(|i| i.id))?;
-                let pull = gh.get_pull(&repo, PrNumber(ev.issue.number)).await?;
-                let pr = PrInfo::from_pull(&pull, &ev.repository, ev.installation.map(|i| i.id))?;
-                self.check_pull_request(&pr, &d.id).await
+                self.recheck(&ev.repository, ev.installation, ev.issue.number, &d.id)
+                    .await
             }
             (event, action) => Err(WorkError::Payload(format!(
                 "no handler for {event}/{}",
                 action.unwrap_or("-")
             ))),
         }
+    }
+
+    /// Re-runs the checks of PR `number` at its current head, read from the API (the event
+    /// that asked for it does not carry the head).
+    async fn recheck(
+        &self,
+        repository: &Repository,
+        installation: Option<Installation>,
+        number: u64,
+        delivery: &DeliveryId,
+    ) -> Result<(), WorkError> {
+        let repo = RepoName::parse(&repository.full_name)
+            .map_err(|e| WorkError::Payload(e.to_string()))?;
+        let gh = self.forge.client(installation.map(|i| i.id))?;
+        let pull = gh.get_pull(&repo, PrNumber(number)).await?;
+        let pr = PrInfo::from_pull(&pull, repository, installation.map(|i| i.id))?;
+        self.check_pull_request(&pr, delivery).await
     }
 
     fn public_url(&self) -> &str {
@@ -409,8 +442,8 @@ impl Worker {
                 })
                 .map(|c| c.id);
         }
-        match id {
-            Some(id) => match gh.update_comment(&pr.repo, id, body).await {
+        if let Some(id) = id {
+            match gh.update_comment(&pr.repo, id, body).await {
                 Ok(()) => {
                     self.store.set_pr_comment(&pr.repo, pr.number, id).await?;
                     return Ok(());
@@ -418,8 +451,7 @@ impl Worker {
                 // Someone deleted the comment: make a new one below.
                 Err(ForgeError::Refused { status: 404, .. }) => {}
                 Err(e) => return Err(e.into()),
-            },
-            None => {}
+            }
         }
         let id = gh.create_comment(&pr.repo, pr.number, body).await?;
         self.store.set_pr_comment(&pr.repo, pr.number, id).await?;
@@ -456,6 +488,8 @@ fn summary_comment(pr: &PrInfo, report: &Report, run_url: &str) -> String {
 #[derive(Debug, Deserialize)]
 pub struct PullRequestEvent {
     pub action: String,
+    /// Absent from `pull_request_review` events; `pull_request.number` is used then.
+    #[serde(default)]
     pub number: u64,
     pub pull_request: PullRequest,
     pub repository: Repository,
@@ -503,6 +537,25 @@ pub struct User {
 #[derive(Debug, Deserialize, Clone, Copy)]
 pub struct Installation {
     pub id: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRunEvent {
+    check_run: CheckRun,
+    repository: Repository,
+    #[serde(default)]
+    installation: Option<Installation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRun {
+    #[serde(default)]
+    pull_requests: Vec<CheckRunPull>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRunPull {
+    number: u64,
 }
 
 #[derive(Debug, Deserialize)]

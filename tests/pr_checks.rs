@@ -356,3 +356,33 @@ async fn recheck_comment_runs_the_checks_again() {
     let v = h.verdicts(&pr.head_sha, 3).await;
     assert!(v.values().all(|s| s.state == "success"), "{v:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_re_evaluates_the_checks_at_the_head() {
+    let h = Harness::start().await;
+    let pr = h.push_pr(22, None, &[file(NEW, &manifest("orders-preview", "small"))]);
+    let body = testkit::review_payload(&pr, "submitted", "admin1").unwrap();
+    let id = h.delivery_id();
+    assert_eq!(h.send("pull_request_review", &id, &body).await, 202);
+    let v = h.verdicts(&pr.head_sha, 3).await;
+    assert!(v.values().all(|s| s.state == "success"), "{v:?}");
+    h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_and_pushes_are_not_queued_until_paved_acts_on_them() {
+    let h = Harness::start().await;
+    let mut pr = h.push_pr(23, None, &[file(NEW, &manifest("orders-preview", "small"))]);
+    pr.action = "closed".into();
+    let body = testkit::pull_request_payload(&pr).unwrap();
+    let id = h.delivery_id();
+    let status = h.send("pull_request", &id, &body).await;
+    assert_eq!(status, 200, "acknowledged without being queued");
+    let r = h
+        .client
+        .get(format!("{}/api/v1/deliveries/{id}", h.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -35,11 +35,13 @@ pub const COMMAND_PREFIX: &str = "/paved";
 ///
 /// | event | actions | queue key |
 /// |---|---|---|
-/// | `pull_request` | `opened`, `synchronize`, `reopened`, `edited`, `closed` | `owner/repo#<number>` |
+/// | `pull_request` | `opened`, `synchronize`, `reopened`, `edited` | `owner/repo#<number>` |
 /// | `pull_request_review` | `submitted`, `dismissed` | `owner/repo#<number>` |
 /// | `issue_comment` | `created`, on a pull request, body starting with `/paved` | `owner/repo#<number>` |
 /// | `check_run` | `rerequested` | `owner/repo#<number>` of its first pull request, else `owner/repo@<head_sha>` |
-/// | `push` | (none) | `owner/repo@push` |
+///
+/// Merges (`pull_request` `closed`) and pushes join the table with provisioning; until the
+/// worker acts on them they are not stored, so nothing is marked done without being done.
 ///
 /// Everything else (`ping`, other events, other actions, comments that are not
 /// commands) is `Ok(None)`: acknowledged, not stored. The body of an event outside the
@@ -49,10 +51,7 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
     match event {
         "pull_request" => {
             let p: Payload = serde_json::from_slice(body)?;
-            keyed_by_pr(
-                &p,
-                &["opened", "synchronize", "reopened", "edited", "closed"],
-            )
+            keyed_by_pr(&p, &["opened", "synchronize", "reopened", "edited"])
         }
         "pull_request_review" => {
             let p: Payload = serde_json::from_slice(body)?;
@@ -105,14 +104,6 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
             Ok(Some(Classified {
                 action: action(&p),
                 queue_key,
-            }))
-        }
-        "push" => {
-            let p: Payload = serde_json::from_slice(body)?;
-            let repo = repo(&p)?;
-            Ok(Some(Classified {
-                action: None,
-                queue_key: format!("{repo}@push"),
             }))
         }
         _ => Ok(None),
@@ -229,7 +220,7 @@ mod tests {
             ("opened.payload.json", true),
             ("synchronize.payload.json", true),
             ("reopened.payload.json", true),
-            ("closed.payload.json", true),
+            ("closed.payload.json", false),
             ("labeled.payload.json", false),
         ] {
             let body = fixture(&format!("webhooks/pull_request/{file}"));
@@ -267,9 +258,7 @@ mod tests {
             Some("octo/envs#8")
         );
         let body = br#"{"ref":"refs/heads/main","repository":{"full_name":"octo/envs"}}"#;
-        let c = classify("push", body).expect("push").expect("handled");
-        assert_eq!(c.queue_key, "octo/envs@push");
-        assert_eq!(c.action, None);
+        assert_eq!(key("push", body), None, "pushes are not acted on yet");
     }
 
     #[test]
@@ -326,15 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn push_fixtures() {
-        for file in ["payload.json", "with-new-branch.payload.json"] {
-            let body = fixture(&format!("webhooks/push/{file}"));
-            let k = key("push", &body).expect(file);
-            assert!(k.ends_with("@push"), "{k}");
-        }
-    }
-
-    #[test]
     fn ignored_and_invalid() {
         let ping = fixture("webhooks/ping/payload.json");
         assert_eq!(key("ping", &ping), None);
@@ -348,7 +328,10 @@ mod tests {
             Err(ClassifyError::Missing(_))
         ));
         assert!(matches!(
-            classify("push", br#"{"repository":{"full_name":"../etc"}}"#),
+            classify(
+                "pull_request",
+                br#"{"action":"opened","pull_request":{"number":1},"repository":{"full_name":"../etc"}}"#
+            ),
             Err(ClassifyError::Invalid(_))
         ));
     }

@@ -60,11 +60,19 @@ const QUEUE_CAPACITY: usize = 8192;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// WAL size (pages) above which the writer starts the WAL over from its beginning...
+#[cfg(not(test))]
 const WAL_RESTART_PAGES: i64 = 8192;
+#[cfg(test)]
+const WAL_RESTART_PAGES: i64 = 256;
 /// ...once no more than this many pages remain to be copied (so the stall is short)...
 const WAL_RESTART_LAG: i64 = 64;
 /// ...which the checkpoint task tries to reach in at most this many passes in a row.
 const CATCH_UP_PASSES: usize = 8;
+/// How long a WAL restart waits for readers before giving up until next time.
+const RESTART_WAIT: Duration = Duration::from_millis(5);
+
+/// Bodies at least this large are (de)compressed on a blocking thread, not a runtime one.
+const BLOCKING_CODEC_BYTES: usize = 1024 * 1024;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
@@ -150,16 +158,7 @@ fn connect_options(url_or_path: &str) -> Result<SqliteConnectOptions, StoreError
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true)
-        .page_size(knob("PAVED_X_PAGE", 4096) as u32))
-}
-
-// EXPERIMENT knobs (to remove)
-fn knob(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .foreign_keys(true))
 }
 
 /// Applies the migrations in `migrations/sqlite` to the database at `url_or_path`
@@ -205,6 +204,11 @@ impl SqliteStore {
         })
     }
 
+    /// Applies the migrations without opening a store (same as [`migrate`]).
+    pub async fn migrate(url_or_path: &str) -> Result<(), StoreError> {
+        migrate(url_or_path).await
+    }
+
     /// Group commit counters since open.
     pub fn group_commit_stats(&self) -> GroupCommitStats {
         GroupCommitStats {
@@ -237,7 +241,14 @@ impl SqliteStore {
             None => Ok(None),
             Some(r) => Ok(Some(Delivery {
                 id: DeliveryId::parse(&r.id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                body: decompress_body(&r.body, r.body_len)?,
+                body: if usize::try_from(r.body_len).unwrap_or(usize::MAX) >= BLOCKING_CODEC_BYTES {
+                    let (data, len) = (r.body, r.body_len);
+                    tokio::task::spawn_blocking(move || decompress_body(&data, len))
+                        .await
+                        .map_err(|e| StoreError::Corrupt(format!("decompression task: {e}")))??
+                } else {
+                    decompress_body(&r.body, r.body_len)?
+                },
                 event: r.event,
                 action: r.action,
                 queue_key: r.queue_key,
@@ -288,7 +299,7 @@ fn compress_body(body: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(
-                zstd::bulk::Compressor::new(knob("PAVED_X_ZSTD", BODY_ZSTD_LEVEL as i64) as i32)
+                zstd::bulk::Compressor::new(BODY_ZSTD_LEVEL)
                     .map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))?,
             );
         }
@@ -363,18 +374,16 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
         }
         if stats.restart_wanted.swap(false, Ordering::Relaxed) {
             let t = std::time::Instant::now();
-            match sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                .execute(&mut conn)
-                .await
-            {
-                Ok(_) => {
+            match restart_wal(&mut conn).await {
+                Ok(true) => {
                     stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
                 }
+                // A reader still uses the WAL; the checkpoint task will ask again.
+                Ok(false) => tracing::debug!("WAL restart postponed: readers busy"),
                 Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
             }
             let us = t.elapsed().as_micros() as u64;
             stats.max_restart_us.fetch_max(us, Ordering::Relaxed);
-            eprintln!("EXPERIMENT restart {us} us");
         }
         if let Some(reply) = shutdown.take() {
             rx.close();
@@ -400,6 +409,30 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, sta
         }
     }
     let _ = conn.close().await;
+}
+
+/// Copies the last few WAL pages and makes the next commit start the WAL over. Waits at
+/// most [`RESTART_WAIT`] for readers still using the WAL (acknowledgements wait behind
+/// this); gives up (`Ok(false)`) rather than wait longer.
+async fn restart_wal(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query(&format!(
+        "PRAGMA busy_timeout = {}",
+        RESTART_WAIT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let res: Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
+            .fetch_one(&mut *conn)
+            .await;
+    sqlx::query(&format!(
+        "PRAGMA busy_timeout = {}",
+        BUSY_TIMEOUT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let (busy, _log, _copied) = res?;
+    Ok(busy == 0)
 }
 
 /// Rows per INSERT statement: a batch is written as one statement per set bit of its
@@ -556,10 +589,7 @@ async fn checkpoint_loop(
     writer: mpsc::WeakSender<Op>,
     stats: Arc<Counters>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(knob(
-        "PAVED_X_CKPT_MS",
-        CHECKPOINT_EVERY.as_millis() as i64,
-    ) as u64));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'ticks: loop {
         tick.tick().await;
@@ -678,7 +708,14 @@ impl Store for SqliteStore {
             body,
         } = delivery;
         // Compressed here, in the caller's task, so the writer only writes.
-        let compressed = compress_body(&body)?;
+        let compressed = if body.len() >= BLOCKING_CODEC_BYTES {
+            let body = body.clone();
+            tokio::task::spawn_blocking(move || compress_body(&body))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("compression task: {e}")))??
+        } else {
+            compress_body(&body)?
+        };
         let body_len =
             i64::try_from(body.len()).map_err(|_| StoreError::Corrupt("body too large".into()))?;
         let (tx, rx) = oneshot::channel();
@@ -1035,7 +1072,8 @@ mod tests {
     async fn body_round_trips_large_and_binary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir).await;
-        let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Over BLOCKING_CODEC_BYTES: (de)compressed on a blocking thread.
+        let body: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut d = delivery("big", "k", "");
         d.body = Bytes::from(body.clone());
         store.accept_delivery(d).await.expect("accept");
@@ -1176,6 +1214,66 @@ mod tests {
             store.accept_delivery(delivery("late", "k", "{}")).await,
             Err(StoreError::Closed)
         ));
+    }
+
+    /// Random bytes do not compress: each body costs its size in the WAL.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wal_stays_bounded_under_continuous_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        // Writers that never let the writer task idle, so SQLite never starts the WAL
+        // over by itself: only the checkpoint task + writer restart keep it bounded.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let (s, stop) = (store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut d = delivery(&format!("w-{t}-{n}"), "k", "");
+                    d.body = Bytes::from(noise(16 * 1024, t << 32 | n));
+                    s.accept_delivery(d).await.expect("accept");
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut written = 0u64;
+        let wal = dir.path().join("paved.db-wal");
+        let mut largest = 0u64;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            written += t.await.expect("join");
+        }
+        let stats = store.group_commit_stats();
+        let bytes = written * 16 * 1024;
+        // Without restarts the WAL would hold every byte written.
+        assert!(
+            stats.wal_restarts > 0 || bytes < 4 * 1024 * 1024,
+            "{stats:?}, {bytes} bytes written"
+        );
+        assert!(
+            largest < (bytes / 2).max(4 * 1024 * 1024),
+            "WAL reached {largest} bytes for {bytes} written: {stats:?}"
+        );
+        let counts = store.delivery_counts().await.expect("counts");
+        assert_eq!(counts["pending"], written);
     }
 
     #[tokio::test]
