@@ -16,10 +16,7 @@ const TEAMS: usize = 50;
 const RUNS: usize = 40;
 
 fn manifest(name: &str, team: &str) -> String {
-    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
-    format!(
-        "apiVersion: paved/v1\nkind: Environment\nmetadata:\n  name: {name}\n  team: {team}\n  owner: octocat\nspec:\n  type: dev\n  definition: postgres-db\n  parameters:\n    size: small\n  expiresAt: {expires}\n  tags:\n    cost-center: cc-1234\n"
-    )
+    testkit::manifest(name, team, "small")
 }
 
 /// platform.yaml of the examples with `TEAMS` more teams, each with room for many environments.
@@ -107,15 +104,16 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
             head_repo: None,
         };
         let body = testkit::pull_request_payload(&spec)?;
-        let resp = client
-            .post(format!("{}/webhooks/github", service.url()))
-            .header("X-GitHub-Event", "pull_request")
-            .header("X-GitHub-Delivery", format!("bench-{manifests}-{run}"))
-            .header("X-Hub-Signature-256", testkit::sign(SECRET, &body))
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(resp.status() == 202, "webhook answered {}", resp.status());
+        let status = testkit::post_webhook(
+            &client,
+            &service.url(),
+            "pull_request",
+            &format!("bench-{manifests}-{run}"),
+            SECRET,
+            body,
+        )
+        .await?;
+        anyhow::ensure!(status == 202, "webhook answered {status}");
         let acked = Instant::now();
         let (r, sha) = (repo.to_string(), head.to_string());
         github

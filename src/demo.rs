@@ -8,7 +8,7 @@ use crate::config::{Config, GithubAuth, Secret};
 use crate::forge::emulator::EmulatorHandle;
 use crate::ids::RepoName;
 use crate::testkit::{self, GitRemote, PullRequestSpec};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -158,24 +158,17 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         println!("== PR #{}: {} ==", pr.number, pr.title);
         println!("adds {}:\n{}", pr.path, indent(&manifest));
         let started = std::time::Instant::now();
-        let resp = client
-            .post(format!("{}/webhooks/github", service.url()))
-            .header("X-GitHub-Event", "pull_request")
-            .header(
-                "X-GitHub-Delivery",
-                format!("demo-{}-{}", pr.number, rand::random::<u32>()),
-            )
-            .header("X-Hub-Signature-256", testkit::sign(&secret, &body))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .context("sending the webhook")?;
-        println!(
-            "webhook answered {} in {:?}",
-            resp.status(),
-            started.elapsed()
-        );
+        let delivery = format!("demo-{}-{}", pr.number, rand::random::<u32>());
+        let status = testkit::post_webhook(
+            &client,
+            &service.url(),
+            "pull_request",
+            &delivery,
+            &secret,
+            body,
+        )
+        .await?;
+        println!("webhook answered {status} in {:?}", started.elapsed());
         wait_for_comment(&github, &repo_name, pr.number).await?;
         println!("checks done {:?} after sending\n", started.elapsed());
         print_outcome(&github, &repo_name, &head.to_string(), pr.number);

@@ -25,6 +25,64 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     crate::intake::sign(&crate::intake::WebhookSecret::new(secret), body)
 }
 
+/// Posts a webhook the way GitHub does, with `signature` as `X-Hub-Signature-256`.
+pub async fn post_webhook_signed(
+    client: &reqwest::Client,
+    base_url: &str,
+    event: &str,
+    delivery: &str,
+    signature: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::StatusCode> {
+    Ok(client
+        .post(format!("{base_url}/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", signature)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("sending the webhook")?
+        .status())
+}
+
+/// Posts a webhook signed with `secret`.
+pub async fn post_webhook(
+    client: &reqwest::Client,
+    base_url: &str,
+    event: &str,
+    delivery: &str,
+    secret: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::StatusCode> {
+    let signature = sign(secret, &body);
+    post_webhook_signed(client, base_url, event, delivery, &signature, body).await
+}
+
+/// A valid manifest for the example repository's `postgres-db` definition and `dev` type,
+/// expiring in two days.
+pub fn manifest(name: &str, team: &str, size: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    format!(
+        "apiVersion: paved/v1
+kind: Environment
+metadata:
+  name: {name}
+  team: {team}
+  owner: octocat
+spec:
+  type: dev
+  definition: postgres-db
+  parameters:
+    size: {size}
+  expiresAt: {expires}
+  tags:
+    cost-center: cc-1234
+"
+    )
+}
+
 /// A bare repository on disk standing in for a GitHub repository, reachable through
 /// `git.clone_url_template = file://<root>/{owner}/{repo}.git`.
 pub struct GitRemote {

@@ -13,8 +13,18 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-fn spawn_paved(h: &Harness, port: u16, api_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_paved"))
+/// Kills the child when dropped, so a failing assertion leaves no server running.
+struct Paved(Child);
+
+impl Drop for Paved {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_paved(h: &Harness, port: u16, api_url: &str) -> Paved {
+    let child = Command::new(env!("CARGO_BIN_EXE_paved"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -32,7 +42,8 @@ fn spawn_paved(h: &Harness, port: u16, api_url: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn paved")
+        .expect("spawn paved");
+    Paved(child)
 }
 
 async fn wait_ready(client: &reqwest::Client, url: &str) {
@@ -83,12 +94,12 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
     // A redelivery of the first one, before the crash.
     let body = paved::testkit::pull_request_payload(&prs[0]).unwrap();
     assert!(h.send("pull_request", &ids[0], &body).await.is_success());
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reap");
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("reap");
 
     // Second process on the same data directory, with GitHub back.
     let port = free_port();
-    let mut second = spawn_paved(&h, port, &h.github.url());
+    let _second = spawn_paved(&h, port, &h.github.url());
     let url = format!("http://127.0.0.1:{port}");
     h.external_url = Some(url.clone());
     wait_ready(&h.client, &url).await;
@@ -115,6 +126,4 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
         assert_eq!(h.comments(pr.number).len(), 1);
     }
     h.assert_no_rejections();
-    let _ = second.kill();
-    let _ = second.wait();
 }

@@ -19,26 +19,9 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// A valid manifest for the examples repository.
+/// A valid manifest for the examples repository, team payments.
 pub fn manifest(name: &str, size: &str) -> String {
-    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
-    format!(
-        "apiVersion: paved/v1
-kind: Environment
-metadata:
-  name: {name}
-  team: payments
-  owner: octocat
-spec:
-  type: dev
-  definition: postgres-db
-  parameters:
-    size: {size}
-  expiresAt: {expires}
-  tags:
-    cost-center: cc-1234
-"
-    )
+    testkit::manifest(name, "payments", size)
 }
 
 pub struct Harness {
@@ -177,17 +160,16 @@ impl Harness {
         body: &[u8],
         signature: &str,
     ) -> reqwest::StatusCode {
-        self.client
-            .post(format!("{}/webhooks/github", self.url()))
-            .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", delivery)
-            .header("X-Hub-Signature-256", signature)
-            .header("Content-Type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("send webhook")
-            .status()
+        testkit::post_webhook_signed(
+            &self.client,
+            &self.url(),
+            event,
+            delivery,
+            signature,
+            body.to_vec(),
+        )
+        .await
+        .expect("send webhook")
     }
 
     /// Sends `spec` as a `pull_request` event; returns the delivery id.
