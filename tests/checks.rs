@@ -66,24 +66,7 @@ impl Repo {
 }
 
 fn manifest(name: &str, size: &str) -> String {
-    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
-    format!(
-        "apiVersion: paved/v1
-kind: Environment
-metadata:
-  name: {name}
-  team: payments
-  owner: octocat
-spec:
-  type: dev
-  definition: postgres-db
-  parameters:
-    size: {size}
-  expiresAt: {expires}
-  tags:
-    cost-center: cc-1234
-"
-    )
+    paved::testkit::manifest(name, "payments", size)
 }
 
 fn added(path: &str) -> Change {
