@@ -8,7 +8,7 @@
 use paved::config::{Config, GithubAuth, Secret};
 use paved::forge::emulator::Emulator;
 use paved::ids::RepoName;
-use paved::testkit::{self, FileChange, GitRemote, PullRequestSpec};
+use paved::testkit::{self, FileChange, GitRemote};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-secret";
@@ -80,29 +80,17 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         let number = 1000 + run as u64;
         let team = format!("team-{:03}", run % TEAMS);
         let name = format!("new-{run:04}");
-        let head = remote.commit(
-            &format!("refs/heads/pr-{number}"),
-            Some(&base),
+        let spec = remote.open_pull(
+            number,
+            &base,
+            &base,
             &[(
                 format!("environments/{team}/{name}.yaml"),
                 Some(manifest(&name, &team).into_bytes()),
             )],
             "add one",
         )?;
-        remote.publish_pull(number, &head)?;
-        let spec = PullRequestSpec {
-            action: "opened".into(),
-            repo: repo.clone(),
-            clone_url: remote.clone_url(),
-            default_branch: "main".into(),
-            number,
-            head_ref: format!("pr-{number}"),
-            head_sha: head.clone(),
-            base_ref: "main".into(),
-            base_sha: base.clone(),
-            author: "octocat".into(),
-            head_repo: None,
-        };
+        let head = spec.head_sha.clone();
         let body = testkit::pull_request_payload(&spec)?;
         let status = testkit::post_webhook(
             &client,

@@ -7,7 +7,7 @@
 use crate::config::{Config, GithubAuth, Secret};
 use crate::forge::emulator::EmulatorHandle;
 use crate::ids::RepoName;
-use crate::testkit::{self, GitRemote, PullRequestSpec};
+use crate::testkit::{self, GitRemote};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -134,26 +134,14 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         .to_string();
     for pr in PRS {
         let manifest = pr.manifest.replace("EXPIRES", &expires);
-        let head = remote.commit(
-            &format!("refs/heads/pr-{}", pr.number),
-            Some(&base),
+        let spec = remote.open_pull(
+            pr.number,
+            &base,
+            &base,
             &[(pr.path.to_string(), Some(manifest.clone().into_bytes()))],
             pr.title,
         )?;
-        remote.publish_pull(pr.number, &head)?;
-        let spec = PullRequestSpec {
-            action: "opened".into(),
-            repo: repo_name.clone(),
-            clone_url: remote.clone_url(),
-            default_branch: "main".into(),
-            number: pr.number,
-            head_ref: format!("pr-{}", pr.number),
-            head_sha: head.clone(),
-            base_ref: "main".into(),
-            base_sha: base.clone(),
-            author: "octocat".into(),
-            head_repo: None,
-        };
+        let head = spec.head_sha.clone();
         let body = testkit::pull_request_payload(&spec)?;
         println!("== PR #{}: {} ==", pr.number, pr.title);
         println!("adds {}:\n{}", pr.path, indent(&manifest));

@@ -195,8 +195,42 @@ impl GitRemote {
         Ok(CommitSha::parse(&oid.to_string())?)
     }
 
-    /// Makes a merge-like commit of `head` onto `base` would be; for PRs GitHub publishes
-    /// `refs/pull/N/head`, which this sets.
+    /// Commits `changes` on branch `pr-<number>` on top of `parent`, publishes it as
+    /// `refs/pull/<number>/head`, and describes it as an `opened` PR by octocat against
+    /// `main` at `base`, as GitHub would.
+    pub fn open_pull(
+        &self,
+        number: u64,
+        parent: &CommitSha,
+        base: &CommitSha,
+        changes: &[FileChange],
+        message: &str,
+    ) -> Result<PullRequestSpec> {
+        let head_ref = format!("pr-{number}");
+        let head = self.commit(
+            &format!("refs/heads/{head_ref}"),
+            Some(parent),
+            changes,
+            message,
+        )?;
+        self.publish_pull(number, &head)?;
+        Ok(PullRequestSpec {
+            action: "opened".into(),
+            repo: self.name.clone(),
+            clone_url: self.clone_url(),
+            default_branch: "main".into(),
+            number,
+            head_ref,
+            head_sha: head,
+            base_ref: "main".into(),
+            base_sha: base.clone(),
+            author: "octocat".into(),
+            head_repo: None,
+        })
+    }
+
+    /// Points `refs/pull/<number>/head` at `head`, as GitHub does for every pull request
+    /// (forks included); Paved fetches PR heads from there.
     pub fn publish_pull(&self, number: u64, head: &CommitSha) -> Result<()> {
         self.repo.reference(
             &format!("refs/pull/{number}/head"),

@@ -115,29 +115,9 @@ impl Harness {
         changes: &[FileChange],
     ) -> PullRequestSpec {
         let parent = parent.unwrap_or(&self.base);
-        let head = self
-            .remote
-            .commit(
-                &format!("refs/heads/pr-{number}"),
-                Some(parent),
-                changes,
-                "change",
-            )
-            .expect("commit");
-        self.remote.publish_pull(number, &head).expect("publish");
-        PullRequestSpec {
-            action: "opened".into(),
-            repo: self.repo.clone(),
-            clone_url: self.remote.clone_url(),
-            default_branch: "main".into(),
-            number,
-            head_ref: format!("pr-{number}"),
-            head_sha: head,
-            base_ref: "main".into(),
-            base_sha: self.base.clone(),
-            author: "octocat".into(),
-            head_repo: None,
-        }
+        self.remote
+            .open_pull(number, parent, &self.base, changes, "change")
+            .expect("open pull request")
     }
 
     pub fn delivery_id(&self) -> String {
