@@ -54,6 +54,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// How many times processing was started before, this one included.
     pub attempts: u32,
+    /// When it was accepted (Unix milliseconds).
+    pub received_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +131,7 @@ pub struct RunRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ProvisionStore {
     /// Makes a verified delivery durable (fsync'd) before returning. A delivery id seen
     /// before gives [`Accepted::Duplicate`] and changes nothing.
     async fn accept_delivery(&self, delivery: NewDelivery) -> Result<Accepted, StoreError>;
@@ -162,4 +164,346 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness query for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// ---- provisioning: environments, operations, locks, merges ----
+
+/// Where an environment is in its life, as the inventory shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvState {
+    /// A deploy is running (first or update).
+    Provisioning,
+    /// The last deploy succeeded.
+    Ready,
+    /// The last operation failed or was interrupted; the environment may be half made.
+    Failed,
+    /// A delete is running.
+    Deleting,
+    /// The last delete succeeded. The row stays, so the inventory keeps the history.
+    Deleted,
+}
+
+impl EnvState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvState::Provisioning => "provisioning",
+            EnvState::Ready => "ready",
+            EnvState::Failed => "failed",
+            EnvState::Deleting => "deleting",
+            EnvState::Deleted => "deleted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<EnvState> {
+        Some(match s {
+            "provisioning" => EnvState::Provisioning,
+            "ready" => EnvState::Ready,
+            "failed" => EnvState::Failed,
+            "deleting" => EnvState::Deleting,
+            "deleted" => EnvState::Deleted,
+            _ => return None,
+        })
+    }
+    /// Counts against the team's quota: everything but `deleted`.
+    pub fn is_live(self) -> bool {
+        self != EnvState::Deleted
+    }
+}
+
+/// One environment in the inventory, keyed by (repo, name): names are unique per repo.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnvironmentRecord {
+    pub repo: String,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: EnvState,
+    /// The parameters of the last deploy (JSON object).
+    pub parameters: serde_json::Value,
+    /// Outputs of the last successful deploy, in ADE's shape
+    /// (`{"name": {"type": ..., "value": ..., "sensitive": bool}}`), sensitive ones
+    /// included: use [`EnvironmentRecord::public`] before showing it to anyone.
+    pub outputs: serde_json::Value,
+    /// Id of the last operation on this environment.
+    pub last_operation: Option<i64>,
+    /// RFC 3339, set by the store on every write.
+    pub updated_at: String,
+}
+
+impl EnvironmentRecord {
+    /// The record with sensitive outputs removed (what the API and Git may show).
+    pub fn public(&self) -> EnvironmentRecord {
+        let mut r = self.clone();
+        r.outputs = public_outputs(&self.outputs);
+        r
+    }
+}
+
+/// Outputs without the ones marked `"sensitive": true`.
+pub fn public_outputs(outputs: &serde_json::Value) -> serde_json::Value {
+    match outputs {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(_, v)| v.get("sensitive").and_then(|s| s.as_bool()) != Some(true))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => serde_json::Value::Object(Default::default()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Deploy,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Deploy => "deploy",
+            OpKind::Delete => "delete",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OpKind> {
+        match s {
+            "deploy" => Some(OpKind::Deploy),
+            "delete" => Some(OpKind::Delete),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpState {
+    /// Recorded, not started.
+    Planned,
+    Running,
+    Succeeded,
+    Failed,
+    /// The process running it died (crash, SIGKILL, restart) before it finished.
+    Interrupted,
+    /// Not run: its checks were not all green at merge time.
+    Refused,
+}
+
+impl OpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpState::Planned => "planned",
+            OpState::Running => "running",
+            OpState::Succeeded => "succeeded",
+            OpState::Failed => "failed",
+            OpState::Interrupted => "interrupted",
+            OpState::Refused => "refused",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OpState> {
+        Some(match s {
+            "planned" => OpState::Planned,
+            "running" => OpState::Running,
+            "succeeded" => OpState::Succeeded,
+            "failed" => OpState::Failed,
+            "interrupted" => OpState::Interrupted,
+            "refused" => OpState::Refused,
+            _ => return None,
+        })
+    }
+    /// Nothing more will run for it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, OpState::Planned | OpState::Running)
+    }
+}
+
+/// An operation to record for a merge. `(repo, merge_sha, env_name, kind, attempt)` is
+/// unique: recording the same one twice returns the first one's id (that is what makes a
+/// redelivered merge a no-op).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NewOperation {
+    pub repo: String,
+    pub env_name: String,
+    pub kind: OpKind,
+    pub merge_sha: String,
+    pub pr: u64,
+    /// 1 for the first try; an interrupted operation is retried as attempt + 1.
+    pub attempt: u32,
+    pub delivery_id: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    /// `environments/<team>/<name>.yaml`.
+    pub manifest_path: String,
+    pub parameters: serde_json::Value,
+    /// The PR author.
+    pub requester: String,
+    /// Who merged, from the event.
+    pub merger: String,
+    pub approvers: Vec<String>,
+    /// The commit governance was read at (the merge commit's first parent).
+    pub governance_sha: String,
+    /// `[{"context": "paved/schema", "verdict": "pass", "description": "..."}]`.
+    pub checks: serde_json::Value,
+    /// `Planned`, or `Refused` for an operation recorded only to say it will not run.
+    /// (Named apart from [`OperationRecord::state`], which is flattened beside it.)
+    #[serde(rename = "planned_state")]
+    pub state: OpState,
+    /// Why it was refused (for `Refused`).
+    #[serde(rename = "refusal")]
+    pub error: Option<String>,
+}
+
+/// Bits of [`OperationRecord::reported`]: which reports of a finished operation have been
+/// made, so a retried delivery makes only the missing ones.
+pub mod reported {
+    /// The final deployment status was posted.
+    pub const DEPLOYMENT: u32 = 1;
+    /// The git note was written and pushed.
+    pub const NOTE: u32 = 2;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperationRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    pub op: NewOperation,
+    pub state: OpState,
+    /// The GitHub deployment made for it.
+    pub deployment_id: Option<u64>,
+    /// Process id (and process group id) of the running script.
+    pub pid: Option<i64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// Capped, secret-redacted output of the script.
+    pub log: String,
+    /// Outputs the run wrote, sensitive ones included (see [`public_outputs`]).
+    pub outputs: serde_json::Value,
+    pub reported: u32,
+    pub created_at: String,
+}
+
+/// A change to an operation.
+#[derive(Debug, Clone)]
+pub enum OperationUpdate {
+    /// `Planned` → `Running`.
+    Started {
+        pid: Option<i64>,
+    },
+    /// The script's process id, once it is known.
+    Pid(i64),
+    DeploymentCreated(u64),
+    /// → `Succeeded`, `Failed` or `Interrupted`.
+    Finished {
+        state: OpState,
+        error: Option<String>,
+        log: String,
+        outputs: serde_json::Value,
+    },
+    /// OR these [`reported`] bits into `reported`.
+    Reported(u32),
+}
+
+/// The inventory change made together with an operation's state change.
+#[derive(Debug, Clone)]
+pub struct EnvironmentUpdate {
+    pub repo: String,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: EnvState,
+    /// `None` keeps the stored value.
+    pub parameters: Option<serde_json::Value>,
+    /// `None` keeps the stored value.
+    pub outputs: Option<serde_json::Value>,
+    pub last_operation: Option<i64>,
+}
+
+#[async_trait]
+pub trait ProvisionStore: Send + Sync + 'static {
+    /// Records an operation, or returns the id of the identical one recorded before.
+    /// The bool is true when this call created it.
+    async fn plan_operation(&self, op: NewOperation) -> Result<(i64, bool), StoreError>;
+    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError>;
+    /// Every operation recorded for a merge commit, by id.
+    async fn operations_for_merge(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+    ) -> Result<Vec<OperationRecord>, StoreError>;
+    /// An environment's operations, newest first, at most `limit`.
+    async fn operations_for_environment(
+        &self,
+        repo: &RepoName,
+        env_name: &str,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError>;
+    async fn update_operation(&self, id: i64, update: OperationUpdate) -> Result<(), StoreError>;
+    /// At start-up of a single node: every `Running` operation becomes `Interrupted` (its
+    /// process died with the previous server). Returns them as they were (with `pid`).
+    async fn interrupt_running_operations(&self) -> Result<Vec<OperationRecord>, StoreError>;
+
+    async fn environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<EnvironmentRecord>, StoreError>;
+    /// All environments, of one repository or of all, ordered by repo then name.
+    async fn environments(
+        &self,
+        repo: Option<&RepoName>,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError>;
+    /// Insert or update the inventory row.
+    async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError>;
+    /// The `ADE_STORAGE` archive kept for an environment (a tar), if any.
+    async fn environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn set_environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the environment's lock for `holder` until `ttl` from now, if nobody else holds
+    /// it or their lease ran out. Taking it again as the same holder renews it.
+    async fn try_lock_environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+    /// Releases the lock if `holder` holds it.
+    async fn unlock_environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        holder: &str,
+    ) -> Result<(), StoreError>;
+    /// At start-up of a single node: drop every lock (their holders died).
+    async fn release_all_locks(&self) -> Result<u64, StoreError>;
+
+    /// Remembers that Paved handled the merge of `pr` as commit `merge_sha` (what makes the
+    /// matching `push` governed).
+    async fn record_merge(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+        pr: PrNumber,
+    ) -> Result<(), StoreError>;
+    async fn merge_of(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+    ) -> Result<Option<PrNumber>, StoreError>;
 }

@@ -19,14 +19,15 @@
 //!   writer itself runs a short `wal_checkpoint(RESTART)` between two batches.
 
 use super::{
-    Accepted, Delivery, DeliveryRecord, DeliveryState, NewDelivery, NewRun, Outcome, RunRecord,
-    Store, StoreError,
+    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord,
+    EnvironmentUpdate, NewDelivery, NewOperation, NewRun, OpKind, OpState, OperationRecord,
+    OperationUpdate, Outcome, ProvisionStore, RunRecord, Store, StoreError,
 };
-use crate::ids::{DeliveryId, PrNumber, RepoName};
+use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use std::cell::RefCell;
@@ -253,6 +254,7 @@ impl SqliteStore {
                 action: r.action,
                 queue_key: r.queue_key,
                 attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                received_at_ms: r.received_at,
             })),
         }
     }
@@ -636,6 +638,7 @@ struct ClaimedRow {
     body: Vec<u8>,
     body_len: i64,
     attempts: i64,
+    received_at: i64,
 }
 
 /// The head of a queue key is its oldest delivery that is pending or running. A
@@ -658,7 +661,7 @@ const CLAIM: &str = "UPDATE deliveries SET state = 'running', attempts = attempt
            WHERE o.queue_key = d.queue_key AND o.state IN ('pending', 'running') \
              AND o.seq < d.seq) \
        ORDER BY d.seq LIMIT 1) \
-     RETURNING id, event, action, queue_key, body, body_len, attempts";
+     RETURNING id, event, action, queue_key, body, body_len, attempts, received_at";
 
 async fn claim(conn: &mut SqliteConnection, now: i64) -> Result<Option<ClaimedRow>, StoreError> {
     let row = sqlx::query(CLAIM)
@@ -675,6 +678,7 @@ async fn claim(conn: &mut SqliteConnection, now: i64) -> Result<Option<ClaimedRo
             body: r.try_get("body")?,
             body_len: r.try_get("body_len")?,
             attempts: r.try_get("attempts")?,
+            received_at: r.try_get("received_at")?,
         })),
     }
 }
@@ -926,6 +930,603 @@ impl Store for SqliteStore {
         }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Provisioning: environments, operations, locks, merges
+// ---------------------------------------------------------------------------------------
+
+/// The columns [`operation_from_row`] reads, in `SELECT` order.
+const OP_COLUMNS: &str = "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, \
+     owner, env_type, definition, manifest_path, parameters, requester, merger, approvers, \
+     governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, log, \
+     outputs, reported, created_at";
+
+/// The columns [`environment_from_row`] reads (not `storage`: it can be large).
+const ENV_COLUMNS: &str = "repo, name, team, owner, env_type, definition, state, parameters, \
+     outputs, last_operation, updated_at";
+
+/// What the store was asked to do cannot be done (there is no better-fitting variant).
+fn invalid(msg: String) -> StoreError {
+    StoreError::Corrupt(msg)
+}
+
+fn to_json(v: &impl serde::Serialize, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn op_state(s: &str) -> Result<OpState, StoreError> {
+    OpState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("operation state {s:?}")))
+}
+
+fn operation_from_row(r: &SqliteRow) -> Result<OperationRecord, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let what = |field: &str| format!("operation {id} {field}");
+    let kind: String = r.try_get("kind")?;
+    let state = op_state(r.try_get::<&str, _>("state")?)?;
+    let error: Option<String> = r.try_get("error")?;
+    let attempt: i64 = r.try_get("attempt")?;
+    let deployment_id: Option<i64> = r.try_get("deployment_id")?;
+    let reported: i64 = r.try_get("reported")?;
+    let started_at: Option<i64> = r.try_get("started_at")?;
+    let finished_at: Option<i64> = r.try_get("finished_at")?;
+    // Only the current state and error are stored; what was planned follows from them
+    // (plan_operation accepts only `Planned`, or `Refused` with its reason).
+    let (planned_state, planned_error) = if state == OpState::Refused {
+        (OpState::Refused, error.clone())
+    } else {
+        (OpState::Planned, None)
+    };
+    Ok(OperationRecord {
+        id,
+        op: NewOperation {
+            repo: r.try_get("repo")?,
+            env_name: r.try_get("env_name")?,
+            kind: OpKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("{} {kind:?}", what("kind"))))?,
+            merge_sha: r.try_get("merge_sha")?,
+            pr: to_u64(r.try_get("pr")?, "pull request number")?,
+            attempt: u32::try_from(attempt)
+                .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
+            delivery_id: r.try_get("delivery_id")?,
+            team: r.try_get("team")?,
+            owner: r.try_get("owner")?,
+            env_type: r.try_get("env_type")?,
+            definition: r.try_get("definition")?,
+            manifest_path: r.try_get("manifest_path")?,
+            parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
+            requester: r.try_get("requester")?,
+            merger: r.try_get("merger")?,
+            approvers: from_json(r.try_get("approvers")?, &what("approvers"))?,
+            governance_sha: r.try_get("governance_sha")?,
+            checks: from_json(r.try_get("checks")?, &what("checks"))?,
+            state: planned_state,
+            error: planned_error,
+        },
+        state,
+        deployment_id: deployment_id
+            .map(|d| to_u64(d, "deployment id"))
+            .transpose()?,
+        pid: r.try_get("pid")?,
+        started_at: started_at.map(format_ms),
+        finished_at: finished_at.map(format_ms),
+        error,
+        log: r.try_get("log")?,
+        outputs: from_json(r.try_get("outputs")?, &what("outputs"))?,
+        reported: u32::try_from(reported)
+            .map_err(|_| StoreError::Corrupt(format!("{} {reported}", what("reported"))))?,
+        created_at: format_ms(r.try_get("created_at")?),
+    })
+}
+
+fn environment_from_row(r: &SqliteRow) -> Result<EnvironmentRecord, StoreError> {
+    let repo: String = r.try_get("repo")?;
+    let name: String = r.try_get("name")?;
+    let what = |field: &str| format!("environment {repo}/{name} {field}");
+    let state: String = r.try_get("state")?;
+    Ok(EnvironmentRecord {
+        team: r.try_get("team")?,
+        owner: r.try_get("owner")?,
+        env_type: r.try_get("env_type")?,
+        definition: r.try_get("definition")?,
+        state: EnvState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("{} {state:?}", what("state"))))?,
+        parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
+        outputs: from_json(r.try_get("outputs")?, &what("outputs"))?,
+        last_operation: r.try_get("last_operation")?,
+        updated_at: format_ms(r.try_get("updated_at")?),
+        repo,
+        name,
+    })
+}
+
+/// Why `update_operation` changed nothing: the id is unknown, or its state forbids it.
+async fn explain_unchanged(conn: &mut SqliteConnection, id: i64, wanted: &str) -> StoreError {
+    let state: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT state FROM operations WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await;
+    match state {
+        Err(e) => e.into(),
+        Ok(None) => invalid(format!("operation {id} does not exist")),
+        Ok(Some(s)) if wanted.is_empty() => {
+            invalid(format!("operation {id} ({s}) was not changed"))
+        }
+        Ok(Some(s)) => invalid(format!("operation {id} is {s}; {wanted}")),
+    }
+}
+
+#[async_trait]
+impl ProvisionStore for SqliteStore {
+    async fn plan_operation(&self, op: NewOperation) -> Result<(i64, bool), StoreError> {
+        if !matches!(op.state, OpState::Planned | OpState::Refused) {
+            return Err(invalid(format!(
+                "an operation is planned as planned or refused, not {}",
+                op.state.as_str()
+            )));
+        }
+        let pr = to_i64(op.pr, "pull request number")?;
+        let parameters = to_json(&op.parameters, "parameters")?;
+        let approvers = to_json(&op.approvers, "approvers")?;
+        let checks = to_json(&op.checks, "checks")?;
+        let now = now_ms();
+        // A refused operation is final at once.
+        let done_at = (op.state == OpState::Refused).then_some(now);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let new: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO operations (repo, env_name, kind, merge_sha, pr, attempt, \
+                     delivery_id, team, owner, env_type, definition, manifest_path, parameters, \
+                     requester, merger, approvers, governance_sha, checks, state, error, \
+                     started_at, finished_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22) \
+                     ON CONFLICT(repo, merge_sha, env_name, kind, attempt) DO NOTHING \
+                     RETURNING id",
+                )
+                .bind(&op.repo)
+                .bind(&op.env_name)
+                .bind(op.kind.as_str())
+                .bind(&op.merge_sha)
+                .bind(pr)
+                .bind(i64::from(op.attempt))
+                .bind(&op.delivery_id)
+                .bind(&op.team)
+                .bind(&op.owner)
+                .bind(&op.env_type)
+                .bind(&op.definition)
+                .bind(&op.manifest_path)
+                .bind(&parameters)
+                .bind(&op.requester)
+                .bind(&op.merger)
+                .bind(&approvers)
+                .bind(&op.governance_sha)
+                .bind(&checks)
+                .bind(op.state.as_str())
+                .bind(&op.error)
+                .bind(done_at)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(id) = new {
+                    return Ok((id, true));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM operations WHERE repo = ?1 AND merge_sha = ?2 \
+                     AND env_name = ?3 AND kind = ?4 AND attempt = ?5",
+                )
+                .bind(&op.repo)
+                .bind(&op.merge_sha)
+                .bind(&op.env_name)
+                .bind(op.kind.as_str())
+                .bind(i64::from(op.attempt))
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok((id, false))
+            })
+        })
+        .await
+    }
+
+    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(operation_from_row).transpose()
+    }
+
+    async fn operations_for_merge(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations WHERE repo = ?1 AND merge_sha = ?2 ORDER BY id"
+        ))
+        .bind(repo.to_string())
+        .bind(merge_sha.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(operation_from_row).collect()
+    }
+
+    async fn operations_for_environment(
+        &self,
+        repo: &RepoName,
+        env_name: &str,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations WHERE repo = ?1 AND env_name = ?2 \
+             ORDER BY id DESC LIMIT ?3"
+        ))
+        .bind(repo.to_string())
+        .bind(env_name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(operation_from_row).collect()
+    }
+
+    async fn update_operation(&self, id: i64, update: OperationUpdate) -> Result<(), StoreError> {
+        let now = now_ms();
+        // (statement, what the row must be for it to apply; bound as ?1 = id, then `args`)
+        enum Arg {
+            Int(Option<i64>),
+            Text(Option<String>),
+        }
+        let (sql, wanted, args): (&'static str, &'static str, Vec<Arg>) = match update {
+            OperationUpdate::Started { pid } => (
+                "UPDATE operations SET state = 'running', started_at = ?2, pid = ?3 \
+                 WHERE id = ?1 AND state = 'planned'",
+                "only a planned operation can start",
+                vec![Arg::Int(Some(now)), Arg::Int(pid)],
+            ),
+            OperationUpdate::Pid(pid) => (
+                "UPDATE operations SET pid = ?2 WHERE id = ?1",
+                "",
+                vec![Arg::Int(Some(pid))],
+            ),
+            OperationUpdate::DeploymentCreated(d) => (
+                "UPDATE operations SET deployment_id = ?2 WHERE id = ?1",
+                "",
+                vec![Arg::Int(Some(to_i64(d, "deployment id")?))],
+            ),
+            OperationUpdate::Finished {
+                state,
+                error,
+                log,
+                outputs,
+            } => {
+                if !matches!(
+                    state,
+                    OpState::Succeeded | OpState::Failed | OpState::Interrupted
+                ) {
+                    return Err(invalid(format!(
+                        "operation {id} cannot finish as {}",
+                        state.as_str()
+                    )));
+                }
+                (
+                    "UPDATE operations SET state = ?2, error = ?3, log = ?4, outputs = ?5, \
+                     finished_at = ?6 WHERE id = ?1",
+                    "",
+                    vec![
+                        Arg::Text(Some(state.as_str().to_owned())),
+                        Arg::Text(error),
+                        Arg::Text(Some(log)),
+                        Arg::Text(Some(to_json(&outputs, "outputs")?)),
+                        Arg::Int(Some(now)),
+                    ],
+                )
+            }
+            OperationUpdate::Reported(bits) => (
+                "UPDATE operations SET reported = reported | ?2 WHERE id = ?1",
+                "",
+                vec![Arg::Int(Some(i64::from(bits)))],
+            ),
+        };
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut q = sqlx::query(sql).bind(id);
+                for a in args {
+                    q = match a {
+                        Arg::Int(v) => q.bind(v),
+                        Arg::Text(v) => q.bind(v),
+                    };
+                }
+                if q.execute(&mut *conn).await?.rows_affected() == 0 {
+                    return Err(explain_unchanged(conn, id, wanted).await);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn interrupt_running_operations(&self) -> Result<Vec<OperationRecord>, StoreError> {
+        let now = now_ms();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = conn.begin().await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT {OP_COLUMNS} FROM operations WHERE state = 'running' ORDER BY id"
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
+                let before = rows
+                    .iter()
+                    .map(operation_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                sqlx::query(
+                    "UPDATE operations SET state = 'interrupted', finished_at = ?1, \
+                     error = 'interrupted: the server stopped while it ran' \
+                     WHERE state = 'running'",
+                )
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(before)
+            })
+        })
+        .await
+    }
+
+    async fn environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<EnvironmentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE repo = ?1 AND name = ?2"
+        ))
+        .bind(repo.to_string())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(environment_from_row).transpose()
+    }
+
+    async fn environments(
+        &self,
+        repo: Option<&RepoName>,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        let rows = match repo {
+            Some(repo) => {
+                sqlx::query(&format!(
+                    "SELECT {ENV_COLUMNS} FROM environments WHERE repo = ?1 ORDER BY name"
+                ))
+                .bind(repo.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {ENV_COLUMNS} FROM environments ORDER BY repo, name"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(environment_from_row).collect()
+    }
+
+    async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError> {
+        let parameters = env
+            .parameters
+            .as_ref()
+            .map(|p| to_json(p, "parameters"))
+            .transpose()?;
+        let outputs = env
+            .outputs
+            .as_ref()
+            .map(|o| to_json(o, "outputs"))
+            .transpose()?;
+        let now = now_ms();
+        self.write(move |conn| {
+            Box::pin(async move {
+                // ?8 / ?9 NULL: keep the stored parameters / outputs ('{}' for a new row).
+                // ?10 NULL keeps the stored last operation too: once there was one, it
+                // stays the last until another replaces it.
+                sqlx::query(
+                    "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
+                     state, parameters, outputs, last_operation, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'), \
+                     COALESCE(?9, '{}'), ?10, ?11) \
+                     ON CONFLICT(repo, name) DO UPDATE SET team = excluded.team, \
+                     owner = excluded.owner, env_type = excluded.env_type, \
+                     definition = excluded.definition, state = excluded.state, \
+                     parameters = COALESCE(?8, environments.parameters), \
+                     outputs = COALESCE(?9, environments.outputs), \
+                     last_operation = COALESCE(?10, environments.last_operation), \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&env.repo)
+                .bind(&env.name)
+                .bind(&env.team)
+                .bind(&env.owner)
+                .bind(&env.env_type)
+                .bind(&env.definition)
+                .bind(env.state.as_str())
+                .bind(parameters)
+                .bind(outputs)
+                .bind(env.last_operation)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT storage FROM environments WHERE repo = ?1 AND name = ?2")
+                .bind(repo.to_string())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.flatten())
+    }
+
+    async fn set_environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let repo = repo.to_string();
+        let name = name.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE environments SET storage = ?3 WHERE repo = ?1 AND name = ?2",
+                )
+                .bind(&repo)
+                .bind(&name)
+                .bind(archive)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(invalid(format!(
+                        "environment {name} of {repo} does not exist: its storage has nowhere \
+                         to go"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn try_lock_environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let repo = repo.to_string();
+        let name = name.to_owned();
+        let holder = holder.to_owned();
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            Box::pin(async move {
+                // The clock is read on the writer, so time spent queued does not shorten
+                // the lease. A lease whose expires_at is now or past is free.
+                let now = now_ms();
+                let got: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO env_locks (repo, name, holder, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(repo, name) DO UPDATE SET holder = excluded.holder, \
+                     expires_at = excluded.expires_at \
+                     WHERE env_locks.holder = excluded.holder OR env_locks.expires_at <= ?5 \
+                     RETURNING holder",
+                )
+                .bind(&repo)
+                .bind(&name)
+                .bind(&holder)
+                .bind(now.saturating_add(ttl))
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(got.is_some())
+            })
+        })
+        .await
+    }
+
+    async fn unlock_environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let repo = repo.to_string();
+        let name = name.to_owned();
+        let holder = holder.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM env_locks WHERE repo = ?1 AND name = ?2 AND holder = ?3")
+                    .bind(&repo)
+                    .bind(&name)
+                    .bind(&holder)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn release_all_locks(&self) -> Result<u64, StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM env_locks")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn record_merge(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+        pr: PrNumber,
+    ) -> Result<(), StoreError> {
+        let repo = repo.to_string();
+        let sha = merge_sha.as_str().to_owned();
+        let pr = to_i64(pr.0, "pull request number")?;
+        let now = now_ms();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO merges (repo, merge_sha, pr, recorded_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(repo, merge_sha) DO NOTHING",
+                )
+                .bind(&repo)
+                .bind(&sha)
+                .bind(pr)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn merge_of(
+        &self,
+        repo: &RepoName,
+        merge_sha: &CommitSha,
+    ) -> Result<Option<PrNumber>, StoreError> {
+        let pr: Option<i64> =
+            sqlx::query_scalar("SELECT pr FROM merges WHERE repo = ?1 AND merge_sha = ?2")
+                .bind(repo.to_string())
+                .bind(merge_sha.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        pr.map(|p| to_u64(p, "pull request number").map(PrNumber))
+            .transpose()
     }
 }
 
@@ -1332,5 +1933,797 @@ mod tests {
         assert!(joined.contains("deliveries_pending"), "{joined}");
         assert!(joined.contains("deliveries_active_by_key"), "{joined}");
         assert!(joined.contains("deliveries_running"), "{joined}");
+    }
+
+    // ---- provisioning ----
+
+    use crate::store::{reported, EnvironmentRecord};
+
+    fn repo(s: &str) -> RepoName {
+        RepoName::parse(s).expect("repo")
+    }
+
+    fn sha(c: char) -> CommitSha {
+        CommitSha::parse(&c.to_string().repeat(40)).expect("sha")
+    }
+
+    fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
+        NewOperation {
+            repo: "octo/envs".into(),
+            env_name: env.into(),
+            kind: OpKind::Deploy,
+            merge_sha: sha(merge).as_str().into(),
+            pr: 7,
+            attempt,
+            delivery_id: "d-merge".into(),
+            team: "payments".into(),
+            owner: "alice".into(),
+            env_type: "preview".into(),
+            definition: "web-app".into(),
+            manifest_path: format!("environments/payments/{env}.yaml"),
+            parameters: serde_json::json!({"size": "small", "cmd": "$(rm -rf /)"}),
+            requester: "alice".into(),
+            merger: "bob".into(),
+            approvers: vec!["carol".into(), "dave".into()],
+            governance_sha: sha('9').as_str().into(),
+            checks: serde_json::json!([{"context": "paved/schema", "verdict": "pass"}]),
+            state: OpState::Planned,
+            error: None,
+        }
+    }
+
+    fn env_update(repo: &str, name: &str, state: EnvState) -> EnvironmentUpdate {
+        EnvironmentUpdate {
+            repo: repo.into(),
+            name: name.into(),
+            team: "payments".into(),
+            owner: "alice".into(),
+            env_type: "preview".into(),
+            definition: "web-app".into(),
+            state,
+            parameters: None,
+            outputs: None,
+            last_operation: None,
+        }
+    }
+
+    fn err_text(r: Result<impl std::fmt::Debug, StoreError>) -> String {
+        match r {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn planning_an_operation_twice_records_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let op = new_op("checkout", 'a', 1);
+        let (id, created) = store.plan_operation(op.clone()).await.expect("plan");
+        assert!(created);
+        // A redelivered merge plans the same operation again (even if it computed
+        // something different): the first one stands.
+        let mut again = op.clone();
+        again.parameters = serde_json::json!({"size": "huge"});
+        assert_eq!(
+            store.plan_operation(again).await.expect("plan again"),
+            (id, false)
+        );
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.op, op);
+        assert_eq!(rec.state, OpState::Planned);
+        assert_eq!(rec.op.parameters["cmd"], "$(rm -rf /)");
+        assert_eq!((rec.started_at, rec.finished_at), (None, None));
+        assert_eq!((rec.pid, rec.deployment_id, rec.error), (None, None, None));
+        assert_eq!((rec.log.as_str(), rec.reported), ("", 0));
+        assert_eq!(rec.outputs, serde_json::json!({}));
+        assert!(chrono::DateTime::parse_from_rfc3339(&rec.created_at).is_ok());
+
+        // A retry after an interruption is a new attempt, hence a new operation.
+        let (id2, created2) = store
+            .plan_operation(new_op("checkout", 'a', 2))
+            .await
+            .expect("plan attempt 2");
+        assert!(created2);
+        assert_ne!(id2, id);
+        // Same environment, another kind: another operation too.
+        let mut delete = new_op("checkout", 'a', 1);
+        delete.kind = OpKind::Delete;
+        let (id3, created3) = store.plan_operation(delete).await.expect("plan delete");
+        assert!(created3);
+        let of_merge = store
+            .operations_for_merge(&repo("octo/envs"), &sha('a'))
+            .await
+            .expect("of merge");
+        let ids: Vec<i64> = of_merge.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![id, id2, id3]);
+        assert!(store
+            .operations_for_merge(&repo("octo/envs"), &sha('b'))
+            .await
+            .expect("of other merge")
+            .is_empty());
+        assert!(store.operation(id3 + 1).await.expect("read").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_operation_is_final_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let mut op = new_op("checkout", 'a', 1);
+        op.state = OpState::Refused;
+        op.error = Some("paved/policy was failing at merge time".into());
+        let (id, created) = store.plan_operation(op.clone()).await.expect("plan");
+        assert!(created);
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.op, op);
+        assert_eq!(rec.state, OpState::Refused);
+        assert!(rec.state.is_final());
+        assert_eq!(rec.error, op.error);
+        assert!(rec.started_at.is_some());
+        assert_eq!(rec.finished_at, rec.started_at);
+        // Nothing can start it afterwards.
+        let e = err_text(
+            store
+                .update_operation(id, OperationUpdate::Started { pid: None })
+                .await,
+        );
+        assert!(e.contains("is refused"), "{e}");
+        // Only planned or refused operations are recorded.
+        let mut running = new_op("checkout", 'b', 1);
+        running.state = OpState::Running;
+        assert!(store.plan_operation(running).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn operation_lifecycle_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let (id, _) = store
+            .plan_operation(new_op("checkout", 'a', 1))
+            .await
+            .expect("plan");
+        store
+            .update_operation(id, OperationUpdate::Started { pid: None })
+            .await
+            .expect("start");
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.state, OpState::Running);
+        assert!(rec.started_at.is_some());
+        assert_eq!((rec.pid, rec.finished_at), (None, None));
+        // Started twice (a second worker): refused, so it cannot run twice.
+        let e = err_text(
+            store
+                .update_operation(id, OperationUpdate::Started { pid: Some(1) })
+                .await,
+        );
+        assert!(e.contains("is running"), "{e}");
+
+        store
+            .update_operation(id, OperationUpdate::Pid(4242))
+            .await
+            .expect("pid");
+        store
+            .update_operation(id, OperationUpdate::DeploymentCreated(9_000_000_001))
+            .await
+            .expect("deployment");
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.pid, Some(4242));
+        assert_eq!(rec.deployment_id, Some(9_000_000_001));
+
+        let outputs = serde_json::json!({
+            "url": {"type": "string", "value": "https://x", "sensitive": false},
+            "token": {"type": "string", "value": "s3cr3t", "sensitive": true}
+        });
+        store
+            .update_operation(
+                id,
+                OperationUpdate::Finished {
+                    state: OpState::Succeeded,
+                    error: None,
+                    log: "deployed\n".into(),
+                    outputs: outputs.clone(),
+                },
+            )
+            .await
+            .expect("finish");
+        store
+            .update_operation(id, OperationUpdate::Reported(reported::DEPLOYMENT))
+            .await
+            .expect("reported");
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.state, OpState::Succeeded);
+        assert_eq!(rec.reported, reported::DEPLOYMENT);
+        // Bits are OR-ed: a repeated report changes nothing, another one adds its bit.
+        for bits in [reported::NOTE, reported::DEPLOYMENT] {
+            store
+                .update_operation(id, OperationUpdate::Reported(bits))
+                .await
+                .expect("reported");
+        }
+        let rec = store.operation(id).await.expect("read").expect("stored");
+        assert_eq!(rec.reported, reported::DEPLOYMENT | reported::NOTE);
+        assert_eq!(rec.log, "deployed\n");
+        assert_eq!(rec.outputs, outputs);
+        assert_eq!(rec.error, None);
+        assert_eq!(rec.pid, Some(4242));
+        assert_eq!(rec.deployment_id, Some(9_000_000_001));
+        let (started, finished) = (
+            rec.started_at.expect("started"),
+            rec.finished_at.expect("finished"),
+        );
+        assert!(started <= finished, "{started} > {finished}");
+        assert_eq!(rec.op, new_op("checkout", 'a', 1));
+
+        // A failure keeps its error.
+        let (id2, _) = store
+            .plan_operation(new_op("checkout", 'b', 1))
+            .await
+            .expect("plan");
+        store
+            .update_operation(
+                id2,
+                OperationUpdate::Finished {
+                    state: OpState::Failed,
+                    error: Some("deploy.sh exited with status 3".into()),
+                    log: String::new(),
+                    outputs: serde_json::json!({}),
+                },
+            )
+            .await
+            .expect("fail");
+        let rec = store.operation(id2).await.expect("read").expect("stored");
+        assert_eq!(rec.state, OpState::Failed);
+        assert_eq!(rec.error.as_deref(), Some("deploy.sh exited with status 3"));
+
+        let e = err_text(
+            store
+                .update_operation(id2 + 100, OperationUpdate::Pid(1))
+                .await,
+        );
+        assert!(e.contains("does not exist"), "{e}");
+        let e = err_text(
+            store
+                .update_operation(
+                    id2,
+                    OperationUpdate::Finished {
+                        state: OpState::Running,
+                        error: None,
+                        log: String::new(),
+                        outputs: serde_json::json!({}),
+                    },
+                )
+                .await,
+        );
+        assert!(e.contains("cannot finish as running"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn operations_of_an_environment_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let mut ids = Vec::new();
+        for c in ['a', 'b', 'c'] {
+            ids.push(
+                store
+                    .plan_operation(new_op("checkout", c, 1))
+                    .await
+                    .expect("plan")
+                    .0,
+            );
+        }
+        store
+            .plan_operation(new_op("other", 'a', 1))
+            .await
+            .expect("plan other");
+        let mut other_repo = new_op("checkout", 'a', 1);
+        other_repo.repo = "octo/else".into();
+        store.plan_operation(other_repo).await.expect("plan");
+
+        let got = store
+            .operations_for_environment(&repo("octo/envs"), "checkout", 2)
+            .await
+            .expect("history");
+        let got: Vec<i64> = got.iter().map(|r| r.id).collect();
+        assert_eq!(got, vec![ids[2], ids[1]]);
+        let all = store
+            .operations_for_environment(&repo("octo/envs"), "checkout", 100)
+            .await
+            .expect("history");
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|r| r.op.env_name == "checkout"));
+    }
+
+    #[tokio::test]
+    async fn restart_interrupts_only_running_operations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (planned, running, done) = {
+            let store = open(&dir).await;
+            let planned = store
+                .plan_operation(new_op("a", 'a', 1))
+                .await
+                .expect("plan")
+                .0;
+            let running = store
+                .plan_operation(new_op("b", 'a', 1))
+                .await
+                .expect("plan")
+                .0;
+            let done = store
+                .plan_operation(new_op("c", 'a', 1))
+                .await
+                .expect("plan")
+                .0;
+            for id in [running, done] {
+                store
+                    .update_operation(
+                        id,
+                        OperationUpdate::Started {
+                            pid: Some(500 + id),
+                        },
+                    )
+                    .await
+                    .expect("start");
+            }
+            store
+                .update_operation(
+                    done,
+                    OperationUpdate::Finished {
+                        state: OpState::Succeeded,
+                        error: None,
+                        log: String::new(),
+                        outputs: serde_json::json!({}),
+                    },
+                )
+                .await
+                .expect("finish");
+            // Dropped with `running` still running: the server died.
+            (planned, running, done)
+        };
+        let store = open(&dir).await;
+        let hit = store
+            .interrupt_running_operations()
+            .await
+            .expect("interrupt");
+        assert_eq!(hit.len(), 1);
+        assert_eq!(hit[0].id, running);
+        // As it was: running, with the pid whose process group may need killing.
+        assert_eq!(hit[0].state, OpState::Running);
+        assert_eq!(hit[0].pid, Some(500 + running));
+        assert_eq!(hit[0].finished_at, None);
+
+        let rec = store.operation(running).await.expect("read").expect("b");
+        assert_eq!(rec.state, OpState::Interrupted);
+        assert_eq!(
+            rec.error.as_deref(),
+            Some("interrupted: the server stopped while it ran")
+        );
+        assert!(rec.finished_at.is_some());
+        assert_eq!(rec.pid, Some(500 + running));
+        let rec = store.operation(planned).await.expect("read").expect("a");
+        assert_eq!(rec.state, OpState::Planned);
+        let rec = store.operation(done).await.expect("read").expect("c");
+        assert_eq!(rec.state, OpState::Succeeded);
+        assert_eq!(rec.error, None);
+        assert!(store
+            .interrupt_running_operations()
+            .await
+            .expect("again")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn environment_lock_has_one_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        let minute = Duration::from_secs(60);
+        assert!(store
+            .try_lock_environment(&r, "checkout", "A", minute)
+            .await
+            .expect("A takes"));
+        assert!(!store
+            .try_lock_environment(&r, "checkout", "B", minute)
+            .await
+            .expect("B refused"));
+        // Another environment, or the same name in another repo, is another lock.
+        assert!(store
+            .try_lock_environment(&r, "search", "B", minute)
+            .await
+            .expect("B other env"));
+        assert!(store
+            .try_lock_environment(&repo("octo/else"), "checkout", "B", minute)
+            .await
+            .expect("B other repo"));
+        // Renewing as the same holder.
+        assert!(store
+            .try_lock_environment(&r, "checkout", "A", minute)
+            .await
+            .expect("A renews"));
+        // B cannot release A's lock.
+        store
+            .unlock_environment(&r, "checkout", "B")
+            .await
+            .expect("B unlock");
+        assert!(!store
+            .try_lock_environment(&r, "checkout", "B", minute)
+            .await
+            .expect("still A's"));
+        store
+            .unlock_environment(&r, "checkout", "A")
+            .await
+            .expect("A unlock");
+        assert!(store
+            .try_lock_environment(&r, "checkout", "B", minute)
+            .await
+            .expect("B takes"));
+        assert!(!store
+            .try_lock_environment(&r, "checkout", "A", minute)
+            .await
+            .expect("A refused"));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_can_be_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        // A zero lease has run out as soon as it is taken.
+        assert!(store
+            .try_lock_environment(&r, "checkout", "A", Duration::ZERO)
+            .await
+            .expect("A takes"));
+        assert!(store
+            .try_lock_environment(&r, "checkout", "B", Duration::from_secs(60))
+            .await
+            .expect("B takes over"));
+        assert!(!store
+            .try_lock_environment(&r, "checkout", "A", Duration::from_secs(60))
+            .await
+            .expect("A refused"));
+        // A, whose lease was taken over, cannot release B's lock.
+        store
+            .unlock_environment(&r, "checkout", "A")
+            .await
+            .expect("unlock");
+        assert!(!store
+            .try_lock_environment(&r, "checkout", "C", Duration::from_secs(60))
+            .await
+            .expect("C refused"));
+    }
+
+    #[tokio::test]
+    async fn release_all_locks_frees_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        let hour = Duration::from_secs(3600);
+        for env in ["a", "b"] {
+            assert!(store
+                .try_lock_environment(&r, env, "dead-node", hour)
+                .await
+                .expect("lock"));
+        }
+        assert_eq!(store.release_all_locks().await.expect("release"), 2);
+        for env in ["a", "b"] {
+            assert!(store
+                .try_lock_environment(&r, env, "new-node", hour)
+                .await
+                .expect("lock"));
+        }
+        assert_eq!(store.release_all_locks().await.expect("release"), 2);
+        assert_eq!(store.release_all_locks().await.expect("release"), 0);
+    }
+
+    #[tokio::test]
+    async fn upserting_an_environment_keeps_what_is_not_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        assert!(store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .is_none());
+
+        // A new row without parameters or outputs has empty ones.
+        store
+            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Provisioning))
+            .await
+            .expect("insert");
+        let e = store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(e.state, EnvState::Provisioning);
+        assert_eq!(e.parameters, serde_json::json!({}));
+        assert_eq!(e.outputs, serde_json::json!({}));
+        assert_eq!(e.last_operation, None);
+
+        let outputs = serde_json::json!({"url": {"type": "string", "value": "https://x"}});
+        let mut ready = env_update("octo/envs", "checkout", EnvState::Ready);
+        ready.parameters = Some(serde_json::json!({"size": "small"}));
+        ready.outputs = Some(outputs.clone());
+        ready.last_operation = Some(1);
+        store.upsert_environment(ready).await.expect("ready");
+        let before = store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+
+        // A delete starts: only the state, owner and last operation change.
+        let mut deleting = env_update("octo/envs", "checkout", EnvState::Deleting);
+        deleting.owner = "erin".into();
+        deleting.last_operation = Some(2);
+        store.upsert_environment(deleting).await.expect("deleting");
+        let e = store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(e.state, EnvState::Deleting);
+        assert_eq!(e.owner, "erin");
+        assert_eq!(e.outputs, outputs);
+        assert_eq!(e.parameters, serde_json::json!({"size": "small"}));
+        assert_eq!(e.last_operation, Some(2));
+        assert!(e.updated_at >= before.updated_at);
+        // Without an operation id, the last one stays.
+        store
+            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Deleted))
+            .await
+            .expect("deleted");
+        let e = store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(e.state, EnvState::Deleted);
+        assert!(!e.state.is_live());
+        assert_eq!(e.last_operation, Some(2));
+        // Given outputs replace the stored ones.
+        let mut cleared = env_update("octo/envs", "checkout", EnvState::Deleted);
+        cleared.outputs = Some(serde_json::json!({}));
+        store.upsert_environment(cleared).await.expect("cleared");
+        let e = store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(e.outputs, serde_json::json!({}));
+        assert_eq!(store.environments(None).await.expect("all").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn public_record_drops_sensitive_outputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let mut up = env_update("octo/envs", "checkout", EnvState::Ready);
+        up.outputs = Some(serde_json::json!({
+            "url": {"type": "string", "value": "https://x", "sensitive": false},
+            "host": {"type": "string", "value": "h"},
+            "password": {"type": "string", "value": "hunter2", "sensitive": true}
+        }));
+        store.upsert_environment(up).await.expect("upsert");
+        let e: EnvironmentRecord = store
+            .environment(&repo("octo/envs"), "checkout")
+            .await
+            .expect("read")
+            .expect("row");
+        // The store keeps the secret (the next operation may need it)...
+        assert_eq!(e.outputs["password"]["value"], "hunter2");
+        // ...what is shown does not.
+        let shown = e.public();
+        assert!(shown.outputs.get("password").is_none());
+        assert_eq!(shown.outputs["url"]["value"], "https://x");
+        assert_eq!(shown.outputs["host"]["value"], "h");
+        let text = serde_json::to_string(&shown).expect("json");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(shown.name, e.name);
+        assert_eq!(shown.state, e.state);
+    }
+
+    #[tokio::test]
+    async fn environment_storage_round_trips_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        // No environment row: nothing is created, and the caller hears about it.
+        let e = err_text(
+            store
+                .set_environment_storage(&r, "checkout", vec![1, 2, 3])
+                .await,
+        );
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(store
+            .environment(&r, "checkout")
+            .await
+            .expect("read")
+            .is_none());
+        assert_eq!(
+            store
+                .environment_storage(&r, "checkout")
+                .await
+                .expect("read"),
+            None
+        );
+
+        store
+            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Provisioning))
+            .await
+            .expect("insert");
+        assert_eq!(
+            store
+                .environment_storage(&r, "checkout")
+                .await
+                .expect("read"),
+            None
+        );
+        // Every byte value, NULs included, and more than a page.
+        let archive: Vec<u8> = (0..70_000u32).map(|i| (i % 256) as u8).collect();
+        store
+            .set_environment_storage(&r, "checkout", archive.clone())
+            .await
+            .expect("store");
+        // An inventory update does not touch the archive.
+        store
+            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Ready))
+            .await
+            .expect("update");
+        assert_eq!(
+            store
+                .environment_storage(&r, "checkout")
+                .await
+                .expect("read"),
+            Some(archive)
+        );
+        store
+            .set_environment_storage(&r, "checkout", Vec::new())
+            .await
+            .expect("store empty");
+        assert_eq!(
+            store
+                .environment_storage(&r, "checkout")
+                .await
+                .expect("read"),
+            Some(Vec::new())
+        );
+    }
+
+    #[tokio::test]
+    async fn environments_are_ordered_and_filtered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        for (r, n) in [
+            ("octo/zeta", "b"),
+            ("octo/alpha", "z"),
+            ("octo/zeta", "a"),
+            ("octo/alpha", "m"),
+        ] {
+            store
+                .upsert_environment(env_update(r, n, EnvState::Ready))
+                .await
+                .expect("insert");
+        }
+        let all = store.environments(None).await.expect("all");
+        let keys: Vec<(&str, &str)> = all
+            .iter()
+            .map(|e| (e.repo.as_str(), e.name.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("octo/alpha", "m"),
+                ("octo/alpha", "z"),
+                ("octo/zeta", "a"),
+                ("octo/zeta", "b")
+            ]
+        );
+        let zeta = store
+            .environments(Some(&repo("octo/zeta")))
+            .await
+            .expect("zeta");
+        let names: Vec<&str> = zeta.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
+        assert!(zeta.iter().all(|e| e.repo == "octo/zeta"));
+        assert!(store
+            .environments(Some(&repo("octo/none")))
+            .await
+            .expect("none")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn merges_are_recorded_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let r = repo("octo/envs");
+        assert_eq!(store.merge_of(&r, &sha('a')).await.expect("read"), None);
+        store
+            .record_merge(&r, &sha('a'), PrNumber(12))
+            .await
+            .expect("record");
+        store
+            .record_merge(&r, &sha('a'), PrNumber(12))
+            .await
+            .expect("record again");
+        // The first record stands.
+        store
+            .record_merge(&r, &sha('a'), PrNumber(99))
+            .await
+            .expect("record other");
+        assert_eq!(
+            store.merge_of(&r, &sha('a')).await.expect("read"),
+            Some(PrNumber(12))
+        );
+        assert_eq!(store.merge_of(&r, &sha('b')).await.expect("read"), None);
+        assert_eq!(
+            store
+                .merge_of(&repo("octo/else"), &sha('a'))
+                .await
+                .expect("read"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn provisioning_migration_upgrades_a_schema_1_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("paved.db");
+        let path = path.to_str().expect("utf-8");
+        // A database as the previous release left it: schema 1 only, with a delivery.
+        let mut first = sqlx::migrate!("./migrations/sqlite");
+        let only_1: Vec<_> = first.migrations.iter().take(1).cloned().collect();
+        assert_eq!(only_1[0].version, 1);
+        first.migrations = only_1.into();
+        let mut conn = connect_options(path)
+            .expect("options")
+            .connect()
+            .await
+            .expect("connect");
+        first.run(&mut conn).await.expect("schema 1");
+        sqlx::query(
+            "INSERT INTO deliveries (id, event, queue_key, body, body_len, next_attempt_at, \
+             received_at) VALUES ('old', 'push', 'k', ?1, 2, 0, 1700000000000)",
+        )
+        .bind(compress_body(b"{}").expect("zstd"))
+        .execute(&mut conn)
+        .await
+        .expect("old delivery");
+        conn.close().await.expect("close");
+
+        let store = SqliteStore::open(path).await.expect("open upgrades");
+        let old = store.claim_delivery().await.expect("claim").expect("kept");
+        assert_eq!(old.id.as_str(), "old");
+        assert_eq!(old.received_at_ms, 1_700_000_000_000);
+        assert_eq!(old.body, b"{}");
+        let (id, created) = store
+            .plan_operation(new_op("checkout", 'a', 1))
+            .await
+            .expect("plan");
+        assert!(created);
+        assert!(store.operation(id).await.expect("read").is_some());
+        store.close().await;
+        // Opening again applies nothing new.
+        let store = SqliteStore::open(path).await.expect("reopen");
+        assert!(store.operation(id).await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn claimed_delivery_knows_when_it_was_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let before = now_ms();
+        store
+            .accept_delivery(delivery("t1", "k", "{}"))
+            .await
+            .expect("accept");
+        let after = now_ms();
+        let c = store.claim_delivery().await.expect("claim").expect("t1");
+        assert!(
+            (before..=after).contains(&c.received_at_ms),
+            "{before} <= {} <= {after}",
+            c.received_at_ms
+        );
     }
 }
