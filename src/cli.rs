@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `demo`, `migrate`.
+//! The command line: `serve`, `check`, `demo`, `migrate`, `audit`.
 
 use crate::config::{Config, Overrides};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -70,6 +70,18 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(ServiceFlags),
+    /// Print an environment's history from Git alone: the commits that touched its manifest
+    /// and Paved's audit records in their notes (refs/notes/paved). No database or server.
+    /// Exit 0 with the history, 1 when there is none, 2 on bad input.
+    Audit {
+        /// The environment's name (metadata.name, the manifest's file stem).
+        env: String,
+        /// A local repository (bare or not) or a URL to clone (its default branch).
+        #[arg(long, default_value = ".")]
+        repo: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 fn init_tracing() {
@@ -90,6 +102,9 @@ fn load_config(flags: &ServiceFlags) -> anyhow::Result<Config> {
 pub fn run(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Check { path, format } => check_command(&path, format),
+        Command::Audit { env, repo, format } => {
+            crate::audit::run_cli(&env, &repo, matches!(format, Format::Json))
+        }
         Command::Serve(flags) => runtime().and_then(|rt| {
             init_tracing();
             let config = load_config(&flags)?;
