@@ -1,0 +1,353 @@
+//! The Terraform runner (`runner: terraform`): `terraform` or `tofu` in the definition's
+//! `templatePath`.
+//!
+//! Steps, each a separate process run like a script (own process group, scrubbed
+//! environment plus `TF_IN_AUTOMATION=1`, `TF_INPUT=0`, `CHECKPOINT_DISABLE=1`, one deadline
+//! for all):
+//! 1. `init -input=false -no-color`
+//! 2. deploy: `apply -auto-approve -input=false -no-color -var-file=<run dir>/parameters.tfvars.json`;
+//!    delete: `destroy` with the same flags
+//! 3. deploy only, after a successful apply: `output -json`, whose stdout is kept out of the
+//!    log (it holds sensitive values in clear) and becomes the run's outputs.
+//!
+//! # State
+//! Terraform runs in the run's copy of the definition (so `.terraform/`, the lock file and
+//! the state never touch the materialised definition or a concurrent run). A template
+//! without a `backend` block uses the local backend, whose state is `terraform.tfstate` in
+//! the working directory: before `init`, `ADE_STORAGE/terraform.tfstate` from the previous
+//! operation is copied there, and after the last step (also after a failure or a timeout,
+//! since a half-applied state is exactly what the next `destroy` needs) it is copied back
+//! into `ADE_STORAGE`, which Paved keeps per environment. This uses only the default local
+//! backend behaviour, so it works the same with Terraform 1.x and OpenTofu, without the
+//! legacy `-state` flags. A template that declares its own backend (azurerm, s3, …) keeps
+//! its state there; nothing is copied then.
+
+use super::command::{exec, Capture, Step, StepEnd};
+use super::{Capped, Operation, Output, RunDir, RunOutcome, RunSpec, OUTPUTS_LIMIT};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+use tokio::time::Instant;
+
+/// The state file of the local backend, in the working directory and in `ADE_STORAGE`.
+pub const STATE_FILE: &str = "terraform.tfstate";
+
+/// The message when neither binary is found.
+pub const MISSING_BINARY: &str = "runner terraform needs `terraform` or `tofu` on PATH";
+
+pub(crate) struct TfRan {
+    pub outcome: RunOutcome,
+    pub pid: Option<u32>,
+    pub outputs: BTreeMap<String, Output>,
+    pub outputs_error: Option<String>,
+    /// Stderr of the step that failed, for `error_log` when `ADE_ERROR_LOG` is empty.
+    pub failed_step_stderr: Option<Capped>,
+}
+
+impl TfRan {
+    fn not_runnable(why: String) -> TfRan {
+        TfRan {
+            outcome: RunOutcome::NotRunnable(why),
+            pid: None,
+            outputs: BTreeMap::new(),
+            outputs_error: None,
+            failed_step_stderr: None,
+        }
+    }
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Looks up `terraform`, then `tofu`, on a `PATH` value. Empty entries (which would mean
+/// the current directory, i.e. the repository's files) are skipped.
+pub fn find_binary(path: &str) -> Option<PathBuf> {
+    ["terraform", "tofu"].into_iter().find_map(|name| {
+        path.split(':')
+            .filter(|dir| !dir.is_empty() && Path::new(dir).is_absolute())
+            .map(|dir| Path::new(dir).join(name))
+            .find(|candidate| is_executable_file(candidate))
+    })
+}
+
+/// The folder Terraform runs in: `templatePath` inside the definition copy (its parent when
+/// it names a file such as `main.tf`), refusing paths that leave the definition.
+fn working_dir(
+    definition: &Path,
+    template_path: Option<&str>,
+    def_name: &str,
+) -> Result<PathBuf, String> {
+    let Some(tp) = template_path.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(definition.to_path_buf());
+    };
+    let rel = Path::new(tp);
+    let inside = rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside {
+        return Err(format!(
+            "templatePath {tp:?} of definition {def_name} must be a path inside the definition folder"
+        ));
+    }
+    let full = definition.join(rel);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_dir() => Ok(full),
+        Ok(_) => Ok(full
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| definition.to_path_buf())),
+        Err(_) => Err(format!(
+            "templatePath {tp:?} not found in definition {def_name}"
+        )),
+    }
+}
+
+/// Terraform's `output -json`: `{"name": {"sensitive": bool, "type": <type>, "value": …}}`.
+#[derive(serde::Deserialize)]
+struct TfOutput {
+    #[serde(default)]
+    sensitive: bool,
+    #[serde(default)]
+    r#type: serde_json::Value,
+    #[serde(default)]
+    value: serde_json::Value,
+}
+
+/// Maps `terraform output -json` to ADE outputs. Terraform types are JSON (`"string"`,
+/// `["list", "string"]`); a non-string type is kept as its JSON text.
+pub fn parse_terraform_outputs(bytes: &[u8]) -> Result<BTreeMap<String, Output>, String> {
+    let raw: BTreeMap<String, TfOutput> = serde_json::from_slice(bytes)
+        .map_err(|e| format!("terraform output -json could not be read: {e}"))?;
+    Ok(raw
+        .into_iter()
+        .map(|(name, o)| {
+            let r#type = match o.r#type {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => "string".to_string(),
+                other => other.to_string(),
+            };
+            (
+                name,
+                Output {
+                    r#type,
+                    value: o.value,
+                    sensitive: o.sensitive,
+                },
+            )
+        })
+        .collect())
+}
+
+pub(crate) async fn run_terraform<F: FnOnce(u32) + Send>(
+    spec: &RunSpec,
+    dir: &RunDir,
+    env: &[(OsString, OsString)],
+    log: &mut Capped,
+    on_spawn: &mut Option<F>,
+) -> TfRan {
+    let def_name = spec
+        .definition_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.definition_dir.display().to_string());
+    let binary = match &spec.terraform_binary {
+        Some(p) if is_executable_file(p) => p.clone(),
+        Some(p) => {
+            return TfRan::not_runnable(format!(
+                "terraform binary {} is not an executable file",
+                p.display()
+            ))
+        }
+        None => match find_binary(&spec.path) {
+            Some(p) => p,
+            None => return TfRan::not_runnable(MISSING_BINARY.to_string()),
+        },
+    };
+    let tool = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "terraform".into());
+    let workdir = match working_dir(&dir.definition, spec.template_path.as_deref(), &def_name) {
+        Ok(w) => w,
+        Err(why) => return TfRan::not_runnable(why),
+    };
+
+    let parameters = match &spec.parameters {
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        p @ serde_json::Value::Object(_) => p.clone(),
+        _ => return TfRan::not_runnable("parameters must be a JSON object".to_string()),
+    };
+    let var_file = dir.root.join("parameters.tfvars.json");
+    if let Err(e) = tokio::fs::write(&var_file, parameters.to_string()).await {
+        return TfRan::not_runnable(format!("could not write the parameters file: {e}"));
+    }
+    let stored_state = dir.storage.join(STATE_FILE);
+    let work_state = workdir.join(STATE_FILE);
+    if tokio::fs::metadata(&stored_state)
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        if let Err(e) = tokio::fs::copy(&stored_state, &work_state).await {
+            return TfRan::not_runnable(format!(
+                "could not restore the Terraform state from ADE_STORAGE: {e}"
+            ));
+        }
+    }
+
+    let mut env = env.to_vec();
+    for (k, v) in [
+        ("TF_IN_AUTOMATION", "1"),
+        ("TF_INPUT", "0"),
+        // No calls home to HashiCorp's version checkpoint from a provisioning run.
+        ("CHECKPOINT_DISABLE", "1"),
+    ] {
+        env.retain(|(name, _)| name != k);
+        env.push((k.into(), v.into()));
+    }
+
+    let mut var_file_arg = OsString::from("-var-file=");
+    var_file_arg.push(&var_file);
+    let main_args: Vec<OsString> = match spec.operation {
+        Operation::Deploy => vec!["apply".into()],
+        Operation::Delete => vec!["destroy".into()],
+    }
+    .into_iter()
+    .chain([
+        "-auto-approve".into(),
+        "-input=false".into(),
+        "-no-color".into(),
+        var_file_arg,
+    ])
+    .collect();
+    let mut steps: Vec<Vec<OsString>> = vec![
+        vec!["init".into(), "-input=false".into(), "-no-color".into()],
+        main_args,
+    ];
+    if spec.operation == Operation::Deploy {
+        steps.push(vec!["output".into(), "-json".into(), "-no-color".into()]);
+    }
+
+    let deadline = Instant::now() + spec.timeout;
+    let mut first_pid = None;
+    let mut ran = TfRan {
+        outcome: RunOutcome::Succeeded,
+        pid: None,
+        outputs: BTreeMap::new(),
+        outputs_error: None,
+        failed_step_stderr: None,
+    };
+    for (i, args) in steps.into_iter().enumerate() {
+        let is_output = spec.operation == Operation::Deploy && i == 2;
+        // The server's run directory path means nothing to a reader of the log.
+        let root = dir.root.to_string_lossy().into_owned();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().replace(&root, "<run dir>"))
+            .collect();
+        log.note(&format!("$ {tool} {}", shown.join(" ")));
+        let mut argv = vec![binary.clone().into_os_string()];
+        argv.extend(args);
+        let mut stderr = Capped::new(spec.output_limit);
+        let mut stdout = Capped::new(OUTPUTS_LIMIT);
+        let report = exec(
+            Step {
+                argv,
+                cwd: &workdir,
+                env: &env,
+                deadline,
+            },
+            Capture {
+                log: &mut *log,
+                stdout: is_output.then_some(&mut stdout),
+                stderr: Some(&mut stderr),
+            },
+            on_spawn,
+        )
+        .await;
+        if first_pid.is_none() {
+            first_pid = report.pid;
+        }
+        let outcome = report.outcome(spec.timeout, &tool);
+        if is_output {
+            // The apply succeeded: a broken `output` step is an outputs problem, reported
+            // as such, not a failed apply.
+            ran.outputs_error = match (&report.end, outcome.is_success()) {
+                (_, true) if stdout.omitted() > 0 => Some(format!(
+                    "{tool} output -json is over {} MiB",
+                    OUTPUTS_LIMIT / (1024 * 1024)
+                )),
+                (_, true) => match parse_terraform_outputs(&stdout.bytes()) {
+                    Ok(outputs) => {
+                        ran.outputs = outputs;
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                (StepEnd::TimedOut, _) => {
+                    ran.outcome = outcome.clone();
+                    Some(format!("{tool} output -json {}", outcome.describe()))
+                }
+                (_, false) => Some(format!("{tool} output -json {}", outcome.describe())),
+            };
+            break;
+        }
+        if !outcome.is_success() {
+            ran.outcome = outcome;
+            ran.failed_step_stderr = Some(stderr);
+            break;
+        }
+    }
+    ran.pid = first_pid;
+
+    // Keep the state whatever happened: after a failed or interrupted apply it records
+    // what was created, which the next deploy or delete needs.
+    if tokio::fs::metadata(&work_state)
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        if let Err(e) = tokio::fs::copy(&work_state, &stored_state).await {
+            log.note(&format!(
+                "the Terraform state could not be copied to ADE_STORAGE: {e}"
+            ));
+        }
+    }
+    ran
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraform_outputs_mapping() {
+        let o = parse_terraform_outputs(
+            br#"{"url":{"sensitive":false,"type":"string","value":"https://x"},
+                 "ids":{"sensitive":true,"type":["list","string"],"value":["a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(o["url"].r#type, "string");
+        assert_eq!(o["ids"].r#type, r#"["list","string"]"#);
+        assert!(o["ids"].sensitive);
+    }
+
+    #[test]
+    fn template_path_must_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(working_dir(d.path(), Some("../x"), "def").is_err());
+        assert!(working_dir(d.path(), Some("/etc"), "def").is_err());
+        assert_eq!(working_dir(d.path(), None, "def").unwrap(), d.path());
+        std::fs::write(d.path().join("main.tf"), "").unwrap();
+        assert_eq!(
+            working_dir(d.path(), Some("main.tf"), "def").unwrap(),
+            d.path()
+        );
+    }
+
+    #[test]
+    fn binary_lookup_skips_empty_and_relative_entries() {
+        assert_eq!(find_binary(""), None);
+        assert_eq!(find_binary("::."), None);
+    }
+}
