@@ -117,6 +117,7 @@ fn main() -> anyhow::Result<()> {
     let ctx = PrContext {
         author: "octocat".into(),
         approvers: Vec::new(),
+        ..Default::default()
     };
 
     let (load, gov) = best(5, || Governance::load(&tree));

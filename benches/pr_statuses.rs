@@ -71,6 +71,8 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         api_url: github.url(),
         auth: Some(GithubAuth::Token(Secret::new("bench-token"))),
         clone_url_template: Some(remote.clone_url_template()),
+        runner: Default::default(),
+        push_grace: std::time::Duration::from_secs(600),
     })
     .await?;
     let client = reqwest::Client::new();

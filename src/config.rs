@@ -35,6 +35,28 @@ struct FileConfig {
     github: FileGithub,
     #[serde(default)]
     git: FileGit,
+    #[serde(default)]
+    runner: FileRunner,
+    #[serde(default)]
+    provision: FileProvision,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRunner {
+    concurrency: Option<usize>,
+    output_limit: Option<usize>,
+    default_timeout: Option<String>,
+    path: Option<String>,
+    pass_env: Option<Vec<String>>,
+    env: Option<std::collections::BTreeMap<String, String>>,
+    terraform_binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvision {
+    push_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +105,42 @@ pub enum GithubAuth {
     },
 }
 
+/// How provisioning scripts run (`[runner]` in `paved.toml`).
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Operations on different environments that may run at once (`concurrency`,
+    /// `PAVED_RUNNER_CONCURRENCY`; default 4).
+    pub concurrency: usize,
+    /// Bytes of a script's combined output kept per run (`output_limit`; default 1 MiB).
+    pub output_limit: usize,
+    /// Timeout of a run when the environment type sets none (`default_timeout`; 30m).
+    pub default_timeout: std::time::Duration,
+    /// `PATH` given to scripts (`path`; default `/usr/local/bin:/usr/bin:/bin`).
+    pub path: String,
+    /// Variables of the service's own environment passed to scripts by name
+    /// (`pass_env`, `PAVED_RUNNER_PASS_ENV` comma-separated). Nothing else leaks through.
+    pub pass_env: Vec<String>,
+    /// Fixed variables given to every script (`[runner.env]`), e.g. the PostgreSQL the
+    /// `postgres-db` example creates databases in. Their values are redacted from logs.
+    pub env: Vec<(String, Secret)>,
+    /// `terraform` or `tofu` binary (`terraform_binary`; default: looked up on `path`).
+    pub terraform_binary: Option<PathBuf>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            concurrency: 4,
+            output_limit: 1 << 20,
+            default_timeout: std::time::Duration::from_secs(30 * 60),
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
+            pass_env: Vec::new(),
+            env: Vec::new(),
+            terraform_binary: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: String,
@@ -97,6 +155,11 @@ pub struct Config {
     pub api_url: String,
     pub auth: Option<GithubAuth>,
     pub clone_url_template: Option<String>,
+    pub runner: RunnerConfig,
+    /// How long a push to the default branch that changes `environments/` waits for the
+    /// merge event that explains it before it is flagged ungoverned (`[provision]
+    /// push_grace`, `PAVED_PUSH_GRACE`; default 10m).
+    pub push_grace: std::time::Duration,
 }
 
 /// Values given on the command line (highest precedence).
@@ -196,7 +259,70 @@ impl Config {
             "PAVED_GIT_CLONE_URL_TEMPLATE",
             file.git.clone_url_template,
         );
+        let mut runner = RunnerConfig::default();
+        let duration = |what: &str, v: &str| {
+            crate::manifest::platform::HumanDuration::parse(v)
+                .map(|d| d.as_std())
+                .map_err(|e| ConfigError::Invalid(format!("{what} {v:?}: {e}")))
+        };
+        if let Some(v) = env("PAVED_RUNNER_CONCURRENCY") {
+            runner.concurrency = v.parse().map_err(|_| {
+                ConfigError::Invalid(format!("PAVED_RUNNER_CONCURRENCY: not a number: {v}"))
+            })?;
+        } else if let Some(c) = file.runner.concurrency {
+            runner.concurrency = c;
+        }
+        if runner.concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "runner.concurrency must be at least 1".into(),
+            ));
+        }
+        if let Some(v) = file.runner.output_limit {
+            runner.output_limit = v.max(1024);
+        }
+        if let Some(v) = &file.runner.default_timeout {
+            runner.default_timeout = duration("runner.default_timeout", v)?;
+        }
+        if let Some(v) = file.runner.path {
+            runner.path = v;
+        }
+        runner.pass_env = match env("PAVED_RUNNER_PASS_ENV") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => file.runner.pass_env.unwrap_or_default(),
+        };
+        for (k, v) in file.runner.env.unwrap_or_default() {
+            runner.env.push((k, Secret(v)));
+        }
+        for name in runner
+            .pass_env
+            .iter()
+            .chain(runner.env.iter().map(|(k, _)| k))
+        {
+            if name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || name.starts_with("ADE_")
+                || name.starts_with("PAVED_")
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "runner variable {name:?}: names are letters, digits and _, and ADE_*/PAVED_* are Paved's own"
+                )));
+            }
+        }
+        runner.terraform_binary = env("PAVED_TERRAFORM_BINARY")
+            .map(PathBuf::from)
+            .or(file.runner.terraform_binary);
+        let push_grace = match pick(None, "PAVED_PUSH_GRACE", file.provision.push_grace) {
+            Some(v) => duration("provision.push_grace", &v)?,
+            None => std::time::Duration::from_secs(600),
+        };
         Ok(Config {
+            runner,
+            push_grace,
             listen,
             data_dir,
             database_url,

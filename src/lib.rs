@@ -13,6 +13,7 @@
 //! - [`api`]: the HTTP router.
 
 pub mod api;
+pub mod audit;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -23,7 +24,9 @@ pub mod ids;
 pub mod intake;
 pub mod manifest;
 pub mod policy;
+pub mod provision;
 pub mod repo;
+pub mod runner;
 pub mod service;
 pub mod store;
 pub mod testkit;

@@ -197,6 +197,8 @@ mod tests {
             api_url: "http://127.0.0.1:1".into(),
             auth: None,
             clone_url_template: None,
+            runner: Default::default(),
+            push_grace: std::time::Duration::from_secs(600),
         }
     }
 

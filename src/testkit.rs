@@ -17,6 +17,8 @@ pub const ISSUE_COMMENT_FIXTURE: &str =
 /// GitHub's example `pull_request_review.submitted` delivery (octokit/webhooks, MIT).
 pub const REVIEW_FIXTURE: &str =
     include_str!("../tests/fixtures/github/webhooks/pull_request_review/submitted.payload.json");
+/// GitHub's example `push` delivery (octokit/webhooks, MIT).
+pub const PUSH_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/push/payload.json");
 /// GitHub's example `ping` delivery (octokit/webhooks, MIT).
 pub const PING_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/ping/payload.json");
 
@@ -99,6 +101,8 @@ impl GitRemote {
         let path = root.join(name.owner()).join(format!("{}.git", name.name()));
         std::fs::create_dir_all(&path)?;
         let repo = Repository::init_bare(&path)?;
+        // As on GitHub, HEAD names the default branch.
+        repo.set_head("refs/heads/main")?;
         Ok(GitRemote {
             root: root.to_path_buf(),
             name: name.clone(),
@@ -229,7 +233,49 @@ impl GitRemote {
         })
     }
 
-    /// Points `refs/pull/<number>/head` at `head`, as GitHub does for every pull request
+    /// The bare repository's folder.
+    pub fn path(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// The commit `refname` points at.
+    pub fn tip(&self, refname: &str) -> Result<CommitSha> {
+        let oid = self.repo.refname_to_id(refname)?;
+        Ok(CommitSha::parse(&oid.to_string())?)
+    }
+
+    /// Merges the PR's head into `main` as GitHub's "Create a merge commit" does: a commit
+    /// whose first parent is `main`'s tip and second the PR head, with the merged tree.
+    pub fn merge_pull(&self, spec: &PullRequestSpec) -> Result<CommitSha> {
+        let main = self
+            .repo
+            .find_commit(self.repo.refname_to_id("refs/heads/main")?)?;
+        let head = self
+            .repo
+            .find_commit(Oid::from_str(spec.head_sha.as_str())?)?;
+        let mut index = self.repo.merge_commits(&main, &head, None)?;
+        anyhow::ensure!(
+            !index.has_conflicts(),
+            "PR #{} conflicts with main",
+            spec.number
+        );
+        let tree = self.repo.find_tree(index.write_tree_to(&self.repo)?)?;
+        let sig = Signature::now("GitHub", "noreply@github.com")?;
+        let message = format!(
+            "Merge pull request #{} from {}/{}",
+            spec.number,
+            spec.repo.owner(),
+            spec.head_ref
+        );
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, &message, &tree, &[&main, &head])?;
+        self.repo
+            .reference("refs/heads/main", oid, true, "merge pull request")?;
+        Ok(CommitSha::parse(&oid.to_string())?)
+    }
+
+    /// Points `refs/pull/<number>/head`, as GitHub does for every pull request
     /// (forks included); Paved fetches PR heads from there.
     pub fn publish_pull(&self, number: u64, head: &CommitSha) -> Result<()> {
         self.repo.reference(
@@ -306,6 +352,49 @@ pub fn pull_request_payload(spec: &PullRequestSpec) -> Result<Vec<u8>> {
         v["changes"] =
             json!({"base": {"ref": {"from": "old-base"}, "sha": {"from": "0".repeat(40)}}});
     }
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// The `pull_request` `closed` event of a PR merged as `merge_sha` by `merger`.
+pub fn merged_payload(
+    spec: &PullRequestSpec,
+    merge_sha: &CommitSha,
+    merger: &str,
+) -> Result<Vec<u8>> {
+    let mut closed = spec.clone();
+    closed.action = "closed".into();
+    let mut v: Value = serde_json::from_slice(&pull_request_payload(&closed)?)?;
+    let pr = &mut v["pull_request"];
+    pr["state"] = json!("closed");
+    pr["merged"] = json!(true);
+    pr["merge_commit_sha"] = json!(merge_sha.as_str());
+    pr["merged_by"] = pr["user"].clone();
+    pr["merged_by"]["login"] = json!(merger);
+    pr["merged_at"] = json!("2026-11-27T08:00:00Z");
+    pr["closed_at"] = json!("2026-11-27T08:00:00Z");
+    v["sender"]["login"] = json!(merger);
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// GitHub's example `push` payload, as a push of `before..after` to `branch`.
+pub fn push_payload(
+    repo: &RepoName,
+    clone_url: &str,
+    branch: &str,
+    before: &CommitSha,
+    after: &CommitSha,
+    pusher: &str,
+) -> Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(PUSH_FIXTURE)?;
+    set_repo(&mut v["repository"], repo, clone_url, "main");
+    v["repository"]["master_branch"] = json!("main");
+    v["ref"] = json!(format!("refs/heads/{branch}"));
+    v["before"] = json!(before.as_str());
+    v["after"] = json!(after.as_str());
+    v["created"] = json!(false);
+    v["deleted"] = json!(false);
+    v["pusher"]["name"] = json!(pusher);
+    v["sender"]["login"] = json!(pusher);
     Ok(serde_json::to_vec(&v)?)
 }
 

@@ -34,6 +34,11 @@ pub enum WorkError {
     Payload(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// Not an error: the delivery must wait (a push waiting for its merge event). It is
+    /// retried after `after` however many attempts it took, because what it waits for is
+    /// bounded in time by the handler itself.
+    #[error("{why}")]
+    NotYet { why: String, after: Duration },
 }
 
 impl WorkError {
@@ -44,6 +49,7 @@ impl WorkError {
             WorkError::Store(_) => true,
             WorkError::Payload(_) => false,
             WorkError::Internal(_) => true,
+            WorkError::NotYet { .. } => true,
         }
     }
 }
@@ -60,6 +66,10 @@ pub struct Worker {
     /// One fetch at a time per mirror: git2 takes ref locks that concurrent fetches into the
     /// same repository would fight over.
     repo_locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Provisioning scripts running at once, across all merges (`runner.concurrency`).
+    pub(crate) runner_slots: Semaphore,
+    /// This process's name as a lock holder (unique per start).
+    pub(crate) instance: String,
 }
 
 impl Worker {
@@ -70,12 +80,14 @@ impl Worker {
         wake: Arc<Notify>,
     ) -> Self {
         Worker {
-            config,
             store,
             forge,
             wake,
             governance: Mutex::new(HashMap::new()),
             repo_locks: Mutex::new(HashMap::new()),
+            runner_slots: Semaphore::new(config.runner.concurrency),
+            instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            config,
         }
     }
 
@@ -85,6 +97,16 @@ impl Worker {
         self: Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<(), StoreError> {
+        // Operations whose process died with the previous server: kill their orphaned
+        // scripts (only if still ours), and free their locks. The merge deliveries they
+        // belong to are re-queued just below, and report and re-run them.
+        for op in self.store.interrupt_running_operations().await? {
+            let killed = op
+                .pid
+                .is_some_and(|pid| crate::runner::kill_orphan(pid, op.id));
+            tracing::warn!(op = op.id, env = %op.op.env_name, killed, "operation interrupted by a restart");
+        }
+        self.store.release_all_locks().await?;
         let resumed = self.store.requeue_interrupted().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resuming deliveries interrupted by a restart");
@@ -137,6 +159,10 @@ impl Worker {
         let result = self.handle(&d).await;
         let outcome = match result {
             Ok(()) => Outcome::Done,
+            Err(WorkError::NotYet { why, after }) => {
+                tracing::debug!(%why, ?after, "not yet");
+                Outcome::Retry { error: why, after }
+            }
             Err(e) if e.is_transient() && d.attempts < MAX_ATTEMPTS => {
                 let after = Duration::from_millis(500u64.saturating_mul(1 << d.attempts.min(10)))
                     .min(Duration::from_secs(300));
@@ -172,6 +198,19 @@ impl Worker {
                 }
                 let pr = PrInfo::from_event(&ev)?;
                 self.check_pull_request(&pr, &d.id).await
+            }
+            ("pull_request", Some("closed")) => {
+                let ev: PullRequestEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                if !ev.pull_request.merged {
+                    return Ok(());
+                }
+                self.handle_merge(&ev, &d.id).await
+            }
+            ("push", _) => {
+                let ev: crate::provision::PushEvent = serde_json::from_slice(&d.body)
+                    .map_err(|e| WorkError::Payload(e.to_string()))?;
+                self.handle_push(&ev, &d.id, d.received_at_ms).await
             }
             // Approvals are not a check yet, but a review is a natural moment to re-run the
             // checks of the PR's current head (the approval check joins them later).
@@ -224,11 +263,11 @@ impl Worker {
         self.check_pull_request(&pr, delivery).await
     }
 
-    fn public_url(&self) -> &str {
+    pub(crate) fn public_url(&self) -> &str {
         self.config.public_url.as_deref().unwrap_or("")
     }
 
-    fn repo_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn repo_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.repo_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(repo.clone()).or_default().clone()
     }
@@ -372,6 +411,7 @@ impl Worker {
         let ctx = PrContext {
             author: pr.author.clone(),
             approvers: Vec::new(),
+            live: self.live_by_team(&pr.repo).await?,
         };
         let head_sha = pr.head_sha.clone();
         let report: Report = tokio::task::spawn_blocking(move || -> Result<Report, WorkError> {
@@ -428,7 +468,12 @@ impl Worker {
     /// Edits Paved's one summary comment on the PR, creating it the first time. The id is
     /// remembered in the store; if it is unknown (a new database), the PR's comments are
     /// searched for the marker first so a comment is never duplicated.
-    async fn upsert_comment(&self, gh: &GitHub, pr: &PrInfo, body: &str) -> Result<(), WorkError> {
+    pub(crate) async fn upsert_comment(
+        &self,
+        gh: &GitHub,
+        pr: &PrInfo,
+        body: &str,
+    ) -> Result<(), WorkError> {
         let mut id = self.store.pr_comment(&pr.repo, pr.number).await?;
         if id.is_none() {
             id = gh
@@ -508,6 +553,13 @@ pub struct Changes {
 #[derive(Debug, Deserialize)]
 pub struct PullRequest {
     pub number: u64,
+    /// Closed events: whether it was merged, as what, by whom.
+    #[serde(default)]
+    pub merged: bool,
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
+    #[serde(default)]
+    pub merged_by: Option<User>,
     pub user: User,
     pub head: GitRef,
     pub base: GitRef,
@@ -597,7 +649,7 @@ pub struct PrInfo {
 }
 
 /// Branch names go into refspecs: refuse anything Git itself would not accept as a ref.
-fn valid_branch(name: &str) -> Result<String, WorkError> {
+pub(crate) fn valid_branch(name: &str) -> Result<String, WorkError> {
     if name.is_empty()
         || name.starts_with('-')
         || name.contains("..")

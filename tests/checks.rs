@@ -80,6 +80,7 @@ fn octocat() -> PrContext {
     PrContext {
         author: "octocat".into(),
         approvers: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -415,6 +416,35 @@ fn quota_overrun_fails_quota() {
 }
 
 #[test]
+fn quota_counts_live_environments_of_the_inventory() {
+    let repo = Repo::new();
+    let names: Vec<String> = (1..=4).map(|i| format!("extra-{i}")).collect();
+    let mut changes = Vec::new();
+    for n in &names {
+        let path = format!("environments/payments/{n}.yaml");
+        repo.write(&path, manifest(n, "small"));
+        changes.push(added(&path));
+    }
+    let default_branch = DirTree::new(examples());
+    let head = repo.tree();
+    let gov = Governance::load(&default_branch);
+    // 1 on the default branch + 4 added = 5: within the quota.
+    let report = evaluate(&gov, &head, &default_branch, &changes, &octocat());
+    assert_eq!(verdict(&report, CheckKind::Quota), Verdict::Pass);
+    // An environment whose manifest is gone but whose teardown failed is still live in
+    // the inventory: it counts, and the fifth addition no longer fits.
+    let mut ctx = octocat();
+    ctx.live.insert(
+        "payments".into(),
+        ["half-deleted".to_string(), "checkout-preview".to_string()].into(),
+    );
+    let report = evaluate(&gov, &head, &default_branch, &changes, &ctx);
+    assert_eq!(verdict(&report, CheckKind::Quota), Verdict::Fail);
+    let d = description(&report, CheckKind::Quota);
+    assert!(d.contains("would have 6 environments"), "{d}");
+}
+
+#[test]
 fn yaml_bomb_fails_fast_with_a_clear_message() {
     let repo = Repo::new();
     let mut bomb = String::from("apiVersion: paved/v1\nkind: Environment\nmetadata:\n  name: orders-preview\n  team: payments\nspec:\n  type: dev\n  definition: postgres-db\n  parameters:\n    a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
@@ -675,6 +705,7 @@ fn ttl_required_tags_and_owner_are_policy_rules() {
     let stranger = PrContext {
         author: "stranger".into(),
         approvers: Vec::new(),
+        ..Default::default()
     };
     let report = evaluate(&gov, &tree, &tree, &[added(NEW)], &stranger);
     let msgs: Vec<String> = errors(&report, CheckKind::Policy)

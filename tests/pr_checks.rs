@@ -370,7 +370,7 @@ async fn a_review_re_evaluates_the_checks_at_the_head() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn merges_and_pushes_are_not_queued_until_paved_acts_on_them() {
+async fn pull_requests_closed_without_merging_are_not_queued() {
     let h = Harness::start().await;
     let mut pr = h.push_pr(23, None, &[file(NEW, &manifest("orders-preview", "small"))]);
     pr.action = "closed".into();

@@ -1,9 +1,9 @@
 //! The HTTP surface: the webhook receiver (from [`crate::intake`]), health and readiness,
 //! Prometheus metrics, and the read-only API under `/api/v1` that statuses link to.
 
-use crate::ids::DeliveryId;
+use crate::ids::{CommitSha, DeliveryId, RepoName};
 use crate::intake::IntakeState;
-use crate::store::Store;
+use crate::store::{public_outputs, OperationRecord, Store, StoreError};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,17 @@ pub fn router(intake: IntakeState, store: Arc<dyn Store>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/deliveries/{id}", get(delivery))
+        .route("/api/v1/environments", get(environments))
+        .route(
+            "/api/v1/repos/{owner}/{repo}/environments",
+            get(repo_environments),
+        )
+        .route(
+            "/api/v1/repos/{owner}/{repo}/environments/{name}",
+            get(environment),
+        )
+        .route("/api/v1/repos/{owner}/{repo}/merges/{sha}", get(merge))
+        .route("/api/v1/operations/{id}", get(operation))
         .with_state(state);
     crate::intake::router(intake).merge(api)
 }
@@ -73,6 +84,86 @@ async fn delivery(State(s): State<ApiState>, Path(id): Path<String>) -> Response
             tracing::error!(error = %e, "reading a delivery");
             error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
+    }
+}
+
+fn unavailable(e: StoreError) -> Response {
+    tracing::error!(error = %e, "reading the store");
+    error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+}
+
+/// What the API shows of an operation: sensitive outputs never leave the database.
+fn public_operation(mut op: OperationRecord) -> OperationRecord {
+    op.outputs = public_outputs(&op.outputs);
+    op
+}
+
+/// The inventory of every repository.
+async fn environments(State(s): State<ApiState>) -> Response {
+    match s.store.environments(None).await {
+        Ok(list) => Json(list.iter().map(|e| e.public()).collect::<Vec<_>>()).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn repo_environments(
+    State(s): State<ApiState>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name");
+    };
+    match s.store.environments(Some(&repo)).await {
+        Ok(list) => Json(list.iter().map(|e| e.public()).collect::<Vec<_>>()).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// One environment with its last 20 operations.
+async fn environment(
+    State(s): State<ApiState>,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+) -> Response {
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name");
+    };
+    let env = match s.store.environment(&repo, &name).await {
+        Ok(Some(e)) => e.public(),
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such environment"),
+        Err(e) => return unavailable(e),
+    };
+    match s.store.operations_for_environment(&repo, &name, 20).await {
+        Ok(ops) => Json(serde_json::json!({
+            "environment": env,
+            "operations": ops.into_iter().map(public_operation).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The operations of one merge commit (what `paved/provision` links to).
+async fn merge(
+    State(s): State<ApiState>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let (Ok(repo), Ok(sha)) = (RepoName::new(&owner, &repo), CommitSha::parse(&sha)) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name and commit");
+    };
+    match s.store.operations_for_merge(&repo, &sha).await {
+        Ok(ops) => Json(ops.into_iter().map(public_operation).collect::<Vec<_>>()).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn operation(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "operation ids are numbers");
+    };
+    match s.store.operation(id).await {
+        Ok(Some(op)) => Json(public_operation(op)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such operation"),
+        Err(e) => unavailable(e),
     }
 }
 

@@ -66,6 +66,11 @@ pub struct PrContext {
     /// GitHub login of the author; empty when unknown (`paved check`).
     pub author: String,
     pub approvers: Vec<String>,
+    /// Environments the inventory holds as live (not deleted), by team. The quota counts
+    /// them with the default branch's manifests: an environment whose manifest is gone but
+    /// whose teardown failed still uses the team's quota.
+    #[serde(default)]
+    pub live: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -590,7 +595,12 @@ impl Run<'_> {
         if let Some(v) = self.branch_names.borrow().get(team) {
             return v.clone();
         }
-        let names = quota::names_on_branch(self.default_branch, team).map(Rc::new);
+        let names = quota::names_on_branch(self.default_branch, team).map(|mut names| {
+            if let Some(live) = self.ctx.live.get(team) {
+                names.extend(live.iter().cloned());
+            }
+            Rc::new(names)
+        });
         self.branch_names
             .borrow_mut()
             .insert(team.to_string(), names.clone());

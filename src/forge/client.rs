@@ -388,6 +388,129 @@ impl GitHub {
     }
 }
 
+/// A deployment to create (`POST /repos/{owner}/{repo}/deployments`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDeployment {
+    /// The merge commit's SHA: a deployment of exactly what was merged.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `deploy` or `delete`.
+    pub task: String,
+    pub environment: String,
+    pub description: String,
+    /// Paved's own record (environment, operation, run id).
+    pub payload: serde_json::Value,
+    /// Always empty: Paved already decided on the checks, and GitHub's default (every
+    /// status on the ref must be green) would see Paved's own pending `paved/provision`.
+    pub required_contexts: Vec<String>,
+    /// Never merge the default branch into the ref: the ref is a commit.
+    pub auto_merge: bool,
+    pub transient_environment: bool,
+    pub production_environment: bool,
+}
+
+/// A deployment status (`POST …/deployments/{id}/statuses`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDeploymentStatus {
+    /// `in_progress`, `success`, `failure`, `error` or `inactive`.
+    pub state: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+    /// Keep earlier deployments of the environment as they are; Paved marks them itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_inactive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Review {
+    #[serde(default)]
+    pub user: Option<ReviewUser>,
+    pub state: String,
+    #[serde(default)]
+    pub commit_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewUser {
+    pub login: String,
+}
+
+impl GitHub {
+    /// Creates a deployment and returns its id.
+    pub async fn create_deployment(
+        &self,
+        repo: &RepoName,
+        deployment: &NewDeployment,
+    ) -> Result<u64, ForgeError> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: u64,
+        }
+        let mut d = deployment.clone();
+        d.description = cut(&d.description, 140);
+        let path = format!("/repos/{}/{}/deployments", repo.owner(), repo.name());
+        let a = self
+            .send("create deployment", Method::Post, &path, Some(&d))
+            .await?;
+        let c: Created = serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("create deployment: bad JSON: {e}")))?;
+        Ok(c.id)
+    }
+
+    pub async fn create_deployment_status(
+        &self,
+        repo: &RepoName,
+        deployment_id: u64,
+        status: &NewDeploymentStatus,
+    ) -> Result<(), ForgeError> {
+        let mut s = status.clone();
+        s.description = cut(&s.description, 140);
+        let path = format!(
+            "/repos/{}/{}/deployments/{deployment_id}/statuses",
+            repo.owner(),
+            repo.name()
+        );
+        self.send(
+            &format!("deployment status {}", s.state),
+            Method::Post,
+            &path,
+            Some(&s),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// All reviews of a pull request, oldest first, following pagination.
+    pub async fn list_reviews(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+    ) -> Result<Vec<Review>, ForgeError> {
+        let mut out = Vec::new();
+        for page in 1..=30u32 {
+            let path = format!(
+                "/repos/{}/{}/pulls/{pr}/reviews?per_page=100&page={page}",
+                repo.owner(),
+                repo.name(),
+            );
+            let a = self
+                .send("list reviews", Method::Get, &path, None::<&()>)
+                .await?;
+            let batch: Vec<Review> = serde_json::from_slice(&a.body)
+                .map_err(|e| ForgeError::Transient(format!("list reviews: bad JSON: {e}")))?;
+            let n = batch.len();
+            out.extend(batch);
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn backoff(p: &RetryPolicy, attempt: u32) -> Duration {
     let exp = p.base_delay.saturating_mul(1u32 << attempt.min(16));
     let capped = exp.min(p.max_delay);

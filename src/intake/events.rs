@@ -39,9 +39,12 @@ pub const COMMAND_PREFIX: &str = "/paved";
 /// | `pull_request_review` | `submitted`, `dismissed` | `owner/repo#<number>` |
 /// | `issue_comment` | `created`, on a pull request, body starting with `/paved` | `owner/repo#<number>` |
 /// | `check_run` | `rerequested` | `owner/repo#<number>` of its first pull request, else `owner/repo@<head_sha>` |
+/// | `pull_request` | `closed` with `merged: true` | `owner/repo#<number>` (after the PR's own checks) |
+/// | `push` | to `refs/heads/<default branch>` | `owner/repo@push` |
 ///
-/// Merges (`pull_request` `closed`) and pushes join the table with provisioning; until the
-/// worker acts on them they are not stored, so nothing is marked done without being done.
+/// A merge shares its pull request's key so it runs after every check of that PR already
+/// queued. Pushes get their own key: a push waits (retrying) for the merge that explains
+/// it, and must not hold back that very merge. A closed-unmerged PR is not stored.
 ///
 /// Everything else (`ping`, other events, other actions, comments that are not
 /// commands) is `Ok(None)`: acknowledged, not stored. The body of an event outside the
@@ -51,7 +54,35 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
     match event {
         "pull_request" => {
             let p: Payload = serde_json::from_slice(body)?;
+            if p.action.as_deref() == Some("closed") {
+                let merged = p.pull_request.as_ref().is_some_and(|pr| pr.merged);
+                return if merged {
+                    keyed_by_pr(&p, &["closed"])
+                } else {
+                    Ok(None)
+                };
+            }
             keyed_by_pr(&p, &["opened", "synchronize", "reopened", "edited"])
+        }
+        "push" => {
+            let p: Payload = serde_json::from_slice(body)?;
+            let r = p
+                .repository
+                .as_ref()
+                .ok_or(ClassifyError::Missing("repository"))?;
+            let (Some(git_ref), Some(default)) =
+                (p.git_ref.as_deref(), r.default_branch.as_deref())
+            else {
+                return Err(ClassifyError::Missing("ref or repository.default_branch"));
+            };
+            if git_ref.strip_prefix("refs/heads/") != Some(default) {
+                return Ok(None);
+            }
+            let repo = repo(&p)?;
+            Ok(Some(Classified {
+                action: None,
+                queue_key: format!("{repo}@push"),
+            }))
         }
         "pull_request_review" => {
             let p: Payload = serde_json::from_slice(body)?;
@@ -161,17 +192,25 @@ struct Payload<'a> {
     comment: Option<Comment<'a>>,
     #[serde(borrow, default)]
     check_run: Option<CheckRun<'a>>,
+    /// `push`: the ref pushed to.
+    #[serde(borrow, default, rename = "ref")]
+    git_ref: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Repository<'a> {
     #[serde(borrow)]
     full_name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    default_branch: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Numbered {
     number: u64,
+    /// `pull_request.merged` (closed events).
+    #[serde(default)]
+    merged: bool,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +259,7 @@ mod tests {
             ("opened.payload.json", true),
             ("synchronize.payload.json", true),
             ("reopened.payload.json", true),
+            // An unmerged close (the fixture's `merged` is false).
             ("closed.payload.json", false),
             ("labeled.payload.json", false),
         ] {
@@ -257,8 +297,14 @@ mod tests {
             key("pull_request_review", body).as_deref(),
             Some("octo/envs#8")
         );
-        let body = br#"{"ref":"refs/heads/main","repository":{"full_name":"octo/envs"}}"#;
-        assert_eq!(key("push", body), None, "pushes are not acted on yet");
+        let body = br#"{"ref":"refs/heads/main","repository":{"full_name":"octo/envs","default_branch":"main"}}"#;
+        assert_eq!(key("push", body).as_deref(), Some("octo/envs@push"));
+        let body = br#"{"ref":"refs/heads/feature","repository":{"full_name":"octo/envs","default_branch":"main"}}"#;
+        assert_eq!(key("push", body), None, "only the default branch matters");
+        let body = br#"{"action":"closed","pull_request":{"number":9,"merged":true},"repository":{"full_name":"octo/envs"}}"#;
+        assert_eq!(key("pull_request", body).as_deref(), Some("octo/envs#9"));
+        let body = br#"{"action":"closed","pull_request":{"number":9,"merged":false},"repository":{"full_name":"octo/envs"}}"#;
+        assert_eq!(key("pull_request", body), None, "closed without merging");
     }
 
     #[test]

@@ -2,12 +2,17 @@
 //! `<data_dir>/mirrors/<owner>/<name>.git`. Everything here is blocking (git2): callers run
 //! it inside `tokio::task::spawn_blocking`, never on an async thread.
 
+mod history;
+
 use crate::config::Secret;
 use crate::ids::{CommitSha, RepoName};
 use crate::tree::{TreeError, TreeReader, MAX_FILE_BYTES};
 use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+mod export;
+pub mod notes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {

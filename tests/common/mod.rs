@@ -96,6 +96,8 @@ impl Harness {
             api_url: self.github.url(),
             auth: Some(GithubAuth::Token(Secret::new("test-token"))),
             clone_url_template: Some(self.remote.clone_url_template()),
+            runner: Default::default(),
+            push_grace: std::time::Duration::from_secs(600),
         }
     }
 

@@ -1,0 +1,1050 @@
+//! Provisioning: what a merge makes real, and what a push to the default branch without a
+//! merge is flagged as.
+//!
+//! **A merge** (`pull_request` closed with `merged: true`) goes through these steps, each
+//! safe to repeat, so a redelivered event or a restart mid-way never runs an operation
+//! twice:
+//! 1. fetch the default branch and the PR head, and check that the merge commit is on the
+//!    default branch (the payload alone is never trusted);
+//! 2. read governance at the merge commit's first parent, manifests at the merge commit, and
+//!    recompute the PR's checks for its final head;
+//! 3. record one operation per touched environment (`deploy` for an added or changed
+//!    manifest, `delete` for a removed one), keyed by (merge commit, environment, operation,
+//!    attempt) in the store: recording it again finds the first one. An environment whose
+//!    checks were not all green is recorded `refused` and never runs;
+//! 4. run each operation under its environment's lock (held in the database), in parallel
+//!    across environments up to `runner.concurrency`;
+//! 5. report each one: a GitHub deployment (in_progress → success/failure), a git note on
+//!    the merge commit, then `paved/provision` on the merge commit and the PR's comment.
+//!
+//! **An interrupted operation** (the server died while its script ran) is found at the next
+//! start: its orphaned script is killed (only if it is still ours, checked by its
+//! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
+//! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
+
+mod push;
+
+pub use push::{PushEvent, GOVERNANCE_CONTEXT};
+
+use crate::audit::{AuditRecord, CheckVerdict};
+use crate::checks::{self, Change, ChangeKind, Governance, PrContext, Report};
+use crate::forge::client::{GitHub, NewDeployment, NewDeploymentStatus, NewStatus, StatusState};
+use crate::ids::{CommitSha, DeliveryId, RepoName};
+use crate::manifest::definition::Runner;
+use crate::manifest::environment;
+use crate::manifest::names;
+use crate::repo::{Mirror, PathStatus};
+use crate::runner::{self, Operation, RunOutcome, RunSpec, RunnerKind};
+use crate::store::{
+    public_outputs, reported, EnvState, EnvironmentUpdate, NewOperation, OpKind, OpState,
+    OperationRecord, OperationUpdate,
+};
+use crate::tree::TreeReader;
+use crate::worker::{PrInfo, PullRequestEvent, WorkError, Worker};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An interrupted operation is tried again until it has been started this many times.
+pub const MAX_OP_ATTEMPTS: u32 = 3;
+/// An environment lock is a lease: renewed while the operation runs, so a holder that
+/// died loses it after this long (with several replicas; a single node drops all locks
+/// at start).
+const LOCK_TTL: Duration = Duration::from_secs(60);
+const LOCK_RENEW: Duration = Duration::from_secs(20);
+
+pub const PROVISION_CONTEXT: &str = "paved/provision";
+
+/// One environment a merge touches, with what is needed to run and report it.
+#[derive(Debug, Clone)]
+struct Item {
+    op: NewOperation,
+    runner: RunnerKind,
+    template_path: Option<String>,
+    timeout: Duration,
+    production: bool,
+}
+
+/// What the blocking part of a merge worked out.
+struct MergePlan {
+    mirror_path: PathBuf,
+    /// Where notes are pushed (the configured clone URL of the repository).
+    clone_url: String,
+    installation: Option<u64>,
+    first_parent: CommitSha,
+    report: Report,
+    items: Vec<Item>,
+}
+
+impl Worker {
+    /// Handles a merged pull request (see the module documentation).
+    pub(crate) async fn handle_merge(
+        &self,
+        ev: &PullRequestEvent,
+        delivery: &DeliveryId,
+    ) -> Result<(), WorkError> {
+        let pr = PrInfo::from_event(ev)?;
+        let merge_sha = ev
+            .pull_request
+            .merge_commit_sha
+            .as_deref()
+            .ok_or_else(|| {
+                WorkError::Payload("merged pull request without merge_commit_sha".into())
+            })
+            .and_then(|s| CommitSha::parse(s).map_err(|e| WorkError::Payload(e.to_string())))?;
+        let merger = ev
+            .pull_request
+            .merged_by
+            .as_ref()
+            .map(|u| u.login.clone())
+            .unwrap_or_default();
+        if pr.base_ref != pr.default_branch {
+            tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
+                "merged into a branch other than the default one; nothing to provision");
+            return Ok(());
+        }
+        // Before anything else: a push of this commit is explained by this merge.
+        self.store
+            .record_merge(&pr.repo, &merge_sha, pr.number)
+            .await?;
+        let gh = self.forge.client(pr.installation)?;
+
+        let approvers = approvers_of(&gh, &pr).await?;
+        let live = self.live_by_team(&pr.repo).await?;
+        let ctx = PrContext {
+            author: pr.author.clone(),
+            approvers: approvers.clone(),
+            live,
+        };
+        let Some(plan) = self.plan_merge(&pr, &merge_sha, &ctx).await? else {
+            tracing::info!(repo = %pr.repo, pr = %pr.number, "merge touches no environment");
+            return Ok(());
+        };
+
+        let run_list_url = format!(
+            "{}/api/v1/repos/{}/merges/{}",
+            self.public_url(),
+            pr.repo,
+            merge_sha
+        );
+        gh.create_status(
+            &pr.repo,
+            &merge_sha,
+            &NewStatus {
+                state: StatusState::Pending,
+                context: PROVISION_CONTEXT.into(),
+                description: format!("Provisioning {} environment(s)", plan.items.len()),
+                target_url: Some(run_list_url.clone()),
+            },
+        )
+        .await?;
+
+        // Record every operation (or find the ones recorded by an earlier delivery).
+        let mut current = Vec::new();
+        for item in &plan.items {
+            let mut op = item.op.clone();
+            op.merger = merger.clone();
+            op.approvers = approvers.clone();
+            op.delivery_id = delivery.to_string();
+            op.governance_sha = plan.first_parent.to_string();
+            let (id, created) = self.store.plan_operation(op).await?;
+            if !created {
+                tracing::info!(op = id, env = %item.op.env_name, "operation already recorded");
+            }
+            let rec = self.latest_attempt(&gh, &pr.repo, &plan, id).await?;
+            current.push((item.clone(), rec));
+        }
+
+        // Run what has not run, in parallel across environments.
+        let runs = current.iter().map(|(item, rec)| {
+            let plan = &plan;
+            let gh = &gh;
+            let pr = &pr;
+            async move {
+                if rec.state == OpState::Planned {
+                    self.run_operation(gh, pr, plan, item, rec.id).await
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        for r in futures::future::join_all(runs).await {
+            r?;
+        }
+
+        // Report everything that is not reported yet.
+        let mut finals = Vec::new();
+        for (_, rec) in &current {
+            let rec = self.operation(rec.id).await?;
+            self.report_operation(&gh, &pr.repo, &plan, &rec).await?;
+            finals.push(rec);
+        }
+
+        // The comment before the final status: `paved/provision` leaving pending is the
+        // last thing a merge does, so whoever waits for it sees every report made.
+        let body = merge_comment(self.public_url(), &pr, &merge_sha, &plan.report, &finals);
+        self.upsert_comment(&gh, &pr, &body).await?;
+        let (state, description) = provision_verdict(&finals);
+        gh.create_status(
+            &pr.repo,
+            &merge_sha,
+            &NewStatus {
+                state,
+                context: PROVISION_CONTEXT.into(),
+                description,
+                target_url: Some(run_list_url),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn operation(&self, id: i64) -> Result<OperationRecord, WorkError> {
+        self.store
+            .operation(id)
+            .await?
+            .ok_or_else(|| WorkError::Internal(format!("operation {id} vanished")))
+    }
+
+    /// Follows interrupted attempts: reports each and records the next attempt, up to
+    /// [`MAX_OP_ATTEMPTS`]. Returns the attempt that is current.
+    async fn latest_attempt(
+        &self,
+        gh: &GitHub,
+        repo: &RepoName,
+        plan: &MergePlan,
+        first: i64,
+    ) -> Result<OperationRecord, WorkError> {
+        let mut rec = self.operation(first).await?;
+        while rec.state == OpState::Interrupted {
+            self.report_operation(gh, repo, plan, &rec).await?;
+            if rec.op.attempt >= MAX_OP_ATTEMPTS {
+                break;
+            }
+            let mut next = rec.op.clone();
+            next.attempt += 1;
+            next.state = OpState::Planned;
+            next.error = None;
+            let (id, _) = self.store.plan_operation(next).await?;
+            rec = self.operation(id).await?;
+        }
+        Ok(rec)
+    }
+
+    /// Environments the inventory holds as live, by team (the quota counts them).
+    pub(crate) async fn live_by_team(
+        &self,
+        repo: &RepoName,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, WorkError> {
+        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in self.store.environments(Some(repo)).await? {
+            if e.state.is_live() {
+                live.entry(e.team).or_default().insert(e.name);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Fetches, verifies the merge commit, recomputes the checks and works out one item
+    /// per touched environment. `None` when no environment is touched.
+    async fn plan_merge(
+        &self,
+        pr: &PrInfo,
+        merge_sha: &CommitSha,
+        ctx: &PrContext,
+    ) -> Result<Option<MergePlan>, WorkError> {
+        let lock = self.repo_lock(&pr.repo);
+        let _held = lock.lock().await;
+        let data_dir = self.config.data_dir.clone();
+        let url = self.config.clone_url(&pr.repo, &pr.clone_url);
+        let token = self.forge.git_token(pr.installation).await?;
+        let pr = pr.clone();
+        let merge_sha = merge_sha.clone();
+        let ctx = ctx.clone();
+        let default_timeout = self.config.runner.default_timeout;
+        let inventory = self.store.environments(Some(&pr.repo)).await?;
+        tokio::task::spawn_blocking(move || -> Result<Option<MergePlan>, WorkError> {
+            let mirror = Mirror::open(&data_dir, &pr.repo)?;
+            let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
+            mirror.fetch(
+                &url,
+                &[
+                    format!("+refs/heads/{}:{default_ref}", pr.default_branch),
+                    format!(
+                        "+refs/pull/{}/head:refs/paved/pull/{}",
+                        pr.number, pr.number
+                    ),
+                ],
+                token.as_ref(),
+            )?;
+            mirror.require_commit(&merge_sha)?;
+            mirror.require_commit(&pr.head_sha)?;
+            let tip = mirror
+                .resolve(&default_ref)
+                .ok_or_else(|| WorkError::Internal(format!("{default_ref} missing after fetch")))?;
+            if !mirror.is_ancestor_or_same(&merge_sha, &tip)? {
+                return Err(WorkError::Payload(format!(
+                    "merge commit {merge_sha} is not on {} (tip {tip}); nothing provisioned",
+                    pr.default_branch
+                )));
+            }
+            let first_parent = mirror.first_parent(&merge_sha)?.ok_or_else(|| {
+                WorkError::Payload(format!("merge commit {merge_sha} has no parent"))
+            })?;
+            // The PR's own changes: from where it forked off the default branch to its head.
+            let fork = mirror.merge_base(&first_parent, &pr.head_sha)?;
+            let changes: Vec<Change> = mirror
+                .changes_under(&fork, &pr.head_sha, "environments/")?
+                .into_iter()
+                .map(|c| Change {
+                    path: c.path,
+                    kind: match c.status {
+                        PathStatus::Added => ChangeKind::Added,
+                        PathStatus::Modified => ChangeKind::Modified,
+                        PathStatus::Deleted => ChangeKind::Deleted,
+                    },
+                })
+                .collect();
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let base = mirror.tree_at(&first_parent)?;
+            let governance = Governance::load(&base);
+            let head = mirror.tree_at(&pr.head_sha)?;
+            let report = checks::evaluate(&governance, &head, &base, &changes, &ctx);
+            let merged = mirror.tree_at(&merge_sha)?;
+            let items = plan_items(
+                &pr,
+                &merge_sha,
+                &governance,
+                &report,
+                &merged,
+                &base,
+                &inventory,
+                default_timeout,
+            );
+            Ok(Some(MergePlan {
+                mirror_path: mirror.path().to_path_buf(),
+                clone_url: url,
+                installation: pr.installation,
+                first_parent,
+                report,
+                items,
+            }))
+        })
+        .await
+        .map_err(|e| WorkError::Internal(e.to_string()))?
+    }
+
+    /// Runs one planned operation: lock, deployment, script, inventory.
+    async fn run_operation(
+        &self,
+        gh: &GitHub,
+        pr: &PrInfo,
+        plan: &MergePlan,
+        item: &Item,
+        id: i64,
+    ) -> Result<(), WorkError> {
+        let repo = &pr.repo;
+        let name = &item.op.env_name;
+        let holder = format!("{}:{id}", self.instance);
+        // The lock first, then a runner slot: waiting for a lock must not hold a slot.
+        while !self
+            .store
+            .try_lock_environment(repo, name, &holder, LOCK_TTL)
+            .await?
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let renew = {
+            let store = self.store.clone();
+            let (repo, name, holder) = (repo.clone(), name.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LOCK_RENEW).await;
+                    if let Err(e) = store
+                        .try_lock_environment(&repo, &name, &holder, LOCK_TTL)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "renewing an environment lock failed");
+                    }
+                }
+            })
+        };
+        let result = self.run_locked(gh, pr, plan, item, id).await;
+        renew.abort();
+        if let Err(e) = self.store.unlock_environment(repo, name, &holder).await {
+            tracing::warn!(error = %e, "releasing an environment lock failed; its lease runs out");
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        gh: &GitHub,
+        pr: &PrInfo,
+        plan: &MergePlan,
+        item: &Item,
+        id: i64,
+    ) -> Result<(), WorkError> {
+        // Another delivery (or replica) may have run it while this one waited.
+        let rec = self.operation(id).await?;
+        if rec.state != OpState::Planned {
+            return Ok(());
+        }
+        let _slot = self
+            .runner_slots
+            .acquire()
+            .await
+            .map_err(|_| WorkError::Internal("runner slots closed".into()))?;
+        let op = &rec.op;
+        let run_url = format!("{}/api/v1/operations/{id}", self.public_url());
+        let deployment_id = match rec.deployment_id {
+            Some(d) => d,
+            None => {
+                let d = gh
+                    .create_deployment(
+                        &pr.repo,
+                        &NewDeployment {
+                            git_ref: op.merge_sha.clone(),
+                            task: op.kind.as_str().into(),
+                            environment: op.env_name.clone(),
+                            description: format!(
+                                "{} {}/{} (run {id})",
+                                op.kind.as_str(),
+                                op.team,
+                                op.env_name
+                            ),
+                            payload: serde_json::json!({
+                                "paved": {"run": id, "environment": op.env_name,
+                                          "team": op.team, "operation": op.kind.as_str(),
+                                          "attempt": op.attempt}
+                            }),
+                            required_contexts: Vec::new(),
+                            auto_merge: false,
+                            transient_environment: false,
+                            production_environment: item.production,
+                        },
+                    )
+                    .await?;
+                self.store
+                    .update_operation(id, OperationUpdate::DeploymentCreated(d))
+                    .await?;
+                d
+            }
+        };
+        gh.create_deployment_status(
+            &pr.repo,
+            deployment_id,
+            &NewDeploymentStatus {
+                state: "in_progress".into(),
+                description: format!("{} running (run {id})", op.kind.as_str()),
+                log_url: Some(run_url.clone()),
+                environment_url: None,
+                auto_inactive: None,
+            },
+        )
+        .await?;
+
+        let previous = self.store.environment(&pr.repo, &op.env_name).await?;
+        let storage = self
+            .store
+            .environment_storage(&pr.repo, &op.env_name)
+            .await
+            .ok()
+            .flatten();
+        self.store
+            .update_operation(id, OperationUpdate::Started { pid: None })
+            .await?;
+        self.store
+            .upsert_environment(EnvironmentUpdate {
+                repo: op.repo.clone(),
+                name: op.env_name.clone(),
+                team: op.team.clone(),
+                owner: op.owner.clone(),
+                env_type: op.env_type.clone(),
+                definition: op.definition.clone(),
+                state: match op.kind {
+                    OpKind::Deploy => EnvState::Provisioning,
+                    OpKind::Delete => EnvState::Deleting,
+                },
+                parameters: None,
+                outputs: None,
+                last_operation: Some(id),
+            })
+            .await?;
+
+        // The definition folder at the merge commit (for a delete whose definition left the
+        // catalog in the same merge: at the first parent).
+        let work_root = self.config.data_dir.join("runs");
+        let def_dir = work_root.join(format!("def-{id}-{}", rand::random::<u32>()));
+        let mirror_path = plan.mirror_path.clone();
+        let commits = [
+            CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?,
+            plan.first_parent.clone(),
+        ];
+        let folder = format!("catalog/{}", op.definition);
+        let dest = def_dir.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<bool, WorkError> {
+            let mirror = Mirror::open_path(&mirror_path)?;
+            for c in &commits {
+                if mirror.export_dir(c, &folder, &dest)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(|e| WorkError::Internal(e.to_string()))??;
+
+        let mut secrets: Vec<String> = self
+            .config
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        if let Some(crate::config::GithubAuth::Token(t)) = &self.config.auth {
+            secrets.push(t.expose().to_string());
+        }
+        let mut env: Vec<(String, String)> = Vec::new();
+        for name in &self.config.runner.pass_env {
+            if let Ok(v) = std::env::var(name) {
+                env.push((name.clone(), v));
+            }
+        }
+        for (k, v) in &self.config.runner.env {
+            env.push((k.clone(), v.expose().to_string()));
+            secrets.push(v.expose().to_string());
+        }
+        if let Some(prev) = &previous {
+            secrets.extend(sensitive_values(&prev.outputs));
+        }
+
+        let result = if found {
+            let store = self.store.clone();
+            let spec = RunSpec {
+                run_id: id,
+                operation: match op.kind {
+                    OpKind::Deploy => Operation::Deploy,
+                    OpKind::Delete => Operation::Delete,
+                },
+                environment_name: op.env_name.clone(),
+                environment_type: op.env_type.clone(),
+                team: op.team.clone(),
+                repository: op.repo.clone(),
+                commit: op.merge_sha.clone(),
+                definition_dir: def_dir.clone(),
+                runner: item.runner,
+                template_path: item.template_path.clone(),
+                terraform_binary: self.config.runner.terraform_binary.clone(),
+                parameters: op.parameters.clone(),
+                storage,
+                timeout: item.timeout,
+                output_limit: self.config.runner.output_limit,
+                env,
+                path: self.config.runner.path.clone(),
+                secrets,
+                work_root: work_root.clone(),
+            };
+            let r = runner::run(spec, move |pid| {
+                // Recorded durably so that after a crash the orphan can be found and killed.
+                tokio::spawn(async move {
+                    if let Err(e) = store
+                        .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "recording the script's pid failed");
+                    }
+                });
+            })
+            .await;
+            Some(r)
+        } else {
+            None
+        };
+        let _ = tokio::fs::remove_dir_all(&def_dir).await;
+
+        let (state, error, log, outputs) = match &result {
+            None => (
+                OpState::Failed,
+                Some(format!(
+                    "definition folder catalog/{} not found at the merge commit",
+                    op.definition
+                )),
+                String::new(),
+                serde_json::json!({}),
+            ),
+            Some(r) => {
+                let outputs =
+                    serde_json::to_value(&r.outputs).unwrap_or_else(|_| serde_json::json!({}));
+                let (state, error) = match (&r.outcome, &r.outputs_error) {
+                    (RunOutcome::Succeeded, None) => (OpState::Succeeded, None),
+                    (RunOutcome::Succeeded, Some(e)) => {
+                        (OpState::Failed, Some(format!("bad ADE_OUTPUTS: {e}")))
+                    }
+                    (other, _) => {
+                        let mut why = other.describe();
+                        if let Some(last) = r.error_log.lines().rev().find(|l| !l.trim().is_empty())
+                        {
+                            why = format!("{why}: {}", last.trim());
+                        }
+                        (OpState::Failed, Some(why))
+                    }
+                };
+                (state, error, r.log.clone(), outputs)
+            }
+        };
+        if let Some(r) = &result {
+            if let Err(e) = self
+                .store
+                .set_environment_storage(&pr.repo, &op.env_name, r.storage.clone())
+                .await
+            {
+                tracing::warn!(error = %e, "keeping ADE_STORAGE failed");
+            }
+        }
+        self.store
+            .update_operation(
+                id,
+                OperationUpdate::Finished {
+                    state,
+                    error: error.clone(),
+                    log,
+                    outputs: outputs.clone(),
+                },
+            )
+            .await?;
+        let succeeded = state == OpState::Succeeded;
+        self.store
+            .upsert_environment(EnvironmentUpdate {
+                repo: op.repo.clone(),
+                name: op.env_name.clone(),
+                team: op.team.clone(),
+                owner: op.owner.clone(),
+                env_type: op.env_type.clone(),
+                definition: op.definition.clone(),
+                state: match (op.kind, succeeded) {
+                    (OpKind::Deploy, true) => EnvState::Ready,
+                    (OpKind::Delete, true) => EnvState::Deleted,
+                    (_, false) => EnvState::Failed,
+                },
+                parameters: (op.kind == OpKind::Deploy && succeeded).then(|| op.parameters.clone()),
+                outputs: match (op.kind, succeeded) {
+                    (OpKind::Deploy, true) => Some(outputs),
+                    (OpKind::Delete, true) => Some(serde_json::json!({})),
+                    _ => None,
+                },
+                last_operation: Some(id),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the reports of a finished operation that are not made yet: the final
+    /// deployment status, then the git note.
+    async fn report_operation(
+        &self,
+        gh: &GitHub,
+        repo: &RepoName,
+        plan: &MergePlan,
+        rec: &OperationRecord,
+    ) -> Result<(), WorkError> {
+        if !rec.state.is_final() {
+            return Ok(());
+        }
+        let run_url = format!("{}/api/v1/operations/{}", self.public_url(), rec.id);
+        if rec.reported & reported::DEPLOYMENT == 0 {
+            if let Some(d) = rec.deployment_id {
+                let (state, description) = match rec.state {
+                    OpState::Succeeded => {
+                        ("success", format!("{} succeeded", rec.op.kind.as_str()))
+                    }
+                    OpState::Interrupted => (
+                        "error",
+                        if rec.op.attempt < MAX_OP_ATTEMPTS {
+                            "interrupted by a server restart; running it again".to_string()
+                        } else {
+                            "interrupted by a server restart; gave up".to_string()
+                        },
+                    ),
+                    _ => (
+                        "failure",
+                        rec.error.clone().unwrap_or_else(|| "failed".into()),
+                    ),
+                };
+                let environment_url = (rec.state == OpState::Succeeded)
+                    .then(|| output_url(&rec.outputs))
+                    .flatten();
+                gh.create_deployment_status(
+                    repo,
+                    d,
+                    &NewDeploymentStatus {
+                        state: state.into(),
+                        description,
+                        log_url: Some(run_url.clone()),
+                        environment_url,
+                        auto_inactive: None,
+                    },
+                )
+                .await?;
+            }
+            self.store
+                .update_operation(rec.id, OperationUpdate::Reported(reported::DEPLOYMENT))
+                .await?;
+        }
+        if rec.reported & reported::NOTE == 0 {
+            let record = audit_record(rec);
+            let text = crate::audit::render(&record);
+            let lock = self.repo_lock(repo);
+            let _held = lock.lock().await;
+            let url = plan.clone_url.clone();
+            let token = self.forge.git_token(plan.installation).await?;
+            let mirror_path = plan.mirror_path.clone();
+            let merge = CommitSha::parse(&rec.op.merge_sha)
+                .map_err(|e| WorkError::Internal(e.to_string()))?;
+            tokio::task::spawn_blocking(move || -> Result<(), WorkError> {
+                let mirror = Mirror::open_path(&mirror_path)?;
+                mirror.append_note(&url, token.as_ref(), &merge, &text)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| WorkError::Internal(e.to_string()))??;
+            self.store
+                .update_operation(rec.id, OperationUpdate::Reported(reported::NOTE))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `url` output, when the run wrote one and it is not sensitive.
+fn output_url(outputs: &serde_json::Value) -> Option<String> {
+    let o = public_outputs(outputs);
+    let v = o.get("url")?.get("value")?;
+    v.as_str().map(str::to_string)
+}
+
+fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(map) = outputs {
+        for v in map.values() {
+            if v.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
+                match v.get("value") {
+                    Some(serde_json::Value::String(s)) => out.push(s.clone()),
+                    Some(other) if !other.is_null() => out.push(other.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reviewers whose latest review approves (dismissed and superseded reviews do not count).
+async fn approvers_of(gh: &GitHub, pr: &PrInfo) -> Result<Vec<String>, WorkError> {
+    let mut latest: BTreeMap<String, String> = BTreeMap::new();
+    for r in gh.list_reviews(&pr.repo, pr.number).await? {
+        let Some(user) = r.user else { continue };
+        if r.state == "COMMENTED" || r.state == "PENDING" {
+            continue;
+        }
+        latest.insert(user.login, r.state);
+    }
+    Ok(latest
+        .into_iter()
+        .filter(|(login, s)| s == "APPROVED" && *login != pr.author)
+        .map(|(l, _)| l)
+        .collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_items(
+    pr: &PrInfo,
+    merge_sha: &CommitSha,
+    gov: &Governance,
+    report: &Report,
+    merged: &dyn TreeReader,
+    base: &dyn TreeReader,
+    inventory: &[crate::store::EnvironmentRecord],
+    default_timeout: Duration,
+) -> Vec<Item> {
+    let mut items = Vec::new();
+    for env in &report.environments {
+        let Ok(mp) = names::parse_manifest_path(&env.path) else {
+            continue;
+        };
+        let checks_json: Vec<serde_json::Value> = env
+            .checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "context": c.check.context(),
+                    "verdict": if c.verdict.is_pass() { "pass" } else { "fail" },
+                })
+            })
+            .collect();
+        let failing: Vec<&str> = env
+            .checks
+            .iter()
+            .filter(|c| !c.verdict.is_pass())
+            .map(|c| c.check.context())
+            .collect();
+        // The manifest as merged decides the operation: present → deploy, gone → delete.
+        let text = crate::manifest::read_text(merged, &env.path).ok().flatten();
+        let parsed = text
+            .as_deref()
+            .and_then(|t| environment::parse_manifest(&env.path, t).ok());
+        let (kind, manifest) = match (&text, parsed) {
+            (Some(_), Some(m)) => (OpKind::Deploy, Some(m.manifest)),
+            (Some(_), None) => (OpKind::Deploy, None),
+            (None, _) => {
+                // Deleted: what it was comes from the first parent, else the inventory.
+                let before = crate::manifest::read_text(base, &env.path)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| environment::parse_manifest(&env.path, &t).ok())
+                    .map(|m| m.manifest);
+                (OpKind::Delete, before)
+            }
+        };
+        let known = inventory.iter().find(|e| e.name == mp.name);
+        if kind == OpKind::Delete && manifest.is_none() && known.is_none() {
+            continue;
+        }
+        let (team, owner, env_type, definition, parameters) = match (&manifest, known) {
+            (Some(m), _) => (
+                m.metadata.team.clone(),
+                m.metadata
+                    .owner
+                    .clone()
+                    .unwrap_or_else(|| pr.author.clone()),
+                m.spec.env_type.clone(),
+                m.spec.definition.clone(),
+                serde_json::to_value(&m.spec.parameters).unwrap_or_default(),
+            ),
+            (None, Some(k)) => (
+                k.team.clone(),
+                k.owner.clone(),
+                k.env_type.clone(),
+                k.definition.clone(),
+                k.parameters.clone(),
+            ),
+            (None, None) => (
+                mp.team.clone(),
+                pr.author.clone(),
+                String::new(),
+                String::new(),
+                serde_json::json!({}),
+            ),
+        };
+        // A delete of an environment Paved never made and whose checks failed is noise;
+        // a deploy must be green; a delete must be green too (issue 4 adds approvals).
+        let refused = if failing.is_empty() {
+            None
+        } else {
+            Some(format!(
+                "not provisioned: {} did not pass for the pull request's head {}",
+                failing.join(", "),
+                pr.head_sha.short()
+            ))
+        };
+        let defn = gov
+            .catalog()
+            .get(&definition)
+            .and_then(|d| d.as_ref().ok())
+            .map(|d| d.definition.clone());
+        let (runner, template_path) = match &defn {
+            Some(d) => (
+                match d.runner {
+                    Runner::Terraform => RunnerKind::Terraform,
+                    _ => RunnerKind::Command,
+                },
+                d.template_path.clone(),
+            ),
+            None => (RunnerKind::Command, None),
+        };
+        let ty = gov
+            .platform()
+            .and_then(|p| p.environment_types.get(&env_type));
+        let timeout = ty
+            .and_then(|t| t.timeout.as_ref())
+            .map(|t| t.as_std())
+            .unwrap_or(default_timeout);
+        let workflow = gov.resolve_workflow(Some(&env_type)).name;
+        items.push(Item {
+            op: NewOperation {
+                repo: pr.repo.to_string(),
+                env_name: mp.name.clone(),
+                kind,
+                merge_sha: merge_sha.to_string(),
+                pr: pr.number.0,
+                attempt: 1,
+                delivery_id: String::new(),
+                team,
+                owner,
+                env_type,
+                definition,
+                manifest_path: env.path.clone(),
+                parameters,
+                requester: pr.author.clone(),
+                merger: String::new(),
+                approvers: Vec::new(),
+                governance_sha: String::new(),
+                checks: serde_json::Value::Array(checks_json),
+                state: if refused.is_some() {
+                    OpState::Refused
+                } else {
+                    OpState::Planned
+                },
+                error: refused,
+            },
+            runner,
+            template_path,
+            timeout,
+            production: workflow == "production",
+        });
+    }
+    items
+}
+
+/// The audit note of one operation attempt. Never holds outputs or logs: only who, what,
+/// which checks, which governance, when and how it ended.
+fn audit_record(rec: &OperationRecord) -> AuditRecord {
+    let op = &rec.op;
+    let checks = op
+        .checks
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| CheckVerdict {
+                    context: c["context"].as_str().unwrap_or_default().to_string(),
+                    verdict: c["verdict"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = match rec.state {
+        OpState::Succeeded => format!("{} succeeded", op.kind.as_str()),
+        OpState::Interrupted => "interrupted: the server stopped while it ran".to_string(),
+        _ => rec
+            .error
+            .clone()
+            .unwrap_or_else(|| rec.state.as_str().to_string()),
+    };
+    AuditRecord {
+        environment: op.env_name.clone(),
+        team: op.team.clone(),
+        operation: op.kind.as_str().to_string(),
+        outcome: rec.state.as_str().to_string(),
+        run_id: Some(rec.id),
+        repository: op.repo.clone(),
+        pull_request: Some(op.pr),
+        requester: Some(op.requester.clone()),
+        merger: (!op.merger.is_empty()).then(|| op.merger.clone()),
+        approvers: op.approvers.clone(),
+        checks,
+        governance_commit: (!op.governance_sha.is_empty()).then(|| op.governance_sha.clone()),
+        started_at: rec.started_at.clone(),
+        finished_at: rec.finished_at.clone(),
+        message: Some(message),
+        attempt: Some(op.attempt),
+    }
+}
+
+/// `paved/provision`: success only when every operation succeeded.
+fn provision_verdict(ops: &[OperationRecord]) -> (StatusState, String) {
+    let ok = ops.iter().filter(|o| o.state == OpState::Succeeded).count();
+    let bad: Vec<&OperationRecord> = ops
+        .iter()
+        .filter(|o| o.state != OpState::Succeeded)
+        .collect();
+    if bad.is_empty() {
+        return (
+            StatusState::Success,
+            format!("{ok} environment operation(s) succeeded"),
+        );
+    }
+    let first = bad[0];
+    let why = match first.state {
+        OpState::Refused => format!("{} refused: checks did not pass", first.op.env_name),
+        _ => format!(
+            "{} {} {}: {}",
+            first.op.env_name,
+            first.op.kind.as_str(),
+            first.state.as_str(),
+            first.error.as_deref().unwrap_or("")
+        ),
+    };
+    let more = if bad.len() > 1 {
+        format!(" (+{} more)", bad.len() - 1)
+    } else {
+        String::new()
+    };
+    (
+        StatusState::Failure,
+        format!("{ok}/{} succeeded; {why}{more}", ops.len()),
+    )
+}
+
+/// The PR's summary comment after the merge: the checks as recomputed, then what
+/// provisioning did, with non-sensitive outputs only.
+fn merge_comment(
+    public_url: &str,
+    pr: &PrInfo,
+    merge_sha: &CommitSha,
+    report: &Report,
+    ops: &[OperationRecord],
+) -> String {
+    let mut s = format!(
+        "{}\n### Paved: merged as `{}`\n\n#### Provisioning\n\n| environment | operation | outcome | outputs | run |\n|---|---|---|---|---|\n",
+        crate::worker::COMMENT_MARKER,
+        merge_sha.short()
+    );
+    for o in ops {
+        let outputs = public_outputs(&o.outputs);
+        let shown: Vec<String> = outputs
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let val = match v.get("value") {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        };
+                        format!("`{k}` = `{}`", val.replace('`', "'").replace('|', "\\|"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let outcome = match (o.state, &o.error) {
+            (OpState::Succeeded, _) => "✅ succeeded".to_string(),
+            (state, Some(e)) => format!(
+                "❌ {}: {}",
+                state.as_str(),
+                e.replace('|', "\\|").replace('\n', " ")
+            ),
+            (state, None) => format!("❌ {}", state.as_str()),
+        };
+        s.push_str(&format!(
+            "| `{}/{}` | {} | {} | {} | [{}]({public_url}/api/v1/operations/{}) |\n",
+            o.op.team,
+            o.op.env_name,
+            o.op.kind.as_str(),
+            outcome,
+            if shown.is_empty() {
+                "—".to_string()
+            } else {
+                shown.join("<br>")
+            },
+            o.id,
+            o.id
+        ));
+    }
+    s.push_str(&format!(
+        "\n#### Checks at merge (head `{}`)\n\n{}\n",
+        pr.head_sha.short(),
+        checks::render_markdown(report)
+    ));
+    s
+}

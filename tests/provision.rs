@@ -1,0 +1,922 @@
+//! Provisioning end to end: the real service (SQLite file, HTTP on loopback, real Git
+//! repositories, real scripts) against the strict GitHub emulator. A test definition,
+//! `recorder`, writes down what each run received so the tests can check it.
+
+mod common;
+
+use common::{Harness, DEADLINE};
+use paved::ids::CommitSha;
+use paved::testkit::{self, FileChange, PullRequestSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The recorder definition: records its environment, parameters and ADE_STORAGE history in
+/// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`
+/// parameter says: `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block`
+/// (waits for `$RECORD_DIR/release`).
+const RECORDER_DEPLOY: &str = r#"#!/bin/sh
+set -eu
+run="$RECORD_DIR/$PAVED_RUN_ID"
+date +%s%N > "$run.start"
+env | sort > "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
+echo "$ADE_OPERATION_NAME $PAVED_RUN_ID" >> "$ADE_STORAGE/history"
+cp "$ADE_STORAGE/history" "$run.history"
+echo "the password is s3cr3t-$ADE_ENVIRONMENT_NAME-value"
+case "$ADE_OPERATION_PARAMETERS" in
+  *'"mode":"fail"'*)
+    echo "upstream refused the request" > "$ADE_ERROR_LOG"
+    echo "boom" >&2
+    exit 3 ;;
+  *'"mode":"hang"'*)
+    echo $$ > "$run.pid"
+    sleep 600 ;;
+  *'"mode":"slow"'*)
+    sleep 0.3 ;;
+  *'"mode":"block"'*)
+    echo $$ > "$run.pid"
+    while [ ! -e "$RECORD_DIR/release" ]; do sleep 0.05; done ;;
+esac
+cat > "$ADE_OUTPUTS" <<EOF
+{"outputs": {
+  "url": {"type": "string", "value": "https://$ADE_ENVIRONMENT_NAME.example.test", "sensitive": false},
+  "password": {"type": "string", "value": "s3cr3t-$ADE_ENVIRONMENT_NAME-value", "sensitive": true}
+}}
+EOF
+date +%s%N > "$run.end"
+"#;
+
+const RECORDER_DELETE: &str = r#"#!/bin/sh
+set -eu
+run="$RECORD_DIR/$PAVED_RUN_ID"
+date +%s%N > "$run.start"
+env | sort > "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
+cp "$ADE_STORAGE/history" "$run.history" 2>/dev/null || true
+date +%s%N > "$run.end"
+"#;
+
+const RECORDER_DEFINITION: &str = "name: recorder
+version: 1.0.0
+summary: Records what it receives (Paved's tests)
+runner: command
+parameters:
+  - id: mode
+    name: Mode
+    type: string
+    default: ok
+    allowed: [ok, fail, hang, slow, block]
+  - id: note
+    name: Note
+    type: string
+    default: ''
+";
+
+fn governance_files() -> Vec<FileChange> {
+    let platform = std::fs::read_to_string(common::examples_dir().join(".paved/platform.yaml"))
+        .expect("platform.yaml");
+    let platform = platform.replace(
+        "definitions: [postgres-db, static-site]",
+        "definitions: [postgres-db, static-site, recorder]",
+    ) + "  quick:
+    description: Runs that must finish within two seconds.
+    workflow: default
+    maxTtl: 3650d
+    definitions: [recorder]
+    requiredTags: [cost-center]
+    timeout: 2s
+";
+    vec![
+        (".paved/platform.yaml".into(), Some(platform.into_bytes())),
+        (
+            "catalog/recorder/environment.yaml".into(),
+            Some(RECORDER_DEFINITION.as_bytes().to_vec()),
+        ),
+        (
+            "catalog/recorder/deploy.sh".into(),
+            Some(RECORDER_DEPLOY.as_bytes().to_vec()),
+        ),
+        (
+            "catalog/recorder/delete.sh".into(),
+            Some(RECORDER_DELETE.as_bytes().to_vec()),
+        ),
+    ]
+}
+
+fn recorder_manifest(name: &str, env_type: &str, mode: &str, note: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    // A JSON string is a valid YAML double-quoted scalar: the note arrives verbatim.
+    let note = serde_json::to_string(note).expect("json");
+    format!(
+        "apiVersion: paved/v1
+kind: Environment
+metadata:
+  name: {name}
+  team: payments
+  owner: octocat
+spec:
+  type: {env_type}
+  definition: recorder
+  parameters:
+    mode: {mode}
+    note: {note}
+  expiresAt: {expires}
+  tags:
+    cost-center: cc-1234
+"
+    )
+}
+
+fn path_of(name: &str) -> String {
+    format!("environments/payments/{name}.yaml")
+}
+
+fn add(name: &str, mode: &str) -> Vec<FileChange> {
+    vec![(
+        path_of(name),
+        Some(recorder_manifest(name, "dev", mode, "").into_bytes()),
+    )]
+}
+
+struct Env {
+    h: Harness,
+    records: PathBuf,
+    next_pr: std::sync::atomic::AtomicU64,
+}
+
+impl Env {
+    async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Repository, emulator and records folder, no Paved running.
+    async fn prepare() -> Env {
+        let h = Harness::prepare(&governance_files()).await;
+        let records = h.tmp.path().join("records");
+        std::fs::create_dir_all(&records).expect("records dir");
+        Env {
+            h,
+            records,
+            next_pr: std::sync::atomic::AtomicU64::new(100),
+        }
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
+        let Env { mut h, records, .. } = Self::prepare().await;
+        let mut config = h.config();
+        config.runner.env.push((
+            "RECORD_DIR".into(),
+            paved::config::Secret::new(records.display().to_string()),
+        ));
+        tweak(&mut config);
+        h.service = Some(paved::service::start(config).await.expect("start paved"));
+        Env {
+            h,
+            records,
+            next_pr: std::sync::atomic::AtomicU64::new(100),
+        }
+    }
+
+    fn repo(&self) -> String {
+        self.h.repo.to_string()
+    }
+
+    /// Opens a PR off the current `main` with `changes`, and registers it with the
+    /// emulator (so its reviews can be listed).
+    fn open(&self, changes: &[FileChange]) -> PullRequestSpec {
+        let n = self
+            .next_pr
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let main = self.h.remote.tip("refs/heads/main").expect("main");
+        let spec = self
+            .h
+            .remote
+            .open_pull(n, &main, &main, changes, "change environments")
+            .expect("open pull");
+        self.h.github.set_pull(
+            &self.repo(),
+            n,
+            testkit::pull_json(&spec).expect("pull json"),
+        );
+        self.h.github.set_pull_reviews(
+            &self.repo(),
+            n,
+            vec![
+                serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                    "commit_id": spec.head_sha.as_str()}),
+            ],
+        );
+        spec
+    }
+
+    /// Merges the PR on the remote and sends the `closed` event; returns the merge commit
+    /// and the delivery id.
+    async fn merge(&self, spec: &PullRequestSpec) -> (CommitSha, String) {
+        let merge = self.h.remote.merge_pull(spec).expect("merge");
+        let id = self.send_merge(spec, &merge).await;
+        (merge, id)
+    }
+
+    async fn send_merge(&self, spec: &PullRequestSpec, merge: &CommitSha) -> String {
+        let body = testkit::merged_payload(spec, merge, "hubot").expect("payload");
+        let id = self.h.delivery_id();
+        assert_eq!(
+            self.h.send("pull_request", &id, &body).await,
+            reqwest::StatusCode::ACCEPTED
+        );
+        id
+    }
+
+    /// Waits for the final `paved/provision` status on `merge`.
+    async fn provision_status(&self, merge: &CommitSha) -> paved::forge::emulator::Status {
+        let repo = self.repo();
+        let sha = merge.to_string();
+        self.h
+            .github
+            .wait_until(DEADLINE, "paved/provision verdict", move |gh| {
+                gh.latest_statuses(&repo, &sha)
+                    .get("paved/provision")
+                    .is_some_and(|s| s.state != "pending")
+            })
+            .await
+            .expect("paved/provision");
+        self.h
+            .github
+            .latest_statuses(&self.repo(), &merge.to_string())["paved/provision"]
+            .clone()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .h
+            .client
+            .get(format!("{}{path}", self.h.url()))
+            .send()
+            .await
+            .expect("api");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    async fn environment(&self, name: &str) -> Value {
+        self.get(&format!(
+            "/api/v1/repos/{}/environments/{name}",
+            self.repo()
+        ))
+        .await
+    }
+
+    async fn operations(&self, merge: &CommitSha) -> Vec<Value> {
+        let v = self
+            .get(&format!("/api/v1/repos/{}/merges/{merge}", self.repo()))
+            .await;
+        v.as_array().cloned().expect("operations")
+    }
+
+    /// Runs recorded by the recorder script, by run id.
+    fn runs(&self) -> BTreeMap<i64, Run> {
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(&self.records).expect("records") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "env") {
+                let id: i64 = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok())
+                    .expect("run id");
+                out.insert(id, Run::read(&self.records, id));
+            }
+        }
+        out
+    }
+
+    /// The audit records in the note on `commit`, read from the remote with git2.
+    fn notes(&self, commit: &CommitSha) -> Vec<paved::audit::AuditRecord> {
+        let repo = git2::Repository::open_bare(self.h.remote.path()).expect("remote");
+        let oid = git2::Oid::from_str(commit.as_str()).expect("oid");
+        let text = match repo.find_note(Some("refs/notes/paved"), oid) {
+            Ok(n) => n.message().unwrap_or_default().to_string(),
+            Err(_) => String::new(),
+        };
+        paved::audit::parse(&text)
+    }
+}
+
+struct Run {
+    env: BTreeMap<String, String>,
+    params: Value,
+    history: String,
+    start: Option<u128>,
+    end: Option<u128>,
+}
+
+impl Run {
+    fn read(dir: &Path, id: i64) -> Run {
+        let read = |ext: &str| std::fs::read_to_string(dir.join(format!("{id}.{ext}"))).ok();
+        let env = read("env")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Run {
+            env,
+            params: read("params")
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or(Value::Null),
+            history: read("history").unwrap_or_default(),
+            start: read("start").and_then(|s| s.trim().parse().ok()),
+            end: read("end").and_then(|s| s.trim().parse().ok()),
+        }
+    }
+}
+
+fn states(d: &paved::forge::emulator::Deployment) -> Vec<String> {
+    d.statuses
+        .iter()
+        .filter(|s| !s.automatic)
+        .map(|s| s.state.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_provisions_once_with_the_ade_environment() {
+    let e = Env::start().await;
+    let pr = e.open(&add("orders-preview", "ok"));
+    let (merge, _) = e.merge(&pr).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "success", "{status:?}");
+
+    // The script ran once, with the ADE contract and nothing of Paved's own environment.
+    let runs = e.runs();
+    assert_eq!(runs.len(), 1, "one run");
+    let (id, run) = runs.iter().next().expect("run");
+    for prefix in ["ADE", "PAVED"] {
+        assert_eq!(run.env[&format!("{prefix}_OPERATION_NAME")], "deploy");
+        assert_eq!(
+            run.env[&format!("{prefix}_ENVIRONMENT_NAME")],
+            "orders-preview"
+        );
+        assert_eq!(run.env[&format!("{prefix}_ENVIRONMENT_TYPE")], "dev");
+        assert!(run.env.contains_key(&format!("{prefix}_STORAGE")));
+        assert!(run.env.contains_key(&format!("{prefix}_OUTPUTS")));
+        assert!(run.env.contains_key(&format!("{prefix}_ERROR_LOG")));
+    }
+    assert_eq!(run.env["PAVED_RUN_ID"], id.to_string());
+    assert_eq!(run.env["PAVED_ENVIRONMENT_TEAM"], "payments");
+    assert_eq!(run.env["PAVED_COMMIT"], merge.to_string());
+    assert_eq!(run.params, serde_json::json!({"mode": "ok", "note": ""}));
+    assert!(
+        !run.env.contains_key("CARGO") && !run.env.contains_key("CARGO_MANIFEST_DIR"),
+        "the service's own environment leaked into the script: {:?}",
+        run.env.keys().collect::<Vec<_>>()
+    );
+
+    // A deployment with in_progress then success, and the url output as environment_url.
+    let deployments = e.h.github.deployments(&e.repo());
+    assert_eq!(deployments.len(), 1);
+    let d = &deployments[0];
+    assert_eq!(d.sha, merge.to_string());
+    assert_eq!(d.environment, "orders-preview");
+    assert_eq!(states(d), ["in_progress", "success"]);
+    assert_eq!(
+        d.statuses.last().expect("status").environment_url,
+        "https://orders-preview.example.test"
+    );
+
+    // The inventory says ready, with the public output only.
+    let env = e.environment("orders-preview").await;
+    assert_eq!(env["environment"]["state"], "ready");
+    assert_eq!(env["environment"]["owner"], "octocat");
+    assert_eq!(env["environment"]["definition"], "recorder");
+    assert!(env["environment"]["outputs"].get("url").is_some());
+    assert!(env["environment"]["outputs"].get("password").is_none());
+
+    // The note on the merge commit, on the origin.
+    let notes = e.notes(&merge);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let n = &notes[0];
+    assert_eq!(
+        (
+            n.environment.as_str(),
+            n.operation.as_str(),
+            n.outcome.as_str()
+        ),
+        ("orders-preview", "deploy", "succeeded")
+    );
+    assert_eq!(n.requester.as_deref(), Some("octocat"));
+    assert_eq!(n.merger.as_deref(), Some("hubot"));
+    assert_eq!(n.approvers, ["admin1"]);
+    assert_eq!(n.run_id, Some(*id));
+    assert_eq!(n.checks.len(), 3, "{:?}", n.checks);
+    assert!(n.checks.iter().all(|c| c.verdict == "pass"));
+    let first_parent = e.h.base.to_string();
+    assert_eq!(n.governance_commit.as_deref(), Some(first_parent.as_str()));
+
+    // The PR's comment says what happened, with the public output and not the secret.
+    let comments = e.h.comments(pr.number);
+    assert_eq!(comments.len(), 1);
+    let body = &comments[0].body;
+    assert!(
+        body.contains("succeeded") && body.contains("https://orders-preview.example.test"),
+        "{body}"
+    );
+
+    // The secret never leaves the database: not in the comment, the note, nor the API.
+    let secret = "s3cr3t-orders-preview-value";
+    assert!(!body.contains(secret));
+    let remote = git2::Repository::open_bare(e.h.remote.path()).expect("remote");
+    let note = remote
+        .find_note(
+            Some("refs/notes/paved"),
+            git2::Oid::from_str(merge.as_str()).expect("oid"),
+        )
+        .expect("note");
+    assert!(!note.message().unwrap_or_default().contains(secret));
+    let op = e.get(&format!("/api/v1/operations/{id}")).await.to_string();
+    assert!(op.contains("the password is"), "the log is kept: {op}");
+    assert!(!op.contains(secret), "{op}");
+    assert!(!e
+        .get("/api/v1/environments")
+        .await
+        .to_string()
+        .contains(secret));
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_merge_delivered_twice_runs_once() {
+    let e = Env::start().await;
+    let pr = e.open(&add("twice-preview", "ok"));
+    let (merge, first) = e.merge(&pr).await;
+    e.h.wait_delivery(&first).await;
+    // GitHub's "Redeliver" gives the same event a new delivery id.
+    let second = e.send_merge(&pr, &merge).await;
+    let d = e.h.wait_delivery(&second).await;
+    assert_eq!(d["state"], "done", "{d}");
+    assert_eq!(e.runs().len(), 1, "the script ran once");
+    assert_eq!(e.h.github.deployments(&e.repo()).len(), 1, "one deployment");
+    assert_eq!(e.notes(&merge).len(), 1, "one note record");
+    assert_eq!(e.operations(&merge).await.len(), 1);
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_passes_new_parameters_and_keeps_storage() {
+    let e = Env::start().await;
+    let (m1, _) = e.merge(&e.open(&add("upd-preview", "ok"))).await;
+    assert_eq!(e.provision_status(&m1).await.state, "success");
+    let changed = recorder_manifest("upd-preview", "dev", "slow", "second");
+    let (m2, _) = e
+        .merge(&e.open(&[(path_of("upd-preview"), Some(changed.into_bytes()))]))
+        .await;
+    assert_eq!(e.provision_status(&m2).await.state, "success");
+    let runs = e.runs();
+    assert_eq!(runs.len(), 2);
+    let last = runs.values().last().expect("run");
+    assert_eq!(last.env["ADE_OPERATION_NAME"], "deploy");
+    assert_eq!(
+        last.params,
+        serde_json::json!({"mode": "slow", "note": "second"})
+    );
+    // ADE_STORAGE came back with what the first deploy wrote.
+    assert_eq!(last.history.lines().count(), 2, "{}", last.history);
+    let env = e.environment("upd-preview").await;
+    assert_eq!(env["environment"]["state"], "ready");
+    assert_eq!(env["environment"]["parameters"]["note"], "second");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_manifest_runs_delete() {
+    let e = Env::start().await;
+    let (m1, _) = e.merge(&e.open(&add("gone-preview", "ok"))).await;
+    assert_eq!(e.provision_status(&m1).await.state, "success");
+    let (m2, _) = e.merge(&e.open(&[(path_of("gone-preview"), None)])).await;
+    assert_eq!(e.provision_status(&m2).await.state, "success");
+    let runs = e.runs();
+    let last = runs.values().last().expect("run");
+    assert_eq!(last.env["ADE_OPERATION_NAME"], "delete");
+    assert_eq!(
+        last.params,
+        serde_json::json!({"mode": "ok", "note": ""}),
+        "the last deployed parameters"
+    );
+    let env = e.environment("gone-preview").await;
+    assert_eq!(env["environment"]["state"], "deleted");
+    let deployments = e.h.github.deployments(&e.repo());
+    assert_eq!(deployments.len(), 2);
+    assert_eq!(deployments[1].task, "delete");
+    assert_eq!(states(&deployments[1]), ["in_progress", "success"]);
+    let notes = e.notes(&m2);
+    assert_eq!(notes[0].operation, "delete");
+    assert_eq!(notes[0].outcome, "succeeded");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_script_is_reported_everywhere() {
+    let e = Env::start().await;
+    let (merge, _) = e.merge(&e.open(&add("fail-preview", "fail"))).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("fail-preview"),
+        "{status:?}"
+    );
+    let d = &e.h.github.deployments(&e.repo())[0];
+    assert_eq!(states(d), ["in_progress", "failure"]);
+    let why = &d.statuses.last().expect("status").description;
+    assert!(
+        why.contains("code 3") && why.contains("upstream refused"),
+        "{why}"
+    );
+    let env = e.environment("fail-preview").await;
+    assert_eq!(env["environment"]["state"], "failed");
+    let op = &env["operations"][0];
+    assert_eq!(op["state"], "failed");
+    assert!(
+        op["log"].as_str().unwrap_or_default().contains("boom"),
+        "{op}"
+    );
+    let notes = e.notes(&merge);
+    assert_eq!(notes[0].outcome, "failed");
+    assert!(notes[0]
+        .message
+        .as_deref()
+        .unwrap_or_default()
+        .contains("code 3"));
+    let comment = &e.h.comments(100)[0].body;
+    assert!(comment.contains("failed"), "{comment}");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_outlives_its_timeout_is_killed_and_reported() {
+    let e = Env::start().await;
+    let manifest = recorder_manifest("slow-preview", "quick", "hang", "");
+    let (merge, _) = e
+        .merge(&e.open(&[(path_of("slow-preview"), Some(manifest.into_bytes()))]))
+        .await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure");
+    let d = &e.h.github.deployments(&e.repo())[0];
+    let why = &d.statuses.last().expect("status").description;
+    assert!(why.contains("timeout"), "{why}");
+    // The script's process is gone.
+    let (id, _) = e.runs().into_iter().next().expect("run");
+    let pid = std::fs::read_to_string(e.records.join(format!("{id}.pid"))).expect("pid");
+    let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
+    let start = Instant::now();
+    while proc.exists() {
+        assert!(start.elapsed() < DEADLINE, "script {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        e.environment("slow-preview").await["environment"]["state"],
+        "failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_holding_shell_syntax_is_inert_data() {
+    let e = Env::start().await;
+    let sentinel = e.h.tmp.path().join("pwned");
+    let note = format!(
+        "$(touch {s}); `touch {s}` ; touch {s} && echo '\"' \\ | > {s}",
+        s = sentinel.display()
+    );
+    let manifest = recorder_manifest("shell-preview", "dev", "ok", &note);
+    let (merge, _) = e
+        .merge(&e.open(&[(path_of("shell-preview"), Some(manifest.into_bytes()))]))
+        .await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    let run = e.runs().into_values().next().expect("run");
+    assert_eq!(run.params["note"], Value::String(note));
+    assert!(!sentinel.exists(), "a parameter was executed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_merged_with_a_failing_check_provisions_nothing() {
+    let e = Env::start().await;
+    // `huge` is not an allowed mode: paved/schema fails; the PR is merged anyway.
+    let (merge, _) = e.merge(&e.open(&add("bad-preview", "huge"))).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("bad-preview"),
+        "{status:?}"
+    );
+    assert!(e.runs().is_empty(), "nothing ran");
+    assert!(
+        e.h.github.deployments(&e.repo()).is_empty(),
+        "no deployment"
+    );
+    let notes = e.notes(&merge);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].outcome, "refused");
+    assert!(notes[0].checks.iter().any(|c| c.verdict == "fail"));
+    let r =
+        e.h.client
+            .get(format!(
+                "{}/api/v1/repos/{}/environments/bad-preview",
+                e.h.url(),
+                e.repo()
+            ))
+            .send()
+            .await
+            .expect("api");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "not in the inventory"
+    );
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_push_is_flagged_ungoverned() {
+    let e = Env::start_with(|c| c.push_grace = Duration::from_secs(1)).await;
+    let before = e.h.remote.tip("refs/heads/main").expect("main");
+    let after =
+        e.h.remote
+            .commit(
+                "refs/heads/main",
+                Some(&before),
+                &add("sneaky", "ok"),
+                "direct push",
+            )
+            .expect("commit");
+    let body = testkit::push_payload(
+        &e.h.repo,
+        &e.h.remote.clone_url(),
+        "main",
+        &before,
+        &after,
+        "mallory",
+    )
+    .expect("payload");
+    let id = e.h.delivery_id();
+    assert_eq!(
+        e.h.send("push", &id, &body).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    let statuses = e.h.verdicts(&after, 1).await;
+    let g = &statuses["paved/governance"];
+    assert_eq!(g.state, "failure");
+    assert!(
+        g.description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("without a pull request"),
+        "{g:?}"
+    );
+    assert_eq!(e.h.wait_delivery(&id).await["state"], "done");
+    assert!(e.runs().is_empty(), "nothing provisioned");
+    assert!(e.h.github.deployments(&e.repo()).is_empty());
+    let notes = e.notes(&after);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].outcome, "ungoverned");
+    assert_eq!(notes[0].requester.as_deref(), Some("mallory"));
+
+    // The push of a governed merge is not flagged, whichever event arrives first.
+    let pr = e.open(&add("proper", "ok"));
+    let merge = e.h.remote.merge_pull(&pr).expect("merge");
+    let body = testkit::push_payload(
+        &e.h.repo,
+        &e.h.remote.clone_url(),
+        "main",
+        &after,
+        &merge,
+        "hubot",
+    )
+    .expect("payload");
+    let push_id = e.h.delivery_id();
+    assert_eq!(
+        e.h.send("push", &push_id, &body).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    e.send_merge(&pr, &merge).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    e.h.wait_delivery(&push_id).await;
+    let on_merge = e.h.github.latest_statuses(&e.repo(), &merge.to_string());
+    assert!(!on_merge.contains_key("paved/governance"), "{on_merge:?}");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_merges_touching_one_environment_run_one_after_the_other() {
+    let e = Env::start().await;
+    let (m0, _) = e.merge(&e.open(&add("shared-preview", "ok"))).await;
+    assert_eq!(e.provision_status(&m0).await.state, "success");
+    // Two PRs changing the same environment, merged one after the other, whose merge
+    // events are delivered back to back (different PRs: processed in parallel).
+    let a = e.open(&[(
+        path_of("shared-preview"),
+        Some(recorder_manifest("shared-preview", "dev", "slow", "a").into_bytes()),
+    )]);
+    let ma = e.h.remote.merge_pull(&a).expect("merge a");
+    let b = e.open(&[(
+        path_of("shared-preview"),
+        Some(recorder_manifest("shared-preview", "dev", "slow", "b").into_bytes()),
+    )]);
+    // b was opened off main after a's merge, so it merges cleanly.
+    let mb = e.h.remote.merge_pull(&b).expect("merge b");
+    e.send_merge(&a, &ma).await;
+    e.send_merge(&b, &mb).await;
+    assert_eq!(e.provision_status(&ma).await.state, "success");
+    assert_eq!(e.provision_status(&mb).await.state, "success");
+    let runs: Vec<Run> = e.runs().into_values().skip(1).collect();
+    assert_eq!(runs.len(), 2);
+    let spans: Vec<(u128, u128)> = runs
+        .iter()
+        .map(|r| (r.start.expect("start"), r.end.expect("end")))
+        .collect();
+    let (first, second) = if spans[0].0 <= spans[1].0 {
+        (spans[0], spans[1])
+    } else {
+        (spans[1], spans[0])
+    };
+    assert!(first.1 <= second.0, "runs overlapped: {spans:?}");
+}
+
+/// Kills the child when dropped, so a failing assertion leaves no server running.
+struct Paved(std::process::Child);
+
+impl Drop for Paved {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The real `paved serve` binary, configured through its environment.
+async fn spawn_paved(e: &mut Env) -> Paved {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PAVED_DATA_DIR", e.h.data_dir())
+        .env("PAVED_WEBHOOK_SECRET", common::SECRET)
+        .env("PAVED_GITHUB_API_URL", e.h.github.url())
+        .env("PAVED_GITHUB_TOKEN", "test-token")
+        .env(
+            "PAVED_GIT_CLONE_URL_TEMPLATE",
+            e.h.remote.clone_url_template(),
+        )
+        .env("PAVED_PUBLIC_URL", "http://paved.test")
+        .env("RECORD_DIR", &e.records)
+        .env("PAVED_RUNNER_PASS_ENV", "RECORD_DIR")
+        .current_dir(e.h.tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn paved");
+    let url = format!("http://127.0.0.1:{port}");
+    e.h.external_url = Some(url.clone());
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = e.h.client.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "paved did not become ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Paved(child)
+}
+
+async fn wait_for_file(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s;
+            }
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The documented action for a run interrupted by a crash: at the next start its orphaned
+/// script is killed, the attempt is reported `interrupted` (deployment status `error`, a
+/// note), and the operation runs again as attempt 2. Then `paved audit` tells the whole
+/// story from Git alone, after the database is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
+    let mut e = Env::prepare().await;
+    let mut first = spawn_paved(&mut e).await;
+    let pr = e.open(&add("crash-preview", "block"));
+    let (merge, _) = e.merge(&pr).await;
+    // The script is running (it waits for a release file that does not exist yet).
+    let pid1 = wait_for_file(&e.records.join("1.pid")).await;
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("reap");
+
+    // The orphan outlived its server: it still waits for the release file.
+    let proc1 = PathBuf::from(format!("/proc/{}", pid1.trim()));
+    let alive =
+        |p: &Path| std::fs::read_to_string(p.join("stat")).is_ok_and(|s| !s.contains(") Z"));
+    assert!(alive(&proc1), "the script died with its server");
+    // The second server kills the orphan (its PAVED_RUN_ID is 1) at start.
+    let _second = spawn_paved(&mut e).await;
+    let start = Instant::now();
+    while alive(&proc1) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the orphaned script of run 1 still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Attempt 2 runs now; let it finish.
+    std::fs::write(e.records.join("release"), b"").expect("release");
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "success", "{status:?}");
+    assert!(e.records.join("1.start").exists());
+    assert!(!e.records.join("1.end").exists(), "run 1 never finished");
+
+    let ops = e.operations(&merge).await;
+    let summary: Vec<(i64, String)> = ops
+        .iter()
+        .map(|o| {
+            (
+                o["attempt"].as_i64().unwrap_or(0),
+                o["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "interrupted".to_string()), (2, "succeeded".to_string())]
+    );
+    let deployments = e.h.github.deployments(&e.repo());
+    assert_eq!(deployments.len(), 2, "one deployment per attempt");
+    assert_eq!(states(&deployments[0]), ["in_progress", "error"]);
+    assert_eq!(states(&deployments[1]), ["in_progress", "success"]);
+    let outcomes: Vec<String> = e.notes(&merge).into_iter().map(|n| n.outcome).collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"]);
+    assert_eq!(
+        e.environment("crash-preview").await["environment"]["state"],
+        "ready"
+    );
+
+    // Git alone: stop the server, delete the database, ask `paved audit`.
+    drop(_second);
+    for f in ["paved.sqlite", "paved.sqlite-wal", "paved.sqlite-shm"] {
+        let _ = std::fs::remove_file(e.h.data_dir().join(f));
+    }
+    assert!(!e.h.data_dir().join("paved.sqlite").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args(["audit", "crash-preview", "--format", "json", "--repo"])
+        .arg(e.h.remote.path())
+        .current_dir(e.h.tmp.path())
+        .output()
+        .expect("paved audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let entries = history["entries"].as_array().expect("entries");
+    let merge_entry = entries
+        .iter()
+        .find(|en| en["commit"] == merge.as_str())
+        .expect("the merge commit is in the history");
+    let records: Vec<&str> = merge_entry["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["outcome"].as_str())
+        .collect();
+    assert_eq!(records, ["interrupted", "succeeded"]);
+    assert!(
+        entries
+            .iter()
+            .any(|en| en["commit"] == pr.head_sha.as_str() && en["change"] == "added"),
+        "the commit that added the manifest is in the history: {history}"
+    );
+}
