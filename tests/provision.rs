@@ -517,6 +517,44 @@ async fn deleting_the_manifest_runs_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_an_environment_deletes_the_old_and_deploys_the_new() {
+    let e = Env::start().await;
+    let (m1, _) = e.merge(&e.open(&add("old-name", "ok"))).await;
+    assert_eq!(e.provision_status(&m1).await.state, "success");
+    let mut rename = add("new-name", "ok");
+    rename.push((path_of("old-name"), None));
+    let (m2, _) = e.merge(&e.open(&rename)).await;
+    assert_eq!(e.provision_status(&m2).await.state, "success");
+    let mut ops: Vec<(String, String)> = e
+        .operations(&m2)
+        .await
+        .iter()
+        .map(|o| {
+            (
+                o["env_name"].as_str().unwrap_or_default().to_string(),
+                o["kind"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            ("new-name".to_string(), "deploy".to_string()),
+            ("old-name".to_string(), "delete".to_string())
+        ]
+    );
+    assert_eq!(
+        e.environment("old-name").await["environment"]["state"],
+        "deleted"
+    );
+    assert_eq!(
+        e.environment("new-name").await["environment"]["state"],
+        "ready"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_script_is_reported_everywhere() {
     let e = Env::start().await;
     let (merge, _) = e.merge(&e.open(&add("fail-preview", "fail"))).await;

@@ -103,10 +103,6 @@ impl Worker {
                 "merged into a branch other than the default one; nothing to provision");
             return Ok(());
         }
-        // Before anything else: a push of this commit is explained by this merge.
-        self.store
-            .record_merge(&pr.repo, &merge_sha, pr.number)
-            .await?;
         let gh = self.forge.client(pr.installation)?;
 
         let approvers = approvers_of(&gh, &pr).await?;
@@ -116,7 +112,13 @@ impl Worker {
             approvers: approvers.clone(),
             live,
         };
-        let Some(plan) = self.plan_merge(&pr, &merge_sha, &ctx).await? else {
+        let plan = self.plan_merge(&pr, &merge_sha, &ctx).await?;
+        // The merge commit is verified to be on the default branch: a push of it is
+        // explained by this merge (recorded even when nothing is provisioned).
+        self.store
+            .record_merge(&pr.repo, &merge_sha, pr.number)
+            .await?;
+        let Some(plan) = plan else {
             tracing::info!(repo = %pr.repo, pr = %pr.number, "merge touches no environment");
             return Ok(());
         };
