@@ -318,18 +318,7 @@ impl Worker {
                 mirror.require_commit(&pr.base_sha)?;
                 let fetched = started.elapsed();
                 let merge_base = mirror.merge_base(&pr.base_sha, &pr.head_sha)?;
-                let changes: Vec<Change> = mirror
-                    .changes_under(&merge_base, &pr.head_sha, "environments/")?
-                    .into_iter()
-                    .map(|c| Change {
-                        path: c.path,
-                        kind: match c.status {
-                            PathStatus::Added => ChangeKind::Added,
-                            PathStatus::Modified => ChangeKind::Modified,
-                            PathStatus::Deleted => ChangeKind::Deleted,
-                        },
-                    })
-                    .collect();
+                let changes = environment_changes(&mirror, &merge_base, &pr.head_sha)?;
                 if changes.is_empty() {
                     return Ok(None);
                 }
@@ -510,6 +499,26 @@ struct Prepared {
     changes: Vec<Change>,
     planned: Vec<checks::CheckKind>,
     default_sha: CommitSha,
+}
+
+/// What changed under `environments/` from `from` to `to`.
+pub(crate) fn environment_changes(
+    mirror: &Mirror,
+    from: &CommitSha,
+    to: &CommitSha,
+) -> Result<Vec<Change>, RepoError> {
+    Ok(mirror
+        .changes_under(from, to, "environments/")?
+        .into_iter()
+        .map(|c| Change {
+            path: c.path,
+            kind: match c.status {
+                PathStatus::Added => ChangeKind::Added,
+                PathStatus::Modified => ChangeKind::Modified,
+                PathStatus::Deleted => ChangeKind::Deleted,
+            },
+        })
+        .collect())
 }
 
 fn is_recheck(body: &str) -> bool {

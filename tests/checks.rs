@@ -366,16 +366,22 @@ fn rego_syntax_error_fails_the_policy_check_with_the_error() {
     assert_eq!(verdict(&report, CheckKind::Policy), Verdict::Fail);
 }
 
+/// Writes `n` payments manifests `extra-1..n` and returns them as added changes.
+fn add_payments_environments(repo: &Repo, n: usize) -> Vec<Change> {
+    (1..=n)
+        .map(|i| {
+            let name = format!("extra-{i}");
+            let path = format!("environments/payments/{name}.yaml");
+            repo.write(&path, manifest(&name, "small"));
+            added(&path)
+        })
+        .collect()
+}
+
 #[test]
 fn quota_overrun_fails_quota() {
     let repo = Repo::new();
-    let names: Vec<String> = (1..=5).map(|i| format!("extra-{i}")).collect();
-    let mut changes = Vec::new();
-    for n in &names {
-        let path = format!("environments/payments/{n}.yaml");
-        repo.write(&path, manifest(n, "small"));
-        changes.push(added(&path));
-    }
+    let changes = add_payments_environments(&repo, 5);
     // The default branch holds only the examples (one payments environment).
     let default_branch = DirTree::new(examples());
     let head = repo.tree();
@@ -418,13 +424,7 @@ fn quota_overrun_fails_quota() {
 #[test]
 fn quota_counts_live_environments_of_the_inventory() {
     let repo = Repo::new();
-    let names: Vec<String> = (1..=4).map(|i| format!("extra-{i}")).collect();
-    let mut changes = Vec::new();
-    for n in &names {
-        let path = format!("environments/payments/{n}.yaml");
-        repo.write(&path, manifest(n, "small"));
-        changes.push(added(&path));
-    }
+    let changes = add_payments_environments(&repo, 4);
     let default_branch = DirTree::new(examples());
     let head = repo.tree();
     let gov = Governance::load(&default_branch);

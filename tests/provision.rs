@@ -229,6 +229,25 @@ impl Env {
         id
     }
 
+    /// Sends the `push` of `before..after` to `main` by `pusher`; returns the delivery id.
+    async fn send_push(&self, before: &CommitSha, after: &CommitSha, pusher: &str) -> String {
+        let body = testkit::push_payload(
+            &self.h.repo,
+            &self.h.remote.clone_url(),
+            "main",
+            before,
+            after,
+            pusher,
+        )
+        .expect("payload");
+        let id = self.h.delivery_id();
+        assert_eq!(
+            self.h.send("push", &id, &body).await,
+            reqwest::StatusCode::ACCEPTED
+        );
+        id
+    }
+
     /// Waits for the final `paved/provision` status on `merge`.
     async fn provision_status(&self, merge: &CommitSha) -> paved::forge::emulator::Status {
         let repo = self.repo();
@@ -695,20 +714,7 @@ async fn a_direct_push_is_flagged_ungoverned() {
                 "direct push",
             )
             .expect("commit");
-    let body = testkit::push_payload(
-        &e.h.repo,
-        &e.h.remote.clone_url(),
-        "main",
-        &before,
-        &after,
-        "mallory",
-    )
-    .expect("payload");
-    let id = e.h.delivery_id();
-    assert_eq!(
-        e.h.send("push", &id, &body).await,
-        reqwest::StatusCode::ACCEPTED
-    );
+    let id = e.send_push(&before, &after, "mallory").await;
     let statuses = e.h.verdicts(&after, 1).await;
     let g = &statuses["paved/governance"];
     assert_eq!(g.state, "failure");
@@ -730,20 +736,7 @@ async fn a_direct_push_is_flagged_ungoverned() {
     // The push of a governed merge is not flagged, whichever event arrives first.
     let pr = e.open(&add("proper", "ok"));
     let merge = e.h.remote.merge_pull(&pr).expect("merge");
-    let body = testkit::push_payload(
-        &e.h.repo,
-        &e.h.remote.clone_url(),
-        "main",
-        &after,
-        &merge,
-        "hubot",
-    )
-    .expect("payload");
-    let push_id = e.h.delivery_id();
-    assert_eq!(
-        e.h.send("push", &push_id, &body).await,
-        reqwest::StatusCode::ACCEPTED
-    );
+    let push_id = e.send_push(&after, &merge, "hubot").await;
     e.send_merge(&pr, &merge).await;
     assert_eq!(e.provision_status(&merge).await.state, "success");
     e.h.wait_delivery(&push_id).await;

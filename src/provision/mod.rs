@@ -27,13 +27,13 @@ mod push;
 pub use push::{PushEvent, GOVERNANCE_CONTEXT};
 
 use crate::audit::{AuditRecord, CheckVerdict};
-use crate::checks::{self, Change, ChangeKind, Governance, PrContext, Report};
+use crate::checks::{self, Governance, PrContext, Report};
 use crate::forge::client::{GitHub, NewDeployment, NewDeploymentStatus, NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, RepoName};
 use crate::manifest::definition::Runner;
 use crate::manifest::environment;
 use crate::manifest::names;
-use crate::repo::{Mirror, PathStatus};
+use crate::repo::Mirror;
 use crate::runner::{self, Operation, RunOutcome, RunSpec, RunnerKind};
 use crate::store::{
     public_outputs, reported, EnvState, EnvironmentUpdate, NewOperation, OpKind, OpState,
@@ -295,18 +295,7 @@ impl Worker {
             })?;
             // The PR's own changes: from where it forked off the default branch to its head.
             let fork = mirror.merge_base(&first_parent, &pr.head_sha)?;
-            let changes: Vec<Change> = mirror
-                .changes_under(&fork, &pr.head_sha, "environments/")?
-                .into_iter()
-                .map(|c| Change {
-                    path: c.path,
-                    kind: match c.status {
-                        PathStatus::Added => ChangeKind::Added,
-                        PathStatus::Modified => ChangeKind::Modified,
-                        PathStatus::Deleted => ChangeKind::Deleted,
-                    },
-                })
-                .collect();
+            let changes = crate::worker::environment_changes(&mirror, &fork, &pr.head_sha)?;
             if changes.is_empty() {
                 return Ok(None);
             }

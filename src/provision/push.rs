@@ -5,6 +5,7 @@
 //! nothing: it gets a failing `paved/governance` status and an audit note per environment.
 
 use crate::audit::AuditRecord;
+use crate::checks::ChangeKind;
 use crate::forge::client::{NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, RepoName};
 use crate::repo::Mirror;
@@ -181,14 +182,13 @@ impl Worker {
             let Some(base) = base else {
                 return Ok(Vec::new());
             };
-            Ok(mirror
-                .changes_under(&base, &after, "environments/")?
+            Ok(crate::worker::environment_changes(&mirror, &base, &after)?
                 .into_iter()
                 .map(|c| {
-                    let what = match c.status {
-                        crate::repo::PathStatus::Added => "added",
-                        crate::repo::PathStatus::Modified => "modified",
-                        crate::repo::PathStatus::Deleted => "deleted",
+                    let what = match c.kind {
+                        ChangeKind::Added => "added",
+                        ChangeKind::Modified => "modified",
+                        ChangeKind::Deleted => "deleted",
                     };
                     (c.path, what)
                 })
