@@ -567,6 +567,14 @@ async fn renaming_an_environment_deletes_the_old_and_deploys_the_new() {
         e.environment("old-name").await["environment"]["state"],
         "deleted"
     );
+    // Both records are in the merge commit's note (written in one commit and push).
+    let mut noted: Vec<(String, String)> = e
+        .notes(&m2)
+        .into_iter()
+        .map(|n| (n.environment, n.operation))
+        .collect();
+    noted.sort();
+    assert_eq!(noted, ops);
     assert_eq!(
         e.environment("new-name").await["environment"]["state"],
         "ready"

@@ -177,10 +177,10 @@ impl Worker {
         // Report everything that is not reported yet.
         let mut finals = Vec::new();
         for (_, rec) in &current {
-            let rec = self.operation(rec.id).await?;
-            self.report_operation(&gh, &pr.repo, &plan, &rec).await?;
-            finals.push(rec);
+            finals.push(self.operation(rec.id).await?);
         }
+        self.report_operations(&gh, &pr.repo, &plan, &finals)
+            .await?;
 
         // The comment before the final status: `paved/provision` leaving pending is the
         // last thing a merge does, so whoever waits for it sees every report made.
@@ -219,7 +219,8 @@ impl Worker {
     ) -> Result<OperationRecord, WorkError> {
         let mut rec = self.operation(first).await?;
         while rec.state == OpState::Interrupted {
-            self.report_operation(gh, repo, plan, &rec).await?;
+            self.report_operations(gh, repo, plan, std::slice::from_ref(&rec))
+                .await?;
             if rec.op.attempt >= MAX_OP_ATTEMPTS {
                 break;
             }
@@ -633,66 +634,44 @@ impl Worker {
 
     /// Makes the reports of a finished operation that are not made yet: the final
     /// deployment status, then the git note.
-    async fn report_operation(
+    /// Makes the reports of finished operations that are not made yet: each one's final
+    /// deployment status (concurrently), then one git note holding every record, written
+    /// and pushed once (a note per operation would cost a commit and a push each).
+    async fn report_operations(
         &self,
         gh: &GitHub,
         repo: &RepoName,
         plan: &MergePlan,
-        rec: &OperationRecord,
+        recs: &[OperationRecord],
     ) -> Result<(), WorkError> {
-        if !rec.state.is_final() {
+        let finished: Vec<&OperationRecord> = recs.iter().filter(|r| r.state.is_final()).collect();
+        let posts = finished
+            .iter()
+            .filter(|r| r.reported & reported::DEPLOYMENT == 0)
+            .map(|r| self.report_deployment(gh, repo, r));
+        for r in futures::future::join_all(posts).await {
+            r?;
+        }
+        let unnoted: Vec<&&OperationRecord> = finished
+            .iter()
+            .filter(|r| r.reported & reported::NOTE == 0)
+            .collect();
+        let Some(first) = unnoted.first() else {
             return Ok(());
-        }
-        let run_url = format!("{}/api/v1/operations/{}", self.public_url(), rec.id);
-        if rec.reported & reported::DEPLOYMENT == 0 {
-            if let Some(d) = rec.deployment_id {
-                let (state, description) = match rec.state {
-                    OpState::Succeeded => {
-                        ("success", format!("{} succeeded", rec.op.kind.as_str()))
-                    }
-                    OpState::Interrupted => (
-                        "error",
-                        if rec.op.attempt < MAX_OP_ATTEMPTS {
-                            "interrupted by a server restart; running it again".to_string()
-                        } else {
-                            "interrupted by a server restart; gave up".to_string()
-                        },
-                    ),
-                    _ => (
-                        "failure",
-                        rec.error.clone().unwrap_or_else(|| "failed".into()),
-                    ),
-                };
-                let environment_url = (rec.state == OpState::Succeeded)
-                    .then(|| output_url(&rec.outputs))
-                    .flatten();
-                gh.create_deployment_status(
-                    repo,
-                    d,
-                    &NewDeploymentStatus {
-                        state: state.into(),
-                        description,
-                        log_url: Some(run_url.clone()),
-                        environment_url,
-                        auto_inactive: None,
-                    },
-                )
-                .await?;
-            }
-            self.store
-                .update_operation(rec.id, OperationUpdate::Reported(reported::DEPLOYMENT))
-                .await?;
-        }
-        if rec.reported & reported::NOTE == 0 {
-            let record = audit_record(rec);
-            let text = crate::audit::render(&record);
+        };
+        let text = unnoted
+            .iter()
+            .map(|r| crate::audit::render(&audit_record(r)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let merge = CommitSha::parse(&first.op.merge_sha)
+            .map_err(|e| WorkError::Internal(e.to_string()))?;
+        {
             let lock = self.repo_lock(repo);
             let _held = lock.lock().await;
             let url = plan.clone_url.clone();
             let token = self.forge.git_token(plan.installation).await?;
             let mirror_path = plan.mirror_path.clone();
-            let merge = CommitSha::parse(&rec.op.merge_sha)
-                .map_err(|e| WorkError::Internal(e.to_string()))?;
             tokio::task::spawn_blocking(move || -> Result<(), WorkError> {
                 let mirror = Mirror::open_path(&mirror_path)?;
                 mirror.append_note(&url, token.as_ref(), &merge, &text)?;
@@ -700,10 +679,58 @@ impl Worker {
             })
             .await
             .map_err(|e| WorkError::Internal(e.to_string()))??;
+        }
+        for r in unnoted {
             self.store
-                .update_operation(rec.id, OperationUpdate::Reported(reported::NOTE))
+                .update_operation(r.id, OperationUpdate::Reported(reported::NOTE))
                 .await?;
         }
+        Ok(())
+    }
+
+    /// The final deployment status of a finished operation.
+    async fn report_deployment(
+        &self,
+        gh: &GitHub,
+        repo: &RepoName,
+        rec: &OperationRecord,
+    ) -> Result<(), WorkError> {
+        let run_url = format!("{}/api/v1/operations/{}", self.public_url(), rec.id);
+        if let Some(d) = rec.deployment_id {
+            let (state, description) = match rec.state {
+                OpState::Succeeded => ("success", format!("{} succeeded", rec.op.kind.as_str())),
+                OpState::Interrupted => (
+                    "error",
+                    if rec.op.attempt < MAX_OP_ATTEMPTS {
+                        "interrupted by a server restart; running it again".to_string()
+                    } else {
+                        "interrupted by a server restart; gave up".to_string()
+                    },
+                ),
+                _ => (
+                    "failure",
+                    rec.error.clone().unwrap_or_else(|| "failed".into()),
+                ),
+            };
+            let environment_url = (rec.state == OpState::Succeeded)
+                .then(|| output_url(&rec.outputs))
+                .flatten();
+            gh.create_deployment_status(
+                repo,
+                d,
+                &NewDeploymentStatus {
+                    state: state.into(),
+                    description,
+                    log_url: Some(run_url),
+                    environment_url,
+                    auto_inactive: None,
+                },
+            )
+            .await?;
+        }
+        self.store
+            .update_operation(rec.id, OperationUpdate::Reported(reported::DEPLOYMENT))
+            .await?;
         Ok(())
     }
 }
