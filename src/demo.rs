@@ -1,19 +1,36 @@
-//! `paved demo`: the whole PR-check flow on this machine with no GitHub account. It starts
-//! the real service (real SQLite file, real HTTP on loopback, real Git), makes a repository
-//! from `examples/`, sends signed `pull_request` events built from GitHub's own example
-//! payload, and prints what GitHub would show: the commit statuses and the summary comment.
+//! `paved demo`: the whole flow on this machine with no GitHub account. It starts the real
+//! service (real SQLite file, real HTTP on loopback, real Git, real provisioning scripts),
+//! makes a repository from `examples/`, sends signed webhooks built from GitHub's own example
+//! payloads, and prints what GitHub would show:
+//!
+//! 1. two pull requests, one valid and one breaking the rules: commit statuses and the
+//!    summary comment;
+//! 2. the valid one merged: `paved/provision` on the merge commit, the GitHub deployment and
+//!    its statuses, the environment in Paved's API, the site the `static-site` definition
+//!    published, and the git note (`refs/notes/paved`) on the merge commit;
+//! 3. a pull request deleting the manifest, merged: the environment torn down (`deleted`),
+//!    and `paved audit` of the environment, read from Git alone.
+//!
 //! GitHub's API is answered by the same strict emulator the tests use.
 
-use crate::config::{Config, GithubAuth, Secret};
+use crate::config::{Config, GithubAuth, RunnerConfig, Secret};
 use crate::forge::emulator::EmulatorHandle;
-use crate::ids::RepoName;
-use crate::testkit::{self, GitRemote};
-use anyhow::Result;
-use std::path::PathBuf;
-use std::time::Duration;
+use crate::ids::{CommitSha, RepoName};
+use crate::service::Service;
+use crate::testkit::{self, GitRemote, PullRequestSpec};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The sample environments repository shipped with the source.
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+/// How long any one step may take before the demo gives up.
+const STEP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Who approves and merges the valid pull requests (a member of the `payments` team).
+const REVIEWER: &str = "hubot";
 
 struct DemoPr {
     number: u64,
@@ -25,7 +42,7 @@ struct DemoPr {
 const PRS: &[DemoPr] = &[
     DemoPr {
         number: 1,
-        title: "a valid request for a dev database",
+        title: "a valid request for a preview site",
         path: "environments/payments/orders-preview.yaml",
         manifest: "apiVersion: paved/v1
 kind: Environment
@@ -35,9 +52,9 @@ metadata:
   owner: octocat
 spec:
   type: dev
-  definition: postgres-db
+  definition: static-site
   parameters:
-    size: small
+    title: Orders preview
   expiresAt: EXPIRES
   tags:
     cost-center: cc-1234
@@ -106,6 +123,10 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         base.short()
     );
 
+    // The static-site definition publishes into SITES_ROOT, a variable the service config
+    // gives to scripts ([runner.env] in paved.toml).
+    let sites = root.join("sites");
+    std::fs::create_dir_all(&sites)?;
     let secret = hex::encode(rand::random::<[u8; 16]>());
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -120,48 +141,118 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         api_url: github.url(),
         auth: Some(GithubAuth::Token(Secret::new("demo-token"))),
         clone_url_template: Some(remote.clone_url_template()),
+        runner: RunnerConfig {
+            env: vec![(
+                "SITES_ROOT".into(),
+                Secret::new(sites.display().to_string()),
+            )],
+            ..Default::default()
+        },
+        push_grace: std::time::Duration::from_secs(600),
     };
     let service = crate::service::start(config).await?;
     println!(
-        "- Paved listening on {} with SQLite at {}/data/paved.sqlite\n",
+        "- Paved listening on {} with SQLite at {}/data/paved.sqlite",
         service.url(),
         root.display()
     );
+    println!(
+        "- scripts get SITES_ROOT={} from the service config\n",
+        sites.display()
+    );
 
-    let client = reqwest::Client::new();
+    let demo = Demo {
+        github,
+        remote,
+        repo: repo_name,
+        service,
+        client: reqwest::Client::new(),
+        secret,
+    };
     let expires = (chrono::Utc::now() + chrono::Duration::days(3))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
+    let mut specs = Vec::new();
     for pr in PRS {
         let manifest = pr.manifest.replace("EXPIRES", &expires);
-        let spec = remote.open_pull(
+        let spec = demo.remote.open_pull(
             pr.number,
             &base,
             &base,
             &[(pr.path.to_string(), Some(manifest.clone().into_bytes()))],
             pr.title,
         )?;
-        let head = spec.head_sha.clone();
-        let body = testkit::pull_request_payload(&spec)?;
         println!("== PR #{}: {} ==", pr.number, pr.title);
         println!("adds {}:\n{}", pr.path, indent(&manifest));
-        let started = std::time::Instant::now();
-        let delivery = format!("demo-{}-{}", pr.number, rand::random::<u32>());
-        let status = testkit::post_webhook(
-            &client,
-            &service.url(),
-            "pull_request",
-            &delivery,
-            &secret,
-            body,
-        )
-        .await?;
-        println!("webhook answered {status} in {:?}", started.elapsed());
-        wait_for_comment(&github, &repo_name, pr.number).await?;
-        println!("checks done {:?} after sending\n", started.elapsed());
-        print_outcome(&github, &repo_name, &head.to_string(), pr.number);
+        demo.open(&spec).await?;
+        specs.push(spec);
     }
-    let rejected = github.rejected();
+
+    // The valid request is approved and merged: Paved provisions it.
+    let valid = &specs[0];
+    let env_name = "orders-preview";
+    println!(
+        "== Merge PR #{}: {REVIEWER} approves and merges it ==",
+        valid.number
+    );
+    let merge = demo.merge(valid).await?;
+    demo.print_provisioning(&merge, env_name).await?;
+    if let Some(index) = site_index(&sites, env_name) {
+        println!("The site it published ({}):", index.display());
+        let html = std::fs::read_to_string(&index)?;
+        for line in html
+            .lines()
+            .filter(|l| l.starts_with("<h1>") || l.starts_with("<p>"))
+        {
+            println!("    {line}");
+        }
+        println!();
+    }
+    demo.print_note(&merge)?;
+    for c in demo.github.comments(&demo.repo.to_string(), valid.number) {
+        println!(
+            "Summary comment (#{}) on PR #{}, edited after the merge:\n{}",
+            c.id,
+            valid.number,
+            indent(&c.body)
+        );
+    }
+
+    // Deleting the manifest tears the environment down.
+    let number = 3;
+    let title = "remove orders-preview, the review is done";
+    let spec = demo.remote.open_pull(
+        number,
+        &merge,
+        &merge,
+        &[(PRS[0].path.to_string(), None)],
+        title,
+    )?;
+    println!("== PR #{number}: {title} ==");
+    println!("deletes {}\n", PRS[0].path);
+    demo.open(&spec).await?;
+    println!("== Merge PR #{number} ==");
+    let teardown = demo.merge(&spec).await?;
+    demo.print_provisioning(&teardown, env_name).await?;
+    println!(
+        "The site folder {}: {}\n",
+        sites.join(env_name).display(),
+        if sites.join(env_name).exists() {
+            "still there"
+        } else {
+            "removed"
+        }
+    );
+    demo.print_note(&teardown)?;
+
+    println!(
+        "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
+    );
+    let remote_path = demo.remote_path().display().to_string();
+    crate::audit::run_cli(env_name, &remote_path, false)?;
+    println!();
+
+    let rejected = demo.github.rejected();
     if !rejected.is_empty() {
         anyhow::bail!(
             "the emulator rejected {} request(s) as not matching GitHub's schema: {:?}",
@@ -170,14 +261,243 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         );
     }
     println!("Every request Paved made matched GitHub's published REST schema.");
-    service.shutdown().await?;
+    demo.service.shutdown().await?;
     Ok(())
+}
+
+/// What the demo talks to.
+struct Demo {
+    github: EmulatorHandle,
+    remote: GitRemote,
+    repo: RepoName,
+    service: Service,
+    client: reqwest::Client,
+    secret: String,
+}
+
+impl Demo {
+    fn remote_path(&self) -> PathBuf {
+        self.remote
+            .root
+            .join(self.repo.owner())
+            .join(format!("{}.git", self.repo.name()))
+    }
+
+    async fn send(&self, event: &str, body: Vec<u8>) -> Result<reqwest::StatusCode> {
+        let delivery = format!("demo-{event}-{:08x}", rand::random::<u32>());
+        testkit::post_webhook(
+            &self.client,
+            &self.service.url(),
+            event,
+            &delivery,
+            &self.secret,
+            body,
+        )
+        .await
+    }
+
+    /// Sends the PR's `opened` event and prints the checks GitHub would show.
+    async fn open(&self, spec: &PullRequestSpec) -> Result<()> {
+        let started = Instant::now();
+        let status = self
+            .send("pull_request", testkit::pull_request_payload(spec)?)
+            .await?;
+        println!("webhook answered {status} in {:?}", started.elapsed());
+        wait_for_comment(&self.github, &self.repo, spec.number).await?;
+        println!("checks done {:?} after sending\n", started.elapsed());
+        print_outcome(
+            &self.github,
+            &self.repo,
+            spec.head_sha.as_str(),
+            spec.number,
+        );
+        Ok(())
+    }
+
+    /// Approves and merges the PR as GitHub would (a merge commit on `main`), sends the
+    /// `closed` event with `merged: true`, and waits for `paved/provision` to settle.
+    async fn merge(&self, spec: &PullRequestSpec) -> Result<CommitSha> {
+        let repo = self.repo.to_string();
+        let edits_before: u32 = self
+            .github
+            .comments(&repo, spec.number)
+            .iter()
+            .map(|c| c.edits)
+            .sum();
+        let merge = self.remote.merge_pull(spec)?;
+        let body = testkit::merged_payload(spec, &merge, REVIEWER)?;
+        // What GitHub's API answers about the PR from now on: merged, approved.
+        let event: Value = serde_json::from_slice(&body)?;
+        self.github
+            .set_pull(&repo, spec.number, event["pull_request"].clone());
+        self.github.set_pull_reviews(
+            &repo,
+            spec.number,
+            vec![json!({
+                "user": {"login": REVIEWER},
+                "state": "APPROVED",
+                "commit_id": spec.head_sha.as_str(),
+            })],
+        );
+        println!(
+            "merged as {} (first parent {}, second the PR head {})",
+            merge.short(),
+            spec.base_sha.short(),
+            spec.head_sha.short()
+        );
+        let started = Instant::now();
+        let status = self.send("pull_request", body).await?;
+        println!(
+            "`pull_request` closed (merged) webhook answered {status} in {:?}",
+            started.elapsed()
+        );
+        let sha = merge.to_string();
+        let number = spec.number;
+        // Paved posts paved/provision, then edits the PR's summary comment: wait for both.
+        self.github
+            .wait_until(
+                STEP_DEADLINE,
+                "paved/provision on the merge commit and the updated summary comment",
+                move |gh| {
+                    let provisioned = gh
+                        .latest_statuses(&repo, &sha)
+                        .get(crate::provision::PROVISION_CONTEXT)
+                        .is_some_and(|s| s.state != "pending");
+                    let commented = gh
+                        .comments(&repo, number)
+                        .iter()
+                        .map(|c| c.edits)
+                        .sum::<u32>()
+                        > edits_before;
+                    provisioned && commented
+                },
+            )
+            .await?;
+        println!("provisioning done {:?} after sending\n", started.elapsed());
+        Ok(merge)
+    }
+
+    /// The merge commit's statuses, its deployments and the environment in Paved's API.
+    async fn print_provisioning(&self, merge: &CommitSha, env_name: &str) -> Result<()> {
+        let repo = self.repo.to_string();
+        println!("Commit statuses on the merge commit {}:", merge.short());
+        for (context, s) in self.github.latest_statuses(&repo, merge.as_str()) {
+            println!(
+                "  {:<16} {:<8} {}",
+                context,
+                s.state,
+                s.description.clone().unwrap_or_default()
+            );
+        }
+        println!("\nGitHub deployments for {}:", merge.short());
+        for d in self
+            .github
+            .deployments(&repo)
+            .iter()
+            .filter(|d| d.sha == merge.as_str())
+        {
+            let states: Vec<&str> = d.statuses.iter().map(|s| s.state.as_str()).collect();
+            println!(
+                "  #{} {} (task {}): {}",
+                d.id,
+                d.environment,
+                d.task,
+                states.join(" → ")
+            );
+            if let Some(last) = d.statuses.last() {
+                println!("      {}", last.description);
+                if !last.environment_url.is_empty() {
+                    println!("      environment URL: {}", last.environment_url);
+                }
+                println!("      log: {}", last.log_url);
+            }
+        }
+
+        let url = format!(
+            "{}/api/v1/repos/{}/environments/{env_name}",
+            self.service.url(),
+            self.repo
+        );
+        let v: Value = self
+            .client
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("the environment from Paved's API")?;
+        let e = &v["environment"];
+        println!("\nGET {url}");
+        println!(
+            "  {} ({}/{}, owner {}, definition {}): {}",
+            str_of(&e["name"]),
+            str_of(&e["team"]),
+            str_of(&e["env_type"]),
+            str_of(&e["owner"]),
+            str_of(&e["definition"]),
+            str_of(&e["state"]).to_uppercase()
+        );
+        if let Some(outputs) = e["outputs"].as_object().filter(|o| !o.is_empty()) {
+            println!("  outputs (sensitive ones never leave Paved's database):");
+            for (k, o) in outputs {
+                println!("    {k} = {}", str_of(&o["value"]));
+            }
+        }
+        println!("  operations, newest first:");
+        for op in v["operations"].as_array().into_iter().flatten() {
+            println!(
+                "    run {} {} from PR #{} at {}: {} ({} → {})",
+                op["id"],
+                str_of(&op["kind"]),
+                op["pr"],
+                short(str_of(&op["merge_sha"])),
+                str_of(&op["state"]),
+                str_of(&op["started_at"]),
+                str_of(&op["finished_at"])
+            );
+            if let Some(err) = op["error"].as_str() {
+                println!("      error: {err}");
+            }
+        }
+        println!();
+        Ok(())
+    }
+
+    /// `git log --notes=paved -1 <merge>`: the audit note Paved pushed.
+    fn print_note(&self, merge: &CommitSha) -> Result<()> {
+        let git = git2::Repository::open(self.remote_path())?;
+        let oid = git2::Oid::from_str(merge.as_str())?;
+        let note = git
+            .find_note(Some("refs/notes/paved"), oid)
+            .with_context(|| format!("no note on {} in refs/notes/paved", merge.short()))?;
+        println!(
+            "Git note on {} (refs/notes/paved, pushed to the repository):",
+            merge.short()
+        );
+        println!("{}", indent(note.message().unwrap_or_default()));
+        Ok(())
+    }
+}
+
+/// `index.html` of an environment's site, when there is one.
+fn site_index(sites: &Path, env_name: &str) -> Option<PathBuf> {
+    let p = sites.join(env_name).join("index.html");
+    p.is_file().then_some(p)
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 async fn wait_for_comment(github: &EmulatorHandle, repo: &RepoName, number: u64) -> Result<()> {
     let repo_s = repo.to_string();
     github
-        .wait_until(Duration::from_secs(30), "the summary comment", move |gh| {
+        .wait_until(STEP_DEADLINE, "the summary comment", move |gh| {
             !gh.comments(&repo_s, number).is_empty()
         })
         .await
