@@ -18,18 +18,23 @@
 //! (a broken `platform.yaml`, a broken workflow file, a policy that does not compile) fail
 //! every check they affect, with their own message.
 
+mod governance;
 mod render;
 
 pub use crate::workflow::CheckKind;
+pub use governance::{
+    evaluate_governance, is_governance_path, GovernanceOutcome, WhatIf, GOVERNANCE_CONTEXT,
+    WHAT_IF_MAX,
+};
 pub use render::{render_markdown, render_text, ContextVerdict};
 
 use crate::diag::Diagnostic;
 use crate::manifest::definition::{self, LoadedDefinition, DEFINITION_FILE};
 use crate::manifest::names::{self, ManifestPath};
-use crate::manifest::platform::{self, Platform, PLATFORM_PATH};
+use crate::manifest::platform::{self, Approvals, EnvironmentType, Platform, PLATFORM_PATH};
 use crate::manifest::{environment, read_text, FieldPath, ParsedManifest, YamlDoc};
 use crate::policy::rego::PolicyData;
-use crate::policy::{self, quota, RegoPolicies};
+use crate::policy::{self, quota, Membership, NoMembers, RegoPolicies};
 use crate::tree::{DirTree, TreeReader};
 use crate::workflow::{self, WorkflowSet, DEFAULT_WORKFLOW};
 use chrono::{DateTime, Utc};
@@ -71,6 +76,49 @@ pub struct PrContext {
     /// whose teardown failed still uses the team's quota.
     #[serde(default)]
     pub live: BTreeMap<String, BTreeSet<String>>,
+    /// The pull request's reviews, oldest first, as GitHub lists them (`paved/approval`
+    /// counts each reviewer's latest one).
+    #[serde(default)]
+    pub reviews: Vec<Review>,
+    /// The head commit the checks are for (reviews of other commits are stale).
+    #[serde(default)]
+    pub head_sha: Option<String>,
+}
+
+/// A review's state, as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Dismissed,
+    Commented,
+    Pending,
+}
+
+impl ReviewState {
+    /// GitHub's `state` of a review; `None` for a state Paved does not know.
+    pub fn parse(s: &str) -> Option<ReviewState> {
+        Some(match s {
+            "APPROVED" => ReviewState::Approved,
+            "CHANGES_REQUESTED" => ReviewState::ChangesRequested,
+            "DISMISSED" => ReviewState::Dismissed,
+            "COMMENTED" => ReviewState::Commented,
+            "PENDING" => ReviewState::Pending,
+            _ => return None,
+        })
+    }
+}
+
+/// One review of the pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// GitHub login of the reviewer.
+    pub user: String,
+    pub state: ReviewState,
+    /// The commit the review was made on.
+    #[serde(default)]
+    pub commit_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +141,10 @@ pub struct CheckOutcome {
     pub verdict: Verdict,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// One line saying why it passed, when that says more than "passes" (e.g. `paved/approval`:
+    /// "approved by admin1, admin2"); the status description uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl CheckOutcome {
@@ -106,7 +158,13 @@ impl CheckOutcome {
             },
             errors,
             warnings,
+            summary: None,
         }
+    }
+
+    fn with_summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = Some(summary.into());
+        self
     }
 }
 
@@ -142,6 +200,9 @@ impl EnvironmentReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub environments: Vec<EnvironmentReport>,
+    /// `paved/governance`, when the pull request changes `.paved/` or `catalog/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<GovernanceOutcome>,
 }
 
 /// Governance at one base commit: platform, compiled policies, workflows and catalog.
@@ -217,6 +278,24 @@ impl Governance {
             v.extend(d.iter().cloned());
         }
         v
+    }
+
+    /// An environment type that asks for approvals, with them.
+    fn approval_type(&self, env_type: &str) -> Option<(&str, &EnvironmentType)> {
+        self.platform()?
+            .environment_types
+            .get_key_value(env_type)
+            .filter(|(_, t)| t.approvals.is_some())
+            .map(|(k, t)| (k.as_str(), t))
+    }
+
+    /// The platform approvers' rules (`governance.approvers`); their members may change any
+    /// environment.
+    pub fn platform_approvers(&self) -> &[Approvals] {
+        self.platform()
+            .and_then(|p| p.governance.as_ref())
+            .map(|g| g.approvers.alternatives())
+            .unwrap_or_default()
     }
 
     /// The workflow for an environment type (`None`: unknown type or unreadable manifest).
@@ -319,10 +398,32 @@ fn load_catalog(base: &dyn TreeReader) -> (Catalog, Vec<Diagnostic>) {
 
 /// The contexts that [`evaluate`] will report for these changes, known before evaluating
 /// (so the server can post `pending` first). Reads and parses the touched manifests of
-/// `head` to find their types; nothing else.
+/// `head` to find their types; nothing else. Without the default branch the type of a
+/// deleted (or replaced) environment is unknown: prefer [`planned_checks_with_branch`].
 pub fn planned_checks(
     gov: &Governance,
     head: &dyn TreeReader,
+    changes: &[Change],
+) -> Vec<CheckKind> {
+    planned(gov, head, None, changes)
+}
+
+/// [`planned_checks`], also reading the touched manifests of the default branch (the tree
+/// given to [`evaluate`]): a change to or deletion of an environment whose type there has
+/// approvals gets `paved/approval` too.
+pub fn planned_checks_with_branch(
+    gov: &Governance,
+    head: &dyn TreeReader,
+    default_branch: &dyn TreeReader,
+    changes: &[Change],
+) -> Vec<CheckKind> {
+    planned(gov, head, Some(default_branch), changes)
+}
+
+fn planned(
+    gov: &Governance,
+    head: &dyn TreeReader,
+    default_branch: Option<&dyn TreeReader>,
     changes: &[Change],
 ) -> Vec<CheckKind> {
     let mut set = BTreeSet::new();
@@ -335,7 +436,17 @@ pub fn planned_checks(
         } else {
             manifest_type(head, &change.path)
         };
+        let old_type = default_branch
+            .filter(|_| change.kind != ChangeKind::Added)
+            .and_then(|t| manifest_type(t, &change.path));
         set.extend(gov.resolve_workflow(env_type.as_deref()).checks);
+        if [env_type, old_type]
+            .iter()
+            .flatten()
+            .any(|t| gov.approval_type(t).is_some())
+        {
+            set.insert(CheckKind::Approval);
+        }
     }
     set.into_iter().collect()
 }
@@ -369,12 +480,31 @@ pub fn evaluate_at(
     ctx: &PrContext,
     now: DateTime<Utc>,
 ) -> Report {
+    let membership: &dyn Membership = match gov.platform() {
+        Some(p) => p,
+        None => &NoMembers,
+    };
+    evaluate_with_membership(gov, head, default_branch, changes, ctx, now, membership)
+}
+
+/// [`evaluate_at`] with team membership from `membership` (approvals and ownership) rather
+/// than from `platform.yaml`'s member lists.
+pub fn evaluate_with_membership(
+    gov: &Governance,
+    head: &dyn TreeReader,
+    default_branch: &dyn TreeReader,
+    changes: &[Change],
+    ctx: &PrContext,
+    now: DateTime<Utc>,
+    membership: &dyn Membership,
+) -> Report {
     let run = Run {
         gov,
         head,
         default_branch,
         ctx,
         now,
+        membership,
         branch_names: RefCell::new(HashMap::new()),
         counts: RefCell::new(HashMap::new()),
         policy_data: RefCell::new(HashMap::new()),
@@ -388,7 +518,10 @@ pub fn evaluate_at(
         }
         environments.push(run.environment(change));
     }
-    Report { environments }
+    Report {
+        environments,
+        governance: None,
+    }
 }
 
 /// `paved check PATH`: governance and manifests from the same directory; every manifest
@@ -448,6 +581,8 @@ struct Run<'a> {
     default_branch: &'a dyn TreeReader,
     ctx: &'a PrContext,
     now: DateTime<Utc>,
+    /// Who is in which team (approvals and ownership).
+    membership: &'a dyn Membership,
     branch_names: RefCell<HashMap<String, Result<Names, Diagnostic>>>,
     counts: RefCell<HashMap<String, Result<usize, Diagnostic>>>,
     /// `data.paved` by (type, team): the same for every manifest of a team and type.
@@ -466,22 +601,52 @@ struct Read {
 impl Run<'_> {
     fn environment(&self, change: &Change) -> EnvironmentReport {
         let global = self.gov.errors();
+        // The environment as it is now, when the pull request changes or deletes an existing
+        // one: its owner and team decide who may, and its type's approvals apply.
+        let existing = match change.kind {
+            ChangeKind::Added => None,
+            ChangeKind::Modified | ChangeKind::Deleted => self.existing(&change.path),
+        };
+        let old_type = existing
+            .as_ref()
+            .and_then(|e| e.as_ref().ok())
+            .map(|m| m.manifest.spec.env_type.clone());
         if change.kind == ChangeKind::Deleted {
             let mp = names::parse_manifest_path(&change.path).ok();
             let wf = self.gov.resolve_workflow(None);
             let mut errors = global;
             errors.extend(wf.errors.iter().cloned());
+            let mut checks = wf.checks.clone();
+            if self.needs_approval([None, old_type.as_deref()])
+                && !checks.contains(&CheckKind::Approval)
+            {
+                checks.push(CheckKind::Approval);
+            }
             return EnvironmentReport {
                 path: change.path.clone(),
                 name: mp.as_ref().map(|p| p.name.clone()),
                 team: mp.as_ref().map(|p| p.team.clone()),
-                env_type: None,
+                env_type: old_type.clone(),
                 workflow: wf.name,
                 change: change.kind,
-                checks: wf
-                    .checks
+                checks: checks
                     .iter()
-                    .map(|c| CheckOutcome::new(*c, errors.clone(), Vec::new()))
+                    .map(|c| {
+                        if !errors.is_empty() {
+                            return CheckOutcome::new(*c, errors.clone(), Vec::new());
+                        }
+                        match c {
+                            CheckKind::Policy => CheckOutcome::new(
+                                *c,
+                                self.ownership(change, None, existing.as_ref())
+                                    .into_iter()
+                                    .collect(),
+                                Vec::new(),
+                            ),
+                            CheckKind::Approval => self.approval(change, None, old_type.as_deref()),
+                            _ => CheckOutcome::new(*c, Vec::new(), Vec::new()),
+                        }
+                    })
                     .collect(),
             };
         }
@@ -495,9 +660,14 @@ impl Run<'_> {
         let mut base_errors = global;
         base_errors.extend(wf.errors.iter().cloned());
         let runs_schema = wf.checks.contains(&CheckKind::Schema);
+        let mut planned = wf.checks.clone();
+        if self.needs_approval([env_type.as_deref(), old_type.as_deref()])
+            && !planned.contains(&CheckKind::Approval)
+        {
+            planned.push(CheckKind::Approval);
+        }
 
-        let checks = wf
-            .checks
+        let checks = planned
             .iter()
             .map(|check| {
                 if !base_errors.is_empty() {
@@ -507,8 +677,30 @@ impl Run<'_> {
                     CheckKind::Schema => {
                         CheckOutcome::new(*check, read.schema_errors.clone(), Vec::new())
                     }
-                    CheckKind::Policy => self.policy(change, &read, runs_schema),
+                    CheckKind::Policy => {
+                        let mut outcome = self.policy(change, &read, runs_schema);
+                        if let Some(d) =
+                            self.ownership(change, read.manifest.as_ref(), existing.as_ref())
+                        {
+                            outcome.errors.push(d);
+                            outcome.verdict = Verdict::Fail;
+                        }
+                        outcome
+                    }
                     CheckKind::Quota => self.quota(change, &read, runs_schema),
+                    CheckKind::Approval => match &read.manifest {
+                        Some(_) => self.approval(change, env_type.as_deref(), old_type.as_deref()),
+                        None => CheckOutcome::new(
+                            *check,
+                            self.not_evaluated(
+                                change,
+                                &read,
+                                runs_schema,
+                                "the manifest could not be read",
+                            ),
+                            Vec::new(),
+                        ),
+                    },
                 }
             })
             .collect();
@@ -528,6 +720,183 @@ impl Run<'_> {
             workflow: wf.name,
             change: change.kind,
             checks,
+        }
+    }
+
+    /// The manifest on the default branch (`None`: there is none there).
+    fn existing(&self, path: &str) -> Option<Result<ParsedManifest, Diagnostic>> {
+        names::parse_manifest_path(path).ok()?;
+        match read_text(self.default_branch, path) {
+            Ok(Some(text)) => Some(environment::parse_manifest(path, &text)),
+            Ok(None) => None,
+            Err(d) => Some(Err(d)),
+        }
+    }
+
+    /// Whether any of these types asks for approvals.
+    fn needs_approval<'t>(&self, types: impl IntoIterator<Item = Option<&'t str>>) -> bool {
+        types
+            .into_iter()
+            .flatten()
+            .any(|t| self.gov.approval_type(t).is_some())
+    }
+
+    /// Ownership: an existing environment may be changed or deleted only by its owner, a
+    /// member of its team or a platform approver (owner and team as the default branch has
+    /// them: a pull request cannot make itself the owner). The error, if any, names the
+    /// manifest's `metadata.owner`: of the pull request's version when it changes the file,
+    /// of the default branch's when it deletes it.
+    fn ownership(
+        &self,
+        change: &Change,
+        head: Option<&ParsedManifest>,
+        existing: Option<&Result<ParsedManifest, Diagnostic>>,
+    ) -> Option<Diagnostic> {
+        let author = self.ctx.author.as_str();
+        let existing = existing?;
+        let old = existing.as_ref().ok();
+        let team = match old {
+            Some(m) => m.manifest.metadata.team.clone(),
+            None => names::parse_manifest_path(&change.path).ok()?.team,
+        };
+        let owner = old.and_then(|m| m.manifest.metadata.owner.as_deref());
+        let approvers = self.gov.platform_approvers();
+        if policy::may_change(author, owner, &team, approvers, self.membership) {
+            return None;
+        }
+        let verb = if change.kind == ChangeKind::Deleted {
+            "delete"
+        } else {
+            "change"
+        };
+        let mut who = Vec::new();
+        if let Some(o) = owner {
+            who.push(format!("its owner {o}"));
+        }
+        who.push(format!("members of team {team}"));
+        let teams: Vec<&str> = approvers.iter().map(|a| a.team.as_str()).collect();
+        if !teams.is_empty() {
+            let mut uniq: Vec<&str> = Vec::new();
+            for t in teams {
+                if !uniq.contains(&t) {
+                    uniq.push(t);
+                }
+            }
+            who.push(format!(
+                "platform approvers (team {})",
+                uniq.join(", team ")
+            ));
+        }
+        let who = match who.len() {
+            1 => who.remove(0),
+            _ => {
+                let last = who.pop().unwrap_or_default();
+                format!("{} or {last}", who.join(", "))
+            }
+        };
+        let msg = format!(
+            "{author} may not {verb} this existing environment: only {who} may (owner and team as on the default branch)"
+        );
+        let field = if owner.is_some() {
+            "metadata.owner"
+        } else {
+            "metadata.team"
+        };
+        Some(match head.or(old) {
+            Some(m) => m.diag(field, msg),
+            None => Diagnostic::new(&change.path, msg).field(field),
+        })
+    }
+
+    /// `paved/approval`: the reviews against the approvals of the environment's type in
+    /// the pull request (`env_type`) and, when different, of its type on the default branch
+    /// (`old_type`): changing a `prod` environment into a `dev` one needs `prod`'s approvals.
+    fn approval(
+        &self,
+        change: &Change,
+        env_type: Option<&str>,
+        old_type: Option<&str>,
+    ) -> CheckOutcome {
+        let check = CheckKind::Approval;
+        let mut types: Vec<(&str, &EnvironmentType)> = Vec::new();
+        for t in [env_type, old_type].into_iter().flatten() {
+            if let Some((name, ty)) = self.gov.approval_type(t) {
+                if !types.iter().any(|(n, _)| *n == name) {
+                    types.push((name, ty));
+                }
+            }
+        }
+        if types.is_empty() {
+            return CheckOutcome::new(check, Vec::new(), Vec::new())
+                .with_summary("no approval required");
+        }
+        let where_ = |name: &str| format!("environmentTypes.{name}.approvals in {PLATFORM_PATH}");
+        if self.ctx.author.is_empty() {
+            // `paved check`: there is no pull request whose reviews could count.
+            let warnings = types
+                .iter()
+                .map(|(name, ty)| {
+                    let rules = ty
+                        .approvals
+                        .as_ref()
+                        .map(|a| a.alternatives())
+                        .unwrap_or_default();
+                    let need =
+                        policy::evaluate_approvals(rules, &[], "", None, false, self.membership);
+                    Diagnostic::new(
+                        &change.path,
+                        format!(
+                            "approvals are counted on the pull request: it {} ({})",
+                            need.description,
+                            where_(name)
+                        ),
+                    )
+                })
+                .collect();
+            return CheckOutcome::new(check, Vec::new(), warnings)
+                .with_summary("approvals are counted on the pull request");
+        }
+        let mut errors = Vec::new();
+        let mut summaries: Vec<String> = Vec::new();
+        for (name, ty) in &types {
+            let rules = ty
+                .approvals
+                .as_ref()
+                .map(|a| a.alternatives())
+                .unwrap_or_default();
+            let out = policy::evaluate_approvals(
+                rules,
+                &self.ctx.reviews,
+                &self.ctx.author,
+                self.ctx.head_sha.as_deref(),
+                ty.dismiss_stale,
+                self.membership,
+            );
+            if out.pass {
+                if !summaries.contains(&out.description) {
+                    summaries.push(out.description);
+                }
+            } else {
+                let on_branch = if Some(*name) != env_type {
+                    " on the default branch"
+                } else {
+                    ""
+                };
+                errors.push(Diagnostic::new(
+                    &change.path,
+                    format!(
+                        "{} (type {name}{on_branch}: {})",
+                        out.description,
+                        where_(name)
+                    ),
+                ));
+            }
+        }
+        let outcome = CheckOutcome::new(check, errors, Vec::new());
+        if outcome.verdict.is_pass() {
+            outcome.with_summary(summaries.join("; "))
+        } else {
+            outcome
         }
     }
 

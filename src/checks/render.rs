@@ -1,5 +1,6 @@
 //! Turning a [`Report`] into commit statuses, a PR comment and terminal output.
 
+use super::governance::{GovernanceOutcome, GOVERNANCE_CONTEXT};
 use super::{ChangeKind, CheckKind, CheckOutcome, EnvironmentReport, Report, Verdict};
 use crate::diag::Diagnostic;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 /// GitHub's limit for a commit status description.
-const DESCRIPTION_MAX: usize = 140;
+pub(super) const DESCRIPTION_MAX: usize = 140;
 /// Stay well under GitHub's 65,536-character comment limit (the server adds a header).
 const MARKDOWN_MAX: usize = 60_000;
 /// Messages shown per table cell.
@@ -18,13 +19,23 @@ const CELL_MESSAGES: usize = 10;
 pub struct ContextVerdict {
     /// e.g. `paved/schema`.
     pub context: String,
-    pub check: CheckKind,
+    /// The check across environments; `None` for `paved/governance`, which is about the
+    /// pull request's governance changes, not an environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckKind>,
     pub verdict: Verdict,
     /// One line, at most 140 characters, saying why.
     pub description: String,
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `c.check == CheckKind::Policy` reads as "is the `paved/policy` context".
+impl PartialEq<CheckKind> for Option<CheckKind> {
+    fn eq(&self, other: &CheckKind) -> bool {
+        self.as_ref() == Some(other)
+    }
+}
+
+pub(super) fn truncate(s: &str, max: usize) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
         one_line
@@ -44,14 +55,25 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 impl Report {
-    /// One verdict per check context across all environments, in check order.
+    /// One verdict per check context across all environments, in check order, then
+    /// `paved/governance` when the pull request changes governance.
     pub fn contexts(&self) -> Vec<ContextVerdict> {
         let kinds: BTreeSet<CheckKind> = self
             .environments
             .iter()
             .flat_map(|e| e.checks.iter().map(|c| c.check))
             .collect();
-        kinds.into_iter().map(|k| self.context_verdict(k)).collect()
+        let mut out: Vec<ContextVerdict> =
+            kinds.into_iter().map(|k| self.context_verdict(k)).collect();
+        if let Some(g) = &self.governance {
+            out.push(ContextVerdict {
+                context: GOVERNANCE_CONTEXT.to_string(),
+                check: None,
+                verdict: g.verdict,
+                description: truncate(&g.description, DESCRIPTION_MAX),
+            });
+        }
+        out
     }
 
     fn context_verdict(&self, check: CheckKind) -> ContextVerdict {
@@ -83,7 +105,7 @@ impl Report {
             let room = DESCRIPTION_MAX.saturating_sub(more.chars().count());
             return ContextVerdict {
                 context: check.context().to_string(),
-                check,
+                check: Some(check),
                 verdict: Verdict::Fail,
                 description: format!("{}{more}", truncate(&head, room)),
             };
@@ -109,12 +131,25 @@ impl Report {
             ));
         }
         let mut description = parts.join(", ");
+        // A check that says why it passed (`paved/approval`: who approved) says so.
+        if !with.is_empty() && with.iter().all(|(_, o)| o.summary.is_some()) {
+            let summary = |o: &CheckOutcome| o.summary.clone().unwrap_or_default();
+            let first = summary(with[0].1);
+            description = if with.iter().all(|(_, o)| summary(o) == first) {
+                first
+            } else {
+                with.iter()
+                    .map(|(e, o)| format!("{}: {}", e.label(), summary(o)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+        }
         if warnings > 0 {
             description.push_str(&format!(" ({})", plural(warnings, "warning", "warnings")));
         }
         ContextVerdict {
             context: check.context().to_string(),
-            check,
+            check: Some(check),
             verdict: Verdict::Pass,
             description: truncate(&description, DESCRIPTION_MAX),
         }
@@ -158,12 +193,19 @@ fn md_message(d: &Diagnostic, warning: bool) -> String {
     s
 }
 
-/// A Markdown table: environment | check | verdict | messages. No comment marker.
+/// A Markdown table: environment | check | verdict | messages, after a "Governance
+/// change" section when the pull request changes governance. No comment marker.
 pub fn render_markdown(report: &Report) -> String {
-    if report.environments.is_empty() {
+    let mut out = String::new();
+    if let Some(g) = &report.governance {
+        governance_markdown(g, &mut out);
+        if report.environments.is_empty() {
+            return out;
+        }
+        out.push_str("\n#### Environments\n\n");
+    } else if report.environments.is_empty() {
         return "No environment manifests were touched.\n".to_string();
     }
-    let mut out = String::new();
     out.push_str("| Environment | Check | Verdict | Messages |\n|---|---|---|---|\n");
     let mut truncated = false;
     'envs: for env in &report.environments {
@@ -212,9 +254,15 @@ pub fn render_markdown(report: &Report) -> String {
 /// line per status context.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
-    if report.environments.is_empty() {
+    if report.environments.is_empty() && report.governance.is_none() {
         out.push_str("no environment manifests found under environments/\n");
         return out;
+    }
+    if let Some(g) = &report.governance {
+        governance_text(g, &mut out);
+        if !report.environments.is_empty() {
+            out.push('\n');
+        }
     }
     for env in &report.environments {
         let change = match env.change {
@@ -252,6 +300,153 @@ pub fn render_text(report: &Report) -> String {
         let _ = writeln!(out, "{:<13} {verdict}  {}", c.context, c.description);
     }
     out
+}
+
+/// Changed paths shown in the governance section.
+const GOVERNANCE_PATHS: usize = 20;
+/// Environments named in the governance what-if.
+const WHAT_IF_LINES: usize = 50;
+
+/// The what-if in one sentence, and the lines that follow it (one per environment).
+fn what_if_lines(
+    g: &GovernanceOutcome,
+    fmt_env: impl Fn(&str, &str) -> String,
+) -> (String, Vec<String>) {
+    let n = g.newly_failing.len();
+    let would = if n == 1 {
+        "1 environment on the default branch would fail".to_string()
+    } else {
+        format!("{n} environments on the default branch would fail")
+    };
+    if let Some(first) = g.head_errors.first() {
+        let more = match g.head_errors.len() {
+            1 => String::new(),
+            k => format!(" (+{} more)", k - 1),
+        };
+        let why = format!(
+            "the pull request's governance has errors: {}{more}",
+            truncate(&first.to_string(), 300)
+        );
+        let sentence = if n == 0 {
+            format!(
+                "{}; no environment on the default branch would newly fail.",
+                upper_first(&why)
+            )
+        } else {
+            format!("With this change, {would}: {why}.")
+        };
+        return (sentence, Vec::new());
+    }
+    if n == 0 {
+        return (
+            "No environment on the default branch would newly fail.".to_string(),
+            Vec::new(),
+        );
+    }
+    let mut lines: Vec<String> = g
+        .newly_failing
+        .iter()
+        .take(WHAT_IF_LINES)
+        .map(|w| {
+            let checks: Vec<String> = w
+                .checks
+                .iter()
+                .map(|(context, msg)| format!("{context}: {}", truncate(msg, 200)))
+                .collect();
+            fmt_env(&w.label, &checks.join("; "))
+        })
+        .collect();
+    if n > WHAT_IF_LINES {
+        lines.push(format!("… and {} more", n - WHAT_IF_LINES));
+    }
+    (format!("With this change, {would}:"), lines)
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn truncated_note(g: &GovernanceOutcome) -> Option<String> {
+    g.truncated.then(|| {
+        format!(
+            "Only the first {} manifests of the default branch were evaluated.",
+            g.examined
+        )
+    })
+}
+
+/// The "Governance change" section of the PR comment.
+fn governance_markdown(g: &GovernanceOutcome, out: &mut String) {
+    out.push_str("#### Governance change\n\n");
+    let mut paths: Vec<String> = g
+        .changed
+        .iter()
+        .take(GOVERNANCE_PATHS)
+        .map(|p| format!("`{}`", md_escape(p)))
+        .collect();
+    if g.changed.len() > GOVERNANCE_PATHS {
+        paths.push(format!("… and {} more", g.changed.len() - GOVERNANCE_PATHS));
+    }
+    let _ = writeln!(
+        out,
+        "This pull request changes governance: {}. Its rules take effect only after merge; the checks of its environments use the base branch's.\n",
+        paths.join(", ")
+    );
+    let verdict = match g.verdict {
+        Verdict::Pass => "✅",
+        Verdict::Fail => "❌",
+    };
+    let _ = writeln!(
+        out,
+        "**{GOVERNANCE_CONTEXT}** {verdict} {}\n",
+        md_escape(&truncate(&g.approval, 500))
+    );
+    for d in g.errors.iter().take(CELL_MESSAGES) {
+        let _ = writeln!(out, "- {}", md_message(d, false));
+    }
+    if !g.errors.is_empty() {
+        out.push('\n');
+    }
+    let (sentence, lines) = what_if_lines(g, |label, checks| {
+        format!("- `{}` ({})", md_escape(label), md_escape(checks))
+    });
+    let warn = if g.newly_failing.is_empty() && g.head_errors.is_empty() {
+        ""
+    } else {
+        "⚠️ "
+    };
+    let _ = writeln!(out, "{warn}{}", md_escape(&sentence));
+    for l in &lines {
+        let _ = writeln!(out, "{l}");
+    }
+    if let Some(note) = truncated_note(g) {
+        let _ = writeln!(out, "\n_{note}_");
+    }
+}
+
+/// The governance section of [`render_text`].
+fn governance_text(g: &GovernanceOutcome, out: &mut String) {
+    let _ = writeln!(out, "governance change: {}", g.changed.join(", "));
+    let verdict = match g.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+    };
+    let _ = writeln!(out, "  {GOVERNANCE_CONTEXT} {verdict}  {}", g.approval);
+    for d in &g.errors {
+        let _ = writeln!(out, "    {d}");
+    }
+    let (sentence, lines) = what_if_lines(g, |label, checks| format!("{label} ({checks})"));
+    let _ = writeln!(out, "  {sentence}");
+    for l in &lines {
+        let _ = writeln!(out, "    {l}");
+    }
+    if let Some(note) = truncated_note(g) {
+        let _ = writeln!(out, "  {note}");
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +494,7 @@ mod tests {
                 ),
                 env("gone", ChangeKind::Deleted, vec![pass(CheckKind::Schema)]),
             ],
+            governance: None,
         };
         let c = report.contexts();
         assert_eq!(c.len(), 2);
@@ -332,6 +528,7 @@ mod tests {
                     Vec::new(),
                 )],
             )],
+            governance: None,
         };
         let c = report.contexts();
         assert!(

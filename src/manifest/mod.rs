@@ -53,11 +53,18 @@
 //!     timeout: 30m                   # optional; longest provisioning run
 //!   prod:
 //!     workflow: production
-//!     approvals: { team: platform, count: 2 }  # optional; approvals PRs of this type need
+//!     approvals: { team: platform, count: 2 }  # optional; approvals PRs adding, changing or
+//!                                    # deleting an environment of this type need; or a list
+//!                                    # of alternatives, any one enough:
+//!                                    # [{ team: platform, count: 2 }, { team: security }]
+//!     dismissStale: true             # optional, default true: only approvals of the PR's
+//!                                    # head commit count; false: approvals survive pushes
 //!     definitions: [postgres-db]
 //! ```
 //! Team and type names are DNS labels; unknown fields are errors; a team named by
-//! `approvals`/`approvers` must exist; `count` defaults to 1.
+//! `approvals`/`approvers` (either form) must exist; `count` defaults to 1 and is at least 1.
+//! Members of the `governance.approvers` teams are the platform approvers: besides
+//! approving governance changes, they may change or delete any environment.
 //!
 //! ## `catalog/<definition>/environment.yaml`: an ADE environment definition
 //!
@@ -90,7 +97,9 @@ pub mod yaml;
 pub use definition::{Definition, LoadedDefinition, ParamType, Parameter, Runner};
 pub use environment::{parse_manifest, Manifest, ParsedManifest};
 pub use names::ManifestPath;
-pub use platform::{Approvals, EnvironmentType, HumanDuration, Platform, Quota, Team};
+pub use platform::{
+    ApprovalRules, Approvals, EnvironmentType, HumanDuration, Platform, Quota, Team,
+};
 pub use yaml::{FieldPath, YamlDoc};
 
 use crate::diag::Diagnostic;

@@ -48,10 +48,12 @@ pub struct Quota {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Governance {
-    /// Who must approve a pull request that changes `.paved/` or `catalog/`.
-    pub approvers: Approvals,
+    /// Who must approve a pull request that changes `.paved/` or `catalog/`. Members of
+    /// these teams are also the platform approvers, who may change any environment.
+    pub approvers: ApprovalRules,
 }
 
+/// `count` approvals from members of `team`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approvals {
@@ -62,6 +64,84 @@ pub struct Approvals {
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Approval requirements: one rule (`{ team: platform, count: 2 }`), or a list of
+/// alternatives of which any one satisfied is enough
+/// (`[{ team: platform, count: 2 }, { team: security, count: 1 }]`).
+/// Serialized back in the form it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ApprovalRules {
+    One(Approvals),
+    AnyOf(Vec<Approvals>),
+}
+
+impl ApprovalRules {
+    /// The alternatives; any one satisfied is enough.
+    pub fn alternatives(&self) -> &[Approvals] {
+        match self {
+            ApprovalRules::One(a) => std::slice::from_ref(a),
+            ApprovalRules::AnyOf(v) => v,
+        }
+    }
+
+    /// The teams named, in order, without repeats.
+    pub fn teams(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for a in self.alternatives() {
+            if !v.contains(&a.team.as_str()) {
+                v.push(&a.team);
+            }
+        }
+        v
+    }
+}
+
+impl From<Approvals> for ApprovalRules {
+    fn from(a: Approvals) -> Self {
+        ApprovalRules::One(a)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApprovalRules {
+    // By hand rather than `untagged`, so an error inside a rule (an unknown field, a count
+    // that is not a number) keeps its field path, hence its line.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ApprovalRules;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an approval rule ({ team, count }) or a list of alternative rules")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Approvals::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ApprovalRules::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(a) = seq.next_element::<Approvals>()? {
+                    v.push(a);
+                }
+                Ok(ApprovalRules::AnyOf(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_workflow() -> String {
@@ -85,9 +165,14 @@ pub struct EnvironmentType {
     /// Tags every manifest of this type must set (non-empty).
     #[serde(default)]
     pub required_tags: Vec<String>,
-    /// Approvals a pull request adding or changing an environment of this type needs.
+    /// Approvals a pull request adding, changing or deleting an environment of this type
+    /// needs (`paved/approval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvals: Option<Approvals>,
+    pub approvals: Option<ApprovalRules>,
+    /// Whether a new push makes earlier approvals stale: `true` (the default) counts only
+    /// approvals of the pull request's current head commit.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub dismiss_stale: bool,
     /// Longest a provisioning run may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
@@ -204,15 +289,24 @@ fn check_platform(doc: &YamlDoc, p: &Platform) -> Vec<Diagnostic> {
             }
         }
     }
-    let check_approvals = |errs: &mut Vec<Diagnostic>, a: &Approvals, at: FieldPath| {
-        if !p.teams.contains_key(&a.team) {
-            errs.push(doc.diag(
-                &at.clone().key("team"),
-                format!("team {:?} is not defined under teams", a.team),
-            ));
+    let check_approvals = |errs: &mut Vec<Diagnostic>, rules: &ApprovalRules, at: FieldPath| {
+        if rules.alternatives().is_empty() {
+            errs.push(doc.diag(&at, "must name at least one team and count"));
         }
-        if a.count == 0 {
-            errs.push(doc.diag(&at.key("count"), "must be at least 1"));
+        for (i, a) in rules.alternatives().iter().enumerate() {
+            let at = match rules {
+                ApprovalRules::One(_) => at.clone(),
+                ApprovalRules::AnyOf(_) => at.clone().index(i),
+            };
+            if !p.teams.contains_key(&a.team) {
+                errs.push(doc.diag(
+                    &at.clone().key("team"),
+                    format!("team {:?} is not defined under teams", a.team),
+                ));
+            }
+            if a.count == 0 {
+                errs.push(doc.diag(&at.key("count"), "must be at least 1"));
+            }
         }
     };
     if let Some(g) = &p.governance {
@@ -303,5 +397,105 @@ environmentTypes:
         let errs = parse_platform(PLATFORM_PATH, &text).expect_err("unknown team");
         assert_eq!(errs[0].field.as_deref(), Some("governance.approvers.team"));
         assert_eq!(errs[0].line, Some(4));
+    }
+
+    #[test]
+    fn approvals_are_one_rule_or_alternatives() {
+        let (_, p) = parse_platform(PLATFORM_PATH, SPEC).expect("valid");
+        let prod = &p.environment_types["prod"];
+        assert!(prod.dismiss_stale, "dismissStale defaults to true");
+        let rules = prod.approvals.as_ref().expect("approvals");
+        assert_eq!(
+            rules.alternatives(),
+            [Approvals {
+                team: "platform".into(),
+                count: 2
+            }]
+        );
+        // Serialized as written: policies see the same shape as before.
+        assert_eq!(
+            serde_json::to_value(rules).expect("json"),
+            serde_json::json!({"team": "platform", "count": 2})
+        );
+
+        let text = SPEC
+            .replace("  platform: {", "  security: { members: [sec1] }\n  platform: {")
+            .replace(
+                "approvals: { team: platform, count: 2 }",
+                "dismissStale: false, approvals: [{ team: platform, count: 2 }, { team: security }]",
+            )
+            .replace(
+                "approvers: { team: platform, count: 1 }",
+                "approvers: [{ team: platform }, { team: security }]",
+            );
+        let (_, p) = parse_platform(PLATFORM_PATH, &text).expect("alternatives");
+        let prod = &p.environment_types["prod"];
+        assert!(!prod.dismiss_stale);
+        let rules = prod.approvals.as_ref().expect("approvals");
+        assert_eq!(rules.alternatives().len(), 2);
+        assert_eq!(rules.alternatives()[1].count, 1, "count defaults to 1");
+        assert_eq!(rules.teams(), ["platform", "security"]);
+        let gov = p.governance.as_ref().expect("governance");
+        assert_eq!(gov.approvers.teams(), ["platform", "security"]);
+    }
+
+    #[test]
+    fn bad_approvals_name_field_and_line() {
+        let bad = |from: &str, to: &str| {
+            let text = SPEC.replace(from, to);
+            parse_platform(PLATFORM_PATH, &text).expect_err(to)
+        };
+        let errs = bad(
+            "approvals: { team: platform, count: 2 }",
+            "approvals: [{ team: platform, count: 2 }, { team: ghosts, count: 0 }]",
+        );
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            [
+                Some("environmentTypes.prod.approvals[1].team"),
+                Some("environmentTypes.prod.approvals[1].count")
+            ]
+        );
+        assert!(errs.iter().all(|e| e.line == Some(7)), "{errs:?}");
+        assert!(errs[1].message.contains("at least 1"), "{errs:?}");
+
+        let errs = bad("approvals: { team: platform, count: 2 }", "approvals: []");
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("environmentTypes.prod.approvals")
+        );
+        assert_eq!(errs[0].line, Some(7));
+
+        let errs = bad(
+            "{ team: platform, count: 1 }",
+            "[{ team: platform, cnt: 1 }]",
+        );
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("governance.approvers[0].cnt"),
+            "{errs:?}"
+        );
+        assert_eq!(errs[0].line, Some(4));
+
+        let errs = bad(
+            "approvals: { team: platform, count: 2 }",
+            "approvals: platform",
+        );
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("environmentTypes.prod.approvals")
+        );
+        assert!(errs[0].message.contains("approval rule"), "{errs:?}");
+
+        let errs = bad(
+            "workflow: production,",
+            "workflow: production, dismissStale: maybe,",
+        );
+        assert_eq!(
+            errs[0].field.as_deref(),
+            Some("environmentTypes.prod.dismissStale")
+        );
+        assert_eq!(errs[0].line, Some(7));
     }
 }

@@ -8,14 +8,16 @@
 //!   tags, `expiresAt` present and within `maxTtl`, owner (default: the PR author) is a
 //!   member of the team, and the repository's Rego policies;
 //! - **quota** ([`quota`]): the team's environment count on the default branch plus this
-//!   pull request.
+//!   pull request;
+//! - **approval** ([`approval`]): the reviews against the type's `approvals`. Ownership (who
+//!   may change or delete an existing environment, [`may_change`]) is part of **policy**.
 //!
 //! Rego policies see Paved's context under `data.paved` ([`paved_context`]):
 //! ```json
 //! {
 //!   "type":   {"name": "dev", "workflow": "default", "maxTtl": "168h", "maxTtlSeconds": 604800,
 //!              "definitions": ["postgres-db"], "requiredTags": ["cost-center"],
-//!              "approvals": null, "timeout": null},
+//!              "approvals": null, "dismissStale": true, "timeout": null},
 //!   "team":   {"name": "payments", "members": ["octocat"], "quota": {"environments": 5}},
 //!   "counts": {"team_environments": 3},
 //!   "pr":     {"author": "octocat", "approvers": []}
@@ -24,9 +26,11 @@
 //! `counts.team_environments` is the team's count after this pull request (as the quota
 //! check computes it); `definitions` is `null` when every definition is allowed.
 
+pub mod approval;
 pub mod quota;
 pub mod rego;
 
+pub use approval::{evaluate_approvals, may_change, ApprovalOutcome, Membership, NoMembers};
 pub use rego::{Finding, RegoOutcome, RegoPolicies};
 
 use crate::diag::Diagnostic;
@@ -57,6 +61,7 @@ pub fn paved_context(
             "definitions": ty.definitions,
             "requiredTags": ty.required_tags,
             "approvals": ty.approvals,
+            "dismissStale": ty.dismiss_stale,
             "timeout": ty.timeout.as_ref().map(|d| d.as_str()),
         },
         "team": {

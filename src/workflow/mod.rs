@@ -13,8 +13,10 @@
 //! description: Sandboxes only need the schema and quota checks.
 //! checks: [schema, quota]        # each runs and posts status paved/<check>
 //! ```
-//! Known checks: `schema`, `policy`, `quota`. Unknown names, duplicates, unknown fields
-//! and an empty list are errors.
+//! Known checks: `schema`, `policy`, `quota`, `approval`. Unknown names, duplicates,
+//! unknown fields and an empty list are errors. `approval` runs for every environment whose
+//! type has `approvals` in `platform.yaml`, listed or not; listed, it also runs for types
+//! without approvals, which pass it.
 
 use crate::diag::Diagnostic;
 use crate::manifest::names;
@@ -47,10 +49,19 @@ pub enum CheckKind {
     Policy,
     /// The team's environment quota.
     Quota,
+    /// The reviews the type's `approvals` in `platform.yaml` ask for. Always runs for a type
+    /// with approvals, whatever its workflow lists; a workflow may list it for others (which
+    /// then pass with "no approval required").
+    Approval,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 3] = [CheckKind::Schema, CheckKind::Policy, CheckKind::Quota];
+    pub const ALL: [CheckKind; 4] = [
+        CheckKind::Schema,
+        CheckKind::Policy,
+        CheckKind::Quota,
+        CheckKind::Approval,
+    ];
 
     /// The commit status context, e.g. `paved/schema`.
     pub fn context(&self) -> &'static str {
@@ -58,6 +69,7 @@ impl CheckKind {
             CheckKind::Schema => "paved/schema",
             CheckKind::Policy => "paved/policy",
             CheckKind::Quota => "paved/quota",
+            CheckKind::Approval => "paved/approval",
         }
     }
 
@@ -67,6 +79,7 @@ impl CheckKind {
             CheckKind::Schema => "schema",
             CheckKind::Policy => "policy",
             CheckKind::Quota => "quota",
+            CheckKind::Approval => "approval",
         }
     }
 }
@@ -127,7 +140,7 @@ pub fn builtin_default() -> Workflow {
     Workflow {
         name: DEFAULT_WORKFLOW.to_string(),
         description: None,
-        checks: CheckKind::ALL.to_vec(),
+        checks: vec![CheckKind::Schema, CheckKind::Policy, CheckKind::Quota],
     }
 }
 
@@ -220,10 +233,18 @@ mod tests {
     #[test]
     fn builtins_parse() {
         let set = WorkflowSet::builtin();
-        for name in ["default", "production"] {
-            let wf = set.get(name).and_then(|r| r.as_ref().ok()).expect(name);
-            assert_eq!(wf.checks, CheckKind::ALL.to_vec());
-        }
+        let checks = |name: &str| {
+            set.get(name)
+                .and_then(|r| r.as_ref().ok())
+                .expect(name)
+                .checks
+                .clone()
+        };
+        assert_eq!(checks("default"), builtin_default().checks);
+        assert_eq!(checks("production"), CheckKind::ALL.to_vec());
+        let approval = parse_workflow("w.yaml", "w", "name: w\nchecks: [schema, approval]\n")
+            .expect("approval is a check");
+        assert_eq!(approval.checks[1].context(), "paved/approval");
     }
 
     #[test]
