@@ -93,6 +93,8 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
             "add one",
         )?;
         let head = spec.head_sha.clone();
+        // As on GitHub, the pull request exists in the API (its reviews can be listed).
+        github.set_pull(&repo.to_string(), number, testkit::pull_json(&spec)?);
         let body = testkit::pull_request_payload(&spec)?;
         let status = testkit::post_webhook(
             &client,

@@ -299,6 +299,12 @@ impl Demo {
     /// Sends the PR's `opened` event and prints the checks GitHub would show.
     async fn open(&self, spec: &PullRequestSpec) -> Result<()> {
         let started = Instant::now();
+        // As on GitHub, the pull request exists in the API (its reviews can be listed).
+        self.github.set_pull(
+            &self.repo.to_string(),
+            spec.number,
+            testkit::pull_json(spec)?,
+        );
         let status = self
             .send("pull_request", testkit::pull_request_payload(spec)?)
             .await?;

@@ -319,7 +319,8 @@ impl Worker {
                 let fetched = started.elapsed();
                 let merge_base = mirror.merge_base(&pr.base_sha, &pr.head_sha)?;
                 let changes = environment_changes(&mirror, &merge_base, &pr.head_sha)?;
-                if changes.is_empty() {
+                let governance_changes = governance_changes(&mirror, &merge_base, &pr.head_sha)?;
+                if changes.is_empty() && governance_changes.is_empty() {
                     return Ok(None);
                 }
                 let key = format!(
@@ -342,13 +343,16 @@ impl Worker {
                     WorkError::Internal(format!("{default_ref} missing after fetch"))
                 })?;
                 let head = mirror.tree_at(&pr.head_sha)?;
-                let planned = checks::planned_checks(&governance, &head, &changes);
+                let default_tree = mirror.tree_at(&default_sha)?;
+                let planned =
+                    checks::planned_checks_with_branch(&governance, &head, &default_tree, &changes);
                 tracing::debug!(?fetched, total = ?started.elapsed(), "prepared");
                 Ok(Some((
                     Prepared {
                         mirror_path: mirror.path().to_path_buf(),
                         governance,
                         changes,
+                        governance_changes,
                         planned,
                         default_sha,
                     },
@@ -383,13 +387,17 @@ impl Worker {
             return Ok(());
         };
         let pending_url = format!("{}/api/v1/deliveries/{}", self.public_url(), delivery);
-        for check in &prep.planned {
+        let mut pending: Vec<&str> = prep.planned.iter().map(|c| c.context()).collect();
+        if !prep.governance_changes.is_empty() {
+            pending.push(checks::GOVERNANCE_CONTEXT);
+        }
+        for context in pending {
             gh.create_status(
                 &pr.repo,
                 &pr.head_sha,
                 &NewStatus {
                     state: StatusState::Pending,
-                    context: check.context().to_string(),
+                    context: context.to_string(),
                     description: "Paved is checking this change".into(),
                     target_url: Some(pending_url.clone()),
                 },
@@ -397,23 +405,31 @@ impl Worker {
             .await?;
         }
 
+        let reviews = reviews_of(&gh, pr).await?;
         let ctx = PrContext {
             author: pr.author.clone(),
-            approvers: Vec::new(),
+            approvers: approvers_in(&reviews, &pr.author),
             live: self.live_by_team(&pr.repo).await?,
+            reviews,
+            head_sha: Some(pr.head_sha.to_string()),
         };
         let head_sha = pr.head_sha.clone();
         let report: Report = tokio::task::spawn_blocking(move || -> Result<Report, WorkError> {
             let mirror = Mirror::open_path(&prep.mirror_path)?;
             let head = mirror.tree_at(&head_sha)?;
             let default = mirror.tree_at(&prep.default_sha)?;
-            Ok(checks::evaluate(
-                &prep.governance,
-                &head,
-                &default,
-                &prep.changes,
-                &ctx,
-            ))
+            let mut report =
+                checks::evaluate(&prep.governance, &head, &default, &prep.changes, &ctx);
+            if !prep.governance_changes.is_empty() {
+                report.governance = Some(checks::evaluate_governance(
+                    &prep.governance,
+                    &head,
+                    &default,
+                    &prep.governance_changes,
+                    &ctx,
+                ));
+            }
+            Ok(report)
         })
         .await
         .map_err(|e| WorkError::Internal(e.to_string()))??;
@@ -497,8 +513,68 @@ struct Prepared {
     mirror_path: std::path::PathBuf,
     governance: Arc<Governance>,
     changes: Vec<Change>,
+    /// Paths under `.paved/` and `catalog/` the PR changes (`paved/governance` runs then).
+    governance_changes: Vec<String>,
     planned: Vec<checks::CheckKind>,
     default_sha: CommitSha,
+}
+
+/// The pull request's reviews, oldest first (states Paved does not know are left out).
+pub(crate) async fn reviews_of(gh: &GitHub, pr: &PrInfo) -> Result<Vec<checks::Review>, WorkError> {
+    Ok(gh
+        .list_reviews(&pr.repo, pr.number)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            Some(checks::Review {
+                user: r.user?.login,
+                state: checks::ReviewState::parse(&r.state)?,
+                commit_id: r.commit_id,
+            })
+        })
+        .collect())
+}
+
+/// Reviewers whose latest approving-or-blocking review approves, the author excepted
+/// (what policies see as `data.paved.approvers` and the audit note records).
+pub(crate) fn approvers_in(reviews: &[checks::Review], author: &str) -> Vec<String> {
+    use checks::ReviewState as S;
+    let mut latest: std::collections::BTreeMap<String, S> = Default::default();
+    for r in reviews {
+        if matches!(r.state, S::Commented | S::Pending) {
+            continue;
+        }
+        latest.insert(r.user.to_ascii_lowercase(), r.state);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for r in reviews {
+        let key = r.user.to_ascii_lowercase();
+        if latest.get(&key) == Some(&S::Approved)
+            && !r.user.eq_ignore_ascii_case(author)
+            && !out.iter().any(|o| o.eq_ignore_ascii_case(&r.user))
+        {
+            out.push(r.user.clone());
+        }
+    }
+    out
+}
+
+/// Paths under `.paved/` and `catalog/` that differ from `from` to `to`.
+pub(crate) fn governance_changes(
+    mirror: &Mirror,
+    from: &CommitSha,
+    to: &CommitSha,
+) -> Result<Vec<String>, RepoError> {
+    let mut out = Vec::new();
+    for dir in [".paved/", "catalog/"] {
+        out.extend(
+            mirror
+                .changes_under(from, to, dir)?
+                .into_iter()
+                .map(|c| c.path),
+        );
+    }
+    Ok(out)
 }
 
 /// What changed under `environments/` from `from` to `to`.
@@ -528,9 +604,17 @@ fn is_recheck(body: &str) -> bool {
         .is_some_and(|l| l == "/paved recheck")
 }
 
+/// The note a fork's pull request carries in its summary comment.
+pub const FORK_NOTE: &str = "This pull request comes from a fork: Paved checks its data only, and no script from it ever runs (when it is merged, definitions are taken from the default branch as it was before the merge).";
+
 fn summary_comment(pr: &PrInfo, report: &Report, run_url: &str) -> String {
+    let fork = if pr.from_fork {
+        format!("> {FORK_NOTE}\n\n")
+    } else {
+        String::new()
+    };
     format!(
-        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{}\n\n[Run details]({run_url}) · governance read at base `{}`\n",
+        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{fork}{}\n\n[Run details]({run_url}) · governance read at base `{}`\n",
         pr.head_sha.short(),
         checks::render_markdown(report),
         pr.base_sha.short()

@@ -153,8 +153,63 @@ async fn pr_cannot_relax_the_policies_it_is_judged_by() {
         ],
     );
     h.send_pr(&pr).await;
-    let v = h.verdicts(&pr.head_sha, 3).await;
+    let v = h.verdicts(&pr.head_sha, 4).await;
     assert_eq!(v["paved/policy"].state, "failure", "{v:?}");
+    // Changing .paved/ is itself governed: platform's approval is needed.
+    let g = &v["paved/governance"];
+    assert_eq!(g.state, "failure", "{g:?}");
+    assert!(
+        g.description.as_deref().unwrap_or("").contains("platform"),
+        "{g:?}"
+    );
+
+    // With admin1's approval the governance check passes; the manifest is still judged
+    // by the base's policy.
+    h.github.set_pull_reviews(
+        common::REPO,
+        12,
+        vec![
+            serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                "commit_id": pr.head_sha.as_str()}),
+        ],
+    );
+    let body = testkit::review_payload(&pr, "submitted", "admin1").unwrap();
+    let id = h.delivery_id();
+    assert!(h.send("pull_request_review", &id, &body).await.is_success());
+    h.wait_delivery(&id).await;
+    let v = h.verdicts(&pr.head_sha, 4).await;
+    assert_eq!(v["paved/governance"].state, "success", "{v:?}");
+    assert_eq!(v["paved/policy"].state, "failure", "{v:?}");
+}
+
+/// What-if: a stricter policy in a PR names the live environments it would break.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_names_the_live_environments_it_would_break() {
+    let second = manifest("billing-preview", "small");
+    let h =
+        Harness::start_with(&[file("environments/payments/billing-preview.yaml", &second)]).await;
+    let stricter = DENY_POLICY.replace("cc-0000", "cc-1234");
+    let pr = h.push_pr(
+        14,
+        None,
+        &[file(".paved/policies/closed_cost_center.rego", &stricter)],
+    );
+    h.send_pr(&pr).await;
+    let v = h.verdicts(&pr.head_sha, 1).await;
+    assert_eq!(v.len(), 1, "only paved/governance: {v:?}");
+    assert_eq!(v["paved/governance"].state, "failure", "{v:?}");
+    h.github
+        .wait_until(common::DEADLINE, "comment", |gh| {
+            !gh.comments(common::REPO, 14).is_empty()
+        })
+        .await
+        .unwrap();
+    let body = &h.comments(14)[0].body;
+    for env in ["payments/checkout-preview", "payments/billing-preview"] {
+        assert!(body.contains(env), "{env} not named in {body}");
+    }
+    assert!(body.contains("cost center cc-1234 is closed"), "{body}");
+    h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,6 +211,19 @@ impl Env {
         spec
     }
 
+    /// Like [`Env::open`], for a PR whose head lives in the fork `mallory/environments`.
+    fn open_fork(&self, changes: &[FileChange]) -> PullRequestSpec {
+        let mut spec = self.open(changes);
+        spec.head_repo = Some(paved::ids::RepoName::parse("mallory/environments").expect("fork"));
+        spec.author = "mallory".into();
+        self.h.github.set_pull(
+            &self.repo(),
+            spec.number,
+            testkit::pull_json(&spec).expect("pull json"),
+        );
+        spec
+    }
+
     /// Merges the PR on the remote and sends the `closed` event; returns the merge commit
     /// and the delivery id.
     async fn merge(&self, spec: &PullRequestSpec) -> (CommitSha, String) {
@@ -958,4 +971,81 @@ async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
             .any(|en| en["commit"] == pr.head_sha.as_str() && en["change"] == "added"),
         "the commit that added the manifest is in the history: {history}"
     );
+}
+
+/// A fork's PR is checked on its data only; when it is merged, definitions come from the
+/// default branch as it was, so a script the fork changed never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_pull_request_never_runs_its_own_scripts() {
+    let e = Env::start().await;
+    let evil = format!(
+        "#!/bin/sh\ntouch \"$RECORD_DIR/fork-script-ran\"\n{}",
+        RECORDER_DEPLOY.trim_start_matches("#!/bin/sh\n")
+    );
+    let mut changes = add("forked-preview", "ok");
+    changes[0].1 = Some(
+        recorder_manifest("forked-preview", "dev", "ok", "")
+            .replace("owner: octocat", "owner: hubot")
+            .into_bytes(),
+    );
+    changes.push(("catalog/recorder/deploy.sh".into(), Some(evil.into_bytes())));
+    let pr = e.open_fork(&changes);
+    let id = e.h.send_pr(&pr).await;
+    e.h.wait_delivery(&id).await;
+    let comment = &e.h.comments(pr.number)[0].body;
+    assert!(comment.contains(paved::worker::FORK_NOTE), "{comment}");
+    assert!(!e.records.join("fork-script-ran").exists());
+
+    let (merge, _) = e.merge(&pr).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    assert_eq!(e.runs().len(), 1, "the environment was provisioned");
+    assert!(
+        !e.records.join("fork-script-ran").exists(),
+        "the fork's deploy.sh ran"
+    );
+    let comment = &e.h.comments(pr.number)[0].body;
+    assert!(comment.contains(paved::worker::FORK_NOTE), "{comment}");
+    e.h.assert_no_rejections();
+}
+
+/// Approvals are checked again at merge, against the PR's final head: a `prod` PR merged
+/// with one approval of the two it needs provisions nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_without_the_required_approvals_provisions_nothing() {
+    let e = Env::start().await;
+    let manifest = "apiVersion: paved/v1
+kind: Environment
+metadata:
+  name: prod-orders
+  team: payments
+  owner: octocat
+spec:
+  type: prod
+  definition: postgres-db
+  parameters:
+    size: large
+  tags:
+    cost-center: cc-1234
+";
+    // `open` registers one approval (admin1); prod needs two from platform.
+    let pr = e.open(&[(path_of("prod-orders"), Some(manifest.as_bytes().to_vec()))]);
+    let (merge, _) = e.merge(&pr).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure");
+    assert!(
+        e.h.github.deployments(&e.repo()).is_empty(),
+        "no deployment"
+    );
+    let notes = e.notes(&merge);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].outcome, "refused");
+    assert!(
+        notes[0]
+            .checks
+            .iter()
+            .any(|c| c.context == "paved/approval" && c.verdict == "fail"),
+        "{:?}",
+        notes[0].checks
+    );
+    assert_eq!(notes[0].approvers, ["admin1"]);
 }

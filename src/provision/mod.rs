@@ -71,6 +71,9 @@ struct MergePlan {
     /// Where notes are pushed (the configured clone URL of the repository).
     clone_url: String,
     installation: Option<u64>,
+    /// The PR came from a fork: no file it wrote is ever executed, so definitions are taken
+    /// from the first parent (the default branch before the merge), not the merge commit.
+    from_fork: bool,
     first_parent: CommitSha,
     report: Report,
     items: Vec<Item>,
@@ -105,12 +108,16 @@ impl Worker {
         }
         let gh = self.forge.client(pr.installation)?;
 
-        let approvers = approvers_of(&gh, &pr).await?;
+        // Everything the checks need, read again at merge time: the PR's final reviews too.
+        let reviews = crate::worker::reviews_of(&gh, &pr).await?;
+        let approvers = crate::worker::approvers_in(&reviews, &pr.author);
         let live = self.live_by_team(&pr.repo).await?;
         let ctx = PrContext {
             author: pr.author.clone(),
             approvers: approvers.clone(),
             live,
+            reviews,
+            head_sha: Some(pr.head_sha.to_string()),
         };
         let plan = self.plan_merge(&pr, &merge_sha, &ctx).await?;
         // The merge commit is verified to be on the default branch: a push of it is
@@ -300,10 +307,21 @@ impl Worker {
             if changes.is_empty() {
                 return Ok(None);
             }
+            let governance_changes =
+                crate::worker::governance_changes(&mirror, &fork, &pr.head_sha)?;
             let base = mirror.tree_at(&first_parent)?;
             let governance = Governance::load(&base);
             let head = mirror.tree_at(&pr.head_sha)?;
-            let report = checks::evaluate(&governance, &head, &base, &changes, &ctx);
+            let mut report = checks::evaluate(&governance, &head, &base, &changes, &ctx);
+            if !governance_changes.is_empty() {
+                report.governance = Some(checks::evaluate_governance(
+                    &governance,
+                    &head,
+                    &base,
+                    &governance_changes,
+                    &ctx,
+                ));
+            }
             let merged = mirror.tree_at(&merge_sha)?;
             let items = plan_items(
                 &pr,
@@ -319,6 +337,7 @@ impl Worker {
                 mirror_path: mirror.path().to_path_buf(),
                 clone_url: url,
                 installation: pr.installation,
+                from_fork: pr.from_fork,
                 first_parent,
                 report,
                 items,
@@ -467,14 +486,18 @@ impl Worker {
             .await?;
 
         // The definition folder at the merge commit (for a delete whose definition left the
-        // catalog in the same merge: at the first parent).
+        // catalog in the same merge: at the first parent). A fork's PR never supplies code:
+        // its definitions come from the first parent only.
         let work_root = self.config.data_dir.join("runs");
         let def_dir = work_root.join(format!("def-{id}-{}", rand::random::<u32>()));
         let mirror_path = plan.mirror_path.clone();
-        let commits = [
-            CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?,
-            plan.first_parent.clone(),
-        ];
+        let merged_at =
+            CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?;
+        let commits = if plan.from_fork {
+            vec![plan.first_parent.clone()]
+        } else {
+            vec![merged_at, plan.first_parent.clone()]
+        };
         let folder = format!("catalog/{}", op.definition);
         let dest = def_dir.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<bool, WorkError> {
@@ -758,23 +781,6 @@ fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// Reviewers whose latest review approves (dismissed and superseded reviews do not count).
-async fn approvers_of(gh: &GitHub, pr: &PrInfo) -> Result<Vec<String>, WorkError> {
-    let mut latest: BTreeMap<String, String> = BTreeMap::new();
-    for r in gh.list_reviews(&pr.repo, pr.number).await? {
-        let Some(user) = r.user else { continue };
-        if r.state == "COMMENTED" || r.state == "PENDING" {
-            continue;
-        }
-        latest.insert(user.login, r.state);
-    }
-    Ok(latest
-        .into_iter()
-        .filter(|(login, s)| s == "APPROVED" && *login != pr.author)
-        .map(|(l, _)| l)
-        .collect())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn plan_items(
     pr: &PrInfo,
@@ -791,7 +797,7 @@ fn plan_items(
         let Ok(mp) = names::parse_manifest_path(&env.path) else {
             continue;
         };
-        let checks_json: Vec<serde_json::Value> = env
+        let mut checks_json: Vec<serde_json::Value> = env
             .checks
             .iter()
             .map(|c| {
@@ -801,12 +807,26 @@ fn plan_items(
                 })
             })
             .collect();
-        let failing: Vec<&str> = env
+        if let Some(g) = &report.governance {
+            checks_json.push(serde_json::json!({
+                "context": checks::GOVERNANCE_CONTEXT,
+                "verdict": if g.verdict.is_pass() { "pass" } else { "fail" },
+            }));
+        }
+        let mut failing: Vec<&str> = env
             .checks
             .iter()
             .filter(|c| !c.verdict.is_pass())
             .map(|c| c.check.context())
             .collect();
+        // A PR that changes governance without its approvals provisions nothing.
+        if report
+            .governance
+            .as_ref()
+            .is_some_and(|g| !g.verdict.is_pass())
+        {
+            failing.push(checks::GOVERNANCE_CONTEXT);
+        }
         // The manifest as merged decides the operation: present → deploy, gone → delete.
         let text = crate::manifest::read_text(merged, &env.path).ok().flatten();
         let parsed = text
@@ -1013,8 +1033,13 @@ fn merge_comment(
     report: &Report,
     ops: &[OperationRecord],
 ) -> String {
+    let fork = if pr.from_fork {
+        format!("> {}\n\n", crate::worker::FORK_NOTE)
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "{}\n### Paved: merged as `{}`\n\n#### Provisioning\n\n| environment | operation | outcome | outputs | run |\n|---|---|---|---|---|\n",
+        "{}\n### Paved: merged as `{}`\n\n{fork}#### Provisioning\n\n| environment | operation | outcome | outputs | run |\n|---|---|---|---|---|\n",
         crate::worker::COMMENT_MARKER,
         merge_sha.short()
     );

@@ -117,9 +117,17 @@ impl Harness {
         changes: &[FileChange],
     ) -> PullRequestSpec {
         let parent = parent.unwrap_or(&self.base);
-        self.remote
+        let spec = self
+            .remote
             .open_pull(number, parent, &self.base, changes, "change")
-            .expect("open pull request")
+            .expect("open pull request");
+        // As on GitHub, the pull request exists in the API (its reviews can be listed).
+        self.github.set_pull(
+            &self.repo.to_string(),
+            number,
+            testkit::pull_json(&spec).expect("pull json"),
+        );
+        spec
     }
 
     pub fn delivery_id(&self) -> String {
