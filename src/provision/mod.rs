@@ -149,7 +149,7 @@ impl Worker {
         .await?;
 
         // Record every operation (or find the ones recorded by an earlier delivery).
-        let mut current = Vec::new();
+        let mut first_ids = Vec::new();
         for item in &plan.items {
             let mut op = item.op.clone();
             op.merger = merger.clone();
@@ -160,25 +160,30 @@ impl Worker {
             if !created {
                 tracing::info!(op = id, env = %item.op.env_name, "operation already recorded");
             }
-            let rec = self.latest_attempt(&gh, &pr.repo, &plan, id).await?;
-            current.push((item.clone(), rec));
+            first_ids.push((item.clone(), id));
         }
 
-        // Run what has not run, in parallel across environments.
-        let runs = current.iter().map(|(item, rec)| {
-            let plan = &plan;
-            let gh = &gh;
-            let pr = &pr;
-            async move {
-                if rec.state == OpState::Planned {
-                    self.run_operation(gh, pr, plan, item, rec.id).await
-                } else {
-                    Ok(())
-                }
+        // Run what has not run, in parallel across environments. An attempt found running
+        // whose lock this replica then gets was abandoned by a dead replica: it becomes
+        // interrupted, and the next round runs the next attempt.
+        let mut current = Vec::new();
+        for _round in 0..=MAX_OP_ATTEMPTS {
+            current.clear();
+            for (item, id) in &first_ids {
+                let rec = self.latest_attempt(&gh, &pr.repo, &plan, *id).await?;
+                current.push((item.clone(), rec));
             }
-        });
-        for r in futures::future::join_all(runs).await {
-            r?;
+            let runs: Vec<_> = current
+                .iter()
+                .filter(|(_, rec)| !rec.state.is_final())
+                .map(|(item, rec)| self.run_operation(&gh, &pr, &plan, item, rec.id))
+                .collect();
+            if runs.is_empty() {
+                break;
+            }
+            for r in futures::future::join_all(runs).await {
+                r?;
+            }
         }
 
         // Report everything that is not reported yet.
@@ -400,6 +405,25 @@ impl Worker {
     ) -> Result<(), WorkError> {
         // Another delivery (or replica) may have run it while this one waited.
         let rec = self.operation(id).await?;
+        if rec.state == OpState::Running {
+            // Running, yet its lock was free for this replica to take: the replica that
+            // ran it stopped renewing its lease (it died). Its run is interrupted.
+            tracing::warn!(op = id, "taking over an operation whose replica stopped");
+            self.store
+                .update_operation(
+                    id,
+                    OperationUpdate::Finished {
+                        state: OpState::Interrupted,
+                        error: Some(
+                            "interrupted: the replica running it stopped renewing its lock".into(),
+                        ),
+                        log: rec.log.clone(),
+                        outputs: serde_json::json!({}),
+                    },
+                )
+                .await?;
+            return Ok(());
+        }
         if rec.state != OpState::Planned {
             return Ok(());
         }
