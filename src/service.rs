@@ -4,7 +4,7 @@
 use crate::config::{Config, Secret};
 use crate::forge::{Forge, RetryPolicy};
 use crate::intake::{IntakeState, WebhookSecret};
-use crate::store::{sqlite::SqliteStore, Store};
+use crate::store::{postgres::PgStore, sqlite::SqliteStore, Store};
 use crate::worker::Worker;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -22,22 +22,53 @@ pub struct Service {
     worker: JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
-/// Opens the store named by `database_url`, applying migrations.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    let url = &config.database_url;
+/// Which store a `database_url` names.
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn backend(url: &str) -> Result<Backend> {
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Backend::Sqlite)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        anyhow::bail!("PostgreSQL is not supported yet; use a sqlite:// database_url")
+        Ok(Backend::Postgres)
     } else {
-        anyhow::bail!("database_url must start with sqlite:// or postgres://")
+        anyhow::bail!("database_url must start with sqlite://, postgres:// or postgresql://")
     }
 }
 
+/// Opens the store named by `database_url` (`sqlite:` or `postgres:`/`postgresql:`),
+/// applying migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let url = &config.database_url;
+    match backend(url)? {
+        Backend::Sqlite => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            Ok(Arc::new(SqliteStore::open(url).await?))
+        }
+        Backend::Postgres => Ok(Arc::new(PgStore::open(url).await.with_context(|| {
+            format!("opening the PostgreSQL store at {}", redact_url(url))
+        })?)),
+    }
+}
+
+/// `paved migrate`: applies the migrations of the store named by `database_url` (creating
+/// the database if missing) without serving.
 pub async fn migrate(config: &Config) -> Result<()> {
-    open_store(config).await.map(|_| ())
+    let url = &config.database_url;
+    match backend(url)? {
+        Backend::Sqlite => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            SqliteStore::migrate(url).await?;
+        }
+        Backend::Postgres => PgStore::migrate(url)
+            .await
+            .with_context(|| format!("migrating the PostgreSQL database {}", redact_url(url)))?,
+    }
+    Ok(())
 }
 
 /// `postgres://user:password@host/db` without the password, for messages.

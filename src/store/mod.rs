@@ -1,7 +1,8 @@
 //! The database behind a trait. SQLite ([`sqlite::SqliteStore`]) is the embedded default;
-//! PostgreSQL comes later behind the same trait, so nothing above this module knows which
-//! one it talks to.
+//! PostgreSQL ([`postgres::PgStore`]) lets several replicas share one database, behind the
+//! same trait, so nothing above this module knows which one it talks to.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
@@ -137,12 +138,28 @@ pub trait Store: ProvisionStore {
     async fn accept_delivery(&self, delivery: NewDelivery) -> Result<Accepted, StoreError>;
 
     /// Claims the oldest pending delivery that is due and whose queue key has no delivery
-    /// running, marking it running and counting the attempt.
+    /// running, marking it running and counting the attempt. (A store shared by replicas
+    /// leases it to this store, and also claims a delivery whose lease another replica
+    /// let run out: see [`Store::renew_delivery_lease`].)
     async fn claim_delivery(&self) -> Result<Option<Delivery>, StoreError>;
 
+    /// Records how processing of a claimed delivery ended. A store shared by replicas
+    /// (PostgreSQL) commits it only while the delivery is still leased to this store: a
+    /// replica whose lease ran out and was taken over changes nothing (logged, `Ok`).
     async fn finish_delivery(&self, id: &DeliveryId, outcome: Outcome) -> Result<(), StoreError>;
 
-    /// At start-up: deliveries left running by a crash go back to pending.
+    /// Extends the lease on a delivery this store claimed and has not finished, so other
+    /// replicas do not take it over while it is still being processed (call it well
+    /// within the lease, e.g. every third of it). `false`: the lease was lost (it ran out
+    /// and another replica claimed the delivery, or it is not running): stop working on
+    /// it, its result will not be committed. A single-node store has no leases: `true`.
+    async fn renew_delivery_lease(&self, _id: &DeliveryId) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// At start-up: deliveries left running by a crash go back to pending. (A store shared
+    /// by replicas cannot tell a dead replica's deliveries from a live one's here; there
+    /// they are claimed again when their lease runs out, and this returns 0.)
     async fn requeue_interrupted(&self) -> Result<u64, StoreError>;
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
@@ -447,6 +464,8 @@ pub trait ProvisionStore: Send + Sync + 'static {
     async fn update_operation(&self, id: i64, update: OperationUpdate) -> Result<(), StoreError>;
     /// At start-up of a single node: every `Running` operation becomes `Interrupted` (its
     /// process died with the previous server). Returns them as they were (with `pid`).
+    /// A store shared by replicas interrupts only the running operations whose
+    /// environment lock ran out or is gone (no live replica is running them).
     async fn interrupt_running_operations(&self) -> Result<Vec<OperationRecord>, StoreError>;
 
     async fn environment(
@@ -490,7 +509,8 @@ pub trait ProvisionStore: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> Result<(), StoreError>;
-    /// At start-up of a single node: drop every lock (their holders died).
+    /// At start-up of a single node: drop every lock (their holders died). A store shared
+    /// by replicas drops only the locks whose lease ran out, never a live replica's.
     async fn release_all_locks(&self) -> Result<u64, StoreError>;
 
     /// Remembers that Paved handled the merge of `pr` as commit `merge_sha` (what makes the

@@ -73,7 +73,7 @@ const CATCH_UP_PASSES: usize = 8;
 const RESTART_WAIT: Duration = Duration::from_millis(5);
 
 /// Bodies at least this large are (de)compressed on a blocking thread, not a runtime one.
-const BLOCKING_CODEC_BYTES: usize = 1024 * 1024;
+pub(super) const BLOCKING_CODEC_BYTES: usize = 1024 * 1024;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
@@ -296,7 +296,7 @@ thread_local! {
 }
 
 /// Compresses a body with a per-thread reusable zstd context.
-fn compress_body(body: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub(super) fn compress_body(body: &[u8]) -> Result<Vec<u8>, StoreError> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -314,7 +314,7 @@ fn compress_body(body: &[u8]) -> Result<Vec<u8>, StoreError> {
     })
 }
 
-fn decompress_body(data: &[u8], len: i64) -> Result<Vec<u8>, StoreError> {
+pub(super) fn decompress_body(data: &[u8], len: i64) -> Result<Vec<u8>, StoreError> {
     let len = usize::try_from(len)
         .ok()
         .filter(|&l| l <= MAX_BODY_LEN)
