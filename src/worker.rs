@@ -22,6 +22,13 @@ pub const COMMENT_MARKER: &str = "<!-- paved:summary -->";
 /// GitHub or Git trouble.
 pub const MAX_ATTEMPTS: u32 = 15;
 
+/// A delivery claimed more often than this is failed without processing it again (it
+/// includes the re-claims of a push waiting for its merge, which are many but bounded).
+pub const MAX_CLAIMS: u32 = 100;
+
+/// How often a delivery's lease is renewed while it is processed (leases last 60 s).
+const LEASE_RENEW: Duration = Duration::from_secs(20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
     #[error(transparent)]
@@ -156,7 +163,41 @@ impl Worker {
     }
 
     async fn process_in_span(&self, d: Delivery) {
+        if d.attempts > MAX_CLAIMS {
+            // Claimed again and again without an outcome: each time, the process working
+            // on it died (a crash loop, or replicas losing their leases). Stop here.
+            let error = format!("gave up: claimed {} times without finishing", d.attempts);
+            tracing::error!(%error, "delivery failed");
+            if let Err(e) = self
+                .store
+                .finish_delivery(&d.id, Outcome::Failed { error })
+                .await
+            {
+                tracing::error!(error = %e, "could not record the outcome");
+            }
+            return;
+        }
+        // With a shared database the claim is a lease: keep it while working, so another
+        // replica does not take the delivery over from a live one.
+        let renew = {
+            let store = self.store.clone();
+            let id = d.id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    match store.renew_delivery_lease(&id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(delivery = %id, "lost the delivery's lease; another replica took it over");
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "renewing a delivery lease failed"),
+                    }
+                }
+            })
+        };
         let result = self.handle(&d).await;
+        renew.abort();
         let outcome = match result {
             Ok(()) => Outcome::Done,
             Err(WorkError::NotYet { why, after }) => {
