@@ -73,6 +73,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         clone_url_template: Some(remote.clone_url_template()),
         runner: Default::default(),
         push_grace: std::time::Duration::from_secs(600),
+        lease: std::time::Duration::from_secs(60),
     })
     .await?;
     let client = reqwest::Client::new();

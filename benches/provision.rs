@@ -158,6 +158,7 @@ impl Bench {
                 ..Default::default()
             },
             push_grace: Duration::from_secs(600),
+            lease: std::time::Duration::from_secs(60),
         })
         .await?;
         Ok(Bench {

@@ -57,6 +57,7 @@ struct FileRunner {
 #[serde(deny_unknown_fields)]
 struct FileProvision {
     push_grace: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +161,11 @@ pub struct Config {
     /// merge event that explains it before it is flagged ungoverned (`[provision]
     /// push_grace`, `PAVED_PUSH_GRACE`; default 10m).
     pub push_grace: std::time::Duration,
+    /// How long a replica's claim on a delivery, and its lock on an environment, last
+    /// without renewal (`[provision] lease`, `PAVED_LEASE`; default 60s). Renewed every
+    /// third of it while the work goes on; a replica that dies loses its work to another
+    /// after this long.
+    pub lease: std::time::Duration,
 }
 
 /// Values given on the command line (highest precedence).
@@ -320,9 +326,14 @@ impl Config {
             Some(v) => duration("provision.push_grace", &v)?,
             None => std::time::Duration::from_secs(600),
         };
+        let lease = match pick(None, "PAVED_LEASE", file.provision.lease) {
+            Some(v) => duration("provision.lease", &v)?,
+            None => std::time::Duration::from_secs(60),
+        };
         Ok(Config {
             runner,
             push_grace,
+            lease,
             listen,
             data_dir,
             database_url,

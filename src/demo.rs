@@ -149,6 +149,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
             ..Default::default()
         },
         push_grace: std::time::Duration::from_secs(600),
+        lease: std::time::Duration::from_secs(60),
     };
     let service = crate::service::start(config).await?;
     println!(

@@ -48,9 +48,12 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
             Ok(Arc::new(SqliteStore::open(url).await?))
         }
-        Backend::Postgres => Ok(Arc::new(PgStore::open(url).await.with_context(|| {
-            format!("opening the PostgreSQL store at {}", redact_url(url))
-        })?)),
+        Backend::Postgres => Ok(Arc::new(
+            PgStore::open(url)
+                .await
+                .with_context(|| format!("opening the PostgreSQL store at {}", redact_url(url)))?
+                .with_lease(config.lease),
+        )),
     }
 }
 
@@ -230,6 +233,7 @@ mod tests {
             clone_url_template: None,
             runner: Default::default(),
             push_grace: std::time::Duration::from_secs(600),
+            lease: std::time::Duration::from_secs(60),
         }
     }
 

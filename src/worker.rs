@@ -26,9 +26,6 @@ pub const MAX_ATTEMPTS: u32 = 15;
 /// includes the re-claims of a push waiting for its merge, which are many but bounded).
 pub const MAX_CLAIMS: u32 = 100;
 
-/// How often a delivery's lease is renewed while it is processed (leases last 60 s).
-const LEASE_RENEW: Duration = Duration::from_secs(20);
-
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
     #[error(transparent)]
@@ -182,9 +179,10 @@ impl Worker {
         let renew = {
             let store = self.store.clone();
             let id = d.id.clone();
+            let every = self.config.lease / 3;
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(LEASE_RENEW).await;
+                    tokio::time::sleep(every).await;
                     match store.renew_delivery_lease(&id).await {
                         Ok(true) => {}
                         Ok(false) => {

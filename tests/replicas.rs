@@ -56,10 +56,20 @@ fn free_port() -> u16 {
 }
 
 async fn spawn_replica(h: &Harness, name: &str, database: &str) -> (Paved, String) {
+    spawn_replica_with(h, name, database, &[]).await
+}
+
+async fn spawn_replica_with(
+    h: &Harness,
+    name: &str,
+    database: &str,
+    extra_env: &[(&str, String)],
+) -> (Paved, String) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_paved"))
         .arg("serve")
         .env_clear()
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
         .env("PAVED_DATA_DIR", h.tmp.path().join(name))
@@ -73,8 +83,13 @@ async fn spawn_replica(h: &Harness, name: &str, database: &str) -> (Paved, Strin
         )
         .env("PAVED_PUBLIC_URL", "http://paved.test")
         .current_dir(h.tmp.path())
+        .env("PAVED_LOG", "paved=debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(h.tmp.path().join(format!("{name}.log")))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("spawn paved");
     let url = format!("http://127.0.0.1:{port}");
@@ -192,6 +207,193 @@ async fn two_replicas_process_each_delivery_once() {
             pr.number
         );
     }
+    h.assert_no_rejections();
+    drop((a, b));
+    drop_database(&server, &database).await;
+}
+
+async fn wait_for_file(path: &std::path::Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s;
+            }
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The parent process id of `pid`, from /proc.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("ppid")
+}
+
+/// A replica killed (SIGKILL) while it runs a provisioning script: the other replica takes
+/// the merge over once the lease has run out (2 s here), reports the first attempt
+/// interrupted and completes the operation once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
+    use common::recorder::{add, governance_files};
+    let Some(server) = server_url() else {
+        eprintln!(
+            "SKIPPED a_replica_killed_mid_run_is_taken_over_after_the_lease: PAVED_TEST_DATABASE_URL is not set"
+        );
+        return;
+    };
+    let database = fresh_database(&server).await;
+    let mut h = Harness::prepare(&governance_files()).await;
+    let records = h.tmp.path().join("records");
+    std::fs::create_dir_all(&records).expect("records");
+    let env = [
+        ("PAVED_LEASE", "2s".to_string()),
+        ("RECORD_DIR", records.display().to_string()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+    ];
+    let mut a = spawn_replica_with(&h, "replica-a", &database, &env).await;
+    let mut b = spawn_replica_with(&h, "replica-b", &database, &env).await;
+
+    let pr = h.push_pr(70, None, &add("ha-preview", "block"));
+    h.github.set_pull_reviews(
+        common::REPO,
+        70,
+        vec![
+            serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                "commit_id": pr.head_sha.as_str()}),
+        ],
+    );
+    let merge = h.remote.merge_pull(&pr).expect("merge");
+    let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+    h.external_url = Some(a.1.clone());
+    let id = h.delivery_id();
+    assert_eq!(
+        h.send("pull_request", &id, &body).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+
+    // Whichever replica claimed the merge runs attempt 1; kill that replica, and the
+    // script with it (as when its machine dies).
+    let pid: i32 = wait_for_file(&records.join("1.pid"))
+        .await
+        .trim()
+        .parse()
+        .expect("pid");
+    let runner = parent_of(pid);
+    let (dead, alive) = if runner == a.0 .0.id() as i32 {
+        (&mut a, &b)
+    } else {
+        assert_eq!(
+            runner,
+            b.0 .0.id() as i32,
+            "the script runs under a replica"
+        );
+        (&mut b, &a)
+    };
+    dead.0 .0.kill().expect("SIGKILL");
+    dead.0 .0.wait().expect("reap");
+    // SAFETY: kill(2) on the script's process group, which this test started through Paved.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+
+    // The survivor takes over after the lease and runs attempt 2; let it finish.
+    // (Run ids come from a sequence: attempt 2's is not necessarily 2.)
+    let second = {
+        let start = Instant::now();
+        loop {
+            let found = std::fs::read_dir(&records)
+                .expect("records")
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .find(|n| n.ends_with(".pid") && n != "1.pid");
+            if let Some(n) = found {
+                break n.trim_end_matches(".pid").to_string();
+            }
+            if start.elapsed() > common::DEADLINE {
+                for name in ["replica-a", "replica-b"] {
+                    let log = std::fs::read_to_string(h.tmp.path().join(format!("{name}.log")))
+                        .unwrap_or_default();
+                    eprintln!("---- {name} ----\n{log}");
+                }
+                panic!("attempt 2 never started");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    std::fs::write(records.join("release"), b"").expect("release");
+    h.external_url = Some(alive.1.clone());
+    let repo = common::REPO.to_string();
+    let sha = merge.to_string();
+    h.github
+        .wait_until(Duration::from_secs(60), "paved/provision", move |gh| {
+            gh.latest_statuses(&repo, &sha)
+                .get("paved/provision")
+                .is_some_and(|s| s.state != "pending")
+        })
+        .await
+        .expect("paved/provision");
+    let status = &h.github.latest_statuses(common::REPO, merge.as_str())["paved/provision"];
+    assert_eq!(status.state, "success", "{status:?}");
+
+    let ops: serde_json::Value = h
+        .client
+        .get(format!(
+            "{}/api/v1/repos/{}/merges/{merge}",
+            alive.1,
+            common::REPO
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let summary: Vec<(i64, String)> = ops
+        .as_array()
+        .expect("operations")
+        .iter()
+        .map(|o| {
+            (
+                o["attempt"].as_i64().unwrap_or(0),
+                o["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "interrupted".to_string()), (2, "succeeded".to_string())]
+    );
+    assert!(
+        records.join(format!("{second}.end")).exists(),
+        "attempt 2 completed"
+    );
+    assert!(!records.join("1.end").exists(), "attempt 1 never completed");
+
+    // The audit trail: one completed run.
+    let remote = git2::Repository::open_bare(h.remote.path()).expect("remote");
+    let note = remote
+        .find_note(
+            Some("refs/notes/paved"),
+            git2::Oid::from_str(merge.as_str()).expect("oid"),
+        )
+        .expect("note");
+    let outcomes: Vec<String> = paved::audit::parse(note.message().unwrap_or_default())
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"]);
     h.assert_no_rejections();
     drop((a, b));
     drop_database(&server, &database).await;

@@ -47,11 +47,6 @@ use std::time::Duration;
 
 /// An interrupted operation is tried again until it has been started this many times.
 pub const MAX_OP_ATTEMPTS: u32 = 3;
-/// An environment lock is a lease: renewed while the operation runs, so a holder that
-/// died loses it after this long (with several replicas; a single node drops all locks
-/// at start).
-const LOCK_TTL: Duration = Duration::from_secs(60);
-const LOCK_RENEW: Duration = Duration::from_secs(20);
 
 pub const PROVISION_CONTEXT: &str = "paved/provision";
 
@@ -367,7 +362,7 @@ impl Worker {
         // The lock first, then a runner slot: waiting for a lock must not hold a slot.
         while !self
             .store
-            .try_lock_environment(repo, name, &holder, LOCK_TTL)
+            .try_lock_environment(repo, name, &holder, self.config.lease)
             .await?
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -375,13 +370,13 @@ impl Worker {
         let renew = {
             let store = self.store.clone();
             let (repo, name, holder) = (repo.clone(), name.clone(), holder.clone());
+            // An environment lock is a lease (`lease`): renewed while the operation runs,
+            // so a replica that died loses it (a single node drops all locks at start).
+            let ttl = self.config.lease;
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(LOCK_RENEW).await;
-                    if let Err(e) = store
-                        .try_lock_environment(&repo, &name, &holder, LOCK_TTL)
-                        .await
-                    {
+                    tokio::time::sleep(ttl / 3).await;
+                    if let Err(e) = store.try_lock_environment(&repo, &name, &holder, ttl).await {
                         tracing::warn!(error = %e, "renewing an environment lock failed");
                     }
                 }

@@ -2,6 +2,8 @@
 //! repositories in a temp dir) against the strict GitHub emulator.
 #![allow(dead_code)]
 
+pub mod recorder;
+
 use paved::config::{Config, GithubAuth, Secret};
 use paved::forge::emulator::{Emulator, EmulatorHandle, Status};
 use paved::ids::{CommitSha, RepoName};
@@ -98,6 +100,7 @@ impl Harness {
             clone_url_template: Some(self.remote.clone_url_template()),
             runner: Default::default(),
             push_grace: std::time::Duration::from_secs(600),
+            lease: std::time::Duration::from_secs(60),
         }
     }
 

@@ -1,0 +1,133 @@
+//! The `recorder` test definition: records what each run received (environment,
+//! parameters, ADE_STORAGE history, start and end times) in `$RECORD_DIR/<run id>.*`.
+#![allow(dead_code)]
+
+use paved::testkit::FileChange;
+
+/// The recorder definition: records its environment, parameters and ADE_STORAGE history in
+/// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`
+/// parameter says: `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block`
+/// (waits for `$RECORD_DIR/release`).
+pub const RECORDER_DEPLOY: &str = r#"#!/bin/sh
+set -eu
+run="$RECORD_DIR/$PAVED_RUN_ID"
+date +%s%N > "$run.start"
+env | sort > "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
+echo "$ADE_OPERATION_NAME $PAVED_RUN_ID" >> "$ADE_STORAGE/history"
+cp "$ADE_STORAGE/history" "$run.history"
+echo "the password is s3cr3t-$ADE_ENVIRONMENT_NAME-value"
+case "$ADE_OPERATION_PARAMETERS" in
+  *'"mode":"fail"'*)
+    echo "upstream refused the request" > "$ADE_ERROR_LOG"
+    echo "boom" >&2
+    exit 3 ;;
+  *'"mode":"hang"'*)
+    echo $$ > "$run.pid"
+    sleep 600 ;;
+  *'"mode":"slow"'*)
+    sleep 0.3 ;;
+  *'"mode":"block"'*)
+    echo $$ > "$run.pid"
+    while [ ! -e "$RECORD_DIR/release" ]; do sleep 0.05; done ;;
+esac
+cat > "$ADE_OUTPUTS" <<EOF
+{"outputs": {
+  "url": {"type": "string", "value": "https://$ADE_ENVIRONMENT_NAME.example.test", "sensitive": false},
+  "password": {"type": "string", "value": "s3cr3t-$ADE_ENVIRONMENT_NAME-value", "sensitive": true}
+}}
+EOF
+date +%s%N > "$run.end"
+"#;
+
+pub const RECORDER_DELETE: &str = r#"#!/bin/sh
+set -eu
+run="$RECORD_DIR/$PAVED_RUN_ID"
+date +%s%N > "$run.start"
+env | sort > "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
+cp "$ADE_STORAGE/history" "$run.history" 2>/dev/null || true
+date +%s%N > "$run.end"
+"#;
+
+pub const RECORDER_DEFINITION: &str = "name: recorder
+version: 1.0.0
+summary: Records what it receives (Paved's tests)
+runner: command
+parameters:
+  - id: mode
+    name: Mode
+    type: string
+    default: ok
+    allowed: [ok, fail, hang, slow, block]
+  - id: note
+    name: Note
+    type: string
+    default: ''
+";
+
+pub fn governance_files() -> Vec<FileChange> {
+    let platform = std::fs::read_to_string(super::examples_dir().join(".paved/platform.yaml"))
+        .expect("platform.yaml");
+    let platform = platform.replace(
+        "definitions: [postgres-db, static-site]",
+        "definitions: [postgres-db, static-site, recorder]",
+    ) + "  quick:
+    description: Runs that must finish within two seconds.
+    workflow: default
+    maxTtl: 3650d
+    definitions: [recorder]
+    requiredTags: [cost-center]
+    timeout: 2s
+";
+    vec![
+        (".paved/platform.yaml".into(), Some(platform.into_bytes())),
+        (
+            "catalog/recorder/environment.yaml".into(),
+            Some(RECORDER_DEFINITION.as_bytes().to_vec()),
+        ),
+        (
+            "catalog/recorder/deploy.sh".into(),
+            Some(RECORDER_DEPLOY.as_bytes().to_vec()),
+        ),
+        (
+            "catalog/recorder/delete.sh".into(),
+            Some(RECORDER_DELETE.as_bytes().to_vec()),
+        ),
+    ]
+}
+
+pub fn recorder_manifest(name: &str, env_type: &str, mode: &str, note: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    // A JSON string is a valid YAML double-quoted scalar: the note arrives verbatim.
+    let note = serde_json::to_string(note).expect("json");
+    format!(
+        "apiVersion: paved/v1
+kind: Environment
+metadata:
+  name: {name}
+  team: payments
+  owner: octocat
+spec:
+  type: {env_type}
+  definition: recorder
+  parameters:
+    mode: {mode}
+    note: {note}
+  expiresAt: {expires}
+  tags:
+    cost-center: cc-1234
+"
+    )
+}
+
+pub fn path_of(name: &str) -> String {
+    format!("environments/payments/{name}.yaml")
+}
+
+pub fn add(name: &str, mode: &str) -> Vec<FileChange> {
+    vec![(
+        path_of(name),
+        Some(recorder_manifest(name, "dev", mode, "").into_bytes()),
+    )]
+}
