@@ -3,6 +3,11 @@
 //! `pull_request_review` delivery (GitHub's example payload, rewritten) that makes Paved
 //! read them. Each case checks the `paved/approval` status a reviewer would see.
 
+/// `false`: this binary's harnesses use SQLite; tests/postgres_suite.rs includes this file
+/// again with `true`.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
 mod common;
 
 use common::Harness;

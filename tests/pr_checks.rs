@@ -1,6 +1,11 @@
 //! PR checks end to end: a signed webhook into the real service, real Git, and the commit
 //! statuses and summary comment the strict GitHub emulator ends up with.
 
+/// `false`: this binary's harnesses use SQLite; tests/postgres_suite.rs includes this file
+/// again with `true`.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
 mod common;
 
 use common::{manifest, Harness};

@@ -2,6 +2,11 @@
 //! directory and Git mirrors). Runs when `PAVED_TEST_DATABASE_URL` names a PostgreSQL
 //! server (`.ci/run` sets it); otherwise it says it was skipped.
 
+/// `false`: this binary's harnesses use SQLite; tests/postgres_suite.rs includes this file
+/// again with `true`.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
 mod common;
 
 use common::{manifest, Harness, SECRET};

@@ -2,6 +2,11 @@
 //! deliveries, is killed (SIGKILL) while it is still working on them, and a new process
 //! on the same data directory finishes every one of them exactly once.
 
+/// `false`: this binary's harnesses use SQLite; tests/postgres_suite.rs includes this file
+/// again with `true`.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
 mod common;
 
 use common::{manifest, Harness, DEADLINE, SECRET};
@@ -30,6 +35,8 @@ fn spawn_paved(h: &Harness, port: u16, api_url: &str) -> Paved {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
         .env("PAVED_DATA_DIR", h.data_dir())
+        .env("PAVED_DATABASE_URL", h.config().database_url)
+        .env("PAVED_LEASE", "2s")
         .env("PAVED_WEBHOOK_SECRET", SECRET)
         .env("PAVED_GITHUB_API_URL", api_url)
         .env("PAVED_GITHUB_TOKEN", "test-token")

@@ -26,6 +26,65 @@ pub fn manifest(name: &str, size: &str) -> String {
     testkit::manifest(name, "payments", size)
 }
 
+/// The PostgreSQL server the PostgreSQL suite uses (`PAVED_TEST_DATABASE_URL`).
+pub fn postgres_server() -> Option<String> {
+    std::env::var("PAVED_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A database made for one test on the PostgreSQL server, dropped with the harness.
+pub struct TestDatabase {
+    pub server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(server: &str) -> TestDatabase {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .expect("connect to PAVED_TEST_DATABASE_URL");
+        let name = format!("paved_test_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        let mut url = url::Url::parse(server).expect("PAVED_TEST_DATABASE_URL");
+        url.set_path(&format!("/{name}"));
+        TestDatabase {
+            server: server.to_string(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Dropped from async tests: do the blocking work on a thread of its own.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct Harness {
     pub tmp: tempfile::TempDir,
     pub github: EmulatorHandle,
@@ -37,6 +96,8 @@ pub struct Harness {
     pub external_url: Option<String>,
     pub client: reqwest::Client,
     next_delivery: std::sync::atomic::AtomicU64,
+    /// The PostgreSQL database of this test, in the PostgreSQL suite.
+    pub database: Option<TestDatabase>,
 }
 
 impl Harness {
@@ -67,6 +128,21 @@ impl Harness {
         let base = remote
             .commit("refs/heads/main", None, &files, "initial")
             .expect("commit");
+        // The PostgreSQL suite (tests/postgres_suite.rs) runs these same tests with a
+        // database of their own on the PostgreSQL server.
+        let database = if crate::POSTGRES_SUITE {
+            match postgres_server() {
+                Some(server) => Some(TestDatabase::create(&server).await),
+                None => {
+                    eprintln!(
+                        "PostgreSQL suite SKIPPED: PAVED_TEST_DATABASE_URL is not set, so this test ran on SQLite"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Harness {
             tmp,
             github,
@@ -77,6 +153,7 @@ impl Harness {
             external_url: None,
             client: reqwest::Client::new(),
             next_delivery: std::sync::atomic::AtomicU64::new(1),
+            database,
         }
     }
 
@@ -88,10 +165,13 @@ impl Harness {
         Config {
             listen: "127.0.0.1:0".into(),
             data_dir: self.data_dir(),
-            database_url: format!(
-                "sqlite://{}",
-                self.data_dir().join("paved.sqlite").display()
-            ),
+            database_url: match &self.database {
+                Some(db) => db.url.clone(),
+                None => format!(
+                    "sqlite://{}",
+                    self.data_dir().join("paved.sqlite").display()
+                ),
+            },
             public_url: Some("http://paved.test".into()),
             workers: 4,
             webhook_secrets: vec![Secret::new(SECRET)],
@@ -100,7 +180,9 @@ impl Harness {
             clone_url_template: Some(self.remote.clone_url_template()),
             runner: Default::default(),
             push_grace: std::time::Duration::from_secs(600),
-            lease: std::time::Duration::from_secs(60),
+            // Short, so that on PostgreSQL work left by a killed process is taken over
+            // within a test's deadline.
+            lease: std::time::Duration::from_secs(2),
         }
     }
 
