@@ -114,9 +114,9 @@ async fn spawn_replica_with(
     (Paved(child), url)
 }
 
-/// 300 signed deliveries (200 pull requests opened, and 100 redeliveries of them) sent
-/// alternately to two replicas: each is processed exactly once, so each check is posted
-/// pending once and decided once per head.
+/// 300 signed deliveries (190 pull requests opened, 10 merges, and 100 redeliveries of
+/// them) sent alternately to two replicas: each is processed exactly once, so each check
+/// is posted pending once and decided once per head, and each merge's operation runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_process_each_delivery_once() {
     let Some(server) = server_url() else {
@@ -126,12 +126,46 @@ async fn two_replicas_process_each_delivery_once() {
         return;
     };
     let database = fresh_database(&server).await;
-    let mut h = Harness::prepare(&[]).await;
-    let (a, url_a) = spawn_replica(&h, "replica-a", &database).await;
-    let (b, url_b) = spawn_replica(&h, "replica-b", &database).await;
+    // The recorder definition, and room in the team's quota for every environment here.
+    let mut files = common::recorder::governance_files();
+    files[0].1 = files[0].1.as_ref().map(|b| {
+        String::from_utf8_lossy(b)
+            .replace("environments: 5", "environments: 500")
+            .into_bytes()
+    });
+    let mut h = Harness::prepare(&files).await;
+    let records = h.tmp.path().join("records");
+    std::fs::create_dir_all(&records).expect("records");
+    let env = [
+        ("RECORD_DIR", records.display().to_string()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+    ];
+    let (a, url_a) = spawn_replica_with(&h, "replica-a", &database, &env).await;
+    let (b, url_b) = spawn_replica_with(&h, "replica-b", &database, &env).await;
     let urls = [url_a, url_b];
 
-    let prs: Vec<_> = (0..200u64)
+    // Ten merged PRs, each adding one recorder environment.
+    let mut merges = Vec::new();
+    for i in 0..10u64 {
+        let pr = h.push_pr(
+            900 + i,
+            None,
+            &common::recorder::add(&format!("merged-{i}"), "ok"),
+        );
+        h.github.set_pull_reviews(
+            common::REPO,
+            pr.number,
+            vec![
+                serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                    "commit_id": pr.head_sha.as_str()}),
+            ],
+        );
+        let merge = h.remote.merge_pull(&pr).expect("merge");
+        let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+        merges.push((merge, body));
+    }
+
+    let prs: Vec<_> = (0..190u64)
         .map(|i| {
             let name = format!("rep-{i:03}");
             h.push_pr(
@@ -144,9 +178,18 @@ async fn two_replicas_process_each_delivery_once() {
             )
         })
         .collect();
+    let mut bodies: Vec<Vec<u8>> = prs
+        .iter()
+        .map(|pr| paved::testkit::pull_request_payload(pr).expect("payload"))
+        .collect();
+    // The merges go in among the other deliveries.
+    for (k, (_, body)) in merges.iter().enumerate() {
+        bodies.insert(k * 19 + 7, body.clone());
+    }
+    assert_eq!(bodies.len(), 200);
     let mut ids = Vec::new();
-    for (i, pr) in prs.iter().enumerate() {
-        let body = paved::testkit::pull_request_payload(pr).expect("payload");
+    for (i, body) in bodies.iter().enumerate() {
+        let body = body.clone();
         let id = h.delivery_id();
         h.external_url = Some(urls[i % 2].clone());
         let first = h.send("pull_request", &id, &body).await;
@@ -211,6 +254,19 @@ async fn two_replicas_process_each_delivery_once() {
             "one comment on #{}",
             pr.number
         );
+    }
+    // Each merge's operation ran once: one recorded run, one deployment, each.
+    let runs = std::fs::read_dir(&records)
+        .expect("records")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".env"))
+        .count();
+    assert_eq!(runs, 10, "one run per merged environment");
+    let deployments = h.github.deployments(common::REPO);
+    assert_eq!(deployments.len(), 10, "one deployment per environment");
+    for (merge, _) in &merges {
+        let s = &h.github.latest_statuses(common::REPO, merge.as_str())["paved/provision"];
+        assert_eq!(s.state, "success", "{s:?}");
     }
     h.assert_no_rejections();
     drop((a, b));
