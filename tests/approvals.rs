@@ -6,69 +6,11 @@ use paved::checks::{
     CheckKind, Governance, PrContext, Report, Review, ReviewState, Verdict,
 };
 use paved::diag::Diagnostic;
-use paved::tree::DirTree;
-use std::path::{Path, PathBuf};
 
 const NEW: &str = "environments/payments/orders-db.yaml";
 const EXISTING: &str = "environments/payments/checkout-preview.yaml";
 const HEAD: &str = "1111111111111111111111111111111111111111";
 const OLDER: &str = "2222222222222222222222222222222222222222";
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A copy of the examples repository in a temp dir.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&examples(), dir.path());
-        Repo { dir }
-    }
-
-    fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, content).expect("write");
-        self
-    }
-
-    fn remove(&self, rel: &str) -> &Self {
-        std::fs::remove_file(self.dir.path().join(rel)).expect("remove");
-        self
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).expect("read")
-    }
-
-    fn tree(&self) -> DirTree {
-        DirTree::new(self.dir.path())
-    }
-
-    /// Edit `.paved/platform.yaml`.
-    fn platform(&self, edit: impl FnOnce(String) -> String) -> &Self {
-        let text = edit(self.read(".paved/platform.yaml"));
-        self.write(".paved/platform.yaml", text)
-    }
-}
 
 fn manifest(name: &str, env_type: &str) -> String {
     paved::testkit::manifest(name, "payments", "small")
@@ -124,6 +66,9 @@ fn errors(report: &Report, check: CheckKind) -> Vec<Diagnostic> {
 }
 
 use ReviewState::{Approved, ChangesRequested, Commented, Dismissed};
+
+mod trees;
+use trees::Repo;
 
 #[test]
 fn a_prod_manifest_needs_two_platform_approvals_on_the_head() {
@@ -327,7 +272,7 @@ fn dev_environments_get_no_approval_check_unless_the_workflow_lists_it() {
 fn paved_check_reports_approvals_as_a_warning() {
     let repo = Repo::new();
     repo.write(NEW, manifest("orders-db", "prod"));
-    let report = check_local(repo.dir.path());
+    let report = check_local(repo.path());
     let c = context(&report, CheckKind::Approval);
     assert_eq!(c.verdict, Verdict::Pass, "{}", checks::render_text(&report));
     let env = report

@@ -6,64 +6,12 @@ use paved::checks::{
 };
 use paved::diag::Diagnostic;
 use paved::tree::DirTree;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod trees;
+use trees::{examples, Repo};
+
 const NEW: &str = "environments/payments/orders-preview.yaml";
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A copy of the examples repository in a temp dir.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&examples(), dir.path());
-        Repo { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, content).expect("write");
-        self
-    }
-
-    fn remove(&self, rel: &str) -> &Self {
-        std::fs::remove_file(self.dir.path().join(rel)).expect("remove");
-        self
-    }
-
-    fn tree(&self) -> DirTree {
-        DirTree::new(self.dir.path())
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).expect("read")
-    }
-}
 
 fn manifest(name: &str, size: &str) -> String {
     paved::testkit::manifest(name, "payments", size)

@@ -6,58 +6,14 @@ use paved::checks::{
     self, check_local, evaluate_governance, Governance, GovernanceOutcome, PrContext, Report,
     Review, ReviewState, Verdict, GOVERNANCE_CONTEXT, WHAT_IF_MAX,
 };
-use paved::tree::DirTree;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+mod trees;
+use trees::{examples, Repo};
 
 const HEAD: &str = "1111111111111111111111111111111111111111";
 const OLD: &str = "0000000000000000000000000000000000000000";
 const CLOSED_POLICY: &str = ".paved/policies/closed.rego";
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A copy of the examples repository in a temp dir.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&examples(), dir.path());
-        Repo { dir }
-    }
-
-    fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, content).expect("write");
-        self
-    }
-
-    fn tree(&self) -> DirTree {
-        DirTree::new(self.dir.path())
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).expect("read")
-    }
-}
 
 fn manifest(name: &str, size: &str, cost_center: &str) -> String {
     paved::testkit::manifest(name, "payments", size).replace("cc-1234", cost_center)

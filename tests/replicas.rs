@@ -60,10 +60,6 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-async fn spawn_replica(h: &Harness, name: &str, database: &str) -> (Paved, String) {
-    spawn_replica_with(h, name, database, &[]).await
-}
-
 async fn spawn_replica_with(
     h: &Harness,
     name: &str,
