@@ -3,7 +3,11 @@
 //!
 //! (a) a bare axum handler that verifies `X-Hub-Signature-256` and stores nothing;
 //! (b) Paved's intake router with a `SqliteStore` on a temporary file (fsync'd commits);
-//! (c) as (b), with a worker claiming and finishing deliveries at the same time.
+//! (c) as (b), with a worker claiming and finishing deliveries at the same time;
+//! (d) and (e): as (b) and (c) with a `PgStore` on a fresh PostgreSQL database, when
+//! `PAVED_TEST_DATABASE_URL` names a server (e.g. `postgres://postgres@127.0.0.1:5432/test`;
+//! the bench creates `paved_bench_<hex>` there and drops it at the end). Without it the
+//! PostgreSQL part is skipped, and the output says so.
 //!
 //! Each is driven over loopback HTTP/1.1 by a load generator on its own runtime:
 //! closed loop (64 connections, as fast as they are answered) for throughput, and open
@@ -21,6 +25,7 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use paved::intake::{self, sign, verify, IntakeState, WebhookSecret, SIGNATURE_HEADER};
+use paved::store::postgres::PgStore;
 use paved::store::sqlite::SqliteStore;
 use paved::store::{Outcome, Store};
 use std::net::SocketAddr;
@@ -207,6 +212,125 @@ fn measure(
     })
 }
 
+/// A worker claiming and finishing deliveries on `store` until `stop`; counts them.
+fn spawn_worker(
+    server: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    stop: Arc<AtomicBool>,
+    processed: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    server.spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            match store.claim_delivery().await {
+                Ok(Some(d)) => {
+                    let _ = store.finish_delivery(&d.id, Outcome::Done).await;
+                    processed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+}
+
+/// The PostgreSQL server to bench against, from `PAVED_TEST_DATABASE_URL`.
+fn pg_server_url() -> Option<String> {
+    std::env::var("PAVED_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Creates `paved_bench_<hex>` on `server`; returns (its name, its URL).
+async fn create_bench_database(
+    server: &str,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    let name = format!("paved_bench_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    let mut url = url::Url::parse(server)?;
+    url.set_path(&format!("/{name}"));
+    Ok((name, url.to_string()))
+}
+
+/// Drops the bench database (its store must be closed first; FORCE ends stragglers).
+async fn drop_bench_database(server: &str, name: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// What the PostgreSQL phases measured.
+struct PgRun {
+    paved: Figures,
+    mixed: Figures,
+    stored: u64,
+    accepted: u64,
+    processed: u64,
+    db_bytes: i64,
+}
+
+/// (d) and (e): Paved's intake on a `PgStore` at `url`, then with a worker draining it.
+fn bench_postgres(
+    server: &tokio::runtime::Runtime,
+    load: &tokio::runtime::Runtime,
+    url: &str,
+    body: &Bytes,
+    signature: &str,
+    secrets: &[WebhookSecret],
+    secs: f64,
+) -> Result<PgRun, Box<dyn std::error::Error>> {
+    let pg = server.block_on(PgStore::open(url))?;
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    let state = IntakeState::new(
+        store.clone(),
+        secrets.to_vec(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let addr = server.block_on(serve(intake::router(state.clone())))?;
+    let target = Arc::new(Target {
+        addr,
+        body: body.clone(),
+        signature: signature.to_owned(),
+    });
+    let paved = measure(load, target.clone(), secs, &|_| {});
+    let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
+    let accepted = state.metrics.accepted.load(Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let processed = Arc::new(AtomicU64::new(0));
+    let worker = spawn_worker(server, store.clone(), stop.clone(), processed.clone());
+    let mixed = measure(load, target, secs, &|_| {});
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.block_on(worker);
+    let db_bytes = server
+        .block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&mut conn)
+                .await?;
+            let _ = conn.close().await;
+            Ok::<_, sqlx::Error>(size)
+        })
+        .unwrap_or(0);
+    server.block_on(pg.close());
+    Ok(PgRun {
+        paved,
+        mixed,
+        stored,
+        accepted,
+        processed: processed.load(Ordering::Relaxed),
+        db_bytes,
+    })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs: f64 = std::env::var("PAVED_BENCH_SECS")
         .ok()
@@ -285,21 +409,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (c) the same, with a worker draining the queue concurrently.
     let stop = Arc::new(AtomicBool::new(false));
     let processed = Arc::new(AtomicU64::new(0));
-    let worker = {
-        let (store, stop, processed) = (store.clone(), stop.clone(), processed.clone());
-        server.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match store.claim_delivery().await {
-                    Ok(Some(d)) => {
-                        let _ = store.finish_delivery(&d.id, Outcome::Done).await;
-                        processed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        })
-    };
+    let worker = spawn_worker(&server, store.clone(), stop.clone(), processed.clone());
     let mixed = measure(&load, target, secs, &probe);
     stop.store(true, Ordering::Relaxed);
     let _ = server.block_on(worker);
@@ -309,16 +419,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     server.block_on(store.close());
 
+    // (d), (e) Paved's intake with PostgreSQL, on a database made for this run.
+    let postgres: Result<PgRun, String> = match pg_server_url() {
+        None => Err("skipped: PAVED_TEST_DATABASE_URL is not set (set it to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test, to measure (d) and (e))".into()),
+        Some(server_url) => match server.block_on(create_bench_database(&server_url)) {
+            Err(e) => Err(format!("failed: cannot create a bench database on {}: {e}", paved::service::redact_url(&server_url))),
+            Ok((name, url)) => {
+                let run = bench_postgres(&server, &load, &url, &body, &signature, &secrets, secs)
+                    .map_err(|e| format!("failed: {e}"));
+                if let Err(e) = server.block_on(drop_bench_database(&server_url, &name)) {
+                    eprintln!("warning: could not drop database {name}: {e}");
+                }
+                run
+            }
+        },
+    };
+
     println!();
     println!(
         "{:<44} {:>12} {:>9} {:>9} {:>9} {:>7} {:>7}",
         "", "closed req/s", "p50 ms", "p99 ms", "max ms", "open n", "errors"
     );
-    for (name, f) in [
+    let mut rows = vec![
         ("(a) bare handler, signature only", bare),
         ("(b) Paved intake + SQLite (fsync)", paved),
         ("(c) as (b), worker claiming concurrently", mixed),
-    ] {
+    ];
+    if let Ok(pg) = &postgres {
+        rows.push(("(d) Paved intake + PostgreSQL", pg.paved));
+        rows.push(("(e) as (d), worker claiming concurrently", pg.mixed));
+    }
+    for (name, f) in rows {
         println!(
             "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>7}",
             name,
@@ -346,5 +477,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db_bytes as f64 / 1e6,
         wal_bytes as f64 / 1e6
     );
-    Ok(())
+    match &postgres {
+        Ok(pg) => {
+            println!(
+                "(d) stored {} deliveries for {} acknowledged; (e) worker processed {}; database {:.1} MB",
+                pg.stored,
+                pg.accepted,
+                pg.processed,
+                pg.db_bytes as f64 / 1e6
+            );
+            println!();
+            println!(
+                "{:<44} {:>12} {:>9} {:>9}",
+                "per store (intake only)", "closed req/s", "p50 ms", "p99 ms"
+            );
+            for (name, f) in [("SQLite (b)", paved), ("PostgreSQL (d)", pg.paved)] {
+                println!(
+                    "{:<44} {:>12.0} {:>9.2} {:>9.2}",
+                    name, f.closed_rps, f.p50_ms, f.p99_ms
+                );
+            }
+            println!(
+                "PostgreSQL/SQLite: throughput {:.2}, p99 {:.2} (with a worker, (e)/(c): throughput {:.2}, p99 {:.2})",
+                pg.paved.closed_rps / paved.closed_rps,
+                pg.paved.p99_ms / paved.p99_ms,
+                pg.mixed.closed_rps / mixed.closed_rps,
+                pg.mixed.p99_ms / mixed.p99_ms
+            );
+            Ok(())
+        }
+        Err(why) => {
+            println!("PostgreSQL (d), (e): {why}");
+            if why.starts_with("failed") {
+                Err(why.clone().into())
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
