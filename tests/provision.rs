@@ -936,3 +936,94 @@ spec:
     );
     assert_eq!(notes[0].approvers, ["admin1"]);
 }
+
+/// "Rebase and merge" of a PR of two commits: the merge commit's first parent is the PR's
+/// own first commit, replayed. Governance is still read at the default branch as it was
+/// before the PR, so a PR whose first commit removes a policy cannot use that to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebase_merge_is_judged_by_the_default_branch_before_the_pr() {
+    let e = Env::start().await;
+    let policy_path = ".paved/policies/no_forbidden_notes.rego";
+    let policy = "package main
+
+deny contains msg if {
+    input.spec.parameters.note == \"forbidden\"
+    msg := \"the note forbidden is not allowed\"
+}
+";
+    let before =
+        e.h.remote
+            .commit(
+                "refs/heads/main",
+                Some(&e.h.remote.tip("refs/heads/main").expect("main")),
+                &[(policy_path.into(), Some(policy.as_bytes().to_vec()))],
+                "add a policy",
+            )
+            .expect("policy");
+    let relax: Vec<FileChange> = vec![(policy_path.into(), None)];
+    let manifest: Vec<FileChange> = vec![(
+        path_of("rebased-preview"),
+        Some(recorder_manifest("rebased-preview", "dev", "ok", "forbidden").into_bytes()),
+    )];
+    // The PR: commit 1 removes the policy, commit 2 adds a manifest it would deny.
+    let mut pr = e.open(&relax);
+    let head =
+        e.h.remote
+            .commit(
+                &format!("refs/heads/{}", pr.head_ref),
+                Some(&pr.head_sha),
+                &manifest,
+                "add an environment",
+            )
+            .expect("second commit");
+    e.h.remote.publish_pull(pr.number, &head).expect("publish");
+    pr.head_sha = head;
+    e.h.github.set_pull(
+        &e.repo(),
+        pr.number,
+        testkit::pull_json(&pr).expect("pull json"),
+    );
+    e.h.github.set_pull_reviews(
+        &e.repo(),
+        pr.number,
+        vec![
+            serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                "commit_id": pr.head_sha.as_str()}),
+        ],
+    );
+    // Rebase and merge: both commits replayed on main, no merge commit.
+    let replayed =
+        e.h.remote
+            .commit(
+                "refs/heads/main",
+                Some(&before),
+                &relax,
+                "remove the policy",
+            )
+            .expect("replay 1");
+    let merge =
+        e.h.remote
+            .commit(
+                "refs/heads/main",
+                Some(&replayed),
+                &manifest,
+                "add an environment",
+            )
+            .expect("replay 2");
+    e.send_merge(&pr, &merge).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure", "{status:?}");
+    assert!(e.runs().is_empty(), "provisioned under the PR's own rules");
+    let notes = e.notes(&merge);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].outcome, "refused");
+    assert_eq!(
+        notes[0].governance_commit.as_deref(),
+        Some(before.as_str()),
+        "governance read before the PR"
+    );
+    assert!(notes[0]
+        .checks
+        .iter()
+        .any(|c| c.context == "paved/policy" && c.verdict == "fail"));
+}

@@ -298,15 +298,17 @@ impl Worker {
                     pr.default_branch
                 )));
             }
-            let first_parent = mirror.first_parent(&merge_sha)?.ok_or_else(|| {
+            let parent = mirror.first_parent(&merge_sha)?.ok_or_else(|| {
                 WorkError::Payload(format!("merge commit {merge_sha} has no parent"))
             })?;
             // The PR's own changes: from where it forked off the default branch to its head.
-            let fork = mirror.merge_base(&first_parent, &pr.head_sha)?;
+            let fork = mirror.merge_base(&parent, &pr.head_sha)?;
             let changes = crate::worker::environment_changes(&mirror, &fork, &pr.head_sha)?;
             if changes.is_empty() {
                 return Ok(None);
             }
+            // Where governance is read: the default branch just before the PR landed.
+            let first_parent = default_branch_before(&mirror, &merge_sha, &parent, &fork, &pr)?;
             let governance_changes =
                 crate::worker::governance_changes(&mirror, &fork, &pr.head_sha)?;
             let base = mirror.tree_at(&first_parent)?;
@@ -774,6 +776,50 @@ impl Worker {
             .update_operation(rec.id, OperationUpdate::Reported(reported::DEPLOYMENT))
             .await?;
         Ok(())
+    }
+}
+
+/// The default branch as it was just before the PR landed: the merge commit's first
+/// parent for a merge commit or a squash, but for "Rebase and merge" of a PR of k commits
+/// the first parent is the PR's own second-to-last commit, replayed — reading governance
+/// there would let the PR judge itself. So when the merge commit has one parent and the PR
+/// k > 1 commits, and the k single-parent commits before the merge commit change exactly
+/// what the PR changes under `environments/`, `.paved/` and `catalog/`, the commit before
+/// them is the one. (If the guess is wrong it lands on an older commit of the default
+/// branch: never on one of the PR's.)
+fn default_branch_before(
+    mirror: &Mirror,
+    merge_sha: &CommitSha,
+    first_parent: &CommitSha,
+    fork: &CommitSha,
+    pr: &PrInfo,
+) -> Result<CommitSha, WorkError> {
+    if mirror.nth_single_parent(merge_sha, 1)?.is_none() {
+        return Ok(first_parent.clone()); // a merge commit
+    }
+    let k = mirror.count_between(fork, &pr.head_sha)?;
+    if k <= 1 {
+        return Ok(first_parent.clone()); // a squash, or a one-commit rebase
+    }
+    let Some(before) = mirror.nth_single_parent(merge_sha, k)? else {
+        return Ok(first_parent.clone());
+    };
+    if !mirror.is_ancestor_or_same(fork, &before)? {
+        return Ok(first_parent.clone());
+    }
+    let changed = |from: &CommitSha, to: &CommitSha| -> Result<Vec<String>, WorkError> {
+        let mut paths: Vec<String> = crate::worker::environment_changes(mirror, from, to)?
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        paths.extend(crate::worker::governance_changes(mirror, from, to)?);
+        paths.sort();
+        Ok(paths)
+    };
+    if changed(&before, merge_sha)? == changed(fork, &pr.head_sha)? {
+        Ok(before)
+    } else {
+        Ok(first_parent.clone())
     }
 }
 
