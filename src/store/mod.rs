@@ -3,6 +3,7 @@
 //! same trait, so nothing above this module knows which one it talks to.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};

@@ -31,15 +31,19 @@
 //!   expired ones and interrupts only operations whose environment lock ran out or is
 //!   gone, never what a live replica is running.
 
+use super::rows::{
+    environment_from_row, format_ms, invalid, operation_from_row, parse_state, to_i64, to_json,
+    to_u64, ENV_COLUMNS, OP_COLUMNS,
+};
 use super::sqlite::{compress_body, decompress_body, BLOCKING_CODEC_BYTES};
 use super::{
-    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord,
-    EnvironmentUpdate, NewDelivery, NewOperation, NewRun, OpKind, OpState, OperationRecord,
-    OperationUpdate, Outcome, ProvisionStore, RunRecord, Store, StoreError,
+    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvironmentRecord, EnvironmentUpdate,
+    NewDelivery, NewOperation, NewRun, OpState, OperationRecord, OperationUpdate, Outcome,
+    ProvisionStore, RunRecord, Store, StoreError,
 };
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -205,30 +209,6 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is out of range")))
-}
-
-fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
-}
-
-fn format_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn parse_state(s: &str) -> Result<DeliveryState, StoreError> {
-    Ok(match s {
-        "pending" => DeliveryState::Pending,
-        "running" => DeliveryState::Running,
-        "done" => DeliveryState::Done,
-        "failed" => DeliveryState::Failed,
-        other => return Err(StoreError::Corrupt(format!("delivery state {other:?}"))),
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -537,114 +517,6 @@ impl Store for PgStore {
 // ---------------------------------------------------------------------------------------
 // Provisioning: environments, operations, locks, merges
 // ---------------------------------------------------------------------------------------
-
-/// The columns [`operation_from_row`] reads, in `SELECT` order.
-const OP_COLUMNS: &str = "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, \
-     owner, env_type, definition, manifest_path, parameters, requester, merger, approvers, \
-     governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, log, \
-     outputs, reported, created_at";
-
-/// The columns [`environment_from_row`] reads (not `storage`: it can be large).
-const ENV_COLUMNS: &str = "repo, name, team, owner, env_type, definition, state, parameters, \
-     outputs, last_operation, updated_at";
-
-/// What the store was asked to do cannot be done (there is no better-fitting variant).
-fn invalid(msg: String) -> StoreError {
-    StoreError::Corrupt(msg)
-}
-
-fn to_json(v: &impl serde::Serialize, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn op_state(s: &str) -> Result<OpState, StoreError> {
-    OpState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("operation state {s:?}")))
-}
-
-fn operation_from_row(r: &PgRow) -> Result<OperationRecord, StoreError> {
-    let id: i64 = r.try_get("id")?;
-    let what = |field: &str| format!("operation {id} {field}");
-    let kind: String = r.try_get("kind")?;
-    let state = op_state(r.try_get::<&str, _>("state")?)?;
-    let error: Option<String> = r.try_get("error")?;
-    let attempt: i64 = r.try_get("attempt")?;
-    let deployment_id: Option<i64> = r.try_get("deployment_id")?;
-    let reported: i64 = r.try_get("reported")?;
-    let started_at: Option<i64> = r.try_get("started_at")?;
-    let finished_at: Option<i64> = r.try_get("finished_at")?;
-    // Only the current state and error are stored; what was planned follows from them
-    // (plan_operation accepts only `Planned`, or `Refused` with its reason).
-    let (planned_state, planned_error) = if state == OpState::Refused {
-        (OpState::Refused, error.clone())
-    } else {
-        (OpState::Planned, None)
-    };
-    Ok(OperationRecord {
-        id,
-        op: NewOperation {
-            repo: r.try_get("repo")?,
-            env_name: r.try_get("env_name")?,
-            kind: OpKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("{} {kind:?}", what("kind"))))?,
-            merge_sha: r.try_get("merge_sha")?,
-            pr: to_u64(r.try_get("pr")?, "pull request number")?,
-            attempt: u32::try_from(attempt)
-                .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
-            delivery_id: r.try_get("delivery_id")?,
-            team: r.try_get("team")?,
-            owner: r.try_get("owner")?,
-            env_type: r.try_get("env_type")?,
-            definition: r.try_get("definition")?,
-            manifest_path: r.try_get("manifest_path")?,
-            parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
-            requester: r.try_get("requester")?,
-            merger: r.try_get("merger")?,
-            approvers: from_json(r.try_get("approvers")?, &what("approvers"))?,
-            governance_sha: r.try_get("governance_sha")?,
-            checks: from_json(r.try_get("checks")?, &what("checks"))?,
-            state: planned_state,
-            error: planned_error,
-        },
-        state,
-        deployment_id: deployment_id
-            .map(|d| to_u64(d, "deployment id"))
-            .transpose()?,
-        pid: r.try_get("pid")?,
-        started_at: started_at.map(format_ms),
-        finished_at: finished_at.map(format_ms),
-        error,
-        log: r.try_get("log")?,
-        outputs: from_json(r.try_get("outputs")?, &what("outputs"))?,
-        reported: u32::try_from(reported)
-            .map_err(|_| StoreError::Corrupt(format!("{} {reported}", what("reported"))))?,
-        created_at: format_ms(r.try_get("created_at")?),
-    })
-}
-
-fn environment_from_row(r: &PgRow) -> Result<EnvironmentRecord, StoreError> {
-    let repo: String = r.try_get("repo")?;
-    let name: String = r.try_get("name")?;
-    let what = |field: &str| format!("environment {repo}/{name} {field}");
-    let state: String = r.try_get("state")?;
-    Ok(EnvironmentRecord {
-        team: r.try_get("team")?,
-        owner: r.try_get("owner")?,
-        env_type: r.try_get("env_type")?,
-        definition: r.try_get("definition")?,
-        state: EnvState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("{} {state:?}", what("state"))))?,
-        parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
-        outputs: from_json(r.try_get("outputs")?, &what("outputs"))?,
-        last_operation: r.try_get("last_operation")?,
-        updated_at: format_ms(r.try_get("updated_at")?),
-        repo,
-        name,
-    })
-}
 
 impl PgStore {
     /// Why `update_operation` changed nothing: the id is unknown, or its state forbids it.
