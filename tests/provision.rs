@@ -10,6 +10,7 @@ pub const POSTGRES_SUITE: bool = false;
 mod common;
 
 use common::recorder::{add, path_of, recorder_manifest, RECORDER_DEPLOY};
+use common::serve::{spawn_serve, wait_for_file, Paved};
 use common::{Harness, DEADLINE};
 use paved::ids::CommitSha;
 use paved::testkit::{self, FileChange, PullRequestSpec};
@@ -680,77 +681,18 @@ async fn two_merges_touching_one_environment_run_one_after_the_other() {
     assert!(first.1 <= second.0, "runs overlapped: {spans:?}");
 }
 
-/// Kills the child when dropped, so a failing assertion leaves no server running.
-struct Paved(std::process::Child);
-
-impl Drop for Paved {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// The real `paved serve` binary, configured through its environment.
+/// The real `paved serve` binary on this test's data directory, scripts recording to
+/// `RECORD_DIR`.
 async fn spawn_paved(e: &mut Env) -> Paved {
-    let port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PAVED_DATA_DIR", e.h.data_dir())
-        .env("PAVED_DATABASE_URL", e.h.config().database_url)
-        .env("PAVED_LEASE", "2s")
-        .env("PAVED_WEBHOOK_SECRET", common::SECRET)
-        .env("PAVED_GITHUB_API_URL", e.h.github.url())
-        .env("PAVED_GITHUB_TOKEN", "test-token")
-        .env(
-            "PAVED_GIT_CLONE_URL_TEMPLATE",
-            e.h.remote.clone_url_template(),
-        )
-        .env("PAVED_PUBLIC_URL", "http://paved.test")
-        .env("RECORD_DIR", &e.records)
-        .env("PAVED_RUNNER_PASS_ENV", "RECORD_DIR")
-        .current_dir(e.h.tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn paved");
-    let url = format!("http://127.0.0.1:{port}");
-    e.h.external_url = Some(url.clone());
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = e.h.client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(start.elapsed() < DEADLINE, "paved did not become ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Paved(child)
-}
-
-async fn wait_for_file(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let env = [
+        ("PAVED_LEASE", "2s".to_string()),
+        ("RECORD_DIR", e.records.display().to_string()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+    ];
+    let db = e.h.config().database_url;
+    let (paved, url) = spawn_serve(&e.h, &e.h.data_dir(), &db, &e.h.github.url(), &env).await;
+    e.h.external_url = Some(url);
+    paved
 }
 
 /// The documented action for a run interrupted by a crash: at the next start its orphaned

@@ -9,8 +9,8 @@ pub const POSTGRES_SUITE: bool = false;
 
 mod common;
 
-use common::{manifest, Harness, SECRET};
-use std::process::{Child, Command, Stdio};
+use common::serve::{spawn_serve, wait_for_file, Paved};
+use common::{manifest, Harness};
 use std::time::{Duration, Instant};
 
 fn server_url() -> Option<String> {
@@ -46,68 +46,21 @@ async fn fresh_database(server: &str) -> String {
     url.to_string()
 }
 
-struct Paved(Child);
-
-impl Drop for Paved {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
+/// A replica on its own data directory, `<tmp>/<name>` (its log: `<tmp>/<name>.log`).
 async fn spawn_replica_with(
     h: &Harness,
     name: &str,
     database: &str,
     extra_env: &[(&str, String)],
 ) -> (Paved, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_paved"))
-        .arg("serve")
-        .env_clear()
-        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PAVED_DATA_DIR", h.tmp.path().join(name))
-        .env("PAVED_DATABASE_URL", database)
-        .env("PAVED_WEBHOOK_SECRET", SECRET)
-        .env("PAVED_GITHUB_API_URL", h.github.url())
-        .env("PAVED_GITHUB_TOKEN", "test-token")
-        .env(
-            "PAVED_GIT_CLONE_URL_TEMPLATE",
-            h.remote.clone_url_template(),
-        )
-        .env("PAVED_PUBLIC_URL", "http://paved.test")
-        .current_dir(h.tmp.path())
-        .env("PAVED_LOG", "paved=debug")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(h.tmp.path().join(format!("{name}.log")))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .spawn()
-        .expect("spawn paved");
-    let url = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = h.client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < common::DEADLINE,
-            "replica {name} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    (Paved(child), url)
+    spawn_serve(
+        h,
+        &h.tmp.path().join(name),
+        database,
+        &h.github.url(),
+        extra_env,
+    )
+    .await
 }
 
 /// 300 signed deliveries (190 pull requests opened, 10 merges, and 100 redeliveries of
@@ -267,23 +220,6 @@ async fn two_replicas_process_each_delivery_once() {
     h.assert_no_rejections();
     drop((a, b));
     drop_database(&server, &database).await;
-}
-
-async fn wait_for_file(path: &std::path::Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < common::DEADLINE,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The parent process id of `pid`, from /proc.

@@ -9,65 +9,8 @@ pub const POSTGRES_SUITE: bool = false;
 
 mod common;
 
-use common::{manifest, Harness, DEADLINE, SECRET};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Kills the child when dropped, so a failing assertion leaves no server running.
-struct Paved(Child);
-
-impl Drop for Paved {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_paved(h: &Harness, port: u16, api_url: &str) -> Paved {
-    let child = Command::new(env!("CARGO_BIN_EXE_paved"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PAVED_DATA_DIR", h.data_dir())
-        .env("PAVED_DATABASE_URL", h.config().database_url)
-        .env("PAVED_LEASE", "2s")
-        .env("PAVED_WEBHOOK_SECRET", SECRET)
-        .env("PAVED_GITHUB_API_URL", api_url)
-        .env("PAVED_GITHUB_TOKEN", "test-token")
-        .env(
-            "PAVED_GIT_CLONE_URL_TEMPLATE",
-            h.remote.clone_url_template(),
-        )
-        .env("PAVED_PUBLIC_URL", "http://paved.test")
-        .current_dir(h.tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn paved");
-    Paved(child)
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "paved did not become ready at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::serve::{free_port, spawn_serve};
+use common::{manifest, Harness, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
@@ -89,11 +32,10 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
     // First process: GitHub is unreachable, so it accepts the deliveries and is still
     // retrying them when it is killed.
     let dead_api = format!("http://127.0.0.1:{}", free_port());
-    let port = free_port();
-    let mut first = spawn_paved(&h, port, &dead_api);
-    let url = format!("http://127.0.0.1:{port}");
-    h.external_url = Some(url.clone());
-    wait_ready(&h.client, &url).await;
+    let db = h.config().database_url;
+    let lease = [("PAVED_LEASE", "2s".to_string())];
+    let (mut first, url) = spawn_serve(&h, &h.data_dir(), &db, &dead_api, &lease).await;
+    h.external_url = Some(url);
     let mut ids = Vec::new();
     for pr in &prs {
         ids.push(h.send_pr(pr).await);
@@ -105,11 +47,8 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
     first.0.wait().expect("reap");
 
     // Second process on the same data directory, with GitHub back.
-    let port = free_port();
-    let _second = spawn_paved(&h, port, &h.github.url());
-    let url = format!("http://127.0.0.1:{port}");
-    h.external_url = Some(url.clone());
-    wait_ready(&h.client, &url).await;
+    let (_second, url) = spawn_serve(&h, &h.data_dir(), &db, &h.github.url(), &lease).await;
+    h.external_url = Some(url);
     for id in &ids {
         let d = h.wait_delivery(id).await;
         assert_eq!(d["state"], "done", "{d}");

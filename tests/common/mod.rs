@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod recorder;
+pub mod serve;
 
 use paved::config::{Config, GithubAuth, Secret};
 use paved::forge::emulator::{Emulator, EmulatorHandle, Status};
