@@ -32,8 +32,8 @@
 //!   gone, never what a live replica is running.
 
 use super::rows::{
-    environment_from_row, format_ms, invalid, operation_from_row, parse_state, to_i64, to_json,
-    to_u64, ENV_COLUMNS, OP_COLUMNS,
+    counts_by_state, delivery_from_row, environment_from_row, invalid, operation_from_row,
+    run_from_row, to_i64, to_json, to_u64, ENV_COLUMNS, OP_COLUMNS,
 };
 use super::sqlite::{compress_body, decompress_body, BLOCKING_CODEC_BYTES};
 use super::{
@@ -401,19 +401,7 @@ impl Store for PgStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let state: String = r.try_get("state")?;
-        let attempts: i64 = r.try_get("attempts")?;
-        Ok(Some(DeliveryRecord {
-            id: r.try_get("id")?,
-            event: r.try_get("event")?,
-            action: r.try_get("action")?,
-            queue_key: r.try_get("queue_key")?,
-            state: parse_state(&state)?,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            last_error: r.try_get("last_error")?,
-            received_at: format_ms(r.try_get("received_at")?),
-        }))
+        row.as_ref().map(delivery_from_row).transpose()
     }
 
     async fn delivery_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -421,19 +409,7 @@ impl Store for PgStore {
             sqlx::query_as("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out: BTreeMap<String, u64> = [
-            DeliveryState::Pending,
-            DeliveryState::Running,
-            DeliveryState::Done,
-            DeliveryState::Failed,
-        ]
-        .into_iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-        for (state, n) in rows {
-            out.insert(state, to_u64(n, "count")?);
-        }
-        Ok(out)
+        counts_by_state(rows)
     }
 
     async fn pr_comment(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<u64>, StoreError> {
@@ -490,19 +466,7 @@ impl Store for PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let report: String = r.try_get("report")?;
-        Ok(Some(RunRecord {
-            id: r.try_get("id")?,
-            repo: r.try_get("repo")?,
-            pr: to_u64(r.try_get("pr")?, "pull request number")?,
-            head_sha: r.try_get("head_sha")?,
-            base_sha: r.try_get("base_sha")?,
-            delivery_id: r.try_get("delivery_id")?,
-            report: serde_json::from_str(&report)
-                .map_err(|e| StoreError::Corrupt(format!("run {id} report: {e}")))?,
-            created_at: format_ms(r.try_get("created_at")?),
-        }))
+        row.as_ref().map(run_from_row).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -2,10 +2,11 @@
 //! the same columns (Unix-ms integers, JSON as text), so a record reads the same from either.
 
 use super::{
-    DeliveryState, EnvState, EnvironmentRecord, NewOperation, OpKind, OpState, OperationRecord,
-    StoreError,
+    DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord, NewOperation, OpKind, OpState,
+    OperationRecord, RunRecord, StoreError,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::collections::BTreeMap;
 
 pub(super) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is out of range")))
@@ -15,13 +16,13 @@ pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
 }
 
-pub(super) fn format_ms(ms: i64) -> String {
+fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub(super) fn parse_state(s: &str) -> Result<DeliveryState, StoreError> {
+fn parse_state(s: &str) -> Result<DeliveryState, StoreError> {
     Ok(match s {
         "pending" => DeliveryState::Pending,
         "running" => DeliveryState::Running,
@@ -156,4 +157,69 @@ where
         repo,
         name,
     })
+}
+
+/// A delivery as the API shows it (columns: id, event, action, queue_key, state, attempts,
+/// last_error, received_at).
+pub(super) fn delivery_from_row<'r, R>(r: &'r R) -> Result<DeliveryRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: String = r.try_get("state")?;
+    let attempts: i64 = r.try_get("attempts")?;
+    Ok(DeliveryRecord {
+        id: r.try_get("id")?,
+        event: r.try_get("event")?,
+        action: r.try_get("action")?,
+        queue_key: r.try_get("queue_key")?,
+        state: parse_state(&state)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        last_error: r.try_get("last_error")?,
+        received_at: format_ms(r.try_get("received_at")?),
+    })
+}
+
+/// A check run (columns: id, repo, pr, head_sha, base_sha, delivery_id, report, created_at).
+pub(super) fn run_from_row<'r, R>(r: &'r R) -> Result<RunRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: i64 = r.try_get("id")?;
+    let report: String = r.try_get("report")?;
+    Ok(RunRecord {
+        id,
+        repo: r.try_get("repo")?,
+        pr: to_u64(r.try_get("pr")?, "pull request number")?,
+        head_sha: r.try_get("head_sha")?,
+        base_sha: r.try_get("base_sha")?,
+        delivery_id: r.try_get("delivery_id")?,
+        report: serde_json::from_str(&report)
+            .map_err(|e| StoreError::Corrupt(format!("run {id} report: {e}")))?,
+        created_at: format_ms(r.try_get("created_at")?),
+    })
+}
+
+/// Deliveries per state, every state present (zero when there are none).
+pub(super) fn counts_by_state(
+    rows: Vec<(String, i64)>,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut out: BTreeMap<String, u64> = [
+        DeliveryState::Pending,
+        DeliveryState::Running,
+        DeliveryState::Done,
+        DeliveryState::Failed,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str().to_owned(), 0))
+    .collect();
+    for (state, n) in rows {
+        out.insert(state, to_u64(n, "count")?);
+    }
+    Ok(out)
 }
