@@ -488,22 +488,12 @@ impl Worker {
         self.store
             .update_operation(id, OperationUpdate::Started { pid: None })
             .await?;
+        let running = match op.kind {
+            OpKind::Deploy => EnvState::Provisioning,
+            OpKind::Delete => EnvState::Deleting,
+        };
         self.store
-            .upsert_environment(EnvironmentUpdate {
-                repo: op.repo.clone(),
-                name: op.env_name.clone(),
-                team: op.team.clone(),
-                owner: op.owner.clone(),
-                env_type: op.env_type.clone(),
-                definition: op.definition.clone(),
-                state: match op.kind {
-                    OpKind::Deploy => EnvState::Provisioning,
-                    OpKind::Delete => EnvState::Deleting,
-                },
-                parameters: None,
-                outputs: None,
-                last_operation: Some(id),
-            })
+            .upsert_environment(EnvironmentUpdate::of(op, running, id))
             .await?;
 
         // The definition folder at the merge commit (for a delete whose definition left the
@@ -651,26 +641,20 @@ impl Worker {
             )
             .await?;
         let succeeded = state == OpState::Succeeded;
+        let ended = match (op.kind, succeeded) {
+            (OpKind::Deploy, true) => EnvState::Ready,
+            (OpKind::Delete, true) => EnvState::Deleted,
+            (_, false) => EnvState::Failed,
+        };
         self.store
             .upsert_environment(EnvironmentUpdate {
-                repo: op.repo.clone(),
-                name: op.env_name.clone(),
-                team: op.team.clone(),
-                owner: op.owner.clone(),
-                env_type: op.env_type.clone(),
-                definition: op.definition.clone(),
-                state: match (op.kind, succeeded) {
-                    (OpKind::Deploy, true) => EnvState::Ready,
-                    (OpKind::Delete, true) => EnvState::Deleted,
-                    (_, false) => EnvState::Failed,
-                },
                 parameters: (op.kind == OpKind::Deploy && succeeded).then(|| op.parameters.clone()),
                 outputs: match (op.kind, succeeded) {
                     (OpKind::Deploy, true) => Some(outputs),
                     (OpKind::Delete, true) => Some(serde_json::json!({})),
                     _ => None,
                 },
-                last_operation: Some(id),
+                ..EnvironmentUpdate::of(op, ended, id)
             })
             .await?;
         Ok(())

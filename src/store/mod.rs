@@ -443,6 +443,25 @@ pub struct EnvironmentUpdate {
     pub last_operation: Option<i64>,
 }
 
+impl EnvironmentUpdate {
+    /// The inventory row of `op`'s environment in `state`, with `last_operation` set and
+    /// parameters and outputs kept as stored.
+    pub fn of(op: &NewOperation, state: EnvState, last_operation: i64) -> EnvironmentUpdate {
+        EnvironmentUpdate {
+            repo: op.repo.clone(),
+            name: op.env_name.clone(),
+            team: op.team.clone(),
+            owner: op.owner.clone(),
+            env_type: op.env_type.clone(),
+            definition: op.definition.clone(),
+            state,
+            parameters: None,
+            outputs: None,
+            last_operation: Some(last_operation),
+        }
+    }
+}
+
 #[async_trait]
 pub trait ProvisionStore: Send + Sync + 'static {
     /// Records an operation, or returns the id of the identical one recorded before.
