@@ -74,6 +74,9 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         runner: Default::default(),
         push_grace: std::time::Duration::from_secs(600),
         lease: std::time::Duration::from_secs(60),
+        repositories: paved::config::RepoFilter::only(["bench/environments"]),
+        checks: Default::default(),
+        intake: Default::default(),
     })
     .await?;
     let client = reqwest::Client::new();

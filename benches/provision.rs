@@ -159,6 +159,9 @@ impl Bench {
             },
             push_grace: Duration::from_secs(600),
             lease: std::time::Duration::from_secs(60),
+            repositories: paved::config::RepoFilter::only(["bench/environments"]),
+            checks: Default::default(),
+            intake: Default::default(),
         })
         .await?;
         Ok(Bench {

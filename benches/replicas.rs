@@ -136,6 +136,7 @@ impl Fixture {
             .env("PAVED_WEBHOOK_SECRET", SECRET)
             .env("PAVED_GITHUB_API_URL", self.github.url())
             .env("PAVED_GITHUB_TOKEN", "bench-token")
+            .env("PAVED_GITHUB_REPOSITORIES", "bench/environments")
             .env(
                 "PAVED_GIT_CLONE_URL_TEMPLATE",
                 self.remote.clone_url_template(),

@@ -293,6 +293,7 @@ fn bench_postgres(
         store.clone(),
         secrets.to_vec(),
         Arc::new(tokio::sync::Notify::new()),
+        paved::config::RepoFilter::any(),
     );
     let addr = server.block_on(serve(intake::router(state.clone())))?;
     let target = Arc::new(Target {
@@ -388,6 +389,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         secrets.clone(),
         Arc::new(tokio::sync::Notify::new()),
+        paved::config::RepoFilter::any(),
     );
     let addr = server.block_on(serve(intake::router(state.clone())))?;
     let target = Arc::new(Target {

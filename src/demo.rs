@@ -150,6 +150,9 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         },
         push_grace: std::time::Duration::from_secs(600),
         lease: std::time::Duration::from_secs(60),
+        repositories: crate::config::RepoFilter::only(["demo-org/environments"]),
+        checks: Default::default(),
+        intake: Default::default(),
     };
     let service = crate::service::start(config).await?;
     println!(

@@ -134,6 +134,10 @@ pub async fn start(mut config: Config) -> Result<Service> {
     if config.public_url.is_none() {
         config.public_url = Some(format!("http://{addr}"));
     }
+    config.validate()?;
+    for name in &config.runner.pass_env_missing {
+        tracing::warn!(variable = %name, "runner.pass_env names a variable that is not set; scripts will not get it");
+    }
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let secrets = webhook_secrets(&config)?;
@@ -152,7 +156,9 @@ pub async fn start(mut config: Config) -> Result<Service> {
             .map(|s| WebhookSecret::new(s.expose()))
             .collect(),
         wake.clone(),
-    );
+        config.repositories.clone(),
+    )
+    .with_limits(&config.intake);
     let app = crate::api::router(intake, store.clone());
     tracing::info!(%addr, database = %redact_url(&config.database_url), "Paved is listening");
 
@@ -164,12 +170,12 @@ pub async fn start(mut config: Config) -> Result<Service> {
     }
     let worker = Arc::new(Worker::new(config.clone(), store.clone(), forge, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
-    let stop_server = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop_server.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(crate::api::server::serve(
+        listener,
+        app,
+        config.intake.clone(),
+        stop.clone(),
+    ));
     Ok(Service {
         addr,
         store,
@@ -234,6 +240,9 @@ mod tests {
             runner: Default::default(),
             push_grace: std::time::Duration::from_secs(600),
             lease: std::time::Duration::from_secs(60),
+            repositories: crate::config::RepoFilter::any(),
+            checks: Default::default(),
+            intake: Default::default(),
         }
     }
 

@@ -356,7 +356,13 @@ impl Worker {
                 mirror.require_commit(&pr.head_sha)?;
                 mirror.require_commit(&pr.base_sha)?;
                 let fetched = started.elapsed();
-                let merge_base = mirror.merge_base(&pr.base_sha, &pr.head_sha)?;
+                let default_sha = mirror.resolve(&default_ref).ok_or_else(|| {
+                    WorkError::Internal(format!("{default_ref} missing after fetch"))
+                })?;
+                // Governance is the default branch's, where the PR forked off it: never a
+                // commit of the PR's own, and never another branch's (whose relaxed rules
+                // would post green statuses on the same head SHA).
+                let merge_base = mirror.merge_base(&default_sha, &pr.head_sha)?;
                 let changes = environment_changes(&mirror, &merge_base, &pr.head_sha)?;
                 let governance_changes = governance_changes(&mirror, &merge_base, &pr.head_sha)?;
                 if changes.is_empty() && governance_changes.is_empty() {
@@ -365,22 +371,19 @@ impl Worker {
                 let key = format!(
                     "{}:{}",
                     mirror
-                        .subtree_id(&pr.base_sha, ".paved")?
+                        .subtree_id(&merge_base, ".paved")?
                         .unwrap_or_default(),
                     mirror
-                        .subtree_id(&pr.base_sha, "catalog")?
+                        .subtree_id(&merge_base, "catalog")?
                         .unwrap_or_default()
                 );
                 let (governance, new_key) = match cache.get(&key) {
                     Some(g) => (g.clone(), None),
                     None => {
-                        let base = mirror.tree_at(&pr.base_sha)?;
+                        let base = mirror.tree_at(&merge_base)?;
                         (Arc::new(Governance::load(&base)), Some(key))
                     }
                 };
-                let default_sha = mirror.resolve(&default_ref).ok_or_else(|| {
-                    WorkError::Internal(format!("{default_ref} missing after fetch"))
-                })?;
                 let head = mirror.tree_at(&pr.head_sha)?;
                 let default_tree = mirror.tree_at(&default_sha)?;
                 let planned =
@@ -394,6 +397,7 @@ impl Worker {
                         governance_changes,
                         planned,
                         default_sha,
+                        governance_sha: merge_base,
                     },
                     new_key,
                 )))
@@ -420,6 +424,14 @@ impl Worker {
         pr: &PrInfo,
         delivery: &DeliveryId,
     ) -> Result<(), WorkError> {
+        if pr.base_ref != pr.default_branch {
+            // Only the default branch's verdicts may land on a commit: a PR into another
+            // branch, judged by that branch's rules, could otherwise turn the same head
+            // SHA green for a PR into the default branch.
+            tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
+                "pull request into a branch other than the default one: no paved/* statuses");
+            return Ok(());
+        }
         let gh = self.forge.client(pr.installation)?;
         let Some(prep) = self.prepare(pr).await? else {
             tracing::info!(repo = %pr.repo, pr = %pr.number, "no manifest touched; nothing to report");
@@ -453,6 +465,7 @@ impl Worker {
             head_sha: Some(pr.head_sha.to_string()),
         };
         let head_sha = pr.head_sha.clone();
+        let governance_sha = prep.governance_sha.clone();
         let report: Report = tokio::task::spawn_blocking(move || -> Result<Report, WorkError> {
             let mirror = Mirror::open_path(&prep.mirror_path)?;
             let head = mirror.tree_at(&head_sha)?;
@@ -504,7 +517,7 @@ impl Worker {
             )
             .await?;
         }
-        let body = summary_comment(pr, &report, &run_url);
+        let body = summary_comment(pr, &report, &run_url, &governance_sha);
         self.upsert_comment(&gh, pr, &body).await?;
         Ok(())
     }
@@ -556,6 +569,8 @@ struct Prepared {
     governance_changes: Vec<String>,
     planned: Vec<checks::CheckKind>,
     default_sha: CommitSha,
+    /// Where governance was read: the merge base of the head and the default branch.
+    governance_sha: CommitSha,
 }
 
 /// The pull request's reviews, oldest first (states Paved does not know are left out).
@@ -646,17 +661,23 @@ fn is_recheck(body: &str) -> bool {
 /// The note a fork's pull request carries in its summary comment.
 pub const FORK_NOTE: &str = "This pull request comes from a fork: Paved checks its data only, and no script from it ever runs (when it is merged, definitions are taken from the default branch as it was before the merge).";
 
-fn summary_comment(pr: &PrInfo, report: &Report, run_url: &str) -> String {
+fn summary_comment(
+    pr: &PrInfo,
+    report: &Report,
+    run_url: &str,
+    governance_sha: &CommitSha,
+) -> String {
     let fork = if pr.from_fork {
         format!("> {FORK_NOTE}\n\n")
     } else {
         String::new()
     };
     format!(
-        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{fork}{}\n\n[Run details]({run_url}) · governance read at base `{}`\n",
+        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{fork}{}\n\n[Run details]({run_url}) · governance read at `{}` (where this branch forked off `{}`)\n",
         pr.head_sha.short(),
         checks::render_markdown(report),
-        pr.base_sha.short()
+        governance_sha.short(),
+        pr.default_branch
     )
 }
 

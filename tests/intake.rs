@@ -40,6 +40,7 @@ async fn start() -> Harness {
         store.clone(),
         vec![WebhookSecret::new(SECRET), WebhookSecret::new(ROTATED)],
         Arc::new(Notify::new()),
+        paved::config::RepoFilter::any(),
     );
     let app = intake::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -12,6 +12,8 @@ use axum::{Json, Router};
 use std::fmt::Write;
 use std::sync::Arc;
 
+pub mod server;
+
 #[derive(Clone)]
 struct ApiState {
     store: Arc<dyn Store>,

@@ -10,6 +10,8 @@ use std::borrow::Cow;
 /// What [`classify`] keeps of a delivery Paved handles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
+    /// The repository the delivery is about (Paved serves only those it is configured for).
+    pub repo: RepoName,
     /// The payload's `action`, if it has one (`push` has none).
     pub action: Option<String>,
     /// Deliveries with the same key are processed one at a time, in arrival order.
@@ -80,8 +82,9 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
             }
             let repo = repo(&p)?;
             Ok(Some(Classified {
-                action: None,
                 queue_key: format!("{repo}@push"),
+                repo,
+                action: None,
             }))
         }
         "pull_request_review" => {
@@ -108,6 +111,7 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
             Ok(Some(Classified {
                 action: action(&p),
                 queue_key: format!("{repo}#{}", issue.number),
+                repo,
             }))
         }
         "check_run" => {
@@ -135,6 +139,7 @@ pub fn classify(event: &str, body: &[u8]) -> Result<Option<Classified>, Classify
             Ok(Some(Classified {
                 action: action(&p),
                 queue_key,
+                repo,
             }))
         }
         _ => Ok(None),
@@ -162,6 +167,7 @@ fn keyed_by_pr(p: &Payload<'_>, actions: &[&str]) -> Result<Option<Classified>, 
     Ok(Some(Classified {
         action: action(p),
         queue_key: format!("{repo}#{}", pr.number),
+        repo,
     }))
 }
 

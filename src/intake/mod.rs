@@ -1,15 +1,25 @@
 //! The webhook receiver: `POST /webhooks/github`.
 //!
 //! In this order, and nothing else happens to a delivery that fails a step:
-//! 1. the body is read as raw bytes, at most [`MAX_BODY_BYTES`] (larger: 413);
-//! 2. `X-Hub-Signature-256` is verified over those exact bytes against every configured
-//!    secret (bad or missing: 401) — nothing parses the body before this;
-//! 3. `X-GitHub-Event` and `X-GitHub-Delivery` are required (missing or invalid: 400);
-//! 4. [`classify`] decides whether Paved handles it (no: 200, not stored; body not JSON
-//!    or lacking what its queue key is made of: 400, not stored);
-//! 5. the delivery is made durable ([`Store::accept_delivery`]) and only then
+//! 1. a request without an `X-Hub-Signature-256` header is refused (401) before a byte of
+//!    its body is read; one without a `Content-Length`, or declaring more than
+//!    [`MAX_BODY_BYTES`], likewise (411, 413);
+//! 2. the body waits for room in the in-flight budget (`intake.max_body_bytes_in_flight`),
+//!    so many large bodies at once cannot exhaust memory, then is read as raw bytes;
+//! 3. the signature is verified over those exact bytes against every configured secret
+//!    (bad: 401) — nothing parses the body before this;
+//! 4. `X-GitHub-Event` and `X-GitHub-Delivery` are required (missing or invalid: 400);
+//! 5. [`classify`] decides whether Paved handles it (no: 200, not stored; body not JSON
+//!    or lacking what its queue key is made of: 400, not stored); a delivery for a
+//!    repository outside `github.repositories` is answered 200 and ignored (counted as
+//!    `ignored_repository`, never stored or processed);
+//! 6. the delivery is made durable ([`Store::accept_delivery`]) and only then
 //!    acknowledged: 202 when new, 200 when it was a redelivery, 503 when the store
 //!    failed (GitHub's redelivery, or a human, can try again).
+//!
+//! The server around it ([`crate::api::server`]) closes connections whose request header
+//! does not arrive within `intake.header_timeout`, and answers 408 to a request not done
+//! within `intake.request_timeout`.
 
 mod events;
 pub mod signature;
@@ -17,10 +27,13 @@ pub mod signature;
 pub use events::{classify, Classified, ClassifyError, COMMAND_PREFIX};
 pub use signature::{sign, verify, SignatureError, WebhookSecret, SIGNATURE_HEADER};
 
+use crate::config::IntakeConfig;
+use crate::config::RepoFilter;
 use crate::ids::DeliveryId;
 use crate::store::{Accepted, NewDelivery, Store};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -28,7 +41,8 @@ use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
 
 /// GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -50,6 +64,12 @@ pub struct IntakeMetrics {
     pub rejected_signature: AtomicU64,
     /// Validly signed, but not something Paved handles (not stored).
     pub ignored: AtomicU64,
+    /// Validly signed, about a repository Paved is not configured to serve (not stored).
+    pub ignored_repository: AtomicU64,
+    /// No `Content-Length` (411) or more than GitHub's cap (413): not read.
+    pub refused_size: AtomicU64,
+    /// No room for the body in the in-flight budget in time (503).
+    pub busy: AtomicU64,
     /// Validly signed but missing headers or unusable body (400).
     pub bad_request: AtomicU64,
     /// The store failed (503).
@@ -65,16 +85,39 @@ pub struct IntakeState {
     /// Notified (`notify_one`) after each newly stored delivery, to wake a worker.
     pub wake: Arc<Notify>,
     pub metrics: Arc<IntakeMetrics>,
+    /// The repositories Paved serves.
+    pub repositories: Arc<RepoFilter>,
+    /// Room for webhook bodies in memory, in KiB: a body holds its size's worth of permits
+    /// while it is read and checked.
+    pub body_budget: Arc<Semaphore>,
+    /// How long a body may wait for room in the budget before the request is answered 503.
+    pub budget_wait: Duration,
 }
 
 impl IntakeState {
-    pub fn new(store: Arc<dyn Store>, secrets: Vec<WebhookSecret>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Vec<WebhookSecret>,
+        wake: Arc<Notify>,
+        repositories: RepoFilter,
+    ) -> Self {
+        let limits = IntakeConfig::default();
         IntakeState {
             store,
             secrets: Arc::new(secrets),
             wake,
             metrics: Arc::new(IntakeMetrics::default()),
+            repositories: Arc::new(repositories),
+            body_budget: Arc::new(Semaphore::new(kib(limits.max_body_bytes_in_flight) as usize)),
+            budget_wait: limits.request_timeout,
         }
+    }
+
+    /// The same state with the in-flight budget and waits of `limits`.
+    pub fn with_limits(mut self, limits: &IntakeConfig) -> Self {
+        self.body_budget = Arc::new(Semaphore::new(kib(limits.max_body_bytes_in_flight) as usize));
+        self.budget_wait = limits.request_timeout;
+        self
     }
 
     /// The counters as `(result, count)` pairs, for `/metrics`.
@@ -92,6 +135,9 @@ impl IntakeMetrics {
             ("duplicate", &self.duplicate),
             ("rejected_signature", &self.rejected_signature),
             ("ignored", &self.ignored),
+            ("ignored_repository", &self.ignored_repository),
+            ("refused_size", &self.refused_size),
+            ("busy", &self.busy),
             ("bad_request", &self.bad_request),
             ("store_error", &self.store_errors),
         ]
@@ -121,18 +167,101 @@ fn count(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-async fn receive(State(state): State<IntakeState>, headers: HeaderMap, body: Bytes) -> Response {
-    let m = &state.metrics;
+/// Size in KiB (rounded up) of `bytes`, the unit of the in-flight budget.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
 
-    // 2. Signature first; the body is opaque bytes until it passes.
-    let sig = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    if let Err(e) = verify(&state.secrets, &body, sig) {
+async fn receive(State(state): State<IntakeState>, request: Request) -> Response {
+    let m = &state.metrics;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+
+    // 1. No signature header: refused before a byte of the body is read.
+    let Some(sig) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+        count(&m.rejected_signature);
+        tracing::warn!("webhook rejected: no signature header; body not read");
+        return error(StatusCode::UNAUTHORIZED, "invalid or missing signature");
+    };
+    let sig = sig.to_owned();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let Some(declared) = declared else {
+        count(&m.refused_size);
+        return error(
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length header is required",
+        );
+    };
+    if declared > MAX_BODY_BYTES {
+        count(&m.refused_size);
+        tracing::warn!(
+            bytes = declared,
+            "webhook rejected: body over the cap; not read"
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 25 MiB");
+    }
+
+    // 2. Room in the budget, then the body.
+    let permits = kib(declared).max(1);
+    let permit = match tokio::time::timeout(
+        state.budget_wait,
+        state.body_budget.clone().acquire_many_owned(permits),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            count(&m.busy);
+            tracing::warn!(
+                bytes = declared,
+                "webhook refused: too many bodies in flight"
+            );
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many webhook bodies in flight; redeliver later",
+            );
+        }
+    };
+    let body = match read_body(body, declared).await {
+        Ok(b) => b,
+        Err(status) => {
+            count(&m.bad_request);
+            return error(status, "the body could not be read");
+        }
+    };
+
+    // 3. Signature first; the body is opaque bytes until it passes.
+    let verified = verify(&state.secrets, &body, Some(&sig));
+    if let Err(e) = verified {
         count(&m.rejected_signature);
         tracing::warn!(reason = %e, bytes = body.len(), "webhook rejected: signature");
         return error(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     }
+    let response = accept(&state, &headers, body).await;
+    drop(permit);
+    response
+}
 
-    // 3. Headers.
+/// Reads exactly the declared number of bytes (hyper enforces the framing; more than
+/// declared is a protocol error, less is a body that never ends, cut by the request
+/// timeout).
+async fn read_body(body: Body, declared: usize) -> Result<Bytes, StatusCode> {
+    match axum::body::to_bytes(body, declared).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook body could not be read");
+            Err(StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+/// Steps 4 to 6, for a body whose signature was verified.
+async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Bytes) -> Response {
+    let m = &state.metrics;
+    // 4. Headers.
     let Some(event) = headers.get(EVENT_HEADER).and_then(|v| v.to_str().ok()) else {
         count(&m.bad_request);
         tracing::warn!("webhook rejected: missing X-GitHub-Event");
@@ -157,8 +286,17 @@ async fn receive(State(state): State<IntakeState>, headers: HeaderMap, body: Byt
         }
     };
 
-    // 4. Is it ours?
+    // 5. Is it ours?
     let classified = match classify(event, &body) {
+        Ok(Some(c)) if !state.repositories.allows(&c.repo) => {
+            count(&m.ignored_repository);
+            tracing::warn!(delivery = %id, event, repo = %c.repo,
+                "webhook ignored: repository not in github.repositories");
+            return answer(
+                StatusCode::OK,
+                json!({ "ok": true, "ignored": true, "reason": "repository not served" }),
+            );
+        }
         Ok(Some(c)) => c,
         Ok(None) => {
             count(&m.ignored);
@@ -172,7 +310,7 @@ async fn receive(State(state): State<IntakeState>, headers: HeaderMap, body: Byt
         }
     };
 
-    // 5. Durable, then acknowledged.
+    // 6. Durable, then acknowledged.
     let action = classified.action.clone();
     let new = NewDelivery {
         id: id.clone(),

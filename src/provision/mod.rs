@@ -532,13 +532,16 @@ impl Worker {
         if let Some(crate::config::GithubAuth::Token(t)) = &self.config.auth {
             secrets.push(t.expose().to_string());
         }
-        let mut env: Vec<(String, String)> = Vec::new();
-        for name in &self.config.runner.pass_env {
-            if let Ok(v) = std::env::var(name) {
-                env.push((name.clone(), v));
-            }
-        }
-        for (k, v) in &self.config.runner.env {
+        let mut env: Vec<(String, String)> = self.config.runner.vars.clone();
+        // `pass_env` values and `[runner.env]` values are secrets: every one is redacted
+        // from the log, the error text and so from comments, statuses and notes.
+        for (k, v) in self
+            .config
+            .runner
+            .pass_env
+            .iter()
+            .chain(&self.config.runner.env)
+        {
             env.push((k.clone(), v.expose().to_string()));
             secrets.push(v.expose().to_string());
         }

@@ -184,6 +184,9 @@ impl Harness {
             // Short, so that on PostgreSQL work left by a killed process is taken over
             // within a test's deadline.
             lease: std::time::Duration::from_secs(2),
+            repositories: paved::config::RepoFilter::only([REPO]),
+            checks: Default::default(),
+            intake: Default::default(),
         }
     }
 

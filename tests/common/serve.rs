@@ -45,6 +45,7 @@ pub async fn spawn_serve(
         .env("PAVED_WEBHOOK_SECRET", SECRET)
         .env("PAVED_GITHUB_API_URL", api_url)
         .env("PAVED_GITHUB_TOKEN", "test-token")
+        .env("PAVED_GITHUB_REPOSITORIES", h.repo.to_string())
         .env(
             "PAVED_GIT_CLONE_URL_TEMPLATE",
             h.remote.clone_url_template(),
