@@ -8,6 +8,7 @@ use crate::forge::client::{Forge, ForgeError, GitHub, NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use crate::repo::{Mirror, PathStatus, RepoError};
 use crate::store::{Delivery, NewRun, Outcome, Store, StoreError};
+use futures::FutureExt as _;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,12 +39,49 @@ pub enum WorkError {
     Payload(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// Code panicked on some input (a bug). Never retried: the same input would panic
+    /// again. A PR's checks report it as a failing status instead.
+    #[error("internal error: {0}")]
+    Panicked(String),
+    /// The PR touches more manifests than `checks.max_manifests`: nothing is evaluated or
+    /// provisioned; it gets one failing status saying so.
+    #[error("{count} environment manifests changed; at most {max} per pull request (checks.max_manifests)")]
+    TooManyManifests { count: usize, max: usize },
     /// Not an error: the delivery must wait (a push waiting for its merge event). It is
     /// retried after `after` however many attempts it took, because what it waits for is
     /// bounded in time by the handler itself.
     #[error("{why}")]
     NotYet { why: String, after: Duration },
 }
+
+/// Runs blocking work (Git, parsing, evaluating) on a blocking thread. A panic there
+/// becomes [`WorkError::Panicked`] with its message, logged, rather than a retryable error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WorkError> + Send + 'static,
+) -> Result<T, WorkError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            let why = panic_text(e.into_panic().as_ref());
+            tracing::error!(panic = %why, "internal error: a panic while working on a delivery");
+            Err(WorkError::Panicked(why))
+        }
+        Err(e) => Err(WorkError::Internal(e.to_string())),
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// The status description for a change whose evaluation panicked.
+pub const INTERNAL_ERROR: &str =
+    "internal error while evaluating this change; nothing else happened (see Paved's log)";
 
 impl WorkError {
     fn is_transient(&self) -> bool {
@@ -53,6 +91,8 @@ impl WorkError {
             WorkError::Store(_) => true,
             WorkError::Payload(_) => false,
             WorkError::Internal(_) => true,
+            WorkError::Panicked(_) => false,
+            WorkError::TooManyManifests { .. } => false,
             WorkError::NotYet { .. } => true,
         }
     }
@@ -194,13 +234,35 @@ impl Worker {
                 }
             })
         };
-        let result = self.handle(&d).await;
+        let result = match std::panic::AssertUnwindSafe(self.handle(&d))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(payload) => {
+                let why = panic_text(payload.as_ref());
+                tracing::error!(panic = %why, "internal error: a panic while handling a delivery");
+                Err(WorkError::Panicked(why))
+            }
+        };
         renew.abort();
         let outcome = match result {
             Ok(()) => Outcome::Done,
             Err(WorkError::NotYet { why, after }) => {
                 tracing::debug!(%why, ?after, "not yet");
                 Outcome::Retry { error: why, after }
+            }
+            // GitHub said when to come back: then, however many attempts it took.
+            Err(WorkError::Forge(e @ ForgeError::RateLimited { .. })) => {
+                let after = match &e {
+                    ForgeError::RateLimited { after, .. } => *after,
+                    _ => Duration::from_secs(60),
+                };
+                tracing::warn!(error = %e, ?after, "rate limited; will retry when it resets");
+                Outcome::Retry {
+                    error: e.to_string(),
+                    after: after + Duration::from_secs(1),
+                }
             }
             Err(e) if e.is_transient() && d.attempts < MAX_ATTEMPTS => {
                 let after = Duration::from_millis(500u64.saturating_mul(1 << d.attempts.min(10)))
@@ -319,13 +381,14 @@ impl Worker {
         let data_dir = self.config.data_dir.clone();
         let url = self.config.clone_url(&pr.repo, &pr.clone_url);
         let token = self.forge.git_token(pr.installation).await?;
+        let max_manifests = self.config.checks.max_manifests;
         let pr2 = pr.clone();
         let cache: HashMap<String, Arc<Governance>> = self
             .governance
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let prepared = tokio::task::spawn_blocking(
+        let prepared = blocking(
             move || -> Result<Option<(Prepared, Option<String>)>, WorkError> {
                 let pr = pr2;
                 let started = std::time::Instant::now();
@@ -364,6 +427,12 @@ impl Worker {
                 // would post green statuses on the same head SHA).
                 let merge_base = mirror.merge_base(&default_sha, &pr.head_sha)?;
                 let changes = environment_changes(&mirror, &merge_base, &pr.head_sha)?;
+                if changes.len() > max_manifests {
+                    return Err(WorkError::TooManyManifests {
+                        count: changes.len(),
+                        max: max_manifests,
+                    });
+                }
                 let governance_changes = governance_changes(&mirror, &merge_base, &pr.head_sha)?;
                 if changes.is_empty() && governance_changes.is_empty() {
                     return Ok(None);
@@ -403,8 +472,7 @@ impl Worker {
                 )))
             },
         )
-        .await
-        .map_err(|e| WorkError::Internal(e.to_string()))??;
+        .await?;
         Ok(prepared.map(|(p, new_key)| {
             if let Some(k) = new_key {
                 let mut cache = self.governance.lock().unwrap_or_else(|e| e.into_inner());
@@ -433,6 +501,67 @@ impl Worker {
             return Ok(());
         }
         let gh = self.forge.client(pr.installation)?;
+        // The contexts a panic is reported on: the usual three until the planned ones are
+        // known.
+        let mut contexts: Vec<&'static str> = vec![
+            checks::CheckKind::Schema.context(),
+            checks::CheckKind::Policy.context(),
+            checks::CheckKind::Quota.context(),
+        ];
+        match self.run_checks(&gh, pr, delivery, &mut contexts).await {
+            Err(e @ WorkError::TooManyManifests { .. }) => {
+                let why = format!("{e}: split it into smaller pull requests");
+                gh.create_status(
+                    &pr.repo,
+                    &pr.head_sha,
+                    &NewStatus {
+                        state: StatusState::Failure,
+                        context: checks::CheckKind::Schema.context().to_string(),
+                        description: why.clone(),
+                        target_url: Some(format!(
+                            "{}/api/v1/deliveries/{delivery}",
+                            self.public_url()
+                        )),
+                    },
+                )
+                .await?;
+                let body = format!(
+                    "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n❌ {why}. Nothing was evaluated, and merging it provisions nothing.\n",
+                    pr.head_sha.short()
+                );
+                self.upsert_comment(&gh, pr, &body).await?;
+                Ok(())
+            }
+            Err(WorkError::Panicked(_)) => {
+                for context in contexts {
+                    gh.create_status(
+                        &pr.repo,
+                        &pr.head_sha,
+                        &NewStatus {
+                            state: StatusState::Failure,
+                            context: context.to_string(),
+                            description: INTERNAL_ERROR.into(),
+                            target_url: Some(format!(
+                                "{}/api/v1/deliveries/{delivery}",
+                                self.public_url()
+                            )),
+                        },
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn run_checks(
+        &self,
+        gh: &GitHub,
+        pr: &PrInfo,
+        delivery: &DeliveryId,
+        contexts: &mut Vec<&'static str>,
+    ) -> Result<(), WorkError> {
         let Some(prep) = self.prepare(pr).await? else {
             tracing::info!(repo = %pr.repo, pr = %pr.number, "no manifest touched; nothing to report");
             return Ok(());
@@ -442,6 +571,7 @@ impl Worker {
         if !prep.governance_changes.is_empty() {
             pending.push(checks::GOVERNANCE_CONTEXT);
         }
+        *contexts = pending.clone();
         for context in pending {
             gh.create_status(
                 &pr.repo,
@@ -456,7 +586,7 @@ impl Worker {
             .await?;
         }
 
-        let reviews = reviews_of(&gh, pr).await?;
+        let reviews = reviews_of(gh, pr).await?;
         let ctx = PrContext {
             author: pr.author.clone(),
             approvers: approvers_in(&reviews, &pr.author),
@@ -466,7 +596,7 @@ impl Worker {
         };
         let head_sha = pr.head_sha.clone();
         let governance_sha = prep.governance_sha.clone();
-        let report: Report = tokio::task::spawn_blocking(move || -> Result<Report, WorkError> {
+        let report: Report = blocking(move || -> Result<Report, WorkError> {
             let mirror = Mirror::open_path(&prep.mirror_path)?;
             let head = mirror.tree_at(&head_sha)?;
             let default = mirror.tree_at(&prep.default_sha)?;
@@ -483,8 +613,7 @@ impl Worker {
             }
             Ok(report)
         })
-        .await
-        .map_err(|e| WorkError::Internal(e.to_string()))??;
+        .await?;
 
         let report_json =
             serde_json::to_value(&report).map_err(|e| WorkError::Internal(e.to_string()))?;
@@ -518,7 +647,7 @@ impl Worker {
             .await?;
         }
         let body = summary_comment(pr, &report, &run_url, &governance_sha);
-        self.upsert_comment(&gh, pr, &body).await?;
+        self.upsert_comment(gh, pr, &body).await?;
         Ok(())
     }
 
@@ -533,16 +662,7 @@ impl Worker {
     ) -> Result<(), WorkError> {
         let mut id = self.store.pr_comment(&pr.repo, pr.number).await?;
         if id.is_none() {
-            id = gh
-                .list_comments(&pr.repo, pr.number)
-                .await?
-                .into_iter()
-                .find(|c| {
-                    c.body
-                        .as_deref()
-                        .is_some_and(|b| b.starts_with(COMMENT_MARKER))
-                })
-                .map(|c| c.id);
+            id = self.find_comment(gh, pr).await?;
         }
         if let Some(id) = id {
             match gh.update_comment(&pr.repo, id, body).await {
@@ -555,9 +675,35 @@ impl Worker {
                 Err(e) => return Err(e.into()),
             }
         }
-        let id = gh.create_comment(&pr.repo, pr.number, body).await?;
+        let id = match gh.create_comment(&pr.repo, pr.number, body).await {
+            Ok(id) => id,
+            // The comment may exist although its answer was lost: find it before making
+            // another one.
+            Err(ForgeError::AnswerLost(_)) => match self.find_comment(gh, pr).await? {
+                Some(id) => {
+                    gh.update_comment(&pr.repo, id, body).await?;
+                    id
+                }
+                None => gh.create_comment(&pr.repo, pr.number, body).await?,
+            },
+            Err(e) => return Err(e.into()),
+        };
         self.store.set_pr_comment(&pr.repo, pr.number, id).await?;
         Ok(())
+    }
+
+    /// Paved's summary comment on the PR, found by its marker.
+    async fn find_comment(&self, gh: &GitHub, pr: &PrInfo) -> Result<Option<u64>, WorkError> {
+        Ok(gh
+            .list_comments(&pr.repo, pr.number)
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.body
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with(COMMENT_MARKER))
+            })
+            .map(|c| c.id))
     }
 }
 
@@ -718,7 +864,7 @@ pub struct PullRequest {
     pub base: GitRef,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 pub struct GitRef {
     #[serde(rename = "ref")]
     pub ref_name: String,
@@ -824,11 +970,13 @@ impl PrInfo {
         let p = |e: crate::ids::IdError| WorkError::Payload(e.to_string());
         let repo = RepoName::parse(&ev.repository.full_name).map_err(p)?;
         let pr = &ev.pull_request;
+        // Fail closed: a head repository GitHub no longer names (`null`: the fork was
+        // deleted) is a fork too, so nothing it wrote is ever run.
         let from_fork = pr
             .head
             .repo
             .as_ref()
-            .is_some_and(|r| !r.full_name.eq_ignore_ascii_case(&ev.repository.full_name));
+            .is_none_or(|r| !r.full_name.eq_ignore_ascii_case(&ev.repository.full_name));
         Ok(PrInfo {
             repo,
             number: PrNumber(ev.number.max(pr.number)),
@@ -859,5 +1007,66 @@ impl PrInfo {
             changes: None,
         };
         PrInfo::from_event(&ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(head_repo: serde_json::Value) -> PullRequestEvent {
+        let repo = serde_json::json!({
+            "full_name": "acme/environments",
+            "clone_url": "https://github.com/acme/environments.git",
+            "default_branch": "main"
+        });
+        serde_json::from_value(serde_json::json!({
+            "action": "opened",
+            "number": 5,
+            "repository": repo,
+            "pull_request": {
+                "number": 5,
+                "user": {"login": "octocat"},
+                "head": {"ref": "x", "sha": "a".repeat(40), "repo": head_repo},
+                "base": {"ref": "main", "sha": "b".repeat(40), "repo": repo},
+            }
+        }))
+        .expect("event")
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_reported_once_never_retried() {
+        let r: Result<(), WorkError> = blocking(|| panic!("scanner fell over")).await;
+        match r {
+            Err(e @ WorkError::Panicked(_)) => {
+                assert!(!e.is_transient(), "a panic must not be retried");
+                assert!(e.to_string().contains("scanner fell over"), "{e}");
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        let ok = blocking(|| Ok(7)).await.expect("no panic");
+        assert_eq!(ok, 7);
+    }
+
+    #[test]
+    fn a_deleted_fork_counts_as_a_fork() {
+        let same = serde_json::json!({
+            "full_name": "ACME/environments",
+            "clone_url": "https://github.com/acme/environments.git",
+            "default_branch": "main"
+        });
+        let other = serde_json::json!({
+            "full_name": "mallory/environments",
+            "clone_url": "https://github.com/mallory/environments.git",
+            "default_branch": "main"
+        });
+        assert!(!PrInfo::from_event(&event(same)).expect("pr").from_fork);
+        assert!(PrInfo::from_event(&event(other)).expect("pr").from_fork);
+        assert!(
+            PrInfo::from_event(&event(serde_json::Value::Null))
+                .expect("pr")
+                .from_fork,
+            "head.repo null (the fork was deleted) must count as a fork"
+        );
     }
 }

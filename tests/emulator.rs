@@ -1062,6 +1062,24 @@ async fn every_successful_response_validates_against_its_schema() {
         )
         .await;
     check("repos/create-deployment-status", &r, "application/json");
+    let r = c
+        .call(
+            "GET",
+            &format!("/repos/{REPO}/deployments?sha={SHA2}&environment=production&per_page=100"),
+            None,
+        )
+        .await;
+    check("repos/list-deployments", &r, "application/json");
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{:?}", r.body);
+    assert_eq!(r.body[0]["id"], dep);
+    let r = c
+        .call(
+            "GET",
+            &format!("/repos/{REPO}/deployments?environment=elsewhere"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!([]));
 
     let r = c
         .call("GET", &format!("/repos/{REPO}/pulls/12"), None)

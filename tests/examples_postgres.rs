@@ -119,7 +119,7 @@ impl Env {
             secrets: self.vars.iter().map(|(_, v)| v.clone()).collect(),
             work_root: self.work.path().join("runs"),
         };
-        runner::run(spec, |_| {}).await
+        runner::run(spec, |_| async {}).await
     }
 }
 

@@ -83,11 +83,11 @@ impl Fixture {
 #[allow(dead_code)]
 fn run_future_is_send(spec: RunSpec) {
     fn assert_send<T: Send>(_: T) {}
-    assert_send(runner::run(spec, |_pid| {}));
+    assert_send(runner::run(spec, |_pid| async {}));
 }
 
 async fn run(spec: RunSpec) -> RunResult {
-    runner::run(spec, |_| {}).await
+    runner::run(spec, |_| async {}).await
 }
 
 /// Unpacks a result's storage archive into a fresh folder.
@@ -425,7 +425,11 @@ sleep 600"#,
     spec.env = vec![("PIDFILE".into(), pid_file.display().to_string())];
     let (tx, rx) = std::sync::mpsc::channel();
     let started = Instant::now();
-    let result = runner::run(spec, move |pid| tx.send(pid).unwrap()).await;
+    let result = runner::run(spec, move |pid| {
+        tx.send(pid).unwrap();
+        async {}
+    })
+    .await;
     let leader = rx.try_recv().expect("on_spawn was called");
     assert_eq!(result.pid, Some(leader));
     assert_eq!(
@@ -462,7 +466,11 @@ while :; do sleep 1; done"#,
     let mut spec = f.spec(Operation::Deploy);
     spec.timeout = Duration::from_millis(500);
     let (tx, rx) = std::sync::mpsc::channel();
-    let result = runner::run(spec, move |pid| tx.send(pid).unwrap()).await;
+    let result = runner::run(spec, move |pid| {
+        tx.send(pid).unwrap();
+        async {}
+    })
+    .await;
     let leader = rx.try_recv().unwrap();
     assert!(matches!(result.outcome, RunOutcome::TimedOut { .. }));
     assert!(result.log.contains("SIGKILL"), "{}", result.log);
@@ -722,7 +730,11 @@ async fn terraform_deploy_then_delete_carries_state_in_storage() {
     };
     let (f, spec) = terraform_fixture(&binary);
     let (tx, rx) = std::sync::mpsc::channel();
-    let deployed = runner::run(spec.clone(), move |pid| tx.send(pid).unwrap()).await;
+    let deployed = runner::run(spec.clone(), move |pid| {
+        tx.send(pid).unwrap();
+        async {}
+    })
+    .await;
     assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
     assert_eq!(rx.try_recv().ok(), deployed.pid);
     assert_eq!(deployed.outputs_error, None);

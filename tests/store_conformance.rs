@@ -15,8 +15,9 @@ use paved::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use paved::store::postgres::PgStore;
 use paved::store::sqlite::SqliteStore;
 use paved::store::{
-    reported, Accepted, DeliveryState, EnvState, EnvironmentUpdate, NewDelivery, NewOperation,
-    NewRun, OpKind, OpState, OperationUpdate, Outcome, ProvisionStore, Store, StoreError,
+    reported, Accepted, DeliveryState, EnvState, EnvironmentUpdate, Fence, Finish, NewDelivery,
+    NewOperation, NewRun, OpKind, OpState, OperationUpdate, Outcome, ProvisionStore, Store,
+    StoreError,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -235,6 +236,7 @@ conformance!(
     operations_planned_once,
     operation_lifecycle,
     locks,
+    fencing,
     environments_upsert_and_order,
     merges,
     storage_round_trip,
@@ -325,6 +327,64 @@ fn err_text(r: Result<impl std::fmt::Debug, StoreError>) -> String {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.to_string(),
     }
+}
+
+/// Takes `env`'s lock (of octo/envs) as `holder` for an hour and starts operation `id`
+/// under it: the fence, or `None` when the lock is another's or the operation did not
+/// start.
+async fn start(store: &dyn Store, id: i64, env: &str, holder: &str) -> Option<Fence> {
+    let epoch = store
+        .try_lock_environment(&repo("octo/envs"), env, holder, Duration::from_secs(3600))
+        .await
+        .expect("lock")?;
+    let fence = Fence {
+        holder: holder.into(),
+        epoch,
+    };
+    let op = store.operation(id).await.expect("read").expect("op").op;
+    store
+        .start_operation(
+            id,
+            &fence,
+            EnvironmentUpdate::of(&op, EnvState::Provisioning, id),
+        )
+        .await
+        .expect("start")
+        .then_some(fence)
+}
+
+/// Finishes operation `id` as `state` under `fence`; whether it was written.
+async fn finish(
+    store: &dyn Store,
+    id: i64,
+    fence: &Fence,
+    state: OpState,
+    outputs: serde_json::Value,
+) -> bool {
+    let op = store.operation(id).await.expect("read").expect("op").op;
+    let ended = if state == OpState::Succeeded {
+        EnvState::Ready
+    } else {
+        EnvState::Failed
+    };
+    store
+        .finish_operation(
+            id,
+            fence,
+            Finish {
+                state,
+                error: (state == OpState::Failed).then(|| "deploy.sh exited with status 3".into()),
+                log: "deployed\n\u{1F680} done\n".into(),
+                outputs: outputs.clone(),
+            },
+            EnvironmentUpdate {
+                outputs: Some(outputs),
+                ..EnvironmentUpdate::of(&op, ended, id)
+            },
+            Some(b"storage after".to_vec()),
+        )
+        .await
+        .expect("finish")
 }
 
 fn finished(state: OpState) -> OperationUpdate {
@@ -654,12 +714,10 @@ async fn operations_planned_once(b: &Backend) {
     assert_eq!(rec.error, refused.error);
     assert!(rec.started_at.is_some());
     assert_eq!(rec.finished_at, rec.started_at);
-    let e = err_text(
-        store
-            .update_operation(rid, OperationUpdate::Started { pid: None })
-            .await,
+    assert!(
+        start(&*store, rid, "checkout", "A").await.is_none(),
+        "a refused operation never starts"
     );
-    assert!(e.contains("is refused"), "{e}");
     let mut running = new_op("checkout", 'b', 1);
     running.state = OpState::Running;
     assert!(store.plan_operation(running).await.is_err());
@@ -671,21 +729,22 @@ async fn operation_lifecycle(b: &Backend) {
         .plan_operation(new_op("checkout", 'a', 1))
         .await
         .expect("plan");
-    store
-        .update_operation(id, OperationUpdate::Started { pid: None })
-        .await
-        .expect("start");
+    let fence = start(&*store, id, "checkout", "A").await.expect("started");
     let rec = store.operation(id).await.expect("read").expect("stored");
     assert_eq!(rec.state, OpState::Running);
     assert!(rec.started_at.is_some());
     assert_eq!((rec.pid, rec.finished_at), (None, None));
-    // Started twice (a second worker or replica): refused, so it cannot run twice.
-    let e = err_text(
-        store
-            .update_operation(id, OperationUpdate::Started { pid: Some(1) })
-            .await,
+    let env = store
+        .environment(&repo("octo/envs"), "checkout")
+        .await
+        .expect("read")
+        .expect("inventory row written with the start");
+    assert_eq!(
+        (env.state, env.last_operation),
+        (EnvState::Provisioning, Some(id))
     );
-    assert!(e.contains("is running"), "{e}");
+    // Started twice (a second worker or replica): refused, so it cannot run twice.
+    assert!(start(&*store, id, "checkout", "A").await.is_none());
 
     store
         .update_operation(id, OperationUpdate::Pid(4242))
@@ -699,18 +758,26 @@ async fn operation_lifecycle(b: &Backend) {
         "url": {"type": "string", "value": "https://x", "sensitive": false},
         "token": {"type": "string", "value": "s3cr3t", "sensitive": true}
     });
-    store
-        .update_operation(
-            id,
-            OperationUpdate::Finished {
-                state: OpState::Succeeded,
-                error: None,
-                log: "deployed\n\u{1F680} done\n".into(),
-                outputs: outputs.clone(),
-            },
-        )
+    assert!(finish(&*store, id, &fence, OpState::Succeeded, outputs.clone()).await);
+    // Result, inventory and storage were one write.
+    let env = store
+        .environment(&repo("octo/envs"), "checkout")
         .await
-        .expect("finish");
+        .expect("read")
+        .expect("row");
+    assert_eq!(
+        (env.state, env.outputs.clone()),
+        (EnvState::Ready, outputs.clone())
+    );
+    assert_eq!(
+        store
+            .environment_storage(&repo("octo/envs"), "checkout")
+            .await
+            .expect("storage"),
+        Some(b"storage after".to_vec())
+    );
+    // Finishing again changes nothing.
+    assert!(!finish(&*store, id, &fence, OpState::Failed, serde_json::json!({})).await);
     for bits in [reported::DEPLOYMENT, reported::NOTE, reported::DEPLOYMENT] {
         store
             .update_operation(id, OperationUpdate::Reported(bits))
@@ -737,18 +804,17 @@ async fn operation_lifecycle(b: &Backend) {
         .plan_operation(new_op("checkout", 'b', 1))
         .await
         .expect("plan");
-    store
-        .update_operation(
+    let fence2 = start(&*store, id2, "checkout", "A").await.expect("started");
+    assert!(
+        finish(
+            &*store,
             id2,
-            OperationUpdate::Finished {
-                state: OpState::Failed,
-                error: Some("deploy.sh exited with status 3".into()),
-                log: String::new(),
-                outputs: serde_json::json!({}),
-            },
+            &fence2,
+            OpState::Failed,
+            serde_json::json!({})
         )
         .await
-        .expect("fail");
+    );
     let rec = store.operation(id2).await.expect("read").expect("stored");
     assert_eq!(rec.state, OpState::Failed);
     assert_eq!(rec.error.as_deref(), Some("deploy.sh exited with status 3"));
@@ -800,34 +866,40 @@ async fn locks(b: &Backend) {
     assert!(store
         .try_lock_environment(&r, "checkout", "A", minute)
         .await
-        .expect("A takes"));
-    assert!(!store
+        .expect("A takes")
+        .is_some());
+    assert!(store
         .try_lock_environment(&r, "checkout", "B", minute)
         .await
-        .expect("B refused"));
+        .expect("B refused")
+        .is_none());
     // Another environment, or the same name in another repo, is another lock.
     assert!(store
         .try_lock_environment(&r, "search", "B", minute)
         .await
-        .expect("B other env"));
+        .expect("B other env")
+        .is_some());
     assert!(store
         .try_lock_environment(&repo("octo/else"), "checkout", "B", minute)
         .await
-        .expect("B other repo"));
+        .expect("B other repo")
+        .is_some());
     // The holder renews.
     assert!(store
         .try_lock_environment(&r, "checkout", "A", minute)
         .await
-        .expect("A renews"));
+        .expect("A renews")
+        .is_some());
     // B cannot release A's lock.
     store
         .unlock_environment(&r, "checkout", "B")
         .await
         .expect("B unlock");
-    assert!(!store
+    assert!(store
         .try_lock_environment(&r, "checkout", "B", minute)
         .await
-        .expect("still A's"));
+        .expect("still A's")
+        .is_none());
     store
         .unlock_environment(&r, "checkout", "A")
         .await
@@ -835,44 +907,52 @@ async fn locks(b: &Backend) {
     assert!(store
         .try_lock_environment(&r, "checkout", "B", minute)
         .await
-        .expect("B takes"));
-    assert!(!store
+        .expect("B takes")
+        .is_some());
+    assert!(store
         .try_lock_environment(&r, "checkout", "A", minute)
         .await
-        .expect("A refused"));
+        .expect("A refused")
+        .is_none());
 
     // Expiry: a zero lease has run out as soon as it is taken, and anyone takes it over.
     assert!(store
         .try_lock_environment(&r, "billing", "A", Duration::ZERO)
         .await
-        .expect("A takes"));
+        .expect("A takes")
+        .is_some());
     assert!(store
         .try_lock_environment(&r, "billing", "C", minute)
         .await
-        .expect("C takes over"));
-    assert!(!store
+        .expect("C takes over")
+        .is_some());
+    assert!(store
         .try_lock_environment(&r, "billing", "A", minute)
         .await
-        .expect("A refused"));
+        .expect("A refused")
+        .is_none());
     // A, whose lease was taken over, cannot release C's lock.
     store
         .unlock_environment(&r, "billing", "A")
         .await
         .expect("unlock");
-    assert!(!store
+    assert!(store
         .try_lock_environment(&r, "billing", "D", minute)
         .await
-        .expect("D refused"));
+        .expect("D refused")
+        .is_none());
     // A short lease runs out by itself.
     assert!(store
         .try_lock_environment(&r, "short", "A", Duration::from_millis(200))
         .await
-        .expect("A takes"));
+        .expect("A takes")
+        .is_some());
     let end = Instant::now() + DEADLINE;
-    while !store
+    while store
         .try_lock_environment(&r, "short", "B", minute)
         .await
         .expect("B tries")
+        .is_none()
     {
         assert!(Instant::now() < end, "a 200 ms lease never ran out");
         tokio::time::sleep(POLL).await;
@@ -889,9 +969,147 @@ async fn locks(b: &Backend) {
     }
     let mut won = 0;
     for t in tasks {
-        won += usize::from(t.await.expect("join").expect("lock"));
+        won += usize::from(t.await.expect("join").expect("lock").is_some());
     }
     assert_eq!(won, 1);
+}
+
+/// Issue 9, item 5: a holder whose lease ran out and was taken over writes nothing more,
+/// neither a start nor a result (nor the inventory or storage that go with it), and each
+/// change of hands raises the lock's epoch, released locks included.
+async fn fencing(b: &Backend) {
+    let store = b.open().await;
+    let r = repo("octo/envs");
+    let minute = Duration::from_secs(60);
+    let (id, _) = store
+        .plan_operation(new_op("fenced", 'a', 1))
+        .await
+        .expect("plan");
+    // A takes the lock with a lease that has run out at once, and starts the operation.
+    let e1 = store
+        .try_lock_environment(&r, "fenced", "A", Duration::ZERO)
+        .await
+        .expect("lock")
+        .expect("A holds");
+    let a = Fence {
+        holder: "A".into(),
+        epoch: e1,
+    };
+    let op = store.operation(id).await.expect("read").expect("op").op;
+    assert!(store
+        .start_operation(
+            id,
+            &a,
+            EnvironmentUpdate::of(&op, EnvState::Provisioning, id)
+        )
+        .await
+        .expect("start"));
+    // Renewal by the same holder keeps the epoch.
+    assert_eq!(
+        store
+            .try_lock_environment(&r, "fenced", "A", Duration::ZERO)
+            .await
+            .expect("renew"),
+        Some(e1)
+    );
+    // B takes it over: a higher epoch.
+    let e2 = store
+        .try_lock_environment(&r, "fenced", "B", minute)
+        .await
+        .expect("lock")
+        .expect("B holds");
+    assert!(e2 > e1, "{e2} > {e1}");
+    // A's late result is fenced off: nothing of it lands.
+    assert!(
+        !finish(
+            &*store,
+            id,
+            &a,
+            OpState::Succeeded,
+            serde_json::json!({"x": 1})
+        )
+        .await
+    );
+    let rec = store.operation(id).await.expect("read").expect("op");
+    assert_eq!(rec.state, OpState::Running);
+    let env = store
+        .environment(&r, "fenced")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(env.state, EnvState::Provisioning);
+    assert_eq!(
+        store.environment_storage(&r, "fenced").await.expect("read"),
+        None
+    );
+    // Even with B's epoch, A's name is not B's: still nothing.
+    let forged = Fence {
+        holder: "A".into(),
+        epoch: e2,
+    };
+    assert!(
+        !finish(
+            &*store,
+            id,
+            &forged,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
+    );
+    // B marks the run it found interrupted; A's result still cannot land afterwards.
+    store
+        .update_operation(id, finished(OpState::Interrupted))
+        .await
+        .expect("interrupt");
+    assert!(!finish(&*store, id, &a, OpState::Succeeded, serde_json::json!({})).await);
+    assert_eq!(
+        store.operation(id).await.expect("read").expect("op").state,
+        OpState::Interrupted
+    );
+    // A stale fence cannot start the next attempt either; B's can.
+    let (next, _) = store
+        .plan_operation(new_op("fenced", 'a', 2))
+        .await
+        .expect("plan");
+    let op2 = store.operation(next).await.expect("read").expect("op").op;
+    let env2 = EnvironmentUpdate::of(&op2, EnvState::Provisioning, next);
+    assert!(!store
+        .start_operation(next, &a, env2.clone())
+        .await
+        .expect("start"));
+    let b_fence = Fence {
+        holder: "B".into(),
+        epoch: e2,
+    };
+    assert!(store
+        .start_operation(next, &b_fence, env2)
+        .await
+        .expect("start"));
+    assert!(
+        finish(
+            &*store,
+            next,
+            &b_fence,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
+    );
+    // Released and taken again: the epoch still only goes up.
+    store
+        .unlock_environment(&r, "fenced", "B")
+        .await
+        .expect("unlock");
+    let e3 = store
+        .try_lock_environment(&r, "fenced", "C", minute)
+        .await
+        .expect("lock")
+        .expect("C holds");
+    assert!(e3 > e2, "{e3} > {e2}");
+    // A running operation's pid is recorded; a finished one's is not changed.
+    let e = err_text(store.update_operation(next, OperationUpdate::Pid(7)).await);
+    assert!(e.contains("succeeded"), "{e}");
 }
 
 async fn environments_upsert_and_order(b: &Backend) {
@@ -1220,26 +1438,55 @@ async fn restart_recovery(b: &Backend) {
         assert!(store
             .try_lock_environment(&r, "b", "node-1:b", hour)
             .await
-            .expect("lock"));
+            .expect("lock")
+            .is_some());
         assert!(store
             .try_lock_environment(&r, "d", "node-1:d", Duration::ZERO)
             .await
-            .expect("lock"));
-        for &id in &ids[1..] {
-            store
-                .update_operation(
+            .expect("lock")
+            .is_some());
+        for (&id, env) in ids[1..].iter().zip(["b", "c", "d", "e"]) {
+            let holder = format!("node-1:{env}");
+            // d's lease runs out as soon as it is taken.
+            let ttl = if env == "d" { Duration::ZERO } else { hour };
+            let epoch = store
+                .try_lock_environment(&r, env, &holder, ttl)
+                .await
+                .expect("lock")
+                .expect("held");
+            let fence = Fence { holder, epoch };
+            let op = store.operation(id).await.expect("read").expect("op").op;
+            assert!(store
+                .start_operation(
                     id,
-                    OperationUpdate::Started {
-                        pid: Some(500 + id),
-                    },
+                    &fence,
+                    EnvironmentUpdate::of(&op, EnvState::Provisioning, id)
                 )
                 .await
-                .expect("start");
+                .expect("start"));
+            store
+                .update_operation(id, OperationUpdate::Pid(500 + id))
+                .await
+                .expect("pid");
+            if env == "e" {
+                assert!(
+                    finish(
+                        &*store,
+                        id,
+                        &fence,
+                        OpState::Succeeded,
+                        serde_json::json!({})
+                    )
+                    .await
+                );
+            }
+            if env == "c" || env == "e" {
+                store
+                    .unlock_environment(&r, env, &fence.holder)
+                    .await
+                    .expect("unlock");
+            }
         }
-        store
-            .update_operation(ids[4], finished(OpState::Succeeded))
-            .await
-            .expect("finish");
         // Dropped with c1 and b, c, d running: the server died.
         (ids[0], ids[1], ids[2], ids[3], ids[4])
     };
@@ -1293,16 +1540,18 @@ async fn restart_recovery(b: &Backend) {
         // Only the expired one: b's holder may be alive.
         Kind::Postgres => {
             assert_eq!(released, 1);
-            assert!(!store
+            assert!(store
                 .try_lock_environment(&r, "b", "node-2:b", hour)
                 .await
-                .expect("b still locked"));
+                .expect("b still locked")
+                .is_none());
         }
     }
     assert!(store
         .try_lock_environment(&r, "d", "node-2:d", hour)
         .await
-        .expect("d is free"));
+        .expect("d is free")
+        .is_some());
 
     let requeued = store.requeue_interrupted().await.expect("requeue");
     match b.kind {
@@ -1673,29 +1922,67 @@ async fn replicas_share_locks_and_operations(b: &Backend) {
     for t in tasks {
         results.push(t.await.expect("join"));
     }
-    // The same holder renews, so every try of the winning replica succeeds and none of
-    // the other's.
-    let winners: HashSet<usize> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+    // The same holder renews, so every try of the winning replica succeeds (at one epoch)
+    // and none of the other's.
+    let winners: HashSet<usize> = results
+        .iter()
+        .filter(|r| r.1.is_some())
+        .map(|r| r.0)
+        .collect();
     assert_eq!(winners.len(), 1, "{results:?}");
+    let epochs: HashSet<i64> = results.iter().filter_map(|r| r.1).collect();
+    assert_eq!(epochs.len(), 1, "{results:?}");
     let created = results.iter().filter(|r| r.2 .1).count();
     assert_eq!(created, 1, "{results:?}");
     let ids: HashSet<i64> = results.iter().map(|r| r.2 .0).collect();
     assert_eq!(ids.len(), 1, "{results:?}");
     // A replica starting up leaves the other's live lock and running operation alone.
     let id = *ids.iter().next().expect("id");
-    a.update_operation(id, OperationUpdate::Started { pid: Some(1) })
+    let w = *winners.iter().next().expect("winner");
+    let (winner, loser) = if w == 0 { (&a, &other) } else { (&other, &a) };
+    let fence = Fence {
+        holder: format!("replica-{w}:op"),
+        epoch: *epochs.iter().next().expect("epoch"),
+    };
+    let op = winner.operation(id).await.expect("read").expect("op").op;
+    let env = EnvironmentUpdate::of(&op, EnvState::Provisioning, id);
+    assert!(winner
+        .start_operation(id, &fence, env.clone())
         .await
-        .expect("start");
-    assert!(other
+        .expect("start"));
+    assert!(loser
         .interrupt_running_operations()
         .await
         .expect("interrupt")
         .is_empty());
-    assert_eq!(other.release_all_locks().await.expect("release"), 0);
-    let e = err_text(
-        other
-            .update_operation(id, OperationUpdate::Started { pid: Some(2) })
-            .await,
+    assert_eq!(loser.release_all_locks().await.expect("release"), 0);
+    // The loser cannot start it, nor finish it, with a fence of its own.
+    let theirs = Fence {
+        holder: format!("replica-{}:op", 1 - w),
+        epoch: fence.epoch,
+    };
+    assert!(!loser
+        .start_operation(id, &theirs, env.clone())
+        .await
+        .expect("start"));
+    assert!(
+        !finish(
+            &**loser,
+            id,
+            &theirs,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
     );
-    assert!(e.contains("is running"), "{e}");
+    assert!(
+        finish(
+            &**winner,
+            id,
+            &fence,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
+    );
 }

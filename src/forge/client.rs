@@ -25,12 +25,36 @@ pub enum ForgeError {
     },
     #[error("GitHub client setup: {0}")]
     Setup(String),
+    /// A request that creates something reached GitHub, or may have, but its answer was
+    /// lost (a timeout, a broken connection). It is not repeated blindly: the caller looks
+    /// for what it may have created first.
+    #[error("GitHub's answer to {0} was lost; it may have been done")]
+    AnswerLost(String),
+    /// A primary rate limit: nothing is worth sending before `until` (from
+    /// `x-ratelimit-reset`), which is further away than the client waits by itself.
+    #[error("GitHub rate limit reached by {what}; it resets in {after:?}")]
+    RateLimited {
+        what: String,
+        after: std::time::Duration,
+    },
 }
 
 impl ForgeError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, ForgeError::Transient(_))
+        matches!(
+            self,
+            ForgeError::Transient(_) | ForgeError::AnswerLost(_) | ForgeError::RateLimited { .. }
+        )
     }
+}
+
+/// Whether a request may be sent again when its answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads, and writes whose repetition changes nothing (a status, a comment edit).
+    Safe,
+    /// Writes that create something: a lost answer is reported, not repeated.
+    Create,
 }
 
 /// The state of a commit status, as GitHub names it.
@@ -232,6 +256,17 @@ impl GitHub {
         path: &str,
         body: Option<&B>,
     ) -> Result<Answer, ForgeError> {
+        self.send_as(what, method, path, body, Repeat::Safe).await
+    }
+
+    async fn send_as<B: Serialize + ?Sized + Sync>(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        repeat: Repeat,
+    ) -> Result<Answer, ForgeError> {
         let mut last = String::new();
         for attempt in 0..self.retry.attempts {
             if attempt > 0 {
@@ -259,14 +294,27 @@ impl GitHub {
                         });
                     }
                     if let Some(after) = retry_after(&a.headers) {
-                        wait = after.min(self.retry.max_delay);
+                        if after > self.retry.max_delay {
+                            // A primary rate limit resetting later than worth waiting here:
+                            // the delivery is retried when it resets, not hammered before.
+                            return Err(ForgeError::RateLimited {
+                                what: what.to_string(),
+                                after,
+                            });
+                        }
+                        wait = after;
                     }
                     last = format!("{} {}", a.status, cut(&message, 200));
                 }
+                Err(e) if repeat == Repeat::Create => {
+                    // Maybe nothing reached GitHub, maybe only the answer was lost: sending
+                    // it again could create a second one. The caller looks first.
+                    tracing::warn!(what, error = %e, "GitHub's answer was lost");
+                    return Err(ForgeError::AnswerLost(what.to_string()));
+                }
                 Err(e) => {
-                    // Transport errors and timeouts: nothing reached GitHub or the answer
-                    // was lost; all our writes are safe to repeat (statuses and comment edits
-                    // are idempotent in effect, a comment create is looked up first).
+                    // Transport errors and timeouts on reads and on writes that are
+                    // idempotent in effect (statuses, comment edits): safe to repeat.
                     last = e.to_string();
                 }
             }
@@ -360,7 +408,13 @@ impl GitHub {
             issue
         );
         let a = self
-            .send("create comment", Method::Post, &path, Some(&B { body }))
+            .send_as(
+                "create comment",
+                Method::Post,
+                &path,
+                Some(&B { body }),
+                Repeat::Create,
+            )
             .await?;
         let c: Comment = serde_json::from_slice(&a.body)
             .map_err(|e| ForgeError::Transient(format!("create comment: bad JSON: {e}")))?;
@@ -453,7 +507,13 @@ impl GitHub {
         d.description = cut(&d.description, 140);
         let path = format!("/repos/{}/{}/deployments", repo.owner(), repo.name());
         let a = self
-            .send("create deployment", Method::Post, &path, Some(&d))
+            .send_as(
+                "create deployment",
+                Method::Post,
+                &path,
+                Some(&d),
+                Repeat::Create,
+            )
             .await?;
         let c: Created = serde_json::from_slice(&a.body)
             .map_err(|e| ForgeError::Transient(format!("create deployment: bad JSON: {e}")))?;
@@ -481,6 +541,43 @@ impl GitHub {
         )
         .await?;
         Ok(())
+    }
+
+    /// The deployment Paved made for run `run_id` (its payload says `paved.run`), among the
+    /// deployments of `environment` at `sha`: how a deployment whose creation answer was
+    /// lost, or whose id a crash kept from being recorded, is found instead of made twice.
+    pub async fn find_deployment(
+        &self,
+        repo: &RepoName,
+        sha: &str,
+        environment: &str,
+        run_id: i64,
+    ) -> Result<Option<u64>, ForgeError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: u64,
+            #[serde(default)]
+            payload: serde_json::Value,
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("sha", sha)
+            .append_pair("environment", environment)
+            .append_pair("per_page", "100")
+            .finish();
+        let path = format!(
+            "/repos/{}/{}/deployments?{query}",
+            repo.owner(),
+            repo.name()
+        );
+        let a = self
+            .send("list deployments", Method::Get, &path, None::<&()>)
+            .await?;
+        let listed: Vec<Listed> = serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("list deployments: bad JSON: {e}")))?;
+        Ok(listed
+            .into_iter()
+            .find(|d| d.payload["paved"]["run"].as_i64() == Some(run_id))
+            .map(|d| d.id))
     }
 
     /// All reviews of a pull request, oldest first, following pagination.

@@ -505,6 +505,10 @@ pub struct Fault {
     pub operation_id: Option<String>,
     /// Override the `message` of the body.
     pub message: Option<String>,
+    /// Do what the request asks (its effect happens, as at GitHub), then break the
+    /// connection instead of answering: the client never learns the outcome, as after a
+    /// timeout on a request GitHub did perform. `status` is ignored.
+    pub lose_answer: bool,
 }
 
 impl Fault {
@@ -1567,7 +1571,11 @@ async fn handle(
         .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim().to_string()));
     let json_body = serde_json::from_slice::<Value>(&body).ok();
 
-    let fault = shared.world().take_fault(operation_id.as_deref());
+    let mut fault = shared.world().take_fault(operation_id.as_deref());
+    let lose_answer = fault.as_ref().is_some_and(|f| f.lose_answer);
+    if lose_answer {
+        fault = None;
+    }
     if let Some(delay) = fault.as_ref().and_then(|f| f.delay) {
         // Simulates a slow GitHub (client timeouts); not a synchronisation device.
         tokio::time::sleep(delay).await;
@@ -1631,6 +1639,16 @@ async fn handle(
     shared.changed();
     if let Some(reason) = &answer.reason {
         tracing::debug!(seq, status = answer.status, reason = %reason, "GitHub emulator answered an error");
+    }
+    if lose_answer {
+        // The effect happened; the answer breaks off mid-body.
+        let broken = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("answer lost (injected)"))
+        });
+        let mut response = Response::new(Body::from_stream(broken));
+        *response.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return response;
     }
     into_response(answer, seq)
 }
@@ -2109,6 +2127,7 @@ fn dispatch(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         "issues/list-comments" => list_comments(ctx, w),
         "repos/create-deployment" => create_deployment(ctx, w),
         "repos/create-deployment-status" => create_deployment_status(ctx, w),
+        "repos/list-deployments" => list_deployments(ctx, w),
         "pulls/get" => get_pull(ctx, w),
         "pulls/list-files" => list_pull_items(ctx, w, true),
         "pulls/list-reviews" => list_pull_items(ctx, w, false),
@@ -2736,6 +2755,41 @@ fn list_comments(ctx: &Ctx<'_>, w: &mut World) -> Answer {
     with_link(Answer::ok(200, Value::Array(page)), link)
 }
 
+/// `GET /repos/{owner}/{repo}/deployments`, newest first, filtered by `sha`, `ref`, `task`
+/// and `environment` as GitHub does.
+fn list_deployments(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo) = (ctx.s("owner"), ctx.s("repo"));
+    let filter = |name: &str| {
+        ctx.params
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| *v != "none")
+            .map(str::to_string)
+    };
+    let (sha, git_ref, task, environment) = (
+        filter("sha"),
+        filter("ref"),
+        filter("task"),
+        filter("environment"),
+    );
+    let items: Vec<Value> = w
+        .repo(&format!("{owner}/{repo}"))
+        .map(|r| {
+            r.deployments
+                .iter()
+                .rev()
+                .filter(|d| sha.as_ref().is_none_or(|s| *s == d.sha))
+                .filter(|d| git_ref.as_ref().is_none_or(|s| *s == d.git_ref))
+                .filter(|d| task.as_ref().is_none_or(|s| *s == d.task))
+                .filter(|d| environment.as_ref().is_none_or(|s| *s == d.environment))
+                .map(|d| ctx.shared.deployment_json(&r.owner, &r.name, d))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (page, link) = ctx.paginate(items);
+    with_link(Answer::ok(200, Value::Array(page)), link)
+}
+
 fn create_deployment(ctx: &Ctx<'_>, w: &mut World) -> Answer {
     let (owner, repo) = (ctx.s("owner"), ctx.s("repo"));
     let full = format!("{owner}/{repo}");
@@ -3148,9 +3202,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subset_parses_with_fifteen_operations() {
+    fn subset_parses_with_its_sixteen_operations() {
+        // GitHub's 15 extracted operations, plus `repos/list-deployments` added here
+        // (marked `x-made-here` in the fixture).
         let ops = operations().expect("subset");
-        assert_eq!(ops.len(), 15);
+        assert_eq!(ops.len(), 16);
     }
 
     fn route(method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {

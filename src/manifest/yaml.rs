@@ -374,9 +374,13 @@ fn line_info(content: &str, indent: usize) -> LineInfo {
             let mut closed = false;
             while j < bytes.len() {
                 if q == b'"' && bytes[j] == b'\\' && j + 1 < bytes.len() {
-                    key.push(bytes[j + 1] as char);
-                    j += 2;
-                    continue;
+                    // The escaped character may be several bytes long: step over all of
+                    // them, never into the middle of one.
+                    if let Some(c) = content[j + 1..].chars().next() {
+                        key.push(c);
+                        j += 1 + c.len_utf8();
+                        continue;
+                    }
                 }
                 if bytes[j] == q {
                     if q == b'\'' && bytes.get(j + 1) == Some(&b'\'') {

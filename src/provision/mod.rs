@@ -23,21 +23,21 @@
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
 mod push;
+mod run;
 
 pub use push::{PushEvent, GOVERNANCE_CONTEXT};
 
 use crate::audit::{AuditRecord, CheckVerdict};
-use crate::checks::{self, Governance, PrContext, Report};
-use crate::forge::client::{GitHub, NewDeployment, NewDeploymentStatus, NewStatus, StatusState};
+use crate::checks::{self, ChangeKind, Governance, PrContext, Report};
+use crate::forge::client::{GitHub, NewDeploymentStatus, NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, RepoName};
 use crate::manifest::definition::Runner;
 use crate::manifest::environment;
 use crate::manifest::names;
 use crate::repo::Mirror;
-use crate::runner::{self, Operation, RunOutcome, RunSpec, RunnerKind};
+use crate::runner::RunnerKind;
 use crate::store::{
-    public_outputs, reported, EnvState, EnvironmentUpdate, NewOperation, OpKind, OpState,
-    OperationRecord, OperationUpdate,
+    public_outputs, reported, NewOperation, OpKind, OpState, OperationRecord, OperationUpdate,
 };
 use crate::tree::TreeReader;
 use crate::worker::{PrInfo, PullRequestEvent, WorkError, Worker};
@@ -52,7 +52,7 @@ pub const PROVISION_CONTEXT: &str = "paved/provision";
 
 /// One environment a merge touches, with what is needed to run and report it.
 #[derive(Debug, Clone)]
-struct Item {
+pub(super) struct Item {
     op: NewOperation,
     runner: RunnerKind,
     template_path: Option<String>,
@@ -61,7 +61,7 @@ struct Item {
 }
 
 /// What the blocking part of a merge worked out.
-struct MergePlan {
+pub(super) struct MergePlan {
     mirror_path: PathBuf,
     /// Where notes are pushed (the configured clone URL of the repository).
     clone_url: String,
@@ -114,7 +114,36 @@ impl Worker {
             reviews,
             head_sha: Some(pr.head_sha.to_string()),
         };
-        let plan = self.plan_merge(&pr, &merge_sha, &ctx).await?;
+        let plan = match self.plan_merge(&pr, &merge_sha, &ctx).await {
+            Err(e @ (WorkError::Panicked(_) | WorkError::TooManyManifests { .. })) => {
+                // A bug met on this merge's input, or a merge too large to plan: provision
+                // nothing, and say so.
+                let why = match e {
+                    WorkError::Panicked(_) => crate::worker::INTERNAL_ERROR.to_string(),
+                    other => {
+                        // Verified on the default branch before it was counted: its push
+                        // is explained by this (refused) merge.
+                        self.store
+                            .record_merge(&pr.repo, &merge_sha, pr.number)
+                            .await?;
+                        other.to_string()
+                    }
+                };
+                gh.create_status(
+                    &pr.repo,
+                    &merge_sha,
+                    &NewStatus {
+                        state: StatusState::Failure,
+                        context: PROVISION_CONTEXT.into(),
+                        description: format!("{why}; nothing was provisioned"),
+                        target_url: None,
+                    },
+                )
+                .await?;
+                return Ok(());
+            }
+            other => other?,
+        };
         // The merge commit is verified to be on the default branch: a push of it is
         // explained by this merge (recorded even when nothing is provisioned).
         self.store
@@ -272,8 +301,9 @@ impl Worker {
         let merge_sha = merge_sha.clone();
         let ctx = ctx.clone();
         let default_timeout = self.config.runner.default_timeout;
+        let max_manifests = self.config.checks.max_manifests;
         let inventory = self.store.environments(Some(&pr.repo)).await?;
-        tokio::task::spawn_blocking(move || -> Result<Option<MergePlan>, WorkError> {
+        crate::worker::blocking(move || -> Result<Option<MergePlan>, WorkError> {
             let mirror = Mirror::open(&data_dir, &pr.repo)?;
             let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
             mirror.fetch(
@@ -307,6 +337,12 @@ impl Worker {
             if changes.is_empty() {
                 return Ok(None);
             }
+            if changes.len() > max_manifests {
+                return Err(WorkError::TooManyManifests {
+                    count: changes.len(),
+                    max: max_manifests,
+                });
+            }
             // Where governance is read: the default branch just before the PR landed.
             let first_parent = default_branch_before(&mirror, &merge_sha, &parent, &fork, &pr)?;
             let governance_changes =
@@ -325,11 +361,32 @@ impl Worker {
                 ));
             }
             let merged = mirror.tree_at(&merge_sha)?;
+            // What is deployed must be what was checked: a manifest the merge commit holds
+            // differently from the checked head (a conflict resolution, a squash onto a
+            // changed default branch) is checked again as merged.
+            let mut differing = Vec::new();
+            for c in &changes {
+                let at_merge = mirror.blob_id(&merge_sha, &c.path)?;
+                if at_merge != mirror.blob_id(&pr.head_sha, &c.path)? {
+                    let kind = match (&at_merge, mirror.blob_id(&first_parent, &c.path)?) {
+                        (None, _) => ChangeKind::Deleted,
+                        (Some(_), None) => ChangeKind::Added,
+                        (Some(_), Some(_)) => ChangeKind::Modified,
+                    };
+                    differing.push(checks::Change {
+                        path: c.path.clone(),
+                        kind,
+                    });
+                }
+            }
+            let as_merged = (!differing.is_empty())
+                .then(|| checks::evaluate(&governance, &merged, &base, &differing, &ctx));
             let items = plan_items(
                 &pr,
                 &merge_sha,
                 &governance,
                 &report,
+                as_merged.as_ref(),
                 &merged,
                 &base,
                 &inventory,
@@ -346,321 +403,6 @@ impl Worker {
             }))
         })
         .await
-        .map_err(|e| WorkError::Internal(e.to_string()))?
-    }
-
-    /// Runs one planned operation: lock, deployment, script, inventory.
-    async fn run_operation(
-        &self,
-        gh: &GitHub,
-        pr: &PrInfo,
-        plan: &MergePlan,
-        item: &Item,
-        id: i64,
-    ) -> Result<(), WorkError> {
-        let repo = &pr.repo;
-        let name = &item.op.env_name;
-        let holder = format!("{}:{id}", self.instance);
-        // The lock first, then a runner slot: waiting for a lock must not hold a slot.
-        while !self
-            .store
-            .try_lock_environment(repo, name, &holder, self.config.lease)
-            .await?
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let renew = {
-            let store = self.store.clone();
-            let (repo, name, holder) = (repo.clone(), name.clone(), holder.clone());
-            // An environment lock is a lease (`lease`): renewed while the operation runs,
-            // so a replica that died loses it (a single node drops all locks at start).
-            let ttl = self.config.lease;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    if let Err(e) = store.try_lock_environment(&repo, &name, &holder, ttl).await {
-                        tracing::warn!(error = %e, "renewing an environment lock failed");
-                    }
-                }
-            })
-        };
-        let result = self.run_locked(gh, pr, plan, item, id).await;
-        renew.abort();
-        if let Err(e) = self.store.unlock_environment(repo, name, &holder).await {
-            tracing::warn!(error = %e, "releasing an environment lock failed; its lease runs out");
-        }
-        result
-    }
-
-    async fn run_locked(
-        &self,
-        gh: &GitHub,
-        pr: &PrInfo,
-        plan: &MergePlan,
-        item: &Item,
-        id: i64,
-    ) -> Result<(), WorkError> {
-        // Another delivery (or replica) may have run it while this one waited.
-        let rec = self.operation(id).await?;
-        if rec.state == OpState::Running {
-            // Running, yet its lock was free for this replica to take: the replica that
-            // ran it stopped renewing its lease (it died). Its run is interrupted.
-            tracing::warn!(op = id, "taking over an operation whose replica stopped");
-            self.store
-                .update_operation(
-                    id,
-                    OperationUpdate::Finished {
-                        state: OpState::Interrupted,
-                        error: Some(
-                            "interrupted: the replica running it stopped renewing its lock".into(),
-                        ),
-                        log: rec.log.clone(),
-                        outputs: serde_json::json!({}),
-                    },
-                )
-                .await?;
-            return Ok(());
-        }
-        if rec.state != OpState::Planned {
-            return Ok(());
-        }
-        let _slot = self
-            .runner_slots
-            .acquire()
-            .await
-            .map_err(|_| WorkError::Internal("runner slots closed".into()))?;
-        let op = &rec.op;
-        let run_url = format!("{}/api/v1/operations/{id}", self.public_url());
-        let deployment_id = match rec.deployment_id {
-            Some(d) => d,
-            None => {
-                let d = gh
-                    .create_deployment(
-                        &pr.repo,
-                        &NewDeployment {
-                            git_ref: op.merge_sha.clone(),
-                            task: op.kind.as_str().into(),
-                            environment: op.env_name.clone(),
-                            description: format!(
-                                "{} {}/{} (run {id})",
-                                op.kind.as_str(),
-                                op.team,
-                                op.env_name
-                            ),
-                            payload: serde_json::json!({
-                                "paved": {"run": id, "environment": op.env_name,
-                                          "team": op.team, "operation": op.kind.as_str(),
-                                          "attempt": op.attempt}
-                            }),
-                            required_contexts: Vec::new(),
-                            auto_merge: false,
-                            transient_environment: false,
-                            production_environment: item.production,
-                        },
-                    )
-                    .await?;
-                self.store
-                    .update_operation(id, OperationUpdate::DeploymentCreated(d))
-                    .await?;
-                d
-            }
-        };
-        gh.create_deployment_status(
-            &pr.repo,
-            deployment_id,
-            &NewDeploymentStatus {
-                state: "in_progress".into(),
-                description: format!("{} running (run {id})", op.kind.as_str()),
-                log_url: Some(run_url.clone()),
-                environment_url: None,
-                auto_inactive: None,
-            },
-        )
-        .await?;
-
-        let previous = self.store.environment(&pr.repo, &op.env_name).await?;
-        let storage = self
-            .store
-            .environment_storage(&pr.repo, &op.env_name)
-            .await
-            .ok()
-            .flatten();
-        self.store
-            .update_operation(id, OperationUpdate::Started { pid: None })
-            .await?;
-        let running = match op.kind {
-            OpKind::Deploy => EnvState::Provisioning,
-            OpKind::Delete => EnvState::Deleting,
-        };
-        self.store
-            .upsert_environment(EnvironmentUpdate::of(op, running, id))
-            .await?;
-
-        // The definition folder at the merge commit (for a delete whose definition left the
-        // catalog in the same merge: at the first parent). A fork's PR never supplies code:
-        // its definitions come from the first parent only.
-        let work_root = self.config.data_dir.join("runs");
-        let def_dir = work_root.join(format!("def-{id}-{}", rand::random::<u32>()));
-        let mirror_path = plan.mirror_path.clone();
-        let merged_at =
-            CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?;
-        let commits = if plan.from_fork {
-            vec![plan.first_parent.clone()]
-        } else {
-            vec![merged_at, plan.first_parent.clone()]
-        };
-        let folder = format!("catalog/{}", op.definition);
-        let dest = def_dir.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<bool, WorkError> {
-            let mirror = Mirror::open_path(&mirror_path)?;
-            for c in &commits {
-                if mirror.export_dir(c, &folder, &dest)? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
-        .await
-        .map_err(|e| WorkError::Internal(e.to_string()))??;
-
-        let mut secrets: Vec<String> = self
-            .config
-            .webhook_secrets
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
-        if let Some(crate::config::GithubAuth::Token(t)) = &self.config.auth {
-            secrets.push(t.expose().to_string());
-        }
-        let mut env: Vec<(String, String)> = self.config.runner.vars.clone();
-        // `pass_env` values and `[runner.env]` values are secrets: every one is redacted
-        // from the log, the error text and so from comments, statuses and notes.
-        for (k, v) in self
-            .config
-            .runner
-            .pass_env
-            .iter()
-            .chain(&self.config.runner.env)
-        {
-            env.push((k.clone(), v.expose().to_string()));
-            secrets.push(v.expose().to_string());
-        }
-        if let Some(prev) = &previous {
-            secrets.extend(sensitive_values(&prev.outputs));
-        }
-
-        let result = if found {
-            let store = self.store.clone();
-            let spec = RunSpec {
-                run_id: id,
-                operation: match op.kind {
-                    OpKind::Deploy => Operation::Deploy,
-                    OpKind::Delete => Operation::Delete,
-                },
-                environment_name: op.env_name.clone(),
-                environment_type: op.env_type.clone(),
-                team: op.team.clone(),
-                repository: op.repo.clone(),
-                commit: op.merge_sha.clone(),
-                definition_dir: def_dir.clone(),
-                runner: item.runner,
-                template_path: item.template_path.clone(),
-                terraform_binary: self.config.runner.terraform_binary.clone(),
-                parameters: op.parameters.clone(),
-                storage,
-                timeout: item.timeout,
-                output_limit: self.config.runner.output_limit,
-                env,
-                path: self.config.runner.path.clone(),
-                secrets,
-                work_root: work_root.clone(),
-            };
-            let r = runner::run(spec, move |pid| {
-                // Recorded durably so that after a crash the orphan can be found and killed.
-                tokio::spawn(async move {
-                    if let Err(e) = store
-                        .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
-                        .await
-                    {
-                        tracing::warn!(error = %e, "recording the script's pid failed");
-                    }
-                });
-            })
-            .await;
-            Some(r)
-        } else {
-            None
-        };
-        let _ = tokio::fs::remove_dir_all(&def_dir).await;
-
-        let (state, error, log, outputs) = match &result {
-            None => (
-                OpState::Failed,
-                Some(format!(
-                    "definition folder catalog/{} not found at the merge commit",
-                    op.definition
-                )),
-                String::new(),
-                serde_json::json!({}),
-            ),
-            Some(r) => {
-                let outputs =
-                    serde_json::to_value(&r.outputs).unwrap_or_else(|_| serde_json::json!({}));
-                let (state, error) = match (&r.outcome, &r.outputs_error) {
-                    (RunOutcome::Succeeded, None) => (OpState::Succeeded, None),
-                    (RunOutcome::Succeeded, Some(e)) => {
-                        (OpState::Failed, Some(format!("bad ADE_OUTPUTS: {e}")))
-                    }
-                    (other, _) => {
-                        let mut why = other.describe();
-                        if let Some(last) = r.error_log.lines().rev().find(|l| !l.trim().is_empty())
-                        {
-                            why = format!("{why}: {}", last.trim());
-                        }
-                        (OpState::Failed, Some(why))
-                    }
-                };
-                (state, error, r.log.clone(), outputs)
-            }
-        };
-        if let Some(r) = &result {
-            if let Err(e) = self
-                .store
-                .set_environment_storage(&pr.repo, &op.env_name, r.storage.clone())
-                .await
-            {
-                tracing::warn!(error = %e, "keeping ADE_STORAGE failed");
-            }
-        }
-        self.store
-            .update_operation(
-                id,
-                OperationUpdate::Finished {
-                    state,
-                    error: error.clone(),
-                    log,
-                    outputs: outputs.clone(),
-                },
-            )
-            .await?;
-        let succeeded = state == OpState::Succeeded;
-        let ended = match (op.kind, succeeded) {
-            (OpKind::Deploy, true) => EnvState::Ready,
-            (OpKind::Delete, true) => EnvState::Deleted,
-            (_, false) => EnvState::Failed,
-        };
-        self.store
-            .upsert_environment(EnvironmentUpdate {
-                parameters: (op.kind == OpKind::Deploy && succeeded).then(|| op.parameters.clone()),
-                outputs: match (op.kind, succeeded) {
-                    (OpKind::Deploy, true) => Some(outputs),
-                    (OpKind::Delete, true) => Some(serde_json::json!({})),
-                    _ => None,
-                },
-                ..EnvironmentUpdate::of(op, ended, id)
-            })
-            .await?;
-        Ok(())
     }
 
     /// Makes the reports of a finished operation that are not made yet: the final
@@ -703,13 +445,12 @@ impl Worker {
             let url = plan.clone_url.clone();
             let token = self.forge.git_token(plan.installation).await?;
             let mirror_path = plan.mirror_path.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), WorkError> {
+            crate::worker::blocking(move || -> Result<(), WorkError> {
                 let mirror = Mirror::open_path(&mirror_path)?;
                 mirror.append_note(&url, token.as_ref(), &merge, &text)?;
                 Ok(())
             })
-            .await
-            .map_err(|e| WorkError::Internal(e.to_string()))??;
+            .await?;
         }
         for r in unnoted {
             self.store
@@ -766,14 +507,26 @@ impl Worker {
     }
 }
 
-/// The default branch as it was just before the PR landed: the merge commit's first
-/// parent for a merge commit or a squash, but for "Rebase and merge" of a PR of k commits
-/// the first parent is the PR's own second-to-last commit, replayed — reading governance
-/// there would let the PR judge itself. So when the merge commit has one parent and the PR
-/// k > 1 commits, and the k single-parent commits before the merge commit change exactly
-/// what the PR changes under `environments/`, `.paved/` and `catalog/`, the commit before
-/// them is the one. (If the guess is wrong it lands on an older commit of the default
-/// branch: never on one of the PR's.)
+/// Most commits of a pull request looked at when working out where governance is read;
+/// beyond it the merge base is used.
+const MAX_PR_COMMITS: usize = 250;
+
+/// Where a merge's governance is read: the default branch as it was just before the PR
+/// landed, and never a commit that carries any of the PR's own changes (a PR must not
+/// judge itself).
+///
+/// - A merge commit whose second parent is the PR's head: its first parent.
+/// - A squash, or a rebase of one commit: the first parent, which is the default branch
+///   before the merge either way.
+/// - "Rebase and merge" of k > 1 commits replays the PR's commits one by one, so the first
+///   parent is the PR's own second-to-last commit. The commit k steps back (k counting the
+///   PR's non-merge commits, which are what a rebase replays) is the one, when the k
+///   replayed commits change exactly what the PR changes under `environments/`, `.paved/`
+///   and `catalog/`.
+/// - Otherwise (a squash of several commits, or a history this does not recognise), the
+///   first parent only if it holds, at every path any commit of the PR touched, what the
+///   PR forked from; else the merge base of the PR with the default branch, which can hold
+///   nothing of the PR's.
 fn default_branch_before(
     mirror: &Mirror,
     merge_sha: &CommitSha,
@@ -781,17 +534,21 @@ fn default_branch_before(
     fork: &CommitSha,
     pr: &PrInfo,
 ) -> Result<CommitSha, WorkError> {
-    if mirror.nth_single_parent(merge_sha, 1)?.is_none() {
-        return Ok(first_parent.clone()); // a merge commit
+    let parents = mirror.parents(merge_sha)?;
+    if parents.len() >= 2 {
+        return Ok(if parents[1..].contains(&pr.head_sha) {
+            first_parent.clone()
+        } else {
+            fork.clone()
+        });
     }
-    let k = mirror.count_between(fork, &pr.head_sha)?;
-    if k <= 1 {
-        return Ok(first_parent.clone()); // a squash, or a one-commit rebase
-    }
-    let Some(before) = mirror.nth_single_parent(merge_sha, k)? else {
-        return Ok(first_parent.clone());
+    let Some(commits) = mirror.commits_between(fork, &pr.head_sha, MAX_PR_COMMITS)? else {
+        return Ok(fork.clone());
     };
-    if !mirror.is_ancestor_or_same(fork, &before)? {
+    let own: Vec<&crate::repo::CommitWithParents> =
+        commits.iter().filter(|(_, p)| p.len() <= 1).collect();
+    let k = own.len();
+    if k <= 1 {
         return Ok(first_parent.clone());
     }
     let changed = |from: &CommitSha, to: &CommitSha| -> Result<Vec<String>, WorkError> {
@@ -803,11 +560,29 @@ fn default_branch_before(
         paths.sort();
         Ok(paths)
     };
-    if changed(&before, merge_sha)? == changed(fork, &pr.head_sha)? {
-        Ok(before)
-    } else {
-        Ok(first_parent.clone())
+    if let Some(before) = mirror.nth_single_parent(merge_sha, k)? {
+        if mirror.is_ancestor_or_same(fork, &before)?
+            && changed(&before, merge_sha)? == changed(fork, &pr.head_sha)?
+        {
+            return Ok(before);
+        }
     }
+    // Every path any of the PR's commits touched (a path changed and changed back leaves no
+    // trace in the PR's net diff, yet a replayed commit in between holds it changed).
+    let mut touched = std::collections::BTreeSet::new();
+    for (sha, parents) in &own {
+        if let Some(parent) = parents.first() {
+            touched.extend(changed(parent, sha)?);
+        }
+    }
+    for path in &touched {
+        if mirror.blob_id(first_parent, path)? != mirror.blob_id(fork, path)? {
+            tracing::info!(repo = %pr.repo, pr = %pr.number, %path,
+                "the merge's first parent may hold the PR's own changes; governance is read at the merge base");
+            return Ok(fork.clone());
+        }
+    }
+    Ok(first_parent.clone())
 }
 
 /// The `url` output, when the run wrote one and it is not sensitive.
@@ -817,7 +592,7 @@ fn output_url(outputs: &serde_json::Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
+pub(super) fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
     if let serde_json::Value::Object(map) = outputs {
         for v in map.values() {
@@ -839,6 +614,7 @@ fn plan_items(
     merge_sha: &CommitSha,
     gov: &Governance,
     report: &Report,
+    as_merged: Option<&Report>,
     merged: &dyn TreeReader,
     base: &dyn TreeReader,
     inventory: &[crate::store::EnvironmentRecord],
@@ -929,14 +705,33 @@ fn plan_items(
         };
         // A delete of an environment Paved never made and whose checks failed is noise;
         // a deploy must be green; a delete must be green too (issue 4 adds approvals).
-        let refused = if failing.is_empty() {
-            None
-        } else {
+        // The manifest as merged, when it differs from the checked head: all its checks
+        // must pass too.
+        let failing_as_merged: Vec<&str> = as_merged
+            .and_then(|r| r.environments.iter().find(|e| e.path == env.path))
+            .map(|e| {
+                e.checks
+                    .iter()
+                    .filter(|c| !c.verdict.is_pass())
+                    .map(|c| c.check.context())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let refused = if !failing.is_empty() {
             Some(format!(
                 "not provisioned: {} did not pass for the pull request's head {}",
                 failing.join(", "),
                 pr.head_sha.short()
             ))
+        } else if !failing_as_merged.is_empty() {
+            Some(format!(
+                "not provisioned: the manifest as merged in {} differs from the checked head {} and fails {}",
+                merge_sha.short(),
+                pr.head_sha.short(),
+                failing_as_merged.join(", ")
+            ))
+        } else {
+            None
         };
         let defn = gov
             .catalog()

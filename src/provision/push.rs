@@ -140,13 +140,12 @@ impl Worker {
         let url = self.config.clone_url(&repo, &ev.repository.clone_url);
         let token = self.forge.git_token(ev.installation.map(|i| i.id)).await?;
         let data_dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), WorkError> {
+        crate::worker::blocking(move || -> Result<(), WorkError> {
             let mirror = Mirror::open(&data_dir, &repo)?;
             mirror.append_note(&url, token.as_ref(), &after, &text)?;
             Ok(())
         })
-        .await
-        .map_err(|e| WorkError::Internal(e.to_string()))??;
+        .await?;
         Ok(())
     }
 
@@ -167,7 +166,7 @@ impl Worker {
         let before = CommitSha::parse(&ev.before).ok();
         let after = after.clone();
         let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-        tokio::task::spawn_blocking(move || -> Result<Vec<(String, &'static str)>, WorkError> {
+        crate::worker::blocking(move || -> Result<Vec<(String, &'static str)>, WorkError> {
             let mirror = Mirror::open(&data_dir, &repo)?;
             if !mirror.has_commit(&after) {
                 mirror.fetch(&url, &[spec], token.as_ref())?;
@@ -195,6 +194,5 @@ impl Worker {
                 .collect())
         })
         .await
-        .map_err(|e| WorkError::Internal(e.to_string()))?
     }
 }

@@ -4,6 +4,8 @@
 
 mod history;
 
+pub use history::CommitWithParents;
+
 use crate::config::Secret;
 use crate::ids::{CommitSha, RepoName};
 use crate::tree::{TreeError, TreeReader, MAX_FILE_BYTES};
@@ -211,6 +213,10 @@ impl Mirror {
         Ok(out)
     }
 
+    /// The changes between two trees, below `dir`. Iterative (an explicit stack, so a
+    /// deeply nested tree cannot overflow the thread's stack) and linear: each level's
+    /// entries are walked once, side by side, in name order (a merge join), instead of
+    /// looking every name up in the other tree.
     fn diff_trees(
         &self,
         old: Option<Oid>,
@@ -218,57 +224,69 @@ impl Mirror {
         dir: &str,
         out: &mut Vec<PathChange>,
     ) -> Result<(), RepoError> {
-        if old == new {
-            return Ok(());
-        }
-        let entries =
-            |oid: Option<Oid>| -> Result<Vec<(String, Oid, Option<ObjectType>)>, RepoError> {
-                let Some(oid) = oid else {
-                    return Ok(Vec::new());
-                };
-                let tree = self.repo.find_tree(oid)?;
-                Ok(tree
-                    .iter()
-                    .filter_map(|e| e.name().map(|n| (n.to_string(), e.id(), e.kind())))
-                    .collect())
+        type Entry = (String, Oid, bool);
+        let entries = |oid: Option<Oid>| -> Result<Vec<Entry>, RepoError> {
+            let Some(oid) = oid else {
+                return Ok(Vec::new());
             };
-        let old_entries = entries(old)?;
-        let new_entries = entries(new)?;
-        let mut names: Vec<&String> = old_entries
-            .iter()
-            .chain(&new_entries)
-            .map(|e| &e.0)
-            .collect();
-        names.sort();
-        names.dedup();
-        let find = |v: &[(String, Oid, Option<ObjectType>)], n: &str| {
-            v.iter().find(|e| e.0 == n).map(|e| (e.1, e.2))
+            let tree = self.repo.find_tree(oid)?;
+            let mut v: Vec<Entry> = tree
+                .iter()
+                .filter_map(|e| {
+                    let is_tree = e.kind() == Some(ObjectType::Tree);
+                    e.name().map(|n| (n.to_string(), e.id(), is_tree))
+                })
+                .collect();
+            // Git orders trees as if their names ended in '/'; plain name order is what
+            // the join below needs.
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(v)
         };
-        for name in names {
-            let path = format!("{dir}/{name}");
-            let (o, n) = (find(&old_entries, name), find(&new_entries, name));
-            let is_tree = |x: Option<(Oid, Option<ObjectType>)>| {
-                x.is_some_and(|(_, k)| k == Some(ObjectType::Tree))
-            };
-            let tree_id = |x: Option<(Oid, Option<ObjectType>)>| {
-                x.filter(|(_, k)| *k == Some(ObjectType::Tree))
-                    .map(|(id, _)| id)
-            };
-            let blob_id = |x: Option<(Oid, Option<ObjectType>)>| {
-                x.filter(|(_, k)| *k != Some(ObjectType::Tree))
-                    .map(|(id, _)| id)
-            };
-            if is_tree(o) || is_tree(n) {
-                self.diff_trees(tree_id(o), tree_id(n), &path, out)?;
+        let mut stack: Vec<(Option<Oid>, Option<Oid>, String)> = vec![(old, new, dir.to_string())];
+        while let Some((old, new, dir)) = stack.pop() {
+            if old == new {
+                continue;
             }
-            let status = match (blob_id(o), blob_id(n)) {
-                (None, Some(_)) => Some(PathStatus::Added),
-                (Some(_), None) => Some(PathStatus::Deleted),
-                (Some(a), Some(b)) if a != b => Some(PathStatus::Modified),
-                _ => None,
-            };
-            if let Some(status) = status {
-                out.push(PathChange { path, status });
+            let (olds, news) = (entries(old)?, entries(new)?);
+            let (mut i, mut j) = (0, 0);
+            while i < olds.len() || j < news.len() {
+                let order = match (olds.get(i), news.get(j)) {
+                    (Some(o), Some(n)) => o.0.cmp(&n.0),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, _) => std::cmp::Ordering::Greater,
+                };
+                let (o, n) = match order {
+                    std::cmp::Ordering::Less => {
+                        i += 1;
+                        (olds.get(i - 1), None)
+                    }
+                    std::cmp::Ordering::Greater => {
+                        j += 1;
+                        (None, news.get(j - 1))
+                    }
+                    std::cmp::Ordering::Equal => {
+                        i += 1;
+                        j += 1;
+                        (olds.get(i - 1), news.get(j - 1))
+                    }
+                };
+                let name = &o.or(n).map(|e| e.0.clone()).unwrap_or_default();
+                let path = format!("{dir}/{name}");
+                let tree_of = |e: Option<&Entry>| e.filter(|e| e.2).map(|e| e.1);
+                let blob_of = |e: Option<&Entry>| e.filter(|e| !e.2).map(|e| e.1);
+                let (old_tree, new_tree) = (tree_of(o), tree_of(n));
+                if old_tree.is_some() || new_tree.is_some() {
+                    stack.push((old_tree, new_tree, path.clone()));
+                }
+                let status = match (blob_of(o), blob_of(n)) {
+                    (None, Some(_)) => Some(PathStatus::Added),
+                    (Some(_), None) => Some(PathStatus::Deleted),
+                    (Some(a), Some(b)) if a != b => Some(PathStatus::Modified),
+                    _ => None,
+                };
+                if let Some(status) = status {
+                    out.push(PathChange { path, status });
+                }
             }
         }
         Ok(())
@@ -427,6 +445,66 @@ mod tests {
 
     fn add(path: &str, text: &str) -> (String, Option<Vec<u8>>) {
         (path.to_string(), Some(text.as_bytes().to_vec()))
+    }
+
+    /// A PR may nest folders thousands deep under `environments/`: the diff walks them
+    /// without recursion, so even a thread with a small stack gets through.
+    #[test]
+    fn a_deeply_nested_tree_does_not_overflow_the_stack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = RepoName::parse("o/r").unwrap();
+        let remote = GitRemote::create(&tmp.path().join("git"), &name).unwrap();
+        let base = remote
+            .commit("refs/heads/main", None, &[add("README.md", "r")], "base")
+            .unwrap();
+        // environments/d/d/.../d/x.yaml, 3,000 folders deep, built bottom-up.
+        let repo = git2::Repository::open_bare(remote.path()).unwrap();
+        let blob = repo.blob(b"x").unwrap();
+        let mut b = repo.treebuilder(None).unwrap();
+        b.insert("x.yaml", blob, 0o100644).unwrap();
+        let mut tree = b.write().unwrap();
+        for _ in 0..3000 {
+            let mut b = repo.treebuilder(None).unwrap();
+            b.insert("d", tree, 0o040000).unwrap();
+            tree = b.write().unwrap();
+        }
+        let base_tree = repo
+            .find_commit(Oid::from_str(base.as_str()).unwrap())
+            .unwrap()
+            .tree()
+            .unwrap();
+        let mut root = repo.treebuilder(Some(&base_tree)).unwrap();
+        root.insert("environments", tree, 0o040000).unwrap();
+        let root = repo.find_tree(root.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
+        let parent = repo
+            .find_commit(Oid::from_str(base.as_str()).unwrap())
+            .unwrap();
+        let head = repo
+            .commit(Some("refs/heads/pr"), &sig, &sig, "deep", &root, &[&parent])
+            .unwrap();
+        let head = CommitSha::parse(&head.to_string()).unwrap();
+        let mirror = Mirror::open(&tmp.path().join("data"), &name).unwrap();
+        mirror
+            .fetch(
+                &remote.clone_url(),
+                &["+refs/heads/*:refs/remotes/origin/*".into()],
+                None,
+            )
+            .unwrap();
+        let changes = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || mirror.changes_under(&base, &head, "environments").unwrap())
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(changes.len(), 1);
+        assert!(
+            changes[0].path.ends_with("/d/x.yaml"),
+            "{}",
+            changes[0].path
+        );
+        assert_eq!(changes[0].status, PathStatus::Added);
     }
 
     #[test]

@@ -60,13 +60,17 @@ pub fn script_argv(script: &Path) -> Vec<OsString> {
     }
 }
 
-pub(crate) async fn run_script<F: FnOnce(u32) + Send>(
+pub(crate) async fn run_script<F, Fut>(
     spec: &RunSpec,
     dir: &RunDir,
     env: &[(OsString, OsString)],
     log: &mut Capped,
     on_spawn: &mut Option<F>,
-) -> Ran {
+) -> Ran
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let op = spec.operation.as_str();
     let Some(rel) = find_script(&dir.definition, spec.operation) else {
         let name = spec
@@ -219,11 +223,15 @@ async fn read_some<R: AsyncRead + Unpin>(
 /// group gets a final SIGKILL before the leader is reaped, so nothing it started survives
 /// the run (except processes that deliberately left the group with `setsid`, which
 /// [`super::kill_orphan`] can still find by their `PAVED_RUN_ID`).
-pub(crate) async fn exec<F: FnOnce(u32) + Send>(
+pub(crate) async fn exec<F, Fut>(
     step: Step<'_>,
     capture: Capture<'_>,
     on_spawn: &mut Option<F>,
-) -> StepReport {
+) -> StepReport
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let Capture {
         log,
         mut stdout,
@@ -260,11 +268,13 @@ pub(crate) async fn exec<F: FnOnce(u32) + Send>(
             pid: None,
         };
     };
-    if let Some(f) = on_spawn.take() {
-        f(pid);
-    }
     let pgid = pid as i32;
     let mut guard = GroupGuard { pgid, armed: true };
+    // Before anything waits on the process: whoever records the pid has done so (durably)
+    // by the time the run can outlive this server, so an orphan is always found.
+    if let Some(f) = on_spawn.take() {
+        f(pid).await;
+    }
 
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();

@@ -283,11 +283,16 @@ pub struct RunResult {
 
 /// Runs one operation. Never panics on bad input and never returns early without
 /// removing its run directory. `on_spawn` is called with the pid of the first process
-/// right after it is spawned, so the caller can record it durably and later find an
-/// orphan with [`kill_orphan`] after a crash.
+/// right after it is spawned, and awaited before the run waits on that process, so the
+/// caller records it durably first and can always find an orphan with [`kill_orphan`]
+/// after a crash.
 ///
 /// Dropping the returned future kills the process group and removes the run directory.
-pub async fn run(spec: RunSpec, on_spawn: impl FnOnce(u32) + Send) -> RunResult {
+pub async fn run<F, Fut>(spec: RunSpec, on_spawn: F) -> RunResult
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let started_at = Utc::now();
     let previous_storage = spec.storage.clone().unwrap_or_default();
     let mut redactor = Redactor::new(spec.secrets.iter().map(String::as_str));

@@ -140,13 +140,17 @@ pub fn parse_terraform_outputs(bytes: &[u8]) -> Result<BTreeMap<String, Output>,
         .collect())
 }
 
-pub(crate) async fn run_terraform<F: FnOnce(u32) + Send>(
+pub(crate) async fn run_terraform<F, Fut>(
     spec: &RunSpec,
     dir: &RunDir,
     env: &[(OsString, OsString)],
     log: &mut Capped,
     on_spawn: &mut Option<F>,
-) -> TfRan {
+) -> TfRan
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let def_name = spec
         .definition_dir
         .file_name()

@@ -382,6 +382,9 @@ pub mod reported {
     pub const DEPLOYMENT: u32 = 1;
     /// The git note was written and pushed.
     pub const NOTE: u32 = 2;
+    /// Creating the GitHub deployment was asked for (its id may not have been recorded:
+    /// look for it before creating another).
+    pub const DEPLOYMENT_REQUESTED: u32 = 4;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -405,17 +408,35 @@ pub struct OperationRecord {
     pub created_at: String,
 }
 
+/// Who holds an environment's lock, and since when: the lock's epoch goes up each time it
+/// changes hands. Writes of an operation's results carry it, and are made only while the
+/// lock is still held by that holder at that epoch ("fencing"): a replica that lost its lock
+/// while a script ran can never overwrite what the new holder did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// How an operation ended, written with [`ProvisionStore::finish_operation`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// `Succeeded` or `Failed`.
+    pub state: OpState,
+    pub error: Option<String>,
+    pub log: String,
+    pub outputs: serde_json::Value,
+}
+
 /// A change to an operation.
 #[derive(Debug, Clone)]
 pub enum OperationUpdate {
-    /// `Planned` → `Running`.
-    Started {
-        pid: Option<i64>,
-    },
-    /// The script's process id, once it is known.
+    /// The script's process id, once it is known (only while the operation runs).
     Pid(i64),
     DeploymentCreated(u64),
-    /// → `Succeeded`, `Failed` or `Interrupted`.
+    /// A running operation → `Succeeded`, `Failed` or `Interrupted`, without a fence: for
+    /// the replica that took over a dead one's lock (it marks the run it found
+    /// `Interrupted`). A run's own result goes through [`ProvisionStore::finish_operation`].
     Finished {
         state: OpState,
         error: Option<String>,
@@ -482,6 +503,27 @@ pub trait ProvisionStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError>;
     async fn update_operation(&self, id: i64, update: OperationUpdate) -> Result<(), StoreError>;
+    /// `Planned` → `Running` under `fence` (recorded on the operation), with the inventory
+    /// row `env`, in one transaction, only while `fence` still holds the environment's lock.
+    /// `false`: the lock changed hands, or the operation is no longer planned; nothing was
+    /// written.
+    async fn start_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        env: EnvironmentUpdate,
+    ) -> Result<bool, StoreError>;
+    /// A running operation's result, its inventory row and (when given) its `ADE_STORAGE`,
+    /// in one transaction, only while the operation is running under `fence` and `fence`
+    /// still holds the environment's lock. `false`: fenced off; nothing was written.
+    async fn finish_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        finish: Finish,
+        env: EnvironmentUpdate,
+        storage: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError>;
     /// At start-up of a single node: every `Running` operation becomes `Interrupted` (its
     /// process died with the previous server). Returns them as they were (with `pid`).
     /// A store shared by replicas interrupts only the running operations whose
@@ -514,14 +556,15 @@ pub trait ProvisionStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Takes the environment's lock for `holder` until `ttl` from now, if nobody else holds
-    /// it or their lease ran out. Taking it again as the same holder renews it.
+    /// it or their lease ran out, and returns its epoch. Taking it again as the same holder
+    /// renews it (same epoch); a new holder gets a higher one. `None`: held by another.
     async fn try_lock_environment(
         &self,
         repo: &RepoName,
         name: &str,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<i64>, StoreError>;
     /// Releases the lock if `holder` holds it.
     async fn unlock_environment(
         &self,

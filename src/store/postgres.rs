@@ -37,8 +37,8 @@ use super::rows::{
 };
 use super::sqlite::{compress_body, decompress_body, BLOCKING_CODEC_BYTES};
 use super::{
-    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvironmentRecord, EnvironmentUpdate,
-    NewDelivery, NewOperation, NewRun, OpState, OperationRecord, OperationUpdate, Outcome,
+    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvironmentRecord, EnvironmentUpdate, Fence,
+    Finish, NewDelivery, NewOperation, NewRun, OpState, OperationRecord, OperationUpdate, Outcome,
     ProvisionStore, RunRecord, Store, StoreError,
 };
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
@@ -501,6 +501,51 @@ impl PgStore {
     }
 }
 
+/// Inserts or updates an inventory row. $8 / $9 NULL: keep the stored parameters /
+/// outputs ('{}' for a new row). $10 NULL keeps the stored last operation too: once there
+/// was one, it stays the last until another replaces it.
+async fn upsert_env<'c, E>(conn: E, env: &EnvironmentUpdate) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let parameters = env
+        .parameters
+        .as_ref()
+        .map(|p| to_json(p, "parameters"))
+        .transpose()?;
+    let outputs = env
+        .outputs
+        .as_ref()
+        .map(|o| to_json(o, "outputs"))
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
+         state, parameters, outputs, last_operation, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}'), \
+         COALESCE($9, '{}'), $10, paved_now_ms()) \
+         ON CONFLICT (repo, name) DO UPDATE SET team = excluded.team, \
+         owner = excluded.owner, env_type = excluded.env_type, \
+         definition = excluded.definition, state = excluded.state, \
+         parameters = COALESCE($8, environments.parameters), \
+         outputs = COALESCE($9, environments.outputs), \
+         last_operation = COALESCE($10, environments.last_operation), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(&env.repo)
+    .bind(&env.name)
+    .bind(&env.team)
+    .bind(&env.owner)
+    .bind(&env.env_type)
+    .bind(&env.definition)
+    .bind(env.state.as_str())
+    .bind(parameters)
+    .bind(outputs)
+    .bind(env.last_operation)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ProvisionStore for PgStore {
     async fn plan_operation(&self, op: NewOperation) -> Result<(i64, bool), StoreError> {
@@ -620,15 +665,9 @@ impl ProvisionStore for PgStore {
             Text(Option<String>),
         }
         let (sql, wanted, args): (&'static str, &'static str, Vec<Arg>) = match update {
-            OperationUpdate::Started { pid } => (
-                "UPDATE operations SET state = 'running', started_at = paved_now_ms(), \
-                 pid = $2 WHERE id = $1 AND state = 'planned'",
-                "only a planned operation can start",
-                vec![Arg::Int(pid)],
-            ),
             OperationUpdate::Pid(pid) => (
-                "UPDATE operations SET pid = $2 WHERE id = $1",
-                "",
+                "UPDATE operations SET pid = $2 WHERE id = $1 AND state = 'running'",
+                "only a running operation has a script",
                 vec![Arg::Int(Some(pid))],
             ),
             OperationUpdate::DeploymentCreated(d) => (
@@ -653,8 +692,8 @@ impl ProvisionStore for PgStore {
                 }
                 (
                     "UPDATE operations SET state = $2, error = $3, log = $4, outputs = $5, \
-                     finished_at = paved_now_ms() WHERE id = $1",
-                    "",
+                     finished_at = paved_now_ms() WHERE id = $1 AND state = 'running'",
+                    "only a running operation can finish",
                     vec![
                         Arg::Text(Some(state.as_str().to_owned())),
                         Arg::Text(error),
@@ -680,6 +719,85 @@ impl ProvisionStore for PgStore {
             return Err(self.explain_unchanged(id, wanted).await);
         }
         Ok(())
+    }
+
+    async fn start_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        env: EnvironmentUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The lock row is locked (FOR SHARE) so it cannot change hands before the commit.
+        let started = sqlx::query(
+            "UPDATE operations SET state = 'running', started_at = paved_now_ms(), \
+             holder = $2, lease_epoch = $3 WHERE id = $1 AND state = 'planned' AND EXISTS ( \
+               SELECT 1 FROM env_locks WHERE repo = $4 AND name = $5 \
+               AND holder = $2 AND epoch = $3 FOR SHARE)",
+        )
+        .bind(id)
+        .bind(&fence.holder)
+        .bind(fence.epoch)
+        .bind(&env.repo)
+        .bind(&env.name)
+        .execute(&mut *tx)
+        .await?;
+        if started.rows_affected() == 0 {
+            return Ok(false);
+        }
+        upsert_env(&mut *tx, &env).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        finish: Finish,
+        env: EnvironmentUpdate,
+        storage: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        if !matches!(finish.state, OpState::Succeeded | OpState::Failed) {
+            return Err(invalid(format!(
+                "operation {id} cannot finish as {}",
+                finish.state.as_str()
+            )));
+        }
+        let outputs = to_json(&finish.outputs, "outputs")?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE operations SET state = $2, error = $3, log = $4, outputs = $5, \
+             finished_at = paved_now_ms() WHERE id = $1 AND state = 'running' \
+             AND holder = $6 AND lease_epoch = $7 AND EXISTS ( \
+               SELECT 1 FROM env_locks WHERE repo = $8 AND name = $9 \
+               AND holder = $6 AND epoch = $7 FOR SHARE)",
+        )
+        .bind(id)
+        .bind(finish.state.as_str())
+        .bind(&finish.error)
+        .bind(&finish.log)
+        .bind(&outputs)
+        .bind(&fence.holder)
+        .bind(fence.epoch)
+        .bind(&env.repo)
+        .bind(&env.name)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        upsert_env(&mut *tx, &env).await?;
+        if let Some(archive) = storage {
+            sqlx::query("UPDATE environments SET storage = $3 WHERE repo = $1 AND name = $2")
+                .bind(&env.repo)
+                .bind(&env.name)
+                .bind(archive)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Interrupts the running operations that no live replica is running: those whose
@@ -750,45 +868,7 @@ impl ProvisionStore for PgStore {
     }
 
     async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError> {
-        let parameters = env
-            .parameters
-            .as_ref()
-            .map(|p| to_json(p, "parameters"))
-            .transpose()?;
-        let outputs = env
-            .outputs
-            .as_ref()
-            .map(|o| to_json(o, "outputs"))
-            .transpose()?;
-        // $8 / $9 NULL: keep the stored parameters / outputs ('{}' for a new row).
-        // $10 NULL keeps the stored last operation too: once there was one, it stays the
-        // last until another replaces it.
-        sqlx::query(
-            "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
-             state, parameters, outputs, last_operation, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}'), \
-             COALESCE($9, '{}'), $10, paved_now_ms()) \
-             ON CONFLICT (repo, name) DO UPDATE SET team = excluded.team, \
-             owner = excluded.owner, env_type = excluded.env_type, \
-             definition = excluded.definition, state = excluded.state, \
-             parameters = COALESCE($8, environments.parameters), \
-             outputs = COALESCE($9, environments.outputs), \
-             last_operation = COALESCE($10, environments.last_operation), \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&env.repo)
-        .bind(&env.name)
-        .bind(&env.team)
-        .bind(&env.owner)
-        .bind(&env.env_type)
-        .bind(&env.definition)
-        .bind(env.state.as_str())
-        .bind(parameters)
-        .bind(outputs)
-        .bind(env.last_operation)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        upsert_env(&self.pool, &env).await
     }
 
     async fn environment_storage(
@@ -832,17 +912,20 @@ impl ProvisionStore for PgStore {
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         // One statement: ON CONFLICT locks the existing row and checks the WHERE on its
         // latest version, so two replicas racing for a free or expired lock get one
         // winner. A lease whose expires_at is now or past is free.
-        let got: Option<String> = sqlx::query_scalar(
-            "INSERT INTO env_locks (repo, name, holder, expires_at) \
-             VALUES ($1, $2, $3, paved_now_ms() + $4) \
-             ON CONFLICT (repo, name) DO UPDATE SET holder = excluded.holder, \
-             expires_at = excluded.expires_at \
+        // The epoch stays for a renewal and goes up when the lock changes hands.
+        let got: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO env_locks (repo, name, holder, expires_at, epoch) \
+             VALUES ($1, $2, $3, paved_now_ms() + $4, 1) \
+             ON CONFLICT (repo, name) DO UPDATE SET \
+             epoch = CASE WHEN env_locks.holder = excluded.holder \
+                     THEN env_locks.epoch ELSE env_locks.epoch + 1 END, \
+             holder = excluded.holder, expires_at = excluded.expires_at \
              WHERE env_locks.holder = excluded.holder OR env_locks.expires_at <= paved_now_ms() \
-             RETURNING holder",
+             RETURNING epoch",
         )
         .bind(repo.to_string())
         .bind(name)
@@ -850,7 +933,7 @@ impl ProvisionStore for PgStore {
         .bind(ms(ttl))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(got.is_some())
+        Ok(got)
     }
 
     async fn unlock_environment(
@@ -859,20 +942,27 @@ impl ProvisionStore for PgStore {
         name: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM env_locks WHERE repo = $1 AND name = $2 AND holder = $3")
-            .bind(repo.to_string())
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
+        // The row stays (with its epoch, which must only ever go up): released.
+        sqlx::query(
+            "UPDATE env_locks SET holder = '', expires_at = 0 \
+             WHERE repo = $1 AND name = $2 AND holder = $3",
+        )
+        .bind(repo.to_string())
+        .bind(name)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Drops only the locks whose lease ran out: the others belong to live replicas.
     async fn release_all_locks(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM env_locks WHERE expires_at <= paved_now_ms()")
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE env_locks SET holder = '', expires_at = 0 \
+             WHERE holder <> '' AND expires_at <= paved_now_ms()",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

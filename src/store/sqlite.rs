@@ -23,8 +23,8 @@ use super::rows::{
     run_from_row, to_i64, to_json, to_u64, ENV_COLUMNS, OP_COLUMNS,
 };
 use super::{
-    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvironmentRecord, EnvironmentUpdate,
-    NewDelivery, NewOperation, NewRun, OpState, OperationRecord, OperationUpdate, Outcome,
+    Accepted, Delivery, DeliveryRecord, DeliveryState, EnvironmentRecord, EnvironmentUpdate, Fence,
+    Finish, NewDelivery, NewOperation, NewRun, OpState, OperationRecord, OperationUpdate, Outcome,
     ProvisionStore, RunRecord, Store, StoreError,
 };
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
@@ -898,6 +898,81 @@ async fn explain_unchanged(conn: &mut SqliteConnection, id: i64, wanted: &str) -
     }
 }
 
+/// An inventory row to write, with its JSON already encoded.
+struct EnvRow {
+    repo: String,
+    name: String,
+    team: String,
+    owner: String,
+    env_type: String,
+    definition: String,
+    state: &'static str,
+    parameters: Option<String>,
+    outputs: Option<String>,
+    last_operation: Option<i64>,
+}
+
+impl EnvRow {
+    fn of(env: &EnvironmentUpdate) -> Result<EnvRow, StoreError> {
+        Ok(EnvRow {
+            repo: env.repo.clone(),
+            name: env.name.clone(),
+            team: env.team.clone(),
+            owner: env.owner.clone(),
+            env_type: env.env_type.clone(),
+            definition: env.definition.clone(),
+            state: env.state.as_str(),
+            parameters: env
+                .parameters
+                .as_ref()
+                .map(|p| to_json(p, "parameters"))
+                .transpose()?,
+            outputs: env
+                .outputs
+                .as_ref()
+                .map(|o| to_json(o, "outputs"))
+                .transpose()?,
+            last_operation: env.last_operation,
+        })
+    }
+}
+
+/// Inserts or updates an inventory row. ?8 / ?9 NULL: keep the stored parameters /
+/// outputs ('{}' for a new row). ?10 NULL keeps the stored last operation too: once there
+/// was one, it stays the last until another replaces it.
+async fn upsert_env<'c, E>(conn: E, env: &EnvRow, now: i64) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
+         state, parameters, outputs, last_operation, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'), \
+         COALESCE(?9, '{}'), ?10, ?11) \
+         ON CONFLICT(repo, name) DO UPDATE SET team = excluded.team, \
+         owner = excluded.owner, env_type = excluded.env_type, \
+         definition = excluded.definition, state = excluded.state, \
+         parameters = COALESCE(?8, environments.parameters), \
+         outputs = COALESCE(?9, environments.outputs), \
+         last_operation = COALESCE(?10, environments.last_operation), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(&env.repo)
+    .bind(&env.name)
+    .bind(&env.team)
+    .bind(&env.owner)
+    .bind(&env.env_type)
+    .bind(&env.definition)
+    .bind(env.state)
+    .bind(&env.parameters)
+    .bind(&env.outputs)
+    .bind(env.last_operation)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ProvisionStore for SqliteStore {
     async fn plan_operation(&self, op: NewOperation) -> Result<(i64, bool), StoreError> {
@@ -1021,15 +1096,9 @@ impl ProvisionStore for SqliteStore {
             Text(Option<String>),
         }
         let (sql, wanted, args): (&'static str, &'static str, Vec<Arg>) = match update {
-            OperationUpdate::Started { pid } => (
-                "UPDATE operations SET state = 'running', started_at = ?2, pid = ?3 \
-                 WHERE id = ?1 AND state = 'planned'",
-                "only a planned operation can start",
-                vec![Arg::Int(Some(now)), Arg::Int(pid)],
-            ),
             OperationUpdate::Pid(pid) => (
-                "UPDATE operations SET pid = ?2 WHERE id = ?1",
-                "",
+                "UPDATE operations SET pid = ?2 WHERE id = ?1 AND state = 'running'",
+                "only a running operation has a script",
                 vec![Arg::Int(Some(pid))],
             ),
             OperationUpdate::DeploymentCreated(d) => (
@@ -1054,8 +1123,8 @@ impl ProvisionStore for SqliteStore {
                 }
                 (
                     "UPDATE operations SET state = ?2, error = ?3, log = ?4, outputs = ?5, \
-                     finished_at = ?6 WHERE id = ?1",
-                    "",
+                     finished_at = ?6 WHERE id = ?1 AND state = 'running'",
+                    "only a running operation can finish",
                     vec![
                         Arg::Text(Some(state.as_str().to_owned())),
                         Arg::Text(error),
@@ -1084,6 +1153,104 @@ impl ProvisionStore for SqliteStore {
                     return Err(explain_unchanged(conn, id, wanted).await);
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn start_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        env: EnvironmentUpdate,
+    ) -> Result<bool, StoreError> {
+        let fence = fence.clone();
+        let env = EnvRow::of(&env)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let mut tx = conn.begin().await?;
+                let started = sqlx::query(
+                    "UPDATE operations SET state = 'running', started_at = ?2, holder = ?3, \
+                     lease_epoch = ?4 WHERE id = ?1 AND state = 'planned' AND EXISTS ( \
+                       SELECT 1 FROM env_locks WHERE repo = ?5 AND name = ?6 \
+                       AND holder = ?3 AND epoch = ?4)",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(&fence.holder)
+                .bind(fence.epoch)
+                .bind(&env.repo)
+                .bind(&env.name)
+                .execute(&mut *tx)
+                .await?;
+                if started.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                upsert_env(&mut *tx, &env, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn finish_operation(
+        &self,
+        id: i64,
+        fence: &Fence,
+        finish: Finish,
+        env: EnvironmentUpdate,
+        storage: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        if !matches!(finish.state, OpState::Succeeded | OpState::Failed) {
+            return Err(invalid(format!(
+                "operation {id} cannot finish as {}",
+                finish.state.as_str()
+            )));
+        }
+        let fence = fence.clone();
+        let env = EnvRow::of(&env)?;
+        let outputs = to_json(&finish.outputs, "outputs")?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let mut tx = conn.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE operations SET state = ?2, error = ?3, log = ?4, outputs = ?5, \
+                     finished_at = ?6 WHERE id = ?1 AND state = 'running' AND holder = ?7 \
+                     AND lease_epoch = ?8 AND EXISTS ( \
+                       SELECT 1 FROM env_locks WHERE repo = ?9 AND name = ?10 \
+                       AND holder = ?7 AND epoch = ?8)",
+                )
+                .bind(id)
+                .bind(finish.state.as_str())
+                .bind(&finish.error)
+                .bind(&finish.log)
+                .bind(&outputs)
+                .bind(now)
+                .bind(&fence.holder)
+                .bind(fence.epoch)
+                .bind(&env.repo)
+                .bind(&env.name)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                upsert_env(&mut *tx, &env, now).await?;
+                if let Some(archive) = storage {
+                    sqlx::query(
+                        "UPDATE environments SET storage = ?3 WHERE repo = ?1 AND name = ?2",
+                    )
+                    .bind(&env.repo)
+                    .bind(&env.name)
+                    .bind(archive)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             })
         })
         .await
@@ -1158,48 +1325,10 @@ impl ProvisionStore for SqliteStore {
     }
 
     async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError> {
-        let parameters = env
-            .parameters
-            .as_ref()
-            .map(|p| to_json(p, "parameters"))
-            .transpose()?;
-        let outputs = env
-            .outputs
-            .as_ref()
-            .map(|o| to_json(o, "outputs"))
-            .transpose()?;
-        let now = now_ms();
+        let env = EnvRow::of(&env)?;
         self.write(move |conn| {
             Box::pin(async move {
-                // ?8 / ?9 NULL: keep the stored parameters / outputs ('{}' for a new row).
-                // ?10 NULL keeps the stored last operation too: once there was one, it
-                // stays the last until another replaces it.
-                sqlx::query(
-                    "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
-                     state, parameters, outputs, last_operation, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'), \
-                     COALESCE(?9, '{}'), ?10, ?11) \
-                     ON CONFLICT(repo, name) DO UPDATE SET team = excluded.team, \
-                     owner = excluded.owner, env_type = excluded.env_type, \
-                     definition = excluded.definition, state = excluded.state, \
-                     parameters = COALESCE(?8, environments.parameters), \
-                     outputs = COALESCE(?9, environments.outputs), \
-                     last_operation = COALESCE(?10, environments.last_operation), \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(&env.repo)
-                .bind(&env.name)
-                .bind(&env.team)
-                .bind(&env.owner)
-                .bind(&env.env_type)
-                .bind(&env.definition)
-                .bind(env.state.as_str())
-                .bind(parameters)
-                .bind(outputs)
-                .bind(env.last_operation)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                upsert_env(&mut *conn, &env, now_ms()).await?;
                 Ok(())
             })
         })
@@ -1256,7 +1385,7 @@ impl ProvisionStore for SqliteStore {
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let repo = repo.to_string();
         let name = name.to_owned();
         let holder = holder.to_owned();
@@ -1266,13 +1395,16 @@ impl ProvisionStore for SqliteStore {
                 // The clock is read on the writer, so time spent queued does not shorten
                 // the lease. A lease whose expires_at is now or past is free.
                 let now = now_ms();
-                let got: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO env_locks (repo, name, holder, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT(repo, name) DO UPDATE SET holder = excluded.holder, \
-                     expires_at = excluded.expires_at \
+                // The epoch stays for a renewal and goes up when the lock changes hands.
+                let got: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO env_locks (repo, name, holder, expires_at, epoch) \
+                     VALUES (?1, ?2, ?3, ?4, 1) \
+                     ON CONFLICT(repo, name) DO UPDATE SET \
+                     epoch = CASE WHEN env_locks.holder = excluded.holder \
+                             THEN env_locks.epoch ELSE env_locks.epoch + 1 END, \
+                     holder = excluded.holder, expires_at = excluded.expires_at \
                      WHERE env_locks.holder = excluded.holder OR env_locks.expires_at <= ?5 \
-                     RETURNING holder",
+                     RETURNING epoch",
                 )
                 .bind(&repo)
                 .bind(&name)
@@ -1281,7 +1413,7 @@ impl ProvisionStore for SqliteStore {
                 .bind(now)
                 .fetch_optional(&mut *conn)
                 .await?;
-                Ok(got.is_some())
+                Ok(got)
             })
         })
         .await
@@ -1298,12 +1430,16 @@ impl ProvisionStore for SqliteStore {
         let holder = holder.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query("DELETE FROM env_locks WHERE repo = ?1 AND name = ?2 AND holder = ?3")
-                    .bind(&repo)
-                    .bind(&name)
-                    .bind(&holder)
-                    .execute(&mut *conn)
-                    .await?;
+                // The row stays (with its epoch, which must only ever go up): released.
+                sqlx::query(
+                    "UPDATE env_locks SET holder = '', expires_at = 0 \
+                     WHERE repo = ?1 AND name = ?2 AND holder = ?3",
+                )
+                .bind(&repo)
+                .bind(&name)
+                .bind(&holder)
+                .execute(&mut *conn)
+                .await?;
                 Ok(())
             })
         })
@@ -1313,9 +1449,11 @@ impl ProvisionStore for SqliteStore {
     async fn release_all_locks(&self) -> Result<u64, StoreError> {
         self.write(|conn| {
             Box::pin(async move {
-                let done = sqlx::query("DELETE FROM env_locks")
-                    .execute(&mut *conn)
-                    .await?;
+                let done = sqlx::query(
+                    "UPDATE env_locks SET holder = '', expires_at = 0 WHERE holder <> ''",
+                )
+                .execute(&mut *conn)
+                .await?;
                 Ok(done.rows_affected())
             })
         })
@@ -1369,7 +1507,7 @@ impl ProvisionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EnvState, OpKind};
+    use crate::store::OpKind;
     use bytes::Bytes;
 
     fn delivery(id: &str, key: &str, body: &str) -> NewDelivery {
@@ -1387,40 +1525,6 @@ mod tests {
         SqliteStore::open(path.to_str().expect("utf-8 path"))
             .await
             .expect("open store")
-    }
-
-    fn id(s: &str) -> DeliveryId {
-        DeliveryId::parse(s).expect("test id")
-    }
-
-    #[tokio::test]
-    async fn duplicate_id_is_reported_and_changes_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let a = store
-            .accept_delivery(delivery("d-1", "o/r#1", "{\"first\":true}"))
-            .await
-            .expect("accept");
-        assert_eq!(a, Accepted::New);
-        let mut second = delivery("d-1", "o/r#2", "{\"second\":true}");
-        second.event = "push".into();
-        let b = store.accept_delivery(second).await.expect("accept again");
-        assert_eq!(b, Accepted::Duplicate);
-
-        let rec = store
-            .delivery(&id("d-1"))
-            .await
-            .expect("read")
-            .expect("stored");
-        assert_eq!(rec.event, "pull_request");
-        assert_eq!(rec.queue_key, "o/r#1");
-        assert_eq!(rec.state, DeliveryState::Pending);
-        let claimed = store.claim_delivery().await.expect("claim").expect("one");
-        assert_eq!(claimed.body, b"{\"first\":true}");
-        assert_eq!(claimed.attempts, 1);
-        assert!(store.claim_delivery().await.expect("claim").is_none());
-        let counts = store.delivery_counts().await.expect("counts");
-        assert_eq!(counts.values().sum::<u64>(), 1);
     }
 
     #[tokio::test]
@@ -1519,141 +1623,6 @@ mod tests {
         assert_eq!(c.body, body);
     }
 
-    #[tokio::test]
-    async fn claim_keeps_per_key_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        for (i, key) in [
-            ("a1", "o/r#1"),
-            ("a2", "o/r#1"),
-            ("b1", "o/r#2"),
-            ("a3", "o/r#1"),
-        ] {
-            store
-                .accept_delivery(delivery(i, key, "{}"))
-                .await
-                .expect("accept");
-        }
-        let first = store.claim_delivery().await.expect("claim").expect("a1");
-        assert_eq!(first.id.as_str(), "a1");
-        // a2 waits for a1; b1 (another key) is claimable.
-        let second = store.claim_delivery().await.expect("claim").expect("b1");
-        assert_eq!(second.id.as_str(), "b1");
-        assert!(store.claim_delivery().await.expect("claim").is_none());
-        let rec = store.delivery(&id("a1")).await.expect("read").expect("a1");
-        assert_eq!(rec.state, DeliveryState::Running);
-
-        store
-            .finish_delivery(&first.id, Outcome::Done)
-            .await
-            .expect("finish");
-        let third = store.claim_delivery().await.expect("claim").expect("a2");
-        assert_eq!(third.id.as_str(), "a2");
-        store
-            .finish_delivery(
-                &third.id,
-                Outcome::Failed {
-                    error: "bad manifest".into(),
-                },
-            )
-            .await
-            .expect("finish");
-        let rec = store.delivery(&id("a2")).await.expect("read").expect("a2");
-        assert_eq!(rec.state, DeliveryState::Failed);
-        assert_eq!(rec.last_error.as_deref(), Some("bad manifest"));
-        // A failed delivery does not hold back the rest of its key.
-        let fourth = store.claim_delivery().await.expect("claim").expect("a3");
-        assert_eq!(fourth.id.as_str(), "a3");
-    }
-
-    #[tokio::test]
-    async fn retry_delay_is_respected() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        store
-            .accept_delivery(delivery("r1", "o/r#1", "{}"))
-            .await
-            .expect("accept");
-        store
-            .accept_delivery(delivery("r2", "o/r#1", "{}"))
-            .await
-            .expect("accept");
-        store
-            .accept_delivery(delivery("s1", "o/r#9", "{}"))
-            .await
-            .expect("accept");
-        let c = store.claim_delivery().await.expect("claim").expect("r1");
-        assert_eq!(c.id.as_str(), "r1");
-        let before = now_ms();
-        store
-            .finish_delivery(
-                &c.id,
-                Outcome::Retry {
-                    error: "GitHub answered 502".into(),
-                    after: Duration::from_secs(60),
-                },
-            )
-            .await
-            .expect("retry");
-        let rec = store.delivery(&id("r1")).await.expect("read").expect("r1");
-        assert_eq!(rec.state, DeliveryState::Pending);
-        assert_eq!(rec.last_error.as_deref(), Some("GitHub answered 502"));
-        // Not due yet, and r2 waits behind it; the other key goes ahead.
-        let other = store.claim_delivery().await.expect("claim").expect("s1");
-        assert_eq!(other.id.as_str(), "s1");
-        assert!(store.claim_delivery().await.expect("claim").is_none());
-        assert!(store
-            .claim_delivery_at(before + 59_000)
-            .await
-            .expect("claim")
-            .is_none());
-        let again = store
-            .claim_delivery_at(now_ms() + 61_000)
-            .await
-            .expect("claim")
-            .expect("r1 due");
-        assert_eq!(again.id.as_str(), "r1");
-        assert_eq!(again.attempts, 2);
-    }
-
-    #[tokio::test]
-    async fn requeue_after_crash() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = open(&dir).await;
-            store
-                .accept_delivery(delivery("c1", "o/r#1", "{\"n\":1}"))
-                .await
-                .expect("accept");
-            store
-                .accept_delivery(delivery("c2", "o/r#2", "{\"n\":2}"))
-                .await
-                .expect("accept");
-            let c = store.claim_delivery().await.expect("claim").expect("c1");
-            assert_eq!(c.id.as_str(), "c1");
-            // Dropped without finishing: the process "crashed" while c1 was running.
-        }
-        let store = open(&dir).await;
-        let rec = store.delivery(&id("c1")).await.expect("read").expect("c1");
-        assert_eq!(rec.state, DeliveryState::Running);
-        assert_eq!(store.requeue_interrupted().await.expect("requeue"), 1);
-        let c = store
-            .claim_delivery()
-            .await
-            .expect("claim")
-            .expect("c1 again");
-        assert_eq!(c.id.as_str(), "c1");
-        assert_eq!(c.attempts, 2);
-        assert_eq!(c.body, b"{\"n\":1}");
-        let c2 = store.claim_delivery().await.expect("claim").expect("c2");
-        assert_eq!(c2.id.as_str(), "c2");
-        store.close().await;
-        assert!(matches!(
-            store.accept_delivery(delivery("late", "k", "{}")).await,
-            Err(StoreError::Closed)
-        ));
-    }
-
     /// Random bytes do not compress: each body costs its size in the WAL.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
@@ -1715,47 +1684,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn comments_and_runs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let repo = RepoName::parse("octo/env").expect("repo");
-        assert_eq!(
-            store.pr_comment(&repo, PrNumber(3)).await.expect("get"),
-            None
-        );
-        store
-            .set_pr_comment(&repo, PrNumber(3), 11)
-            .await
-            .expect("set");
-        store
-            .set_pr_comment(&repo, PrNumber(3), 12)
-            .await
-            .expect("set");
-        assert_eq!(
-            store.pr_comment(&repo, PrNumber(3)).await.expect("get"),
-            Some(12)
-        );
-        let sha = crate::ids::CommitSha::parse(&"a".repeat(40)).expect("sha");
-        let run_id = store
-            .insert_run(NewRun {
-                repo: repo.clone(),
-                pr: PrNumber(3),
-                head_sha: sha.clone(),
-                base_sha: sha,
-                delivery_id: id("d-9"),
-                report: serde_json::json!({"checks": [{"name": "paved/schema", "ok": true}]}),
-            })
-            .await
-            .expect("insert run");
-        let run = store.run(run_id).await.expect("run").expect("stored");
-        assert_eq!(run.repo, "octo/env");
-        assert_eq!(run.pr, 3);
-        assert_eq!(run.report["checks"][0]["name"], "paved/schema");
-        assert!(store.run(run_id + 1).await.expect("run").is_none());
-        store.ping().await.expect("ping");
-    }
-
-    #[tokio::test]
     async fn claim_query_uses_the_partial_indexes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir).await;
@@ -1773,12 +1701,6 @@ mod tests {
     }
 
     // ---- provisioning ----
-
-    use crate::store::{reported, EnvironmentRecord};
-
-    fn repo(s: &str) -> RepoName {
-        RepoName::parse(s).expect("repo")
-    }
 
     fn sha(c: char) -> CommitSha {
         CommitSha::parse(&c.to_string().repeat(40)).expect("sha")
@@ -1807,700 +1729,6 @@ mod tests {
             state: OpState::Planned,
             error: None,
         }
-    }
-
-    fn env_update(repo: &str, name: &str, state: EnvState) -> EnvironmentUpdate {
-        EnvironmentUpdate {
-            repo: repo.into(),
-            name: name.into(),
-            team: "payments".into(),
-            owner: "alice".into(),
-            env_type: "preview".into(),
-            definition: "web-app".into(),
-            state,
-            parameters: None,
-            outputs: None,
-            last_operation: None,
-        }
-    }
-
-    fn err_text(r: Result<impl std::fmt::Debug, StoreError>) -> String {
-        match r {
-            Ok(v) => panic!("expected an error, got {v:?}"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[tokio::test]
-    async fn planning_an_operation_twice_records_it_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let op = new_op("checkout", 'a', 1);
-        let (id, created) = store.plan_operation(op.clone()).await.expect("plan");
-        assert!(created);
-        // A redelivered merge plans the same operation again (even if it computed
-        // something different): the first one stands.
-        let mut again = op.clone();
-        again.parameters = serde_json::json!({"size": "huge"});
-        assert_eq!(
-            store.plan_operation(again).await.expect("plan again"),
-            (id, false)
-        );
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.op, op);
-        assert_eq!(rec.state, OpState::Planned);
-        assert_eq!(rec.op.parameters["cmd"], "$(rm -rf /)");
-        assert_eq!((rec.started_at, rec.finished_at), (None, None));
-        assert_eq!((rec.pid, rec.deployment_id, rec.error), (None, None, None));
-        assert_eq!((rec.log.as_str(), rec.reported), ("", 0));
-        assert_eq!(rec.outputs, serde_json::json!({}));
-        assert!(chrono::DateTime::parse_from_rfc3339(&rec.created_at).is_ok());
-
-        // A retry after an interruption is a new attempt, hence a new operation.
-        let (id2, created2) = store
-            .plan_operation(new_op("checkout", 'a', 2))
-            .await
-            .expect("plan attempt 2");
-        assert!(created2);
-        assert_ne!(id2, id);
-        // Same environment, another kind: another operation too.
-        let mut delete = new_op("checkout", 'a', 1);
-        delete.kind = OpKind::Delete;
-        let (id3, created3) = store.plan_operation(delete).await.expect("plan delete");
-        assert!(created3);
-        let of_merge = store
-            .operations_for_merge(&repo("octo/envs"), &sha('a'))
-            .await
-            .expect("of merge");
-        let ids: Vec<i64> = of_merge.iter().map(|r| r.id).collect();
-        assert_eq!(ids, vec![id, id2, id3]);
-        assert!(store
-            .operations_for_merge(&repo("octo/envs"), &sha('b'))
-            .await
-            .expect("of other merge")
-            .is_empty());
-        assert!(store.operation(id3 + 1).await.expect("read").is_none());
-    }
-
-    #[tokio::test]
-    async fn a_refused_operation_is_final_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let mut op = new_op("checkout", 'a', 1);
-        op.state = OpState::Refused;
-        op.error = Some("paved/policy was failing at merge time".into());
-        let (id, created) = store.plan_operation(op.clone()).await.expect("plan");
-        assert!(created);
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.op, op);
-        assert_eq!(rec.state, OpState::Refused);
-        assert!(rec.state.is_final());
-        assert_eq!(rec.error, op.error);
-        assert!(rec.started_at.is_some());
-        assert_eq!(rec.finished_at, rec.started_at);
-        // Nothing can start it afterwards.
-        let e = err_text(
-            store
-                .update_operation(id, OperationUpdate::Started { pid: None })
-                .await,
-        );
-        assert!(e.contains("is refused"), "{e}");
-        // Only planned or refused operations are recorded.
-        let mut running = new_op("checkout", 'b', 1);
-        running.state = OpState::Running;
-        assert!(store.plan_operation(running).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn operation_lifecycle_round_trips() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let (id, _) = store
-            .plan_operation(new_op("checkout", 'a', 1))
-            .await
-            .expect("plan");
-        store
-            .update_operation(id, OperationUpdate::Started { pid: None })
-            .await
-            .expect("start");
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.state, OpState::Running);
-        assert!(rec.started_at.is_some());
-        assert_eq!((rec.pid, rec.finished_at), (None, None));
-        // Started twice (a second worker): refused, so it cannot run twice.
-        let e = err_text(
-            store
-                .update_operation(id, OperationUpdate::Started { pid: Some(1) })
-                .await,
-        );
-        assert!(e.contains("is running"), "{e}");
-
-        store
-            .update_operation(id, OperationUpdate::Pid(4242))
-            .await
-            .expect("pid");
-        store
-            .update_operation(id, OperationUpdate::DeploymentCreated(9_000_000_001))
-            .await
-            .expect("deployment");
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.pid, Some(4242));
-        assert_eq!(rec.deployment_id, Some(9_000_000_001));
-
-        let outputs = serde_json::json!({
-            "url": {"type": "string", "value": "https://x", "sensitive": false},
-            "token": {"type": "string", "value": "s3cr3t", "sensitive": true}
-        });
-        store
-            .update_operation(
-                id,
-                OperationUpdate::Finished {
-                    state: OpState::Succeeded,
-                    error: None,
-                    log: "deployed\n".into(),
-                    outputs: outputs.clone(),
-                },
-            )
-            .await
-            .expect("finish");
-        store
-            .update_operation(id, OperationUpdate::Reported(reported::DEPLOYMENT))
-            .await
-            .expect("reported");
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.state, OpState::Succeeded);
-        assert_eq!(rec.reported, reported::DEPLOYMENT);
-        // Bits are OR-ed: a repeated report changes nothing, another one adds its bit.
-        for bits in [reported::NOTE, reported::DEPLOYMENT] {
-            store
-                .update_operation(id, OperationUpdate::Reported(bits))
-                .await
-                .expect("reported");
-        }
-        let rec = store.operation(id).await.expect("read").expect("stored");
-        assert_eq!(rec.reported, reported::DEPLOYMENT | reported::NOTE);
-        assert_eq!(rec.log, "deployed\n");
-        assert_eq!(rec.outputs, outputs);
-        assert_eq!(rec.error, None);
-        assert_eq!(rec.pid, Some(4242));
-        assert_eq!(rec.deployment_id, Some(9_000_000_001));
-        let (started, finished) = (
-            rec.started_at.expect("started"),
-            rec.finished_at.expect("finished"),
-        );
-        assert!(started <= finished, "{started} > {finished}");
-        assert_eq!(rec.op, new_op("checkout", 'a', 1));
-
-        // A failure keeps its error.
-        let (id2, _) = store
-            .plan_operation(new_op("checkout", 'b', 1))
-            .await
-            .expect("plan");
-        store
-            .update_operation(
-                id2,
-                OperationUpdate::Finished {
-                    state: OpState::Failed,
-                    error: Some("deploy.sh exited with status 3".into()),
-                    log: String::new(),
-                    outputs: serde_json::json!({}),
-                },
-            )
-            .await
-            .expect("fail");
-        let rec = store.operation(id2).await.expect("read").expect("stored");
-        assert_eq!(rec.state, OpState::Failed);
-        assert_eq!(rec.error.as_deref(), Some("deploy.sh exited with status 3"));
-
-        let e = err_text(
-            store
-                .update_operation(id2 + 100, OperationUpdate::Pid(1))
-                .await,
-        );
-        assert!(e.contains("does not exist"), "{e}");
-        let e = err_text(
-            store
-                .update_operation(
-                    id2,
-                    OperationUpdate::Finished {
-                        state: OpState::Running,
-                        error: None,
-                        log: String::new(),
-                        outputs: serde_json::json!({}),
-                    },
-                )
-                .await,
-        );
-        assert!(e.contains("cannot finish as running"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn operations_of_an_environment_newest_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let mut ids = Vec::new();
-        for c in ['a', 'b', 'c'] {
-            ids.push(
-                store
-                    .plan_operation(new_op("checkout", c, 1))
-                    .await
-                    .expect("plan")
-                    .0,
-            );
-        }
-        store
-            .plan_operation(new_op("other", 'a', 1))
-            .await
-            .expect("plan other");
-        let mut other_repo = new_op("checkout", 'a', 1);
-        other_repo.repo = "octo/else".into();
-        store.plan_operation(other_repo).await.expect("plan");
-
-        let got = store
-            .operations_for_environment(&repo("octo/envs"), "checkout", 2)
-            .await
-            .expect("history");
-        let got: Vec<i64> = got.iter().map(|r| r.id).collect();
-        assert_eq!(got, vec![ids[2], ids[1]]);
-        let all = store
-            .operations_for_environment(&repo("octo/envs"), "checkout", 100)
-            .await
-            .expect("history");
-        assert_eq!(all.len(), 3);
-        assert!(all.iter().all(|r| r.op.env_name == "checkout"));
-    }
-
-    #[tokio::test]
-    async fn restart_interrupts_only_running_operations() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (planned, running, done) = {
-            let store = open(&dir).await;
-            let planned = store
-                .plan_operation(new_op("a", 'a', 1))
-                .await
-                .expect("plan")
-                .0;
-            let running = store
-                .plan_operation(new_op("b", 'a', 1))
-                .await
-                .expect("plan")
-                .0;
-            let done = store
-                .plan_operation(new_op("c", 'a', 1))
-                .await
-                .expect("plan")
-                .0;
-            for id in [running, done] {
-                store
-                    .update_operation(
-                        id,
-                        OperationUpdate::Started {
-                            pid: Some(500 + id),
-                        },
-                    )
-                    .await
-                    .expect("start");
-            }
-            store
-                .update_operation(
-                    done,
-                    OperationUpdate::Finished {
-                        state: OpState::Succeeded,
-                        error: None,
-                        log: String::new(),
-                        outputs: serde_json::json!({}),
-                    },
-                )
-                .await
-                .expect("finish");
-            // Dropped with `running` still running: the server died.
-            (planned, running, done)
-        };
-        let store = open(&dir).await;
-        let hit = store
-            .interrupt_running_operations()
-            .await
-            .expect("interrupt");
-        assert_eq!(hit.len(), 1);
-        assert_eq!(hit[0].id, running);
-        // As it was: running, with the pid whose process group may need killing.
-        assert_eq!(hit[0].state, OpState::Running);
-        assert_eq!(hit[0].pid, Some(500 + running));
-        assert_eq!(hit[0].finished_at, None);
-
-        let rec = store.operation(running).await.expect("read").expect("b");
-        assert_eq!(rec.state, OpState::Interrupted);
-        assert_eq!(
-            rec.error.as_deref(),
-            Some("interrupted: the server stopped while it ran")
-        );
-        assert!(rec.finished_at.is_some());
-        assert_eq!(rec.pid, Some(500 + running));
-        let rec = store.operation(planned).await.expect("read").expect("a");
-        assert_eq!(rec.state, OpState::Planned);
-        let rec = store.operation(done).await.expect("read").expect("c");
-        assert_eq!(rec.state, OpState::Succeeded);
-        assert_eq!(rec.error, None);
-        assert!(store
-            .interrupt_running_operations()
-            .await
-            .expect("again")
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn environment_lock_has_one_holder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        let minute = Duration::from_secs(60);
-        assert!(store
-            .try_lock_environment(&r, "checkout", "A", minute)
-            .await
-            .expect("A takes"));
-        assert!(!store
-            .try_lock_environment(&r, "checkout", "B", minute)
-            .await
-            .expect("B refused"));
-        // Another environment, or the same name in another repo, is another lock.
-        assert!(store
-            .try_lock_environment(&r, "search", "B", minute)
-            .await
-            .expect("B other env"));
-        assert!(store
-            .try_lock_environment(&repo("octo/else"), "checkout", "B", minute)
-            .await
-            .expect("B other repo"));
-        // Renewing as the same holder.
-        assert!(store
-            .try_lock_environment(&r, "checkout", "A", minute)
-            .await
-            .expect("A renews"));
-        // B cannot release A's lock.
-        store
-            .unlock_environment(&r, "checkout", "B")
-            .await
-            .expect("B unlock");
-        assert!(!store
-            .try_lock_environment(&r, "checkout", "B", minute)
-            .await
-            .expect("still A's"));
-        store
-            .unlock_environment(&r, "checkout", "A")
-            .await
-            .expect("A unlock");
-        assert!(store
-            .try_lock_environment(&r, "checkout", "B", minute)
-            .await
-            .expect("B takes"));
-        assert!(!store
-            .try_lock_environment(&r, "checkout", "A", minute)
-            .await
-            .expect("A refused"));
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_can_be_taken_over() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        // A zero lease has run out as soon as it is taken.
-        assert!(store
-            .try_lock_environment(&r, "checkout", "A", Duration::ZERO)
-            .await
-            .expect("A takes"));
-        assert!(store
-            .try_lock_environment(&r, "checkout", "B", Duration::from_secs(60))
-            .await
-            .expect("B takes over"));
-        assert!(!store
-            .try_lock_environment(&r, "checkout", "A", Duration::from_secs(60))
-            .await
-            .expect("A refused"));
-        // A, whose lease was taken over, cannot release B's lock.
-        store
-            .unlock_environment(&r, "checkout", "A")
-            .await
-            .expect("unlock");
-        assert!(!store
-            .try_lock_environment(&r, "checkout", "C", Duration::from_secs(60))
-            .await
-            .expect("C refused"));
-    }
-
-    #[tokio::test]
-    async fn release_all_locks_frees_everything() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        let hour = Duration::from_secs(3600);
-        for env in ["a", "b"] {
-            assert!(store
-                .try_lock_environment(&r, env, "dead-node", hour)
-                .await
-                .expect("lock"));
-        }
-        assert_eq!(store.release_all_locks().await.expect("release"), 2);
-        for env in ["a", "b"] {
-            assert!(store
-                .try_lock_environment(&r, env, "new-node", hour)
-                .await
-                .expect("lock"));
-        }
-        assert_eq!(store.release_all_locks().await.expect("release"), 2);
-        assert_eq!(store.release_all_locks().await.expect("release"), 0);
-    }
-
-    #[tokio::test]
-    async fn upserting_an_environment_keeps_what_is_not_given() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        assert!(store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .is_none());
-
-        // A new row without parameters or outputs has empty ones.
-        store
-            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Provisioning))
-            .await
-            .expect("insert");
-        let e = store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-        assert_eq!(e.state, EnvState::Provisioning);
-        assert_eq!(e.parameters, serde_json::json!({}));
-        assert_eq!(e.outputs, serde_json::json!({}));
-        assert_eq!(e.last_operation, None);
-
-        let outputs = serde_json::json!({"url": {"type": "string", "value": "https://x"}});
-        let mut ready = env_update("octo/envs", "checkout", EnvState::Ready);
-        ready.parameters = Some(serde_json::json!({"size": "small"}));
-        ready.outputs = Some(outputs.clone());
-        ready.last_operation = Some(1);
-        store.upsert_environment(ready).await.expect("ready");
-        let before = store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-
-        // A delete starts: only the state, owner and last operation change.
-        let mut deleting = env_update("octo/envs", "checkout", EnvState::Deleting);
-        deleting.owner = "erin".into();
-        deleting.last_operation = Some(2);
-        store.upsert_environment(deleting).await.expect("deleting");
-        let e = store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-        assert_eq!(e.state, EnvState::Deleting);
-        assert_eq!(e.owner, "erin");
-        assert_eq!(e.outputs, outputs);
-        assert_eq!(e.parameters, serde_json::json!({"size": "small"}));
-        assert_eq!(e.last_operation, Some(2));
-        assert!(e.updated_at >= before.updated_at);
-        // Without an operation id, the last one stays.
-        store
-            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Deleted))
-            .await
-            .expect("deleted");
-        let e = store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-        assert_eq!(e.state, EnvState::Deleted);
-        assert!(!e.state.is_live());
-        assert_eq!(e.last_operation, Some(2));
-        // Given outputs replace the stored ones.
-        let mut cleared = env_update("octo/envs", "checkout", EnvState::Deleted);
-        cleared.outputs = Some(serde_json::json!({}));
-        store.upsert_environment(cleared).await.expect("cleared");
-        let e = store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-        assert_eq!(e.outputs, serde_json::json!({}));
-        assert_eq!(store.environments(None).await.expect("all").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn public_record_drops_sensitive_outputs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let mut up = env_update("octo/envs", "checkout", EnvState::Ready);
-        up.outputs = Some(serde_json::json!({
-            "url": {"type": "string", "value": "https://x", "sensitive": false},
-            "host": {"type": "string", "value": "h"},
-            "password": {"type": "string", "value": "hunter2", "sensitive": true}
-        }));
-        store.upsert_environment(up).await.expect("upsert");
-        let e: EnvironmentRecord = store
-            .environment(&repo("octo/envs"), "checkout")
-            .await
-            .expect("read")
-            .expect("row");
-        // The store keeps the secret (the next operation may need it)...
-        assert_eq!(e.outputs["password"]["value"], "hunter2");
-        // ...what is shown does not.
-        let shown = e.public();
-        assert!(shown.outputs.get("password").is_none());
-        assert_eq!(shown.outputs["url"]["value"], "https://x");
-        assert_eq!(shown.outputs["host"]["value"], "h");
-        let text = serde_json::to_string(&shown).expect("json");
-        assert!(!text.contains("hunter2"), "{text}");
-        assert_eq!(shown.name, e.name);
-        assert_eq!(shown.state, e.state);
-    }
-
-    #[tokio::test]
-    async fn environment_storage_round_trips_binary() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        // No environment row: nothing is created, and the caller hears about it.
-        let e = err_text(
-            store
-                .set_environment_storage(&r, "checkout", vec![1, 2, 3])
-                .await,
-        );
-        assert!(e.contains("does not exist"), "{e}");
-        assert!(store
-            .environment(&r, "checkout")
-            .await
-            .expect("read")
-            .is_none());
-        assert_eq!(
-            store
-                .environment_storage(&r, "checkout")
-                .await
-                .expect("read"),
-            None
-        );
-
-        store
-            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Provisioning))
-            .await
-            .expect("insert");
-        assert_eq!(
-            store
-                .environment_storage(&r, "checkout")
-                .await
-                .expect("read"),
-            None
-        );
-        // Every byte value, NULs included, and more than a page.
-        let archive: Vec<u8> = (0..70_000u32).map(|i| (i % 256) as u8).collect();
-        store
-            .set_environment_storage(&r, "checkout", archive.clone())
-            .await
-            .expect("store");
-        // An inventory update does not touch the archive.
-        store
-            .upsert_environment(env_update("octo/envs", "checkout", EnvState::Ready))
-            .await
-            .expect("update");
-        assert_eq!(
-            store
-                .environment_storage(&r, "checkout")
-                .await
-                .expect("read"),
-            Some(archive)
-        );
-        store
-            .set_environment_storage(&r, "checkout", Vec::new())
-            .await
-            .expect("store empty");
-        assert_eq!(
-            store
-                .environment_storage(&r, "checkout")
-                .await
-                .expect("read"),
-            Some(Vec::new())
-        );
-    }
-
-    #[tokio::test]
-    async fn environments_are_ordered_and_filtered() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        for (r, n) in [
-            ("octo/zeta", "b"),
-            ("octo/alpha", "z"),
-            ("octo/zeta", "a"),
-            ("octo/alpha", "m"),
-        ] {
-            store
-                .upsert_environment(env_update(r, n, EnvState::Ready))
-                .await
-                .expect("insert");
-        }
-        let all = store.environments(None).await.expect("all");
-        let keys: Vec<(&str, &str)> = all
-            .iter()
-            .map(|e| (e.repo.as_str(), e.name.as_str()))
-            .collect();
-        assert_eq!(
-            keys,
-            vec![
-                ("octo/alpha", "m"),
-                ("octo/alpha", "z"),
-                ("octo/zeta", "a"),
-                ("octo/zeta", "b")
-            ]
-        );
-        let zeta = store
-            .environments(Some(&repo("octo/zeta")))
-            .await
-            .expect("zeta");
-        let names: Vec<&str> = zeta.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, vec!["a", "b"]);
-        assert!(zeta.iter().all(|e| e.repo == "octo/zeta"));
-        assert!(store
-            .environments(Some(&repo("octo/none")))
-            .await
-            .expect("none")
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn merges_are_recorded_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir).await;
-        let r = repo("octo/envs");
-        assert_eq!(store.merge_of(&r, &sha('a')).await.expect("read"), None);
-        store
-            .record_merge(&r, &sha('a'), PrNumber(12))
-            .await
-            .expect("record");
-        store
-            .record_merge(&r, &sha('a'), PrNumber(12))
-            .await
-            .expect("record again");
-        // The first record stands.
-        store
-            .record_merge(&r, &sha('a'), PrNumber(99))
-            .await
-            .expect("record other");
-        assert_eq!(
-            store.merge_of(&r, &sha('a')).await.expect("read"),
-            Some(PrNumber(12))
-        );
-        assert_eq!(store.merge_of(&r, &sha('b')).await.expect("read"), None);
-        assert_eq!(
-            store
-                .merge_of(&repo("octo/else"), &sha('a'))
-                .await
-                .expect("read"),
-            None
-        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! repositories in a temp dir) against the strict GitHub emulator.
 #![allow(dead_code)]
 
+pub mod provisioning;
 pub mod recorder;
 pub mod serve;
 

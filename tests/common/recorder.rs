@@ -7,7 +7,8 @@ use paved::testkit::FileChange;
 /// The recorder definition: records its environment, parameters and ADE_STORAGE history in
 /// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`
 /// parameter says: `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block`
-/// (waits for `$RECORD_DIR/release`).
+/// (waits for `$RECORD_DIR/release`), `leak` (prints `$API_TOKEN`, a `runner.pass_env`
+/// secret, to its output and its error log, and fails).
 pub const RECORDER_DEPLOY: &str = r#"#!/bin/sh
 set -eu
 run="$RECORD_DIR/$PAVED_RUN_ID"
@@ -27,6 +28,10 @@ case "$ADE_OPERATION_PARAMETERS" in
     sleep 600 ;;
   *'"mode":"slow"'*)
     sleep 0.3 ;;
+  *'"mode":"leak"'*)
+    echo "calling the API with token ${API_TOKEN:-unset}"
+    echo "the API rejected token ${API_TOKEN:-unset}" > "$ADE_ERROR_LOG"
+    exit 4 ;;
   *'"mode":"block"'*)
     echo $$ > "$run.pid"
     while [ ! -e "$RECORD_DIR/release" ]; do sleep 0.05; done ;;
@@ -59,7 +64,7 @@ parameters:
     name: Mode
     type: string
     default: ok
-    allowed: [ok, fail, hang, slow, block]
+    allowed: [ok, fail, hang, slow, block, leak]
   - id: note
     name: Note
     type: string
