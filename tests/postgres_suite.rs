@@ -17,3 +17,5 @@ mod pr_checks;
 mod provision;
 #[path = "restart.rs"]
 mod restart;
+#[path = "security.rs"]
+mod security;

@@ -391,3 +391,204 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
     drop((a, b));
     drop_database(&server, &database).await;
 }
+
+/// Issue 9, item 5: the replica running a script is paused (SIGSTOP) past its lease. The
+/// other replica takes the merge and the lock over, marks the first attempt interrupted and
+/// runs a second. When the paused replica wakes, its renewal finds the lock taken: it
+/// kills its script's process group and records nothing, so the first attempt stays
+/// `interrupted` and the inventory shows the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothing() {
+    use common::recorder::{add, governance_files};
+    let Some(server) = server_url() else {
+        eprintln!(
+            "SKIPPED a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothing: PAVED_TEST_DATABASE_URL is not set"
+        );
+        return;
+    };
+    let database = fresh_database(&server).await;
+    let mut h = Harness::prepare(&governance_files()).await;
+    let records = h.tmp.path().join("records");
+    std::fs::create_dir_all(&records).expect("records");
+    let env = [
+        ("PAVED_LEASE", "2s".to_string()),
+        ("RECORD_DIR", records.display().to_string()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+    ];
+    let a = spawn_replica_with(&h, "replica-a", &database, &env).await;
+    let b = spawn_replica_with(&h, "replica-b", &database, &env).await;
+
+    let pr = h.push_pr(71, None, &add("paused-preview", "block"));
+    h.github.set_pull_reviews(
+        common::REPO,
+        71,
+        vec![
+            serde_json::json!({"user": {"login": "admin1"}, "state": "APPROVED",
+                                "commit_id": pr.head_sha.as_str()}),
+        ],
+    );
+    let merge = h.remote.merge_pull(&pr).expect("merge");
+    let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+    h.external_url = Some(a.1.clone());
+    let id = h.delivery_id();
+    assert_eq!(
+        h.send("pull_request", &id, &body).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+
+    // Pause whichever replica runs attempt 1 (its script keeps running: its own group).
+    let first: i32 = wait_for_file(&records.join("1.pid"))
+        .await
+        .trim()
+        .parse()
+        .expect("pid");
+    let runner = parent_of(first);
+    let (paused, alive) = if runner == a.0 .0.id() as i32 {
+        (&a, &b)
+    } else {
+        assert_eq!(
+            runner,
+            b.0 .0.id() as i32,
+            "the script runs under a replica"
+        );
+        (&b, &a)
+    };
+    let paused_pid = paused.0 .0.id() as i32;
+    // SAFETY: signals to a child process this test started.
+    unsafe {
+        libc::kill(paused_pid, libc::SIGSTOP);
+    }
+
+    // The other replica takes over after the lease and starts attempt 2.
+    let second = wait_for_other_pid_file(&h, &records, "1.pid").await;
+    // Wake the paused replica: its renewal finds the lock taken, and it kills attempt 1's
+    // script (which is still waiting for the release file).
+    unsafe {
+        libc::kill(paused_pid, libc::SIGCONT);
+    }
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "attempt 1's script was never killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Now let attempt 2 finish.
+    std::fs::write(records.join("release"), b"").expect("release");
+    h.external_url = Some(alive.1.clone());
+    let repo = common::REPO.to_string();
+    let sha = merge.to_string();
+    h.github
+        .wait_until(Duration::from_secs(60), "paved/provision", move |gh| {
+            gh.latest_statuses(&repo, &sha)
+                .get("paved/provision")
+                .is_some_and(|s| s.state != "pending")
+        })
+        .await
+        .expect("paved/provision");
+    let status = &h.github.latest_statuses(common::REPO, merge.as_str())["paved/provision"];
+    assert_eq!(status.state, "success", "{status:?}");
+
+    // The woken replica's log says it stopped without recording.
+    let log_path = h.tmp.path().join(if std::ptr::eq(paused, &a) {
+        "replica-a.log"
+    } else {
+        "replica-b.log"
+    });
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("nothing was recorded") {
+            break;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "no word of the lost lock in:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ops: serde_json::Value = h
+        .client
+        .get(format!(
+            "{}/api/v1/repos/{}/merges/{merge}",
+            alive.1,
+            common::REPO
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let summary: Vec<(i64, String)> = ops
+        .as_array()
+        .expect("operations")
+        .iter()
+        .map(|o| {
+            (
+                o["attempt"].as_i64().unwrap_or(0),
+                o["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "interrupted".to_string()), (2, "succeeded".to_string())]
+    );
+    assert!(
+        !records.join("1.end").exists(),
+        "attempt 1's script never completed"
+    );
+    assert!(
+        records.join(format!("{second}.end")).exists(),
+        "attempt 2 completed"
+    );
+    let env: serde_json::Value = h
+        .client
+        .get(format!(
+            "{}/api/v1/repos/{}/environments/paused-preview",
+            alive.1,
+            common::REPO
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(env["environment"]["state"], "ready", "{env}");
+    assert_eq!(
+        env["environment"]["last_operation"].to_string(),
+        second,
+        "{env}"
+    );
+    h.assert_no_rejections();
+    drop((a, b));
+    drop_database(&server, &database).await;
+}
+
+/// The run id of the first `<id>.pid` file in `records` other than `except`.
+async fn wait_for_other_pid_file(h: &Harness, records: &std::path::Path, except: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let found = std::fs::read_dir(records)
+            .expect("records")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|n| n.ends_with(".pid") && n != except);
+        if let Some(n) = found {
+            return n.trim_end_matches(".pid").to_string();
+        }
+        if start.elapsed() > common::DEADLINE {
+            for name in ["replica-a", "replica-b"] {
+                let log = std::fs::read_to_string(h.tmp.path().join(format!("{name}.log")))
+                    .unwrap_or_default();
+                eprintln!("---- {name} ----\n{log}");
+            }
+            panic!("another attempt never started");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

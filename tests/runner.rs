@@ -257,6 +257,28 @@ echo "password is hunter2-very-secret" >&2"#,
     );
 }
 
+/// A sensitive output too short to redact reliably is not silently skipped: the log names
+/// the output (never its value).
+#[tokio::test]
+async fn a_short_sensitive_output_is_named_in_the_log() {
+    let f = Fixture::new();
+    f.script(
+        "deploy.sh",
+        r#"cat > "$ADE_OUTPUTS" <<'EOF'
+{"outputs": {"pin": {"type": "string", "value": "739", "sensitive": true}}}
+EOF"#,
+    );
+    let result = run(f.spec(Operation::Deploy)).await;
+    assert_eq!(result.outcome, RunOutcome::Succeeded, "{}", result.log);
+    assert!(
+        result
+            .log
+            .contains("sensitive output pin is shorter than 4 characters"),
+        "{}",
+        result.log
+    );
+}
+
 #[tokio::test]
 async fn malformed_outputs_are_reported() {
     let f = Fixture::new();

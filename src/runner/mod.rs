@@ -335,9 +335,19 @@ where
     };
     let script_ran = pid.is_some();
 
-    // Sensitive outputs are secrets too, wherever the script printed them.
-    for output in outputs.values().filter(|o| o.sensitive) {
+    // Sensitive outputs are secrets too, wherever the script printed them. One too short to
+    // redact reliably is named (not shown) in the log, not skipped silently.
+    for (name, output) in outputs.iter().filter(|(_, o)| o.sensitive) {
         redactor.add_value(&output.value);
+        let text = match &output.value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if !text.trim().is_empty() && text.trim().chars().count() < MIN_SECRET_LEN {
+            log.note(&format!(
+                "sensitive output {name} is shorter than {MIN_SECRET_LEN} characters: it could not be redacted from this log"
+            ));
+        }
     }
     // Output names and types are not secret, but a malformed file's error text may quote it.
     if let Some(e) = outputs_error.as_mut() {
