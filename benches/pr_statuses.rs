@@ -5,10 +5,10 @@
 //! Everything is real but GitHub: the service (SQLite file, HTTP on loopback), the Git
 //! repository it fetches from (file://), policies compiled by regorus.
 
+use github_emulator::Emulator;
 use paved::config::{Config, GithubAuth, Secret};
-use paved::forge::emulator::Emulator;
 use paved::ids::RepoName;
-use paved::testkit::{self, FileChange, GitRemote};
+use paved_testkit::{self as testkit, FileChange, GitRemote};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-secret";

@@ -12,11 +12,11 @@
 //! Everything is real but GitHub: the service (SQLite file, HTTP on loopback), the Git
 //! repository (file://) it fetches from and pushes notes to, the scripts.
 
+use github_emulator::{Emulator, EmulatorHandle};
 use paved::config::{Config, GithubAuth, RunnerConfig, Secret};
-use paved::forge::emulator::{Emulator, EmulatorHandle};
 use paved::ids::{CommitSha, RepoName};
 use paved::service::Service;
-use paved::testkit::{self, FileChange, GitRemote};
+use paved_testkit::{self as testkit, FileChange, GitRemote};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -18,9 +18,9 @@
 //! Replicas run the release binary with `PAVED_WORKERS` at its default (4 each).
 
 use futures::StreamExt;
-use paved::forge::emulator::{Emulator, EmulatorHandle};
+use github_emulator::{Emulator, EmulatorHandle};
 use paved::ids::{CommitSha, RepoName};
-use paved::testkit::{self, GitRemote, PullRequestSpec};
+use paved_testkit::{self as testkit, GitRemote, PullRequestSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -63,6 +63,7 @@ pub enum Command {
     },
     /// Show the whole flow on this machine: a real server, a real Git repository made from
     /// examples/, signed pull request events, and GitHub answered by the strict emulator.
+    #[cfg(feature = "demo")]
     Demo {
         /// Keep the demo's files (repository, database) in this folder instead of a temp dir.
         #[arg(long)]
@@ -121,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }),
+        #[cfg(feature = "demo")]
         Command::Demo { keep } => runtime().and_then(|rt| {
             if std::env::var_os("PAVED_LOG").is_some() {
                 init_tracing();

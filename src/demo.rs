@@ -14,11 +14,11 @@
 //! GitHub's API is answered by the same strict emulator the tests use.
 
 use crate::config::{Config, GithubAuth, RunnerConfig, Secret};
-use crate::forge::emulator::EmulatorHandle;
 use crate::ids::{CommitSha, RepoName};
 use crate::service::Service;
-use crate::testkit::{self, GitRemote, PullRequestSpec};
 use anyhow::{Context, Result};
+use github_emulator::EmulatorHandle;
+use paved_testkit::{self as testkit, GitRemote, PullRequestSpec};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         "Paved demo: everything runs on this machine, in {}",
         root.display()
     );
-    let github = crate::forge::emulator::Emulator::start().await?;
+    let github = github_emulator::Emulator::start().await?;
     println!("- GitHub API: strict emulator at {}", github.url());
 
     let repo_name = RepoName::parse("demo-org/environments")?;

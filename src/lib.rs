@@ -4,7 +4,7 @@
 //! - [`intake`]: the webhook receiver (signature check, durable acceptance).
 //! - [`store`]: the database behind a trait (SQLite by default).
 //! - [`worker`]: turns stored deliveries into work, in order per pull request.
-//! - [`forge`]: the GitHub client, and the strict GitHub emulator used by tests and `demo`.
+//! - [`forge`]: the GitHub client.
 //! - [`repo`]: local Git mirrors (git2), always used from blocking threads.
 //! - [`manifest`]: environment manifests, `platform.yaml` and ADE definitions.
 //! - [`policy`]: built-in rules and Rego policies (regorus).
@@ -17,10 +17,11 @@ pub mod audit;
 pub mod checks;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod diag;
 pub mod forge;
-pub mod ids;
+pub use paved_ids as ids;
 pub mod intake;
 pub mod manifest;
 pub mod policy;
@@ -29,7 +30,6 @@ pub mod repo;
 pub mod runner;
 pub mod service;
 pub mod store;
-pub mod testkit;
 pub mod tree;
 pub mod worker;
 pub mod workflow;

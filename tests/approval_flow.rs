@@ -11,7 +11,7 @@ pub const POSTGRES_SUITE: bool = false;
 mod common;
 
 use common::Harness;
-use paved::testkit::{self, PullRequestSpec};
+use paved_testkit::{self as testkit, PullRequestSpec};
 use serde_json::json;
 
 fn prod_manifest(name: &str) -> String {

@@ -13,7 +13,7 @@ const HEAD: &str = "1111111111111111111111111111111111111111";
 const OLDER: &str = "2222222222222222222222222222222222222222";
 
 fn manifest(name: &str, env_type: &str) -> String {
-    paved::testkit::manifest(name, "payments", "small")
+    paved_testkit::manifest(name, "payments", "small")
         .replace("type: dev", &format!("type: {env_type}"))
 }
 

@@ -6,7 +6,7 @@ use paved::audit::{self, AuditRecord, CheckVerdict};
 use paved::ids::{CommitSha, RepoName};
 use paved::repo::notes::NOTES_REF;
 use paved::repo::Mirror;
-use paved::testkit::{FileChange, GitRemote};
+use paved_testkit::{FileChange, GitRemote};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -405,7 +405,7 @@ fn story() -> Story {
             "refs/heads/main",
             None,
             &[
-                add(&path, &paved::testkit::manifest(ENV, "payments", "small")),
+                add(&path, &paved_testkit::manifest(ENV, "payments", "small")),
                 add("README.md", "envs"),
             ],
             "Add checkout-preview (#101)",
@@ -417,7 +417,7 @@ fn story() -> Story {
             Some(&added),
             &[add(
                 "environments/search/search-dev.yaml",
-                &paved::testkit::manifest("search-dev", "search", "small"),
+                &paved_testkit::manifest("search-dev", "search", "small"),
             )],
             "Add search-dev (#102)",
         )
@@ -428,7 +428,7 @@ fn story() -> Story {
             Some(&other_env),
             &[add(
                 &path,
-                &paved::testkit::manifest(ENV, "payments", "large"),
+                &paved_testkit::manifest(ENV, "payments", "large"),
             )],
             "Resize checkout-preview (#103)",
         )
@@ -455,7 +455,7 @@ fn story() -> Story {
             Some(&deleted),
             &[add(
                 &path,
-                &paved::testkit::manifest(ENV, "payments", "small"),
+                &paved_testkit::manifest(ENV, "payments", "small"),
             )],
             "Bring checkout-preview back (#105, open)",
         )

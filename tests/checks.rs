@@ -14,7 +14,7 @@ use trees::{examples, Repo};
 const NEW: &str = "environments/payments/orders-preview.yaml";
 
 fn manifest(name: &str, size: &str) -> String {
-    paved::testkit::manifest(name, "payments", size)
+    paved_testkit::manifest(name, "payments", size)
 }
 
 fn added(path: &str) -> Change {

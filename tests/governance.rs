@@ -16,7 +16,7 @@ const OLD: &str = "0000000000000000000000000000000000000000";
 const CLOSED_POLICY: &str = ".paved/policies/closed.rego";
 
 fn manifest(name: &str, size: &str, cost_center: &str) -> String {
-    paved::testkit::manifest(name, "payments", size).replace("cc-1234", cost_center)
+    paved_testkit::manifest(name, "payments", size).replace("cc-1234", cost_center)
 }
 
 /// The default branch: the examples' `payments/checkout-preview` (cc-1234) plus
@@ -43,7 +43,7 @@ fn default_branch() -> Repo {
     );
     repo.write(
         "environments/platform/delta.yaml",
-        paved::testkit::manifest("delta", "platform", "large")
+        paved_testkit::manifest("delta", "platform", "large")
             .replace("owner: octocat", "owner: admin1")
             .replace("type: dev", "type: prod")
             .replace("cc-1234", "cc-0001"),

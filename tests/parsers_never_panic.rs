@@ -34,7 +34,7 @@ fn yamlish() -> impl Strategy<Value = String> {
 
 /// A real manifest with a run of yaml-ish characters spliced in at some point.
 fn spliced_manifest() -> impl Strategy<Value = String> {
-    let base = paved::testkit::manifest("checkout", "payments", "small");
+    let base = paved_testkit::manifest("checkout", "payments", "small");
     (0..base.len(), yamlish()).prop_map(move |(at, junk)| {
         let at = (0..=at)
             .rev()

@@ -9,7 +9,7 @@ pub const POSTGRES_SUITE: bool = false;
 mod common;
 
 use common::{manifest, Harness};
-use paved::testkit::{self};
+use paved_testkit as testkit;
 
 fn file(path: &str, content: &str) -> (String, Option<Vec<u8>>) {
     (path.to_string(), Some(content.as_bytes().to_vec()))

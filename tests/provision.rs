@@ -13,7 +13,7 @@ use common::provisioning::{states, Env, Run};
 use common::recorder::{add, path_of, recorder_manifest, RECORDER_DEPLOY};
 use common::serve::{spawn_serve, wait_for_file, Paved};
 use common::DEADLINE;
-use paved::testkit::{self, FileChange};
+use paved_testkit::{self as testkit, FileChange};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -110,7 +110,7 @@ async fn two_replicas_process_each_delivery_once() {
             ],
         );
         let merge = h.remote.merge_pull(&pr).expect("merge");
-        let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+        let body = paved_testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
         merges.push((merge, body));
     }
 
@@ -129,7 +129,7 @@ async fn two_replicas_process_each_delivery_once() {
         .collect();
     let mut bodies: Vec<Vec<u8>> = prs
         .iter()
-        .map(|pr| paved::testkit::pull_request_payload(pr).expect("payload"))
+        .map(|pr| paved_testkit::pull_request_payload(pr).expect("payload"))
         .collect();
     // The merges go in among the other deliveries.
     for (k, (_, body)) in merges.iter().enumerate() {
@@ -268,7 +268,7 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
         ],
     );
     let merge = h.remote.merge_pull(&pr).expect("merge");
-    let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+    let body = paved_testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
     h.external_url = Some(a.1.clone());
     let id = h.delivery_id();
     assert_eq!(
@@ -428,7 +428,7 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
         ],
     );
     let merge = h.remote.merge_pull(&pr).expect("merge");
-    let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+    let body = paved_testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
     h.external_url = Some(a.1.clone());
     let id = h.delivery_id();
     assert_eq!(

@@ -41,7 +41,7 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
         ids.push(h.send_pr(pr).await);
     }
     // A redelivery of the first one, before the crash.
-    let body = paved::testkit::pull_request_payload(&prs[0]).unwrap();
+    let body = paved_testkit::pull_request_payload(&prs[0]).unwrap();
     assert!(h.send("pull_request", &ids[0], &body).await.is_success());
     first.0.kill().expect("SIGKILL");
     first.0.wait().expect("reap");

@@ -10,7 +10,7 @@ pub const POSTGRES_SUITE: bool = false;
 mod common;
 
 use common::{manifest, Harness};
-use paved::testkit;
+use paved_testkit as testkit;
 
 fn file(path: &str, content: &str) -> (String, Option<Vec<u8>>) {
     (path.to_string(), Some(content.as_bytes().to_vec()))
@@ -352,7 +352,7 @@ mod merges {
     //! and `runner.pass_env` secrets are redacted everywhere.
     use super::common::provisioning::Env;
     use super::common::recorder::{add, path_of, recorder_manifest};
-    use paved::testkit::{self, FileChange};
+    use paved_testkit::{self as testkit, FileChange};
 
     const POLICY_PATH: &str = ".paved/policies/no_forbidden_notes.rego";
     const POLICY: &str = "package main
@@ -591,7 +591,7 @@ mod side_effects {
     //! Item 9: side effects at GitHub are not doubled when an answer is lost.
     use super::common::provisioning::Env;
     use super::common::recorder::add;
-    use paved::forge::emulator::Fault;
+    use github_emulator::Fault;
 
     fn lose(operation: &str) -> Fault {
         Fault {
@@ -634,7 +634,7 @@ mod pr_shapes {
     //! Item 10: unbounded PR shapes and primary rate limits.
     use super::common::{self, Harness};
     use super::{file, manifest};
-    use paved::forge::emulator::Fault;
+    use github_emulator::Fault;
 
     /// A PR touching more manifests than `checks.max_manifests` gets one failing
     /// `paved/schema` saying so, and nothing is evaluated; merging it provisions nothing.
@@ -672,7 +672,7 @@ mod pr_shapes {
         );
 
         let merge = h.remote.merge_pull(&pr).expect("merge");
-        let body = paved::testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
+        let body = paved_testkit::merged_payload(&pr, &merge, "hubot").expect("payload");
         let id = h.delivery_id();
         assert!(h.send("pull_request", &id, &body).await.is_success());
         h.wait_delivery(&id).await;

@@ -1,8 +1,6 @@
-//! GitHub: the thin client Paved uses, and the strict emulator that stands in for GitHub
-//! in tests and in `paved demo`.
+//! GitHub: the thin client Paved uses. (The strict emulator that stands in for GitHub in
+//! tests and `paved demo` is the `github-emulator` crate.)
 
 pub mod client;
-pub mod emulator;
-pub mod schema;
 
 pub use client::{Forge, ForgeError, GitHub, NewStatus, RetryPolicy, StatusState};

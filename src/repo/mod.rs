@@ -441,7 +441,7 @@ impl TreeReader for CommitTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::GitRemote;
+    use paved_testkit::GitRemote;
 
     fn add(path: &str, text: &str) -> (String, Option<Vec<u8>>) {
         (path.to_string(), Some(text.as_bytes().to_vec()))

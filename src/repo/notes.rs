@@ -215,7 +215,7 @@ impl Mirror {
 mod tests {
     use super::*;
     use crate::ids::RepoName;
-    use crate::testkit::GitRemote;
+    use paved_testkit::GitRemote;
 
     #[test]
     fn a_push_over_a_moved_origin_is_detected_as_rejected_and_append_recovers() {

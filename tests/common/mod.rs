@@ -6,11 +6,11 @@ pub mod provisioning;
 pub mod recorder;
 pub mod serve;
 
+use github_emulator::{Emulator, EmulatorHandle, Status};
 use paved::config::{Config, GithubAuth, Secret};
-use paved::forge::emulator::{Emulator, EmulatorHandle, Status};
 use paved::ids::{CommitSha, RepoName};
 use paved::service::Service;
-use paved::testkit::{self, FileChange, GitRemote, PullRequestSpec};
+use paved_testkit::{self as testkit, FileChange, GitRemote, PullRequestSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -304,7 +304,7 @@ impl Harness {
             .latest_statuses(&self.repo.to_string(), &sha.to_string())
     }
 
-    pub fn comments(&self, pr: u64) -> Vec<paved::forge::emulator::Comment> {
+    pub fn comments(&self, pr: u64) -> Vec<github_emulator::Comment> {
         self.github.comments(&self.repo.to_string(), pr)
     }
 

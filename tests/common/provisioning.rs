@@ -5,7 +5,7 @@
 
 use super::{Harness, DEADLINE};
 use paved::ids::CommitSha;
-use paved::testkit::{self, FileChange, PullRequestSpec};
+use paved_testkit::{self as testkit, FileChange, PullRequestSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ impl Env {
     }
 
     /// Waits for the final `paved/provision` status on `merge`.
-    pub async fn provision_status(&self, merge: &CommitSha) -> paved::forge::emulator::Status {
+    pub async fn provision_status(&self, merge: &CommitSha) -> github_emulator::Status {
         let repo = self.repo();
         let sha = merge.to_string();
         self.h
@@ -235,7 +235,7 @@ impl Run {
     }
 }
 
-pub fn states(d: &paved::forge::emulator::Deployment) -> Vec<String> {
+pub fn states(d: &github_emulator::Deployment) -> Vec<String> {
     d.statuses
         .iter()
         .filter(|s| !s.automatic)

@@ -2,7 +2,7 @@
 //! parameters, ADE_STORAGE history, start and end times) in `$RECORD_DIR/<run id>.*`.
 #![allow(dead_code)]
 
-use paved::testkit::FileChange;
+use paved_testkit::FileChange;
 
 /// The recorder definition: records its environment, parameters and ADE_STORAGE history in
 /// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`

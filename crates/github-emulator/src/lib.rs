@@ -69,9 +69,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 
-use super::schema;
+pub mod schema;
 
-const SUBSET_JSON: &str = include_str!("../../tests/fixtures/github/openapi-subset.json");
+const SUBSET_JSON: &str = include_str!("../../../tests/fixtures/github/openapi-subset.json");
 const DOCS_ROOT: &str = "https://docs.github.com/rest";
 const SECONDARY_RATE_LIMIT_DOCS: &str =
     "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits";

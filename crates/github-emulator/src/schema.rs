@@ -885,7 +885,7 @@ mod tests {
     #[test]
     fn every_subset_request_example_validates() {
         let subset: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/github/openapi-subset.json"
+            "../../../tests/fixtures/github/openapi-subset.json"
         ))
         .expect("subset parses");
         let mut checked = 0;
@@ -913,7 +913,7 @@ mod tests {
     fn subset_response_examples_against_their_schemas() {
         // Checks the validator against real data: GitHub's response examples.
         let subset: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/github/openapi-subset.json"
+            "../../../tests/fixtures/github/openapi-subset.json"
         ))
         .expect("subset parses");
         let mut failures = Vec::new();

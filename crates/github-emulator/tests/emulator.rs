@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use paved::forge::emulator::{self, Emulator, EmulatorConfig, EmulatorHandle, Fault, Outcome};
-use paved::forge::schema;
+use github_emulator::schema;
+use github_emulator::{self as emulator, Emulator, EmulatorConfig, EmulatorHandle, Fault, Outcome};
 use serde_json::{json, Value};
 
 const REPO: &str = "octo-org/environments";

@@ -2,29 +2,37 @@
 //! real Git repositories made on disk, GitHub's example webhook payloads rewritten to point
 //! at them, and signatures over the exact bytes sent. Nothing here is used by `serve`.
 
-use crate::ids::{CommitSha, RepoName};
 use anyhow::{Context, Result};
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
+use paved_ids::{CommitSha, RepoName};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// GitHub's example `pull_request.opened` delivery (octokit/webhooks, MIT).
 pub const PR_OPENED_FIXTURE: &str =
-    include_str!("../tests/fixtures/github/webhooks/pull_request/opened.payload.json");
+    include_str!("../../../tests/fixtures/github/webhooks/pull_request/opened.payload.json");
 /// GitHub's example `issue_comment.created` delivery (octokit/webhooks, MIT).
 pub const ISSUE_COMMENT_FIXTURE: &str =
-    include_str!("../tests/fixtures/github/webhooks/issue_comment/created.payload.json");
+    include_str!("../../../tests/fixtures/github/webhooks/issue_comment/created.payload.json");
 /// GitHub's example `pull_request_review.submitted` delivery (octokit/webhooks, MIT).
-pub const REVIEW_FIXTURE: &str =
-    include_str!("../tests/fixtures/github/webhooks/pull_request_review/submitted.payload.json");
+pub const REVIEW_FIXTURE: &str = include_str!(
+    "../../../tests/fixtures/github/webhooks/pull_request_review/submitted.payload.json"
+);
 /// GitHub's example `push` delivery (octokit/webhooks, MIT).
-pub const PUSH_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/push/payload.json");
+pub const PUSH_FIXTURE: &str =
+    include_str!("../../../tests/fixtures/github/webhooks/push/payload.json");
 /// GitHub's example `ping` delivery (octokit/webhooks, MIT).
-pub const PING_FIXTURE: &str = include_str!("../tests/fixtures/github/webhooks/ping/payload.json");
+pub const PING_FIXTURE: &str =
+    include_str!("../../../tests/fixtures/github/webhooks/ping/payload.json");
 
-/// `X-Hub-Signature-256` value for `body` under `secret`.
+/// `X-Hub-Signature-256` value for `body` under `secret`, computed here as GitHub documents
+/// it (HMAC-SHA256, hex), independently of the code under test.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    crate::intake::sign(&crate::intake::WebhookSecret::new(secret), body)
+    use hmac::{Mac as _, SimpleHmac};
+    let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Posts a webhook the way GitHub does, with `signature` as `X-Hub-Signature-256`.
