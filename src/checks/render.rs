@@ -1,14 +1,14 @@
 //! Turning a [`Report`] into commit statuses, a PR comment and terminal output.
 
-use super::governance::{GovernanceOutcome, GOVERNANCE_CONTEXT};
+use super::governance_check::GOVERNANCE_CONTEXT;
+use super::report::GovernanceOutcome;
+use super::text::{truncate, DESCRIPTION_MAX};
 use super::{ChangeKind, CheckKind, CheckOutcome, EnvironmentReport, Report, Verdict};
 use crate::diag::Diagnostic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-/// GitHub's limit for a commit status description.
-pub(super) const DESCRIPTION_MAX: usize = 140;
 /// Stay well under GitHub's 65,536-character comment limit (the server adds a header).
 const MARKDOWN_MAX: usize = 60_000;
 /// Messages shown per table cell.
@@ -32,17 +32,6 @@ pub struct ContextVerdict {
 impl PartialEq<CheckKind> for Option<CheckKind> {
     fn eq(&self, other: &CheckKind) -> bool {
         self.as_ref() == Some(other)
-    }
-}
-
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
     }
 }
 

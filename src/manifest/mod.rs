@@ -88,6 +88,7 @@
 //!     readOnly: false      # read-only: a manifest may only repeat the default
 //! ```
 
+pub mod change;
 pub mod definition;
 pub mod environment;
 pub mod names;

@@ -18,8 +18,44 @@
 //!
 //! Logins compare case-insensitively, as GitHub's do.
 
-use crate::checks::{Review, ReviewState};
 use crate::manifest::platform::{Approvals, Platform};
+use serde::{Deserialize, Serialize};
+
+/// A review's state, as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Dismissed,
+    Commented,
+    Pending,
+}
+
+impl ReviewState {
+    /// GitHub's `state` of a review; `None` for a state Paved does not know.
+    pub fn parse(s: &str) -> Option<ReviewState> {
+        Some(match s {
+            "APPROVED" => ReviewState::Approved,
+            "CHANGES_REQUESTED" => ReviewState::ChangesRequested,
+            "DISMISSED" => ReviewState::Dismissed,
+            "COMMENTED" => ReviewState::Commented,
+            "PENDING" => ReviewState::Pending,
+            _ => return None,
+        })
+    }
+}
+
+/// One review of the pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// GitHub login of the reviewer.
+    pub user: String,
+    pub state: ReviewState,
+    /// The commit the review was made on.
+    #[serde(default)]
+    pub commit_id: Option<String>,
+}
 
 /// Answers whether a GitHub login belongs to a team.
 pub trait Membership {

@@ -7,8 +7,8 @@
 //! `quota.environments`; a change to an existing environment never does (it does not grow
 //! the count), even when a lowered quota is already exceeded.
 
-use crate::checks::ChangeKind;
 use crate::diag::Diagnostic;
+use crate::manifest::change::ChangeKind;
 use crate::tree::TreeReader;
 use std::collections::BTreeSet;
 

@@ -1,0 +1,64 @@
+//! `paved/quota`: the team's environments after the pull request, against its quota.
+use super::run::{Read, Run};
+use super::{Change, ChangeKind, CheckKind, CheckOutcome};
+use crate::diag::Diagnostic;
+use crate::manifest::FieldPath;
+
+impl Run<'_> {
+    pub(super) fn quota(&self, change: &Change, read: &Read, runs_schema: bool) -> CheckOutcome {
+        let check = CheckKind::Quota;
+        let Some(mp) = &read.path else {
+            return CheckOutcome::new(
+                check,
+                self.not_evaluated(
+                    change,
+                    read,
+                    runs_schema,
+                    "not an environments/<team>/<name>.yaml path",
+                ),
+                Vec::new(),
+            );
+        };
+        let Some(platform) = self.gov.platform() else {
+            return CheckOutcome::new(check, self.gov.errors(), Vec::new());
+        };
+        let Some(team) = platform.teams.get(&mp.team) else {
+            return CheckOutcome::new(
+                check,
+                self.not_evaluated(
+                    change,
+                    read,
+                    runs_schema,
+                    &format!("team {:?} is not defined", mp.team),
+                ),
+                Vec::new(),
+            );
+        };
+        let Some(quota) = team.quota else {
+            return CheckOutcome::new(check, Vec::new(), Vec::new());
+        };
+        let on_branch = match self.branch_team_names(&mp.team) {
+            Ok(n) => n,
+            Err(d) => return CheckOutcome::new(check, vec![d], Vec::new()),
+        };
+        let grows = match change.kind {
+            ChangeKind::Added => true,
+            ChangeKind::Modified => !on_branch.contains(&mp.name),
+            ChangeKind::Deleted => false,
+        };
+        let count = self.count_after(&mp.team).unwrap_or(on_branch.len());
+        let limit = quota.environments as usize;
+        if grows && count > limit {
+            let msg = format!(
+                "team {} would have {count} environments, over its quota of {limit} (.paved/platform.yaml teams.{}.quota.environments)",
+                mp.team, mp.team
+            );
+            let d = match &read.manifest {
+                Some(m) => m.diag_path(&FieldPath::parse("metadata.team"), msg),
+                None => Diagnostic::new(&change.path, msg),
+            };
+            return CheckOutcome::new(check, vec![d], Vec::new());
+        }
+        CheckOutcome::new(check, Vec::new(), Vec::new())
+    }
+}
