@@ -371,7 +371,7 @@ impl Demo {
                 move |gh| {
                     let provisioned = gh
                         .latest_statuses(&repo, &sha)
-                        .get(crate::provision::PROVISION_CONTEXT)
+                        .get(crate::handlers::merge::PROVISION_CONTEXT)
                         .is_some_and(|s| s.state != "pending");
                     let commented = gh
                         .comments(&repo, number)

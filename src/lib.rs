@@ -20,12 +20,13 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod diag;
+pub mod event;
 pub mod forge;
+pub mod handlers;
 pub use paved_ids as ids;
 pub mod intake;
 pub mod manifest;
 pub mod policy;
-pub mod provision;
 pub mod repo;
 pub mod runner;
 pub mod service;

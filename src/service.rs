@@ -168,7 +168,12 @@ pub async fn start(mut config: Config) -> Result<Service> {
     if removed > 0 {
         tracing::warn!(removed, "removed Git lock files left by an earlier crash");
     }
-    let worker = Arc::new(Worker::new(config.clone(), store.clone(), forge, wake));
+    let deps = Arc::new(crate::handlers::Deps::new(
+        config.clone(),
+        store.clone(),
+        forge,
+    ));
+    let worker = Arc::new(Worker::new(deps, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
     let server = tokio::spawn(crate::api::server::serve(
         listener,

@@ -588,7 +588,10 @@ async fn a_fork_pull_request_never_runs_its_own_scripts() {
     let id = e.h.send_pr(&pr).await;
     e.h.wait_delivery(&id).await;
     let comment = &e.h.comments(pr.number)[0].body;
-    assert!(comment.contains(paved::worker::FORK_NOTE), "{comment}");
+    assert!(
+        comment.contains(paved::handlers::comment::FORK_NOTE),
+        "{comment}"
+    );
     assert!(!e.records.join("fork-script-ran").exists());
 
     let (merge, _) = e.merge(&pr).await;
@@ -599,7 +602,10 @@ async fn a_fork_pull_request_never_runs_its_own_scripts() {
         "the fork's deploy.sh ran"
     );
     let comment = &e.h.comments(pr.number)[0].body;
-    assert!(comment.contains(paved::worker::FORK_NOTE), "{comment}");
+    assert!(
+        comment.contains(paved::handlers::comment::FORK_NOTE),
+        "{comment}"
+    );
     e.h.assert_no_rejections();
 }
 

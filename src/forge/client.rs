@@ -196,6 +196,15 @@ impl Forge {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::repo::GitCredentials for Forge {
+    async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, String> {
+        Forge::git_token(self, installation)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// A GitHub client bound to one identity.
 #[derive(Clone)]
 pub struct GitHub {

@@ -21,10 +21,9 @@
 //! does not arrive within `intake.header_timeout`, and answers 408 to a request not done
 //! within `intake.request_timeout`.
 
-mod events;
 pub mod signature;
 
-pub use events::{classify, Classified, ClassifyError, COMMAND_PREFIX};
+pub use crate::event::{classify, Classified, ClassifyError, COMMAND_PREFIX};
 pub use signature::{sign, verify, SignatureError, WebhookSecret, SIGNATURE_HEADER};
 
 use crate::config::IntakeConfig;

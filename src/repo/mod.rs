@@ -15,6 +15,9 @@ use std::sync::Mutex;
 
 mod export;
 pub mod notes;
+mod service;
+
+pub use service::{blocking, panic_text, Anonymous, GitCredentials, Repos, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -24,6 +27,12 @@ pub enum RepoError {
     MissingCommit(CommitSha),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Git over HTTPS needs a token that could not be had.
+    #[error("git credentials: {0}")]
+    Credentials(String),
+    /// Code panicked on a blocking thread (a bug met on some input): never retried.
+    #[error("internal error: {0}")]
+    Panicked(String),
 }
 
 impl RepoError {
@@ -43,6 +52,8 @@ impl RepoError {
             }
             RepoError::MissingCommit(_) => true,
             RepoError::Io(_) => true,
+            RepoError::Credentials(_) => true,
+            RepoError::Panicked(_) => false,
         }
     }
 }

@@ -1,0 +1,291 @@
+//! What a merge makes real.
+//!
+//! **A merge** (`pull_request` closed with `merged: true`) goes through these steps, each
+//! safe to repeat, so a redelivered event or a restart mid-way never runs an operation
+//! twice:
+//! 1. fetch the default branch and the PR head, and check that the merge commit is on the
+//!    default branch (the payload alone is never trusted) — [`plan`];
+//! 2. read governance at the default branch just before the merge (never a commit carrying
+//!    the PR's own changes), manifests at the merge commit, recompute the PR's checks for
+//!    its final head, and check again a manifest the merge holds differently from the head;
+//! 3. record one operation per touched environment (`deploy` for an added or changed
+//!    manifest, `delete` for a removed one), keyed by (merge commit, environment, operation,
+//!    attempt) in the store: recording it again finds the first one. An environment whose
+//!    checks were not all green is recorded `refused` and never runs;
+//! 4. run each operation under its environment's lock, fenced — [`run`];
+//! 5. report each one: a GitHub deployment (in_progress → success/failure), a git note on
+//!    the merge commit, then `paved/provision` on the merge commit and the PR's comment —
+//!    [`report`].
+//!
+//! **An interrupted operation** (the server died while its script ran) is found at the next
+//! start: its orphaned script is killed (only if it is still ours, checked by its
+//! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
+//! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
+
+mod plan;
+mod report;
+mod run;
+
+use super::{approvers_in, comment, reviews_of, Deps, WorkError};
+use crate::checks::{PrContext, Report};
+use crate::event::{PrInfo, PullRequestEvent};
+use crate::forge::client::{GitHub, NewStatus, StatusState};
+use crate::ids::{CommitSha, DeliveryId};
+use crate::runner::RunnerKind;
+use crate::store::{NewOperation, OpState, OperationRecord};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An interrupted operation is tried again until it has been started this many times.
+pub const MAX_OP_ATTEMPTS: u32 = 3;
+
+pub const PROVISION_CONTEXT: &str = "paved/provision";
+
+/// One environment a merge touches, with what is needed to run and report it.
+#[derive(Debug, Clone)]
+struct Item {
+    op: NewOperation,
+    runner: RunnerKind,
+    template_path: Option<String>,
+    timeout: Duration,
+    production: bool,
+}
+
+/// What the blocking part of a merge worked out.
+struct MergePlan {
+    mirror_path: PathBuf,
+    /// The PR came from a fork: no file it wrote is ever executed, so definitions are taken
+    /// from the first parent (the default branch before the merge), not the merge commit.
+    from_fork: bool,
+    first_parent: CommitSha,
+    report: Report,
+    items: Vec<Item>,
+}
+
+/// Who merged, which commit, and the PR's final reviews.
+struct Merge {
+    pr: PrInfo,
+    merge_sha: CommitSha,
+    merger: String,
+    approvers: Vec<String>,
+    ctx: PrContext,
+}
+
+/// Handles a merged pull request (see the module documentation).
+pub async fn handle(
+    deps: &Deps,
+    ev: &PullRequestEvent,
+    delivery: &DeliveryId,
+) -> Result<(), WorkError> {
+    let pr = PrInfo::from_event(ev).map_err(WorkError::Payload)?;
+    if pr.base_ref != pr.default_branch {
+        tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
+            "merged into a branch other than the default one; nothing to provision");
+        return Ok(());
+    }
+    let merge_sha = ev
+        .pull_request
+        .merge_commit_sha
+        .as_deref()
+        .ok_or_else(|| WorkError::Payload("merged pull request without merge_commit_sha".into()))
+        .and_then(|s| CommitSha::parse(s).map_err(|e| WorkError::Payload(e.to_string())))?;
+    let merger = ev
+        .pull_request
+        .merged_by
+        .as_ref()
+        .map(|u| u.login.clone())
+        .unwrap_or_default();
+    let gh = deps.forge.client(pr.installation)?;
+    // Everything the checks need, read again at merge time: the PR's final reviews too.
+    let reviews = reviews_of(&gh, &pr).await?;
+    let approvers = approvers_in(&reviews, &pr.author);
+    let ctx = PrContext {
+        author: pr.author.clone(),
+        approvers: approvers.clone(),
+        live: deps.live_by_team(&pr.repo).await?,
+        reviews,
+        head_sha: Some(pr.head_sha.to_string()),
+    };
+    let m = Merge {
+        pr,
+        merge_sha,
+        merger,
+        approvers,
+        ctx,
+    };
+    let plan = match plan::plan(deps, &m.pr, &m.merge_sha, &m.ctx).await {
+        Err(e @ (WorkError::Panicked(_) | WorkError::TooManyManifests { .. })) => {
+            return refuse(deps, &gh, &m, e).await;
+        }
+        other => other?,
+    };
+    // The merge commit is verified to be on the default branch: a push of it is explained
+    // by this merge (recorded even when nothing is provisioned).
+    deps.store
+        .record_merge(&m.pr.repo, &m.merge_sha, m.pr.number)
+        .await?;
+    let Some(plan) = plan else {
+        tracing::info!(repo = %m.pr.repo, pr = %m.pr.number, "merge touches no environment");
+        return Ok(());
+    };
+    provision(deps, &gh, &m, &plan, delivery).await
+}
+
+/// A bug met on this merge's input, or a merge too large to plan: provision nothing, and
+/// say so on the merge commit.
+async fn refuse(deps: &Deps, gh: &GitHub, m: &Merge, e: WorkError) -> Result<(), WorkError> {
+    let why = match e {
+        WorkError::Panicked(_) => super::INTERNAL_ERROR.to_string(),
+        other => {
+            // Verified on the default branch before it was counted: its push is explained
+            // by this (refused) merge.
+            deps.store
+                .record_merge(&m.pr.repo, &m.merge_sha, m.pr.number)
+                .await?;
+            other.to_string()
+        }
+    };
+    gh.create_status(
+        &m.pr.repo,
+        &m.merge_sha,
+        &NewStatus {
+            state: StatusState::Failure,
+            context: PROVISION_CONTEXT.into(),
+            description: format!("{why}; nothing was provisioned"),
+            target_url: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records, runs and reports the plan's operations.
+async fn provision(
+    deps: &Deps,
+    gh: &GitHub,
+    m: &Merge,
+    plan: &MergePlan,
+    delivery: &DeliveryId,
+) -> Result<(), WorkError> {
+    let (pr, merge_sha) = (&m.pr, &m.merge_sha);
+    let run_list_url = format!(
+        "{}/api/v1/repos/{}/merges/{}",
+        deps.public_url(),
+        pr.repo,
+        merge_sha
+    );
+    gh.create_status(
+        &pr.repo,
+        merge_sha,
+        &NewStatus {
+            state: StatusState::Pending,
+            context: PROVISION_CONTEXT.into(),
+            description: format!("Provisioning {} environment(s)", plan.items.len()),
+            target_url: Some(run_list_url.clone()),
+        },
+    )
+    .await?;
+
+    // Record every operation (or find the ones recorded by an earlier delivery).
+    let mut first_ids = Vec::new();
+    for item in &plan.items {
+        let mut op = item.op.clone();
+        op.merger = m.merger.clone();
+        op.approvers = m.approvers.clone();
+        op.delivery_id = delivery.to_string();
+        op.governance_sha = plan.first_parent.to_string();
+        let (id, created) = deps.store.plan_operation(op).await?;
+        if !created {
+            tracing::info!(op = id, env = %item.op.env_name, "operation already recorded");
+        }
+        first_ids.push((item.clone(), id));
+    }
+    let finals = run_rounds(deps, gh, pr, plan, &first_ids).await?;
+
+    // Report everything that is not reported yet.
+    report::report_operations(deps, gh, pr, &finals).await?;
+    // The comment before the final status: `paved/provision` leaving pending is the last
+    // thing a merge does, so whoever waits for it sees every report made.
+    let body = report::merge_comment(deps.public_url(), pr, merge_sha, &plan.report, &finals);
+    comment::upsert(deps, gh, pr, &body).await?;
+    let (state, description) = report::provision_verdict(&finals);
+    gh.create_status(
+        &pr.repo,
+        merge_sha,
+        &NewStatus {
+            state,
+            context: PROVISION_CONTEXT.into(),
+            description,
+            target_url: Some(run_list_url),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs what has not run, in parallel across environments. An attempt found running whose
+/// lock this replica then gets was abandoned by a dead replica: it becomes interrupted, and
+/// the next round runs the next attempt. Returns each environment's final attempt.
+async fn run_rounds(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    plan: &MergePlan,
+    first_ids: &[(Item, i64)],
+) -> Result<Vec<OperationRecord>, WorkError> {
+    let mut current = Vec::new();
+    for _round in 0..=MAX_OP_ATTEMPTS {
+        current.clear();
+        for (item, id) in first_ids {
+            let rec = latest_attempt(deps, gh, pr, *id).await?;
+            current.push((item.clone(), rec));
+        }
+        let runs: Vec<_> = current
+            .iter()
+            .filter(|(_, rec)| !rec.state.is_final())
+            .map(|(item, rec)| run::run_operation(deps, gh, pr, plan, item, rec.id))
+            .collect();
+        if runs.is_empty() {
+            break;
+        }
+        for r in futures::future::join_all(runs).await {
+            r?;
+        }
+    }
+    let mut finals = Vec::new();
+    for (_, rec) in &current {
+        finals.push(operation(deps, rec.id).await?);
+    }
+    Ok(finals)
+}
+
+async fn operation(deps: &Deps, id: i64) -> Result<OperationRecord, WorkError> {
+    deps.store
+        .operation(id)
+        .await?
+        .ok_or_else(|| WorkError::Internal(format!("operation {id} vanished")))
+}
+
+/// Follows interrupted attempts: reports each and records the next attempt, up to
+/// [`MAX_OP_ATTEMPTS`]. Returns the attempt that is current.
+async fn latest_attempt(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    first: i64,
+) -> Result<OperationRecord, WorkError> {
+    let mut rec = operation(deps, first).await?;
+    while rec.state == OpState::Interrupted {
+        report::report_operations(deps, gh, pr, std::slice::from_ref(&rec)).await?;
+        if rec.op.attempt >= MAX_OP_ATTEMPTS {
+            break;
+        }
+        let mut next = rec.op.clone();
+        next.attempt += 1;
+        next.state = OpState::Planned;
+        next.error = None;
+        let (id, _) = deps.store.plan_operation(next).await?;
+        rec = operation(deps, id).await?;
+    }
+    Ok(rec)
+}

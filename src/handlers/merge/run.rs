@@ -1,0 +1,465 @@
+//! Running one operation under its environment's lock.
+//!
+//! The lock is a lease in the database with an epoch that goes up each time it changes
+//! hands. The holder renews it while the operation runs. Two rules keep an environment from
+//! ever being run twice at once, even by a replica that was paused or cut off:
+//! - **a lost lock stops the run**: when a renewal finds the lock held by another (or none
+//!   succeeded for a whole lease), the run's future is dropped, which kills the script's
+//!   process group, and nothing is recorded;
+//! - **every write is fenced**: the operation's start and its result (with the inventory
+//!   row and `ADE_STORAGE`) are each one transaction that applies only while this holder
+//!   still holds the lock at its epoch ([`Fence`]), so a late writer changes nothing.
+//!
+//! The script's pid is recorded (awaited) before the run waits on it, so after a crash the
+//! next start always finds the orphan ([`crate::runner::kill_orphan`]).
+
+use super::{Item, MergePlan};
+use crate::event::PrInfo;
+use crate::forge::client::{ForgeError, GitHub, NewDeployment, NewDeploymentStatus};
+use crate::handlers::{Deps, WorkError};
+use crate::ids::{CommitSha, RepoName};
+use crate::repo::Mirror;
+use crate::runner::{self, Operation, RunOutcome, RunResult, RunSpec};
+use crate::store::{
+    reported, EnvState, EnvironmentUpdate, Fence, Finish, OpKind, OpState, OperationRecord,
+    OperationUpdate, Store,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Runs one planned operation: lock, deployment, script, inventory.
+pub(super) async fn run_operation(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    plan: &MergePlan,
+    item: &Item,
+    id: i64,
+) -> Result<(), WorkError> {
+    let repo = &pr.repo;
+    let name = &item.op.env_name;
+    let holder = format!("{}:{id}", deps.instance);
+    // The lock first, then a runner slot: waiting for a lock must not hold a slot.
+    let epoch = loop {
+        match deps
+            .store
+            .try_lock_environment(repo, name, &holder, deps.config.lease)
+            .await?
+        {
+            Some(epoch) => break epoch,
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let fence = Fence { holder, epoch };
+    let lost = CancellationToken::new();
+    let renew = tokio::spawn(keep_lock(
+        deps.store.clone(),
+        repo.clone(),
+        name.clone(),
+        fence.clone(),
+        deps.config.lease,
+        lost.clone(),
+    ));
+    let result = tokio::select! {
+        r = run_locked(deps, gh, pr, plan, item, id, &fence) => r,
+        // Dropping the run kills its script's process group; nothing is recorded.
+        _ = lost.cancelled() => {
+            tracing::warn!(op = id, env = %name,
+                "lost the environment's lock: the script was stopped and nothing was recorded");
+            Ok(())
+        }
+    };
+    renew.abort();
+    if !lost.is_cancelled() {
+        if let Err(e) = deps
+            .store
+            .unlock_environment(repo, name, &fence.holder)
+            .await
+        {
+            tracing::warn!(error = %e, "releasing an environment lock failed; its lease runs out");
+        }
+    }
+    result
+}
+
+async fn run_locked(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    plan: &MergePlan,
+    item: &Item,
+    id: i64,
+    fence: &Fence,
+) -> Result<(), WorkError> {
+    // Another delivery (or replica) may have run it while this one waited.
+    let rec = super::operation(deps, id).await?;
+    if rec.state == OpState::Running {
+        // Running, yet its lock was free for this replica to take: the replica that
+        // ran it stopped renewing its lease (it died, or lost touch). Its run is
+        // interrupted; its own late result is fenced off.
+        tracing::warn!(op = id, "taking over an operation whose replica stopped");
+        deps.store
+            .update_operation(
+                id,
+                OperationUpdate::Finished {
+                    state: OpState::Interrupted,
+                    error: Some(
+                        "interrupted: the replica running it stopped renewing its lock".into(),
+                    ),
+                    log: rec.log.clone(),
+                    outputs: serde_json::json!({}),
+                },
+            )
+            .await?;
+        return Ok(());
+    }
+    if rec.state != OpState::Planned {
+        return Ok(());
+    }
+    let _slot = deps
+        .runner_slots
+        .acquire()
+        .await
+        .map_err(|_| WorkError::Internal("runner slots closed".into()))?;
+    let op = &rec.op;
+    let deployment_id = match rec.deployment_id {
+        Some(d) => d,
+        None => {
+            let d = ensure_deployment(deps, gh, pr, item, &rec).await?;
+            deps.store
+                .update_operation(id, OperationUpdate::DeploymentCreated(d))
+                .await?;
+            d
+        }
+    };
+    gh.create_deployment_status(
+        &pr.repo,
+        deployment_id,
+        &NewDeploymentStatus {
+            state: "in_progress".into(),
+            description: format!("{} running (run {id})", op.kind.as_str()),
+            log_url: Some(format!("{}/api/v1/operations/{id}", deps.public_url())),
+            environment_url: None,
+            auto_inactive: None,
+        },
+    )
+    .await?;
+
+    let previous = deps.store.environment(&pr.repo, &op.env_name).await?;
+    let storage = deps
+        .store
+        .environment_storage(&pr.repo, &op.env_name)
+        .await
+        .ok()
+        .flatten();
+    let running = match op.kind {
+        OpKind::Deploy => EnvState::Provisioning,
+        OpKind::Delete => EnvState::Deleting,
+    };
+    if !deps
+        .store
+        .start_operation(id, fence, EnvironmentUpdate::of(op, running, id))
+        .await?
+    {
+        tracing::warn!(
+            op = id,
+            "lost the environment's lock before the run started; nothing ran"
+        );
+        return Ok(());
+    }
+
+    let result = match export_definition(deps, plan, &rec).await? {
+        Some(def_dir) => {
+            let spec = run_spec(
+                deps,
+                item,
+                &rec,
+                def_dir.clone(),
+                previous.as_ref(),
+                storage,
+            );
+            let store = deps.store.clone();
+            let r = runner::run(spec, move |pid| async move {
+                if let Err(e) = store
+                    .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+                    .await
+                {
+                    tracing::warn!(error = %e, "recording the script's pid failed");
+                }
+            })
+            .await;
+            let _ = tokio::fs::remove_dir_all(&def_dir).await;
+            Some(r)
+        }
+        None => None,
+    };
+    let (finish, storage) = finish_of(&rec, result);
+    let succeeded = finish.state == OpState::Succeeded;
+    let ended = match (op.kind, succeeded) {
+        (OpKind::Deploy, true) => EnvState::Ready,
+        (OpKind::Delete, true) => EnvState::Deleted,
+        (_, false) => EnvState::Failed,
+    };
+    let env = EnvironmentUpdate {
+        parameters: (op.kind == OpKind::Deploy && succeeded).then(|| op.parameters.clone()),
+        outputs: match (op.kind, succeeded) {
+            (OpKind::Deploy, true) => Some(finish.outputs.clone()),
+            (OpKind::Delete, true) => Some(serde_json::json!({})),
+            _ => None,
+        },
+        ..EnvironmentUpdate::of(op, ended, id)
+    };
+    if !deps
+        .store
+        .finish_operation(id, fence, finish, env, storage)
+        .await?
+    {
+        tracing::warn!(op = id,
+            "the environment's lock changed hands while the script ran: its result was not recorded");
+    }
+    Ok(())
+}
+
+/// The definition folder at the merge commit (for a delete whose definition left the
+/// catalog in the same merge: at the first parent), in a folder of its own. A fork's PR
+/// never supplies code: its definitions come from the first parent only. `None`: the
+/// folder exists at neither.
+async fn export_definition(
+    deps: &Deps,
+    plan: &MergePlan,
+    rec: &OperationRecord,
+) -> Result<Option<PathBuf>, WorkError> {
+    let op = &rec.op;
+    let def_dir =
+        deps.config
+            .data_dir
+            .join("runs")
+            .join(format!("def-{}-{}", rec.id, rand::random::<u32>()));
+    let mirror_path = plan.mirror_path.clone();
+    let merged_at =
+        CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?;
+    let commits = if plan.from_fork {
+        vec![plan.first_parent.clone()]
+    } else {
+        vec![merged_at, plan.first_parent.clone()]
+    };
+    let folder = format!("catalog/{}", op.definition);
+    let dest = def_dir.clone();
+    let found = crate::handlers::blocking(move || -> Result<bool, WorkError> {
+        let mirror = Mirror::open_path(&mirror_path)?;
+        for c in &commits {
+            if mirror.export_dir(c, &folder, &dest)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await?;
+    Ok(found.then_some(def_dir))
+}
+
+/// What the runner gets: the ADE contract's inputs, the variables the service config
+/// allows, and every secret to redact (webhook secrets, the GitHub token, `pass_env`
+/// and `[runner.env]` values, the previous run's sensitive outputs).
+fn run_spec(
+    deps: &Deps,
+    item: &Item,
+    rec: &OperationRecord,
+    definition_dir: PathBuf,
+    previous: Option<&crate::store::EnvironmentRecord>,
+    storage: Option<Vec<u8>>,
+) -> RunSpec {
+    let op = &rec.op;
+    let runner = &deps.config.runner;
+    let mut secrets: Vec<String> = deps
+        .config
+        .webhook_secrets
+        .iter()
+        .map(|s| s.expose().to_string())
+        .collect();
+    if let Some(crate::config::GithubAuth::Token(t)) = &deps.config.auth {
+        secrets.push(t.expose().to_string());
+    }
+    let mut env: Vec<(String, String)> = runner.vars.clone();
+    for (k, v) in runner.pass_env.iter().chain(&runner.env) {
+        env.push((k.clone(), v.expose().to_string()));
+        secrets.push(v.expose().to_string());
+    }
+    if let Some(prev) = previous {
+        secrets.extend(sensitive_values(&prev.outputs));
+    }
+    RunSpec {
+        run_id: rec.id,
+        operation: match op.kind {
+            OpKind::Deploy => Operation::Deploy,
+            OpKind::Delete => Operation::Delete,
+        },
+        environment_name: op.env_name.clone(),
+        environment_type: op.env_type.clone(),
+        team: op.team.clone(),
+        repository: op.repo.clone(),
+        commit: op.merge_sha.clone(),
+        definition_dir,
+        runner: item.runner,
+        template_path: item.template_path.clone(),
+        terraform_binary: runner.terraform_binary.clone(),
+        parameters: op.parameters.clone(),
+        storage,
+        timeout: item.timeout,
+        output_limit: runner.output_limit,
+        env,
+        path: runner.path.clone(),
+        secrets,
+        work_root: deps.config.data_dir.join("runs"),
+    }
+}
+
+/// The GitHub deployment of an operation, made once: when an earlier try asked for it
+/// (a crash may have kept its id from being recorded) or its answer was lost, the
+/// deployments are searched for this operation's run id before another is made.
+async fn ensure_deployment(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    item: &Item,
+    rec: &OperationRecord,
+) -> Result<u64, WorkError> {
+    let op = &rec.op;
+    let id = rec.id;
+    let find = || gh.find_deployment(&pr.repo, &op.merge_sha, &op.env_name, id);
+    if rec.reported & reported::DEPLOYMENT_REQUESTED != 0 {
+        if let Some(d) = find().await? {
+            return Ok(d);
+        }
+    }
+    deps.store
+        .update_operation(
+            id,
+            OperationUpdate::Reported(reported::DEPLOYMENT_REQUESTED),
+        )
+        .await?;
+    let new = NewDeployment {
+        git_ref: op.merge_sha.clone(),
+        task: op.kind.as_str().into(),
+        environment: op.env_name.clone(),
+        description: format!(
+            "{} {}/{} (run {id})",
+            op.kind.as_str(),
+            op.team,
+            op.env_name
+        ),
+        payload: serde_json::json!({
+            "paved": {"run": id, "environment": op.env_name,
+                      "team": op.team, "operation": op.kind.as_str(),
+                      "attempt": op.attempt}
+        }),
+        required_contexts: Vec::new(),
+        auto_merge: false,
+        transient_environment: false,
+        production_environment: item.production,
+    };
+    match gh.create_deployment(&pr.repo, &new).await {
+        Ok(d) => Ok(d),
+        Err(ForgeError::AnswerLost(_)) => match find().await? {
+            Some(d) => Ok(d),
+            None => Ok(gh.create_deployment(&pr.repo, &new).await?),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Renews the environment's lock every third of the lease until aborted. Cancels `lost`
+/// when the lock is found held by another, or when no renewal has succeeded for a whole
+/// lease (the database unreachable: another replica may have taken it by now).
+async fn keep_lock(
+    store: Arc<dyn Store>,
+    repo: RepoName,
+    name: String,
+    fence: Fence,
+    ttl: Duration,
+    lost: CancellationToken,
+) {
+    let mut confirmed = Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match store
+            .try_lock_environment(&repo, &name, &fence.holder, ttl)
+            .await
+        {
+            Ok(Some(epoch)) if epoch == fence.epoch => confirmed = Instant::now(),
+            Ok(_) => {
+                tracing::warn!(env = %name, "the environment's lock is held by another replica now");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing an environment lock failed");
+                if confirmed.elapsed() >= ttl {
+                    tracing::warn!(env = %name, "no lock renewal for a whole lease: assuming it lost");
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How the run ended, as recorded, and the `ADE_STORAGE` to keep (none when nothing ran).
+fn finish_of(rec: &OperationRecord, result: Option<RunResult>) -> (Finish, Option<Vec<u8>>) {
+    let Some(r) = result else {
+        return (
+            Finish {
+                state: OpState::Failed,
+                error: Some(format!(
+                    "definition folder catalog/{} not found at the merge commit",
+                    rec.op.definition
+                )),
+                log: String::new(),
+                outputs: serde_json::json!({}),
+            },
+            None,
+        );
+    };
+    let outputs = serde_json::to_value(&r.outputs).unwrap_or_else(|_| serde_json::json!({}));
+    let (state, error) = match (&r.outcome, &r.outputs_error) {
+        (RunOutcome::Succeeded, None) => (OpState::Succeeded, None),
+        (RunOutcome::Succeeded, Some(e)) => {
+            (OpState::Failed, Some(format!("bad ADE_OUTPUTS: {e}")))
+        }
+        (other, _) => {
+            let mut why = other.describe();
+            if let Some(last) = r.error_log.lines().rev().find(|l| !l.trim().is_empty()) {
+                why = format!("{why}: {}", last.trim());
+            }
+            (OpState::Failed, Some(why))
+        }
+    };
+    (
+        Finish {
+            state,
+            error,
+            log: r.log,
+            outputs,
+        },
+        Some(r.storage),
+    )
+}
+
+/// The values of the outputs marked sensitive (redacted from the next run's log).
+fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(map) = outputs {
+        for v in map.values() {
+            if v.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
+                match v.get("value") {
+                    Some(serde_json::Value::String(s)) => out.push(s.clone()),
+                    Some(other) if !other.is_null() => out.push(other.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,230 @@
+//! What each event does: one module per kind of work, each a set of functions taking
+//! their dependencies explicitly ([`Deps`]), as rust-lang/bors does. The worker claims a
+//! delivery, parses it into an [`crate::event::Event`] and calls one of them:
+//! - [`pr`]: a pull request's checks (opened, updated, reviewed, rechecked);
+//! - [`merge`]: a merge provisions what it changed (planning, the fenced runner, reports);
+//! - [`push`]: a push to the default branch that no merge explains is flagged ungoverned.
+//!
+//! Dependencies point down: handlers use checks, runner, store, forge and repo; nothing
+//! below imports a handler.
+
+pub mod comment;
+pub mod merge;
+pub mod pr;
+pub mod push;
+mod reviews;
+
+pub use reviews::{approvers_in, reviews_of};
+
+use crate::checks::{Change, ChangeKind, Governance};
+use crate::config::Config;
+use crate::forge::client::{Forge, ForgeError};
+use crate::ids::{CommitSha, RepoName};
+use crate::repo::{Mirror, PathStatus, RepoError, Repos};
+use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What the handlers need, passed explicitly (no globals), so tests can build one.
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub forge: Forge,
+    /// The Git mirrors (one lock per repository, clone URL, credentials).
+    pub repos: Repos,
+    /// Governance compiled per (`.paved/` tree, `catalog/` tree).
+    pub governance: GovernanceCache,
+    /// Provisioning scripts running at once, across all merges (`runner.concurrency`).
+    pub runner_slots: Semaphore,
+    /// This process's name as a lock holder (unique per start).
+    pub instance: String,
+}
+
+impl Deps {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, forge: Forge) -> Deps {
+        let repos = Repos::new(
+            config.data_dir.clone(),
+            config.clone_url_template.clone(),
+            Arc::new(forge.clone()),
+        );
+        Deps {
+            store,
+            forge,
+            repos,
+            governance: GovernanceCache::default(),
+            runner_slots: Semaphore::new(config.runner.concurrency),
+            instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            config,
+        }
+    }
+
+    /// Base URL of Paved's API, for the links in statuses and comments.
+    pub fn public_url(&self) -> &str {
+        self.config.public_url.as_deref().unwrap_or("")
+    }
+
+    /// Environments the inventory holds as live, by team (the quota counts them).
+    pub async fn live_by_team(
+        &self,
+        repo: &RepoName,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, WorkError> {
+        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in self.store.environments(Some(repo)).await? {
+            if e.state.is_live() {
+                live.entry(e.team).or_default().insert(e.name);
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// Governance compiled once per (`.paved/` tree id, `catalog/` tree id) and reused by every
+/// PR whose base has the same governance. Small and bounded: governance changes rarely.
+#[derive(Default, Clone)]
+pub struct GovernanceCache {
+    inner: Arc<Mutex<HashMap<String, Arc<Governance>>>>,
+}
+
+impl GovernanceCache {
+    const MAX: usize = 64;
+
+    pub fn get(&self, key: &str) -> Option<Arc<Governance>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn insert(&self, key: String, governance: Arc<Governance>) {
+        let mut cache = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= Self::MAX {
+            cache.clear();
+        }
+        cache.insert(key, governance);
+    }
+}
+
+/// Why a handler stopped. The worker decides from it whether to retry, when, or not.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Repo(RepoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("payload: {0}")]
+    Payload(String),
+    #[error("internal: {0}")]
+    Internal(String),
+    /// Code panicked on some input (a bug). Never retried: the same input would panic
+    /// again. A PR's checks report it as a failing status instead.
+    #[error("internal error: {0}")]
+    Panicked(String),
+    /// The PR touches more manifests than `checks.max_manifests`: nothing is evaluated or
+    /// provisioned; it gets one failing status saying so.
+    #[error("{count} environment manifests changed; at most {max} per pull request (checks.max_manifests)")]
+    TooManyManifests { count: usize, max: usize },
+    /// Not an error: the delivery must wait (a push waiting for its merge event). It is
+    /// retried after `after` however many attempts it took, because what it waits for is
+    /// bounded in time by the handler itself.
+    #[error("{why}")]
+    NotYet { why: String, after: Duration },
+}
+
+impl From<RepoError> for WorkError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Panicked(why) => WorkError::Panicked(why),
+            other => WorkError::Repo(other),
+        }
+    }
+}
+
+impl WorkError {
+    /// Worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WorkError::Forge(e) => e.is_transient(),
+            WorkError::Repo(e) => e.is_transient(),
+            WorkError::Store(_) => true,
+            WorkError::Payload(_) => false,
+            WorkError::Internal(_) => true,
+            WorkError::Panicked(_) => false,
+            WorkError::TooManyManifests { .. } => false,
+            WorkError::NotYet { .. } => true,
+        }
+    }
+}
+
+/// The status description for a change whose evaluation panicked.
+pub const INTERNAL_ERROR: &str =
+    "internal error while evaluating this change; nothing else happened (see Paved's log)";
+
+/// Runs blocking work (Git, parsing, evaluating) on a blocking thread. A panic there
+/// becomes [`WorkError::Panicked`] with its message, logged, rather than a retryable error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WorkError> + Send + 'static,
+) -> Result<T, WorkError> {
+    crate::repo::blocking(f).await
+}
+
+/// Paths under `.paved/` and `catalog/` that differ from `from` to `to`.
+pub fn governance_changes(
+    mirror: &Mirror,
+    from: &CommitSha,
+    to: &CommitSha,
+) -> Result<Vec<String>, RepoError> {
+    let mut out = Vec::new();
+    for dir in [".paved/", "catalog/"] {
+        out.extend(
+            mirror
+                .changes_under(from, to, dir)?
+                .into_iter()
+                .map(|c| c.path),
+        );
+    }
+    Ok(out)
+}
+
+/// What changed under `environments/` from `from` to `to`.
+pub fn environment_changes(
+    mirror: &Mirror,
+    from: &CommitSha,
+    to: &CommitSha,
+) -> Result<Vec<Change>, RepoError> {
+    Ok(mirror
+        .changes_under(from, to, "environments/")?
+        .into_iter()
+        .map(|c| Change {
+            path: c.path,
+            kind: match c.status {
+                PathStatus::Added => ChangeKind::Added,
+                PathStatus::Modified => ChangeKind::Modified,
+                PathStatus::Deleted => ChangeKind::Deleted,
+            },
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_reported_once_never_retried() {
+        let r: Result<(), WorkError> = blocking(|| panic!("scanner fell over")).await;
+        match r {
+            Err(e @ WorkError::Panicked(_)) => {
+                assert!(!e.is_transient(), "a panic must not be retried");
+                assert!(e.to_string().contains("scanner fell over"), "{e}");
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        let ok = blocking(|| Ok(7)).await.expect("no panic");
+        assert_eq!(ok, 7);
+    }
+}

@@ -1,0 +1,297 @@
+//! A pull request's checks: fetch it, work out what it touches and which governance
+//! applies (the default branch where the PR forked off it, never the PR's own commits),
+//! post `pending`, evaluate, post the verdicts, and keep the one summary comment.
+
+use super::{approvers_in, reviews_of, Deps, WorkError, INTERNAL_ERROR};
+use super::{comment, environment_changes, governance_changes};
+use crate::checks::{self, Change, CheckKind, Governance, PrContext, Report};
+use crate::event::{Installation, PrInfo, Repository};
+use crate::forge::client::{GitHub, NewStatus, StatusState};
+use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
+use crate::store::NewRun;
+use std::sync::Arc;
+
+/// Re-runs the checks of PR `number` at its current head, read from the API (the event
+/// that asked for it does not carry the head).
+pub async fn recheck(
+    deps: &Deps,
+    repository: &Repository,
+    installation: Option<Installation>,
+    number: u64,
+    delivery: &DeliveryId,
+) -> Result<(), WorkError> {
+    let repo =
+        RepoName::parse(&repository.full_name).map_err(|e| WorkError::Payload(e.to_string()))?;
+    let gh = deps.forge.client(installation.map(|i| i.id))?;
+    let pull = gh.get_pull(&repo, PrNumber(number)).await?;
+    let pr = PrInfo::from_pull(&pull, repository, installation.map(|i| i.id))
+        .map_err(WorkError::Payload)?;
+    check(deps, &pr, delivery).await
+}
+
+/// Runs the checks of every touched environment and reports them on the PR. A PR into a
+/// branch other than the default one gets nothing; one over `checks.max_manifests` gets one
+/// failing `paved/schema`; a panic while evaluating gets failing statuses saying "internal
+/// error", not a retry.
+pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<(), WorkError> {
+    if pr.base_ref != pr.default_branch {
+        // Only the default branch's verdicts may land on a commit: a PR into another
+        // branch, judged by that branch's rules, could otherwise turn the same head SHA
+        // green for a PR into the default branch.
+        tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
+            "pull request into a branch other than the default one: no paved/* statuses");
+        return Ok(());
+    }
+    let gh = deps.forge.client(pr.installation)?;
+    // The contexts a panic is reported on: the usual three until the planned ones are known.
+    let mut contexts: Vec<&'static str> = vec![
+        CheckKind::Schema.context(),
+        CheckKind::Policy.context(),
+        CheckKind::Quota.context(),
+    ];
+    let delivery_url = format!("{}/api/v1/deliveries/{delivery}", deps.public_url());
+    match run(deps, &gh, pr, delivery, &mut contexts).await {
+        Err(e @ WorkError::TooManyManifests { .. }) => {
+            let why = format!("{e}: split it into smaller pull requests");
+            let context = CheckKind::Schema.context();
+            post(&gh, pr, StatusState::Failure, context, &why, &delivery_url).await?;
+            let body = format!(
+                "{}\n### Paved checks for `{}`\n\n❌ {why}. Nothing was evaluated, and merging it provisions nothing.\n",
+                comment::COMMENT_MARKER,
+                pr.head_sha.short()
+            );
+            comment::upsert(deps, &gh, pr, &body).await
+        }
+        Err(WorkError::Panicked(_)) => {
+            for context in contexts {
+                post(
+                    &gh,
+                    pr,
+                    StatusState::Failure,
+                    context,
+                    INTERNAL_ERROR,
+                    &delivery_url,
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn post(
+    gh: &GitHub,
+    pr: &PrInfo,
+    state: StatusState,
+    context: &str,
+    description: &str,
+    target_url: &str,
+) -> Result<(), WorkError> {
+    gh.create_status(
+        &pr.repo,
+        &pr.head_sha,
+        &NewStatus {
+            state,
+            context: context.to_string(),
+            description: description.to_string(),
+            target_url: Some(target_url.to_string()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// What [`prepare`] worked out for a PR.
+struct Prepared {
+    governance: Arc<Governance>,
+    changes: Vec<Change>,
+    /// Paths under `.paved/` and `catalog/` the PR changes (`paved/governance` runs then).
+    governance_changes: Vec<String>,
+    planned: Vec<CheckKind>,
+    default_sha: CommitSha,
+    /// Where governance was read: the merge base of the head and the default branch.
+    governance_sha: CommitSha,
+}
+
+async fn run(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    delivery: &DeliveryId,
+    contexts: &mut Vec<&'static str>,
+) -> Result<(), WorkError> {
+    let Some(prep) = prepare(deps, pr).await? else {
+        tracing::info!(repo = %pr.repo, pr = %pr.number, "no manifest touched; nothing to report");
+        return Ok(());
+    };
+    let pending_url = format!("{}/api/v1/deliveries/{}", deps.public_url(), delivery);
+    let mut pending: Vec<&'static str> = prep.planned.iter().map(|c| c.context()).collect();
+    if !prep.governance_changes.is_empty() {
+        pending.push(checks::GOVERNANCE_CONTEXT);
+    }
+    *contexts = pending.clone();
+    for context in pending {
+        let why = "Paved is checking this change";
+        post(gh, pr, StatusState::Pending, context, why, &pending_url).await?;
+    }
+
+    let reviews = reviews_of(gh, pr).await?;
+    let ctx = PrContext {
+        author: pr.author.clone(),
+        approvers: approvers_in(&reviews, &pr.author),
+        live: deps.live_by_team(&pr.repo).await?,
+        reviews,
+        head_sha: Some(pr.head_sha.to_string()),
+    };
+    let governance_sha = prep.governance_sha.clone();
+    let report = evaluate(deps, pr, prep, ctx).await?;
+    let report_json =
+        serde_json::to_value(&report).map_err(|e| WorkError::Internal(e.to_string()))?;
+    let run_id = deps
+        .store
+        .insert_run(NewRun {
+            repo: pr.repo.clone(),
+            pr: pr.number,
+            head_sha: pr.head_sha.clone(),
+            base_sha: pr.base_sha.clone(),
+            delivery_id: delivery.clone(),
+            report: report_json,
+        })
+        .await?;
+    let run_url = format!("{}/api/v1/runs/{run_id}", deps.public_url());
+    for v in report.contexts() {
+        let state = if v.verdict.is_pass() {
+            StatusState::Success
+        } else {
+            StatusState::Failure
+        };
+        post(gh, pr, state, &v.context, &v.description, &run_url).await?;
+    }
+    let body = comment::summary(pr, &report, &run_url, &governance_sha);
+    comment::upsert(deps, gh, pr, &body).await
+}
+
+/// Evaluates the PR's head against the prepared governance, on a blocking thread.
+async fn evaluate(
+    deps: &Deps,
+    pr: &PrInfo,
+    prep: Prepared,
+    ctx: PrContext,
+) -> Result<Report, WorkError> {
+    let head_sha = pr.head_sha.clone();
+    deps.repos
+        .read(&pr.repo, move |mirror| -> Result<Report, WorkError> {
+            let head = mirror.tree_at(&head_sha)?;
+            let default = mirror.tree_at(&prep.default_sha)?;
+            let mut report =
+                checks::evaluate(&prep.governance, &head, &default, &prep.changes, &ctx);
+            if !prep.governance_changes.is_empty() {
+                report.governance = Some(checks::evaluate_governance(
+                    &prep.governance,
+                    &head,
+                    &default,
+                    &prep.governance_changes,
+                    &ctx,
+                ));
+            }
+            Ok(report)
+        })
+        .await
+}
+
+/// Fetches the PR into the mirror and works out what it touches and which governance
+/// applies. `None`: it touches no manifest and no governance file.
+async fn prepare(deps: &Deps, pr: &PrInfo) -> Result<Option<Prepared>, WorkError> {
+    let max_manifests = deps.config.checks.max_manifests;
+    let cache = deps.governance.clone();
+    let pr2 = pr.clone();
+    deps.repos
+        .with_remote(&pr.repo, &pr.clone_url, pr.installation, move |s| {
+            let pr = pr2;
+            fetch(&s, &pr)?;
+            let mirror = &s.mirror;
+            let default_sha = default_tip(mirror, &pr)?;
+            // Governance is the default branch's, where the PR forked off it: never a
+            // commit of the PR's own, and never another branch's.
+            let merge_base = mirror.merge_base(&default_sha, &pr.head_sha)?;
+            let changes = environment_changes(mirror, &merge_base, &pr.head_sha)?;
+            if changes.len() > max_manifests {
+                return Err(WorkError::TooManyManifests {
+                    count: changes.len(),
+                    max: max_manifests,
+                });
+            }
+            let governance_changes = governance_changes(mirror, &merge_base, &pr.head_sha)?;
+            if changes.is_empty() && governance_changes.is_empty() {
+                return Ok(None);
+            }
+            let key = format!(
+                "{}:{}",
+                mirror
+                    .subtree_id(&merge_base, ".paved")?
+                    .unwrap_or_default(),
+                mirror
+                    .subtree_id(&merge_base, "catalog")?
+                    .unwrap_or_default()
+            );
+            let governance = match cache.get(&key) {
+                Some(g) => g,
+                None => {
+                    let g = Arc::new(Governance::load(&mirror.tree_at(&merge_base)?));
+                    cache.insert(key, g.clone());
+                    g
+                }
+            };
+            let head = mirror.tree_at(&pr.head_sha)?;
+            let default_tree = mirror.tree_at(&default_sha)?;
+            let planned =
+                checks::planned_checks_with_branch(&governance, &head, &default_tree, &changes);
+            Ok(Some(Prepared {
+                governance,
+                changes,
+                governance_changes,
+                planned,
+                default_sha,
+                governance_sha: merge_base,
+            }))
+        })
+        .await
+}
+
+/// Fetches the PR's head, its base branch and the default branch (only the branches when
+/// both commits are here already: a redelivery or a recheck; the default branch is still
+/// refreshed, the quota counts from it).
+fn fetch(s: &crate::repo::Session, pr: &PrInfo) -> Result<(), WorkError> {
+    let mirror = &s.mirror;
+    let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
+    let mut specs = vec![
+        format!(
+            "+refs/pull/{}/head:refs/paved/pull/{}",
+            pr.number, pr.number
+        ),
+        format!(
+            "+refs/heads/{}:refs/remotes/origin/{}",
+            pr.base_ref, pr.base_ref
+        ),
+    ];
+    if pr.default_branch != pr.base_ref {
+        specs.push(format!("+refs/heads/{}:{default_ref}", pr.default_branch));
+    }
+    let have = mirror.has_commit(&pr.head_sha)
+        && mirror.has_commit(&pr.base_sha)
+        && mirror.resolve(&default_ref).is_some();
+    let specs = if have { &specs[1..] } else { &specs[..] };
+    mirror.fetch(&s.url, specs, s.token.as_ref())?;
+    mirror.require_commit(&pr.head_sha)?;
+    mirror.require_commit(&pr.base_sha)?;
+    Ok(())
+}
+
+/// The default branch's tip, as fetched.
+fn default_tip(mirror: &crate::repo::Mirror, pr: &PrInfo) -> Result<CommitSha, WorkError> {
+    let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
+    mirror
+        .resolve(&default_ref)
+        .ok_or_else(|| WorkError::Internal(format!("{default_ref} missing after fetch")))
+}

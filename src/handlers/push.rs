@@ -1,0 +1,165 @@
+//! Pushes to the default branch. A push is governed when Paved handled a merge whose merge
+//! commit is the pushed commit; GitHub sends the `push` and the `pull_request` closed
+//! events in no fixed order, so a push that changes `environments/` waits up to
+//! `push_grace` for its merge before it is flagged ungoverned. An ungoverned push provisions
+//! nothing: it gets a failing `paved/governance` status and an audit note per environment.
+
+use super::{environment_changes, Deps, WorkError};
+use crate::audit::AuditRecord;
+use crate::checks::ChangeKind;
+use crate::event::{valid_branch, PushEvent};
+use crate::forge::client::{NewStatus, StatusState};
+use crate::ids::{CommitSha, DeliveryId, RepoName};
+use std::time::Duration;
+
+pub const GOVERNANCE_CONTEXT: &str = "paved/governance";
+
+/// Handles a push to the default branch (see the module documentation).
+pub async fn handle(
+    deps: &Deps,
+    ev: &PushEvent,
+    delivery: &DeliveryId,
+    received_at_ms: i64,
+) -> Result<(), WorkError> {
+    let p = |e: crate::ids::IdError| WorkError::Payload(e.to_string());
+    let repo = RepoName::parse(&ev.repository.full_name).map_err(p)?;
+    if ev.deleted || ev.after.bytes().all(|b| b == b'0') {
+        return Ok(());
+    }
+    let after = CommitSha::parse(&ev.after).map_err(p)?;
+    if deps.store.merge_of(&repo, &after).await?.is_some() {
+        return Ok(());
+    }
+    let branch = valid_branch(&ev.repository.default_branch).map_err(WorkError::Payload)?;
+    if ev.git_ref != format!("refs/heads/{branch}") {
+        return Ok(());
+    }
+    let touched = pushed_environment_changes(deps, &repo, ev, &branch, &after).await?;
+    if touched.is_empty() {
+        return Ok(());
+    }
+    // Wait for the merge event that may explain this push.
+    let waited = chrono::Utc::now().timestamp_millis() - received_at_ms;
+    let grace = i64::try_from(deps.config.push_grace.as_millis()).unwrap_or(i64::MAX);
+    if waited < grace {
+        let left = Duration::from_millis(u64::try_from(grace - waited).unwrap_or(0));
+        return Err(WorkError::NotYet {
+            why: format!("waiting for the merge event of {}", after.short()),
+            after: left.clamp(Duration::from_millis(200), Duration::from_secs(30)),
+        });
+    }
+    if deps.store.merge_of(&repo, &after).await?.is_some() {
+        return Ok(());
+    }
+
+    tracing::warn!(repo = %repo, commit = %after, "ungoverned change to environments/");
+    let gh = deps.forge.client(ev.installation.map(|i| i.id))?;
+    let pusher = ev
+        .pusher
+        .as_ref()
+        .map(|p| p.name.clone())
+        .filter(|n| !n.is_empty());
+    gh.create_status(
+        &repo,
+        &after,
+        &NewStatus {
+            state: StatusState::Failure,
+            context: GOVERNANCE_CONTEXT.into(),
+            description: format!(
+                "{} environment manifest(s) changed without a pull request; nothing provisioned",
+                touched.len()
+            ),
+            target_url: Some(format!(
+                "{}/api/v1/deliveries/{delivery}",
+                deps.public_url()
+            )),
+        },
+    )
+    .await?;
+
+    // The audit trail: one record per touched environment, on the pushed commit.
+    let mut text = String::new();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (path, change) in &touched {
+        let Ok(mp) = crate::manifest::names::parse_manifest_path(path) else {
+            continue;
+        };
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&crate::audit::render(&AuditRecord {
+            environment: mp.name.clone(),
+            team: mp.team.clone(),
+            operation: "none".into(),
+            outcome: "ungoverned".into(),
+            run_id: None,
+            repository: repo.to_string(),
+            pull_request: None,
+            requester: pusher.clone(),
+            merger: None,
+            approvers: Vec::new(),
+            checks: Vec::new(),
+            governance_commit: None,
+            started_at: Some(now.clone()),
+            finished_at: Some(now.clone()),
+            message: Some(format!(
+                "{path} {change} by a direct push to {branch}; nothing was provisioned"
+            )),
+            attempt: None,
+        }));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let installation = ev.installation.map(|i| i.id);
+    deps.repos
+        .with_remote(&repo, &ev.repository.clone_url, installation, move |s| {
+            s.mirror
+                .append_note(&s.url, s.token.as_ref(), &after, &text)
+                .map_err(WorkError::from)
+        })
+        .await
+}
+
+/// Manifests the push changed (path, "added" | "modified" | "deleted").
+async fn pushed_environment_changes(
+    deps: &Deps,
+    repo: &RepoName,
+    ev: &PushEvent,
+    branch: &str,
+    after: &CommitSha,
+) -> Result<Vec<(String, &'static str)>, WorkError> {
+    let before = CommitSha::parse(&ev.before).ok();
+    let after = after.clone();
+    let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    let installation = ev.installation.map(|i| i.id);
+    deps.repos
+        .with_remote(repo, &ev.repository.clone_url, installation, move |s| {
+            let mirror = s.mirror;
+            if !mirror.has_commit(&after) {
+                mirror.fetch(&s.url, &[spec], s.token.as_ref())?;
+            }
+            mirror.require_commit(&after)?;
+            // A new branch (`before` is zeros) or an unknown `before`: compare with the
+            // pushed commit's first parent.
+            let base = match before.filter(|b| mirror.has_commit(b)) {
+                Some(b) => Some(b),
+                None => mirror.first_parent(&after)?,
+            };
+            let Some(base) = base else {
+                return Ok(Vec::new());
+            };
+            Ok(environment_changes(&mirror, &base, &after)?
+                .into_iter()
+                .map(|c| {
+                    let what = match c.kind {
+                        ChangeKind::Added => "added",
+                        ChangeKind::Modified => "modified",
+                        ChangeKind::Deleted => "deleted",
+                    };
+                    (c.path, what)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+}

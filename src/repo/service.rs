@@ -1,0 +1,149 @@
+//! One way to open a mirror: [`Repos`] owns the mirrors' folder, the clone URL (the
+//! configured template or the URL GitHub sent), the credentials for Git over HTTPS, one
+//! lock per repository (git2 takes ref locks that concurrent fetches into one mirror would
+//! fight over), and the blocking thread every Git call runs on.
+
+use super::{Mirror, RepoError};
+use crate::config::Secret;
+use crate::ids::RepoName;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Where Git's HTTPS token comes from: the configured token, or a GitHub App's installation
+/// token (implemented by the GitHub client).
+#[async_trait]
+pub trait GitCredentials: Send + Sync + 'static {
+    async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, String>;
+}
+
+/// No credentials (local `file://` repositories).
+pub struct Anonymous;
+
+#[async_trait]
+impl GitCredentials for Anonymous {
+    async fn git_token(&self, _installation: Option<u64>) -> Result<Option<Secret>, String> {
+        Ok(None)
+    }
+}
+
+/// A mirror opened for work that talks to the remote: where to fetch from and push to,
+/// and with which token.
+pub struct Session {
+    pub mirror: Mirror,
+    pub url: String,
+    pub token: Option<Secret>,
+}
+
+/// The mirrors of the repositories Paved serves (see the module documentation).
+pub struct Repos {
+    data_dir: PathBuf,
+    clone_url_template: Option<String>,
+    credentials: Arc<dyn GitCredentials>,
+    locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Repos {
+    pub fn new(
+        data_dir: PathBuf,
+        clone_url_template: Option<String>,
+        credentials: Arc<dyn GitCredentials>,
+    ) -> Repos {
+        Repos {
+            data_dir,
+            clone_url_template,
+            credentials,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The URL Paved fetches `repo` from and pushes notes to: the template with `{owner}`
+    /// and `{repo}` filled in, or the clone URL GitHub sent.
+    pub fn clone_url(&self, repo: &RepoName, payload_clone_url: &str) -> String {
+        match &self.clone_url_template {
+            Some(t) => t
+                .replace("{owner}", repo.owner())
+                .replace("{repo}", repo.name()),
+            None => payload_clone_url.to_string(),
+        }
+    }
+
+    fn lock_of(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(repo.clone()).or_default().clone()
+    }
+
+    /// Runs `f` on `repo`'s mirror (made the first time) on a blocking thread, holding the
+    /// repository's lock, with the URL and token to fetch or push with.
+    pub async fn with_remote<T, E>(
+        &self,
+        repo: &RepoName,
+        payload_clone_url: &str,
+        installation: Option<u64>,
+        f: impl FnOnce(Session) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<RepoError> + Send + 'static,
+    {
+        let lock = self.lock_of(repo);
+        let _held = lock.lock().await;
+        let url = self.clone_url(repo, payload_clone_url);
+        let token = self
+            .credentials
+            .git_token(installation)
+            .await
+            .map_err(|e| E::from(RepoError::Credentials(e)))?;
+        let data_dir = self.data_dir.clone();
+        let repo = repo.clone();
+        blocking(move || {
+            let mirror = Mirror::open(&data_dir, &repo)?;
+            f(Session { mirror, url, token })
+        })
+        .await
+    }
+
+    /// Runs `f` on `repo`'s mirror on a blocking thread, without the lock: for reading
+    /// commits already fetched (reads never conflict with a fetch's ref updates).
+    pub async fn read<T, E>(
+        &self,
+        repo: &RepoName,
+        f: impl FnOnce(Mirror) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<RepoError> + Send + 'static,
+    {
+        let data_dir = self.data_dir.clone();
+        let repo = repo.clone();
+        blocking(move || f(Mirror::open(&data_dir, &repo)?)).await
+    }
+}
+
+/// Runs `f` on a blocking thread; a panic there becomes [`RepoError::Panicked`] with its
+/// message (logged), so the caller can report it instead of retrying.
+pub async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<RepoError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            let why = panic_text(e.into_panic().as_ref());
+            tracing::error!(panic = %why, "internal error: a panic on a blocking thread");
+            Err(E::from(RepoError::Panicked(why)))
+        }
+        Err(e) => Err(E::from(RepoError::Panicked(e.to_string()))),
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
