@@ -26,6 +26,7 @@ use axum::Router;
 use bytes::Bytes;
 use paved::intake::{self, sign, verify, IntakeState, WebhookSecret, SIGNATURE_HEADER};
 use paved::store::postgres::PgStore;
+use paved::store::prelude::*;
 use paved::store::sqlite::SqliteStore;
 use paved::store::{Outcome, Store};
 use std::net::SocketAddr;

@@ -2,8 +2,9 @@
 
 use paved::ids::DeliveryId;
 use paved::intake::{self, sign, IntakeState, WebhookSecret};
+use paved::store::prelude::*;
 use paved::store::sqlite::SqliteStore;
-use paved::store::{DeliveryState, Store};
+use paved::store::DeliveryState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

@@ -13,11 +13,11 @@
 use paved::config::{Config, Overrides};
 use paved::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use paved::store::postgres::PgStore;
+use paved::store::prelude::*;
 use paved::store::sqlite::SqliteStore;
 use paved::store::{
     reported, Accepted, DeliveryState, EnvState, EnvironmentUpdate, Fence, Finish, NewDelivery,
-    NewOperation, NewRun, OpKind, OpState, OperationUpdate, Outcome, ProvisionStore, Store,
-    StoreError,
+    NewOperation, NewRun, OpKind, OpState, OperationUpdate, Outcome, Store, StoreError,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};

@@ -32,17 +32,26 @@ fn parse_state(s: &str) -> Result<DeliveryState, StoreError> {
     })
 }
 
-/// The columns [`operation_from_row`] reads, in `SELECT` order.
-pub(super) const OP_COLUMNS: &str =
-    "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, \
-     owner, env_type, definition, manifest_path, parameters, requester, merger, approvers, \
-     governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, log, \
-     outputs, reported, created_at";
+/// The columns [`operation_from_row`] reads, in `SELECT` order (a literal, for `concat!`).
+macro_rules! op_columns {
+    () => {
+        "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, \
+         owner, env_type, definition, manifest_path, parameters, requester, merger, approvers, \
+         governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, log, \
+         outputs, reported, created_at"
+    };
+}
+pub(super) use op_columns;
+pub(super) const OP_COLUMNS: &str = op_columns!();
 
 /// The columns [`environment_from_row`] reads (not `storage`: it can be large).
-pub(super) const ENV_COLUMNS: &str =
-    "repo, name, team, owner, env_type, definition, state, parameters, \
-     outputs, last_operation, updated_at";
+macro_rules! env_columns {
+    () => {
+        "repo, name, team, owner, env_type, definition, state, parameters, \
+         outputs, last_operation, updated_at"
+    };
+}
+pub(super) use env_columns;
 
 /// What the store was asked to do cannot be done (there is no better-fitting variant).
 pub(super) fn invalid(msg: String) -> StoreError {

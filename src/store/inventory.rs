@@ -1,0 +1,354 @@
+//! The inventory: one row per environment Paved knows, its state, last parameters and
+//! (public and sensitive) outputs, and its kept `ADE_STORAGE`.
+
+use super::{NewOperation, StoreError};
+use crate::ids::RepoName;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Where an environment is in its life, as the inventory shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvState {
+    /// A deploy is running (first or update).
+    Provisioning,
+    /// The last deploy succeeded.
+    Ready,
+    /// The last operation failed or was interrupted; the environment may be half made.
+    Failed,
+    /// A delete is running.
+    Deleting,
+    /// The last delete succeeded. The row stays, so the inventory keeps the history.
+    Deleted,
+}
+
+impl EnvState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvState::Provisioning => "provisioning",
+            EnvState::Ready => "ready",
+            EnvState::Failed => "failed",
+            EnvState::Deleting => "deleting",
+            EnvState::Deleted => "deleted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<EnvState> {
+        Some(match s {
+            "provisioning" => EnvState::Provisioning,
+            "ready" => EnvState::Ready,
+            "failed" => EnvState::Failed,
+            "deleting" => EnvState::Deleting,
+            "deleted" => EnvState::Deleted,
+            _ => return None,
+        })
+    }
+    /// Counts against the team's quota: everything but `deleted`.
+    pub fn is_live(self) -> bool {
+        self != EnvState::Deleted
+    }
+}
+
+/// One environment in the inventory, keyed by (repo, name): names are unique per repo.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnvironmentRecord {
+    pub repo: String,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: EnvState,
+    /// The parameters of the last deploy (JSON object).
+    pub parameters: serde_json::Value,
+    /// Outputs of the last successful deploy, in ADE's shape
+    /// (`{"name": {"type": ..., "value": ..., "sensitive": bool}}`), sensitive ones
+    /// included: use [`EnvironmentRecord::public`] before showing it to anyone.
+    pub outputs: serde_json::Value,
+    /// Id of the last operation on this environment.
+    pub last_operation: Option<i64>,
+    /// RFC 3339, set by the store on every write.
+    pub updated_at: String,
+}
+
+impl EnvironmentRecord {
+    /// The record with sensitive outputs removed (what the API and Git may show).
+    pub fn public(&self) -> EnvironmentRecord {
+        let mut r = self.clone();
+        r.outputs = public_outputs(&self.outputs);
+        r
+    }
+}
+
+/// Outputs without the ones marked `"sensitive": true`.
+pub fn public_outputs(outputs: &serde_json::Value) -> serde_json::Value {
+    match outputs {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(_, v)| v.get("sensitive").and_then(|s| s.as_bool()) != Some(true))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => serde_json::Value::Object(Default::default()),
+    }
+}
+
+/// The inventory change made together with an operation's state change.
+#[derive(Debug, Clone)]
+pub struct EnvironmentUpdate {
+    pub repo: String,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: EnvState,
+    /// `None` keeps the stored value.
+    pub parameters: Option<serde_json::Value>,
+    /// `None` keeps the stored value.
+    pub outputs: Option<serde_json::Value>,
+    pub last_operation: Option<i64>,
+}
+
+impl EnvironmentUpdate {
+    /// The inventory row of `op`'s environment in `state`, with `last_operation` set and
+    /// parameters and outputs kept as stored.
+    pub fn of(op: &NewOperation, state: EnvState, last_operation: i64) -> EnvironmentUpdate {
+        EnvironmentUpdate {
+            repo: op.repo.clone(),
+            name: op.env_name.clone(),
+            team: op.team.clone(),
+            owner: op.owner.clone(),
+            env_type: op.env_type.clone(),
+            definition: op.definition.clone(),
+            state,
+            parameters: None,
+            outputs: None,
+            last_operation: Some(last_operation),
+        }
+    }
+}
+
+#[async_trait]
+pub trait InventoryStore: Send + Sync + 'static {
+    async fn environment(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<EnvironmentRecord>, StoreError>;
+    /// All environments, of one repository or of all, ordered by repo then name (bytes).
+    async fn environments(
+        &self,
+        repo: Option<&RepoName>,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError>;
+    /// Insert or update the inventory row.
+    async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError>;
+    /// The `ADE_STORAGE` archive kept for an environment (a tar), if any.
+    async fn environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn set_environment_storage(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), StoreError>;
+}
+
+/// An inventory row to write, with its JSON already encoded.
+pub(super) struct EnvRow {
+    pub repo: String,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: &'static str,
+    pub parameters: Option<String>,
+    pub outputs: Option<String>,
+    pub last_operation: Option<i64>,
+}
+
+impl EnvRow {
+    pub(super) fn of(env: &EnvironmentUpdate) -> Result<EnvRow, StoreError> {
+        use super::rows::to_json;
+        Ok(EnvRow {
+            repo: env.repo.clone(),
+            name: env.name.clone(),
+            team: env.team.clone(),
+            owner: env.owner.clone(),
+            env_type: env.env_type.clone(),
+            definition: env.definition.clone(),
+            state: env.state.as_str(),
+            parameters: env
+                .parameters
+                .as_ref()
+                .map(|p| to_json(p, "parameters"))
+                .transpose()?,
+            outputs: env
+                .outputs
+                .as_ref()
+                .map(|o| to_json(o, "outputs"))
+                .transpose()?,
+            last_operation: env.last_operation,
+        })
+    }
+}
+
+/// Inserts or updates an inventory row. $8 / $9 NULL: keep the stored parameters /
+/// outputs ('{}' for a new row). $10 NULL keeps the stored last operation too: once there
+/// was one, it stays the last until another replaces it. Bind with [`bind_env`].
+pub(super) const UPSERT_ENV: &str =
+    "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
+     state, parameters, outputs, last_operation, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}'), \
+     COALESCE($9, '{}'), $10, paved_now_ms()) \
+     ON CONFLICT (repo, name) DO UPDATE SET team = excluded.team, \
+     owner = excluded.owner, env_type = excluded.env_type, \
+     definition = excluded.definition, state = excluded.state, \
+     parameters = COALESCE($8, environments.parameters), \
+     outputs = COALESCE($9, environments.outputs), \
+     last_operation = COALESCE($10, environments.last_operation), \
+     updated_at = excluded.updated_at";
+pub(super) const SET_STORAGE: &str =
+    "UPDATE environments SET storage = $3 WHERE repo = $1 AND name = $2";
+pub(super) const STORAGE: &str = "SELECT storage FROM environments WHERE repo = $1 AND name = $2";
+
+/// Binds an [`EnvRow`] to [`UPSERT_ENV`].
+macro_rules! bind_env {
+    ($q:expr, $row:expr) => {
+        $q.bind(&$row.repo)
+            .bind(&$row.name)
+            .bind(&$row.team)
+            .bind(&$row.owner)
+            .bind(&$row.env_type)
+            .bind(&$row.definition)
+            .bind($row.state)
+            .bind(&$row.parameters)
+            .bind(&$row.outputs)
+            .bind($row.last_operation)
+    };
+}
+pub(super) use bind_env;
+
+/// [`InventoryStore`] for a store with `reader()` and `write()`, in the dialect `$sql`.
+macro_rules! impl_inventory_store {
+    ($store:ty, $sql:path) => {
+        #[async_trait::async_trait]
+        impl $crate::store::InventoryStore for $store {
+            async fn environment(
+                &self,
+                repo: &$crate::ids::RepoName,
+                name: &str,
+            ) -> Result<Option<$crate::store::EnvironmentRecord>, $crate::store::StoreError> {
+                let q = $sql(concat!(
+                    "SELECT ",
+                    $crate::store::rows::env_columns!(),
+                    " FROM environments WHERE repo = $1 AND name = $2"
+                ));
+                let row = sqlx::query(&q)
+                    .bind(repo.to_string())
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::environment_from_row)
+                    .transpose()
+            }
+
+            async fn environments(
+                &self,
+                repo: Option<&$crate::ids::RepoName>,
+            ) -> Result<Vec<$crate::store::EnvironmentRecord>, $crate::store::StoreError> {
+                // COLLATE "C": byte order on PostgreSQL whatever the database's collation,
+                // as SQLite sorts.
+                let rows = match repo {
+                    Some(repo) => {
+                        let q = $sql(concat!(
+                            "SELECT ",
+                            $crate::store::rows::env_columns!(),
+                            " FROM environments WHERE repo = $1 ORDER BY name COLLATE \"C\""
+                        ));
+                        sqlx::query(&q)
+                            .bind(repo.to_string())
+                            .fetch_all(self.reader())
+                            .await?
+                    }
+                    None => {
+                        let q = $sql(concat!(
+                            "SELECT ",
+                            $crate::store::rows::env_columns!(),
+                            " FROM environments ORDER BY repo COLLATE \"C\", name COLLATE \"C\""
+                        ));
+                        sqlx::query(&q).fetch_all(self.reader()).await?
+                    }
+                };
+                rows.iter()
+                    .map($crate::store::rows::environment_from_row)
+                    .collect()
+            }
+
+            async fn upsert_environment(
+                &self,
+                env: $crate::store::EnvironmentUpdate,
+            ) -> Result<(), $crate::store::StoreError> {
+                let row = $crate::store::inventory::EnvRow::of(&env)?;
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::inventory::UPSERT_ENV);
+                        $crate::store::inventory::bind_env!(sqlx::query(&q), row)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn environment_storage(
+                &self,
+                repo: &$crate::ids::RepoName,
+                name: &str,
+            ) -> Result<Option<Vec<u8>>, $crate::store::StoreError> {
+                let q = $sql($crate::store::inventory::STORAGE);
+                let row: Option<Option<Vec<u8>>> = sqlx::query_scalar(&q)
+                    .bind(repo.to_string())
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.flatten())
+            }
+
+            async fn set_environment_storage(
+                &self,
+                repo: &$crate::ids::RepoName,
+                name: &str,
+                archive: Vec<u8>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let repo = repo.to_string();
+                let name = name.to_owned();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::inventory::SET_STORAGE);
+                        let done = sqlx::query(&q)
+                            .bind(&repo)
+                            .bind(&name)
+                            .bind(archive)
+                            .execute(&mut *conn)
+                            .await?;
+                        if done.rows_affected() == 0 {
+                            return Err($crate::store::rows::invalid(format!(
+                                "environment {name} of {repo} does not exist: its storage has \
+                                 nowhere to go"
+                            )));
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+        }
+    };
+}
+pub(super) use impl_inventory_store;

@@ -1,0 +1,145 @@
+//! Check runs (what each status's `target_url` shows) and the summary comment Paved keeps
+//! on each pull request.
+
+use super::StoreError;
+use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One evaluation of a pull request's head: what `target_url` of each status points at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRun {
+    pub repo: RepoName,
+    pub pr: PrNumber,
+    pub head_sha: CommitSha,
+    pub base_sha: CommitSha,
+    pub delivery_id: DeliveryId,
+    /// The check report, as JSON (what the summary comment shows).
+    pub report: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub repo: String,
+    pub pr: u64,
+    pub head_sha: String,
+    pub base_sha: String,
+    pub delivery_id: String,
+    pub report: serde_json::Value,
+    pub created_at: String,
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// The id of the summary comment Paved keeps on a pull request, if it made one.
+    async fn pr_comment(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<u64>, StoreError>;
+    async fn set_pr_comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        comment_id: u64,
+    ) -> Result<(), StoreError>;
+    async fn insert_run(&self, run: NewRun) -> Result<i64, StoreError>;
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError>;
+}
+
+pub(super) const PR_COMMENT: &str =
+    "SELECT comment_id FROM pr_comments WHERE repo = $1 AND pr = $2";
+pub(super) const SET_PR_COMMENT: &str =
+    "INSERT INTO pr_comments (repo, pr, comment_id) VALUES ($1, $2, $3) \
+     ON CONFLICT (repo, pr) DO UPDATE SET comment_id = excluded.comment_id";
+pub(super) const INSERT_RUN: &str =
+    "INSERT INTO runs (repo, pr, head_sha, base_sha, delivery_id, report, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, paved_now_ms()) RETURNING id";
+pub(super) const RUN: &str =
+    "SELECT id, repo, pr, head_sha, base_sha, delivery_id, report, created_at \
+     FROM runs WHERE id = $1";
+
+/// [`RunStore`] for a store with `reader()` and `write()`, in the dialect `$sql`.
+macro_rules! impl_run_store {
+    ($store:ty, $sql:path) => {
+        #[async_trait::async_trait]
+        impl $crate::store::RunStore for $store {
+            async fn pr_comment(
+                &self,
+                repo: &$crate::ids::RepoName,
+                pr: $crate::ids::PrNumber,
+            ) -> Result<Option<u64>, $crate::store::StoreError> {
+                use $crate::store::rows::{to_i64, to_u64};
+                let q = $sql($crate::store::runs::PR_COMMENT);
+                let row: Option<i64> = sqlx::query_scalar(&q)
+                    .bind(repo.to_string())
+                    .bind(to_i64(pr.0, "pull request number")?)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map(|c| to_u64(c, "comment id")).transpose()
+            }
+
+            async fn set_pr_comment(
+                &self,
+                repo: &$crate::ids::RepoName,
+                pr: $crate::ids::PrNumber,
+                comment_id: u64,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::rows::to_i64;
+                let repo = repo.to_string();
+                let pr = to_i64(pr.0, "pull request number")?;
+                let comment_id = to_i64(comment_id, "comment id")?;
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::runs::SET_PR_COMMENT);
+                        sqlx::query(&q)
+                            .bind(&repo)
+                            .bind(pr)
+                            .bind(comment_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn insert_run(
+                &self,
+                run: $crate::store::NewRun,
+            ) -> Result<i64, $crate::store::StoreError> {
+                use $crate::store::rows::{to_i64, to_json};
+                let pr = to_i64(run.pr.0, "pull request number")?;
+                let report = to_json(&run.report, "report")?;
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::runs::INSERT_RUN);
+                        let id: i64 = sqlx::query_scalar(&q)
+                            .bind(run.repo.to_string())
+                            .bind(pr)
+                            .bind(run.head_sha.as_str())
+                            .bind(run.base_sha.as_str())
+                            .bind(run.delivery_id.as_str())
+                            .bind(report)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        Ok(id)
+                    })
+                })
+                .await
+            }
+
+            async fn run(
+                &self,
+                id: i64,
+            ) -> Result<Option<$crate::store::RunRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::runs::RUN);
+                let row = sqlx::query(&q)
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::run_from_row)
+                    .transpose()
+            }
+        }
+    };
+}
+pub(super) use impl_run_store;
