@@ -46,8 +46,8 @@ impl Worker {
         for op in store.interrupt_running_operations().await? {
             let killed = op
                 .pid
-                .is_some_and(|pid| crate::runner::kill_orphan(pid, op.id));
-            tracing::warn!(op = op.id, env = %op.op.env_name, killed, "operation interrupted by a restart");
+                .is_some_and(|pid| crate::runner::kill_orphan(pid, op.id.0));
+            tracing::warn!(op = %op.id, env = %op.op.env_name, killed, "operation interrupted by a restart");
         }
         store.release_all_locks().await?;
         let resumed = store.requeue_interrupted().await?;

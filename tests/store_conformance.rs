@@ -11,7 +11,9 @@
 //! `postgres::replicas_*` tests run two `PgStore`s ("replicas") on one database.
 
 use paved::config::{Config, Overrides};
-use paved::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
+use paved::ids::{
+    CommentId, CommitSha, DeliveryId, DeploymentId, OperationId, PrNumber, RepoName, RunId,
+};
 use paved::store::postgres::PgStore;
 use paved::store::prelude::*;
 use paved::store::sqlite::SqliteStore;
@@ -284,10 +286,10 @@ fn now_ms() -> i64 {
 
 fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
     NewOperation {
-        repo: "octo/envs".into(),
+        repo: RepoName::parse("octo/envs").expect("repo"),
         env_name: env.into(),
         kind: OpKind::Deploy,
-        merge_sha: sha(merge).as_str().into(),
+        merge_sha: sha(merge),
         pr: 7,
         attempt,
         delivery_id: "d-merge".into(),
@@ -332,7 +334,7 @@ fn err_text(r: Result<impl std::fmt::Debug, StoreError>) -> String {
 /// Takes `env`'s lock (of octo/envs) as `holder` for an hour and starts operation `id`
 /// under it: the fence, or `None` when the lock is another's or the operation did not
 /// start.
-async fn start(store: &dyn Store, id: i64, env: &str, holder: &str) -> Option<Fence> {
+async fn start(store: &dyn Store, id: OperationId, env: &str, holder: &str) -> Option<Fence> {
     let epoch = store
         .try_lock_environment(&repo("octo/envs"), env, holder, Duration::from_secs(3600))
         .await
@@ -356,7 +358,7 @@ async fn start(store: &dyn Store, id: i64, env: &str, holder: &str) -> Option<Fe
 /// Finishes operation `id` as `state` under `fence`; whether it was written.
 async fn finish(
     store: &dyn Store,
-    id: i64,
+    id: OperationId,
     fence: &Fence,
     state: OpState,
     outputs: serde_json::Value,
@@ -670,7 +672,7 @@ async fn operations_planned_once(b: &Backend) {
     delete.kind = OpKind::Delete;
     let (id3, created3) = store.plan_operation(delete).await.expect("plan delete");
     assert!(created3);
-    let ids: Vec<i64> = store
+    let ids: Vec<OperationId> = store
         .operations_for_merge(&repo("octo/envs"), &sha('a'))
         .await
         .expect("of merge")
@@ -683,7 +685,11 @@ async fn operations_planned_once(b: &Backend) {
         .await
         .expect("of other merge")
         .is_empty());
-    assert!(store.operation(id3 + 1000).await.expect("read").is_none());
+    assert!(store
+        .operation(OperationId(id3.0 + 1000))
+        .await
+        .expect("read")
+        .is_none());
 
     // Planned concurrently (a merge redelivered while it is handled): created once.
     let mut tasks = Vec::new();
@@ -751,7 +757,10 @@ async fn operation_lifecycle(b: &Backend) {
         .await
         .expect("pid");
     store
-        .update_operation(id, OperationUpdate::DeploymentCreated(9_000_000_001))
+        .update_operation(
+            id,
+            OperationUpdate::DeploymentCreated(DeploymentId(9_000_000_001)),
+        )
         .await
         .expect("deployment");
     let outputs = serde_json::json!({
@@ -791,7 +800,7 @@ async fn operation_lifecycle(b: &Backend) {
     assert_eq!(rec.outputs, outputs);
     assert_eq!(rec.error, None);
     assert_eq!(rec.pid, Some(4242));
-    assert_eq!(rec.deployment_id, Some(9_000_000_001));
+    assert_eq!(rec.deployment_id, Some(DeploymentId(9_000_000_001)));
     let (started, done) = (
         rec.started_at.expect("started"),
         rec.finished_at.expect("finished"),
@@ -820,7 +829,7 @@ async fn operation_lifecycle(b: &Backend) {
     assert_eq!(rec.error.as_deref(), Some("deploy.sh exited with status 3"));
     let e = err_text(
         store
-            .update_operation(id2 + 1000, OperationUpdate::Pid(1))
+            .update_operation(OperationId(id2.0 + 1000), OperationUpdate::Pid(1))
             .await,
     );
     assert!(e.contains("does not exist"), "{e}");
@@ -841,9 +850,9 @@ async fn operation_lifecycle(b: &Backend) {
         .await
         .expect("plan other");
     let mut other_repo = new_op("checkout", 'a', 1);
-    other_repo.repo = "octo/else".into();
+    other_repo.repo = RepoName::parse("octo/else").expect("repo");
     store.plan_operation(other_repo).await.expect("plan");
-    let got: Vec<i64> = store
+    let got: Vec<OperationId> = store
         .operations_for_environment(&repo("octo/envs"), "checkout", 2)
         .await
         .expect("history")
@@ -1142,7 +1151,7 @@ async fn environments_upsert_and_order(b: &Backend) {
     let mut ready = env_update("octo/envs", "checkout", EnvState::Ready);
     ready.parameters = Some(serde_json::json!({"size": "small"}));
     ready.outputs = Some(outputs.clone());
-    ready.last_operation = Some(1);
+    ready.last_operation = Some(OperationId(1));
     store.upsert_environment(ready).await.expect("ready");
     let before = store
         .environment(&r, "checkout")
@@ -1157,7 +1166,7 @@ async fn environments_upsert_and_order(b: &Backend) {
     // A delete starts: only the state, owner and last operation change.
     let mut deleting = env_update("octo/envs", "checkout", EnvState::Deleting);
     deleting.owner = "erin".into();
-    deleting.last_operation = Some(2);
+    deleting.last_operation = Some(OperationId(2));
     store.upsert_environment(deleting).await.expect("deleting");
     let e = store
         .environment(&r, "checkout")
@@ -1168,7 +1177,7 @@ async fn environments_upsert_and_order(b: &Backend) {
     assert_eq!(e.owner, "erin");
     assert_eq!(e.outputs, outputs);
     assert_eq!(e.parameters, serde_json::json!({"size": "small"}));
-    assert_eq!(e.last_operation, Some(2));
+    assert_eq!(e.last_operation, Some(OperationId(2)));
     assert!(e.updated_at >= before.updated_at);
     // Without an operation id, the last one stays; given outputs replace the stored ones.
     let mut deleted = env_update("octo/envs", "checkout", EnvState::Deleted);
@@ -1180,7 +1189,7 @@ async fn environments_upsert_and_order(b: &Backend) {
         .expect("read")
         .expect("row");
     assert_eq!(e.state, EnvState::Deleted);
-    assert_eq!(e.last_operation, Some(2));
+    assert_eq!(e.last_operation, Some(OperationId(2)));
     assert_eq!(e.outputs, serde_json::json!({}));
 
     // Ordered by repo, then name (bytewise: upper case before lower case).
@@ -1335,24 +1344,24 @@ async fn comments_runs_and_counts(b: &Backend) {
     let r = repo("octo/env");
     assert_eq!(store.pr_comment(&r, PrNumber(3)).await.expect("get"), None);
     store
-        .set_pr_comment(&r, PrNumber(3), 11)
+        .set_pr_comment(&r, PrNumber(3), CommentId(11))
         .await
         .expect("set");
     store
-        .set_pr_comment(&r, PrNumber(3), 12)
+        .set_pr_comment(&r, PrNumber(3), CommentId(12))
         .await
         .expect("set");
     store
-        .set_pr_comment(&r, PrNumber(4), u64::from(u32::MAX) + 5)
+        .set_pr_comment(&r, PrNumber(4), CommentId(u64::from(u32::MAX) + 5))
         .await
         .expect("set");
     assert_eq!(
         store.pr_comment(&r, PrNumber(3)).await.expect("get"),
-        Some(12)
+        Some(CommentId(12))
     );
     assert_eq!(
         store.pr_comment(&r, PrNumber(4)).await.expect("get"),
-        Some(u64::from(u32::MAX) + 5)
+        Some(CommentId(u64::from(u32::MAX) + 5))
     );
     let report = serde_json::json!({"checks": [{"name": "paved/schema", "ok": true}]});
     let run_id = store
@@ -1374,7 +1383,11 @@ async fn comments_runs_and_counts(b: &Backend) {
     assert_eq!(run.delivery_id, "d-9");
     assert_eq!(run.report, report);
     assert!(chrono::DateTime::parse_from_rfc3339(&run.created_at).is_ok());
-    assert!(store.run(run_id + 1000).await.expect("run").is_none());
+    assert!(store
+        .run(RunId(run_id.0 + 1000))
+        .await
+        .expect("run")
+        .is_none());
 
     for (i, k) in ["k1", "k2", "k3"].iter().enumerate() {
         store
@@ -1465,7 +1478,7 @@ async fn restart_recovery(b: &Backend) {
                 .await
                 .expect("start"));
             store
-                .update_operation(id, OperationUpdate::Pid(500 + id))
+                .update_operation(id, OperationUpdate::Pid(500 + id.0))
                 .await
                 .expect("pid");
             if env == "e" {
@@ -1495,7 +1508,7 @@ async fn restart_recovery(b: &Backend) {
         .interrupt_running_operations()
         .await
         .expect("interrupt");
-    let hit_ids: Vec<i64> = hit.iter().map(|o| o.id).collect();
+    let hit_ids: Vec<OperationId> = hit.iter().map(|o| o.id).collect();
     match b.kind {
         Kind::Sqlite => assert_eq!(hit_ids, vec![live, unlocked, expired]),
         Kind::Postgres => assert_eq!(hit_ids, vec![unlocked, expired]),
@@ -1503,7 +1516,7 @@ async fn restart_recovery(b: &Backend) {
     // As they were: running, with the pid whose process group may need killing.
     for o in &hit {
         assert_eq!(o.state, OpState::Running);
-        assert_eq!(o.pid, Some(500 + o.id));
+        assert_eq!(o.pid, Some(500 + o.id.0));
         assert_eq!(o.finished_at, None);
         let now = store.operation(o.id).await.expect("read").expect("op");
         assert_eq!(now.state, OpState::Interrupted);
@@ -1512,7 +1525,7 @@ async fn restart_recovery(b: &Backend) {
             Some("interrupted: the server stopped while it ran")
         );
         assert!(now.finished_at.is_some());
-        assert_eq!(now.pid, Some(500 + o.id));
+        assert_eq!(now.pid, Some(500 + o.id.0));
     }
     let state = |id| {
         let store = store.clone();
@@ -1934,7 +1947,7 @@ async fn replicas_share_locks_and_operations(b: &Backend) {
     assert_eq!(epochs.len(), 1, "{results:?}");
     let created = results.iter().filter(|r| r.2 .1).count();
     assert_eq!(created, 1, "{results:?}");
-    let ids: HashSet<i64> = results.iter().map(|r| r.2 .0).collect();
+    let ids: HashSet<OperationId> = results.iter().map(|r| r.2 .0).collect();
     assert_eq!(ids.len(), 1, "{results:?}");
     // A replica starting up leaves the other's live lock and running operation alone.
     let id = *ids.iter().next().expect("id");

@@ -65,7 +65,7 @@ async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::BAD_REQUEST, "run ids are numbers");
     };
-    match s.store.run(id).await {
+    match s.store.run(crate::ids::RunId(id)).await {
         Ok(Some(r)) => Json(r).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
         Err(e) => {
@@ -162,7 +162,7 @@ async fn operation(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::BAD_REQUEST, "operation ids are numbers");
     };
-    match s.store.operation(id).await {
+    match s.store.operation(crate::ids::OperationId(id)).await {
         Ok(Some(op)) => Json(public_operation(op)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such operation"),
         Err(e) => unavailable(e),

@@ -168,7 +168,7 @@ impl Event {
     }
 
     /// The installation the event came through (GitHub App mode).
-    pub fn installation(&self) -> Option<u64> {
+    pub fn installation(&self) -> Option<crate::ids::InstallationId> {
         match self {
             Event::PullRequest(ev) | Event::Merged(ev) | Event::Review(ev) => ev.installation,
             Event::Command { installation, .. } | Event::Rerun { installation, .. } => {
@@ -176,7 +176,7 @@ impl Event {
             }
             Event::Push(ev) => ev.installation,
         }
-        .map(|i| i.id)
+        .map(|i| crate::ids::InstallationId(i.id))
     }
 
     /// The repository as a validated name (checked when parsed).

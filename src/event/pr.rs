@@ -1,7 +1,7 @@
 //! What the checks and provisioning need to know about a pull request, validated once.
 
 use super::{Installation, PullRequest, PullRequestEvent, Repository};
-use crate::ids::{CommitSha, PrNumber, RepoName};
+use crate::ids::{CommitSha, InstallationId, PrNumber, RepoName};
 
 /// A pull request, as the checks and provisioning see it. Every field was validated when
 /// it was made: names into newtypes, branch names as Git refs.
@@ -15,7 +15,7 @@ pub struct PrInfo {
     pub default_branch: String,
     pub clone_url: String,
     pub author: String,
-    pub installation: Option<u64>,
+    pub installation: Option<InstallationId>,
     /// The head lives in another repository (a fork).
     pub from_fork: bool,
 }
@@ -43,7 +43,7 @@ impl PrInfo {
             default_branch: super::valid_branch(&ev.repository.default_branch)?,
             clone_url: ev.repository.clone_url.clone(),
             author: pr.user.login.clone(),
-            installation: ev.installation.map(|i| i.id),
+            installation: ev.installation.map(|i| InstallationId(i.id)),
             from_fork,
         })
     }
@@ -53,7 +53,7 @@ impl PrInfo {
     pub fn from_pull(
         pull: &serde_json::Value,
         repository: &Repository,
-        installation: Option<u64>,
+        installation: Option<InstallationId>,
     ) -> Result<PrInfo, String> {
         let pr: PullRequest =
             serde_json::from_value(pull.clone()).map_err(|e| format!("pull request: {e}"))?;
@@ -62,7 +62,7 @@ impl PrInfo {
             number: pr.number,
             pull_request: pr,
             repository: repository.clone(),
-            installation: installation.map(|id| Installation { id }),
+            installation: installation.map(|id| Installation { id: id.0 }),
             changes: None,
         };
         PrInfo::from_event(&ev)

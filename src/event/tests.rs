@@ -87,7 +87,9 @@ fn a_merge_is_keyed_by_its_pull_request() {
     );
     assert_eq!(
         ev.expect("merged").installation(),
-        Some(v["installation"]["id"].as_u64().expect("id"))
+        Some(crate::ids::InstallationId(
+            v["installation"]["id"].as_u64().expect("id")
+        ))
     );
 }
 

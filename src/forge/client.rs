@@ -3,7 +3,9 @@
 //! Built on octocrab's raw request methods so status codes and `Retry-After` stay visible.
 
 use crate::config::{GithubAuth, Secret};
-use crate::ids::{CommitSha, PrNumber, RepoName};
+use crate::ids::{
+    CommentId, CommitSha, DeploymentId, InstallationId, OperationId, PrNumber, RepoName,
+};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -79,7 +81,7 @@ pub struct NewStatus {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Comment {
-    pub id: u64,
+    pub id: CommentId,
     #[serde(default)]
     pub body: Option<String>,
 }
@@ -156,11 +158,11 @@ impl Forge {
     }
 
     /// A client acting for one installation (GitHub App) or with the configured token.
-    pub fn client(&self, installation: Option<u64>) -> Result<GitHub, ForgeError> {
+    pub fn client(&self, installation: Option<InstallationId>) -> Result<GitHub, ForgeError> {
         let octo = match (self.is_app, installation) {
             (true, Some(id)) => self
                 .base
-                .installation(id.into())
+                .installation(id.0.into())
                 .map_err(|e| ForgeError::Setup(e.to_string()))?,
             (true, None) => {
                 return Err(ForgeError::Refused {
@@ -180,12 +182,15 @@ impl Forge {
 
     /// The token Git uses to fetch over HTTPS: the configured token, or for a GitHub App a
     /// fresh installation token (they last an hour, so one is minted per fetch).
-    pub async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, ForgeError> {
+    pub async fn git_token(
+        &self,
+        installation: Option<InstallationId>,
+    ) -> Result<Option<Secret>, ForgeError> {
         match (self.is_app, installation) {
             (true, Some(id)) => {
                 let (_, token) = self
                     .base
-                    .installation_and_token(id.into())
+                    .installation_and_token(id.0.into())
                     .await
                     .map_err(|e| ForgeError::Transient(format!("installation token: {e}")))?;
                 use octocrab::secrecy::ExposeSecret;
@@ -198,7 +203,10 @@ impl Forge {
 
 #[async_trait::async_trait]
 impl crate::repo::GitCredentials for Forge {
-    async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, String> {
+    async fn git_token(
+        &self,
+        installation: Option<InstallationId>,
+    ) -> Result<Option<Secret>, String> {
         Forge::git_token(self, installation)
             .await
             .map_err(|e| e.to_string())
@@ -405,7 +413,7 @@ impl GitHub {
         repo: &RepoName,
         issue: PrNumber,
         body: &str,
-    ) -> Result<u64, ForgeError> {
+    ) -> Result<CommentId, ForgeError> {
         #[derive(Serialize)]
         struct B<'a> {
             body: &'a str,
@@ -433,7 +441,7 @@ impl GitHub {
     pub async fn update_comment(
         &self,
         repo: &RepoName,
-        comment_id: u64,
+        comment_id: CommentId,
         body: &str,
     ) -> Result<(), ForgeError> {
         #[derive(Serialize)]
@@ -507,7 +515,7 @@ impl GitHub {
         &self,
         repo: &RepoName,
         deployment: &NewDeployment,
-    ) -> Result<u64, ForgeError> {
+    ) -> Result<DeploymentId, ForgeError> {
         #[derive(Deserialize)]
         struct Created {
             id: u64,
@@ -526,13 +534,13 @@ impl GitHub {
             .await?;
         let c: Created = serde_json::from_slice(&a.body)
             .map_err(|e| ForgeError::Transient(format!("create deployment: bad JSON: {e}")))?;
-        Ok(c.id)
+        Ok(DeploymentId(c.id))
     }
 
     pub async fn create_deployment_status(
         &self,
         repo: &RepoName,
-        deployment_id: u64,
+        deployment_id: DeploymentId,
         status: &NewDeploymentStatus,
     ) -> Result<(), ForgeError> {
         let mut s = status.clone();
@@ -560,8 +568,8 @@ impl GitHub {
         repo: &RepoName,
         sha: &str,
         environment: &str,
-        run_id: i64,
-    ) -> Result<Option<u64>, ForgeError> {
+        run_id: OperationId,
+    ) -> Result<Option<DeploymentId>, ForgeError> {
         #[derive(Deserialize)]
         struct Listed {
             id: u64,
@@ -585,8 +593,8 @@ impl GitHub {
             .map_err(|e| ForgeError::Transient(format!("list deployments: bad JSON: {e}")))?;
         Ok(listed
             .into_iter()
-            .find(|d| d.payload["paved"]["run"].as_i64() == Some(run_id))
-            .map(|d| d.id))
+            .find(|d| d.payload["paved"]["run"].as_i64() == Some(run_id.0))
+            .map(|d| DeploymentId(d.id)))
     }
 
     /// All reviews of a pull request, oldest first, following pagination.

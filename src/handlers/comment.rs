@@ -50,7 +50,7 @@ pub async fn upsert(deps: &Deps, gh: &GitHub, pr: &PrInfo, body: &str) -> Result
 }
 
 /// Paved's summary comment on the PR, found by its marker.
-async fn find(gh: &GitHub, pr: &PrInfo) -> Result<Option<u64>, WorkError> {
+async fn find(gh: &GitHub, pr: &PrInfo) -> Result<Option<crate::ids::CommentId>, WorkError> {
     Ok(gh
         .list_comments(&pr.repo, pr.number)
         .await?

@@ -22,10 +22,16 @@ pub async fn recheck(
 ) -> Result<(), WorkError> {
     let repo =
         RepoName::parse(&repository.full_name).map_err(|e| WorkError::Payload(e.to_string()))?;
-    let gh = deps.forge.client(installation.map(|i| i.id))?;
+    let gh = deps
+        .forge
+        .client(installation.map(|i| crate::ids::InstallationId(i.id)))?;
     let pull = gh.get_pull(&repo, PrNumber(number)).await?;
-    let pr = PrInfo::from_pull(&pull, repository, installation.map(|i| i.id))
-        .map_err(WorkError::Payload)?;
+    let pr = PrInfo::from_pull(
+        &pull,
+        repository,
+        installation.map(|i| crate::ids::InstallationId(i.id)),
+    )
+    .map_err(WorkError::Payload)?;
     check(deps, &pr, delivery).await
 }
 

@@ -53,7 +53,9 @@ pub async fn handle(
     }
 
     tracing::warn!(repo = %repo, commit = %after, "ungoverned change to environments/");
-    let gh = deps.forge.client(ev.installation.map(|i| i.id))?;
+    let gh = deps
+        .forge
+        .client(ev.installation.map(|i| crate::ids::InstallationId(i.id)))?;
     let pusher = ev
         .pusher
         .as_ref()
@@ -111,7 +113,7 @@ pub async fn handle(
     if text.is_empty() {
         return Ok(());
     }
-    let installation = ev.installation.map(|i| i.id);
+    let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
     deps.repos
         .with_remote(&repo, &ev.repository.clone_url, installation, move |s| {
             s.mirror
@@ -132,7 +134,7 @@ async fn pushed_environment_changes(
     let before = CommitSha::parse(&ev.before).ok();
     let after = after.clone();
     let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    let installation = ev.installation.map(|i| i.id);
+    let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
     deps.repos
         .with_remote(repo, &ev.repository.clone_url, installation, move |s| {
             let mirror = s.mirror;

@@ -5,7 +5,7 @@
 
 use super::{Mirror, RepoError};
 use crate::config::Secret;
-use crate::ids::RepoName;
+use crate::ids::{InstallationId, RepoName};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 /// token (implemented by the GitHub client).
 #[async_trait]
 pub trait GitCredentials: Send + Sync + 'static {
-    async fn git_token(&self, installation: Option<u64>) -> Result<Option<Secret>, String>;
+    async fn git_token(
+        &self,
+        installation: Option<InstallationId>,
+    ) -> Result<Option<Secret>, String>;
 }
 
 /// No credentials (local `file://` repositories).
@@ -23,7 +26,10 @@ pub struct Anonymous;
 
 #[async_trait]
 impl GitCredentials for Anonymous {
-    async fn git_token(&self, _installation: Option<u64>) -> Result<Option<Secret>, String> {
+    async fn git_token(
+        &self,
+        _installation: Option<InstallationId>,
+    ) -> Result<Option<Secret>, String> {
         Ok(None)
     }
 }
@@ -80,7 +86,7 @@ impl Repos {
         &self,
         repo: &RepoName,
         payload_clone_url: &str,
-        installation: Option<u64>,
+        installation: Option<InstallationId>,
         f: impl FnOnce(Session) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where

@@ -2,7 +2,7 @@
 //! (public and sensitive) outputs, and its kept `ADE_STORAGE`.
 
 use super::{NewOperation, StoreError};
-use crate::ids::RepoName;
+use crate::ids::{OperationId, RepoName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ pub struct EnvironmentRecord {
     /// included: use [`EnvironmentRecord::public`] before showing it to anyone.
     pub outputs: serde_json::Value,
     /// Id of the last operation on this environment.
-    pub last_operation: Option<i64>,
+    pub last_operation: Option<OperationId>,
     /// RFC 3339, set by the store on every write.
     pub updated_at: String,
 }
@@ -106,15 +106,19 @@ pub struct EnvironmentUpdate {
     pub parameters: Option<serde_json::Value>,
     /// `None` keeps the stored value.
     pub outputs: Option<serde_json::Value>,
-    pub last_operation: Option<i64>,
+    pub last_operation: Option<OperationId>,
 }
 
 impl EnvironmentUpdate {
     /// The inventory row of `op`'s environment in `state`, with `last_operation` set and
     /// parameters and outputs kept as stored.
-    pub fn of(op: &NewOperation, state: EnvState, last_operation: i64) -> EnvironmentUpdate {
+    pub fn of(
+        op: &NewOperation,
+        state: EnvState,
+        last_operation: OperationId,
+    ) -> EnvironmentUpdate {
         EnvironmentUpdate {
-            repo: op.repo.clone(),
+            repo: op.repo.to_string(),
             name: op.env_name.clone(),
             team: op.team.clone(),
             owner: op.owner.clone(),
@@ -191,7 +195,7 @@ impl EnvRow {
                 .as_ref()
                 .map(|o| to_json(o, "outputs"))
                 .transpose()?,
-            last_operation: env.last_operation,
+            last_operation: env.last_operation.map(|o| o.0),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! start and result are written fenced by the environment lock's holder and epoch.
 
 use super::StoreError;
-use crate::ids::{CommitSha, RepoName};
+use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -77,10 +77,10 @@ impl OpState {
 /// redelivered merge a no-op).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NewOperation {
-    pub repo: String,
+    pub repo: RepoName,
     pub env_name: String,
     pub kind: OpKind,
-    pub merge_sha: String,
+    pub merge_sha: CommitSha,
     pub pr: u64,
     /// 1 for the first try; an interrupted operation is retried as attempt + 1.
     pub attempt: u32,
@@ -124,12 +124,12 @@ pub mod reported {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OperationRecord {
-    pub id: i64,
+    pub id: OperationId,
     #[serde(flatten)]
     pub op: NewOperation,
     pub state: OpState,
     /// The GitHub deployment made for it.
-    pub deployment_id: Option<u64>,
+    pub deployment_id: Option<DeploymentId>,
     /// Process id (and process group id) of the running script.
     pub pid: Option<i64>,
     pub started_at: Option<String>,
@@ -168,7 +168,7 @@ pub struct Finish {
 pub enum OperationUpdate {
     /// The script's process id, once it is known (only while the operation runs).
     Pid(i64),
-    DeploymentCreated(u64),
+    DeploymentCreated(DeploymentId),
     /// A running operation → `Succeeded`, `Failed` or `Interrupted`, without a fence: for
     /// the replica that took over a dead one's lock (it marks the run it found
     /// `Interrupted`). A run's own result goes through [`ProvisionStore::finish_operation`].
@@ -186,8 +186,8 @@ pub enum OperationUpdate {
 pub trait OperationStore: Send + Sync + 'static {
     /// Records an operation, or returns the id of the identical one recorded before.
     /// The bool is true when this call created it.
-    async fn plan_operation(&self, op: NewOperation) -> Result<(i64, bool), StoreError>;
-    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError>;
+    async fn plan_operation(&self, op: NewOperation) -> Result<(OperationId, bool), StoreError>;
+    async fn operation(&self, id: OperationId) -> Result<Option<OperationRecord>, StoreError>;
     /// Every operation recorded for a merge commit, by id.
     async fn operations_for_merge(
         &self,
@@ -201,14 +201,18 @@ pub trait OperationStore: Send + Sync + 'static {
         env_name: &str,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError>;
-    async fn update_operation(&self, id: i64, update: OperationUpdate) -> Result<(), StoreError>;
+    async fn update_operation(
+        &self,
+        id: OperationId,
+        update: OperationUpdate,
+    ) -> Result<(), StoreError>;
     /// `Planned` → `Running` under `fence` (recorded on the operation), with the inventory
     /// row `env`, in one transaction, only while `fence` still holds the environment's lock.
     /// `false`: the lock changed hands, or the operation is no longer planned; nothing was
     /// written.
     async fn start_operation(
         &self,
-        id: i64,
+        id: OperationId,
         fence: &Fence,
         env: super::EnvironmentUpdate,
     ) -> Result<bool, StoreError>;
@@ -217,7 +221,7 @@ pub trait OperationStore: Send + Sync + 'static {
     /// still holds the environment's lock. `false`: fenced off; nothing was written.
     async fn finish_operation(
         &self,
-        id: i64,
+        id: OperationId,
         fence: &Fence,
         finish: Finish,
         env: super::EnvironmentUpdate,
@@ -268,7 +272,7 @@ pub(super) enum Arg {
 }
 
 pub(super) fn update_statement(
-    id: i64,
+    id: OperationId,
     update: OperationUpdate,
 ) -> Result<(&'static str, &'static str, Vec<Arg>), StoreError> {
     use super::rows::{invalid, to_i64, to_json};
@@ -281,7 +285,7 @@ pub(super) fn update_statement(
         OperationUpdate::DeploymentCreated(d) => (
             SET_DEPLOYMENT,
             "",
-            vec![Arg::Int(Some(to_i64(d, "deployment id")?))],
+            vec![Arg::Int(Some(to_i64(d.0, "deployment id")?))],
         ),
         OperationUpdate::Finished {
             state,
@@ -316,7 +320,7 @@ pub(super) fn update_statement(
 }
 
 /// Why an update changed nothing: the id is unknown, or its state forbids it.
-pub(super) fn unchanged(id: i64, state: Option<String>, wanted: &str) -> StoreError {
+pub(super) fn unchanged(id: OperationId, state: Option<String>, wanted: &str) -> StoreError {
     use super::rows::invalid;
     match state {
         None => invalid(format!("operation {id} does not exist")),
@@ -359,7 +363,7 @@ macro_rules! impl_operation_store {
             async fn plan_operation(
                 &self,
                 op: $crate::store::NewOperation,
-            ) -> Result<(i64, bool), $crate::store::StoreError> {
+            ) -> Result<($crate::ids::OperationId, bool), $crate::store::StoreError> {
                 use $crate::store::operations as o;
                 let row = o::OpRow::of(&op)?;
                 self.write(move |conn| {
@@ -367,10 +371,10 @@ macro_rules! impl_operation_store {
                         // A refused operation is final at once ($21).
                         let q = $sql(o::PLAN);
                         let new: Option<i64> = sqlx::query_scalar(&q)
-                            .bind(&op.repo)
+                            .bind(op.repo.to_string())
                             .bind(&op.env_name)
                             .bind(op.kind.as_str())
-                            .bind(&op.merge_sha)
+                            .bind(op.merge_sha.as_str())
                             .bind(row.pr)
                             .bind(i64::from(op.attempt))
                             .bind(&op.delivery_id)
@@ -391,21 +395,21 @@ macro_rules! impl_operation_store {
                             .fetch_optional(&mut *conn)
                             .await?;
                         if let Some(id) = new {
-                            return Ok((id, true));
+                            return Ok(($crate::ids::OperationId(id), true));
                         }
                         // A statement of its own: under READ COMMITTED it sees the row a
                         // concurrent replica committed (the INSERT above waited for that
                         // commit to find the conflict).
                         let q = $sql(o::PLANNED_ID);
                         let id: i64 = sqlx::query_scalar(&q)
-                            .bind(&op.repo)
-                            .bind(&op.merge_sha)
+                            .bind(op.repo.to_string())
+                            .bind(op.merge_sha.as_str())
                             .bind(&op.env_name)
                             .bind(op.kind.as_str())
                             .bind(i64::from(op.attempt))
                             .fetch_one(&mut *conn)
                             .await?;
-                        Ok((id, false))
+                        Ok(($crate::ids::OperationId(id), false))
                     })
                 })
                 .await
@@ -413,7 +417,7 @@ macro_rules! impl_operation_store {
 
             async fn operation(
                 &self,
-                id: i64,
+                id: $crate::ids::OperationId,
             ) -> Result<Option<$crate::store::OperationRecord>, $crate::store::StoreError> {
                 let q = $sql(concat!(
                     "SELECT ",
@@ -421,7 +425,7 @@ macro_rules! impl_operation_store {
                     " FROM operations WHERE id = $1"
                 ));
                 let row = sqlx::query(&q)
-                    .bind(id)
+                    .bind(id.0)
                     .fetch_optional(self.reader())
                     .await?;
                 row.as_ref()
@@ -474,7 +478,7 @@ macro_rules! impl_operation_store {
 
             async fn update_operation(
                 &self,
-                id: i64,
+                id: $crate::ids::OperationId,
                 update: $crate::store::OperationUpdate,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::operations as o;
@@ -482,7 +486,7 @@ macro_rules! impl_operation_store {
                 self.write(move |conn| {
                     Box::pin(async move {
                         let q = $sql(sql);
-                        let mut query = sqlx::query(&q).bind(id);
+                        let mut query = sqlx::query(&q).bind(id.0);
                         for a in args {
                             query = match a {
                                 o::Arg::Int(v) => query.bind(v),
@@ -492,7 +496,7 @@ macro_rules! impl_operation_store {
                         if query.execute(&mut *conn).await?.rows_affected() == 0 {
                             let q = $sql(o::STATE_OF);
                             let state: Option<String> = sqlx::query_scalar(&q)
-                                .bind(id)
+                                .bind(id.0)
                                 .fetch_optional(&mut *conn)
                                 .await?;
                             return Err(o::unchanged(id, state, wanted));
@@ -505,7 +509,7 @@ macro_rules! impl_operation_store {
 
             async fn start_operation(
                 &self,
-                id: i64,
+                id: $crate::ids::OperationId,
                 fence: &$crate::store::Fence,
                 env: $crate::store::EnvironmentUpdate,
             ) -> Result<bool, $crate::store::StoreError> {
@@ -518,7 +522,7 @@ macro_rules! impl_operation_store {
                         let mut tx = conn.begin().await?;
                         let q = $sql(o::START);
                         let started = sqlx::query(&q)
-                            .bind(id)
+                            .bind(id.0)
                             .bind(&fence.holder)
                             .bind(fence.epoch)
                             .bind(&env.repo)
@@ -541,7 +545,7 @@ macro_rules! impl_operation_store {
 
             async fn finish_operation(
                 &self,
-                id: i64,
+                id: $crate::ids::OperationId,
                 fence: &$crate::store::Fence,
                 finish: $crate::store::Finish,
                 env: $crate::store::EnvironmentUpdate,
@@ -563,7 +567,7 @@ macro_rules! impl_operation_store {
                         let mut tx = conn.begin().await?;
                         let q = $sql(o::FINISH);
                         let done = sqlx::query(&q)
-                            .bind(id)
+                            .bind(id.0)
                             .bind(finish.state.as_str())
                             .bind(&finish.error)
                             .bind(&finish.log)

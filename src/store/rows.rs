@@ -5,6 +5,7 @@ use super::{
     DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord, NewOperation, OpKind, OpState,
     OperationRecord, RunRecord, StoreError,
 };
+use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName, RunId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::BTreeMap;
 
@@ -98,14 +99,17 @@ where
     } else {
         (OpState::Planned, None)
     };
+    let repo: String = r.try_get("repo")?;
+    let merge_sha: String = r.try_get("merge_sha")?;
     Ok(OperationRecord {
-        id,
+        id: OperationId(id),
         op: NewOperation {
-            repo: r.try_get("repo")?,
+            repo: RepoName::parse(&repo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             env_name: r.try_get("env_name")?,
             kind: OpKind::parse(&kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("{} {kind:?}", what("kind"))))?,
-            merge_sha: r.try_get("merge_sha")?,
+            merge_sha: CommitSha::parse(&merge_sha)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             pr: to_u64(r.try_get("pr")?, "pull request number")?,
             attempt: u32::try_from(attempt)
                 .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
@@ -126,7 +130,7 @@ where
         },
         state,
         deployment_id: deployment_id
-            .map(|d| to_u64(d, "deployment id"))
+            .map(|d| to_u64(d, "deployment id").map(DeploymentId))
             .transpose()?,
         pid: r.try_get("pid")?,
         started_at: started_at.map(format_ms),
@@ -161,7 +165,9 @@ where
             .ok_or_else(|| StoreError::Corrupt(format!("{} {state:?}", what("state"))))?,
         parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
         outputs: from_json(r.try_get("outputs")?, &what("outputs"))?,
-        last_operation: r.try_get("last_operation")?,
+        last_operation: r
+            .try_get::<Option<i64>, _>("last_operation")?
+            .map(OperationId),
         updated_at: format_ms(r.try_get("updated_at")?),
         repo,
         name,
@@ -202,7 +208,7 @@ where
     let id: i64 = r.try_get("id")?;
     let report: String = r.try_get("report")?;
     Ok(RunRecord {
-        id,
+        id: RunId(id),
         repo: r.try_get("repo")?,
         pr: to_u64(r.try_get("pr")?, "pull request number")?,
         head_sha: r.try_get("head_sha")?,

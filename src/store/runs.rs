@@ -2,7 +2,7 @@
 //! on each pull request.
 
 use super::StoreError;
-use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
+use crate::ids::{CommentId, CommitSha, DeliveryId, PrNumber, RepoName, RunId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub struct NewRun {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
-    pub id: i64,
+    pub id: RunId,
     pub repo: String,
     pub pr: u64,
     pub head_sha: String,
@@ -33,15 +33,19 @@ pub struct RunRecord {
 #[async_trait]
 pub trait RunStore: Send + Sync + 'static {
     /// The id of the summary comment Paved keeps on a pull request, if it made one.
-    async fn pr_comment(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<u64>, StoreError>;
+    async fn pr_comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+    ) -> Result<Option<CommentId>, StoreError>;
     async fn set_pr_comment(
         &self,
         repo: &RepoName,
         pr: PrNumber,
-        comment_id: u64,
+        comment_id: CommentId,
     ) -> Result<(), StoreError>;
-    async fn insert_run(&self, run: NewRun) -> Result<i64, StoreError>;
-    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError>;
+    async fn insert_run(&self, run: NewRun) -> Result<RunId, StoreError>;
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
 }
 
 pub(super) const PR_COMMENT: &str =
@@ -65,7 +69,7 @@ macro_rules! impl_run_store {
                 &self,
                 repo: &$crate::ids::RepoName,
                 pr: $crate::ids::PrNumber,
-            ) -> Result<Option<u64>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::ids::CommentId>, $crate::store::StoreError> {
                 use $crate::store::rows::{to_i64, to_u64};
                 let q = $sql($crate::store::runs::PR_COMMENT);
                 let row: Option<i64> = sqlx::query_scalar(&q)
@@ -73,19 +77,20 @@ macro_rules! impl_run_store {
                     .bind(to_i64(pr.0, "pull request number")?)
                     .fetch_optional(self.reader())
                     .await?;
-                row.map(|c| to_u64(c, "comment id")).transpose()
+                row.map(|c| to_u64(c, "comment id").map($crate::ids::CommentId))
+                    .transpose()
             }
 
             async fn set_pr_comment(
                 &self,
                 repo: &$crate::ids::RepoName,
                 pr: $crate::ids::PrNumber,
-                comment_id: u64,
+                comment_id: $crate::ids::CommentId,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::rows::to_i64;
                 let repo = repo.to_string();
                 let pr = to_i64(pr.0, "pull request number")?;
-                let comment_id = to_i64(comment_id, "comment id")?;
+                let comment_id = to_i64(comment_id.0, "comment id")?;
                 self.write(move |conn| {
                     Box::pin(async move {
                         let q = $sql($crate::store::runs::SET_PR_COMMENT);
@@ -104,7 +109,7 @@ macro_rules! impl_run_store {
             async fn insert_run(
                 &self,
                 run: $crate::store::NewRun,
-            ) -> Result<i64, $crate::store::StoreError> {
+            ) -> Result<$crate::ids::RunId, $crate::store::StoreError> {
                 use $crate::store::rows::{to_i64, to_json};
                 let pr = to_i64(run.pr.0, "pull request number")?;
                 let report = to_json(&run.report, "report")?;
@@ -120,7 +125,7 @@ macro_rules! impl_run_store {
                             .bind(report)
                             .fetch_one(&mut *conn)
                             .await?;
-                        Ok(id)
+                        Ok($crate::ids::RunId(id))
                     })
                 })
                 .await
@@ -128,11 +133,11 @@ macro_rules! impl_run_store {
 
             async fn run(
                 &self,
-                id: i64,
+                id: $crate::ids::RunId,
             ) -> Result<Option<$crate::store::RunRecord>, $crate::store::StoreError> {
                 let q = $sql($crate::store::runs::RUN);
                 let row = sqlx::query(&q)
-                    .bind(id)
+                    .bind(id.0)
                     .fetch_optional(self.reader())
                     .await?;
                 row.as_ref()

@@ -150,6 +150,53 @@ impl fmt::Display for DeliveryId {
     }
 }
 
+/// Numeric ids Paved or GitHub assign. Each is its own type, so a run id is never passed
+/// where an operation id was meant. They serialize as plain numbers.
+macro_rules! numeric_id {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+    };
+}
+
+numeric_id!(
+    /// A provisioning operation (one attempt), as the store numbers them.
+    OperationId(i64)
+);
+numeric_id!(
+    /// One evaluation of a pull request's head (what a status's `target_url` shows).
+    RunId(i64)
+);
+numeric_id!(
+    /// A GitHub issue or pull request comment.
+    CommentId(u64)
+);
+numeric_id!(
+    /// A GitHub App installation.
+    InstallationId(u64)
+);
+numeric_id!(
+    /// A GitHub deployment.
+    DeploymentId(u64)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +227,14 @@ mod tests {
         assert!(DeliveryId::parse("").is_err());
         assert!(DeliveryId::parse("a\nb").is_err());
         assert!(DeliveryId::parse(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn numeric_ids_are_plain_numbers_in_json() {
+        assert_eq!(serde_json::to_string(&OperationId(7)).unwrap(), "7");
+        let r: RunId = serde_json::from_str("42").unwrap();
+        assert_eq!(r, RunId(42));
+        assert_eq!("13".parse::<CommentId>().unwrap(), CommentId(13));
+        assert_eq!(InstallationId(5).to_string(), "5");
     }
 }

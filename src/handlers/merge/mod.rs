@@ -30,7 +30,7 @@ use super::{approvers_in, comment, reviews_of, Deps, WorkError};
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
-use crate::ids::{CommitSha, DeliveryId};
+use crate::ids::{CommitSha, DeliveryId, OperationId};
 use crate::runner::RunnerKind;
 use crate::store::{NewOperation, OpState, OperationRecord};
 use std::path::PathBuf;
@@ -196,7 +196,7 @@ async fn provision(
         op.governance_sha = plan.first_parent.to_string();
         let (id, created) = deps.store.plan_operation(op).await?;
         if !created {
-            tracing::info!(op = id, env = %item.op.env_name, "operation already recorded");
+            tracing::info!(op = %id, env = %item.op.env_name, "operation already recorded");
         }
         first_ids.push((item.clone(), id));
     }
@@ -231,7 +231,7 @@ async fn run_rounds(
     gh: &GitHub,
     pr: &PrInfo,
     plan: &MergePlan,
-    first_ids: &[(Item, i64)],
+    first_ids: &[(Item, OperationId)],
 ) -> Result<Vec<OperationRecord>, WorkError> {
     let mut current = Vec::new();
     for _round in 0..=MAX_OP_ATTEMPTS {
@@ -259,7 +259,7 @@ async fn run_rounds(
     Ok(finals)
 }
 
-async fn operation(deps: &Deps, id: i64) -> Result<OperationRecord, WorkError> {
+async fn operation(deps: &Deps, id: OperationId) -> Result<OperationRecord, WorkError> {
     deps.store
         .operation(id)
         .await?
@@ -272,7 +272,7 @@ async fn latest_attempt(
     deps: &Deps,
     gh: &GitHub,
     pr: &PrInfo,
-    first: i64,
+    first: OperationId,
 ) -> Result<OperationRecord, WorkError> {
     let mut rec = operation(deps, first).await?;
     while rec.state == OpState::Interrupted {

@@ -309,10 +309,10 @@ impl Planner<'_> {
         let workflow = self.gov.resolve_workflow(Some(&subject.env_type)).name;
         Some(Item {
             op: NewOperation {
-                repo: self.pr.repo.to_string(),
+                repo: self.pr.repo.clone(),
                 env_name: mp.name.clone(),
                 kind,
-                merge_sha: self.merge_sha.to_string(),
+                merge_sha: self.merge_sha.clone(),
                 pr: self.pr.number.0,
                 attempt: 1,
                 delivery_id: String::new(),

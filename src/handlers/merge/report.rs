@@ -39,8 +39,7 @@ pub(super) async fn report_operations(
         .map(|r| crate::audit::render(&audit_record(r)))
         .collect::<Vec<_>>()
         .join("\n");
-    let merge =
-        CommitSha::parse(&first.op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?;
+    let merge = first.op.merge_sha.clone();
     deps.repos
         .with_remote(&pr.repo, &pr.clone_url, pr.installation, move |s| {
             s.mirror
@@ -138,8 +137,8 @@ fn audit_record(rec: &OperationRecord) -> AuditRecord {
         team: op.team.clone(),
         operation: op.kind.as_str().to_string(),
         outcome: rec.state.as_str().to_string(),
-        run_id: Some(rec.id),
-        repository: op.repo.clone(),
+        run_id: Some(rec.id.0),
+        repository: op.repo.to_string(),
         pull_request: Some(op.pr),
         requester: Some(op.requester.clone()),
         merger: (!op.merger.is_empty()).then(|| op.merger.clone()),

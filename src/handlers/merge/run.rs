@@ -17,7 +17,7 @@ use super::{Item, MergePlan};
 use crate::event::PrInfo;
 use crate::forge::client::{ForgeError, GitHub, NewDeployment, NewDeploymentStatus};
 use crate::handlers::{Deps, WorkError};
-use crate::ids::{CommitSha, RepoName};
+use crate::ids::{OperationId, RepoName};
 use crate::repo::Mirror;
 use crate::runner::{self, Operation, RunOutcome, RunResult, RunSpec};
 use crate::store::{
@@ -36,7 +36,7 @@ pub(super) async fn run_operation(
     pr: &PrInfo,
     plan: &MergePlan,
     item: &Item,
-    id: i64,
+    id: OperationId,
 ) -> Result<(), WorkError> {
     let repo = &pr.repo;
     let name = &item.op.env_name;
@@ -66,7 +66,7 @@ pub(super) async fn run_operation(
         r = run_locked(deps, gh, pr, plan, item, id, &fence) => r,
         // Dropping the run kills its script's process group; nothing is recorded.
         _ = lost.cancelled() => {
-            tracing::warn!(op = id, env = %name,
+            tracing::warn!(op = %id, env = %name,
                 "lost the environment's lock: the script was stopped and nothing was recorded");
             Ok(())
         }
@@ -90,7 +90,7 @@ async fn run_locked(
     pr: &PrInfo,
     plan: &MergePlan,
     item: &Item,
-    id: i64,
+    id: OperationId,
     fence: &Fence,
 ) -> Result<(), WorkError> {
     // Another delivery (or replica) may have run it while this one waited.
@@ -99,7 +99,7 @@ async fn run_locked(
         // Running, yet its lock was free for this replica to take: the replica that
         // ran it stopped renewing its lease (it died, or lost touch). Its run is
         // interrupted; its own late result is fenced off.
-        tracing::warn!(op = id, "taking over an operation whose replica stopped");
+        tracing::warn!(op = %id, "taking over an operation whose replica stopped");
         deps.store
             .update_operation(
                 id,
@@ -164,7 +164,7 @@ async fn run_locked(
         .await?
     {
         tracing::warn!(
-            op = id,
+            op = %id,
             "lost the environment's lock before the run started; nothing ran"
         );
         return Ok(());
@@ -216,7 +216,7 @@ async fn run_locked(
         .finish_operation(id, fence, finish, env, storage)
         .await?
     {
-        tracing::warn!(op = id,
+        tracing::warn!(op = %id,
             "the environment's lock changed hands while the script ran: its result was not recorded");
     }
     Ok(())
@@ -238,8 +238,7 @@ async fn export_definition(
             .join("runs")
             .join(format!("def-{}-{}", rec.id, rand::random::<u32>()));
     let mirror_path = plan.mirror_path.clone();
-    let merged_at =
-        CommitSha::parse(&op.merge_sha).map_err(|e| WorkError::Internal(e.to_string()))?;
+    let merged_at = op.merge_sha.clone();
     let commits = if plan.from_fork {
         vec![plan.first_parent.clone()]
     } else {
@@ -291,7 +290,7 @@ fn run_spec(
         secrets.extend(sensitive_values(&prev.outputs));
     }
     RunSpec {
-        run_id: rec.id,
+        run_id: rec.id.0,
         operation: match op.kind {
             OpKind::Deploy => Operation::Deploy,
             OpKind::Delete => Operation::Delete,
@@ -299,8 +298,8 @@ fn run_spec(
         environment_name: op.env_name.clone(),
         environment_type: op.env_type.clone(),
         team: op.team.clone(),
-        repository: op.repo.clone(),
-        commit: op.merge_sha.clone(),
+        repository: op.repo.to_string(),
+        commit: op.merge_sha.to_string(),
         definition_dir,
         runner: item.runner,
         template_path: item.template_path.clone(),
@@ -325,10 +324,10 @@ async fn ensure_deployment(
     pr: &PrInfo,
     item: &Item,
     rec: &OperationRecord,
-) -> Result<u64, WorkError> {
+) -> Result<crate::ids::DeploymentId, WorkError> {
     let op = &rec.op;
     let id = rec.id;
-    let find = || gh.find_deployment(&pr.repo, &op.merge_sha, &op.env_name, id);
+    let find = || gh.find_deployment(&pr.repo, op.merge_sha.as_str(), &op.env_name, id);
     if rec.reported & reported::DEPLOYMENT_REQUESTED != 0 {
         if let Some(d) = find().await? {
             return Ok(d);
@@ -341,7 +340,7 @@ async fn ensure_deployment(
         )
         .await?;
     let new = NewDeployment {
-        git_ref: op.merge_sha.clone(),
+        git_ref: op.merge_sha.to_string(),
         task: op.kind.as_str().into(),
         environment: op.env_name.clone(),
         description: format!(
@@ -351,7 +350,7 @@ async fn ensure_deployment(
             op.env_name
         ),
         payload: serde_json::json!({
-            "paved": {"run": id, "environment": op.env_name,
+            "paved": {"run": id.0, "environment": op.env_name,
                       "team": op.team, "operation": op.kind.as_str(),
                       "attempt": op.attempt}
         }),

@@ -1,6 +1,6 @@
 use super::writer::{chunks, insert_rows, insert_sql, CHUNK_SHIFTS, CLAIM};
 use super::*;
-use crate::ids::CommitSha;
+use crate::ids::{CommitSha, RepoName};
 use crate::store::prelude::*;
 use crate::store::{NewDelivery, NewOperation, OpKind, OpState};
 use bytes::Bytes;
@@ -202,10 +202,10 @@ fn sha(c: char) -> CommitSha {
 
 fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
     NewOperation {
-        repo: "octo/envs".into(),
+        repo: RepoName::parse("octo/envs").expect("repo"),
         env_name: env.into(),
         kind: OpKind::Deploy,
-        merge_sha: sha(merge).as_str().into(),
+        merge_sha: sha(merge),
         pr: 7,
         attempt,
         delivery_id: "d-merge".into(),
