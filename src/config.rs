@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
+/// GitHub caps webhook payloads at 25 MB: the largest body intake reads.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -560,10 +563,10 @@ impl Config {
             intake.request_timeout = duration("intake.request_timeout", v)?;
         }
         if let Some(n) = file.intake.max_body_bytes_in_flight {
-            if n < crate::intake::MAX_BODY_BYTES {
+            if n < MAX_BODY_BYTES {
                 return Err(ConfigError::Invalid(format!(
                     "intake.max_body_bytes_in_flight must be at least {} (one webhook body at GitHub's 25 MiB cap)",
-                    crate::intake::MAX_BODY_BYTES
+                    MAX_BODY_BYTES
                 )));
             }
             intake.max_body_bytes_in_flight = n;

@@ -167,18 +167,6 @@ impl Event {
         }
     }
 
-    /// The installation the event came through (GitHub App mode).
-    pub fn installation(&self) -> Option<crate::ids::InstallationId> {
-        match self {
-            Event::PullRequest(ev) | Event::Merged(ev) | Event::Review(ev) => ev.installation,
-            Event::Command { installation, .. } | Event::Rerun { installation, .. } => {
-                *installation
-            }
-            Event::Push(ev) => ev.installation,
-        }
-        .map(|i| crate::ids::InstallationId(i.id))
-    }
-
     /// The repository as a validated name (checked when parsed).
     pub fn repo(&self) -> RepoName {
         // Validated in `parse`; a fallback keeps this total.

@@ -3,4 +3,4 @@
 
 pub mod client;
 
-pub use client::{Forge, ForgeError, GitHub, NewStatus, RetryPolicy, StatusState};
+pub use client::{Forge, RetryPolicy};

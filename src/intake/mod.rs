@@ -17,7 +17,7 @@
 //!    acknowledged: 202 when new, 200 when it was a redelivery, 503 when the store
 //!    failed (GitHub's redelivery, or a human, can try again).
 //!
-//! The server around it ([`crate::api::server`]) closes connections whose request header
+//! The server around it (`api::server`) closes connections whose request header
 //! does not arrive within `intake.header_timeout`, and answers 408 to a request not done
 //! within `intake.request_timeout`.
 
@@ -44,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 /// GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
-pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+pub use crate::config::MAX_BODY_BYTES;
 
 /// The path GitHub delivers to.
 pub const WEBHOOK_PATH: &str = "/webhooks/github";

@@ -17,15 +17,24 @@
 //!   any text leaves this module.
 
 pub mod command;
+mod dir;
+mod output;
+mod outputs;
 pub mod storage;
 pub mod terraform;
 
+pub use dir::RunDir;
+pub use output::{Capped, Redactor};
+pub use outputs::parse_outputs;
+
+use dir::{contract_env, prepare};
+use output::read_capped_file;
+use outputs::read_outputs_file;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
-use std::ffi::OsString;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Bytes of `ADE_OUTPUTS` (or of `terraform output -json`) read at most.
@@ -361,39 +370,8 @@ where
         }
     }
 
-    // Pack ADE_STORAGE, on a blocking thread: it reads up to 50 MiB of files.
     let storage = if script_ran {
-        let storage_dir = dir.storage.clone();
-        let packed = tokio::task::spawn_blocking(move || {
-            storage::pack(&storage_dir, storage::STORAGE_LIMIT)
-        })
-        .await;
-        match packed {
-            Ok(Ok(packed)) => {
-                for skipped in &packed.skipped {
-                    log.note(&format!(
-                        "ADE_STORAGE entry {skipped} was not kept (only files and folders are)"
-                    ));
-                }
-                packed.archive
-            }
-            Ok(Err(storage::StorageError::TooLarge { .. })) => {
-                log.note_raw("[ADE_STORAGE over 50 MiB was not kept]");
-                previous_storage
-            }
-            Ok(Err(e)) => {
-                log.note(&format!(
-                    "ADE_STORAGE could not be saved, kept the previous one: {e}"
-                ));
-                previous_storage
-            }
-            Err(e) => {
-                log.note(&format!(
-                    "ADE_STORAGE could not be saved, kept the previous one: {e}"
-                ));
-                previous_storage
-            }
-        }
+        pack_storage(&dir, &mut log, previous_storage).await
     } else {
         previous_storage
     };
@@ -415,6 +393,41 @@ where
     };
     dir.remove().await;
     result
+}
+
+/// Packs `ADE_STORAGE` after a run, on a blocking thread (it reads up to 50 MiB of files);
+/// the previous archive when the new one cannot be kept (the log says why).
+async fn pack_storage(dir: &RunDir, log: &mut Capped, previous: Vec<u8>) -> Vec<u8> {
+    let storage_dir = dir.storage.clone();
+    let packed =
+        tokio::task::spawn_blocking(move || storage::pack(&storage_dir, storage::STORAGE_LIMIT))
+            .await;
+    match packed {
+        Ok(Ok(packed)) => {
+            for skipped in &packed.skipped {
+                log.note(&format!(
+                    "ADE_STORAGE entry {skipped} was not kept (only files and folders are)"
+                ));
+            }
+            packed.archive
+        }
+        Ok(Err(storage::StorageError::TooLarge { .. })) => {
+            log.note_raw("[ADE_STORAGE over 50 MiB was not kept]");
+            previous
+        }
+        Ok(Err(e)) => {
+            log.note(&format!(
+                "ADE_STORAGE could not be saved, kept the previous one: {e}"
+            ));
+            previous
+        }
+        Err(e) => {
+            log.note(&format!(
+                "ADE_STORAGE could not be saved, kept the previous one: {e}"
+            ));
+            previous
+        }
+    }
 }
 
 /// Kills what is left of a run after a server crash: the process group led by `pid`, but
@@ -473,528 +486,6 @@ fn environ_has(pid: i64, marker: &str) -> bool {
     environ
         .split(|b| *b == 0)
         .any(|entry| entry == marker.as_bytes())
-}
-
-/// The private directory of one run, and the paths of the ADE contract inside it.
-pub(crate) struct RunDir {
-    pub root: PathBuf,
-    pub home: PathBuf,
-    pub storage: PathBuf,
-    pub outputs: PathBuf,
-    pub error_log: PathBuf,
-    /// The copy of the definition the run works in.
-    pub definition: PathBuf,
-    removed: bool,
-}
-
-impl RunDir {
-    fn create(work_root: &Path, run_id: i64) -> Result<RunDir, String> {
-        use rand::Rng;
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::create_dir_all(work_root).map_err(|e| {
-            format!(
-                "could not create the runner work folder {}: {e}",
-                work_root.display()
-            )
-        })?;
-        let mut last_err = None;
-        for _ in 0..16 {
-            let suffix: u64 = rand::thread_rng().gen();
-            let root = work_root.join(format!("run-{run_id}-{suffix:016x}"));
-            match std::fs::DirBuilder::new().mode(0o700).create(&root) {
-                Ok(()) => {
-                    return Ok(RunDir {
-                        home: root.join("home"),
-                        storage: root.join("storage"),
-                        outputs: root.join("outputs.json"),
-                        error_log: root.join("error.log"),
-                        definition: root.join("definition"),
-                        root,
-                        removed: false,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
-                Err(e) => {
-                    return Err(format!(
-                        "could not create a run folder in {}: {e}",
-                        work_root.display()
-                    ))
-                }
-            }
-        }
-        Err(format!(
-            "could not create a run folder in {}: {}",
-            work_root.display(),
-            last_err.map(|e| e.to_string()).unwrap_or_default()
-        ))
-    }
-
-    async fn remove(mut self) {
-        self.removed = true;
-        let root = self.root.clone();
-        let _ = tokio::task::spawn_blocking(move || remove_tree(&root)).await;
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        // Only on cancellation or an early return: the normal path removes it on a
-        // blocking thread.
-        if !self.removed {
-            remove_tree(&self.root);
-        }
-    }
-}
-
-/// Removes a run directory, even when the script left read-only folders in it.
-fn remove_tree(root: &Path) {
-    if std::fs::remove_dir_all(root).is_ok() || !root.exists() {
-        return;
-    }
-    fn make_writable(p: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        let Ok(meta) = std::fs::symlink_metadata(p) else {
-            return;
-        };
-        if meta.is_dir() {
-            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
-            if let Ok(entries) = std::fs::read_dir(p) {
-                for e in entries.flatten() {
-                    make_writable(&e.path());
-                }
-            }
-        }
-    }
-    make_writable(root);
-    if let Err(e) = std::fs::remove_dir_all(root) {
-        tracing::warn!(path = %root.display(), error = %e, "could not remove a run directory");
-    }
-}
-
-/// Creates the run directory, copies the definition into it and restores `ADE_STORAGE`.
-async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
-    let work_root = spec.work_root.clone();
-    let run_id = spec.run_id;
-    let definition_dir = spec.definition_dir.clone();
-    let storage = spec.storage.clone();
-    let prepared = tokio::task::spawn_blocking(move || -> Result<RunDir, String> {
-        let dir = RunDir::create(&work_root, run_id)?;
-        for d in [&dir.home, &dir.storage] {
-            std::fs::create_dir(d).map_err(|e| format!("could not create {}: {e}", d.display()))?;
-        }
-        let meta = std::fs::metadata(&definition_dir).map_err(|e| {
-            format!(
-                "definition folder {} is not readable: {e}",
-                definition_dir.display()
-            )
-        })?;
-        if !meta.is_dir() {
-            return Err(format!(
-                "definition folder {} is not a folder",
-                definition_dir.display()
-            ));
-        }
-        copy_tree(&definition_dir, &dir.definition).map_err(|e| {
-            format!(
-                "could not copy definition {}: {e}",
-                definition_dir.display()
-            )
-        })?;
-        if let Some(archive) = storage.as_deref() {
-            storage::unpack(archive, &dir.storage, storage::STORAGE_LIMIT).map_err(|e| {
-                format!("ADE_STORAGE from the previous operation could not be restored: {e}")
-            })?;
-        }
-        Ok(dir)
-    })
-    .await;
-    match prepared {
-        Ok(r) => r,
-        Err(e) => Err(format!("could not prepare the run: {e}")),
-    }
-}
-
-/// Copies a definition folder: files (with their mode), folders and symlinks as they are.
-/// Runs work on a copy so that files a script or Terraform writes next to the definition
-/// (`.terraform/`, state, lock files, build output) never leak into the next run or into a
-/// concurrent run of the same definition.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(to)?;
-    let mut entries: Vec<_> = std::fs::read_dir(from)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(&src, &dst)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        }
-        // Sockets, fifos and devices cannot come from Git; skip them.
-    }
-    Ok(())
-}
-
-/// The script's whole environment. Built from nothing (the caller uses `env_clear`) so the
-/// server's own variables (tokens, database URLs, cloud credentials) never reach a script
-/// from a repository; only what the service config allows (`spec.env`) is added. The ADE
-/// contract comes last so a config variable can never shadow it.
-pub(crate) fn contract_env(spec: &RunSpec, dir: &RunDir) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = Vec::new();
-    let mut set = |k: &str, v: OsString| {
-        env.retain(|(name, _)| name != k);
-        env.push((k.into(), v));
-    };
-    set("LANG", "C.UTF-8".into());
-    for (k, v) in &spec.env {
-        let valid_name = !k.is_empty() && !k.contains('=') && !k.contains('\0');
-        if valid_name && !v.contains('\0') {
-            set(k, v.into());
-        }
-    }
-    set("PATH", spec.path.clone().into());
-    set("HOME", dir.home.clone().into_os_string());
-    let parameters = match &spec.parameters {
-        serde_json::Value::Null => "{}".to_string(),
-        p => p.to_string(),
-    };
-    let contract: [(&str, OsString); 7] = [
-        ("OPERATION_NAME", spec.operation.as_str().into()),
-        ("OPERATION_PARAMETERS", parameters.into()),
-        ("ENVIRONMENT_NAME", spec.environment_name.clone().into()),
-        ("ENVIRONMENT_TYPE", spec.environment_type.clone().into()),
-        ("STORAGE", dir.storage.clone().into_os_string()),
-        ("OUTPUTS", dir.outputs.clone().into_os_string()),
-        ("ERROR_LOG", dir.error_log.clone().into_os_string()),
-    ];
-    for (name, value) in contract {
-        set(&format!("ADE_{name}"), value.clone());
-        set(&format!("PAVED_{name}"), value);
-    }
-    set("PAVED_ENVIRONMENT_TEAM", spec.team.clone().into());
-    set("PAVED_REPOSITORY", spec.repository.clone().into());
-    set("PAVED_COMMIT", spec.commit.clone().into());
-    set("PAVED_RUN_ID", spec.run_id.to_string().into());
-    // A NUL in a value would make the spawn fail; drop the variable instead.
-    env.retain(|(_, v)| !v.as_encoded_bytes().contains(&0));
-    env
-}
-
-/// The ADE outputs file: `{"outputs": {"name": {"type", "value", "sensitive"}}}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutputsFile {
-    outputs: BTreeMap<String, Output>,
-}
-
-/// Reads `ADE_OUTPUTS`: absent or empty means no outputs; anything else must be the ADE
-/// format. Only the ADE wrapper is accepted, so a script that wrote something else learns
-/// it from the error instead of silently having no outputs.
-fn read_outputs_file(path: &Path) -> Result<BTreeMap<String, Output>, String> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("ADE_OUTPUTS could not be read: {e}")),
-    };
-    let mut bytes = Vec::new();
-    file.take(OUTPUTS_LIMIT as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("ADE_OUTPUTS could not be read: {e}"))?;
-    if bytes.len() > OUTPUTS_LIMIT {
-        return Err(format!(
-            "ADE_OUTPUTS is over {} MiB",
-            OUTPUTS_LIMIT / (1024 * 1024)
-        ));
-    }
-    parse_outputs(&bytes)
-}
-
-/// Parses the ADE outputs format (see [`read_outputs_file`]).
-pub fn parse_outputs(bytes: &[u8]) -> Result<BTreeMap<String, Output>, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(BTreeMap::new());
-    }
-    let file: OutputsFile = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "ADE_OUTPUTS is not in the ADE format {{\"outputs\": {{\"name\": {{\"type\": \"string\", \"value\": \"…\", \"sensitive\": false}}}}}}: {e}"
-        )
-    })?;
-    let mut outputs = file.outputs;
-    for o in outputs.values_mut() {
-        // ADE's secure types are sensitive whatever the flag says.
-        if o.r#type.eq_ignore_ascii_case("securestring")
-            || o.r#type.eq_ignore_ascii_case("secureobject")
-        {
-            o.sensitive = true;
-        }
-    }
-    Ok(outputs)
-}
-
-/// Replaces secrets in text with [`REDACTED`]. One pass over the text with all secrets
-/// (longest first), so a secret that contains another is replaced whole.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    needles: Vec<String>,
-    regex: Option<regex::Regex>,
-}
-
-impl Redactor {
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Redactor {
-        let mut r = Redactor::default();
-        for s in secrets {
-            r.add(s);
-        }
-        r
-    }
-
-    /// Adds a secret (and its trimmed form); ignored when shorter than [`MIN_SECRET_LEN`].
-    pub fn add(&mut self, secret: &str) {
-        for s in [secret, secret.trim()] {
-            if s.chars().count() >= MIN_SECRET_LEN && !self.needles.iter().any(|n| n == s) {
-                self.needles.push(s.to_string());
-            }
-        }
-        self.needles
-            .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        let pattern = self
-            .needles
-            .iter()
-            .map(|n| regex::escape(n))
-            .collect::<Vec<_>>()
-            .join("|");
-        self.regex = if self.needles.is_empty() {
-            None
-        } else {
-            regex::RegexBuilder::new(&pattern)
-                .size_limit(64 * 1024 * 1024)
-                .build()
-                .ok()
-        };
-    }
-
-    /// Adds a sensitive output value: a string as is, a number by its text, and every
-    /// string or number inside an array or object (plus the compact JSON of the whole).
-    pub fn add_value(&mut self, value: &serde_json::Value) {
-        match value {
-            serde_json::Value::String(s) => self.add(s),
-            serde_json::Value::Number(n) => self.add(&n.to_string()),
-            serde_json::Value::Array(items) => {
-                self.add(&value.to_string());
-                for v in items {
-                    self.add_value(v);
-                }
-            }
-            serde_json::Value::Object(map) => {
-                self.add(&value.to_string());
-                for v in map.values() {
-                    self.add_value(v);
-                }
-            }
-            serde_json::Value::Bool(_) | serde_json::Value::Null => {}
-        }
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        match &self.regex {
-            Some(re) => re.replace_all(text, REDACTED).into_owned(),
-            None if self.needles.is_empty() => text.to_string(),
-            // The pattern failed to build (absurdly many secrets): replace one by one.
-            None => {
-                let mut t = text.to_string();
-                for n in &self.needles {
-                    t = t.replace(n.as_str(), REDACTED);
-                }
-                t
-            }
-        }
-    }
-
-    /// Redacts text on both sides of a cut (the head and the tail of a capped log): a
-    /// secret split by the cut is redacted on each side as well.
-    fn redact_around_cut(&self, head: &str, tail: &str) -> (String, String) {
-        let mut head = self.redact(head);
-        let mut tail = self.redact(tail);
-        let mut head_cut = 0;
-        let mut tail_cut = 0;
-        for n in &self.needles {
-            for k in (1..n.len()).rev() {
-                if n.is_char_boundary(k) && head.ends_with(&n[..k]) {
-                    head_cut = head_cut.max(k);
-                    break;
-                }
-            }
-            for k in 1..n.len() {
-                if n.is_char_boundary(k) && tail.starts_with(&n[k..]) {
-                    tail_cut = tail_cut.max(n.len() - k);
-                    break;
-                }
-            }
-        }
-        if head_cut > 0 {
-            head.truncate(head.len() - head_cut);
-            head.push_str(REDACTED);
-        }
-        if tail_cut > 0 {
-            tail.replace_range(..tail_cut, REDACTED);
-        }
-        (head, tail)
-    }
-}
-
-/// A byte buffer that keeps the first and the last `limit / 2` bytes of a stream and
-/// counts the rest, so a script printing gigabytes costs a bounded amount of memory and
-/// the log still shows both how it started and how it ended.
-#[derive(Debug, Clone)]
-pub struct Capped {
-    head_cap: usize,
-    tail_cap: usize,
-    head: Vec<u8>,
-    tail: VecDeque<u8>,
-    total: u64,
-    last: Option<u8>,
-}
-
-impl Capped {
-    pub fn new(limit: usize) -> Capped {
-        let head_cap = limit / 2;
-        Capped {
-            head_cap,
-            tail_cap: limit - head_cap,
-            head: Vec::new(),
-            tail: VecDeque::new(),
-            total: 0,
-            last: None,
-        }
-    }
-
-    pub fn push(&mut self, mut data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        self.total += data.len() as u64;
-        self.last = data.last().copied();
-        if self.head.len() < self.head_cap {
-            let n = (self.head_cap - self.head.len()).min(data.len());
-            self.head.extend_from_slice(&data[..n]);
-            data = &data[n..];
-        }
-        if data.is_empty() {
-            return;
-        }
-        if data.len() >= self.tail_cap {
-            self.tail.clear();
-            self.tail.extend(&data[data.len() - self.tail_cap..]);
-        } else {
-            self.tail.extend(data);
-            let excess = self.tail.len().saturating_sub(self.tail_cap);
-            self.tail.drain(..excess);
-        }
-    }
-
-    /// Appends a `[paved] …` line from the runner itself.
-    pub fn note(&mut self, text: &str) {
-        self.note_raw(&format!("[paved] {text}"));
-    }
-
-    fn note_raw(&mut self, line: &str) {
-        if self.last.is_some_and(|b| b != b'\n') {
-            self.push(b"\n");
-        }
-        self.push(line.as_bytes());
-        self.push(b"\n");
-    }
-
-    /// Bytes pushed in total.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// Bytes dropped between head and tail.
-    pub fn omitted(&self) -> u64 {
-        self.total - (self.head.len() + self.tail.len()) as u64
-    }
-
-    fn is_empty_text(&self) -> bool {
-        self.head
-            .iter()
-            .chain(self.tail.iter())
-            .all(u8::is_ascii_whitespace)
-    }
-
-    /// The kept bytes, as one contiguous buffer (only meaningful when nothing was omitted).
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut v = self.head.clone();
-        v.extend(self.tail.iter());
-        v
-    }
-
-    /// The text, with a "[… N bytes omitted …]" line where bytes were dropped, redacted.
-    pub fn render(&self, redactor: &Redactor) -> String {
-        let mut omitted = self.omitted();
-        if omitted == 0 {
-            return redactor.redact(&String::from_utf8_lossy(&self.bytes()));
-        }
-        // Do not cut a UTF-8 character in two at either side of the gap.
-        let mut head: &[u8] = &self.head;
-        if let Err(e) = std::str::from_utf8(head) {
-            if e.error_len().is_none() {
-                omitted += (head.len() - e.valid_up_to()) as u64;
-                head = &head[..e.valid_up_to()];
-            }
-        }
-        let tail: Vec<u8> = self.tail.iter().copied().collect();
-        let skip = tail
-            .iter()
-            .take(3)
-            .take_while(|b| (**b & 0xC0) == 0x80)
-            .count();
-        omitted += skip as u64;
-        let (head, tail) = redactor.redact_around_cut(
-            &String::from_utf8_lossy(head),
-            &String::from_utf8_lossy(&tail[skip..]),
-        );
-        let sep = if head.is_empty() || head.ends_with('\n') {
-            ""
-        } else {
-            "\n"
-        };
-        format!("{head}{sep}[… {omitted} bytes omitted …]\n{tail}")
-    }
-}
-
-/// Reads a file written by the script (`ADE_ERROR_LOG`) into a [`Capped`] buffer without
-/// reading what would be dropped anyway.
-fn read_capped_file(path: &Path, limit: usize) -> Capped {
-    let mut capped = Capped::new(limit);
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return capped;
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len <= limit as u64 {
-        let mut bytes = Vec::new();
-        let _ = (&mut file).take(limit as u64).read_to_end(&mut bytes);
-        capped.push(&bytes);
-        return capped;
-    }
-    let mut head = vec![0u8; capped.head_cap];
-    if file.read_exact(&mut head).is_err() {
-        return capped;
-    }
-    let mut tail = vec![0u8; capped.tail_cap];
-    if file.seek(SeekFrom::End(-(capped.tail_cap as i64))).is_err()
-        || file.read_exact(&mut tail).is_err()
-    {
-        capped.push(&head);
-        return capped;
-    }
-    capped.head = head;
-    capped.tail = tail.into_iter().collect();
-    capped.total = len;
-    capped
 }
 
 #[cfg(test)]

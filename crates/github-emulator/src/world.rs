@@ -1,0 +1,132 @@
+//! The emulator's state.
+
+#![allow(clippy::wildcard_imports)]
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub(crate) struct World {
+    pub(crate) next_id: u64,
+    pub(crate) repos: BTreeMap<String, RepoState>,
+    pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) faults: VecDeque<(usize, Fault)>,
+    pub(crate) tokens: Vec<InstallationToken>,
+}
+
+pub(crate) struct RepoState {
+    pub(crate) owner: String,
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) meta: Value,
+    pub(crate) refs: BTreeMap<String, String>,
+    pub(crate) statuses: BTreeMap<String, Vec<Status>>,
+    pub(crate) comments: Vec<Comment>,
+    pub(crate) check_runs: Vec<CheckRun>,
+    pub(crate) deployments: Vec<Deployment>,
+    pub(crate) pulls: BTreeMap<u64, Value>,
+    pub(crate) pull_files: BTreeMap<u64, Vec<Value>>,
+    pub(crate) reviews: BTreeMap<u64, Vec<Value>>,
+    pub(crate) contents: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+pub(crate) fn repo_key(owner: &str, name: &str) -> String {
+    format!("{}/{}", owner.to_lowercase(), name.to_lowercase())
+}
+
+/// `split_repo` for the test-setup helpers, which panic on misuse.
+pub(crate) fn setup_repo(full: &str) -> (&str, &str) {
+    split_repo(full).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+pub(crate) fn split_repo(full: &str) -> anyhow::Result<(&str, &str)> {
+    match full.split_once('/') {
+        Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => Ok((o, n)),
+        _ => Err(anyhow!("repository must be \"owner/name\", got {full:?}")),
+    }
+}
+
+impl World {
+    pub(crate) fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(crate) fn repo(&self, full: &str) -> Option<&RepoState> {
+        let (o, n) = split_repo(full).ok()?;
+        self.repos.get(&repo_key(o, n))
+    }
+
+    pub(crate) fn repo_mut(&mut self, owner: &str, name: &str) -> &mut RepoState {
+        let World { repos, next_id, .. } = self;
+        repos.entry(repo_key(owner, name)).or_insert_with(|| {
+            *next_id += 1;
+            RepoState {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                id: *next_id + 1_296_000,
+                meta: json!({}),
+                refs: BTreeMap::new(),
+                statuses: BTreeMap::new(),
+                comments: Vec::new(),
+                check_runs: Vec::new(),
+                deployments: Vec::new(),
+                pulls: BTreeMap::new(),
+                pull_files: BTreeMap::new(),
+                reviews: BTreeMap::new(),
+                contents: BTreeMap::new(),
+            }
+        })
+    }
+
+    pub(crate) fn take_fault(&mut self, operation_id: Option<&str>) -> Option<Fault> {
+        let idx = self
+            .faults
+            .iter()
+            .position(|(_, f)| match &f.operation_id {
+                Some(id) => Some(id.as_str()) == operation_id,
+                None => true,
+            })?;
+        let (remaining, fault) = self.faults.get_mut(idx)?;
+        let fault = fault.clone();
+        *remaining -= 1;
+        if *remaining == 0 {
+            self.faults.remove(idx);
+        }
+        Some(fault)
+    }
+}
+
+pub(crate) fn latest_by_context(statuses: &[Status]) -> BTreeMap<String, Status> {
+    // Contexts are case-insensitive on GitHub; the key is the latest status's spelling.
+    let mut latest: BTreeMap<String, &Status> = BTreeMap::new();
+    for s in statuses {
+        latest.insert(s.context.to_lowercase(), s);
+    }
+    latest
+        .into_values()
+        .map(|s| (s.context.clone(), s.clone()))
+        .collect()
+}
+
+/// GitHub's combined state: `failure` if any latest status is `error` or `failure`,
+/// `pending` if there are none or any is `pending`, else `success`.
+pub fn combined_state<'a>(latest: impl IntoIterator<Item = &'a Status>) -> &'static str {
+    let mut any = false;
+    let mut pending = false;
+    for s in latest {
+        any = true;
+        match s.state.as_str() {
+            "error" | "failure" => return "failure",
+            "pending" => pending = true,
+            _ => {}
+        }
+    }
+    if !any || pending {
+        "pending"
+    } else {
+        "success"
+    }
+}
