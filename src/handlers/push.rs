@@ -52,18 +52,26 @@ pub async fn handle(
         return Ok(());
     }
 
+    flag_ungoverned(deps, ev, &repo, &branch, &after, &touched, delivery).await
+}
+
+/// A push no merge explains: a failing `paved/governance` status on the pushed commit and
+/// an audit note per touched environment; nothing is provisioned.
+async fn flag_ungoverned(
+    deps: &Deps,
+    ev: &PushEvent,
+    repo: &RepoName,
+    branch: &str,
+    after: &CommitSha,
+    touched: &[(String, &'static str)],
+    delivery: &DeliveryId,
+) -> Result<(), WorkError> {
     tracing::warn!(repo = %repo, commit = %after, "ungoverned change to environments/");
-    let gh = deps
-        .forge
-        .client(ev.installation.map(|i| crate::ids::InstallationId(i.id)))?;
-    let pusher = ev
-        .pusher
-        .as_ref()
-        .map(|p| p.name.clone())
-        .filter(|n| !n.is_empty());
+    let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
+    let gh = deps.forge.client(installation)?;
     gh.create_status(
-        &repo,
-        &after,
+        repo,
+        after,
         &NewStatus {
             state: StatusState::Failure,
             context: GOVERNANCE_CONTEXT.into(),
@@ -78,11 +86,35 @@ pub async fn handle(
         },
     )
     .await?;
+    let pusher = ev
+        .pusher
+        .as_ref()
+        .map(|p| p.name.clone())
+        .filter(|n| !n.is_empty());
+    let text = ungoverned_notes(repo, branch, touched, pusher);
+    if text.is_empty() {
+        return Ok(());
+    }
+    let after = after.clone();
+    deps.repos
+        .with_remote(repo, &ev.repository.clone_url, installation, move |s| {
+            s.mirror
+                .append_note(&s.url, s.token.as_ref(), &after, &text)
+                .map_err(WorkError::from)
+        })
+        .await
+}
 
-    // The audit trail: one record per touched environment, on the pushed commit.
-    let mut text = String::new();
+/// The audit trail of an ungoverned push: one record per touched environment.
+fn ungoverned_notes(
+    repo: &RepoName,
+    branch: &str,
+    touched: &[(String, &'static str)],
+    pusher: Option<String>,
+) -> String {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    for (path, change) in &touched {
+    let mut text = String::new();
+    for (path, change) in touched {
         let Ok(mp) = crate::manifest::names::parse_manifest_path(path) else {
             continue;
         };
@@ -110,17 +142,7 @@ pub async fn handle(
             attempt: None,
         }));
     }
-    if text.is_empty() {
-        return Ok(());
-    }
-    let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
-    deps.repos
-        .with_remote(&repo, &ev.repository.clone_url, installation, move |s| {
-            s.mirror
-                .append_note(&s.url, s.token.as_ref(), &after, &text)
-                .map_err(WorkError::from)
-        })
-        .await
+    text
 }
 
 /// Manifests the push changed (path, "added" | "modified" | "deleted").

@@ -94,58 +94,16 @@ async fn run_locked(
     fence: &Fence,
 ) -> Result<(), WorkError> {
     // Another delivery (or replica) may have run it while this one waited.
-    let rec = super::operation(deps, id).await?;
-    if rec.state == OpState::Running {
-        // Running, yet its lock was free for this replica to take: the replica that
-        // ran it stopped renewing its lease (it died, or lost touch). Its run is
-        // interrupted; its own late result is fenced off.
-        tracing::warn!(op = %id, "taking over an operation whose replica stopped");
-        deps.store
-            .update_operation(
-                id,
-                OperationUpdate::Finished {
-                    state: OpState::Interrupted,
-                    error: Some(
-                        "interrupted: the replica running it stopped renewing its lock".into(),
-                    ),
-                    log: rec.log.clone(),
-                    outputs: serde_json::json!({}),
-                },
-            )
-            .await?;
+    let Some(rec) = runnable(deps, id).await? else {
         return Ok(());
-    }
-    if rec.state != OpState::Planned {
-        return Ok(());
-    }
+    };
     let _slot = deps
         .runner_slots
         .acquire()
         .await
         .map_err(|_| WorkError::Internal("runner slots closed".into()))?;
     let op = &rec.op;
-    let deployment_id = match rec.deployment_id {
-        Some(d) => d,
-        None => {
-            let d = ensure_deployment(deps, gh, pr, item, &rec).await?;
-            deps.store
-                .update_operation(id, OperationUpdate::DeploymentCreated(d))
-                .await?;
-            d
-        }
-    };
-    gh.create_deployment_status(
-        &pr.repo,
-        deployment_id,
-        &NewDeploymentStatus {
-            state: "in_progress".into(),
-            description: format!("{} running (run {id})", op.kind.as_str()),
-            log_url: Some(format!("{}/api/v1/operations/{id}", deps.public_url())),
-            environment_url: None,
-            auto_inactive: None,
-        },
-    )
-    .await?;
+    announce(deps, gh, pr, item, &rec).await?;
 
     let previous = deps.store.environment(&pr.repo, &op.env_name).await?;
     let storage = deps
@@ -219,6 +177,66 @@ async fn run_locked(
         tracing::warn!(op = %id,
             "the environment's lock changed hands while the script ran: its result was not recorded");
     }
+    Ok(())
+}
+
+/// The operation, when it is still to run. One found running, yet whose lock was free for
+/// this replica to take, belonged to a replica that stopped renewing its lease (it died, or
+/// lost touch): it is marked interrupted (its own late result is fenced off) and `None` is
+/// returned, as for any operation that already ended.
+async fn runnable(deps: &Deps, id: OperationId) -> Result<Option<OperationRecord>, WorkError> {
+    let rec = super::operation(deps, id).await?;
+    if rec.state == OpState::Running {
+        tracing::warn!(op = %id, "taking over an operation whose replica stopped");
+        deps.store
+            .update_operation(
+                id,
+                OperationUpdate::Finished {
+                    state: OpState::Interrupted,
+                    error: Some(
+                        "interrupted: the replica running it stopped renewing its lock".into(),
+                    ),
+                    log: rec.log.clone(),
+                    outputs: serde_json::json!({}),
+                },
+            )
+            .await?;
+        return Ok(None);
+    }
+    Ok((rec.state == OpState::Planned).then_some(rec))
+}
+
+/// The operation's GitHub deployment (made once) goes `in_progress`.
+async fn announce(
+    deps: &Deps,
+    gh: &GitHub,
+    pr: &PrInfo,
+    item: &Item,
+    rec: &OperationRecord,
+) -> Result<(), WorkError> {
+    let id = rec.id;
+    let deployment_id = match rec.deployment_id {
+        Some(d) => d,
+        None => {
+            let d = ensure_deployment(deps, gh, pr, item, rec).await?;
+            deps.store
+                .update_operation(id, OperationUpdate::DeploymentCreated(d))
+                .await?;
+            d
+        }
+    };
+    gh.create_deployment_status(
+        &pr.repo,
+        deployment_id,
+        &NewDeploymentStatus {
+            state: "in_progress".into(),
+            description: format!("{} running (run {id})", rec.op.kind.as_str()),
+            log_url: Some(format!("{}/api/v1/operations/{id}", deps.public_url())),
+            environment_url: None,
+            auto_inactive: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 
