@@ -77,6 +77,8 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         repositories: paved::config::RepoFilter::only(["bench/environments"]),
         checks: Default::default(),
         intake: Default::default(),
+        report: None,
+        store: Default::default(),
     })
     .await?;
     let client = reqwest::Client::new();

@@ -162,6 +162,8 @@ impl Bench {
             repositories: paved::config::RepoFilter::only(["bench/environments"]),
             checks: Default::default(),
             intake: Default::default(),
+            report: None,
+            store: Default::default(),
         })
         .await?;
         Ok(Bench {

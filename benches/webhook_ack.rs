@@ -304,7 +304,7 @@ fn bench_postgres(
     });
     let paved = measure(load, target.clone(), secs, &|_| {});
     let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
-    let accepted = state.metrics.accepted.load(Ordering::Relaxed);
+    let accepted = state.metrics.webhook_count("accepted");
     let stop = Arc::new(AtomicBool::new(false));
     let processed = Arc::new(AtomicU64::new(0));
     let worker = spawn_worker(server, store.clone(), stop.clone(), processed.clone());
@@ -407,7 +407,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paved = measure(&load, target.clone(), secs, &probe);
     let gc = store.group_commit_stats();
     let stored: u64 = server.block_on(store.delivery_counts())?.values().sum();
-    let accepted = state.metrics.accepted.load(Ordering::Relaxed);
+    let accepted = state.metrics.webhook_count("accepted");
 
     // (c) the same, with a worker draining the queue concurrently.
     let stop = Arc::new(AtomicBool::new(false));

@@ -153,6 +153,8 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         repositories: crate::config::RepoFilter::only(["demo-org/environments"]),
         checks: Default::default(),
         intake: Default::default(),
+        report: None,
+        store: Default::default(),
     };
     let service = crate::service::start(config).await?;
     println!(

@@ -18,6 +18,7 @@ pub mod handlers;
 pub use paved_ids as ids;
 pub mod intake;
 pub mod manifest;
+pub mod metrics;
 pub mod policy;
 pub mod repo;
 pub mod runner;

@@ -4,6 +4,7 @@
 use crate::config::{Config, Secret};
 use crate::forge::{Forge, RetryPolicy};
 use crate::intake::{IntakeState, WebhookSecret};
+use crate::metrics::Metrics;
 use crate::store::{postgres::PgStore, sqlite::SqliteStore, Store};
 use crate::worker::Worker;
 use anyhow::{Context, Result};
@@ -141,10 +142,12 @@ pub async fn start(mut config: Config) -> Result<Service> {
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let secrets = webhook_secrets(&config)?;
+    let metrics = Arc::new(Metrics::new());
     let forge = Forge::new(
         &config.api_url,
         config.auth.as_ref(),
         RetryPolicy::default(),
+        metrics.clone(),
     )?;
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();
@@ -158,7 +161,8 @@ pub async fn start(mut config: Config) -> Result<Service> {
         wake.clone(),
         config.repositories.clone(),
     )
-    .with_limits(&config.intake);
+    .with_limits(&config.intake)
+    .with_metrics(metrics.clone());
     let app = crate::api::router(intake, store.clone());
     tracing::info!(%addr, database = %redact_url(&config.database_url), "Paved is listening");
 
@@ -172,6 +176,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         config.clone(),
         store.clone(),
         forge,
+        metrics,
     ));
     let worker = Arc::new(Worker::new(deps, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
@@ -248,6 +253,8 @@ mod tests {
             repositories: crate::config::RepoFilter::any(),
             checks: Default::default(),
             intake: Default::default(),
+            report: None,
+            store: Default::default(),
         }
     }
 

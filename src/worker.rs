@@ -101,6 +101,14 @@ impl Worker {
 
     async fn process_in_span(&self, d: Delivery) {
         let store = &self.deps.store;
+        let started = std::time::Instant::now();
+        if d.taken_over {
+            tracing::warn!(
+                attempt = d.attempts,
+                "took the delivery over from a replica whose lease ran out"
+            );
+            self.deps.metrics.lease_taken_over();
+        }
         if d.attempts > MAX_CLAIMS {
             // Claimed again and again without an outcome: each time, the process working
             // on it died (a crash loop, or replicas losing their leases). Stop here.
@@ -137,6 +145,14 @@ impl Worker {
         };
         renew.abort();
         let outcome = outcome_of(result, d.attempts);
+        let result = match &outcome {
+            Outcome::Done => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        };
+        self.deps
+            .metrics
+            .delivery_processed(event_label(&d.event), result, started.elapsed());
         if let Err(e) = store.finish_delivery(&d.id, outcome).await {
             // The delivery stays running; the next start re-queues it.
             tracing::error!(error = %e, "could not record the outcome");
@@ -194,6 +210,18 @@ impl Worker {
                 }
             },
         }
+    }
+}
+
+/// The `event` label of the processing metrics: the webhook event names Paved handles.
+fn event_label(event: &str) -> &'static str {
+    match event {
+        "pull_request" => "pull_request",
+        "pull_request_review" => "pull_request_review",
+        "issue_comment" => "issue_comment",
+        "check_run" => "check_run",
+        "push" => "push",
+        _ => "other",
     }
 }
 

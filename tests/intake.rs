@@ -7,7 +7,6 @@ use paved::store::sqlite::SqliteStore;
 use paved::store::DeliveryState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -131,7 +130,7 @@ async fn valid_delivery_is_stored_then_acknowledged() {
     assert_eq!(rec.state, DeliveryState::Pending);
     let claimed = h.store.claim_delivery().await.expect("claim").expect("one");
     assert_eq!(claimed.body, body, "the exact bytes are stored");
-    assert_eq!(h.state.metrics.accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(h.state.metrics.webhook_count("accepted"), 1);
 }
 
 #[tokio::test]
@@ -165,10 +164,7 @@ async fn bad_signature_is_rejected_and_nothing_stored() {
     assert!(!h.stored("bad-sig-1").await);
     assert!(!h.stored("bad-sig-2").await);
     assert_eq!(h.total().await, 0);
-    assert_eq!(
-        h.state.metrics.rejected_signature.load(Ordering::Relaxed),
-        3
-    );
+    assert_eq!(h.state.metrics.webhook_count("rejected_signature"), 3);
 }
 
 #[tokio::test]
@@ -219,7 +215,7 @@ async fn redelivery_is_acknowledged_once_stored() {
         .await
         .expect("finish");
     assert!(h.store.claim_delivery().await.expect("claim").is_none());
-    assert_eq!(h.state.metrics.duplicate.load(Ordering::Relaxed), 1);
+    assert_eq!(h.state.metrics.webhook_count("duplicate"), 1);
 }
 
 #[tokio::test]
@@ -268,7 +264,7 @@ async fn ping_and_unhandled_events_are_acknowledged_not_stored() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(h.total().await, 0);
-    assert_eq!(h.state.metrics.ignored.load(Ordering::Relaxed), 3);
+    assert_eq!(h.state.metrics.webhook_count("ignored"), 3);
 }
 
 #[tokio::test]

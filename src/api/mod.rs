@@ -3,13 +3,13 @@
 
 use crate::ids::{CommitSha, DeliveryId, RepoName};
 use crate::intake::IntakeState;
+use crate::metrics::Metrics;
 use crate::store::{public_outputs, OperationRecord, Store, StoreError};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use std::fmt::Write;
 use std::sync::Arc;
 
 pub mod server;
@@ -17,13 +17,13 @@ pub mod server;
 #[derive(Clone)]
 struct ApiState {
     store: Arc<dyn Store>,
-    intake: IntakeState,
+    metrics: Arc<Metrics>,
 }
 
 pub fn router(intake: IntakeState, store: Arc<dyn Store>) -> Router {
     let state = ApiState {
         store,
-        intake: intake.clone(),
+        metrics: intake.metrics.clone(),
     };
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -169,24 +169,29 @@ async fn operation(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
     }
 }
 
-/// Prometheus text format: intake counters and deliveries by state.
+/// Every series of [`Metrics`], with the queue's gauges read from the store now.
 async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut out = String::new();
-    let m = s.intake.metrics();
-    let _ = writeln!(
-        out,
-        "# HELP paved_webhooks_total Webhook requests by result."
-    );
-    let _ = writeln!(out, "# TYPE paved_webhooks_total counter");
-    for (result, n) in m {
-        let _ = writeln!(out, "paved_webhooks_total{{result=\"{result}\"}} {n}");
-    }
-    if let Ok(counts) = s.store.delivery_counts().await {
-        let _ = writeln!(out, "# HELP paved_deliveries Stored deliveries by state.");
-        let _ = writeln!(out, "# TYPE paved_deliveries gauge");
-        for (state, n) in counts {
-            let _ = writeln!(out, "paved_deliveries{{state=\"{state}\"}} {n}");
+    match (
+        s.store.delivery_counts().await,
+        s.store.oldest_pending_ms().await,
+    ) {
+        (Ok(counts), Ok(oldest)) => {
+            let counts: Vec<(String, u64)> = counts.into_iter().collect();
+            let now = chrono::Utc::now().timestamp_millis();
+            let age = oldest
+                .map(|ms| std::time::Duration::from_millis(u64::try_from(now - ms).unwrap_or(0)));
+            s.metrics.set_queue(&counts, age);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "metrics: the queue could not be read");
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
 }

@@ -43,7 +43,7 @@ pub use governance_check::{
     evaluate_governance, is_governance_path, GOVERNANCE_CONTEXT, WHAT_IF_MAX,
 };
 pub use plan::{planned_checks, planned_checks_with_branch};
-pub use render::{render_markdown, render_text, ContextVerdict};
+pub use render::{render_markdown, render_text, ContextVerdict, Finding};
 pub use report::{
     CheckOutcome, EnvironmentReport, GovernanceOutcome, PrContext, Report, Verdict, WhatIf,
 };

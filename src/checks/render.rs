@@ -35,6 +35,16 @@ impl PartialEq<CheckKind> for Option<CheckKind> {
     }
 }
 
+/// One message behind a context's verdict, with the environment (or governance) it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding<'r> {
+    /// `true` for an error (it fails the check), `false` for a warning.
+    pub error: bool,
+    /// `team/name`, or `governance`.
+    pub about: String,
+    pub diagnostic: &'r Diagnostic,
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
@@ -61,6 +71,43 @@ impl Report {
                 verdict: g.verdict,
                 description: truncate(&g.description, DESCRIPTION_MAX),
             });
+        }
+        out
+    }
+
+    /// Every error and warning behind `verdict`, errors first (check runs annotate each one
+    /// on its file and line).
+    pub fn findings(&self, verdict: &ContextVerdict) -> Vec<Finding<'_>> {
+        let mut out = Vec::new();
+        match verdict.check {
+            Some(check) => {
+                for error in [true, false] {
+                    for env in &self.environments {
+                        let Some(o) = env.outcome(check) else {
+                            continue;
+                        };
+                        let list = if error { &o.errors } else { &o.warnings };
+                        out.extend(list.iter().map(|d| Finding {
+                            error,
+                            about: env.label(),
+                            diagnostic: d,
+                        }));
+                    }
+                }
+            }
+            None => {
+                // The approvals decide `paved/governance`: what the pull request's own
+                // governance breaks is a warning on it, not its verdict.
+                if let Some(g) = &self.governance {
+                    let errors = g.errors.iter().map(|d| (true, d));
+                    let head = g.head_errors.iter().map(|d| (false, d));
+                    out.extend(errors.chain(head).map(|(error, d)| Finding {
+                        error,
+                        about: "governance".to_string(),
+                        diagnostic: d,
+                    }));
+                }
+            }
         }
         out
     }

@@ -27,6 +27,16 @@ pub(super) struct FileConfig {
     pub(super) checks: FileChecks,
     #[serde(default)]
     pub(super) intake: FileIntake,
+    #[serde(default)]
+    pub(super) store: FileStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStore {
+    pub(super) retention: Option<String>,
+    pub(super) repack_loose_objects: Option<usize>,
+    pub(super) repack_packs: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +83,7 @@ pub(super) struct FileGithub {
     pub(super) private_key_path: Option<PathBuf>,
     pub(super) repositories: Option<Vec<String>>,
     pub(super) allow_any_repository: Option<bool>,
+    pub(super) report: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

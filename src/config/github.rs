@@ -16,8 +16,38 @@ pub enum GithubAuth {
     },
 }
 
+/// Where a pull request's verdicts go (`github.report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportMode {
+    /// Commit statuses on the head SHA (a token, or an App that asks for them).
+    Statuses,
+    /// Check runs with annotations on the manifests' lines (GitHub Apps only).
+    Checks,
+}
+
+impl ReportMode {
+    /// The mode for `auth` when `github.report` is not set: checks for an App.
+    pub fn default_for(auth: Option<&GithubAuth>) -> ReportMode {
+        match auth {
+            Some(GithubAuth::App { .. }) => ReportMode::Checks,
+            _ => ReportMode::Statuses,
+        }
+    }
+
+    fn parse(v: &str) -> Result<ReportMode, ConfigError> {
+        match v.trim() {
+            "checks" => Ok(ReportMode::Checks),
+            "statuses" => Ok(ReportMode::Statuses),
+            other => Err(ConfigError::Invalid(format!(
+                "github.report {other:?}: expected \"checks\" or \"statuses\""
+            ))),
+        }
+    }
+}
+
 /// What `[github]` and `[git]` give.
 pub(super) struct GithubSettings {
+    pub report: Option<ReportMode>,
     pub webhook_secrets: Vec<Secret>,
     pub api_url: String,
     pub auth: Option<GithubAuth>,
@@ -75,7 +105,12 @@ pub(super) fn load_github(
         Some(v) => parse_bool("PAVED_GITHUB_ALLOW_ANY_REPOSITORY", &v)?,
         None => github.allow_any_repository.unwrap_or(false),
     };
+    let report = match pick(env, None, "PAVED_GITHUB_REPORT", github.report) {
+        Some(v) => Some(ReportMode::parse(&v)?),
+        None => None,
+    };
     Ok(GithubSettings {
+        report,
         webhook_secrets,
         api_url: api_url.trim_end_matches('/').to_string(),
         auth,

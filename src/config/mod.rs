@@ -7,7 +7,7 @@ mod github;
 mod repos;
 mod runner;
 
-pub use github::GithubAuth;
+pub use github::{GithubAuth, ReportMode};
 pub use repos::RepoFilter;
 pub use runner::RunnerConfig;
 
@@ -87,6 +87,36 @@ pub struct Config {
     pub checks: ChecksConfig,
     /// Timeouts and memory bounds of the webhook receiver (`[intake]`).
     pub intake: IntakeConfig,
+    /// Where PR verdicts go (`github.report`); `None`: check runs for a GitHub App,
+    /// commit statuses with a token.
+    pub report: Option<ReportMode>,
+    /// How long processing records are kept, and when mirrors are repacked (`[store]`).
+    pub store: StoreConfig,
+}
+
+/// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
+/// end.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Deliveries, check runs and operation logs older than this are pruned (`retention`,
+    /// default 30d). Inventory, operations' outcomes and the audit notes are kept forever.
+    pub retention: std::time::Duration,
+    /// A mirror with more loose objects than this is repacked (`repack_loose_objects`,
+    /// default 2000).
+    pub repack_loose_objects: usize,
+    /// A mirror with more pack files than this is repacked into one (`repack_packs`,
+    /// default 20).
+    pub repack_packs: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention: std::time::Duration::from_secs(30 * 24 * 3600),
+            repack_loose_objects: 2000,
+            repack_packs: 20,
+        }
+    }
 }
 
 /// `[checks]` in `paved.toml`.
@@ -212,6 +242,8 @@ impl Config {
             None => std::time::Duration::from_secs(60),
         };
         Ok(Config {
+            report: gh.report,
+            store: load_store(&file.store)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,
@@ -230,13 +262,27 @@ impl Config {
         })
     }
 
+    /// Where PR verdicts go, `github.report` or the default for the authentication.
+    pub fn report_mode(&self) -> ReportMode {
+        self.report
+            .unwrap_or_else(|| ReportMode::default_for(self.auth.as_ref()))
+    }
+
     /// What `paved serve` refuses to start with, whichever way the config was made (file,
     /// environment, or built in code by `demo` and tests):
+    /// - `github.report = "checks"` without a GitHub App;
     /// - no `github.repositories` and no explicit `github.allow_any_repository = true`;
     /// - a secret shorter than [`MIN_SECRET_LEN`]: webhook secrets, the GitHub token,
     ///   `[runner.env]` values and the values of `runner.pass_env` variables are all
     ///   redacted from logs, and a short one cannot be redacted reliably.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.report == Some(ReportMode::Checks)
+            && !matches!(self.auth, Some(GithubAuth::App { .. }))
+        {
+            return Err(ConfigError::Invalid(
+                "github.report = \"checks\" needs a GitHub App (github.app_id and github.private_key_path): GitHub opens the Checks API to apps only".into(),
+            ));
+        }
         if self.repositories.is_unset() {
             return Err(ConfigError::Invalid(
                 "no repositories to serve: set github.repositories (owner/name, globs allowed; PAVED_GITHUB_REPOSITORIES) to the environments repositories Paved serves, or set github.allow_any_repository = true to serve any repository whose webhook reaches it".into(),
@@ -305,6 +351,25 @@ fn load_intake(file: &file::FileIntake) -> Result<IntakeConfig, ConfigError> {
         intake.max_body_bytes_in_flight = n;
     }
     Ok(intake)
+}
+
+fn load_store(file: &file::FileStore) -> Result<StoreConfig, ConfigError> {
+    let mut store = StoreConfig::default();
+    if let Some(v) = &file.retention {
+        store.retention = duration("store.retention", v)?;
+        if store.retention < std::time::Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid(format!(
+                "store.retention {v:?}: at least 1h (a delivery must outlive its retries)"
+            )));
+        }
+    }
+    if let Some(n) = file.repack_loose_objects {
+        store.repack_loose_objects = n;
+    }
+    if let Some(n) = file.repack_packs {
+        store.repack_packs = n.max(2);
+    }
+    Ok(store)
 }
 
 #[cfg(test)]

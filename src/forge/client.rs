@@ -2,15 +2,18 @@
 //! failures GitHub documents as transient (5xx, 429, secondary rate limits, timeouts).
 //! Built on octocrab's raw request methods so status codes and `Retry-After` stay visible.
 
+use super::app::{AppTokens, Minted};
 use crate::config::{GithubAuth, Secret};
 use crate::ids::{
     CommentId, CommitSha, DeploymentId, InstallationId, OperationId, PrNumber, RepoName,
 };
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,13 +107,40 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How the base client authenticates (see [`build_octocrab`]).
+pub(super) enum Auth<'a> {
+    None,
+    Token(&'a str),
+    App(u64, octocrab::EncodingKey),
+}
+
+/// An octocrab client for `api_url` without octocrab's own retries (this client retries,
+/// seeing status codes and `Retry-After`), with connect and read timeouts.
+pub(super) fn build_octocrab(api_url: &str, auth: Auth<'_>) -> Result<Octocrab, ForgeError> {
+    let setup = |e: &dyn std::fmt::Display| ForgeError::Setup(e.to_string());
+    let mut b = Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| setup(&e))?
+        .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+        .set_connect_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)));
+    match auth {
+        Auth::None => {}
+        Auth::Token(t) => b = b.personal_token(t.to_string()),
+        Auth::App(id, key) => b = b.app(id.into(), key),
+    }
+    b.build().map_err(|e| setup(&e))
+}
+
 /// Builds clients for the configured authentication.
 #[derive(Clone)]
 pub struct Forge {
+    /// With the configured token (or none); unused by a GitHub App but for its tokens.
     base: Octocrab,
-    is_app: bool,
+    app: Option<Arc<AppTokens>>,
     token: Option<Secret>,
     retry: RetryPolicy,
+    metrics: Arc<Metrics>,
 }
 
 impl Forge {
@@ -118,20 +148,14 @@ impl Forge {
         api_url: &str,
         auth: Option<&GithubAuth>,
         retry: RetryPolicy,
+        metrics: Arc<Metrics>,
     ) -> Result<Forge, ForgeError> {
-        let setup = |e: &dyn std::fmt::Display| ForgeError::Setup(e.to_string());
-        let mut b = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| setup(&e))?
-            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(30)));
         let mut token = None;
-        let mut is_app = false;
-        match auth {
+        let mut app = None;
+        let base = match auth {
             Some(GithubAuth::Token(t)) => {
                 token = Some(t.clone());
-                b = b.personal_token(t.expose().to_string());
+                build_octocrab(api_url, Auth::Token(t.expose()))?
             }
             Some(GithubAuth::App {
                 app_id,
@@ -143,28 +167,37 @@ impl Forge {
                 let key = octocrab::EncodingKey::from_rsa_pem(&pem).map_err(|e| {
                     ForgeError::Setup(format!("{}: {e}", private_key_path.display()))
                 })?;
-                b = b.app((*app_id).into(), key);
-                is_app = true;
+                let as_app = build_octocrab(api_url, Auth::App(*app_id, key))?;
+                app = Some(Arc::new(AppTokens::new(
+                    GitHub::fixed(as_app, retry.clone(), metrics.clone()),
+                    api_url,
+                )));
+                build_octocrab(api_url, Auth::None)?
             }
-            None => {}
-        }
-        let base = b.build().map_err(|e| setup(&e))?;
+            None => build_octocrab(api_url, Auth::None)?,
+        };
         Ok(Forge {
             base,
-            is_app,
+            app,
             token,
             retry,
+            metrics,
         })
+    }
+
+    /// Whether Paved runs as a GitHub App (the Checks API is only open to apps).
+    pub fn is_app(&self) -> bool {
+        self.app.is_some()
     }
 
     /// A client acting for one installation (GitHub App) or with the configured token.
     pub fn client(&self, installation: Option<InstallationId>) -> Result<GitHub, ForgeError> {
-        let octo = match (self.is_app, installation) {
-            (true, Some(id)) => self
-                .base
-                .installation(id.0.into())
-                .map_err(|e| ForgeError::Setup(e.to_string()))?,
-            (true, None) => {
+        let identity = match (&self.app, installation) {
+            (Some(tokens), Some(id)) => Identity::Installation {
+                tokens: tokens.clone(),
+                id,
+            },
+            (Some(_), None) => {
                 return Err(ForgeError::Refused {
                     what: "an event without an installation".into(),
                     status: 0,
@@ -172,30 +205,23 @@ impl Forge {
                         .into(),
                 })
             }
-            (false, _) => self.base.clone(),
+            (None, _) => Identity::Fixed(self.base.clone()),
         };
         Ok(GitHub {
-            octo,
+            identity,
             retry: self.retry.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 
-    /// The token Git uses to fetch over HTTPS: the configured token, or for a GitHub App a
-    /// fresh installation token (they last an hour, so one is minted per fetch).
+    /// The token Git uses over HTTPS: the configured token, or the installation's current
+    /// token (the one the REST API uses, renewed the same way).
     pub async fn git_token(
         &self,
         installation: Option<InstallationId>,
     ) -> Result<Option<Secret>, ForgeError> {
-        match (self.is_app, installation) {
-            (true, Some(id)) => {
-                let (_, token) = self
-                    .base
-                    .installation_and_token(id.0.into())
-                    .await
-                    .map_err(|e| ForgeError::Transient(format!("installation token: {e}")))?;
-                use octocrab::secrecy::ExposeSecret;
-                Ok(Some(Secret::new(token.expose_secret().to_string())))
-            }
+        match (&self.app, installation) {
+            (Some(tokens), Some(id)) => Ok(Some(tokens.current(id).await?.1)),
             _ => Ok(self.token.clone()),
         }
     }
@@ -211,25 +237,44 @@ impl crate::repo::GitCredentials for Forge {
             .await
             .map_err(|e| e.to_string())
     }
+
+    async fn failed(&self, installation: Option<InstallationId>) {
+        if let (Some(tokens), Some(id)) = (&self.app, installation) {
+            tokens.forget_any(id).await;
+        }
+    }
+}
+
+/// Who a [`GitHub`] client acts as.
+#[derive(Clone)]
+enum Identity {
+    /// The configured token, or the app itself (minting installation tokens).
+    Fixed(Octocrab),
+    /// A GitHub App installation, with its current token.
+    Installation {
+        tokens: Arc<AppTokens>,
+        id: InstallationId,
+    },
 }
 
 /// A GitHub client bound to one identity.
 #[derive(Clone)]
 pub struct GitHub {
-    octo: Octocrab,
+    identity: Identity,
     retry: RetryPolicy,
+    metrics: Arc<Metrics>,
 }
 
-enum Method {
+pub(super) enum Method {
     Get,
     Post,
     Patch,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) headers: http::HeaderMap,
+    pub(super) body: Bytes,
 }
 
 fn cut(s: &str, max: usize) -> String {
@@ -243,16 +288,28 @@ fn cut(s: &str, max: usize) -> String {
 }
 
 impl GitHub {
+    pub(super) fn fixed(octo: Octocrab, retry: RetryPolicy, metrics: Arc<Metrics>) -> GitHub {
+        GitHub {
+            identity: Identity::Fixed(octo),
+            retry,
+            metrics,
+        }
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     async fn send_once<B: Serialize + ?Sized + Sync>(
-        &self,
+        octo: &Octocrab,
         method: &Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<Answer, octocrab::Error> {
         let resp = match method {
-            Method::Get => self.octo._get(path).await?,
-            Method::Post => self.octo._post(path, body).await?,
-            Method::Patch => self.octo._patch(path, body).await?,
+            Method::Get => octo._get(path).await?,
+            Method::Post => octo._post(path, body).await?,
+            Method::Patch => octo._patch(path, body).await?,
         };
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -264,9 +321,21 @@ impl GitHub {
         })
     }
 
+    /// The client to send with now, and the installation token it carries (to drop it if
+    /// GitHub refuses it).
+    async fn octo(&self) -> Result<(Octocrab, Option<Secret>), ForgeError> {
+        match &self.identity {
+            Identity::Fixed(o) => Ok((o.clone(), None)),
+            Identity::Installation { tokens, id } => {
+                let (o, t) = tokens.current(*id).await?;
+                Ok((o, Some(t)))
+            }
+        }
+    }
+
     /// Sends with retries. Transient answers are retried with exponential backoff, honouring
     /// `Retry-After`; anything else that is not 2xx is returned as [`ForgeError::Refused`].
-    async fn send<B: Serialize + ?Sized + Sync>(
+    pub(super) async fn send<B: Serialize + ?Sized + Sync>(
         &self,
         what: &str,
         method: Method,
@@ -284,14 +353,34 @@ impl GitHub {
         body: Option<&B>,
         repeat: Repeat,
     ) -> Result<Answer, ForgeError> {
+        let operation = operation_of(&method, path);
         let mut last = String::new();
+        let mut renewed = false;
         for attempt in 0..self.retry.attempts {
             if attempt > 0 {
                 tracing::debug!(what, attempt, "retrying GitHub request");
+                self.metrics.github_retry(operation);
             }
             let mut wait = backoff(&self.retry, attempt);
-            match self.send_once(&method, path, body).await {
+            let (octo, token) = self.octo().await?;
+            let sent = Self::send_once(&octo, &method, path, body).await;
+            self.metrics
+                .github_request(operation, sent.as_ref().map_or(0, |a| a.status.as_u16()));
+            match sent {
                 Ok(a) if a.status.is_success() => return Ok(a),
+                Ok(a) if a.status == StatusCode::UNAUTHORIZED && token.is_some() && !renewed => {
+                    // An installation token GitHub no longer takes (expired early, or
+                    // revoked): drop it and send once more with a fresh one.
+                    if let (Identity::Installation { tokens, id }, Some(t)) =
+                        (&self.identity, &token)
+                    {
+                        tracing::info!(what, installation = %id.0,
+                            "GitHub refused the installation token; minting another");
+                        tokens.forget(*id, t).await;
+                    }
+                    renewed = true;
+                    continue;
+                }
                 Ok(a) => {
                     let message = String::from_utf8_lossy(&a.body).into_owned();
                     let secondary = a.status == StatusCode::FORBIDDEN
@@ -340,6 +429,28 @@ impl GitHub {
             }
         }
         Err(ForgeError::Transient(format!("{what}: {last}")))
+    }
+
+    /// `POST /app/installations/{id}/access_tokens`, sent as the app (a JWT).
+    pub(super) async fn create_installation_token(
+        &self,
+        installation: InstallationId,
+    ) -> Result<Minted, ForgeError> {
+        #[derive(Deserialize)]
+        struct T {
+            token: String,
+            expires_at: chrono::DateTime<chrono::Utc>,
+        }
+        let path = format!("/app/installations/{}/access_tokens", installation.0);
+        let a = self
+            .send("installation token", Method::Post, &path, None::<&()>)
+            .await?;
+        let t: T = serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("installation token: bad JSON: {e}")))?;
+        Ok(Minted {
+            token: Secret::new(t.token),
+            expires_at: t.expires_at,
+        })
     }
 
     /// `GET /repos/{owner}/{repo}/pulls/{number}`, as JSON.
@@ -649,4 +760,31 @@ fn retry_after(h: &http::HeaderMap) -> Option<Duration> {
         .ok()?
         .as_secs();
     Some(Duration::from_secs(reset.saturating_sub(now)))
+}
+
+/// The GitHub operation a request is, by its method and path: the `operation` label of
+/// `paved_github_requests_total` (bounded, unlike paths).
+fn operation_of(method: &Method, path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (Method::Post, ["app", "installations", _, "access_tokens"]) => {
+            "apps/create-installation-access-token"
+        }
+        (Method::Get, ["repos", _, _]) => "repos/get",
+        (Method::Post, ["repos", _, _, "statuses", _]) => "repos/create-commit-status",
+        (Method::Post, ["repos", _, _, "check-runs"]) => "checks/create",
+        (Method::Patch, ["repos", _, _, "check-runs", _]) => "checks/update",
+        (Method::Get, ["repos", _, _, "issues", _, "comments"]) => "issues/list-comments",
+        (Method::Post, ["repos", _, _, "issues", _, "comments"]) => "issues/create-comment",
+        (Method::Patch, ["repos", _, _, "issues", "comments", _]) => "issues/update-comment",
+        (Method::Get, ["repos", _, _, "pulls", _]) => "pulls/get",
+        (Method::Get, ["repos", _, _, "pulls", _, "reviews"]) => "pulls/list-reviews",
+        (Method::Get, ["repos", _, _, "deployments"]) => "repos/list-deployments",
+        (Method::Post, ["repos", _, _, "deployments"]) => "repos/create-deployment",
+        (Method::Post, ["repos", _, _, "deployments", _, "statuses"]) => {
+            "repos/create-deployment-status"
+        }
+        _ => "other",
+    }
 }

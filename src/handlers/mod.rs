@@ -9,6 +9,7 @@
 //! below imports a handler.
 
 pub mod comment;
+pub mod feedback;
 pub mod merge;
 pub mod pr;
 pub mod push;
@@ -20,6 +21,7 @@ use crate::checks::{Change, ChangeKind, Governance};
 use crate::config::Config;
 use crate::forge::client::{Forge, ForgeError};
 use crate::ids::{CommitSha, RepoName};
+use crate::metrics::Metrics;
 use crate::repo::{Mirror, PathStatus, RepoError, Repos};
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -40,10 +42,16 @@ pub struct Deps {
     pub runner_slots: Semaphore,
     /// This process's name as a lock holder (unique per start).
     pub instance: String,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Deps {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, forge: Forge) -> Deps {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        forge: Forge,
+        metrics: Arc<Metrics>,
+    ) -> Deps {
         let repos = Repos::new(
             config.data_dir.clone(),
             config.clone_url_template.clone(),
@@ -56,6 +64,7 @@ impl Deps {
             governance: GovernanceCache::default(),
             runner_slots: Semaphore::new(config.runner.concurrency),
             instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            metrics,
             config,
         }
     }

@@ -2,11 +2,11 @@
 //! applies (the default branch where the PR forked off it, never the PR's own commits),
 //! post `pending`, evaluate, post the verdicts, and keep the one summary comment.
 
+use super::feedback::{Feedback, Verdict};
 use super::{approvers_in, reviews_of, Deps, WorkError, INTERNAL_ERROR};
 use super::{comment, environment_changes, governance_changes};
 use crate::checks::{self, Change, CheckKind, Governance, PrContext, Report};
 use crate::event::{Installation, PrInfo, Repository};
-use crate::forge::client::{GitHub, NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use crate::store::NewRun;
 use std::sync::Arc;
@@ -49,6 +49,7 @@ pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<()
         return Ok(());
     }
     let gh = deps.forge.client(pr.installation)?;
+    let mut feedback = Feedback::new(&gh, pr, deps.config.report_mode());
     // The contexts a panic is reported on: the usual three until the planned ones are known.
     let mut contexts: Vec<&'static str> = vec![
         CheckKind::Schema.context(),
@@ -56,11 +57,12 @@ pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<()
         CheckKind::Quota.context(),
     ];
     let delivery_url = format!("{}/api/v1/deliveries/{delivery}", deps.public_url());
-    match run(deps, &gh, pr, delivery, &mut contexts).await {
+    match run(deps, &mut feedback, pr, delivery, &mut contexts).await {
         Err(e @ WorkError::TooManyManifests { .. }) => {
             let why = format!("{e}: split it into smaller pull requests");
-            let context = CheckKind::Schema.context();
-            post(&gh, pr, StatusState::Failure, context, &why, &delivery_url).await?;
+            feedback
+                .finish(failed(CheckKind::Schema.context(), &why, &delivery_url))
+                .await?;
             let body = format!(
                 "{}\n### Paved checks for `{}`\n\n❌ {why}. Nothing was evaluated, and merging it provisions nothing.\n",
                 comment::COMMENT_MARKER,
@@ -70,15 +72,9 @@ pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<()
         }
         Err(WorkError::Panicked(_)) => {
             for context in contexts {
-                post(
-                    &gh,
-                    pr,
-                    StatusState::Failure,
-                    context,
-                    INTERNAL_ERROR,
-                    &delivery_url,
-                )
-                .await?;
+                feedback
+                    .finish(failed(context, INTERNAL_ERROR, &delivery_url))
+                    .await?;
             }
             Ok(())
         }
@@ -86,26 +82,15 @@ pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<()
     }
 }
 
-async fn post(
-    gh: &GitHub,
-    pr: &PrInfo,
-    state: StatusState,
-    context: &str,
-    description: &str,
-    target_url: &str,
-) -> Result<(), WorkError> {
-    gh.create_status(
-        &pr.repo,
-        &pr.head_sha,
-        &NewStatus {
-            state,
-            context: context.to_string(),
-            description: description.to_string(),
-            target_url: Some(target_url.to_string()),
-        },
-    )
-    .await?;
-    Ok(())
+/// A failing verdict with nothing behind it but `why`.
+fn failed<'v>(context: &'v str, why: &'v str, url: &'v str) -> Verdict<'v> {
+    Verdict {
+        context,
+        pass: false,
+        description: why,
+        url,
+        findings: Vec::new(),
+    }
 }
 
 /// What [`prepare`] worked out for a PR.
@@ -122,7 +107,7 @@ struct Prepared {
 
 async fn run(
     deps: &Deps,
-    gh: &GitHub,
+    feedback: &mut Feedback<'_>,
     pr: &PrInfo,
     delivery: &DeliveryId,
     contexts: &mut Vec<&'static str>,
@@ -139,9 +124,10 @@ async fn run(
     *contexts = pending.clone();
     for context in pending {
         let why = "Paved is checking this change";
-        post(gh, pr, StatusState::Pending, context, why, &pending_url).await?;
+        feedback.pending(context, why, &pending_url).await?;
     }
 
+    let gh = feedback.client();
     let reviews = reviews_of(gh, pr).await?;
     let ctx = PrContext {
         author: pr.author.clone(),
@@ -167,12 +153,19 @@ async fn run(
         .await?;
     let run_url = format!("{}/api/v1/runs/{run_id}", deps.public_url());
     for v in report.contexts() {
-        let state = if v.verdict.is_pass() {
-            StatusState::Success
-        } else {
-            StatusState::Failure
-        };
-        post(gh, pr, state, &v.context, &v.description, &run_url).await?;
+        deps.metrics.verdict(
+            v.check.map_or(checks::GOVERNANCE_CONTEXT, |c| c.context()),
+            if v.verdict.is_pass() { "pass" } else { "fail" },
+        );
+        feedback
+            .finish(Verdict {
+                context: &v.context,
+                pass: v.verdict.is_pass(),
+                description: &v.description,
+                url: &run_url,
+                findings: report.findings(&v),
+            })
+            .await?;
     }
     let body = comment::summary(pr, &report, &run_url, &governance_sha);
     comment::upsert(deps, gh, pr, &body).await

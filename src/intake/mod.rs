@@ -29,6 +29,7 @@ pub use signature::{sign, verify, SignatureError, WebhookSecret, SIGNATURE_HEADE
 use crate::config::IntakeConfig;
 use crate::config::RepoFilter;
 use crate::ids::DeliveryId;
+use crate::metrics::Metrics;
 use crate::store::{Accepted, NewDelivery, Store};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -38,7 +39,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -52,29 +52,6 @@ pub const WEBHOOK_PATH: &str = "/webhooks/github";
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct IntakeMetrics {
-    /// Stored and acknowledged with 202.
-    pub accepted: AtomicU64,
-    /// Redeliveries of a stored delivery id.
-    pub duplicate: AtomicU64,
-    /// Missing or wrong signature (401).
-    pub rejected_signature: AtomicU64,
-    /// Validly signed, but not something Paved handles (not stored).
-    pub ignored: AtomicU64,
-    /// Validly signed, about a repository Paved is not configured to serve (not stored).
-    pub ignored_repository: AtomicU64,
-    /// No `Content-Length` (411) or more than GitHub's cap (413): not read.
-    pub refused_size: AtomicU64,
-    /// No room for the body in the in-flight budget in time (503).
-    pub busy: AtomicU64,
-    /// Validly signed but missing headers or unusable body (400).
-    pub bad_request: AtomicU64,
-    /// The store failed (503).
-    pub store_errors: AtomicU64,
-}
-
 /// What the webhook handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct IntakeState {
@@ -83,7 +60,8 @@ pub struct IntakeState {
     pub secrets: Arc<Vec<WebhookSecret>>,
     /// Notified (`notify_one`) after each newly stored delivery, to wake a worker.
     pub wake: Arc<Notify>,
-    pub metrics: Arc<IntakeMetrics>,
+    /// `paved_webhooks_total{result}`.
+    pub metrics: Arc<Metrics>,
     /// The repositories Paved serves.
     pub repositories: Arc<RepoFilter>,
     /// Room for webhook bodies in memory, in KiB: a body holds its size's worth of permits
@@ -105,7 +83,7 @@ impl IntakeState {
             store,
             secrets: Arc::new(secrets),
             wake,
-            metrics: Arc::new(IntakeMetrics::default()),
+            metrics: Arc::new(Metrics::new()),
             repositories: Arc::new(repositories),
             body_budget: Arc::new(Semaphore::new(kib(limits.max_body_bytes_in_flight) as usize)),
             budget_wait: limits.request_timeout,
@@ -119,30 +97,10 @@ impl IntakeState {
         self
     }
 
-    /// The counters as `(result, count)` pairs, for `/metrics`.
-    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
-        self.metrics.snapshot()
-    }
-}
-
-impl IntakeMetrics {
-    /// `(result, count)` pairs: accepted, duplicate, rejected_signature, ignored,
-    /// bad_request, store_error.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("accepted", &self.accepted),
-            ("duplicate", &self.duplicate),
-            ("rejected_signature", &self.rejected_signature),
-            ("ignored", &self.ignored),
-            ("ignored_repository", &self.ignored_repository),
-            ("refused_size", &self.refused_size),
-            ("busy", &self.busy),
-            ("bad_request", &self.bad_request),
-            ("store_error", &self.store_errors),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
-        .collect()
+    /// The same state counting into `metrics` (the service's, served at `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -162,10 +120,6 @@ fn error(status: StatusCode, message: &str) -> Response {
     answer(status, json!({ "ok": false, "error": message }))
 }
 
-fn count(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
 /// Size in KiB (rounded up) of `bytes`, the unit of the in-flight budget.
 fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
@@ -178,7 +132,7 @@ async fn receive(State(state): State<IntakeState>, request: Request) -> Response
 
     // 1. No signature header: refused before a byte of the body is read.
     let Some(sig) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
-        count(&m.rejected_signature);
+        m.webhook("rejected_signature");
         tracing::warn!("webhook rejected: no signature header; body not read");
         return error(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     };
@@ -188,14 +142,14 @@ async fn receive(State(state): State<IntakeState>, request: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
     let Some(declared) = declared else {
-        count(&m.refused_size);
+        m.webhook("refused_size");
         return error(
             StatusCode::LENGTH_REQUIRED,
             "a Content-Length header is required",
         );
     };
     if declared > MAX_BODY_BYTES {
-        count(&m.refused_size);
+        m.webhook("refused_size");
         tracing::warn!(
             bytes = declared,
             "webhook rejected: body over the cap; not read"
@@ -213,7 +167,7 @@ async fn receive(State(state): State<IntakeState>, request: Request) -> Response
     {
         Ok(Ok(p)) => p,
         _ => {
-            count(&m.busy);
+            m.webhook("busy");
             tracing::warn!(
                 bytes = declared,
                 "webhook refused: too many bodies in flight"
@@ -227,7 +181,7 @@ async fn receive(State(state): State<IntakeState>, request: Request) -> Response
     let body = match read_body(body, declared).await {
         Ok(b) => b,
         Err(status) => {
-            count(&m.bad_request);
+            m.webhook("bad_request");
             return error(status, "the body could not be read");
         }
     };
@@ -235,7 +189,7 @@ async fn receive(State(state): State<IntakeState>, request: Request) -> Response
     // 3. Signature first; the body is opaque bytes until it passes.
     let verified = verify(&state.secrets, &body, Some(&sig));
     if let Err(e) = verified {
-        count(&m.rejected_signature);
+        m.webhook("rejected_signature");
         tracing::warn!(reason = %e, bytes = body.len(), "webhook rejected: signature");
         return error(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     }
@@ -262,7 +216,7 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
     let m = &state.metrics;
     // 4. Headers.
     let Some(event) = headers.get(EVENT_HEADER).and_then(|v| v.to_str().ok()) else {
-        count(&m.bad_request);
+        m.webhook("bad_request");
         tracing::warn!("webhook rejected: missing X-GitHub-Event");
         return error(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
     };
@@ -273,7 +227,7 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
     let id = match delivery {
         Some(Ok(id)) => id,
         Some(Err(_)) | None => {
-            count(&m.bad_request);
+            m.webhook("bad_request");
             tracing::warn!(
                 event,
                 "webhook rejected: missing or invalid X-GitHub-Delivery"
@@ -288,7 +242,7 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
     // 5. Is it ours?
     let classified = match classify(event, &body) {
         Ok(Some(c)) if !state.repositories.allows(&c.repo) => {
-            count(&m.ignored_repository);
+            m.webhook("ignored_repository");
             tracing::warn!(delivery = %id, event, repo = %c.repo,
                 "webhook ignored: repository not in github.repositories");
             return answer(
@@ -298,12 +252,12 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
         }
         Ok(Some(c)) => c,
         Ok(None) => {
-            count(&m.ignored);
+            m.webhook("ignored");
             tracing::debug!(delivery = %id, event, "webhook ignored");
             return answer(StatusCode::OK, json!({ "ok": true, "ignored": true }));
         }
         Err(e) => {
-            count(&m.bad_request);
+            m.webhook("bad_request");
             tracing::warn!(delivery = %id, event, reason = %e, "webhook rejected: payload");
             return error(StatusCode::BAD_REQUEST, "payload unusable for this event");
         }
@@ -320,7 +274,7 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
     };
     match state.store.accept_delivery(new).await {
         Ok(Accepted::New) => {
-            count(&m.accepted);
+            m.webhook("accepted");
             state.wake.notify_one();
             tracing::info!(delivery = %id, event, action = action.as_deref(), "webhook accepted");
             answer(
@@ -329,12 +283,12 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
             )
         }
         Ok(Accepted::Duplicate) => {
-            count(&m.duplicate);
+            m.webhook("duplicate");
             tracing::info!(delivery = %id, event, "webhook redelivered; already stored");
             answer(StatusCode::OK, json!({ "ok": true, "duplicate": true }))
         }
         Err(e) => {
-            count(&m.store_errors);
+            m.webhook("store_error");
             tracing::error!(delivery = %id, event, error = %e, "webhook not stored");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

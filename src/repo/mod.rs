@@ -9,7 +9,7 @@ pub use history::CommitWithParents;
 use crate::config::Secret;
 use crate::ids::{CommitSha, RepoName};
 use crate::tree::{TreeError, TreeReader, MAX_FILE_BYTES};
-use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use git2::{FetchOptions, ObjectType, Oid, Repository};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -147,13 +147,7 @@ impl Mirror {
         refspecs: &[String],
         token: Option<&Secret>,
     ) -> Result<(), RepoError> {
-        let mut callbacks = RemoteCallbacks::new();
-        if let Some(token) = token {
-            let token = token.clone();
-            callbacks.credentials(move |_url, _user, _allowed| {
-                git2::Cred::userpass_plaintext("x-access-token", token.expose())
-            });
-        }
+        let callbacks = notes::callbacks(token);
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
         opts.download_tags(git2::AutotagOption::None);

@@ -29,14 +29,18 @@ const NOTES_AUTHOR: (&str, &str) = ("Paved", "paved@localhost");
 /// Callbacks giving `token` as HTTPS basic credentials (`x-access-token`), as
 /// [`Mirror::fetch`] does. A second request for credentials means they were refused: fail
 /// then, rather than let libgit2 ask forever.
-fn callbacks<'a>(token: Option<&Secret>) -> RemoteCallbacks<'a> {
+pub(super) fn callbacks<'a>(token: Option<&Secret>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     if let Some(token) = token {
         let token = token.clone();
         let mut asked = false;
         callbacks.credentials(move |_url, _user, _allowed| {
             if asked {
-                return Err(git2::Error::from_str(
+                // Class `Http`: worth retrying, with a fresh token (an installation token
+                // GitHub stopped taking is dropped when the work fails).
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
                     "the token was refused by the Git server",
                 ));
             }

@@ -19,6 +19,10 @@ pub trait GitCredentials: Send + Sync + 'static {
         &self,
         installation: Option<InstallationId>,
     ) -> Result<Option<Secret>, String>;
+
+    /// Work with the token failed. Git does not say whether the token was refused, so a
+    /// source of short-lived tokens drops the one it gave, and the retry gets a fresh one.
+    async fn failed(&self, _installation: Option<InstallationId>) {}
 }
 
 /// No credentials (local `file://` repositories).
@@ -103,11 +107,15 @@ impl Repos {
             .map_err(|e| E::from(RepoError::Credentials(e)))?;
         let data_dir = self.data_dir.clone();
         let repo = repo.clone();
-        blocking(move || {
+        let result = blocking(move || {
             let mirror = Mirror::open(&data_dir, &repo)?;
             f(Session { mirror, url, token })
         })
-        .await
+        .await;
+        if result.is_err() {
+            self.credentials.failed(installation).await;
+        }
+        result
     }
 
     /// Runs `f` on `repo`'s mirror on a blocking thread, without the lock: for reading

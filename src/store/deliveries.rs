@@ -44,6 +44,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// When it was accepted (Unix milliseconds).
     pub received_at_ms: i64,
+    /// Claimed from another replica whose lease on it ran out (a shared store only).
+    pub taken_over: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +126,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Number of deliveries in each state (for `/metrics` and tests).
     async fn delivery_counts(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+
+    /// When the oldest pending delivery was accepted (Unix milliseconds), if any is.
+    async fn oldest_pending_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Cheap liveness query for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -121,8 +121,21 @@ impl Harness {
 
     /// Repository and emulator, but no Paved running yet.
     pub async fn prepare(extra: &[FileChange]) -> Harness {
+        Self::prepare_with(extra, |_, _| {}).await
+    }
+
+    /// Like [`prepare`], with the emulator configured by `emulator` (told where the
+    /// repositories live, for `git_root`).
+    pub async fn prepare_with(
+        extra: &[FileChange],
+        emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
+    ) -> Harness {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let github = Emulator::start().await.expect("emulator");
+        let mut emulator_config = github_emulator::EmulatorConfig::default();
+        emulator(&mut emulator_config, &tmp.path().join("git"));
+        let github = Emulator::start_with(emulator_config)
+            .await
+            .expect("emulator");
         let repo = RepoName::parse(REPO).expect("repo name");
         let remote = GitRemote::create(&tmp.path().join("git"), &repo).expect("remote");
         let mut files = GitRemote::files_of(&examples_dir()).expect("examples");
@@ -188,6 +201,8 @@ impl Harness {
             repositories: paved::config::RepoFilter::only([REPO]),
             checks: Default::default(),
             intake: Default::default(),
+            report: None,
+            store: Default::default(),
         }
     }
 

@@ -23,7 +23,14 @@ impl Env {
 
     /// Repository, emulator and records folder, no Paved running.
     pub async fn prepare() -> Env {
-        let h = Harness::prepare(&super::recorder::governance_files()).await;
+        Self::prepare_with(|_, _| {}).await
+    }
+
+    /// Like [`prepare`], with the emulator configured by `emulator`.
+    pub async fn prepare_with(
+        emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
+    ) -> Env {
+        let h = Harness::prepare_with(&super::recorder::governance_files(), emulator).await;
         let records = h.tmp.path().join("records");
         std::fs::create_dir_all(&records).expect("records dir");
         Env {
@@ -34,7 +41,12 @@ impl Env {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
-        let Env { mut h, records, .. } = Self::prepare().await;
+        Self::prepare().await.run_with(tweak).await
+    }
+
+    /// Starts Paved on a prepared environment, its config changed by `tweak`.
+    pub async fn run_with(self, tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
+        let Env { mut h, records, .. } = self;
         let mut config = h.config();
         config.runner.env.push((
             "RECORD_DIR".into(),

@@ -90,6 +90,7 @@ impl Emulator {
             changes,
         });
         let app = Router::new()
+            .route("/git/{*path}", axum::routing::any(crate::git::serve))
             .fallback(handle)
             .with_state(shared.clone())
             .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
@@ -516,6 +517,16 @@ impl EmulatorHandle {
             .repo(repo)
             .map(|r| r.deployments.clone())
             .unwrap_or_default()
+    }
+
+    /// Every Git request, in order.
+    pub fn git_requests(&self) -> Vec<GitRequest> {
+        self.world().git_requests.clone()
+    }
+
+    /// `git.clone_url_template` for the repositories [`EmulatorConfig::git_root`] serves.
+    pub fn git_url_template(&self) -> String {
+        format!("{}/git/{{owner}}/{{repo}}.git", self.inner.shared.base)
     }
 
     /// The installation tokens issued, in order.

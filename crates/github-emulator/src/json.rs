@@ -174,7 +174,7 @@ impl Shared {
         );
         let api = format!("{}/repos/{owner}/{repo}", self.base);
         let output = c.output.clone().unwrap_or_else(|| json!({}));
-        let annotations = output["annotations"].as_array().map_or(0, Vec::len);
+        let annotations = c.annotations.len();
         let mut app = v.get("app").cloned().unwrap_or(Value::Null);
         rebase_urls(&mut app, &self.base, None);
         if app.is_object() {

@@ -42,6 +42,10 @@
 //! recorded in [`RequestRecord::response_schema_errors`] (and the integration tests assert
 //! there are none).
 //!
+//! **Git** ([`EmulatorConfig::git_root`]): the repositories under that folder are served
+//! over smart HTTP at `/git/<owner>/<repo>.git`, to Basic credentials whose password is an
+//! installation token the emulator issued, as GitHub serves them to apps.
+//!
 //! **Faults** ([`EmulatorHandle::fail_next`], [`EmulatorHandle::inject`]) answer the next
 //! requests with an error status without touching the state, for retry tests.
 //!
@@ -69,6 +73,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 
+mod git;
 mod handle;
 mod helpers;
 mod json;
@@ -80,6 +85,7 @@ mod subset;
 mod world;
 
 #[allow(unused_imports)]
+pub use git::{GitRequest, GIT_PREFIX};
 pub use handle::*;
 #[allow(unused_imports)]
 pub use helpers::*;

@@ -36,6 +36,9 @@ pub struct EmulatorConfig {
     pub require_issued_token: bool,
     /// Tokens accepted when `require_issued_token` is on (e.g. a personal access token).
     pub static_tokens: Vec<String>,
+    /// Serve the bare repositories under this folder (`<owner>/<repo>.git`) over Git's
+    /// smart HTTP at `/git/...` (see the `git` module). Default: not served.
+    pub git_root: Option<std::path::PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -49,6 +52,7 @@ impl Default for EmulatorConfig {
             deny_unlisted_properties: true,
             require_issued_token: false,
             static_tokens: Vec::new(),
+            git_root: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub struct CheckRun {
     pub created_at: DateTime<Utc>,
     /// How many times it was updated through the API.
     pub updates: u32,
+    /// Every annotation sent, in order: each request's `output.annotations` (at most 50,
+    /// as the schema says) is appended, as GitHub does.
+    pub annotations: Vec<Value>,
 }
 
 /// A deployment as stored, with its statuses in creation order.

@@ -170,7 +170,12 @@ pub(crate) fn check_run_fields(ctx: &Ctx<'_>, run: &mut CheckRun) -> Result<(), 
         run.completed_at = Some(v);
     }
     if let Some(v) = ctx.body.get("output") {
-        run.output = Some(v.clone());
+        let mut output = v.clone();
+        if let Some(list) = output.as_object_mut().and_then(|o| o.remove("annotations")) {
+            run.annotations
+                .extend(list.as_array().cloned().unwrap_or_default());
+        }
+        run.output = Some(output);
     }
     if let Some(v) = ctx.body_str("status") {
         run.status = v;
@@ -224,6 +229,7 @@ pub(crate) fn create_check_run(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         output: None,
         created_at: ctx.now,
         updates: 0,
+        annotations: Vec::new(),
     };
     if let Err(answer) = check_run_fields(ctx, &mut run) {
         return answer;

@@ -14,6 +14,7 @@ pub(crate) struct World {
     pub(crate) requests: Vec<RequestRecord>,
     pub(crate) faults: VecDeque<(usize, Fault)>,
     pub(crate) tokens: Vec<InstallationToken>,
+    pub(crate) git_requests: Vec<GitRequest>,
 }
 
 pub(crate) struct RepoState {

@@ -128,6 +128,7 @@ async fn run_locked(
         return Ok(());
     }
 
+    let started = Instant::now();
     let result = match export_definition(deps, plan, &rec).await? {
         Some(def_dir) => {
             let spec = run_spec(
@@ -155,6 +156,14 @@ async fn run_locked(
     };
     let (finish, storage) = finish_of(&rec, result);
     let succeeded = finish.state == OpState::Succeeded;
+    deps.metrics.operation(
+        match op.kind {
+            OpKind::Deploy => "deploy",
+            OpKind::Delete => "delete",
+        },
+        if succeeded { "succeeded" } else { "failed" },
+        started.elapsed(),
+    );
     let ended = match (op.kind, succeeded) {
         (OpKind::Deploy, true) => EnvState::Ready,
         (OpKind::Delete, true) => EnvState::Deleted,

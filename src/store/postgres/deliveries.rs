@@ -39,10 +39,9 @@ const ACCEPT: &str = "WITH key_lock AS MATERIALIZED ( \
 /// this instance's ($1). `SKIP LOCKED`: a delivery another replica is claiming right now
 /// is passed over, not waited for; if it changed before the lock was taken, PostgreSQL
 /// checks the conditions again on the new row.
-const CLAIM: &str = "UPDATE deliveries SET state = 'running', attempts = attempts + 1, \
-       lease_owner = $1, lease_until = paved_now_ms() + $2 \
-     WHERE seq = ( \
-       SELECT d.seq FROM deliveries d \
+/// `was` tells a takeover (the row was `running` on a lease that ran out) from a claim.
+const CLAIM: &str = "WITH picked AS ( \
+       SELECT d.seq, d.state AS was FROM deliveries d \
        WHERE d.state IN ('pending', 'running') \
          AND CASE WHEN d.state = 'pending' THEN d.next_attempt_at <= paved_now_ms() \
              ELSE d.lease_until <= paved_now_ms() AND d.lease_owner IS DISTINCT FROM $1 END \
@@ -55,7 +54,10 @@ const CLAIM: &str = "UPDATE deliveries SET state = 'running', attempts = attempt
              AND o.seq < d.seq) \
        ORDER BY d.seq LIMIT 1 \
        FOR UPDATE OF d SKIP LOCKED) \
-     RETURNING id, event, action, queue_key, body, body_len, attempts, received_at";
+     UPDATE deliveries SET state = 'running', attempts = attempts + 1, \
+       lease_owner = $1, lease_until = paved_now_ms() + $2 \
+     FROM picked WHERE deliveries.seq = picked.seq \
+     RETURNING id, event, action, queue_key, body, body_len, attempts, received_at, picked.was";
 
 async fn decode_body(data: Vec<u8>, len: i64) -> Result<Vec<u8>, StoreError> {
     if usize::try_from(len).unwrap_or(usize::MAX) >= BLOCKING_CODEC_BYTES {
@@ -121,6 +123,7 @@ impl DeliveryStore for PgStore {
             body: decode_body(r.try_get("body")?, r.try_get("body_len")?).await?,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             received_at_ms: r.try_get("received_at")?,
+            taken_over: r.try_get::<String, _>("was")? == "running",
         }))
     }
 
@@ -204,6 +207,14 @@ impl DeliveryStore for PgStore {
                 .fetch_all(&self.pool)
                 .await?;
         counts_by_state(rows)
+    }
+
+    async fn oldest_pending_ms(&self) -> Result<Option<i64>, StoreError> {
+        let (oldest,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(received_at) FROM deliveries WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(oldest)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

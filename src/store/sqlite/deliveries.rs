@@ -116,6 +116,14 @@ impl DeliveryStore for SqliteStore {
         counts_by_state(rows)
     }
 
+    async fn oldest_pending_ms(&self) -> Result<Option<i64>, StoreError> {
+        let (oldest,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(received_at) FROM deliveries WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(oldest)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.writer.is_closed() {
             return Err(StoreError::Closed);

@@ -255,6 +255,8 @@ impl SqliteStore {
                 queue_key: r.queue_key,
                 attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
                 received_at_ms: r.received_at,
+                // One process, no leases: nothing to take over.
+                taken_over: false,
             })),
         }
     }
