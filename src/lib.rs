@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod policy;
 pub mod repo;
+pub mod retention;
 pub mod runner;
 pub mod service;
 pub mod store;

@@ -21,6 +21,7 @@ pub struct Service {
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<Result<(), crate::store::StoreError>>,
+    upkeep: JoinHandle<()>,
 }
 
 /// Which store a `database_url` names.
@@ -176,7 +177,14 @@ pub async fn start(mut config: Config) -> Result<Service> {
         config.clone(),
         store.clone(),
         forge,
+        metrics.clone(),
+    ));
+    let upkeep = tokio::spawn(crate::retention::run(
+        store.clone(),
+        deps.repos.clone(),
+        config.store.clone(),
         metrics,
+        stop.clone(),
     ));
     let worker = Arc::new(Worker::new(deps, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
@@ -192,6 +200,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         stop,
         server,
         worker,
+        upkeep,
     })
 }
 
@@ -205,6 +214,7 @@ impl Service {
         self.stop.cancel();
         self.server.await??;
         self.worker.await??;
+        self.upkeep.await?;
         Ok(())
     }
 }

@@ -17,5 +17,7 @@ mod pr_checks;
 mod provision;
 #[path = "restart.rs"]
 mod restart;
+#[path = "retention.rs"]
+mod retention;
 #[path = "security.rs"]
 mod security;

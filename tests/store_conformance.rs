@@ -245,6 +245,7 @@ conformance!(
     comments_runs_and_counts,
     restart_recovery,
     migrations_apply_on_an_empty_database,
+    retention,
 );
 
 postgres_only!(
@@ -1415,6 +1416,168 @@ async fn comments_runs_and_counts(b: &Backend) {
             counts["failed"]
         ),
         (0, 1, 1, 1)
+    );
+}
+
+/// Retention prunes finished deliveries, check-run reports and finished operations' logs,
+/// a batch at a time; it never touches pending or running deliveries, an operation's record
+/// and outcome, or the inventory.
+async fn retention(b: &Backend) {
+    use paved::store::Prunable;
+    let store = b.open().await;
+    for (id, key) in [("r-done", "k1"), ("r-failed", "k2"), ("r-running", "k3")] {
+        store
+            .accept_delivery(delivery(id, key, "{}"))
+            .await
+            .expect("accept");
+    }
+    let c = claim_within(store.as_ref(), "r-done", DEADLINE).await;
+    store
+        .finish_delivery(&c.id, Outcome::Done)
+        .await
+        .expect("done");
+    let c = claim_within(store.as_ref(), "r-failed", DEADLINE).await;
+    store
+        .finish_delivery(&c.id, Outcome::Failed { error: "no".into() })
+        .await
+        .expect("failed");
+    claim_within(store.as_ref(), "r-running", DEADLINE).await;
+    store
+        .accept_delivery(delivery("r-pending", "k4", "{}"))
+        .await
+        .expect("accept");
+    let run_id = store
+        .insert_run(NewRun {
+            repo: repo("octo/envs"),
+            pr: PrNumber(7),
+            head_sha: sha('a'),
+            base_sha: sha('b'),
+            delivery_id: did("r-done"),
+            report: serde_json::json!({"environments": []}),
+        })
+        .await
+        .expect("run");
+    let (op, _) = store
+        .plan_operation(new_op("kept", 'c', 1))
+        .await
+        .expect("plan");
+    let fence = start(store.as_ref(), op, "kept", "me")
+        .await
+        .expect("started");
+    let outputs = serde_json::json!({"url": {"type": "string", "value": "https://kept.test"}});
+    assert!(
+        finish(
+            store.as_ref(),
+            op,
+            &fence,
+            OpState::Succeeded,
+            outputs.clone()
+        )
+        .await
+    );
+    let (running_op, _) = store
+        .plan_operation(new_op("busy", 'd', 1))
+        .await
+        .expect("plan");
+    start(store.as_ref(), running_op, "busy", "me")
+        .await
+        .expect("started");
+
+    // Nothing is older than an hour ago.
+    let hour_ago = now_ms() - 3_600_000;
+    for what in Prunable::ALL {
+        assert_eq!(
+            store.prune(what, hour_ago, 100).await.expect("prune"),
+            0,
+            "{what:?}"
+        );
+    }
+
+    // Everything finished is older than a minute from now; batches of one.
+    let later = now_ms() + 60_000;
+    assert_eq!(
+        store
+            .prune(Prunable::Deliveries, later, 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::Deliveries, later, 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::Deliveries, later, 1)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        store.prune(Prunable::Runs, later, 10).await.expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::OperationLogs, later, 10)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::OperationLogs, later, 10)
+            .await
+            .expect("prune"),
+        0
+    );
+
+    for gone in ["r-done", "r-failed"] {
+        assert!(
+            store.delivery(&did(gone)).await.expect("read").is_none(),
+            "{gone}"
+        );
+    }
+    assert_eq!(
+        state_of(store.as_ref(), "r-running").await,
+        DeliveryState::Running
+    );
+    assert_eq!(
+        state_of(store.as_ref(), "r-pending").await,
+        DeliveryState::Pending
+    );
+    assert!(store.run(run_id).await.expect("read").is_none());
+
+    // The operation and its outcome stay; only the log went. The inventory is whole.
+    let kept = store.operation(op).await.expect("read").expect("kept");
+    assert_eq!(kept.state, OpState::Succeeded);
+    assert_eq!(kept.outputs, outputs);
+    assert_eq!(
+        kept.op.approvers,
+        vec!["carol".to_string(), "dave".to_string()]
+    );
+    assert_eq!(kept.log, "");
+    let busy = store
+        .operation(running_op)
+        .await
+        .expect("read")
+        .expect("busy");
+    assert_eq!(busy.state, OpState::Running);
+    let env = store
+        .environment(&repo("octo/envs"), "kept")
+        .await
+        .expect("read")
+        .expect("inventory");
+    assert_eq!(env.state, EnvState::Ready);
+    assert_eq!(
+        store
+            .environment_storage(&repo("octo/envs"), "kept")
+            .await
+            .expect("storage"),
+        Some(b"storage after".to_vec())
     );
 }
 

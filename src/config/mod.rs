@@ -99,7 +99,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Deliveries, check runs and operation logs older than this are pruned (`retention`,
-    /// default 30d). Inventory, operations' outcomes and the audit notes are kept forever.
+    /// default 30d, at least 3d: GitHub redelivers for 3 days). Inventory, operations'
+    /// outcomes and the audit notes are kept forever.
     pub retention: std::time::Duration,
     /// A mirror with more loose objects than this is repacked (`repack_loose_objects`,
     /// default 2000).
@@ -357,9 +358,9 @@ fn load_store(file: &file::FileStore) -> Result<StoreConfig, ConfigError> {
     let mut store = StoreConfig::default();
     if let Some(v) = &file.retention {
         store.retention = duration("store.retention", v)?;
-        if store.retention < std::time::Duration::from_secs(3600) {
+        if store.retention < std::time::Duration::from_secs(3 * 24 * 3600) {
             return Err(ConfigError::Invalid(format!(
-                "store.retention {v:?}: at least 1h (a delivery must outlive its retries)"
+                "store.retention {v:?}: at least 3d (GitHub redelivers a webhook for 3 days, and a delivery id must be remembered to be recognised)"
             )));
         }
     }

@@ -35,7 +35,7 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub forge: Forge,
     /// The Git mirrors (one lock per repository, clone URL, credentials).
-    pub repos: Repos,
+    pub repos: Arc<Repos>,
     /// Governance compiled per (`.paved/` tree, `catalog/` tree).
     pub governance: GovernanceCache,
     /// Provisioning scripts running at once, across all merges (`runner.concurrency`).
@@ -52,11 +52,11 @@ impl Deps {
         forge: Forge,
         metrics: Arc<Metrics>,
     ) -> Deps {
-        let repos = Repos::new(
+        let repos = Arc::new(Repos::new(
             config.data_dir.clone(),
             config.clone_url_template.clone(),
             Arc::new(forge.clone()),
-        );
+        ));
         Deps {
             store,
             forge,

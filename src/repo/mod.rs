@@ -15,6 +15,8 @@ use std::sync::Mutex;
 
 mod export;
 pub mod notes;
+mod repack;
+pub use repack::{ObjectFiles, Repacked};
 mod service;
 
 pub use service::{blocking, panic_text, Anonymous, GitCredentials, Repos, Session};

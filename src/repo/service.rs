@@ -3,7 +3,7 @@
 //! lock per repository (git2 takes ref locks that concurrent fetches into one mirror would
 //! fight over), and the blocking thread every Git call runs on.
 
-use super::{Mirror, RepoError};
+use super::{Mirror, Repacked, RepoError};
 use crate::config::Secret;
 use crate::ids::{InstallationId, RepoName};
 use async_trait::async_trait;
@@ -133,6 +133,78 @@ impl Repos {
         let repo = repo.clone();
         blocking(move || f(Mirror::open(&data_dir, &repo)?)).await
     }
+}
+
+impl Repos {
+    /// Repacks each mirror past the thresholds (see [`Mirror::repack_if_needed`]), holding
+    /// its lock so no fetch adds objects meanwhile. A mirror that fails is logged and
+    /// skipped; the others are still done.
+    pub async fn repack_all(
+        &self,
+        max_loose: usize,
+        max_packs: usize,
+    ) -> Vec<(RepoName, Repacked)> {
+        let root = self.data_dir.join("mirrors");
+        let names =
+            match blocking(move || -> Result<Vec<RepoName>, RepoError> { mirrors_in(&root) }).await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing the mirrors failed");
+                    return Vec::new();
+                }
+            };
+        let mut done = Vec::new();
+        for name in names {
+            let lock = self.lock_of(&name);
+            let _held = lock.lock().await;
+            let data_dir = self.data_dir.clone();
+            let repo = name.clone();
+            let result = blocking(move || {
+                Mirror::open(&data_dir, &repo)?.repack_if_needed(max_loose, max_packs)
+            })
+            .await;
+            match result {
+                Ok(Some(r)) => {
+                    tracing::info!(repo = %name, loose = r.before.loose, packs = r.before.packs,
+                        objects = r.objects, "repacked the mirror into one pack");
+                    done.push((name, r));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(repo = %name, error = %e, "repacking the mirror failed"),
+            }
+        }
+        done
+    }
+}
+
+/// The repositories with a mirror under `root` (`<owner>/<repo>.git`).
+fn mirrors_in(root: &std::path::Path) -> Result<Vec<RepoName>, RepoError> {
+    let mut out = Vec::new();
+    let owners = match std::fs::read_dir(root) {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for owner in owners {
+        let owner = owner?;
+        if !owner.file_type()?.is_dir() {
+            continue;
+        }
+        for repo in std::fs::read_dir(owner.path())? {
+            let file = repo?.file_name();
+            let file = file.to_string_lossy();
+            let Some(name) = file.strip_suffix(".git") else {
+                continue;
+            };
+            let full = format!("{}/{name}", owner.file_name().to_string_lossy());
+            if let Ok(n) = RepoName::parse(&full) {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_by_key(|n| n.to_string());
+    Ok(out)
 }
 
 /// Runs `f` on a blocking thread; a panic there becomes [`RepoError::Panicked`] with its

@@ -5,8 +5,8 @@
 //! The rooms: [`deliveries`] (webhook deliveries: each backend its own, SQLite with group
 //! commit, PostgreSQL with leased claims), [`runs`] (check runs and PR comments),
 //! [`operations`] (provisioning operations, fenced), [`locks`] (environment locks),
-//! [`merges`], [`inventory`] (environments and their storage) and [`recovery`] (what a start
-//! does after a crash). Queries shared by both backends are written once ([`sql`] adapts
+//! [`merges`], [`inventory`] (environments and their storage), [`recovery`] (what a start
+//! does after a crash) and [`retention`] (what is pruned after `store.retention`). Queries shared by both backends are written once ([`sql`] adapts
 //! them to SQLite), with their binding, in the aggregate's file; a new table is a new file:
 //! its trait, its queries, its `impl_*!` macro, and one line per backend.
 
@@ -17,6 +17,7 @@ pub mod merges;
 pub mod operations;
 pub mod postgres;
 pub mod recovery;
+pub mod retention;
 mod rows;
 pub mod runs;
 mod sql;
@@ -33,6 +34,7 @@ pub use operations::{
     OperationUpdate,
 };
 pub use recovery::Recovery;
+pub use retention::{Prunable, RetentionStore};
 pub use runs::{NewRun, RunRecord, RunStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,7 @@ pub trait Store:
     + MergeStore
     + InventoryStore
     + Recovery
+    + RetentionStore
     + Send
     + Sync
     + 'static
@@ -71,6 +74,7 @@ impl<T> Store for T where
         + MergeStore
         + InventoryStore
         + Recovery
+        + RetentionStore
         + Send
         + Sync
         + 'static
@@ -81,7 +85,7 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, InventoryStore, LockStore, MergeStore, OperationStore, Recovery, RunStore,
-        Store,
+        DeliveryStore, InventoryStore, LockStore, MergeStore, OperationStore, Recovery,
+        RetentionStore, RunStore, Store,
     };
 }
