@@ -71,6 +71,16 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(ServiceFlags),
+    /// Print the JSON Schema of environment manifests or `platform.yaml`, or write both
+    /// into a folder (`--out`), for editors to validate as people type.
+    Schema {
+        /// `environment` or `platform` (printed to stdout).
+        #[arg(required_unless_present = "out", value_parser = ["environment", "platform"])]
+        name: Option<String>,
+        /// Write `environment.schema.json` and `platform.schema.json` into this folder.
+        #[arg(long, conflicts_with = "name")]
+        out: Option<PathBuf>,
+    },
     /// Print an environment's history from Git alone: the commits that touched its manifest
     /// and Paved's audit records in their notes (refs/notes/paved). No database or server.
     /// Exit 0 with the history, 1 when there is none, 2 on bad input.
@@ -83,6 +93,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+}
+
+/// `paved schema`: one schema to stdout, or both into a folder.
+fn schema_command(name: Option<&str>, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use crate::manifest::schema::{by_name, SCHEMAS};
+    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).map(|t| t + "\n");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)?;
+        for (name, file, _) in SCHEMAS {
+            let text = pretty(by_name(name).unwrap_or_default())?;
+            let path = dir.join(file);
+            std::fs::write(&path, text)?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match name.and_then(by_name) {
+        Some(schema) => {
+            print!("{}", pretty(schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!("name a schema: environment or platform"),
+    }
 }
 
 fn init_tracing() {
@@ -103,6 +136,7 @@ fn load_config(flags: &ServiceFlags) -> anyhow::Result<Config> {
 pub fn run(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Check { path, format } => check_command(&path, format),
+        Command::Schema { name, out } => schema_command(name.as_deref(), out.as_deref()),
         Command::Audit { env, repo, format } => {
             crate::audit::run_cli(&env, &repo, matches!(format, Format::Json))
         }

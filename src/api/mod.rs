@@ -42,6 +42,7 @@ pub fn router(intake: IntakeState, store: Arc<dyn Store>) -> Router {
         )
         .route("/api/v1/repos/{owner}/{repo}/merges/{sha}", get(merge))
         .route("/api/v1/operations/{id}", get(operation))
+        .route("/schemas/{file}", get(schema))
         .with_state(state);
     crate::intake::router(intake).merge(api)
 }
@@ -166,6 +167,19 @@ async fn operation(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         Ok(Some(op)) => Json(public_operation(op)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such operation"),
         Err(e) => unavailable(e),
+    }
+}
+
+/// `/schemas/environment.json`, `/schemas/platform.json`: the JSON Schemas of the files
+/// people write (nothing of any repository is in them).
+async fn schema(Path(file): Path<String>) -> Response {
+    let found = crate::manifest::schema::SCHEMAS
+        .iter()
+        .find(|(_, _, path)| path.strip_prefix("/schemas/") == Some(file.as_str()))
+        .and_then(|(name, _, _)| crate::manifest::schema::by_name(name));
+    match found {
+        Some(s) => ([(header::CONTENT_TYPE, "application/schema+json")], Json(s)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such schema"),
     }
 }
 

@@ -10,28 +10,41 @@ pub const API_VERSION: &str = "paved/v1";
 pub const KIND: &str = "Environment";
 
 /// An environment manifest as written by a developer. Unknown fields are errors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Paved environment manifest")]
 pub struct Manifest {
+    /// Always `paved/v1`.
+    #[schemars(extend("const" = "paved/v1"))]
     pub api_version: String,
+    /// Always `Environment`.
+    #[schemars(extend("const" = "Environment"))]
     pub kind: String,
     pub metadata: Metadata,
     pub spec: Spec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// DNS label, 3-40 characters, equal to the file stem.
+    #[schemars(
+        length(min = 3, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// A team from `platform.yaml`, equal to the folder under `environments/`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub team: String,
     /// GitHub login; defaults to the pull request's author.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
     /// An environment type from `platform.yaml`.
@@ -44,6 +57,7 @@ pub struct Spec {
     pub parameters: BTreeMap<String, serde_json::Value>,
     /// RFC 3339 time after which the environment may be torn down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

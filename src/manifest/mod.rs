@@ -93,6 +93,7 @@ pub mod definition;
 pub mod environment;
 pub mod names;
 pub mod platform;
+pub mod schema;
 pub mod yaml;
 
 pub use definition::{Definition, LoadedDefinition, ParamType, Parameter, Runner};

@@ -9,8 +9,9 @@ use std::fmt;
 
 pub const PLATFORM_PATH: &str = ".paved/platform.yaml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Paved platform.yaml")]
 pub struct Platform {
     #[serde(default)]
     pub teams: BTreeMap<String, Team>,
@@ -20,7 +21,7 @@ pub struct Platform {
     pub environment_types: BTreeMap<String, EnvironmentType>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
     /// GitHub logins.
@@ -38,14 +39,14 @@ impl Team {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Most environments the team may have at once.
     pub environments: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Governance {
     /// Who must approve a pull request that changes `.paved/` or `catalog/`. Members of
@@ -54,7 +55,7 @@ pub struct Governance {
 }
 
 /// `count` approvals from members of `team`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approvals {
     pub team: String,
@@ -78,7 +79,7 @@ fn is_true(b: &bool) -> bool {
 /// alternatives of which any one satisfied is enough
 /// (`[{ team: platform, count: 2 }, { team: security, count: 1 }]`).
 /// Serialized back in the form it was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ApprovalRules {
     One(Approvals),
@@ -148,7 +149,7 @@ fn default_workflow() -> String {
     "default".to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EnvironmentType {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +185,20 @@ pub struct EnvironmentType {
 pub struct HumanDuration {
     text: String,
     seconds: u64,
+}
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*([0-9]+[smhdw])+\\s*$",
+            "description": "A duration: numbers with units s, m, h, d, w, e.g. 30m, 168h, 7d, 1h30m.",
+        })
+    }
 }
 
 impl HumanDuration {
