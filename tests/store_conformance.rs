@@ -246,6 +246,7 @@ conformance!(
     restart_recovery,
     migrations_apply_on_an_empty_database,
     retention,
+    duplicates_at_once,
 );
 
 postgres_only!(
@@ -1417,6 +1418,62 @@ async fn comments_runs_and_counts(b: &Backend) {
         ),
         (0, 1, 1, 1)
     );
+}
+
+/// Deliveries accepted at the same moment are grouped into one commit: a redelivery in
+/// the same group is still a duplicate, and each key's deliveries are claimed in the order
+/// they were accepted.
+async fn duplicates_at_once(b: &Backend) {
+    let store = b.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.accept_delivery(delivery(&format!("g-{}", i % 20), "o/r#1", "{}"))
+                .await
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if t.await.expect("join").expect("accept") == Accepted::New {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 20);
+    assert_eq!(
+        store.delivery_counts().await.expect("counts")["pending"],
+        20
+    );
+    // One key, accepted one after another: claimed in that order.
+    for i in 0..5 {
+        store
+            .accept_delivery(delivery(&format!("o-{i}"), "o/r#2", "{}"))
+            .await
+            .expect("accept");
+    }
+    let mut order = Vec::new();
+    while order.len() < 25 {
+        let d = store
+            .claim_delivery()
+            .await
+            .expect("claim")
+            .expect("one is claimable");
+        if d.queue_key == "o/r#2" {
+            order.push(d.id.as_str().to_string());
+        } else {
+            order.push(String::new());
+        }
+        store
+            .finish_delivery(&d.id, Outcome::Done)
+            .await
+            .expect("finish");
+    }
+    let mine: Vec<&str> = order
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(mine, ["o-0", "o-1", "o-2", "o-3", "o-4"]);
 }
 
 /// Retention prunes finished deliveries, check-run reports and finished operations' logs,

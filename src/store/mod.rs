@@ -47,6 +47,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The transaction a write was part of failed to commit: nothing of it was kept.
+    #[error("the commit failed: {0}")]
+    CommitFailed(String),
 }
 
 /// Everything Paved keeps, whichever database keeps it. Implemented by every type that

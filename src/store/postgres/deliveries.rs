@@ -2,7 +2,7 @@
 //! arrival order), claims are leased with `FOR UPDATE SKIP LOCKED`, and a replica whose
 //! lease was taken over commits nothing; and what a start does after a crash.
 
-use super::{ms, PgStore, ADVISORY_CLASS};
+use super::{ms, PgStore};
 use crate::ids::DeliveryId;
 use crate::store::rows::{counts_by_state, delivery_from_row, operation_from_row, OP_COLUMNS};
 use crate::store::sqlite::{compress_body, decompress_body, BLOCKING_CODEC_BYTES};
@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 /// and held until commit, so inserts of one key commit in `seq` order. Without it, a
 /// delivery could commit after a later one of its key was already claimed, and two
 /// deliveries of one key could then run at once.
-const ACCEPT: &str = "WITH key_lock AS MATERIALIZED ( \
+pub(super) const ACCEPT: &str = "WITH key_lock AS MATERIALIZED ( \
        SELECT pg_advisory_xact_lock($7, hashtext($4))) \
      INSERT INTO deliveries (id, event, action, queue_key, body, body_len, state, attempts, \
        next_attempt_at, received_at) \
@@ -89,21 +89,21 @@ impl DeliveryStore for PgStore {
         };
         let body_len =
             i64::try_from(body.len()).map_err(|_| StoreError::Corrupt("body too large".into()))?;
-        let new: Option<i64> = sqlx::query_scalar(ACCEPT)
-            .bind(id.as_str())
-            .bind(&event)
-            .bind(&action)
-            .bind(&queue_key)
-            .bind(&compressed)
-            .bind(body_len)
-            .bind(ADVISORY_CLASS)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(if new.is_some() {
-            Accepted::New
-        } else {
-            Accepted::Duplicate
-        })
+        // Written by the group committers (`intake.rs`), with whatever else arrives now.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.accepts
+            .send(super::intake::PendingAccept {
+                id: id.as_str().to_string(),
+                event,
+                action,
+                queue_key,
+                body: compressed,
+                body_len,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn claim_delivery(&self) -> Result<Option<Delivery>, StoreError> {

@@ -6,6 +6,7 @@
 //! - **Durability.** Every write is one autocommit statement (or one transaction); the
 //!   connections force `synchronous_commit = on`, so a delivery has reached the WAL on disk
 //!   when [`DeliveryStore::accept_delivery`](super::DeliveryStore::accept_delivery) returns, whatever the server's default.
+//!   Deliveries arriving together share a transaction (group commit, `intake.rs`).
 //! - **One clock.** Timestamps are Unix milliseconds from the database's clock
 //!   (`paved_now_ms()`, see `migrations/postgres/0001_initial.sql`), never a replica's:
 //!   leases and retry delays mean the same on every replica, however their clocks drift.
@@ -32,6 +33,7 @@
 //!   gone, never what a live replica is running.
 
 mod deliveries;
+mod intake;
 
 use super::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -63,6 +65,8 @@ const ADVISORY_CLASS: i32 = 0x5061_7665;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// To the group committers of webhook acceptances (see `intake.rs`).
+    accepts: tokio::sync::mpsc::Sender<intake::PendingAccept>,
     instance: Arc<str>,
     lease: Duration,
 }
@@ -172,6 +176,7 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let instance = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
         Ok(PgStore {
+            accepts: intake::start(pool.clone()),
             pool,
             instance: instance.into(),
             lease: DEFAULT_LEASE,

@@ -76,7 +76,15 @@ pub(super) const RESTART_WAIT: Duration = Duration::from_millis(5);
 pub(crate) const BLOCKING_CODEC_BYTES: usize = 1024 * 1024;
 
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-pub(super) type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
+/// A write: runs its statements on the writer's connection (inside the round's
+/// transaction, under a savepoint of its own) and says whether they succeeded, with the
+/// answer to give its caller once the round's commit is known.
+pub(super) type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+/// Answers a job's caller with the round's commit outcome (`Err`: the commit failed, so
+/// nothing the job wrote is there).
+pub(super) type Reply = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
 
 pub(super) struct PendingAccept {
     pub(super) row: DeliveryRow,
@@ -273,7 +281,15 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
-                let _ = tx.send(f(conn).await);
+                let result = f(conn).await;
+                let ok = result.is_ok();
+                let reply: Reply = Box::new(move |committed| {
+                    let _ = tx.send(match committed {
+                        Ok(()) => result,
+                        Err(why) => Err(StoreError::CommitFailed(why.to_string())),
+                    });
+                });
+                (ok, reply)
             })
         });
         self.writer

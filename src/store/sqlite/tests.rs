@@ -285,3 +285,55 @@ async fn claimed_delivery_knows_when_it_was_accepted() {
         c.received_at_ms
     );
 }
+
+/// Writes queued together share one commit, but a write that fails is rolled back alone:
+/// what it wrote before failing is gone, the others' writes and the acceptances stay.
+#[tokio::test]
+async fn a_failing_write_in_a_round_is_rolled_back_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir).await;
+    let failing = store.clone();
+    let fails = tokio::spawn(async move {
+        failing
+            .write(|conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO pr_comments (repo, pr, comment_id) VALUES ('a/b', 1, 10)",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                    Err::<(), _>(StoreError::Corrupt(
+                        "this write fails after its insert".into(),
+                    ))
+                })
+            })
+            .await
+    });
+    let repo = RepoName::parse("a/b").expect("repo");
+    let ok = store.set_pr_comment(&repo, crate::ids::PrNumber(2), crate::ids::CommentId(20));
+    let accepted = store.accept_delivery(delivery("round-1", "a/b#2", "{}"));
+    let (fails, ok, accepted) = tokio::join!(fails, ok, accepted);
+    assert!(fails.expect("join").is_err());
+    ok.expect("the other write");
+    assert_eq!(accepted.expect("accepted"), Accepted::New);
+    assert_eq!(
+        store
+            .pr_comment(&repo, crate::ids::PrNumber(1))
+            .await
+            .expect("read"),
+        None,
+        "the failed write's insert was rolled back"
+    );
+    assert_eq!(
+        store
+            .pr_comment(&repo, crate::ids::PrNumber(2))
+            .await
+            .expect("read"),
+        Some(crate::ids::CommentId(20))
+    );
+    assert!(store
+        .delivery(&DeliveryId::parse("round-1").expect("id"))
+        .await
+        .expect("read")
+        .is_some());
+}

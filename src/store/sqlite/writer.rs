@@ -2,8 +2,8 @@
 //! commit (group commit), and the background WAL checkpoint; and the claim query.
 
 use super::{
-    Counters, DeliveryRow, Job, Op, PendingAccept, BUSY_TIMEOUT, CATCH_UP_PASSES, CHECKPOINT_EVERY,
-    MAX_BATCH, RESTART_WAIT, WAL_RESTART_LAG, WAL_RESTART_PAGES,
+    Counters, DeliveryRow, Job, Op, PendingAccept, Reply, BUSY_TIMEOUT, CATCH_UP_PASSES,
+    CHECKPOINT_EVERY, MAX_BATCH, RESTART_WAIT, WAL_RESTART_LAG, WAL_RESTART_PAGES,
 };
 use crate::store::{Accepted, StoreError};
 use sqlx::sqlite::SqliteConnection;
@@ -41,24 +41,18 @@ pub(super) async fn writer_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if !accepts.is_empty() {
+        if !accepts.is_empty() || !jobs.is_empty() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .deliveries
                 .fetch_add(accepts.len() as u64, Ordering::Relaxed);
             let t = std::time::Instant::now();
-            write_batch(&mut conn, &mut accepts).await;
+            commit_round(&mut conn, &mut accepts, &mut jobs).await;
             let us = t.elapsed().as_micros() as u64;
             stats.max_commit_us.fetch_max(us, Ordering::Relaxed);
             if us > 5_000 {
                 stats.slow_commits.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        for job in jobs.drain(..) {
-            let t = std::time::Instant::now();
-            job(&mut conn).await;
-            let us = t.elapsed().as_micros() as u64;
-            stats.max_job_us.fetch_max(us, Ordering::Relaxed);
         }
         if stats.restart_wanted.swap(false, Ordering::Relaxed) {
             let t = std::time::Instant::now();
@@ -85,11 +79,8 @@ pub(super) async fn writer_loop(
                     }
                 }
             }
-            if !accepts.is_empty() {
-                write_batch(&mut conn, &mut accepts).await;
-            }
-            for job in jobs.drain(..) {
-                job(&mut conn).await;
+            if !accepts.is_empty() || !jobs.is_empty() {
+                commit_round(&mut conn, &mut accepts, &mut jobs).await;
             }
             let _ = conn.close().await;
             let _ = reply.send(());
@@ -237,22 +228,106 @@ pub(super) async fn insert_rows(
         .collect())
 }
 
-/// Inserts all of `batch` with one commit (one fsync) and answers every caller. If that
-/// fails, each delivery is retried on its own, so every caller gets its own answer.
-async fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<PendingAccept>) {
+/// One round of the writer: the acceptances and the jobs queued meanwhile, in one
+/// transaction, so one commit (one fsync) covers them all. A webhook's acknowledgement
+/// then never queues behind the worker's commits one by one; the worker's writes ride on
+/// the same fsync. Each job runs under a savepoint of its own: one that fails is rolled
+/// back alone. Every caller is answered only after the commit, with its outcome.
+async fn commit_round(
+    conn: &mut SqliteConnection,
+    accepts: &mut Vec<PendingAccept>,
+    jobs: &mut Vec<Job>,
+) {
+    let mut tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let why: Arc<str> = Arc::from(format!("BEGIN: {e}"));
+            fail_round(accepts, jobs, &why);
+            return;
+        }
+    };
+    let accepted = write_batch(&mut tx, accepts).await;
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        let mut savepoint = match (*tx).begin().await {
+            Ok(sp) => sp,
+            Err(e) => {
+                let why: Arc<str> = Arc::from(format!("SAVEPOINT: {e}"));
+                let (_, reply) = job_failed(job, &why);
+                replies.push(reply);
+                continue;
+            }
+        };
+        let (ok, reply) = job(&mut savepoint).await;
+        let ended = if ok {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        };
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "closing a job's savepoint failed");
+        }
+        replies.push(reply);
+    }
+    let committed: Result<(), Arc<str>> = tx
+        .commit()
+        .await
+        .map_err(|e| Arc::from(format!("COMMIT: {e}")));
+    if let Err(why) = &committed {
+        tracing::error!(error = %why, "a write round failed to commit; its callers get the error");
+    }
+    for (p, r) in accepted {
+        let _ = p.reply.send(match &committed {
+            Ok(()) => r,
+            Err(why) => Err(StoreError::CommitFailed(why.to_string())),
+        });
+    }
+    for reply in replies {
+        reply(committed.clone());
+    }
+}
+
+/// Answers everyone in a round that could not start.
+fn fail_round(accepts: &mut Vec<PendingAccept>, jobs: &mut Vec<Job>, why: &Arc<str>) {
+    tracing::error!(error = %why, "a write round could not start");
+    for p in accepts.drain(..) {
+        let _ = p.reply.send(Err(StoreError::CommitFailed(why.to_string())));
+    }
+    for job in jobs.drain(..) {
+        // The job is dropped unrun: its caller's channel closes, which it reads as the
+        // store being unavailable.
+        drop(job);
+    }
+}
+
+/// A job that could not get its savepoint: dropped unrun (its caller sees the store
+/// closed), with a reply that does nothing.
+fn job_failed(job: Job, why: &Arc<str>) -> (bool, Reply) {
+    tracing::warn!(error = %why, "a job could not run");
+    drop(job);
+    (false, Box::new(|_| {}))
+}
+
+/// Inserts all of `batch` (within the round's transaction, under a savepoint). If that
+/// fails, each delivery is tried on its own, so every caller gets its own answer. The
+/// answers are returned, to be sent once the round has committed.
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<PendingAccept>,
+) -> Vec<(PendingAccept, Result<Accepted, StoreError>)> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
     let rows: Vec<&DeliveryRow> = batch.iter().map(|p| &p.row).collect();
-    let result = insert_rows(conn, &rows).await;
+    let result = insert_in_savepoint(conn, &rows).await;
     drop(rows);
     match result {
-        Ok(results) => {
-            for (p, r) in batch.drain(..).zip(results) {
-                let _ = p.reply.send(Ok(r));
-            }
-        }
+        Ok(results) => batch.drain(..).zip(results.into_iter().map(Ok)).collect(),
         Err(e) => {
-            tracing::warn!(error = %e, size = batch.len(), "group commit failed; writing one by one");
+            tracing::warn!(error = %e, size = batch.len(), "group insert failed; writing one by one");
+            let mut out = Vec::with_capacity(batch.len());
             for p in batch.drain(..) {
-                let r = insert_rows(conn, &[&p.row])
+                let r = insert_in_savepoint(conn, &[&p.row])
                     .await
                     .map_err(StoreError::from)
                     .and_then(|v| {
@@ -260,8 +335,28 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<PendingAccept>
                             .next()
                             .ok_or_else(|| StoreError::Corrupt("insert gave no result".into()))
                     });
-                let _ = p.reply.send(r);
+                out.push((p, r));
             }
+            out
+        }
+    }
+}
+
+/// [`insert_rows`] under a savepoint: released when it succeeds, rolled back when it
+/// fails (leaving the round's transaction as it was).
+async fn insert_in_savepoint(
+    conn: &mut SqliteConnection,
+    rows: &[&DeliveryRow],
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    let mut sp = conn.begin().await?;
+    match insert_rows(&mut sp, rows).await {
+        Ok(v) => {
+            sp.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = sp.rollback().await;
+            Err(e)
         }
     }
 }
