@@ -99,17 +99,45 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         "{} is missing: run the demo from a checkout of Paved",
         examples.display()
     );
-
     println!(
         "Paved demo: everything runs on this machine, in {}",
         root.display()
     );
+    let (demo, base, sites) = set_up(&root, &examples).await?;
+    let specs = open_prs(&demo, &base).await?;
+    let env_name = "orders-preview";
+    let merge = merge_valid(&demo, &specs[0], env_name, &sites).await?;
+    tear_down(&demo, &merge, env_name, &sites).await?;
+
+    println!(
+        "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
+    );
+    let remote_path = demo.remote_path().display().to_string();
+    crate::audit::run_cli(env_name, &remote_path, false)?;
+    println!();
+
+    let rejected = demo.github.rejected();
+    if !rejected.is_empty() {
+        anyhow::bail!(
+            "the emulator rejected {} request(s) as not matching GitHub's schema: {:?}",
+            rejected.len(),
+            rejected
+        );
+    }
+    println!("Every request Paved made matched GitHub's published REST schema.");
+    demo.service.shutdown().await?;
+    Ok(())
+}
+
+/// The emulator, the repository made from `examples/`, and Paved running against them;
+/// the base commit and the folder the static sites are published into.
+async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBuf)> {
     let github = github_emulator::Emulator::start().await?;
     println!("- GitHub API: strict emulator at {}", github.url());
 
     let repo_name = RepoName::parse("demo-org/environments")?;
     let remote = GitRemote::create(&root.join("git"), &repo_name)?;
-    let files = GitRemote::files_of(&examples)?;
+    let files = GitRemote::files_of(examples)?;
     let base = remote.commit(
         "refs/heads/main",
         None,
@@ -166,7 +194,6 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         "- scripts get SITES_ROOT={} from the service config\n",
         sites.display()
     );
-
     let demo = Demo {
         github,
         remote,
@@ -175,6 +202,11 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         client: reqwest::Client::new(),
         secret,
     };
+    Ok((demo, base, sites))
+}
+
+/// Opens each of [`PRS`] off `base` and prints what Paved said.
+async fn open_prs(demo: &Demo, base: &CommitSha) -> Result<Vec<PullRequestSpec>> {
     let expires = (chrono::Utc::now() + chrono::Duration::days(3))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -183,8 +215,8 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         let manifest = pr.manifest.replace("EXPIRES", &expires);
         let spec = demo.remote.open_pull(
             pr.number,
-            &base,
-            &base,
+            base,
+            base,
             &[(pr.path.to_string(), Some(manifest.clone().into_bytes()))],
             pr.title,
         )?;
@@ -193,17 +225,23 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         demo.open(&spec).await?;
         specs.push(spec);
     }
+    Ok(specs)
+}
 
-    // The valid request is approved and merged: Paved provisions it.
-    let valid = &specs[0];
-    let env_name = "orders-preview";
+/// The valid request is approved and merged: Paved provisions it. Returns the merge commit.
+async fn merge_valid(
+    demo: &Demo,
+    valid: &PullRequestSpec,
+    env_name: &str,
+    sites: &Path,
+) -> Result<CommitSha> {
     println!(
         "== Merge PR #{}: {REVIEWER} approves and merges it ==",
         valid.number
     );
     let merge = demo.merge(valid).await?;
     demo.print_provisioning(&merge, env_name).await?;
-    if let Some(index) = site_index(&sites, env_name) {
+    if let Some(index) = site_index(sites, env_name) {
         println!("The site it published ({}):", index.display());
         let html = std::fs::read_to_string(&index)?;
         for line in html
@@ -223,14 +261,17 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
             indent(&c.body)
         );
     }
+    Ok(merge)
+}
 
-    // Deleting the manifest tears the environment down.
+/// A PR deleting the manifest, merged: the environment is torn down.
+async fn tear_down(demo: &Demo, merge: &CommitSha, env_name: &str, sites: &Path) -> Result<()> {
     let number = 3;
     let title = "remove orders-preview, the review is done";
     let spec = demo.remote.open_pull(
         number,
-        &merge,
-        &merge,
+        merge,
+        merge,
         &[(PRS[0].path.to_string(), None)],
         title,
     )?;
@@ -249,26 +290,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
             "removed"
         }
     );
-    demo.print_note(&teardown)?;
-
-    println!(
-        "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
-    );
-    let remote_path = demo.remote_path().display().to_string();
-    crate::audit::run_cli(env_name, &remote_path, false)?;
-    println!();
-
-    let rejected = demo.github.rejected();
-    if !rejected.is_empty() {
-        anyhow::bail!(
-            "the emulator rejected {} request(s) as not matching GitHub's schema: {:?}",
-            rejected.len(),
-            rejected
-        );
-    }
-    println!("Every request Paved made matched GitHub's published REST schema.");
-    demo.service.shutdown().await?;
-    Ok(())
+    demo.print_note(&teardown)
 }
 
 /// What the demo talks to.

@@ -232,16 +232,68 @@ where
     F: FnOnce(u32) -> Fut + Send,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    let (mut child, pid) = match spawn(&step) {
+        Ok(spawned) => spawned,
+        Err(why) => {
+            return StepReport {
+                end: StepEnd::SpawnFailed(why),
+                pid: None,
+            }
+        }
+    };
+    let pgid = pid as i32;
+    let mut guard = GroupGuard { pgid, armed: true };
+    // Before anything waits on the process: whoever records the pid has done so (durably)
+    // by the time the run can outlive this server, so an orphan is always found.
+    if let Some(f) = on_spawn.take() {
+        f(pid).await;
+    }
     let Capture {
         log,
-        mut stdout,
-        mut stderr,
+        stdout,
+        stderr,
     } = capture;
+    let sinks = Capture {
+        log: &mut *log,
+        stdout,
+        stderr,
+    };
+    let ended = pump(&mut child, pgid, step.deadline, sinks).await;
+    if ended.timed_out {
+        log.note(&format!(
+            "timed out: the process group was sent SIGTERM{}",
+            if ended.killed { ", then SIGKILL" } else { "" }
+        ));
+    } else if ended.pipe_killed {
+        log.note(
+            "background processes kept the output open after the script exited; their process group was killed",
+        );
+    }
+    // Anything still running in the group (background jobs that closed their output) dies
+    // with the run. The leader is not reaped yet, so the group id cannot have been reused.
+    kill_group(pgid, libc::SIGKILL);
+    let status = child.wait().await;
+    guard.armed = false;
+    drop(guard);
+    let end = if ended.timed_out {
+        StepEnd::TimedOut
+    } else {
+        match status {
+            Ok(status) => StepEnd::Exited(status),
+            Err(e) => StepEnd::SpawnFailed(format!("could not wait for the process: {e}")),
+        }
+    };
+    StepReport {
+        end,
+        pid: Some(pid),
+    }
+}
+
+/// Starts the step in a process group of its own, with exactly the given environment and
+/// no stdin; its pid (also the group's id).
+fn spawn(step: &Step<'_>) -> Result<(tokio::process::Child, u32), String> {
     let Some((program, args)) = step.argv.split_first() else {
-        return StepReport {
-            end: StepEnd::SpawnFailed("empty command".into()),
-            pid: None,
-        };
+        return Err("empty command".into());
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -253,49 +305,59 @@ where
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return StepReport {
-                end: StepEnd::SpawnFailed(e.to_string()),
-                pid: None,
-            }
-        }
-    };
-    let Some(pid) = child.id() else {
-        return StepReport {
-            end: StepEnd::SpawnFailed("the process exited before its pid was known".into()),
-            pid: None,
-        };
-    };
-    let pgid = pid as i32;
-    let mut guard = GroupGuard { pgid, armed: true };
-    // Before anything waits on the process: whoever records the pid has done so (durably)
-    // by the time the run can outlive this server, so an orphan is always found.
-    if let Some(f) = on_spawn.take() {
-        f(pid).await;
-    }
+    let child = cmd.spawn().map_err(|e| e.to_string())?;
+    let pid = child
+        .id()
+        .ok_or_else(|| "the process exited before its pid was known".to_string())?;
+    Ok((child, pid))
+}
 
+/// How watching a process ended.
+struct Ended {
+    /// The deadline passed: SIGTERM was sent to the group...
+    timed_out: bool,
+    /// ...and SIGKILL after the grace.
+    killed: bool,
+    /// It exited, but its group kept the output open past the grace and was killed.
+    pipe_killed: bool,
+}
+
+/// Copies the process's output into the capture until it has exited and its output is
+/// closed: SIGTERM to the group at the deadline, SIGKILL [`TERM_GRACE`] later; once the
+/// leader exited, background processes holding the output open get [`PIPE_GRACE`], then
+/// SIGKILL.
+async fn pump(
+    child: &mut tokio::process::Child,
+    pgid: i32,
+    deadline: Instant,
+    capture: Capture<'_>,
+) -> Ended {
+    let Capture {
+        log,
+        mut stdout,
+        mut stderr,
+    } = capture;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let mut exit_task = tokio::task::spawn_blocking(move || wait_exited_without_reaping(pgid));
     let mut exited = false;
-    let mut timed_out = false;
+    let mut ended = Ended {
+        timed_out: false,
+        killed: false,
+        pipe_killed: false,
+    };
     let mut term_sent: Option<Instant> = None;
-    let mut killed = false;
     let mut pipe_deadline: Option<Instant> = None;
-    let mut pipe_killed = false;
     let mut out_buf = vec![0u8; 16 * 1024];
     let mut err_buf = vec![0u8; 16 * 1024];
-
     loop {
         if exited && out.is_none() && err.is_none() {
             break;
         }
         let timer = if !exited {
             match term_sent {
-                None => Some(step.deadline),
-                Some(at) if !killed => Some(at + TERM_GRACE),
+                None => Some(deadline),
+                Some(at) if !ended.killed => Some(at + TERM_GRACE),
                 Some(_) => None,
             }
         } else {
@@ -325,15 +387,15 @@ where
             _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                 if !exited {
                     if term_sent.is_none() {
-                        timed_out = true;
+                        ended.timed_out = true;
                         term_sent = Some(Instant::now());
                         kill_group(pgid, libc::SIGTERM);
                     } else {
-                        killed = true;
+                        ended.killed = true;
                         kill_group(pgid, libc::SIGKILL);
                     }
-                } else if !pipe_killed {
-                    pipe_killed = true;
+                } else if !ended.pipe_killed {
+                    ended.pipe_killed = true;
                     kill_group(pgid, libc::SIGKILL);
                     pipe_deadline = Some(Instant::now() + DRAIN_GRACE);
                 } else {
@@ -342,32 +404,5 @@ where
             }
         }
     }
-    if timed_out {
-        log.note(&format!(
-            "timed out: the process group was sent SIGTERM{}",
-            if killed { ", then SIGKILL" } else { "" }
-        ));
-    } else if pipe_killed {
-        log.note(
-            "background processes kept the output open after the script exited; their process group was killed",
-        );
-    }
-    // Anything still running in the group (background jobs that closed their output) dies
-    // with the run. The leader is not reaped yet, so the group id cannot have been reused.
-    kill_group(pgid, libc::SIGKILL);
-    let status = child.wait().await;
-    guard.armed = false;
-    drop(guard);
-    let end = if timed_out {
-        StepEnd::TimedOut
-    } else {
-        match status {
-            Ok(status) => StepEnd::Exited(status),
-            Err(e) => StepEnd::SpawnFailed(format!("could not wait for the process: {e}")),
-        }
-    };
-    StepReport {
-        end,
-        pid: Some(pid),
-    }
+    ended
 }

@@ -140,17 +140,21 @@ pub fn parse_terraform_outputs(bytes: &[u8]) -> Result<BTreeMap<String, Output>,
         .collect())
 }
 
-pub(crate) async fn run_terraform<F, Fut>(
-    spec: &RunSpec,
-    dir: &RunDir,
-    env: &[(OsString, OsString)],
-    log: &mut Capped,
-    on_spawn: &mut Option<F>,
-) -> TfRan
-where
-    F: FnOnce(u32) -> Fut + Send,
-    Fut: std::future::Future<Output = ()> + Send,
-{
+/// What a Terraform run works with, once the binary, the working folder, the parameters
+/// file and the restored state are in place.
+struct Prepared {
+    binary: PathBuf,
+    /// `terraform` or `tofu`, for the log.
+    tool: String,
+    workdir: PathBuf,
+    var_file: PathBuf,
+    stored_state: PathBuf,
+    work_state: PathBuf,
+}
+
+/// Finds the binary and the working folder, writes the parameters file and restores the
+/// state from `ADE_STORAGE`; `Err`: why the run cannot start.
+async fn prepare(spec: &RunSpec, dir: &RunDir) -> Result<Prepared, String> {
     let def_name = spec
         .definition_dir
         .file_name()
@@ -159,47 +163,49 @@ where
     let binary = match &spec.terraform_binary {
         Some(p) if is_executable_file(p) => p.clone(),
         Some(p) => {
-            return TfRan::not_runnable(format!(
+            return Err(format!(
                 "terraform binary {} is not an executable file",
                 p.display()
             ))
         }
-        None => match find_binary(&spec.path) {
-            Some(p) => p,
-            None => return TfRan::not_runnable(MISSING_BINARY.to_string()),
-        },
+        None => find_binary(&spec.path).ok_or_else(|| MISSING_BINARY.to_string())?,
     };
     let tool = binary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "terraform".into());
-    let workdir = match working_dir(&dir.definition, spec.template_path.as_deref(), &def_name) {
-        Ok(w) => w,
-        Err(why) => return TfRan::not_runnable(why),
-    };
-
+    let workdir = working_dir(&dir.definition, spec.template_path.as_deref(), &def_name)?;
     let parameters = match &spec.parameters {
         serde_json::Value::Null => serde_json::Value::Object(Default::default()),
         p @ serde_json::Value::Object(_) => p.clone(),
-        _ => return TfRan::not_runnable("parameters must be a JSON object".to_string()),
+        _ => return Err("parameters must be a JSON object".to_string()),
     };
     let var_file = dir.root.join("parameters.tfvars.json");
-    if let Err(e) = tokio::fs::write(&var_file, parameters.to_string()).await {
-        return TfRan::not_runnable(format!("could not write the parameters file: {e}"));
-    }
+    tokio::fs::write(&var_file, parameters.to_string())
+        .await
+        .map_err(|e| format!("could not write the parameters file: {e}"))?;
     let stored_state = dir.storage.join(STATE_FILE);
     let work_state = workdir.join(STATE_FILE);
     if tokio::fs::metadata(&stored_state)
         .await
         .is_ok_and(|m| m.is_file())
     {
-        if let Err(e) = tokio::fs::copy(&stored_state, &work_state).await {
-            return TfRan::not_runnable(format!(
-                "could not restore the Terraform state from ADE_STORAGE: {e}"
-            ));
-        }
+        tokio::fs::copy(&stored_state, &work_state)
+            .await
+            .map_err(|e| format!("could not restore the Terraform state from ADE_STORAGE: {e}"))?;
     }
+    Ok(Prepared {
+        binary,
+        tool,
+        workdir,
+        var_file,
+        stored_state,
+        work_state,
+    })
+}
 
+/// The scripts' environment plus what makes Terraform run unattended.
+fn terraform_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     let mut env = env.to_vec();
     for (k, v) in [
         ("TF_IN_AUTOMATION", "1"),
@@ -210,10 +216,14 @@ where
         env.retain(|(name, _)| name != k);
         env.push((k.into(), v.into()));
     }
+    env
+}
 
+/// `init`, then `apply` or `destroy`, then (deploy) `output -json`.
+fn steps(operation: Operation, var_file: &Path) -> Vec<Vec<OsString>> {
     let mut var_file_arg = OsString::from("-var-file=");
-    var_file_arg.push(&var_file);
-    let main_args: Vec<OsString> = match spec.operation {
+    var_file_arg.push(var_file);
+    let main_args: Vec<OsString> = match operation {
         Operation::Deploy => vec!["apply".into()],
         Operation::Delete => vec!["destroy".into()],
     }
@@ -229,10 +239,58 @@ where
         vec!["init".into(), "-input=false".into(), "-no-color".into()],
         main_args,
     ];
-    if spec.operation == Operation::Deploy {
+    if operation == Operation::Deploy {
         steps.push(vec!["output".into(), "-json".into(), "-no-color".into()]);
     }
+    steps
+}
 
+pub(crate) async fn run_terraform<F, Fut>(
+    spec: &RunSpec,
+    dir: &RunDir,
+    env: &[(OsString, OsString)],
+    log: &mut Capped,
+    on_spawn: &mut Option<F>,
+) -> TfRan
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let prep = match prepare(spec, dir).await {
+        Ok(p) => p,
+        Err(why) => return TfRan::not_runnable(why),
+    };
+    let env = terraform_env(env);
+    let ran = run_steps(spec, dir, &prep, &env, log, on_spawn).await;
+    // Keep the state whatever happened: after a failed or interrupted apply it records
+    // what was created, which the next deploy or delete needs.
+    if tokio::fs::metadata(&prep.work_state)
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        if let Err(e) = tokio::fs::copy(&prep.work_state, &prep.stored_state).await {
+            log.note(&format!(
+                "the Terraform state could not be copied to ADE_STORAGE: {e}"
+            ));
+        }
+    }
+    ran
+}
+
+/// Runs the steps in order until one fails, within the run's one deadline.
+async fn run_steps<F, Fut>(
+    spec: &RunSpec,
+    dir: &RunDir,
+    prep: &Prepared,
+    env: &[(OsString, OsString)],
+    log: &mut Capped,
+    on_spawn: &mut Option<F>,
+) -> TfRan
+where
+    F: FnOnce(u32) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tool = &prep.tool;
     let deadline = Instant::now() + spec.timeout;
     let mut first_pid = None;
     let mut ran = TfRan {
@@ -242,7 +300,10 @@ where
         outputs_error: None,
         failed_step_stderr: None,
     };
-    for (i, args) in steps.into_iter().enumerate() {
+    for (i, args) in steps(spec.operation, &prep.var_file)
+        .into_iter()
+        .enumerate()
+    {
         let is_output = spec.operation == Operation::Deploy && i == 2;
         // The server's run directory path means nothing to a reader of the log.
         let root = dir.root.to_string_lossy().into_owned();
@@ -251,15 +312,15 @@ where
             .map(|a| a.to_string_lossy().replace(&root, "<run dir>"))
             .collect();
         log.note(&format!("$ {tool} {}", shown.join(" ")));
-        let mut argv = vec![binary.clone().into_os_string()];
+        let mut argv = vec![prep.binary.clone().into_os_string()];
         argv.extend(args);
         let mut stderr = Capped::new(spec.output_limit);
         let mut stdout = Capped::new(OUTPUTS_LIMIT);
         let report = exec(
             Step {
                 argv,
-                cwd: &workdir,
-                env: &env,
+                cwd: &prep.workdir,
+                env,
                 deadline,
             },
             Capture {
@@ -273,7 +334,7 @@ where
         if first_pid.is_none() {
             first_pid = report.pid;
         }
-        let outcome = report.outcome(spec.timeout, &tool);
+        let outcome = report.outcome(spec.timeout, tool);
         if is_output {
             // The apply succeeded: a broken `output` step is an outputs problem, reported
             // as such, not a failed apply.
@@ -304,19 +365,6 @@ where
         }
     }
     ran.pid = first_pid;
-
-    // Keep the state whatever happened: after a failed or interrupted apply it records
-    // what was created, which the next deploy or delete needs.
-    if tokio::fs::metadata(&work_state)
-        .await
-        .is_ok_and(|m| m.is_file())
-    {
-        if let Err(e) = tokio::fs::copy(&work_state, &stored_state).await {
-            log.note(&format!(
-                "the Terraform state could not be copied to ADE_STORAGE: {e}"
-            ));
-        }
-    }
     ran
 }
 
