@@ -142,3 +142,44 @@ fn no_source_file_is_over_about_a_thousand_lines() {
         .collect();
     assert!(long.is_empty(), "split these:\n{}", long.join("\n"));
 }
+
+/// ARCHITECTURE.md's table of rooms: `room -> the rooms it says the room uses`.
+fn the_map() -> BTreeMap<String, BTreeSet<String>> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .expect("ARCHITECTURE.md");
+    let row =
+        regex::Regex::new(r"^\| `src/([a-z_]+)(?:\.rs)?` \|[^|]*\| ([^|]*) \|$").expect("regex");
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(c) = row.captures(line) {
+            let uses: BTreeSet<String> = c[2]
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && s != "nothing")
+                .collect();
+            map.insert(c[1].to_string(), uses);
+        }
+    }
+    map
+}
+
+#[test]
+fn the_map_in_architecture_md_matches_the_code() {
+    let deps = dependencies();
+    let map = the_map();
+    let rooms: BTreeSet<&String> = deps.keys().collect();
+    let mapped: BTreeSet<&String> = map.keys().collect();
+    assert_eq!(rooms, mapped, "rooms in src/ vs rooms in ARCHITECTURE.md");
+    for (room, used) in &deps {
+        // `ids` is the paved-ids crate, re-exported: every room may use it.
+        let unlisted: Vec<&String> = used
+            .iter()
+            .filter(|u| *u != "ids" && !map[room].contains(*u))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "{room} uses {unlisted:?}, which ARCHITECTURE.md does not list"
+        );
+    }
+}
