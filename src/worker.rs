@@ -6,7 +6,8 @@
 use crate::event::{Event, PrInfo};
 use crate::forge::client::ForgeError;
 use crate::handlers::{self, Deps, WorkError};
-use crate::store::{Delivery, Outcome, StoreError};
+use crate::ids::{InstallationId, RepoName};
+use crate::store::{Delivery, KnownRepository, Outcome, StoreError};
 use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +27,17 @@ pub struct Worker {
     pub deps: Arc<Deps>,
     /// Notified by intake after each newly stored delivery.
     pub wake: Arc<Notify>,
+    /// What was last recorded of each repository, so a delivery writes only a change.
+    noted: std::sync::Mutex<std::collections::HashMap<RepoName, KnownRepository>>,
 }
 
 impl Worker {
     pub fn new(deps: Arc<Deps>, wake: Arc<Notify>) -> Self {
-        Worker { deps, wake }
+        Worker {
+            deps,
+            wake,
+            noted: Default::default(),
+        }
     }
 
     /// Runs until `stop` is notified: resumes what a previous process left running, then
@@ -174,6 +181,7 @@ impl Worker {
             tracing::warn!(repo = %event.repo(), "repository not served (github.repositories); ignored");
             return Ok(());
         }
+        self.note_repository(&event).await;
         match event {
             Event::PullRequest(ev) | Event::Review(ev) => {
                 let pr = PrInfo::from_event(&ev).map_err(WorkError::Payload)?;
@@ -209,6 +217,35 @@ impl Worker {
                     Ok(())
                 }
             },
+        }
+    }
+}
+
+impl Worker {
+    /// Records the repository's default branch, clone URL and installation when they
+    /// changed (the API acts on repositories without a webhook in hand). A failure is
+    /// logged: the delivery's own work does not depend on it.
+    async fn note_repository(&self, event: &Event) {
+        let r = event.repository();
+        let known = KnownRepository {
+            repo: event.repo(),
+            default_branch: r.default_branch.clone(),
+            clone_url: r.clone_url.clone(),
+            installation: event.installation().map(InstallationId),
+        };
+        let seen = {
+            let noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+            noted.get(&known.repo) == Some(&known)
+        };
+        if seen {
+            return;
+        }
+        match self.deps.store.note_repository(&known).await {
+            Ok(()) => {
+                let mut noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+                noted.insert(known.repo.clone(), known);
+            }
+            Err(e) => tracing::warn!(error = %e, "recording the repository failed"),
         }
     }
 }

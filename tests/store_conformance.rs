@@ -241,6 +241,7 @@ conformance!(
     fencing,
     environments_upsert_and_order,
     merges,
+    repositories,
     storage_round_trip,
     comments_runs_and_counts,
     restart_recovery,
@@ -1266,6 +1267,47 @@ async fn merges(b: &Backend) {
             .await
             .expect("read"),
         None
+    );
+}
+
+async fn repositories(b: &Backend) {
+    use paved::ids::InstallationId;
+    use paved::store::KnownRepository;
+    let store = b.open().await;
+    assert_eq!(
+        store.repository(&repo("octo/envs")).await.expect("read"),
+        None
+    );
+    let known = |name: &str, branch: &str, inst: Option<u64>| KnownRepository {
+        repo: repo(name),
+        default_branch: branch.into(),
+        clone_url: format!("https://github.com/{name}.git"),
+        installation: inst.map(InstallationId),
+    };
+    store
+        .note_repository(&known("octo/envs", "main", Some(7)))
+        .await
+        .expect("note");
+    store
+        .note_repository(&known("acme/a", "trunk", None))
+        .await
+        .expect("note");
+    // A later delivery's description replaces the earlier one.
+    store
+        .note_repository(&known("octo/envs", "develop", Some(8)))
+        .await
+        .expect("note again");
+    assert_eq!(
+        store.repository(&repo("octo/envs")).await.expect("read"),
+        Some(known("octo/envs", "develop", Some(8)))
+    );
+    let all = store.repositories().await.expect("all");
+    assert_eq!(
+        all,
+        vec![
+            known("acme/a", "trunk", None),
+            known("octo/envs", "develop", Some(8))
+        ]
     );
 }
 

@@ -167,6 +167,19 @@ impl Event {
         }
     }
 
+    /// The GitHub App installation the delivery came through, if any.
+    pub fn installation(&self) -> Option<u64> {
+        match self {
+            Event::PullRequest(ev) | Event::Merged(ev) | Event::Review(ev) => {
+                ev.installation.as_ref().map(|i| i.id)
+            }
+            Event::Command { installation, .. } | Event::Rerun { installation, .. } => {
+                installation.as_ref().map(|i| i.id)
+            }
+            Event::Push(ev) => ev.installation.as_ref().map(|i| i.id),
+        }
+    }
+
     /// The repository as a validated name (checked when parsed).
     pub fn repo(&self) -> RepoName {
         // Validated in `parse`; a fallback keeps this total.

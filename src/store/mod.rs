@@ -17,6 +17,7 @@ pub mod merges;
 pub mod operations;
 pub mod postgres;
 pub mod recovery;
+pub mod repositories;
 pub mod retention;
 mod rows;
 pub mod runs;
@@ -34,6 +35,7 @@ pub use operations::{
     OperationUpdate,
 };
 pub use recovery::Recovery;
+pub use repositories::{KnownRepository, RepositoryStore};
 pub use retention::{Prunable, RetentionStore};
 pub use runs::{NewRun, RunRecord, RunStore};
 
@@ -60,6 +62,7 @@ pub trait Store:
     + OperationStore
     + LockStore
     + MergeStore
+    + RepositoryStore
     + InventoryStore
     + Recovery
     + RetentionStore
@@ -75,6 +78,7 @@ impl<T> Store for T where
         + OperationStore
         + LockStore
         + MergeStore
+        + RepositoryStore
         + InventoryStore
         + Recovery
         + RetentionStore
@@ -89,6 +93,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         DeliveryStore, InventoryStore, LockStore, MergeStore, OperationStore, Recovery,
-        RetentionStore, RunStore, Store,
+        RepositoryStore, RetentionStore, RunStore, Store,
     };
 }
