@@ -3,10 +3,13 @@
 //! Integration tests and `paved demo` point Paved's GitHub client at [`EmulatorHandle::url`]
 //! (it plays the role of `https://api.github.com`: paths are `/repos/...` directly under it).
 //!
-//! **What it serves.** The 15 operations of `tests/fixtures/github/openapi-subset.json`
-//! (embedded at compile time): commit statuses and the combined status, check runs, issue
-//! comments, deployments and deployment statuses, pulls (with files and reviews), contents,
-//! repositories and installation access tokens.
+//! **What it serves.** The operations of `tests/fixtures/github/openapi-subset.json`
+//! (embedded at compile time) that Paved calls: commit statuses and the combined status,
+//! check runs, issue comments, deployments and deployment statuses, pulls (with files and
+//! reviews), contents, repositories, installation access tokens, the authenticated user
+//! (`GET /user`, for user tokens registered with [`EmulatorHandle::add_user_token`]) and
+//! team members ([`EmulatorHandle::set_team_members`]). An operation of the subset it does
+//! not implement answers 501 and is recorded as rejected, so a test notices.
 //!
 //! **Strictness.** A request is answered like GitHub would answer a bad request, nothing in
 //! the state changes, and the request is recorded as [`Outcome::Rejected`] with the reason:
@@ -77,6 +80,7 @@ mod git;
 mod handle;
 mod helpers;
 mod json;
+mod people;
 mod records;
 mod routes;
 pub mod schema;
@@ -102,6 +106,23 @@ pub use subset::*;
 #[allow(unused_imports)]
 pub use world::*;
 
+/// Operations of the subset the emulator does not serve yet (they answer 501): the
+/// orchestrator's and the lifecycle's, added to the fixture ahead of the code that calls
+/// them. Their schemas still validate requests before the 501.
+pub const NOT_YET_SERVED: &[&str] = &[
+    "pulls/create",
+    "pulls/list",
+    "pulls/update",
+    "issues/create",
+    "issues/add-labels",
+    "repos/get-collaborator-permission-level",
+    "repos/list-pull-requests-associated-with-commit",
+    "git/create-ref",
+    "git/get-ref",
+    "repos/create-or-update-file-contents",
+    "repos/delete-file",
+];
+
 const SUBSET_JSON: &str = include_str!("../../../tests/fixtures/github/openapi-subset.json");
 const DOCS_ROOT: &str = "https://docs.github.com/rest";
 const SECONDARY_RATE_LIMIT_DOCS: &str =
@@ -115,11 +136,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subset_parses_with_its_sixteen_operations() {
-        // GitHub's 15 extracted operations, plus `repos/list-deployments` added here
+    fn subset_parses_with_its_operations() {
+        // GitHub's 28 extracted operations, plus `repos/list-deployments` added here
         // (marked `x-made-here` in the fixture).
         let ops = operations().expect("subset");
-        assert_eq!(ops.len(), 16);
+        assert_eq!(ops.len(), 29);
     }
 
     fn route(method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {

