@@ -79,6 +79,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         intake: Default::default(),
         report: None,
         store: Default::default(),
+        api: Default::default(),
     })
     .await?;
     let client = reqwest::Client::new();

@@ -164,6 +164,20 @@ impl Bench {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            api: paved::config::ApiConfig {
+                tokens: vec![paved::config::ServiceToken {
+                    name: "bench".into(),
+                    sha256: {
+                        let hex = paved_testkit::service_token_sha256();
+                        let mut out = [0u8; 32];
+                        for (i, b) in out.iter_mut().enumerate() {
+                            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+                        }
+                        out
+                    },
+                }],
+                ..Default::default()
+            },
         })
         .await?;
         Ok(Bench {
@@ -172,7 +186,7 @@ impl Bench {
             remote,
             repo,
             service,
-            client: reqwest::Client::new(),
+            client: paved_testkit::service_client(),
             main,
             next_pr: 1,
             noop_dir,

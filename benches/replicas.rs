@@ -119,6 +119,13 @@ impl Fixture {
             base,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(IN_FLIGHT * 2)
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    reqwest::header::HeaderValue::from_str(&format!(
+                        "Bearer {}",
+                        paved_testkit::SERVICE_TOKEN
+                    ))?,
+                )]))
                 .build()?,
         })
     }
@@ -142,6 +149,10 @@ impl Fixture {
                 self.remote.clone_url_template(),
             )
             .env("PAVED_PUBLIC_URL", "http://paved.test")
+            .env(
+                "PAVED_API_TOKENS",
+                format!("bench={}", paved_testkit::service_token_sha256()),
+            )
             .env("PAVED_LOG", "paved=warn")
             .current_dir(self.tmp.path())
             .stdout(Stdio::null())

@@ -183,6 +183,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         intake: Default::default(),
         report: None,
         store: Default::default(),
+        api: Default::default(),
     };
     let service = crate::service::start(config).await?;
     println!(

@@ -15,6 +15,7 @@ pub mod diag;
 mod event;
 mod forge;
 pub mod handlers;
+pub mod identity;
 pub use paved_ids as ids;
 pub mod intake;
 pub mod manifest;

@@ -164,7 +164,6 @@ pub async fn start(mut config: Config) -> Result<Service> {
     )
     .with_limits(&config.intake)
     .with_metrics(metrics.clone());
-    let app = crate::api::router(intake, store.clone());
     tracing::info!(%addr, database = %redact_url(&config.database_url), "Paved is listening");
 
     let data_dir = config.data_dir.clone();
@@ -179,6 +178,17 @@ pub async fn start(mut config: Config) -> Result<Service> {
         forge,
         metrics.clone(),
     ));
+    let app = crate::api::router(
+        intake,
+        crate::api::ApiDeps {
+            store: store.clone(),
+            identities: Arc::new(crate::identity::Identities::new(
+                &config.api,
+                deps.forge.clone(),
+            )),
+            directory: deps.directory.clone(),
+        },
+    );
     let upkeep = tokio::spawn(crate::retention::run(
         store.clone(),
         deps.repos.clone(),
@@ -265,6 +275,7 @@ mod tests {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            api: Default::default(),
         }
     }
 

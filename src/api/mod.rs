@@ -1,50 +1,110 @@
 //! The HTTP surface: the webhook receiver (from [`crate::intake`]), health and readiness,
-//! Prometheus metrics, and the read-only API under `/api/v1` that statuses link to.
+//! Prometheus metrics, and the API under `/api/v1`.
+//!
+//! Only the webhook, `/healthz`, `/readyz` and `/metrics` answer without an identity
+//! (SPEC 8): every other route goes through [`require_identity`], which answers 401
+//! without a token Paved accepts and hands the [`Caller`] to the handler. What a caller
+//! may see is decided per repository by [`Directory`]; a thing the caller may not see is
+//! answered exactly as a thing that does not exist.
 
-use crate::ids::{CommitSha, DeliveryId, RepoName};
+use crate::identity::{Access, AuthError, Caller, Directory, Identities};
+use crate::ids::RepoName;
 use crate::intake::IntakeState;
 use crate::metrics::Metrics;
-use crate::store::{public_outputs, OperationRecord, Store, StoreError};
-use axum::extract::{Path, State};
+use crate::store::Store;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
+mod routes;
 pub mod server;
+
+/// What the API needs, passed in explicitly.
+pub struct ApiDeps {
+    pub store: Arc<dyn Store>,
+    pub identities: Arc<Identities>,
+    pub directory: Arc<Directory>,
+}
 
 #[derive(Clone)]
 struct ApiState {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    identities: Arc<Identities>,
+    directory: Arc<Directory>,
 }
 
-pub fn router(intake: IntakeState, store: Arc<dyn Store>) -> Router {
+impl ApiState {
+    /// What `caller` may do in `repo`.
+    async fn access(&self, caller: &Caller, repo: &RepoName) -> Access {
+        match caller {
+            Caller::Service(_) => Access {
+                reader: true,
+                ..Access::default()
+            },
+            Caller::User(_) => self
+                .directory
+                .roles(repo)
+                .await
+                .map(|r| r.access(caller))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
     let state = ApiState {
-        store,
+        store: deps.store,
         metrics: intake.metrics.clone(),
+        identities: deps.identities,
+        directory: deps.directory,
     };
-    let api = Router::new()
+    let open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/deliveries/{id}", get(delivery))
-        .route("/api/v1/environments", get(environments))
-        .route(
-            "/api/v1/repos/{owner}/{repo}/environments",
-            get(repo_environments),
-        )
-        .route(
-            "/api/v1/repos/{owner}/{repo}/environments/{name}",
-            get(environment),
-        )
-        .route("/api/v1/repos/{owner}/{repo}/merges/{sha}", get(merge))
-        .route("/api/v1/operations/{id}", get(operation))
+        .with_state(state.clone());
+    let identified = routes::routes()
         .route("/schemas/{file}", get(schema))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_identity,
+        ))
         .with_state(state);
-    crate::intake::router(intake).merge(api)
+    crate::intake::router(intake).merge(open).merge(identified)
+}
+
+/// Answers 401 unless the request carries a token Paved accepts; otherwise hands the
+/// [`Caller`] on to the handler (as a request extension).
+async fn require_identity(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match s.identities.authenticate(header).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => {
+            let status = match e {
+                AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                AuthError::Missing | AuthError::Refused => StatusCode::UNAUTHORIZED,
+            };
+            let mut r = error(status, &e.to_string());
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"paved\""),
+                );
+            }
+            r
+        }
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -59,114 +119,6 @@ async fn readyz(State(s): State<ApiState>) -> Response {
             tracing::warn!(error = %e, "not ready");
             error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
-    }
-}
-
-async fn run(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "run ids are numbers");
-    };
-    match s.store.run(crate::ids::RunId(id)).await {
-        Ok(Some(r)) => Json(r).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a run");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
-    }
-}
-
-async fn delivery(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = DeliveryId::parse(&id) else {
-        return error(StatusCode::BAD_REQUEST, "not a delivery id");
-    };
-    match s.store.delivery(&id).await {
-        Ok(Some(d)) => Json(d).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such delivery"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a delivery");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
-    }
-}
-
-fn unavailable(e: StoreError) -> Response {
-    tracing::error!(error = %e, "reading the store");
-    error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-}
-
-/// What the API shows of an operation: sensitive outputs never leave the database.
-fn public_operation(mut op: OperationRecord) -> OperationRecord {
-    op.outputs = public_outputs(&op.outputs);
-    op
-}
-
-/// The inventory of every repository.
-async fn environments(State(s): State<ApiState>) -> Response {
-    match s.store.environments(None).await {
-        Ok(list) => Json(list.iter().map(|e| e.public()).collect::<Vec<_>>()).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn repo_environments(
-    State(s): State<ApiState>,
-    Path((owner, repo)): Path<(String, String)>,
-) -> Response {
-    let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name");
-    };
-    match s.store.environments(Some(&repo)).await {
-        Ok(list) => Json(list.iter().map(|e| e.public()).collect::<Vec<_>>()).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-/// One environment with its last 20 operations.
-async fn environment(
-    State(s): State<ApiState>,
-    Path((owner, repo, name)): Path<(String, String, String)>,
-) -> Response {
-    let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name");
-    };
-    let env = match s.store.environment(&repo, &name).await {
-        Ok(Some(e)) => e.public(),
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such environment"),
-        Err(e) => return unavailable(e),
-    };
-    match s.store.operations_for_environment(&repo, &name, 20).await {
-        Ok(ops) => Json(serde_json::json!({
-            "environment": env,
-            "operations": ops.into_iter().map(public_operation).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-/// The operations of one merge commit (what `paved/provision` links to).
-async fn merge(
-    State(s): State<ApiState>,
-    Path((owner, repo, sha)): Path<(String, String, String)>,
-) -> Response {
-    let (Ok(repo), Ok(sha)) = (RepoName::new(&owner, &repo), CommitSha::parse(&sha)) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name and commit");
-    };
-    match s.store.operations_for_merge(&repo, &sha).await {
-        Ok(ops) => Json(ops.into_iter().map(public_operation).collect::<Vec<_>>()).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn operation(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "operation ids are numbers");
-    };
-    match s.store.operation(crate::ids::OperationId(id)).await {
-        Ok(Some(op)) => Json(public_operation(op)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such operation"),
-        Err(e) => unavailable(e),
     }
 }
 

@@ -55,6 +55,19 @@ pub fn evaluate_governance(
     changed: &[String],
     ctx: &PrContext,
 ) -> GovernanceOutcome {
+    evaluate_governance_with(base, head_tree, default_branch, changed, ctx, None)
+}
+
+/// [`evaluate_governance`] with team membership from `membership` (e.g. with GitHub teams
+/// resolved) instead of `platform.yaml`'s member lists alone.
+pub fn evaluate_governance_with(
+    base: &Governance,
+    head_tree: &dyn TreeReader,
+    default_branch: &dyn TreeReader,
+    changed: &[String],
+    ctx: &PrContext,
+    membership: Option<&dyn crate::policy::Membership>,
+) -> GovernanceOutcome {
     let mut changed: Vec<String> = changed
         .iter()
         .filter(|p| is_governance_path(p))
@@ -74,7 +87,7 @@ pub fn evaluate_governance(
                 &ctx.author,
                 ctx.head_sha.as_deref(),
                 true,
-                p,
+                membership.unwrap_or(p),
             )),
         },
     };

@@ -40,7 +40,8 @@ pub use crate::policy::approval::{Review, ReviewState};
 pub use crate::workflow::CheckKind;
 pub use governance::{Catalog, Governance, ResolvedWorkflow};
 pub use governance_check::{
-    evaluate_governance, is_governance_path, GOVERNANCE_CONTEXT, WHAT_IF_MAX,
+    evaluate_governance, evaluate_governance_with, is_governance_path, GOVERNANCE_CONTEXT,
+    WHAT_IF_MAX,
 };
 pub use plan::{planned_checks, planned_checks_with_branch};
 pub use render::{render_markdown, render_text, ContextVerdict, Finding};

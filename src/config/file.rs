@@ -29,6 +29,8 @@ pub(super) struct FileConfig {
     pub(super) intake: FileIntake,
     #[serde(default)]
     pub(super) store: FileStore,
+    #[serde(default)]
+    pub(super) api: super::api::FileApi,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,11 +2,13 @@
 //! overridden by command-line flags. The key names are a contract with operators and
 //! their scripts; see the README's configuration reference.
 
+mod api;
 mod file;
 mod github;
 mod repos;
 mod runner;
 
+pub use api::{ApiConfig, ServiceToken, MAX_IDENTITY_TTL};
 pub use github::{GithubAuth, ReportMode};
 pub use repos::RepoFilter;
 pub use runner::RunnerConfig;
@@ -92,6 +94,8 @@ pub struct Config {
     pub report: Option<ReportMode>,
     /// How long processing records are kept, and when mirrors are repacked (`[store]`).
     pub store: StoreConfig,
+    /// Service tokens and the identity cache (`[api]`).
+    pub api: ApiConfig,
 }
 
 /// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
@@ -245,6 +249,7 @@ impl Config {
         Ok(Config {
             report: gh.report,
             store: load_store(&file.store)?,
+            api: api::load_api(file.api, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,

@@ -139,8 +139,9 @@ pub struct Forge {
     base: Octocrab,
     app: Option<Arc<AppTokens>>,
     token: Option<Secret>,
-    retry: RetryPolicy,
-    metrics: Arc<Metrics>,
+    pub(super) retry: RetryPolicy,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) api_url: String,
 }
 
 impl Forge {
@@ -182,6 +183,7 @@ impl Forge {
             token,
             retry,
             metrics,
+            api_url: api_url.to_string(),
         })
     }
 
@@ -772,6 +774,8 @@ fn operation_of(method: &Method, path: &str) -> &'static str {
             "apps/create-installation-access-token"
         }
         (Method::Get, ["repos", _, _]) => "repos/get",
+        (Method::Get, ["user"]) => "users/get-authenticated",
+        (Method::Get, ["orgs", _, "teams", _, "members"]) => "teams/list-members-in-org",
         (Method::Post, ["repos", _, _, "statuses", _]) => "repos/create-commit-status",
         (Method::Post, ["repos", _, _, "check-runs"]) => "checks/create",
         (Method::Patch, ["repos", _, _, "check-runs", _]) => "checks/update",

@@ -4,5 +4,6 @@
 pub mod app;
 pub mod checks;
 pub mod client;
+pub mod people;
 
 pub use client::{Forge, RetryPolicy};

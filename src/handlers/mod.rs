@@ -5,7 +5,7 @@
 //! - [`merge`]: a merge provisions what it changed (planning, the fenced runner, reports);
 //! - [`push`]: a push to the default branch that no merge explains is flagged ungoverned.
 //!
-//! Dependencies point down: handlers use checks, runner, store, forge and repo; nothing
+//! Dependencies point down: handlers use checks, identity, runner, store, forge and repo; nothing
 //! below imports a handler.
 
 pub mod comment;
@@ -20,6 +20,7 @@ pub use reviews::{approvers_in, reviews_of};
 use crate::checks::{Change, ChangeKind, Governance};
 use crate::config::Config;
 use crate::forge::client::{Forge, ForgeError};
+use crate::identity::{Directory, TeamSnapshot, WithTeams};
 use crate::ids::{CommitSha, RepoName};
 use crate::metrics::Metrics;
 use crate::repo::{Mirror, PathStatus, RepoError, Repos};
@@ -43,6 +44,8 @@ pub struct Deps {
     /// This process's name as a lock holder (unique per start).
     pub instance: String,
     pub metrics: Arc<Metrics>,
+    /// Roles and GitHub team members (the checks count GitHub teams' members too).
+    pub directory: Arc<Directory>,
 }
 
 impl Deps {
@@ -57,10 +60,17 @@ impl Deps {
             config.clone_url_template.clone(),
             Arc::new(forge.clone()),
         ));
+        let directory = Arc::new(Directory::new(
+            store.clone(),
+            repos.clone(),
+            forge.clone(),
+            config.api.identity_ttl,
+        ));
         Deps {
             store,
             forge,
             repos,
+            directory,
             governance: GovernanceCache::default(),
             runner_slots: Semaphore::new(config.runner.concurrency),
             instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
@@ -217,6 +227,59 @@ pub fn environment_changes(
             },
         })
         .collect())
+}
+
+/// Evaluates `changes` against `gov`, counting the members of the GitHub teams
+/// `platform.yaml` names (as listed in `teams`) as team members, for ownership, approvals
+/// and governance approvals alike.
+pub(crate) fn judge(
+    gov: &crate::checks::Governance,
+    teams: &TeamSnapshot,
+    head: &dyn crate::tree::TreeReader,
+    base: &dyn crate::tree::TreeReader,
+    changes: &[crate::checks::Change],
+    ctx: &crate::checks::PrContext,
+) -> crate::checks::Report {
+    match gov.platform() {
+        Some(platform) => {
+            let membership = WithTeams { platform, teams };
+            crate::checks::evaluate_with_membership(
+                gov,
+                head,
+                base,
+                changes,
+                ctx,
+                chrono::Utc::now(),
+                &membership,
+            )
+        }
+        None => crate::checks::evaluate(gov, head, base, changes, ctx),
+    }
+}
+
+/// [`crate::checks::evaluate_governance`] with GitHub teams' members counted (see [`judge`]).
+pub(crate) fn judge_governance(
+    gov: &crate::checks::Governance,
+    teams: &TeamSnapshot,
+    head: &dyn crate::tree::TreeReader,
+    base: &dyn crate::tree::TreeReader,
+    changed: &[String],
+    ctx: &crate::checks::PrContext,
+) -> crate::checks::GovernanceOutcome {
+    match gov.platform() {
+        Some(platform) => {
+            let membership = WithTeams { platform, teams };
+            crate::checks::evaluate_governance_with(
+                gov,
+                head,
+                base,
+                changed,
+                ctx,
+                Some(&membership),
+            )
+        }
+        None => crate::checks::evaluate_governance(gov, head, base, changed, ctx),
+    }
 }
 
 #[cfg(test)]

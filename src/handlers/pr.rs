@@ -179,15 +179,29 @@ async fn evaluate(
     ctx: PrContext,
 ) -> Result<Report, WorkError> {
     let head_sha = pr.head_sha.clone();
+    if let Some(platform) = prep.governance.platform() {
+        // Lists the GitHub teams this governance names (cached), for the snapshot below.
+        deps.directory
+            .github_members(pr.installation, platform)
+            .await;
+    }
+    let teams = deps.directory.teams_snapshot();
     deps.repos
         .read(&pr.repo, move |mirror| -> Result<Report, WorkError> {
             let head = mirror.tree_at(&head_sha)?;
             let default = mirror.tree_at(&prep.default_sha)?;
-            let mut report =
-                checks::evaluate(&prep.governance, &head, &default, &prep.changes, &ctx);
+            let mut report = super::judge(
+                &prep.governance,
+                &teams,
+                &head,
+                &default,
+                &prep.changes,
+                &ctx,
+            );
             if !prep.governance_changes.is_empty() {
-                report.governance = Some(checks::evaluate_governance(
+                report.governance = Some(super::judge_governance(
                     &prep.governance,
+                    &teams,
                     &head,
                     &default,
                     &prep.governance_changes,

@@ -19,6 +19,22 @@ pub struct Platform {
     pub governance: Option<Governance>,
     #[serde(default)]
     pub environment_types: BTreeMap<String, EnvironmentType>,
+    /// Who reads everything Paved serves and acts on nothing (compliance): logins and/or
+    /// teams defined under `teams`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditors: Option<Auditors>,
+}
+
+/// `auditors: { members: [login, ...], teams: [team, ...] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Auditors {
+    /// GitHub logins.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Teams (names under `teams`) whose members are auditors.
+    #[serde(default)]
+    pub teams: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -27,6 +43,10 @@ pub struct Team {
     /// GitHub logins.
     #[serde(default)]
     pub members: Vec<String>,
+    /// A GitHub team (`org/team-slug`) whose members are also members of this team, read
+    /// through GitHub's API (`GET /orgs/{org}/teams/{team_slug}/members`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<String>,
     /// No quota means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
@@ -37,6 +57,22 @@ impl Team {
     pub fn has_member(&self, login: &str) -> bool {
         self.members.iter().any(|m| m.eq_ignore_ascii_case(login))
     }
+
+    /// The GitHub team, split into organisation and slug (checked when parsed).
+    pub fn github_team(&self) -> Option<(&str, &str)> {
+        self.github.as_deref().and_then(|g| g.split_once('/'))
+    }
+}
+
+/// Whether `s` is `org/team-slug` as GitHub spells them (letters, digits, `-`, `_`).
+pub fn is_github_team(s: &str) -> bool {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 100
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    matches!(s.split_once('/'), Some((org, slug)) if ok(org) && ok(slug))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -303,6 +339,33 @@ fn check_platform(doc: &YamlDoc, p: &Platform) -> Vec<Diagnostic> {
                 ));
             }
         }
+        if let Some(g) = &team.github {
+            if !is_github_team(g) {
+                errs.push(doc.diag(
+                    &at.clone().key("github"),
+                    format!("{g:?} is not a GitHub team: write it as org/team-slug"),
+                ));
+            }
+        }
+    }
+    if let Some(a) = &p.auditors {
+        let at = root.clone().key("auditors");
+        for (i, m) in a.members.iter().enumerate() {
+            if !names::is_github_login(m) {
+                errs.push(doc.diag(
+                    &at.clone().key("members").index(i),
+                    format!("{m:?} is not a GitHub login"),
+                ));
+            }
+        }
+        for (i, t) in a.teams.iter().enumerate() {
+            if !p.teams.contains_key(t) {
+                errs.push(doc.diag(
+                    &at.clone().key("teams").index(i),
+                    format!("team {t:?} is not defined under teams"),
+                ));
+            }
+        }
     }
     let check_approvals = |errs: &mut Vec<Diagnostic>, rules: &ApprovalRules, at: FieldPath| {
         if rules.alternatives().is_empty() {
@@ -512,5 +575,41 @@ environmentTypes:
             Some("environmentTypes.prod.dismissStale")
         );
         assert_eq!(errs[0].line, Some(7));
+    }
+
+    #[test]
+    fn github_teams_and_auditors_are_read_and_checked() {
+        let text = SPEC
+            .replace(
+                "  platform: { members: [admin1, admin2] }",
+                "  platform: { members: [admin1, admin2] }\n  security: { github: acme/security-team }",
+            )
+            .replace(
+                "governance:",
+                "auditors: { members: [auditor1], teams: [security] }\ngovernance:",
+            );
+        let (_, p) = parse_platform(PLATFORM_PATH, &text).expect("valid");
+        assert_eq!(
+            p.teams["security"].github_team(),
+            Some(("acme", "security-team"))
+        );
+        let a = p.auditors.expect("auditors");
+        assert_eq!(a.members, vec!["auditor1"]);
+        assert_eq!(a.teams, vec!["security"]);
+
+        let bad = text
+            .replace("acme/security-team", "acme")
+            .replace("teams: [security]", "teams: [ghosts]");
+        let errs = parse_platform(PLATFORM_PATH, &bad).expect_err("invalid");
+        let text_of = |field: &str| {
+            errs.iter()
+                .find(|d| d.field.as_deref() == Some(field))
+                .map(|d| (d.message.clone(), d.line))
+        };
+        let (msg, line) = text_of("teams.security.github").expect("github error");
+        assert!(msg.contains("org/team-slug"), "{msg}");
+        assert_eq!(line, Some(4));
+        let (msg, _) = text_of("auditors.teams[0]").expect("auditors error");
+        assert!(msg.contains("ghosts"), "{msg}");
     }
 }

@@ -166,7 +166,7 @@ impl Harness {
             base,
             service: None,
             external_url: None,
-            client: reqwest::Client::new(),
+            client: testkit::service_client(),
             next_delivery: std::sync::atomic::AtomicU64::new(1),
             database,
         }
@@ -203,6 +203,13 @@ impl Harness {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            api: paved::config::ApiConfig {
+                tokens: vec![paved::config::ServiceToken {
+                    name: "tests".into(),
+                    sha256: service_token_hash(),
+                }],
+                ..Default::default()
+            },
         }
     }
 
@@ -337,4 +344,14 @@ impl Harness {
             s.shutdown().await.expect("shutdown");
         }
     }
+}
+
+/// [`testkit::SERVICE_TOKEN`]'s SHA-256 as configured.
+pub fn service_token_hash() -> [u8; 32] {
+    let hex = testkit::service_token_sha256();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
 }

@@ -40,6 +40,29 @@ impl Env {
         }
     }
 
+    /// Like [`Env::prepare`], with `platform.yaml` changed by `edit` and the emulator set
+    /// up by `emulator`.
+    pub async fn prepare_platform(
+        edit: impl FnOnce(String) -> String,
+        emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
+    ) -> Env {
+        let mut files = super::recorder::governance_files();
+        let (_, content) = files
+            .iter_mut()
+            .find(|(path, _)| path == ".paved/platform.yaml")
+            .expect("platform.yaml");
+        let text = String::from_utf8(content.take().unwrap_or_default()).expect("utf-8");
+        *content = Some(edit(text).into_bytes());
+        let h = Harness::prepare_with(&files, emulator).await;
+        let records = h.tmp.path().join("records");
+        std::fs::create_dir_all(&records).expect("records dir");
+        Env {
+            h,
+            records,
+            next_pr: std::sync::atomic::AtomicU64::new(100),
+        }
+    }
+
     pub async fn start_with(tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
         Self::prepare().await.run_with(tweak).await
     }

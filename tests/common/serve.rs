@@ -51,6 +51,10 @@ pub async fn spawn_serve(
             h.remote.clone_url_template(),
         )
         .env("PAVED_PUBLIC_URL", "http://paved.test")
+        .env(
+            "PAVED_API_TOKENS",
+            format!("tests={}", paved_testkit::service_token_sha256()),
+        )
         .env("PAVED_LOG", "paved=debug")
         .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(h.tmp.path())

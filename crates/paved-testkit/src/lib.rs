@@ -25,6 +25,28 @@ pub const PUSH_FIXTURE: &str =
 pub const PING_FIXTURE: &str =
     include_str!("../../../tests/fixtures/github/webhooks/ping/payload.json");
 
+/// The service token tests and benches call Paved's API with (role `reader`).
+pub const SERVICE_TOKEN: &str = "paved-tests-service-token-0123456789abcdef";
+
+/// The SHA-256 of [`SERVICE_TOKEN`], in hex: what `[[api.tokens]]` / `PAVED_API_TOKENS`
+/// configure.
+pub fn service_token_sha256() -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(SERVICE_TOKEN.as_bytes()))
+}
+
+/// A client that sends `Authorization: Bearer` [`SERVICE_TOKEN`] with every request.
+pub fn service_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {SERVICE_TOKEN}")) {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// `X-Hub-Signature-256` value for `body` under `secret`, computed here as GitHub documents
 /// it (HMAC-SHA256, hex), independently of the code under test.
 pub fn sign(secret: &str, body: &[u8]) -> String {

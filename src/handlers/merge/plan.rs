@@ -30,9 +30,13 @@ pub(super) async fn plan(
 ) -> Result<Option<MergePlan>, WorkError> {
     let inventory = deps.store.environments(Some(&pr.repo)).await?;
     let (pr2, merge_sha, ctx) = (pr.clone(), merge_sha.clone(), ctx.clone());
+    // Lists the GitHub teams the default branch's platform.yaml names (cached), so the
+    // checks below count their members as the PR's checks did.
+    deps.directory.roles(&pr.repo).await;
     let limits = Limits {
         default_timeout: deps.config.runner.default_timeout,
         max_manifests: deps.config.checks.max_manifests,
+        teams: deps.directory.teams_snapshot(),
     };
     deps.repos
         .with_remote(&pr.repo, &pr.clone_url, pr.installation, move |s| {
@@ -58,6 +62,8 @@ pub(super) async fn plan(
 struct Limits {
     default_timeout: Duration,
     max_manifests: usize,
+    /// GitHub teams' members as listed before the plan.
+    teams: crate::identity::TeamSnapshot,
 }
 
 /// [`plan`] once the commits are in the mirror.
@@ -101,11 +107,12 @@ fn plan_fetched(
     let base = mirror.tree_at(&first_parent)?;
     let governance = Governance::load(&base);
     let head = mirror.tree_at(&pr.head_sha)?;
-    let mut report = checks::evaluate(&governance, &head, &base, &changes, ctx);
+    let mut report = super::super::judge(&governance, &limits.teams, &head, &base, &changes, ctx);
     let changed_governance = governance_changes(mirror, &fork, &pr.head_sha)?;
     if !changed_governance.is_empty() {
-        report.governance = Some(checks::evaluate_governance(
+        report.governance = Some(super::super::judge_governance(
             &governance,
+            &limits.teams,
             &head,
             &base,
             &changed_governance,
@@ -118,7 +125,7 @@ fn plan_fetched(
     // default branch) is checked again as merged.
     let differing = differing_manifests(mirror, pr, merge_sha, &first_parent, &changes)?;
     let as_merged = (!differing.is_empty())
-        .then(|| checks::evaluate(&governance, &merged, &base, &differing, ctx));
+        .then(|| super::super::judge(&governance, &limits.teams, &merged, &base, &differing, ctx));
     let planner = Planner {
         pr,
         merge_sha,

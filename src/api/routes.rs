@@ -1,0 +1,241 @@
+//! The `/api/v1` routes over what Paved keeps, each scoped to what the caller may see
+//! (see [`crate::identity::roles`]). A thing the caller may not see gets the very answer a
+//! missing one gets.
+
+use super::{error, ApiState};
+use crate::identity::{Access, Caller};
+use crate::ids::{CommitSha, DeliveryId, OperationId, RepoName, RunId};
+use crate::store::{public_outputs, EnvironmentRecord, OperationRecord, StoreError};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use std::collections::BTreeMap;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/deliveries/{id}", get(delivery))
+        .route("/api/v1/environments", get(environments))
+        .route(
+            "/api/v1/repos/{owner}/{repo}/environments",
+            get(repo_environments),
+        )
+        .route(
+            "/api/v1/repos/{owner}/{repo}/environments/{name}",
+            get(environment),
+        )
+        .route("/api/v1/repos/{owner}/{repo}/merges/{sha}", get(merge))
+        .route("/api/v1/operations/{id}", get(operation))
+}
+
+fn unavailable(e: StoreError) -> Response {
+    tracing::error!(error = %e, "reading the store");
+    error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+}
+
+fn not_found(what: &str) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no such {what}"))
+}
+
+/// What the API shows of an operation: sensitive outputs never leave the database.
+fn public_operation(mut op: OperationRecord) -> OperationRecord {
+    op.outputs = public_outputs(&op.outputs);
+    op
+}
+
+/// The repository of a stored name (`owner/repo`), or of a queue key (`owner/repo#7`,
+/// `owner/repo@push`).
+fn repo_of(s: &str) -> Option<RepoName> {
+    let end = s.find(['#', '@']).unwrap_or(s.len());
+    RepoName::parse(&s[..end]).ok()
+}
+
+/// `GET /api/v1/me`: who the caller is, and their roles in each repository Paved serves.
+async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+    let repos = match s.store.repositories().await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let mut roles = BTreeMap::new();
+    for known in repos {
+        let access = s.access(&caller, &known.repo).await;
+        if access.any() {
+            roles.insert(known.repo.to_string(), access.role_names());
+        }
+    }
+    let (kind, name) = match &caller {
+        Caller::User(l) => ("user", l.clone()),
+        Caller::Service(n) => ("service", n.clone()),
+    };
+    Json(serde_json::json!({
+        "kind": kind,
+        "login": caller.login(),
+        "name": name,
+        "repositories": roles,
+    }))
+    .into_response()
+}
+
+/// Whether `access` sees a check run's report: it reads everything, or it is a member of
+/// the team of one of the environments the report judges.
+fn sees_run(access: &Access, report: &serde_json::Value) -> bool {
+    access.reads_all()
+        || report["environments"].as_array().is_some_and(|envs| {
+            envs.iter()
+                .filter_map(|e| e["team"].as_str())
+                .any(|t| access.teams.contains(t))
+        })
+}
+
+/// A check run's report (what the PR statuses link to).
+async fn run(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "run ids are numbers");
+    };
+    match s.store.run(RunId(id)).await {
+        Ok(Some(r)) => match repo_of(&r.repo) {
+            Some(repo) if sees_run(&s.access(&caller, &repo).await, &r.report) => {
+                Json(r).into_response()
+            }
+            _ => not_found("run"),
+        },
+        Ok(None) => not_found("run"),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A delivery's processing record: for platform admins, auditors and service tokens.
+async fn delivery(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = DeliveryId::parse(&id) else {
+        return error(StatusCode::BAD_REQUEST, "not a delivery id");
+    };
+    match s.store.delivery(&id).await {
+        Ok(Some(d)) => match repo_of(&d.queue_key) {
+            Some(repo) if s.access(&caller, &repo).await.reads_all() => Json(d).into_response(),
+            _ => not_found("delivery"),
+        },
+        Ok(None) => not_found("delivery"),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Keeps the environments `caller` may see, with public outputs only.
+async fn visible(
+    s: &ApiState,
+    caller: &Caller,
+    list: Vec<EnvironmentRecord>,
+) -> Vec<EnvironmentRecord> {
+    let mut access: BTreeMap<String, Access> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in list {
+        if !access.contains_key(&e.repo) {
+            let a = match repo_of(&e.repo) {
+                Some(repo) => s.access(caller, &repo).await,
+                None => Access::default(),
+            };
+            access.insert(e.repo.clone(), a);
+        }
+        if access.get(&e.repo).is_some_and(|a| a.sees_team(&e.team)) {
+            out.push(e.public());
+        }
+    }
+    out
+}
+
+/// The inventory of every repository, as far as the caller may see it.
+async fn environments(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+    match s.store.environments(None).await {
+        Ok(list) => Json(visible(&s, &caller, list).await).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn repo_environments(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name");
+    };
+    match s.store.environments(Some(&repo)).await {
+        Ok(list) => Json(visible(&s, &caller, list).await).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// One environment with its last 20 operations.
+async fn environment(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+) -> Response {
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name");
+    };
+    let env = match s.store.environment(&repo, &name).await {
+        Ok(Some(e)) if s.access(&caller, &repo).await.sees_team(&e.team) => e.public(),
+        Ok(_) => return not_found("environment"),
+        Err(e) => return unavailable(e),
+    };
+    match s.store.operations_for_environment(&repo, &name, 20).await {
+        Ok(ops) => Json(serde_json::json!({
+            "environment": env,
+            "operations": ops.into_iter().map(public_operation).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The operations of one merge commit (what `paved/provision` links to) the caller may see.
+async fn merge(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let (Ok(repo), Ok(sha)) = (RepoName::new(&owner, &repo), CommitSha::parse(&sha)) else {
+        return error(StatusCode::BAD_REQUEST, "not a repository name and commit");
+    };
+    match s.store.operations_for_merge(&repo, &sha).await {
+        Ok(ops) => {
+            let access = s.access(&caller, &repo).await;
+            Json(
+                ops.into_iter()
+                    .filter(|op| access.sees_team(&op.op.team))
+                    .map(public_operation)
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn operation(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "operation ids are numbers");
+    };
+    match s.store.operation(OperationId(id)).await {
+        Ok(Some(op)) if s.access(&caller, &op.op.repo).await.sees_team(&op.op.team) => {
+            Json(public_operation(op)).into_response()
+        }
+        Ok(_) => not_found("operation"),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,366 @@
+//! Identity and roles (SPEC 8) over every `/api/v1` route, against the real server, real
+//! Git and the strict emulator (which answers `GET /user` for the tokens registered on it
+//! and lists the members of GitHub teams).
+
+/// `false`: this binary's harnesses use SQLite.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
+mod common;
+
+use common::provisioning::Env;
+use common::recorder::add;
+use common::{DEADLINE, REPO};
+use std::time::Instant;
+
+/// Who calls, and the token they call with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Anonymous,
+    /// A GitHub user with no role in the repository.
+    Stranger,
+    /// A member of `search` (through its GitHub team), not of `payments`.
+    OtherTeam,
+    /// A member of `payments`, the environment's team.
+    Member,
+    /// A member of `platform`, the governance approvers.
+    Admin,
+    /// Listed under `auditors`.
+    Auditor,
+    /// A service token from `[[api.tokens]]`.
+    Service,
+}
+
+impl Who {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Who::Anonymous => None,
+            Who::Stranger => Some("gho_stranger_token_1"),
+            Who::OtherTeam => Some("gho_searcher_token_1"),
+            Who::Member => Some("gho_octocat_token_1"),
+            Who::Admin => Some("gho_admin1_token_1"),
+            Who::Auditor => Some("gho_auditor1_token_1"),
+            Who::Service => Some(paved_testkit::SERVICE_TOKEN),
+        }
+    }
+}
+
+/// What a route answers: allowed (200 with the thing), or hidden (the answer a missing
+/// thing gets: 404 for one thing, an empty list for a list).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sees {
+    Yes,
+    No,
+}
+
+fn platform(text: String) -> String {
+    let text = text.replace(
+        "  platform:\n    members: [admin1, admin2]\n",
+        "  platform:\n    members: [admin1, admin2]\n  search:\n    github: acme/search\n",
+    );
+    assert!(text.contains("acme/search"), "platform.yaml changed shape");
+    text + "auditors:\n  members: [auditor1]\n"
+}
+
+async fn call(e: &Env, who: Who, path: &str) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", e.h.url()));
+    if let Some(t) = who.token() {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+async fn start() -> Env {
+    let e = Env::prepare_platform(platform, |_, _| {})
+        .await
+        .run_with(|_| {})
+        .await;
+    let gh = &e.h.github;
+    for (who, login) in [
+        (Who::Stranger, "stranger"),
+        (Who::OtherTeam, "searcher"),
+        (Who::Member, "octocat"),
+        (Who::Admin, "admin1"),
+        (Who::Auditor, "auditor1"),
+    ] {
+        gh.add_user_token(who.token().expect("token"), login);
+    }
+    gh.set_team_members("acme/search", &["searcher"]);
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_sees_what_spec_8_says_on_every_route() {
+    let e = start().await;
+    // A payments environment, provisioned through a PR: a run, a merge delivery, an
+    // operation and an inventory row.
+    let pr = e.open(&add("orders-preview", "ok"));
+    e.h.send_pr(&pr).await;
+    let verdicts = e.h.verdicts(&pr.head_sha, 1).await;
+    let run_url = verdicts
+        .values()
+        .find_map(|s| s.target_url.clone())
+        .expect("a status links its run");
+    let run = run_url.rsplit('/').next().expect("run id").to_string();
+    let (merge, delivery) = e.merge(&pr).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    let ops = e.operations(&merge).await;
+    let op = ops[0]["id"].as_i64().expect("operation id");
+    let r = REPO;
+    let missing_delivery = "00000000-0000-4000-8000-000000000000";
+
+    // (route, the same route for a thing that does not exist, is it a list, who sees it)
+    let everyone_with_a_role =
+        |w: Who| matches!(w, Who::Member | Who::Admin | Who::Auditor | Who::Service);
+    let readers = |w: Who| matches!(w, Who::Admin | Who::Auditor | Who::Service);
+    type Rule = fn(Who) -> bool;
+    let routes: Vec<(String, Option<String>, Rule)> = vec![
+        ("/api/v1/environments".into(), None, everyone_with_a_role),
+        (
+            format!("/api/v1/repos/{r}/environments"),
+            None,
+            everyone_with_a_role,
+        ),
+        (
+            format!("/api/v1/repos/{r}/environments/orders-preview"),
+            Some(format!("/api/v1/repos/{r}/environments/no-such-env")),
+            everyone_with_a_role,
+        ),
+        (
+            format!("/api/v1/operations/{op}"),
+            Some("/api/v1/operations/987654".into()),
+            everyone_with_a_role,
+        ),
+        (
+            format!("/api/v1/repos/{r}/merges/{merge}"),
+            None,
+            everyone_with_a_role,
+        ),
+        (
+            format!("/api/v1/runs/{run}"),
+            Some("/api/v1/runs/987654".into()),
+            everyone_with_a_role,
+        ),
+        (
+            format!("/api/v1/deliveries/{delivery}"),
+            Some(format!("/api/v1/deliveries/{missing_delivery}")),
+            readers,
+        ),
+    ];
+
+    let all = [
+        Who::Anonymous,
+        Who::Stranger,
+        Who::OtherTeam,
+        Who::Member,
+        Who::Admin,
+        Who::Auditor,
+        Who::Service,
+    ];
+    for who in all {
+        for (path, missing, rule) in &routes {
+            let (status, body) = call(&e, who, path).await;
+            if who == Who::Anonymous {
+                assert_eq!(status, 401, "{who:?} GET {path}: {body}");
+                assert!(!body.contains("orders-preview"), "{body}");
+                continue;
+            }
+            let sees = if rule(who) { Sees::Yes } else { Sees::No };
+            match (sees, missing) {
+                (Sees::Yes, _) => {
+                    assert_eq!(status, 200, "{who:?} GET {path}: {body}");
+                    assert!(
+                        body.contains("orders-preview") || path.contains("/deliveries/"),
+                        "{who:?} GET {path}: the thing is missing: {body}"
+                    );
+                }
+                (Sees::No, Some(missing)) => {
+                    // The same answer as for a thing that does not exist.
+                    let (m_status, m_body) = call(&e, who, missing).await;
+                    assert_eq!(status, 404, "{who:?} GET {path}: {body}");
+                    assert_eq!((status, &body), (m_status, &m_body), "{who:?} GET {path}");
+                    assert!(!body.contains("orders-preview"), "{body}");
+                }
+                (Sees::No, None) => {
+                    assert_eq!(status, 200, "{who:?} GET {path}: {body}");
+                    assert_eq!(body.trim(), "[]", "{who:?} GET {path} leaked: {body}");
+                }
+            }
+        }
+    }
+
+    // `/api/v1/me` names the caller and their roles.
+    let me = |who: Who| {
+        let e = &e;
+        async move {
+            let (status, body) = call(e, who, "/api/v1/me").await;
+            assert_eq!(status, 200, "{who:?}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).expect("json")
+        }
+    };
+    assert_eq!(call(&e, Who::Anonymous, "/api/v1/me").await.0, 401);
+    assert_eq!(
+        me(Who::Stranger).await["repositories"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        me(Who::OtherTeam).await["repositories"][r],
+        serde_json::json!(["member:search"])
+    );
+    assert_eq!(
+        me(Who::Member).await["repositories"][r],
+        serde_json::json!(["member:payments"])
+    );
+    assert_eq!(
+        me(Who::Admin).await["repositories"][r],
+        serde_json::json!(["admin", "member:platform"])
+    );
+    assert_eq!(
+        me(Who::Auditor).await["repositories"][r],
+        serde_json::json!(["auditor"])
+    );
+    let service = me(Who::Service).await;
+    assert_eq!(service["kind"], "service");
+    assert_eq!(service["repositories"][r], serde_json::json!(["reader"]));
+    assert_eq!(me(Who::Member).await["login"], "octocat");
+
+    // Open routes stay open; the schemas need an identity like everything else.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(call(&e, Who::Anonymous, path).await.0, 200, "{path}");
+    }
+    assert_eq!(
+        call(&e, Who::Anonymous, "/schemas/environment.json")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&e, Who::Stranger, "/schemas/environment.json").await.0,
+        200
+    );
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_github_no_longer_accepts_stops_working_within_the_cache_time() {
+    let e = Env::prepare_platform(platform, |_, _| {})
+        .await
+        .run_with(|c| c.api.identity_ttl = std::time::Duration::from_secs(1))
+        .await;
+    e.h.github.add_user_token("gho_revoked_soon", "octocat");
+    let me = |token: &'static str| {
+        let e = &e;
+        async move {
+            reqwest::Client::new()
+                .get(format!("{}/api/v1/me", e.h.url()))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(me("gho_revoked_soon").await, 200);
+    assert_eq!(me("gho_never_issued").await, 401);
+    let asked = e.h.github.requests().len();
+    assert_eq!(me("gho_revoked_soon").await, 200);
+    assert_eq!(
+        e.h.github
+            .requests()
+            .iter()
+            .skip(asked)
+            .filter(|r| r.path == "/user")
+            .count(),
+        0,
+        "the login is cached, GitHub is not asked again at once"
+    );
+
+    e.h.github.revoke_user_token("gho_revoked_soon");
+    let start = Instant::now();
+    loop {
+        let status = me("gho_revoked_soon").await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            start.elapsed() < DEADLINE,
+            "a revoked token still works after the cache time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Nothing of the token itself reaches the 401's body.
+    let body = reqwest::Client::new()
+        .get(format!("{}/api/v1/environments", e.h.url()))
+        .bearer_auth("gho_revoked_soon")
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(!body.contains("gho_revoked_soon"), "{body}");
+    assert!(body.contains("token"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_github_team_count_for_the_checks() {
+    // `platform` (the governance approvers) is also the GitHub team acme/platform-admins.
+    let e = Env::prepare_platform(
+        |text| {
+            let text = text.replace(
+                "  platform:\n    members: [admin1, admin2]\n",
+                "  platform:\n    members: [admin1, admin2]\n    github: acme/platform-admins\n",
+            );
+            assert!(text.contains("acme/platform-admins"));
+            text
+        },
+        |_, _| {},
+    )
+    .await
+    .run_with(|_| {})
+    .await;
+    e.h.github
+        .set_team_members("acme/platform-admins", &["ghadmin"]);
+
+    let verdict_with_approver = |approver: &'static str| {
+        let e = &e;
+        async move {
+            // A file of its own per PR, so each PR has its own head commit.
+            let pr = e.open(&[(
+                format!("catalog/NOTES-{approver}.md"),
+                Some(b"notes\n".to_vec()),
+            )]);
+            e.h.github.set_pull_reviews(
+                &e.repo(),
+                pr.number,
+                vec![
+                    serde_json::json!({"user": {"login": approver}, "state": "APPROVED",
+                                        "commit_id": pr.head_sha.as_str()}),
+                ],
+            );
+            e.h.send_pr(&pr).await;
+            e.h.verdicts(&pr.head_sha, 1).await["paved/governance"].clone()
+        }
+    };
+    // Listed only by GitHub: the approval counts.
+    let approved = verdict_with_approver("ghadmin").await;
+    assert_eq!(approved.state, "success", "{approved:?}");
+    assert!(
+        approved
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .contains("ghadmin"),
+        "{approved:?}"
+    );
+    // Nobody's member: it does not.
+    let refused = verdict_with_approver("passerby").await;
+    assert_eq!(refused.state, "failure", "{refused:?}");
+    assert!(e.h.github.requests().iter().any(|r| r
+        .path
+        .starts_with("/orgs/acme/teams/platform-admins/members")));
+}
