@@ -368,8 +368,10 @@ async fn a_pull_request_merged_with_a_failing_check_provisions_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_push_is_flagged_ungoverned() {
-    let e = Env::start_with(|c| c.push_grace = Duration::from_secs(1)).await;
+async fn a_direct_push_is_flagged_ungoverned_without_waiting_the_grace() {
+    // The grace (10 minutes) is far beyond the test's deadline: GitHub's answer to "which
+    // pull request is this commit from" decides at once.
+    let e = Env::start().await;
     let before = e.h.remote.tip("refs/heads/main").expect("main");
     let after =
         e.h.remote
@@ -401,7 +403,7 @@ async fn a_direct_push_is_flagged_ungoverned() {
 
     // The push of a governed merge is not flagged, whichever event arrives first.
     let pr = e.open(&add("proper", "ok"));
-    let merge = e.h.remote.merge_pull(&pr).expect("merge");
+    let merge = e.merge_on_github(&pr);
     let push_id = e.send_push(&after, &merge, "hubot").await;
     e.send_merge(&pr, &merge).await;
     assert_eq!(e.provision_status(&merge).await.state, "success");
@@ -409,6 +411,40 @@ async fn a_direct_push_is_flagged_ungoverned() {
     let on_merge = e.h.github.latest_statuses(&e.repo(), &merge.to_string());
     assert!(!on_merge.contains_key("paved/governance"), "{on_merge:?}");
     e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_github_cannot_say_a_push_waits_the_grace_for_its_merge() {
+    let e = Env::start_with(|c| c.push_grace = Duration::from_secs(2)).await;
+    // GitHub fails every "pull requests of this commit" question.
+    e.h.github.inject(
+        1000,
+        github_emulator::Fault {
+            status: 500,
+            operation_id: Some("repos/list-pull-requests-associated-with-commit".into()),
+            ..github_emulator::Fault::default()
+        },
+    );
+    let before = e.h.remote.tip("refs/heads/main").expect("main");
+    let after =
+        e.h.remote
+            .commit(
+                "refs/heads/main",
+                Some(&before),
+                &add("sly", "ok"),
+                "direct push",
+            )
+            .expect("commit");
+    let sent = Instant::now();
+    let id = e.send_push(&before, &after, "mallory").await;
+    let statuses = e.h.verdicts(&after, 1).await;
+    assert_eq!(statuses["paved/governance"].state, "failure");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "flagged before the grace ran out: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(e.h.wait_delivery(&id).await["state"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

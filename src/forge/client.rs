@@ -783,6 +783,9 @@ fn operation_of(method: &Method, path: &str) -> &'static str {
         (Method::Post, ["repos", _, _, "issues", _, "comments"]) => "issues/create-comment",
         (Method::Patch, ["repos", _, _, "issues", "comments", _]) => "issues/update-comment",
         (Method::Get, ["repos", _, _, "pulls", _]) => "pulls/get",
+        (Method::Get, ["repos", _, _, "commits", _, "pulls"]) => {
+            "repos/list-pull-requests-associated-with-commit"
+        }
         (Method::Get, ["repos", _, _, "pulls", _, "reviews"]) => "pulls/list-reviews",
         (Method::Get, ["repos", _, _, "deployments"]) => "repos/list-deployments",
         (Method::Post, ["repos", _, _, "deployments"]) => "repos/create-deployment",

@@ -1,5 +1,6 @@
-//! Who people are on GitHub: the login a user token belongs to (`GET /user`) and the
-//! members of an organisation team (`GET /orgs/{org}/teams/{team_slug}/members`).
+//! Who people are on GitHub: the login a user token belongs to (`GET /user`), the
+//! members of an organisation team (`GET /orgs/{org}/teams/{team_slug}/members`), and
+//! which pull request a pushed commit came from (`GET .../commits/{sha}/pulls`).
 
 use super::client::{build_octocrab, Auth, ForgeError, GitHub, Method};
 use super::Forge;
@@ -35,7 +36,31 @@ impl Forge {
     }
 }
 
+/// A pull request as `GET /repos/{owner}/{repo}/commits/{sha}/pulls` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommitPull {
+    pub number: u64,
+    #[serde(default)]
+    pub merged_at: Option<String>,
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
+}
+
 impl GitHub {
+    /// The pull requests GitHub associates with `sha` (merged as it, or with it as head).
+    pub async fn pulls_for_commit(
+        &self,
+        repo: &crate::ids::RepoName,
+        sha: &crate::ids::CommitSha,
+    ) -> Result<Vec<CommitPull>, ForgeError> {
+        let path = format!("/repos/{repo}/commits/{sha}/pulls?per_page=100");
+        let a = self
+            .send("pull requests of a commit", Method::Get, &path, None::<&()>)
+            .await?;
+        serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("pull requests of a commit: bad JSON: {e}")))
+    }
+
     /// The logins of the members of `org/slug` (every page).
     pub async fn team_members(&self, org: &str, slug: &str) -> Result<Vec<String>, ForgeError> {
         let mut out = Vec::new();

@@ -1,7 +1,9 @@
-//! Pushes to the default branch. A push is governed when Paved handled a merge whose merge
-//! commit is the pushed commit; GitHub sends the `push` and the `pull_request` closed
-//! events in no fixed order, so a push that changes `environments/` waits up to
-//! `push_grace` for its merge before it is flagged ungoverned. An ungoverned push provisions
+//! Pushes to the default branch. A push is governed when its commit is the merge commit of
+//! a pull request: Paved handled that merge already, or GitHub says so
+//! (`GET /repos/{owner}/{repo}/commits/{sha}/pulls`). GitHub's answer decides at once; only
+//! when GitHub cannot be asked does a push that changes `environments/` wait up to
+//! `push_grace` for its merge event (the two events come in no fixed order) before it is
+//! flagged ungoverned. An ungoverned push provisions
 //! nothing: it gets a failing `paved/governance` status and an audit note per environment.
 
 use super::{environment_changes, Deps, WorkError};
@@ -38,8 +40,32 @@ pub async fn handle(
     if touched.is_empty() {
         return Ok(());
     }
-    // Wait for the merge event that may explain this push.
     let waited = chrono::Utc::now().timestamp_millis() - received_at_ms;
+    // Ask GitHub which pull request the commit came from, rather than wait for the merge
+    // event: a PR merged as this very commit explains the push (its merge event
+    // provisions); an answer without one is a direct push, flagged at once (after one
+    // second look, in case GitHub had not linked a fresh merge yet).
+    let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
+    match merged_as(deps, installation, &repo, &after).await {
+        Some(true) => return Ok(()),
+        Some(false) if waited < SECOND_LOOK_MS => {
+            return Err(WorkError::NotYet {
+                why: format!(
+                    "asking GitHub again which pull request {} came from",
+                    after.short()
+                ),
+                after: Duration::from_millis(u64::try_from(SECOND_LOOK_MS - waited).unwrap_or(0)),
+            });
+        }
+        Some(false) => {
+            if deps.store.merge_of(&repo, &after).await?.is_some() {
+                return Ok(());
+            }
+            return flag_ungoverned(deps, ev, &repo, &branch, &after, &touched, delivery).await;
+        }
+        // GitHub could not say: wait for the merge event that may explain this push.
+        None => {}
+    }
     let grace = i64::try_from(deps.config.push_grace.as_millis()).unwrap_or(i64::MAX);
     if waited < grace {
         let left = Duration::from_millis(u64::try_from(grace - waited).unwrap_or(0));
@@ -53,6 +79,32 @@ pub async fn handle(
     }
 
     flag_ungoverned(deps, ev, &repo, &branch, &after, &touched, delivery).await
+}
+
+/// How long after a push GitHub is asked a second time, when its first answer named no
+/// pull request merged as the pushed commit.
+const SECOND_LOOK_MS: i64 = 3_000;
+
+/// Whether GitHub says `sha` is the merge commit of a merged pull request; `None` when
+/// GitHub could not be asked.
+async fn merged_as(
+    deps: &Deps,
+    installation: Option<crate::ids::InstallationId>,
+    repo: &RepoName,
+    sha: &CommitSha,
+) -> Option<bool> {
+    let gh = deps.forge.client(installation).ok()?;
+    match gh.pulls_for_commit(repo, sha).await {
+        Ok(pulls) => {
+            Some(pulls.iter().any(|p| {
+                p.merged_at.is_some() && p.merge_commit_sha.as_deref() == Some(sha.as_str())
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GitHub could not say which pull request a pushed commit came from");
+            None
+        }
+    }
 }
 
 /// A push no merge explains: a failing `paved/governance` status on the pushed commit and

@@ -132,9 +132,23 @@ impl Env {
     /// Merges the PR on the remote and sends the `closed` event; returns the merge commit
     /// and the delivery id.
     pub async fn merge(&self, spec: &PullRequestSpec) -> (CommitSha, String) {
-        let merge = self.h.remote.merge_pull(spec).expect("merge");
+        let merge = self.merge_on_github(spec);
         let id = self.send_merge(spec, &merge).await;
         (merge, id)
+    }
+
+    /// Merges the PR on the remote and marks it merged at the emulator, as GitHub does
+    /// before it sends any event about the merge. Returns the merge commit.
+    pub fn merge_on_github(&self, spec: &PullRequestSpec) -> CommitSha {
+        let merge = self.h.remote.merge_pull(spec).expect("merge");
+        self.h.github.set_pull(
+            &self.repo(),
+            spec.number,
+            serde_json::json!({"state": "closed", "merged": true,
+                               "merged_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                               "merge_commit_sha": merge.as_str()}),
+        );
+        merge
     }
 
     pub async fn send_merge(&self, spec: &PullRequestSpec, merge: &CommitSha) -> String {

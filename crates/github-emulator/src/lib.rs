@@ -116,7 +116,6 @@ pub const NOT_YET_SERVED: &[&str] = &[
     "issues/create",
     "issues/add-labels",
     "repos/get-collaborator-permission-level",
-    "repos/list-pull-requests-associated-with-commit",
     "git/create-ref",
     "git/get-ref",
     "repos/create-or-update-file-contents",

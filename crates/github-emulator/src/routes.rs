@@ -594,6 +594,28 @@ pub(crate) fn get_pull(ctx: &Ctx<'_>, w: &mut World) -> Answer {
     }
 }
 
+/// `GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls`: the pull requests (as set with
+/// `set_pull`) whose head is the commit, or that were merged as it, by number.
+pub(crate) fn pulls_for_commit(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo) = (ctx.s("owner"), ctx.s("repo"));
+    let sha = ctx.s("commit_sha");
+    let items: Vec<Value> = w
+        .repo(&format!("{owner}/{repo}"))
+        .map(|r| {
+            r.pulls
+                .values()
+                .filter(|p| {
+                    p["merge_commit_sha"].as_str() == Some(sha)
+                        || p["head"]["sha"].as_str() == Some(sha)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let (page, link) = ctx.paginate(items);
+    with_link(Answer::ok(200, Value::Array(page)), link)
+}
+
 pub(crate) fn list_pull_items(ctx: &Ctx<'_>, w: &mut World, files: bool) -> Answer {
     let (owner, repo) = (ctx.s("owner"), ctx.s("repo"));
     let r = w.repo(&format!("{owner}/{repo}"));

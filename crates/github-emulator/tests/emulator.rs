@@ -1179,6 +1179,33 @@ async fn every_successful_response_validates_against_its_schema() {
     let r = c.call("GET", &format!("/repos/{REPO}"), None).await;
     check("repos/get", &r, "application/json");
 
+    // The pull requests of a commit: those merged as it, or whose head it is.
+    let merged = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";
+    emu.set_pull(
+        REPO,
+        41,
+        json!({"state": "closed", "merged": true, "merged_at": "2026-12-01T10:00:00Z",
+               "merge_commit_sha": merged}),
+    );
+    let r = c
+        .call(
+            "GET",
+            &format!("/repos/{REPO}/commits/{merged}/pulls"),
+            None,
+        )
+        .await;
+    check(
+        "repos/list-pull-requests-associated-with-commit",
+        &r,
+        "application/json",
+    );
+    assert_eq!(r.body[0]["number"], 41);
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let r = c
+        .call("GET", &format!("/repos/{REPO}/commits/{other}/pulls"), None)
+        .await;
+    assert_eq!(r.body, json!([]));
+
     // People: the user a token belongs to, and a GitHub team's members.
     emu.add_user_token("gho_octocat", "octocat");
     let mut user = Client::new(&emu);
