@@ -14,6 +14,7 @@ pub mod demo;
 pub mod diag;
 mod event;
 mod forge;
+pub mod graph;
 pub mod handlers;
 pub mod identity;
 pub use paved_ids as ids;

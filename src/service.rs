@@ -182,6 +182,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         intake,
         crate::api::ApiDeps {
             store: store.clone(),
+            public_url: deps.public_url().to_string(),
             identities: Arc::new(crate::identity::Identities::new(
                 &config.api,
                 deps.forge.clone(),

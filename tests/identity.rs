@@ -226,6 +226,16 @@ async fn each_role_sees_what_spec_8_says_on_every_route() {
     assert_eq!(service["repositories"][r], serde_json::json!(["reader"]));
     assert_eq!(me(Who::Member).await["login"], "octocat");
 
+    // The catalog and the Graph need an identity too.
+    for path in [
+        "/api/v1/templates",
+        "/api/v1/entities",
+        "/api/v1/graph",
+        "/api/v1/entities/team:acme/environments/payments",
+    ] {
+        assert_eq!(call(&e, Who::Anonymous, path).await.0, 401, "{path}");
+    }
+
     // Open routes stay open; the schemas need an identity like everything else.
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(call(&e, Who::Anonymous, path).await.0, 200, "{path}");
@@ -363,4 +373,223 @@ async fn members_of_a_github_team_count_for_the_checks() {
     assert!(e.h.github.requests().iter().any(|r| r
         .path
         .starts_with("/orgs/acme/teams/platform-admins/members")));
+}
+
+async fn get_json(e: &Env, who: Who, path: &str) -> (u16, serde_json::Value, Option<String>) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", e.h.url()));
+    if let Some(t) = who.token() {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let link = r
+        .headers()
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body, link)
+}
+
+fn targets(rels: &serde_json::Value, kind: &str, field: &str) -> Vec<String> {
+    let mut out: Vec<String> = rels
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["type"] == kind)
+        .filter_map(|r| r[field].as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_the_graph_say_what_the_audit_trail_says_to_those_who_may_see_it() {
+    let e = start().await;
+    let pr = e.open(&add("orders-preview", "ok"));
+    let (merge, _) = e.merge(&pr).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    let r = REPO;
+
+    // Templates: each catalog definition with its parameters as a JSON Schema and the
+    // environment types that allow it.
+    let (status, templates, _) = get_json(&e, Who::Member, "/api/v1/templates").await;
+    assert_eq!(status, 200, "{templates}");
+    let recorder = templates
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["name"] == "recorder")
+        .expect("recorder template")
+        .clone();
+    assert_eq!(recorder["id"], format!("template:{r}/recorder"));
+    let params = &recorder["parameters"];
+    assert_eq!(params["type"], "object");
+    assert_eq!(params["properties"]["mode"]["default"], "ok");
+    assert_eq!(params["properties"]["mode"]["enum"][1], "fail");
+    assert_eq!(params["properties"]["note"]["type"], "string");
+    let mut types: Vec<&str> = recorder["environmentTypes"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(types, ["dev", "quick"]);
+    assert_eq!(
+        get_json(&e, Who::Stranger, "/api/v1/templates").await.1,
+        serde_json::json!([])
+    );
+
+    // The environment entity, its relations agreeing with the audit note.
+    let env_id = format!("environment:{r}/orders-preview");
+    let (status, one, _) = get_json(&e, Who::Member, &format!("/api/v1/entities/{env_id}")).await;
+    assert_eq!(status, 200, "{one}");
+    let ent = &one["entity"];
+    assert_eq!(ent["kind"], "environment");
+    assert_eq!(ent["team"], "payments");
+    assert_eq!(ent["state"], "ready");
+    assert_eq!(ent["links"]["url"], "https://orders-preview.example.test");
+    assert!(ent["links"]["pullRequest"]
+        .as_str()
+        .is_some_and(|u| u.ends_with(&format!("/pull/{}", pr.number))));
+    assert!(ent["links"]["mergeCommit"]
+        .as_str()
+        .is_some_and(|u| u.ends_with(merge.as_str())));
+    let rels = &ent["relations"];
+    assert_eq!(
+        targets(rels, "ownedBy", "target"),
+        [format!("team:{r}/payments")]
+    );
+    assert_eq!(
+        targets(rels, "instanceOf", "target"),
+        [format!("template:{r}/recorder")]
+    );
+    assert_eq!(
+        targets(rels, "ofType", "target"),
+        [format!("environmentType:{r}/dev")]
+    );
+    let notes = e.notes(&merge);
+    assert_eq!(notes.len(), 1);
+    let note = &notes[0];
+    let users = |logins: Vec<String>| {
+        let mut v: Vec<String> = logins.iter().map(|l| format!("user:{r}/{l}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        targets(rels, "approvedBy", "target"),
+        users(note.approvers.clone())
+    );
+    assert_eq!(
+        targets(rels, "deployedBy", "target"),
+        users(note.merger.clone().into_iter().collect())
+    );
+    assert_eq!(
+        targets(rels, "requestedBy", "target"),
+        users(note.requester.clone().into_iter().collect())
+    );
+    // Both ways: the operation points at the environment.
+    let incoming = targets(&one["incoming"], "definedIn", "target");
+    assert_eq!(incoming.len(), 1, "{one}");
+    assert!(incoming[0].starts_with(&format!("operation:{r}/")));
+    // The team, seen from the other side: its environment and its members.
+    let (_, team, _) = get_json(
+        &e,
+        Who::Member,
+        &format!("/api/v1/entities/team:{r}/payments"),
+    )
+    .await;
+    let owned = targets(&team["incoming"], "ownedBy", "target");
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    assert!(owned.contains(&env_id), "{owned:?}");
+    assert!(owned
+        .iter()
+        .any(|o| o.starts_with(&format!("operation:{r}/"))));
+    assert!(targets(&team["incoming"], "memberOf", "target").contains(&format!("user:{r}/octocat")));
+
+    // Another team's member, and a stranger: the environment is as missing as a missing one.
+    let missing = format!("/api/v1/entities/environment:{r}/no-such-env");
+    for who in [Who::OtherTeam, Who::Stranger] {
+        let seen = get_json(&e, who, &format!("/api/v1/entities/{env_id}")).await;
+        let absent = get_json(&e, who, &missing).await;
+        assert_eq!((seen.0, &seen.1), (404, &absent.1), "{who:?}");
+        let (_, list, _) = get_json(&e, who, "/api/v1/entities?kind=environment").await;
+        assert_eq!(list, serde_json::json!([]), "{who:?}");
+    }
+    // The other team sees its own team in the graph, GitHub members included.
+    let (_, search, _) = get_json(
+        &e,
+        Who::OtherTeam,
+        &format!("/api/v1/entities/team:{r}/search"),
+    )
+    .await;
+    assert_eq!(
+        targets(&search["incoming"], "memberOf", "target"),
+        [format!("user:{r}/searcher")]
+    );
+
+    // Filters and pages, with GitHub's Link header.
+    let (_, envs, _) = get_json(
+        &e,
+        Who::Auditor,
+        "/api/v1/entities?kind=environment&team=payments&q=ORDERS",
+    )
+    .await;
+    assert_eq!(envs.as_array().map(Vec::len), Some(1), "{envs}");
+    let (_, all_users, _) =
+        get_json(&e, Who::Admin, "/api/v1/entities?kind=user&per_page=100").await;
+    let all_users: Vec<String> = all_users
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(all_users.len() > 3, "{all_users:?}");
+    let mut paged = Vec::new();
+    let mut next = Some(format!(
+        "{}/api/v1/entities?kind=user&per_page=2",
+        e.h.url()
+    ));
+    while let Some(url) = next.take() {
+        let path = url
+            .strip_prefix(&e.h.url())
+            .or_else(|| url.strip_prefix("http://paved.test"))
+            .expect("a link to Paved")
+            .to_string();
+        let (status, page, link) = get_json(&e, Who::Admin, &path).await;
+        assert_eq!(status, 200);
+        assert!(page.as_array().is_some_and(|p| p.len() <= 2));
+        paged.extend(
+            page.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u["id"].as_str().map(str::to_string)),
+        );
+        next = link.and_then(|l| {
+            l.split(", ")
+                .find(|p| p.ends_with("rel=\"next\""))
+                .and_then(|p| p.split(['<', '>']).nth(1).map(str::to_string))
+        });
+    }
+    assert_eq!(paged, all_users);
+    assert_eq!(
+        get_json(&e, Who::Admin, "/api/v1/entities?kind=planet")
+            .await
+            .0,
+        400
+    );
+
+    // The whole graph: nodes and typed edges.
+    let (_, g, _) = get_json(&e, Who::Member, "/api/v1/graph").await;
+    let edges = g["edges"].as_array().expect("edges");
+    assert!(edges.iter().any(|x| x["source"] == env_id.as_str()
+        && x["type"] == "ownedBy"
+        && x["target"] == format!("team:{r}/payments")));
+    let (_, g, _) = get_json(&e, Who::OtherTeam, "/api/v1/graph").await;
+    assert!(
+        !g.to_string().contains("orders-preview"),
+        "another team's graph shows the environment: {g}"
+    );
+    e.h.assert_no_rejections();
 }

@@ -20,12 +20,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
+mod graph;
 mod routes;
 pub mod server;
 
 /// What the API needs, passed in explicitly.
 pub struct ApiDeps {
     pub store: Arc<dyn Store>,
+    /// Paved's public URL (links in answers).
+    pub public_url: String,
     pub identities: Arc<Identities>,
     pub directory: Arc<Directory>,
 }
@@ -33,6 +36,7 @@ pub struct ApiDeps {
 #[derive(Clone)]
 struct ApiState {
     store: Arc<dyn Store>,
+    public_url: String,
     metrics: Arc<Metrics>,
     identities: Arc<Identities>,
     directory: Arc<Directory>,
@@ -59,6 +63,7 @@ impl ApiState {
 pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
     let state = ApiState {
         store: deps.store,
+        public_url: deps.public_url,
         metrics: intake.metrics.clone(),
         identities: deps.identities,
         directory: deps.directory,
@@ -69,6 +74,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let identified = routes::routes()
+        .merge(graph::routes())
         .route("/schemas/{file}", get(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),

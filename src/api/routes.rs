@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/operations/{id}", get(operation))
 }
 
-fn unavailable(e: StoreError) -> Response {
+pub(super) fn unavailable(e: StoreError) -> Response {
     tracing::error!(error = %e, "reading the store");
     error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
 }

@@ -12,10 +12,10 @@
 //! `GET /orgs/{org}/teams/{team_slug}/members` and cached for `api.identity_ttl`.
 
 use super::Caller;
+use crate::checks::Governance;
 use crate::forge::Forge;
 use crate::ids::{CommitSha, InstallationId, RepoName};
-use crate::manifest::platform::{parse_platform, Platform, PLATFORM_PATH};
-use crate::manifest::read_text;
+use crate::manifest::platform::Platform;
 use crate::policy::Membership;
 use crate::repo::{RepoError, Repos};
 use crate::store::{KnownRepository, Store};
@@ -164,8 +164,13 @@ impl Membership for WithTeams<'_> {
     }
 }
 
-/// The platform settings last read for a repository, by default-branch commit.
-type PlatformAt = (CommitSha, Option<Arc<Platform>>);
+/// Governance last read on a repository's default branch, by commit.
+#[derive(Clone)]
+struct AtDefault {
+    sha: CommitSha,
+    governance: Arc<Governance>,
+    platform: Option<Arc<Platform>>,
+}
 
 /// A GitHub team's members, and when GitHub listed them.
 type Listed = (Instant, Arc<Vec<String>>);
@@ -176,7 +181,7 @@ pub struct Directory {
     repos: Arc<Repos>,
     forge: Forge,
     ttl: Duration,
-    platforms: Mutex<HashMap<RepoName, PlatformAt>>,
+    platforms: Mutex<HashMap<RepoName, AtDefault>>,
     teams: Mutex<HashMap<String, Listed>>,
 }
 
@@ -276,6 +281,19 @@ impl Directory {
     }
 
     async fn platform(&self, known: &KnownRepository) -> Option<Arc<Platform>> {
+        self.at_default(known).await.and_then(|d| d.platform)
+    }
+
+    /// Governance (platform, catalog) on `repo`'s default branch as last fetched, with the
+    /// repository's record; `None` when Paved has not seen the repository or its mirror.
+    pub async fn governance(&self, repo: &RepoName) -> Option<(KnownRepository, Arc<Governance>)> {
+        let known = self.store.repository(repo).await.ok()??;
+        let at = self.at_default(&known).await?;
+        Some((known, at.governance))
+    }
+
+    /// What the default branch holds, read again only when it moved.
+    async fn at_default(&self, known: &KnownRepository) -> Option<AtDefault> {
         let cached = {
             let p = self.platforms.lock().unwrap_or_else(|p| p.into_inner());
             p.get(&known.repo).cloned()
@@ -285,34 +303,33 @@ impl Directory {
             .repos
             .read(
                 &known.repo,
-                move |m| -> Result<Option<PlatformAt>, RepoError> {
+                move |m| -> Result<Option<AtDefault>, RepoError> {
                     let Some(sha) = m.resolve(&format!("refs/remotes/origin/{branch}")) else {
                         return Ok(None);
                     };
-                    if let Some(c) = cached.filter(|(at, _)| *at == sha) {
+                    if let Some(c) = cached.filter(|c| c.sha == sha) {
                         return Ok(Some(c));
                     }
                     let tree = m.tree_at(&sha)?;
-                    let platform = match read_text(&tree, PLATFORM_PATH) {
-                        Ok(Some(text)) => parse_platform(PLATFORM_PATH, &text)
-                            .ok()
-                            .map(|(_, p)| Arc::new(p)),
-                        _ => None,
-                    };
-                    Ok(Some((sha, platform)))
+                    let governance = Arc::new(Governance::load(&tree));
+                    let platform = governance.platform().cloned().map(Arc::new);
+                    Ok(Some(AtDefault {
+                        sha,
+                        governance,
+                        platform,
+                    }))
                 },
             )
             .await;
         match read {
             Ok(Some(at)) => {
-                let platform = at.1.clone();
                 let mut p = self.platforms.lock().unwrap_or_else(|p| p.into_inner());
-                p.insert(known.repo.clone(), at);
-                platform
+                p.insert(known.repo.clone(), at.clone());
+                Some(at)
             }
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(repo = %known.repo, error = %e, "reading platform.yaml for roles failed");
+                tracing::warn!(repo = %known.repo, error = %e, "reading the default branch's governance failed");
                 None
             }
         }

@@ -195,6 +195,9 @@ pub trait OperationStore: Send + Sync + 'static {
         merge_sha: &CommitSha,
     ) -> Result<Vec<OperationRecord>, StoreError>;
     /// An environment's operations, newest first, at most `limit`.
+    /// The last operation of each of `repo`'s environments, with its log left out (for
+    /// the graph: who requested, approved and merged what is live).
+    async fn latest_operations(&self, repo: &RepoName) -> Result<Vec<OperationRecord>, StoreError>;
     async fn operations_for_environment(
         &self,
         repo: &RepoName,
@@ -240,6 +243,12 @@ pub(super) const PLAN: &str =
      paved_now_ms()) \
      ON CONFLICT (repo, merge_sha, env_name, kind, attempt) DO NOTHING \
      RETURNING id";
+/// Every column [`super::rows::operation_from_row`] reads, the log left empty.
+pub(super) const LATEST: &str = "SELECT id, repo, env_name, kind, merge_sha, pr, attempt, \
+     delivery_id, team, owner, env_type, definition, manifest_path, parameters, requester, \
+     merger, approvers, governance_sha, checks, state, deployment_id, pid, started_at, \
+     finished_at, error, '' AS log, outputs, reported, created_at FROM operations \
+     WHERE id IN (SELECT last_operation FROM environments WHERE repo = $1) ORDER BY id";
 pub(super) const PLANNED_ID: &str = "SELECT id FROM operations WHERE repo = $1 AND merge_sha = $2 \
      AND env_name = $3 AND kind = $4 AND attempt = $5";
 pub(super) const SET_PID: &str =
@@ -446,6 +455,20 @@ macro_rules! impl_operation_store {
                 let rows = sqlx::query(&q)
                     .bind(repo.to_string())
                     .bind(merge_sha.as_str())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map($crate::store::rows::operation_from_row)
+                    .collect()
+            }
+
+            async fn latest_operations(
+                &self,
+                repo: &$crate::ids::RepoName,
+            ) -> Result<Vec<$crate::store::OperationRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::operations::LATEST);
+                let rows = sqlx::query(&q)
+                    .bind(repo.to_string())
                     .fetch_all(self.reader())
                     .await?;
                 rows.iter()

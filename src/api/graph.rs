@@ -1,0 +1,385 @@
+//! `/api/v1/templates`, `/api/v1/entities`, `/api/v1/entities/{id}` and `/api/v1/graph`:
+//! the catalog and the Graph ([`crate::graph`]), scoped like everything else.
+
+use super::{error, ApiState};
+use crate::checks::Governance;
+use crate::graph::{Entity, Graph, Links};
+use crate::identity::{Access, Caller};
+use crate::ids::RepoName;
+use crate::manifest::definition::{Parameter, Runner};
+use crate::store::{KnownRepository, StoreError};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Entities per page unless `per_page` says otherwise, and the most it may say.
+const PER_PAGE: usize = 30;
+const MAX_PER_PAGE: usize = 100;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/templates", get(templates))
+        .route("/api/v1/entities", get(entities))
+        .route("/api/v1/entities/{*id}", get(entity))
+        .route("/api/v1/graph", get(graph))
+}
+
+/// A repository the caller has a role in, with what its default branch holds.
+struct Visible {
+    known: KnownRepository,
+    governance: Option<Arc<Governance>>,
+    access: Access,
+}
+
+/// The repositories the caller has any role in (`only`: just that one).
+async fn visible_repositories(
+    s: &ApiState,
+    caller: &Caller,
+    only: Option<&RepoName>,
+) -> Result<Vec<Visible>, StoreError> {
+    let repos = s.store.repositories().await?;
+    let mut out = Vec::new();
+    for known in repos {
+        if only.is_some_and(|o| *o != known.repo) {
+            continue;
+        }
+        let access = s.access(caller, &known.repo).await;
+        if !access.any() {
+            continue;
+        }
+        let governance = s.directory.governance(&known.repo).await.map(|(_, g)| g);
+        out.push(Visible {
+            known,
+            governance,
+            access,
+        });
+    }
+    Ok(out)
+}
+
+/// The web address of a repository, from its clone URL.
+fn web_of(known: &KnownRepository) -> String {
+    known
+        .clone_url
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_string()
+}
+
+/// A definition's parameters as a JSON Schema (what a form is generated from).
+pub fn parameters_schema(params: &[Parameter]) -> serde_json::Value {
+    let mut props = serde_json::Map::new();
+    let mut required = Vec::new();
+    for p in params {
+        let mut prop = serde_json::json!({ "type": p.param_type.to_string() });
+        if let Some(n) = &p.name {
+            prop["title"] = n.clone().into();
+        }
+        if let Some(d) = &p.description {
+            prop["description"] = d.clone().into();
+        }
+        if let Some(d) = &p.default {
+            prop["default"] = d.clone();
+        }
+        if let Some(a) = &p.allowed {
+            prop["enum"] = serde_json::Value::Array(a.clone());
+        }
+        if p.read_only {
+            prop["readOnly"] = true.into();
+        }
+        if p.required {
+            required.push(serde_json::Value::String(p.id.clone()));
+        }
+        props.insert(p.id.clone(), prop);
+    }
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+#[derive(Deserialize)]
+struct RepoFilter {
+    repository: Option<String>,
+}
+
+/// `?repository=owner/name`, checked; `Err(())` when it is not a repository name.
+fn repo_param(v: Option<&str>) -> Result<Option<RepoName>, ()> {
+    v.map(|r| RepoName::parse(r).map_err(|_| ())).transpose()
+}
+
+fn bad_repository() -> Response {
+    error(StatusCode::BAD_REQUEST, "repository: write owner/name")
+}
+
+/// `GET /api/v1/templates[?repository=owner/name]`: every catalog definition on the default
+/// branch of the repositories the caller has a role in, with its parameters as a JSON
+/// Schema and the environment types that allow it.
+async fn templates(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Query(f): Query<RepoFilter>,
+) -> Response {
+    let Ok(only) = repo_param(f.repository.as_deref()) else {
+        return bad_repository();
+    };
+    let repos = match visible_repositories(&s, &caller, only.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => return super::routes::unavailable(e),
+    };
+    let mut out = Vec::new();
+    for v in repos {
+        let Some(g) = v.governance else { continue };
+        let types = g.platform().map(|p| &p.environment_types);
+        for (name, def) in g.catalog() {
+            let Ok(def) = def else { continue };
+            let allowed: Vec<&String> = types
+                .into_iter()
+                .flatten()
+                .filter(|(_, t)| t.definitions.as_ref().is_none_or(|d| d.contains(name)))
+                .map(|(n, _)| n)
+                .collect();
+            out.push(serde_json::json!({
+                "id": crate::graph::id("template", &v.known.repo, name),
+                "repository": v.known.repo.to_string(),
+                "name": name,
+                "title": def.definition.name,
+                "summary": def.definition.summary,
+                "description": def.definition.description,
+                "runner": match &def.definition.runner {
+                    Runner::Command => "script",
+                    Runner::Terraform => "terraform",
+                    Runner::Image(_) => "image",
+                },
+                "parameters": parameters_schema(&def.definition.parameters),
+                "environmentTypes": allowed,
+            }));
+        }
+    }
+    Json(out).into_response()
+}
+
+/// The graph of the repositories the caller has a role in, trimmed to what they see.
+async fn build(
+    s: &ApiState,
+    caller: &Caller,
+    only: Option<&RepoName>,
+) -> Result<Graph, StoreError> {
+    let repos = visible_repositories(s, caller, only).await?;
+    let mut graph = Graph::default();
+    let mut access: BTreeMap<String, Access> = BTreeMap::new();
+    for v in &repos {
+        let envs = s.store.environments(Some(&v.known.repo)).await?;
+        let ops = s.store.latest_operations(&v.known.repo).await?;
+        let members = match v.governance.as_ref().and_then(|g| g.platform()) {
+            Some(p) => s
+                .directory
+                .github_members(v.known.installation, p)
+                .await
+                .into_iter()
+                .map(|(k, m)| (k, m.as_ref().clone()))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let web = web_of(&v.known);
+        graph.add_repository(
+            &v.known.repo,
+            v.governance.as_deref(),
+            &members,
+            &envs,
+            &ops,
+            &Links {
+                public_url: &s.public_url,
+                web: &web,
+            },
+        );
+        access.insert(v.known.repo.to_string(), v.access.clone());
+    }
+    graph.retain(|e| {
+        access.get(&e.repository).is_some_and(|a| match e.kind {
+            "environment" | "operation" => e.team.as_deref().is_some_and(|t| a.sees_team(t)),
+            _ => a.any(),
+        })
+    });
+    Ok(graph)
+}
+
+#[derive(Deserialize)]
+struct EntityQuery {
+    kind: Option<String>,
+    team: Option<String>,
+    q: Option<String>,
+    repository: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+/// `GET /api/v1/entities?kind=&team=&q=&repository=&page=&per_page=`: the caller's
+/// entities, filtered, by id, paginated with a `Link` header as GitHub does.
+async fn entities(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Query(f): Query<EntityQuery>,
+) -> Response {
+    if let Some(k) = &f.kind {
+        if !crate::graph::KINDS.contains(&k.as_str()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("kind: one of {}", crate::graph::KINDS.join(", ")),
+            );
+        }
+    }
+    let Ok(only) = repo_param(f.repository.as_deref()) else {
+        return bad_repository();
+    };
+    let graph = match build(&s, &caller, only.as_ref()).await {
+        Ok(g) => g,
+        Err(e) => return super::routes::unavailable(e),
+    };
+    let q = f.q.as_deref().map(str::to_ascii_lowercase);
+    let matching: Vec<&Entity> = graph
+        .entities
+        .values()
+        .filter(|e| f.kind.as_deref().is_none_or(|k| e.kind == k))
+        .filter(|e| {
+            f.team
+                .as_deref()
+                .is_none_or(|t| e.team.as_deref() == Some(t) || (e.kind == "team" && e.name == t))
+        })
+        .filter(|e| {
+            q.as_deref().is_none_or(|q| {
+                e.name.to_ascii_lowercase().contains(q)
+                    || e.description
+                        .as_deref()
+                        .is_some_and(|d| d.to_ascii_lowercase().contains(q))
+            })
+        })
+        .collect();
+    let per_page = f.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
+    let last = matching.len().div_ceil(per_page).max(1);
+    let page = f.page.unwrap_or(1).max(1);
+    let items: Vec<&Entity> = matching
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .copied()
+        .collect();
+    let link = link_header(&s.public_url, &f, page, per_page, last);
+    let mut r = Json(items).into_response();
+    if let Some(link) = link {
+        if let Ok(v) = header::HeaderValue::from_str(&link) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
+/// `<url>; rel="next"`, `prev`, `first`, `last`, as GitHub paginates.
+fn link_header(
+    base: &str,
+    f: &EntityQuery,
+    page: usize,
+    per_page: usize,
+    last: usize,
+) -> Option<String> {
+    if last <= 1 && page <= 1 {
+        return None;
+    }
+    let url = |p: usize| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("kind", &f.kind),
+            ("team", &f.team),
+            ("q", &f.q),
+            ("repository", &f.repository),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("page", &p.to_string());
+        q.append_pair("per_page", &per_page.to_string());
+        format!("<{base}/api/v1/entities?{}>", q.finish())
+    };
+    let mut parts = Vec::new();
+    if page < last {
+        parts.push(format!("{}; rel=\"next\"", url(page + 1)));
+        parts.push(format!("{}; rel=\"last\"", url(last)));
+    }
+    if page > 1 {
+        parts.push(format!("{}; rel=\"first\"", url(1)));
+        parts.push(format!("{}; rel=\"prev\"", url((page - 1).min(last))));
+    }
+    Some(parts.join(", "))
+}
+
+/// `GET /api/v1/entities/{kind:owner/repo/name}`: one entity with its relations both ways.
+/// One the caller may not see is answered as a missing one.
+async fn entity(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let missing = || error(StatusCode::NOT_FOUND, "no such entity");
+    // `kind:owner/repo[/name]`: only that repository's graph is built.
+    let Some((_, rest)) = id.split_once(':') else {
+        return missing();
+    };
+    let mut parts = rest.splitn(3, '/');
+    let (Some(owner), Some(name)) = (parts.next(), parts.next()) else {
+        return missing();
+    };
+    let Ok(repo) = RepoName::new(owner, name) else {
+        return missing();
+    };
+    let graph = match build(&s, &caller, Some(&repo)).await {
+        Ok(g) => g,
+        Err(e) => return super::routes::unavailable(e),
+    };
+    match graph.entities.get(&id) {
+        Some(e) => Json(serde_json::json!({
+            "entity": e,
+            "incoming": graph.incoming(&id),
+        }))
+        .into_response(),
+        None => missing(),
+    }
+}
+
+/// `GET /api/v1/graph[?repository=owner/name]`: nodes and edges.
+async fn graph(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Query(f): Query<RepoFilter>,
+) -> Response {
+    let Ok(only) = repo_param(f.repository.as_deref()) else {
+        return bad_repository();
+    };
+    let graph = match build(&s, &caller, only.as_ref()).await {
+        Ok(g) => g,
+        Err(e) => return super::routes::unavailable(e),
+    };
+    let edges: Vec<serde_json::Value> = graph
+        .entities
+        .values()
+        .flat_map(|e| {
+            e.relations
+                .iter()
+                .map(|r| serde_json::json!({ "source": e.id, "type": r.kind, "target": r.target }))
+        })
+        .collect();
+    let nodes: Vec<serde_json::Value> = graph
+        .entities
+        .values()
+        .map(|e| serde_json::json!({ "id": e.id, "kind": e.kind, "name": e.name, "team": e.team }))
+        .collect();
+    Json(serde_json::json!({ "nodes": nodes, "edges": edges })).into_response()
+}

@@ -1,0 +1,307 @@
+//! The Graph (SPEC 9): everything Paved knows about a repository as entities with typed
+//! relations, built from the default branch's governance (teams, members, environment
+//! types, the catalog), the inventory and the environments' last operations. Pure: the
+//! caller reads those and decides what the caller of the API may see
+//! ([`Graph::retain`]).
+//!
+//! Ids are `kind:owner/repo/name` (`repository:owner/repo` for the repository itself).
+
+use crate::checks::Governance;
+use crate::ids::RepoName;
+use crate::manifest::definition::Runner;
+use crate::store::{public_outputs, EnvironmentRecord, OperationRecord};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The kinds of entity, as the API names them.
+pub const KINDS: &[&str] = &[
+    "repository",
+    "team",
+    "user",
+    "environmentType",
+    "template",
+    "environment",
+    "operation",
+];
+
+/// One thing Paved knows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entity {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub repository: String,
+    /// What provisions it: a template's runner (`script`, `terraform`), an environment's
+    /// template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The owning team.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The owning user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// An environment's or an operation's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `pullRequest`, `mergeCommit`, `deployment`, `url`, `audit`, …
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
+    pub relations: Vec<Relation>,
+}
+
+/// A typed edge from the entity that holds it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Relation {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub target: String,
+}
+
+/// Every entity of one or more repositories, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub entities: BTreeMap<String, Entity>,
+}
+
+/// Where links point.
+pub struct Links<'a> {
+    /// Paved's public URL (audit links).
+    pub public_url: &'a str,
+    /// The repository's web address (`https://github.com/owner/repo`).
+    pub web: &'a str,
+}
+
+pub fn id(kind: &str, repo: &RepoName, name: &str) -> String {
+    format!("{kind}:{repo}/{name}")
+}
+
+pub fn repository_id(repo: &RepoName) -> String {
+    format!("repository:{repo}")
+}
+
+impl Graph {
+    /// Adds `repo`'s entities: governance (when readable), then `envs` with their last
+    /// operations `ops` (matched by id).
+    pub fn add_repository(
+        &mut self,
+        repo: &RepoName,
+        governance: Option<&Governance>,
+        github_members: &BTreeMap<String, Vec<String>>,
+        envs: &[EnvironmentRecord],
+        ops: &[OperationRecord],
+        links: &Links<'_>,
+    ) {
+        let repo_id = repository_id(repo);
+        let mut r = entity(&repo_id, "repository", &repo.to_string(), repo);
+        r.links.insert("repository".into(), links.web.to_string());
+        self.put(r);
+        if let Some(platform) = governance.and_then(Governance::platform) {
+            for (name, team) in &platform.teams {
+                let tid = id("team", repo, name);
+                let mut t = entity(&tid, "team", name, repo);
+                t.relations.push(rel("definedIn", &repo_id));
+                self.put(t);
+                let mut members: BTreeSet<String> = team.members.iter().cloned().collect();
+                members.extend(github_members.get(name).into_iter().flatten().cloned());
+                for m in members {
+                    self.user(repo, &m).relations.push(rel("memberOf", &tid));
+                }
+            }
+            for (name, t) in &platform.environment_types {
+                let mut e = entity(
+                    &id("environmentType", repo, name),
+                    "environmentType",
+                    name,
+                    repo,
+                );
+                e.description = t.description.clone();
+                e.relations.push(rel("definedIn", &repo_id));
+                self.put(e);
+            }
+        }
+        if let Some(g) = governance {
+            for (name, def) in g.catalog() {
+                let Ok(def) = def else { continue };
+                let mut e = entity(&id("template", repo, name), "template", name, repo);
+                e.description = def
+                    .definition
+                    .description
+                    .clone()
+                    .or_else(|| def.definition.summary.clone());
+                e.provider = Some(
+                    match def.definition.runner {
+                        Runner::Command => "script",
+                        Runner::Terraform => "terraform",
+                        Runner::Image(_) => "image",
+                    }
+                    .to_string(),
+                );
+                e.relations.push(rel("definedIn", &repo_id));
+                self.put(e);
+            }
+        }
+        let ops: BTreeMap<i64, &OperationRecord> = ops.iter().map(|o| (o.id.0, o)).collect();
+        for env in envs {
+            let op = env.last_operation.and_then(|i| ops.get(&i.0).copied());
+            self.add_environment(repo, env, op, links);
+        }
+    }
+
+    fn add_environment(
+        &mut self,
+        repo: &RepoName,
+        env: &EnvironmentRecord,
+        op: Option<&OperationRecord>,
+        links: &Links<'_>,
+    ) {
+        let eid = id("environment", repo, &env.name);
+        let mut e = entity(&eid, "environment", &env.name, repo);
+        e.team = Some(env.team.clone());
+        e.user = Some(env.owner.clone());
+        e.provider = Some(env.definition.clone());
+        e.state = Some(env.state.as_str().to_string());
+        e.links.insert(
+            "audit".into(),
+            format!(
+                "{}/api/v1/repos/{repo}/environments/{}",
+                links.public_url, env.name
+            ),
+        );
+        if let Some(url) = public_outputs(&env.outputs)
+            .get("url")
+            .and_then(|u| u.get("value"))
+            .and_then(|v| v.as_str())
+        {
+            e.links.insert("url".into(), url.to_string());
+        }
+        e.relations
+            .push(rel("ownedBy", &id("team", repo, &env.team)));
+        e.relations
+            .push(rel("instanceOf", &id("template", repo, &env.definition)));
+        e.relations
+            .push(rel("ofType", &id("environmentType", repo, &env.env_type)));
+        e.relations.push(rel("definedIn", &repository_id(repo)));
+        self.user(repo, &env.owner);
+        if let Some(op) = op {
+            let people = op_people(op);
+            for (kind, login) in &people {
+                e.relations.push(rel(kind, &id("user", repo, login)));
+                self.user(repo, login);
+            }
+            e.links.insert(
+                "pullRequest".into(),
+                format!("{}/pull/{}", links.web, op.op.pr),
+            );
+            e.links.insert(
+                "mergeCommit".into(),
+                format!("{}/commit/{}", links.web, op.op.merge_sha),
+            );
+            if let Some(d) = op.deployment_id {
+                e.links.insert(
+                    "deployment".into(),
+                    format!("{}/deployments/{}", links.web, d.0),
+                );
+            }
+            let oid = id("operation", repo, &op.id.0.to_string());
+            let mut o = entity(&oid, "operation", &op.id.0.to_string(), repo);
+            o.team = Some(op.op.team.clone());
+            o.state = Some(op.state.as_str().to_string());
+            o.provider = Some(op.op.kind.as_str().to_string());
+            o.links.insert(
+                "audit".into(),
+                format!("{}/api/v1/operations/{}", links.public_url, op.id.0),
+            );
+            o.relations.push(rel("definedIn", &eid));
+            o.relations
+                .push(rel("ownedBy", &id("team", repo, &op.op.team)));
+            for (kind, login) in people {
+                o.relations.push(rel(kind, &id("user", repo, &login)));
+            }
+            self.put(o);
+        }
+        self.put(e);
+    }
+
+    fn put(&mut self, mut e: Entity) {
+        e.relations.sort();
+        e.relations.dedup();
+        self.entities.insert(e.id.clone(), e);
+    }
+
+    fn user(&mut self, repo: &RepoName, login: &str) -> &mut Entity {
+        let uid = id("user", repo, login);
+        self.entities
+            .entry(uid.clone())
+            .or_insert_with(|| entity(&uid, "user", login, repo))
+    }
+
+    /// Keeps the entities `keep` says yes to, and only the relations between them.
+    pub fn retain(&mut self, keep: impl Fn(&Entity) -> bool) {
+        self.entities.retain(|_, e| keep(e));
+        let ids: BTreeSet<String> = self.entities.keys().cloned().collect();
+        for e in self.entities.values_mut() {
+            e.relations.retain(|r| ids.contains(&r.target));
+        }
+    }
+
+    /// The relations pointing at `id`: `(type, source)`.
+    pub fn incoming(&self, id: &str) -> Vec<Relation> {
+        let mut out: Vec<Relation> = self
+            .entities
+            .values()
+            .flat_map(|e| {
+                e.relations
+                    .iter()
+                    .filter(|r| r.target == id)
+                    .map(|r| Relation {
+                        kind: r.kind,
+                        target: e.id.clone(),
+                    })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Who asked for, approved and merged an operation (`requestedBy`, `approvedBy`,
+/// `deployedBy`).
+fn op_people(op: &OperationRecord) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if !op.op.requester.is_empty() {
+        out.push(("requestedBy", op.op.requester.clone()));
+    }
+    for a in &op.op.approvers {
+        out.push(("approvedBy", a.clone()));
+    }
+    if !op.op.merger.is_empty() {
+        out.push(("deployedBy", op.op.merger.clone()));
+    }
+    out
+}
+
+fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
+    Entity {
+        id: id.to_string(),
+        kind,
+        name: name.to_string(),
+        repository: repo.to_string(),
+        provider: None,
+        team: None,
+        user: None,
+        description: None,
+        state: None,
+        links: BTreeMap::new(),
+        relations: Vec::new(),
+    }
+}
+
+fn rel(kind: &'static str, target: &str) -> Relation {
+    Relation {
+        kind,
+        target: target.to_string(),
+    }
+}
