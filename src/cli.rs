@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `demo`, `migrate`, `audit`.
+//! The command line: `serve`, `check`, `demo`, `migrate`, `audit`, `schema`, and the API's
+//! client commands `env` and `templates` (see [`crate::client`]).
 
 use crate::config::{Config, Overrides};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +44,36 @@ impl ServiceFlags {
     }
 }
 
+/// Where the API is, for the client commands (the token comes from `PAVED_TOKEN`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteFlags {
+    /// The Paved server's URL.
+    #[arg(long, global = true, env = "PAVED_SERVER", default_value = crate::client::DEFAULT_SERVER)]
+    pub server: String,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// The environments you may see: name, team, type, template, state, owner.
+    List {
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only this repository's (owner/name).
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// One environment: its public outputs and its recent operations.
+    Show {
+        name: String,
+        /// The repository (owner/name), when the name is in several.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Text,
@@ -68,6 +99,18 @@ pub enum Command {
         /// Keep the demo's files (repository, database) in this folder instead of a temp dir.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+    /// Environments on a running server (token from PAVED_TOKEN).
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+        #[command(flatten)]
+        remote: RemoteFlags,
+    },
+    /// The templates (catalog definitions) you may request from, with their parameters.
+    Templates {
+        #[command(flatten)]
+        remote: RemoteFlags,
     },
     /// Apply database migrations and exit.
     Migrate(ServiceFlags),
@@ -140,6 +183,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { env, repo, format } => {
             crate::audit::run_cli(&env, &repo, matches!(format, Format::Json))
         }
+        Command::Env { command, remote } => client_command(&remote, |c, json| async move {
+            match command {
+                EnvCommand::List { team, repository } => {
+                    crate::client::env_list(&c, team.as_deref(), repository.as_deref(), json).await
+                }
+                EnvCommand::Show { name, repository } => {
+                    crate::client::env_show(&c, &name, repository.as_deref(), json).await
+                }
+            }
+        }),
+        Command::Templates { remote } => client_command(&remote, |c, json| async move {
+            crate::client::templates(&c, json).await
+        }),
         Command::Serve(flags) => runtime().and_then(|rt| {
             init_tracing();
             let config = load_config(&flags)?;
@@ -172,6 +228,18 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs a client command against `remote.server` with `PAVED_TOKEN`, printing its text.
+fn client_command<F, Fut>(remote: &RemoteFlags, f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(crate::client::ApiClient, bool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let client = crate::client::ApiClient::new(&remote.server, std::env::var("PAVED_TOKEN").ok())?;
+    let out = runtime()?.block_on(f(client, matches!(remote.format, Format::Json)))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

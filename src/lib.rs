@@ -8,6 +8,7 @@ mod api;
 pub mod audit;
 pub mod checks;
 pub mod cli;
+pub mod client;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -593,3 +593,103 @@ async fn templates_and_the_graph_say_what_the_audit_trail_says_to_those_who_may_
     );
     e.h.assert_no_rejections();
 }
+
+/// Runs the `paved` binary with `args`, `PAVED_SERVER` pointing at the test server and
+/// `PAVED_TOKEN` set when `who` has a token; returns (exit code, stdout, stderr).
+fn paved_cli(e: &Env, who: Who, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_paved"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PAVED_SERVER", e.h.url());
+    if let Some(t) = who.token() {
+        cmd.env("PAVED_TOKEN", t);
+    }
+    let out = cmd.output().expect("run paved");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_shows_what_the_api_lets_its_user_see() {
+    let e = start().await;
+    let pr = e.open(&add("orders-preview", "ok"));
+    let (merge, _) = e.merge(&pr).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+
+    // `paved env list`: a table for people, JSON for scripts.
+    let (code, out, err) =
+        tokio::task::block_in_place(|| paved_cli(&e, Who::Member, &["env", "list"]));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{out}");
+    assert!(
+        lines[1].starts_with("orders-preview")
+            && lines[1].contains("payments")
+            && lines[1].contains("ready"),
+        "{out}"
+    );
+    let (code, out, _) = tokio::task::block_in_place(|| {
+        paved_cli(&e, Who::Member, &["env", "list", "--format", "json"])
+    });
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["name"], "orders-preview");
+
+    // `paved env show`: outputs and operations.
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        paved_cli(&e, Who::Member, &["env", "show", "orders-preview"])
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("url = https://orders-preview.example.test"),
+        "{out}"
+    );
+    assert!(out.contains("deploy") && out.contains("succeeded"), "{out}");
+
+    // `paved templates`.
+    let (code, out, err) =
+        tokio::task::block_in_place(|| paved_cli(&e, Who::Member, &["templates"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("recorder")
+            && l.contains("dev,quick")
+            && l.contains("mode,note")),
+        "{out}"
+    );
+
+    // Another team sees none of it; without a token the error says what to do.
+    let (code, out, _) =
+        tokio::task::block_in_place(|| paved_cli(&e, Who::OtherTeam, &["env", "list"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("no environments you may see"), "{out}");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        paved_cli(&e, Who::OtherTeam, &["env", "show", "orders-preview"])
+    });
+    assert_eq!(code, 2);
+    assert!(err.contains("no environment \"orders-preview\""), "{err}");
+    let (code, _, err) =
+        tokio::task::block_in_place(|| paved_cli(&e, Who::Anonymous, &["env", "list"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("set PAVED_TOKEN"), "{err}");
+    e.h.github.add_user_token("gho_soon_gone", "octocat");
+    e.h.github.revoke_user_token("gho_soon_gone");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_paved"));
+    let out = tokio::task::block_in_place(|| {
+        cmd.args(["env", "list"])
+            .env_clear()
+            .env("PAVED_SERVER", e.h.url())
+            .env("PAVED_TOKEN", "gho_soon_gone")
+            .output()
+            .expect("run")
+    });
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not accept your token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
