@@ -22,6 +22,7 @@ pub use paved_ids as ids;
 pub mod intake;
 pub mod manifest;
 pub mod metrics;
+pub mod orchestrator;
 pub mod policy;
 pub mod repo;
 pub mod retention;

@@ -188,6 +188,12 @@ pub async fn start(mut config: Config) -> Result<Service> {
                 deps.forge.clone(),
             )),
             directory: deps.directory.clone(),
+            orchestrator: Arc::new(crate::orchestrator::Orchestrator {
+                store: store.clone(),
+                repos: deps.repos.clone(),
+                forge: deps.forge.clone(),
+                directory: deps.directory.clone(),
+            }),
         },
     );
     let upkeep = tokio::spawn(crate::retention::run(

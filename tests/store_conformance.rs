@@ -242,6 +242,7 @@ conformance!(
     environments_upsert_and_order,
     merges,
     repositories,
+    requests,
     storage_round_trip,
     comments_runs_and_counts,
     restart_recovery,
@@ -1309,6 +1310,72 @@ async fn repositories(b: &Backend) {
             known("octo/envs", "develop", Some(8))
         ]
     );
+}
+
+async fn requests(b: &Backend) {
+    use paved::store::NewRequest;
+    let store = b.open().await;
+    let new = |name: &str, who: &str| NewRequest {
+        repo: repo("octo/envs"),
+        action: "create".into(),
+        env_name: name.into(),
+        team: "payments".into(),
+        requester: who.into(),
+        branch: String::new(),
+        manifest_path: format!("environments/payments/{name}.yaml"),
+    };
+    let first = store
+        .open_request(&new("a", "octocat"))
+        .await
+        .expect("open");
+    let id = first.expect("the first request for a is open");
+    // One open request per environment.
+    assert_eq!(
+        store.open_request(&new("a", "hubot")).await.expect("open"),
+        None
+    );
+    let other = store.open_request(&new("b", "hubot")).await.expect("open");
+    assert!(other.is_some());
+    store
+        .set_request_pr(id, 7, "https://github.com/octo/envs/pull/7")
+        .await
+        .expect("pr");
+    let r = store.request(id).await.expect("read").expect("request");
+    assert_eq!(
+        (r.pr_number, r.open, r.requester.as_str()),
+        (Some(7), true, "octocat")
+    );
+    assert_eq!(r.branch_name(), format!("paved/requests/a-{id}"));
+    assert_eq!(
+        store
+            .request_for_pr(&repo("octo/envs"), 7)
+            .await
+            .expect("by pr")
+            .map(|r| r.id),
+        Some(id)
+    );
+    assert_eq!(
+        store
+            .open_request_for(&repo("octo/envs"), "a")
+            .await
+            .expect("open for")
+            .map(|r| r.id),
+        Some(id)
+    );
+    // Closed, the environment takes a new request.
+    store.close_request(id).await.expect("close");
+    assert_eq!(
+        store
+            .open_request_for(&repo("octo/envs"), "a")
+            .await
+            .expect("open for"),
+        None
+    );
+    assert!(store
+        .open_request(&new("a", "hubot"))
+        .await
+        .expect("open")
+        .is_some());
 }
 
 async fn storage_round_trip(b: &Backend) {

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use std::sync::Arc;
 
 mod graph;
+mod requests;
 mod routes;
 pub mod server;
 
@@ -31,6 +32,7 @@ pub struct ApiDeps {
     pub public_url: String,
     pub identities: Arc<Identities>,
     pub directory: Arc<Directory>,
+    pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
 #[derive(Clone)]
@@ -40,6 +42,7 @@ struct ApiState {
     metrics: Arc<Metrics>,
     identities: Arc<Identities>,
     directory: Arc<Directory>,
+    orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
 impl ApiState {
@@ -67,6 +70,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
         metrics: intake.metrics.clone(),
         identities: deps.identities,
         directory: deps.directory,
+        orchestrator: deps.orchestrator,
     };
     let open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -75,6 +79,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
         .with_state(state.clone());
     let identified = routes::routes()
         .merge(graph::routes())
+        .merge(requests::routes())
         .route("/schemas/{file}", get(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),

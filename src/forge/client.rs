@@ -347,6 +347,18 @@ impl GitHub {
         self.send_as(what, method, path, body, Repeat::Safe).await
     }
 
+    /// Sends a write that creates something: a lost answer is reported
+    /// ([`ForgeError::AnswerLost`]), not repeated.
+    pub(super) async fn send_create<B: Serialize + ?Sized + Sync>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<Answer, ForgeError> {
+        self.send_as(what, Method::Post, path, Some(body), Repeat::Create)
+            .await
+    }
+
     async fn send_as<B: Serialize + ?Sized + Sync>(
         &self,
         what: &str,
@@ -783,6 +795,10 @@ fn operation_of(method: &Method, path: &str) -> &'static str {
         (Method::Post, ["repos", _, _, "issues", _, "comments"]) => "issues/create-comment",
         (Method::Patch, ["repos", _, _, "issues", "comments", _]) => "issues/update-comment",
         (Method::Get, ["repos", _, _, "pulls", _]) => "pulls/get",
+        (Method::Post, ["repos", _, _, "pulls"]) => "pulls/create",
+        (Method::Get, ["repos", _, _, "commits", _, "status"]) => {
+            "repos/get-combined-status-for-ref"
+        }
         (Method::Get, ["repos", _, _, "commits", _, "pulls"]) => {
             "repos/list-pull-requests-associated-with-commit"
         }

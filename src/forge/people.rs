@@ -80,3 +80,82 @@ impl GitHub {
         Ok(out)
     }
 }
+
+/// A pull request Paved opened.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpenedPull {
+    pub number: u64,
+    pub html_url: String,
+}
+
+/// One commit status, as the combined status lists it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct CommitStatus {
+    pub context: String,
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Combined {
+    statuses: Vec<CommitStatus>,
+}
+
+impl GitHub {
+    /// `POST /repos/{owner}/{repo}/pulls`: opens a pull request from `head` into `base`.
+    /// Not repeated when its answer is lost (a second would fail anyway: one PR per head).
+    pub async fn create_pull(
+        &self,
+        repo: &crate::ids::RepoName,
+        head: &str,
+        base: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<OpenedPull, ForgeError> {
+        let path = format!("/repos/{repo}/pulls");
+        let payload =
+            serde_json::json!({ "title": title, "head": head, "base": base, "body": body });
+        let a = self
+            .send_create("open pull request", &path, &payload)
+            .await?;
+        serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("open pull request: bad JSON: {e}")))
+    }
+
+    /// The latest status of each context on `sha` (`GET .../commits/{sha}/status`).
+    pub async fn commit_statuses(
+        &self,
+        repo: &crate::ids::RepoName,
+        sha: &str,
+    ) -> Result<Vec<CommitStatus>, ForgeError> {
+        let path = format!("/repos/{repo}/commits/{sha}/status?per_page=100");
+        let a = self
+            .send("commit statuses", Method::Get, &path, None::<&()>)
+            .await?;
+        let c: Combined = serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("commit statuses: bad JSON: {e}")))?;
+        Ok(c.statuses)
+    }
+}
+
+/// What `GET /repos/{owner}/{repo}` says Paved needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoFacts {
+    pub default_branch: String,
+    pub clone_url: String,
+}
+
+impl GitHub {
+    /// `GET /repos/{owner}/{repo}`: its default branch and clone URL.
+    pub async fn repository(&self, repo: &crate::ids::RepoName) -> Result<RepoFacts, ForgeError> {
+        let path = format!("/repos/{repo}");
+        let a = self
+            .send("repository", Method::Get, &path, None::<&()>)
+            .await?;
+        serde_json::from_slice(&a.body)
+            .map_err(|e| ForgeError::Transient(format!("repository: bad JSON: {e}")))
+    }
+}

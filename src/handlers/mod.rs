@@ -65,6 +65,7 @@ impl Deps {
             repos.clone(),
             forge.clone(),
             config.api.identity_ttl,
+            config.repositories.clone(),
         ));
         Deps {
             store,
@@ -227,6 +228,23 @@ pub fn environment_changes(
             },
         })
         .collect())
+}
+
+/// A pull request Paved opened for a request counts as the requester's: they are its
+/// author for ownership and for "no self-approval" (SPEC 9). Only a PR from the repository
+/// itself (Paved pushes its branches there), recorded as a request's, is rewritten.
+pub(crate) async fn with_requester(
+    deps: &Deps,
+    mut pr: crate::event::PrInfo,
+) -> Result<crate::event::PrInfo, WorkError> {
+    if pr.from_fork {
+        return Ok(pr);
+    }
+    if let Some(req) = deps.store.request_for_pr(&pr.repo, pr.number.0).await? {
+        tracing::debug!(pr = %pr.number, requester = %req.requester, "a request's pull request");
+        pr.author = req.requester;
+    }
+    Ok(pr)
 }
 
 /// Evaluates `changes` against `gov`, counting the members of the GitHub teams

@@ -40,6 +40,7 @@ pub async fn recheck(
 /// failing `paved/schema`; a panic while evaluating gets failing statuses saying "internal
 /// error", not a retry.
 pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<(), WorkError> {
+    let pr = &super::with_requester(deps, pr.clone()).await?;
     if pr.base_ref != pr.default_branch {
         // Only the default branch's verdicts may land on a commit: a PR into another
         // branch, judged by that branch's rules, could otherwise turn the same head SHA

@@ -13,6 +13,7 @@
 
 use super::Caller;
 use crate::checks::Governance;
+use crate::config::RepoFilter;
 use crate::forge::Forge;
 use crate::ids::{CommitSha, InstallationId, RepoName};
 use crate::manifest::platform::Platform;
@@ -178,6 +179,8 @@ type Listed = (Instant, Arc<Vec<String>>);
 /// Reads and caches every repository's roles (see the module documentation).
 pub struct Directory {
     store: Arc<dyn Store>,
+    /// The repositories Paved serves (`github.repositories`).
+    filter: RepoFilter,
     repos: Arc<Repos>,
     forge: Forge,
     ttl: Duration,
@@ -186,9 +189,16 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(store: Arc<dyn Store>, repos: Arc<Repos>, forge: Forge, ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        repos: Arc<Repos>,
+        forge: Forge,
+        ttl: Duration,
+        filter: RepoFilter,
+    ) -> Self {
         Directory {
             store,
+            filter,
             repos,
             forge,
             ttl,
@@ -201,14 +211,7 @@ impl Directory {
     /// `None` when Paved has not seen the repository yet, or its `platform.yaml` is missing
     /// or invalid: then only service tokens read it (nobody is known to be anyone).
     pub async fn roles(&self, repo: &RepoName) -> Option<RepoRoles> {
-        let known = match self.store.repository(repo).await {
-            Ok(Some(k)) => k,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading a repository's record failed");
-                return None;
-            }
-        };
+        let known = self.known(repo).await?;
         let platform = self.platform(&known).await?;
         let github = self.github_members(known.installation, &platform).await;
         Some(RepoRoles::new(platform, github))
@@ -284,10 +287,46 @@ impl Directory {
         self.at_default(known).await.and_then(|d| d.platform)
     }
 
+    /// What Paved knows of `repo`: from its last delivery, or, for a repository it serves
+    /// but has had no delivery from yet, from `GET /repos/{owner}/{repo}` (with the
+    /// configured token; a GitHub App needs a delivery first, which names its installation).
+    pub async fn known(&self, repo: &RepoName) -> Option<KnownRepository> {
+        match self.store.repository(repo).await {
+            Ok(Some(k)) => return Some(k),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a repository's record failed");
+                return None;
+            }
+        }
+        if !self.filter.allows(repo) || self.forge.is_app() {
+            return None;
+        }
+        let facts = self.forge.client(None).ok()?.repository(repo).await;
+        match facts {
+            Ok(f) => {
+                let known = KnownRepository {
+                    repo: repo.clone(),
+                    default_branch: f.default_branch,
+                    clone_url: f.clone_url,
+                    installation: None,
+                };
+                if let Err(e) = self.store.note_repository(&known).await {
+                    tracing::warn!(error = %e, "recording a repository failed");
+                }
+                Some(known)
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "GitHub could not describe a served repository");
+                None
+            }
+        }
+    }
+
     /// Governance (platform, catalog) on `repo`'s default branch as last fetched, with the
     /// repository's record; `None` when Paved has not seen the repository or its mirror.
     pub async fn governance(&self, repo: &RepoName) -> Option<(KnownRepository, Arc<Governance>)> {
-        let known = self.store.repository(repo).await.ok()??;
+        let known = self.known(repo).await?;
         let at = self.at_default(&known).await?;
         Some((known, at.governance))
     }
@@ -299,6 +338,32 @@ impl Directory {
             p.get(&known.repo).cloned()
         };
         let branch = known.default_branch.clone();
+        let default_ref = format!("refs/remotes/origin/{branch}");
+        let present = {
+            let default_ref = default_ref.clone();
+            self.repos
+                .read(&known.repo, move |m| -> Result<bool, RepoError> {
+                    Ok(m.resolve(&default_ref).is_some())
+                })
+                .await
+                .unwrap_or(false)
+        };
+        if !present {
+            // Never fetched (no delivery handled yet): fetch the default branch once.
+            let spec = format!("+refs/heads/{branch}:{default_ref}");
+            let fetched = self
+                .repos
+                .with_remote(
+                    &known.repo,
+                    &known.clone_url,
+                    known.installation,
+                    move |s| s.mirror.fetch(&s.url, &[spec], s.token.as_ref()),
+                )
+                .await;
+            if let Err(e) = fetched {
+                tracing::warn!(repo = %known.repo, error = %e, "fetching the default branch for roles failed");
+            }
+        }
         let read = self
             .repos
             .read(

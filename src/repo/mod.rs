@@ -2,6 +2,8 @@
 //! `<data_dir>/mirrors/<owner>/<name>.git`. Everything here is blocking (git2): callers run
 //! it inside `tokio::task::spawn_blocking`, never on an async thread.
 
+mod branch;
+pub use branch::{BranchChange, COMMITTER};
 mod history;
 
 pub use history::CommitWithParents;

@@ -18,6 +18,7 @@ pub mod operations;
 pub mod postgres;
 pub mod recovery;
 pub mod repositories;
+pub mod requests;
 pub mod retention;
 mod rows;
 pub mod runs;
@@ -36,6 +37,7 @@ pub use operations::{
 };
 pub use recovery::Recovery;
 pub use repositories::{KnownRepository, RepositoryStore};
+pub use requests::{NewRequest, RequestRecord, RequestStore};
 pub use retention::{Prunable, RetentionStore};
 pub use runs::{NewRun, RunRecord, RunStore};
 
@@ -63,6 +65,7 @@ pub trait Store:
     + LockStore
     + MergeStore
     + RepositoryStore
+    + RequestStore
     + InventoryStore
     + Recovery
     + RetentionStore
@@ -79,6 +82,7 @@ impl<T> Store for T where
         + LockStore
         + MergeStore
         + RepositoryStore
+        + RequestStore
         + InventoryStore
         + Recovery
         + RetentionStore
@@ -93,6 +97,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         DeliveryStore, InventoryStore, LockStore, MergeStore, OperationStore, Recovery,
-        RepositoryStore, RetentionStore, RunStore, Store,
+        RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
     };
 }

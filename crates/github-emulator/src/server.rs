@@ -719,6 +719,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         "repos/create-deployment-status" => create_deployment_status(ctx, w),
         "repos/list-deployments" => list_deployments(ctx, w),
         "pulls/get" => get_pull(ctx, w),
+        "pulls/create" => crate::pulls::create_pull(ctx, w),
         "repos/list-pull-requests-associated-with-commit" => pulls_for_commit(ctx, w),
         "pulls/list-files" => list_pull_items(ctx, w, true),
         "pulls/list-reviews" => list_pull_items(ctx, w, false),

@@ -1206,6 +1206,28 @@ async fn every_successful_response_validates_against_its_schema() {
         .await;
     assert_eq!(r.body, json!([]));
 
+    // A pull request opened through the API, from a branch into another.
+    emu.set_ref(REPO, "refs/heads/feature-x", SHA2);
+    emu.set_ref(REPO, "refs/heads/main", SHA);
+    let r = c
+        .call(
+            "POST",
+            &format!("/repos/{REPO}/pulls"),
+            Some(json!({"title": "Add x", "head": "feature-x", "base": "main", "body": "why"})),
+        )
+        .await;
+    check("pulls/create", &r, "application/json");
+    assert_eq!(r.body["head"]["sha"], SHA2);
+    assert_eq!(r.body["state"], "open");
+    let again = c
+        .call(
+            "POST",
+            &format!("/repos/{REPO}/pulls"),
+            Some(json!({"title": "Add x", "head": "feature-x", "base": "main"})),
+        )
+        .await;
+    assert_eq!(again.status, 422, "one open pull request per head");
+
     // People: the user a token belongs to, and a GitHub team's members.
     emu.add_user_token("gho_octocat", "octocat");
     let mut user = Client::new(&emu);
@@ -1237,7 +1259,7 @@ async fn every_successful_response_validates_against_its_schema() {
         .collect();
     assert_eq!(checked, all, "every operation answered 2xx at least once");
     assert_nothing_wrong(&emu);
-    assert_eq!(emu.rejected().len(), 2, "{:#?}", emu.rejected());
+    assert_eq!(emu.rejected().len(), 3, "{:#?}", emu.rejected());
 }
 
 #[tokio::test]

@@ -269,6 +269,19 @@ impl GitRemote {
     }
 
     /// The commit `refname` points at.
+    /// Every ref of the remote with its target, sorted by name.
+    pub fn refs(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for r in self.repo.references()? {
+            let r = r?;
+            if let (Some(name), Some(target)) = (r.name(), r.target()) {
+                out.push((name.to_string(), target.to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub fn tip(&self, refname: &str) -> Result<CommitSha> {
         let oid = self.repo.refname_to_id(refname)?;
         Ok(CommitSha::parse(&oid.to_string())?)

@@ -78,6 +78,7 @@ pub async fn handle(
     delivery: &DeliveryId,
 ) -> Result<(), WorkError> {
     let pr = PrInfo::from_event(ev).map_err(WorkError::Payload)?;
+    let pr = super::with_requester(deps, pr).await?;
     if pr.base_ref != pr.default_branch {
         tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
             "merged into a branch other than the default one; nothing to provision");

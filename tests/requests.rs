@@ -1,0 +1,272 @@
+//! The Orchestrator (SPEC 9): a request through the API becomes a branch, a commit and a
+//! pull request on the real Git remote and the strict emulator, governed like any other,
+//! with the requester as its author; through to provisioning.
+
+/// `false`: this binary's harnesses use SQLite.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
+mod common;
+
+use common::provisioning::Env;
+use common::REPO;
+use paved::ids::CommitSha;
+use paved_testkit::PullRequestSpec;
+use serde_json::{json, Value};
+
+const OCTOCAT: &str = "gho_octocat_requests";
+const HUBOT: &str = "gho_hubot_requests";
+const SEARCHER: &str = "gho_searcher_requests";
+
+/// The `quick` type (recorder only) needs one approval from payments; a `search` team.
+fn platform(text: String) -> String {
+    let text = text.replace(
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n",
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n    approvals: { team: payments, count: 1 }\n",
+    );
+    assert!(
+        text.contains("approvals: { team: payments"),
+        "platform.yaml changed shape"
+    );
+    let text = text.replace(
+        "  platform:\n    members: [admin1, admin2]\n",
+        "  platform:\n    members: [admin1, admin2]\n  search:\n    members: [searcher]\n",
+    );
+    assert!(text.contains("searcher"));
+    text
+}
+
+async fn start() -> Env {
+    let e = Env::prepare_platform(platform, |c, git| c.git_root = Some(git.to_path_buf()))
+        .await
+        .run_with(|_| {})
+        .await;
+    e.h.github.add_user_token(OCTOCAT, "octocat");
+    e.h.github.add_user_token(HUBOT, "hubot");
+    e.h.github.add_user_token(SEARCHER, "searcher");
+    e
+}
+
+async fn post(e: &Env, token: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/requests", e.h.url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(e: &Env, token: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", e.h.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn create(name: &str, env_type: &str, mode: &str) -> Value {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    json!({
+        "repository": REPO, "action": "create", "environment": name, "team": "payments",
+        "type": env_type, "template": "recorder", "parameters": {"mode": mode},
+        "expiresAt": expires, "tags": {"cost-center": "cc-1234"},
+    })
+}
+
+/// The pull request event GitHub sends for a PR the emulator holds.
+fn spec_of(e: &Env, number: u64, action: &str) -> PullRequestSpec {
+    let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
+    PullRequestSpec {
+        action: action.into(),
+        repo: e.h.repo.clone(),
+        clone_url: e.h.remote.clone_url(),
+        default_branch: "main".into(),
+        number,
+        head_ref: pull["head"]["ref"].as_str().expect("head ref").into(),
+        head_sha: CommitSha::parse(pull["head"]["sha"].as_str().expect("head sha")).expect("sha"),
+        base_ref: "main".into(),
+        base_sha: CommitSha::parse(pull["base"]["sha"].as_str().expect("base sha")).expect("sha"),
+        author: pull["user"]["login"].as_str().expect("user").into(),
+        head_repo: None,
+    }
+}
+
+async fn state_of(e: &Env, id: i64) -> String {
+    let (status, v) = get(e, OCTOCAT, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(status, 200, "{v}");
+    v["state"].as_str().expect("state").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_becomes_a_governed_pull_request_and_then_an_environment() {
+    let e = start().await;
+    let (status, opened) = post(&e, OCTOCAT, create("cart-preview", "quick", "ok")).await;
+    assert_eq!(status, 201, "{opened}");
+    let id = opened["id"].as_i64().expect("id");
+    let number = opened["pullRequest"]["number"].as_u64().expect("number");
+    let branch = opened["branch"].as_str().expect("branch").to_string();
+    assert_eq!(branch, format!("paved/requests/cart-preview-{id}"));
+
+    // A real branch and commit on the remote: Paved's, with the requester in a trailer.
+    let tip =
+        e.h.remote
+            .tip(&format!("refs/heads/{branch}"))
+            .expect("branch pushed");
+    let git = git2::Repository::open_bare(e.h.remote.path()).expect("remote");
+    let commit = git
+        .find_commit(git2::Oid::from_str(tip.as_str()).expect("oid"))
+        .expect("commit");
+    assert_eq!(commit.committer().name(), Some("Paved"));
+    assert!(
+        commit
+            .message()
+            .unwrap_or("")
+            .contains("Requested-by: octocat"),
+        "{:?}",
+        commit.message()
+    );
+    let manifest = commit
+        .tree()
+        .expect("tree")
+        .get_path(std::path::Path::new(
+            "environments/payments/cart-preview.yaml",
+        ))
+        .expect("manifest in the commit");
+    let text = String::from_utf8(
+        git.find_blob(manifest.id())
+            .expect("blob")
+            .content()
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        text.contains("owner: octocat") && text.contains("mode: ok"),
+        "{text}"
+    );
+    // The pull request, opened at the emulator from that branch.
+    let pull = e.h.github.pull(REPO, number).expect("pull");
+    assert_eq!(pull["head"]["sha"], tip.as_str());
+    assert_eq!(pull["base"]["ref"], "main");
+    assert_eq!(state_of(&e, id).await, "open");
+
+    // GitHub tells Paved of the PR: it is checked as octocat's, so octocat's own approval
+    // does not count.
+    let spec = spec_of(&e, number, "opened");
+    let self_review = json!({"user": {"login": "octocat"}, "state": "APPROVED",
+                              "commit_id": spec.head_sha.as_str()});
+    e.h.github
+        .set_pull_reviews(REPO, number, vec![self_review.clone()]);
+    e.h.send_pr(&spec).await;
+    let verdicts = e.h.verdicts(&spec.head_sha, 3).await;
+    let approval = &verdicts["paved/approval"];
+    assert_eq!(approval.state, "failure", "{verdicts:?}");
+    assert_eq!(verdicts["paved/schema"].state, "success", "{verdicts:?}");
+    assert_eq!(state_of(&e, id).await, "awaiting approval");
+
+    // A teammate approves: ready.
+    e.h.github.set_pull_reviews(
+        REPO,
+        number,
+        vec![
+            self_review,
+            json!({"user": {"login": "hubot"}, "state": "APPROVED",
+                   "commit_id": spec.head_sha.as_str()}),
+        ],
+    );
+    let mut review = spec.clone();
+    review.action = "synchronize".into();
+    e.h.send_pr(&review).await;
+    let head = spec.head_sha.to_string();
+    e.h.github
+        .wait_until(common::DEADLINE, "approval passes", move |gh| {
+            gh.latest_statuses(REPO, &head)
+                .get("paved/approval")
+                .is_some_and(|s| s.state == "success")
+        })
+        .await
+        .expect("approved");
+    assert_eq!(state_of(&e, id).await, "ready");
+
+    // Merged: provisioned, and the request says so.
+    let (merge, _) = e.merge(&spec).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    assert_eq!(state_of(&e, id).await, "succeeded");
+    let (_, v) = get(&e, OCTOCAT, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["operations"][0]["state"], "succeeded", "{v}");
+    assert_eq!(v["requester"], "octocat");
+    // The audit note names the requester, not the bot that opened the PR.
+    let notes = e.notes(&merge);
+    assert_eq!(notes[0].requester.as_deref(), Some("octocat"));
+    // Another team's member cannot follow it: the same answer as for no request at all.
+    let hidden = get(&e, SEARCHER, &format!("/api/v1/requests/{id}")).await;
+    let missing = get(&e, SEARCHER, "/api/v1/requests/987654").await;
+    assert_eq!(hidden, missing);
+    assert_eq!(hidden.0, 404);
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_fails_preflight_or_is_not_theirs_writes_nothing() {
+    let e = start().await;
+    let refs_before = e.h.remote.refs().expect("refs");
+
+    // A parameter outside its allowed values: 422 naming file and field; nothing pushed.
+    let (status, v) = post(&e, OCTOCAT, create("bad-preview", "dev", "bogus")).await;
+    assert_eq!(status, 422, "{v}");
+    let errors = v["errors"].as_array().expect("errors");
+    assert!(
+        errors
+            .iter()
+            .any(|p| p["file"] == "environments/payments/bad-preview.yaml"
+                && p["field"] == "spec.parameters.mode"
+                && p["check"] == "paved/schema"),
+        "{v}"
+    );
+    // A team the caller is not in: 403.
+    let (status, v) = post(&e, SEARCHER, create("their-preview", "dev", "ok")).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("payments"),
+        "{v}"
+    );
+    // Service tokens read; they do not ask.
+    let (status, _) = post(
+        &e,
+        paved_testkit::SERVICE_TOKEN,
+        create("svc-preview", "dev", "ok"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Not JSON of the right shape: 400.
+    let (status, _) = post(&e, OCTOCAT, json!({"repository": REPO, "action": "create"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        e.h.remote.refs().expect("refs"),
+        refs_before,
+        "nothing pushed"
+    );
+    assert!(e.h.github.pull(REPO, 1).is_none(), "no pull request opened");
+
+    // Two requests for one name: the second gets 409 with the first's pull request.
+    let (status, first) = post(&e, OCTOCAT, create("twin-preview", "dev", "ok")).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = post(&e, HUBOT, create("twin-preview", "dev", "ok")).await;
+    assert_eq!(status, 409, "{second}");
+    assert_eq!(second["pullRequest"], first["pullRequest"]["url"]);
+    // Anonymous: 401.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/requests", e.h.url()))
+        .json(&create("anon-preview", "dev", "ok"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+}
