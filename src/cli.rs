@@ -72,6 +72,42 @@ pub enum EnvCommand {
         #[arg(long)]
         repository: Option<String>,
     },
+    /// Ask for a new environment: Paved checks it and opens the pull request for you.
+    Request {
+        name: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long = "type")]
+        env_type: String,
+        /// The catalog definition (see `paved templates`).
+        #[arg(long)]
+        template: String,
+        /// A parameter, `key=value` (repeat).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// RFC 3339, e.g. 2026-12-31T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// A tag, `key=value` (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Move an environment's expiry (a pull request that changes only `expiresAt`).
+    Extend {
+        name: String,
+        #[arg(long)]
+        expires_at: String,
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Ask for an environment to be deleted (a pull request that removes its manifest).
+    Delete {
+        name: String,
+        #[arg(long)]
+        repository: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -190,6 +226,61 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
                 EnvCommand::Show { name, repository } => {
                     crate::client::env_show(&c, &name, repository.as_deref(), json).await
+                }
+                EnvCommand::Request {
+                    name,
+                    team,
+                    env_type,
+                    template,
+                    params,
+                    expires_at,
+                    tags,
+                    repository,
+                } => {
+                    let ask = crate::client::Ask {
+                        action: "create",
+                        name: &name,
+                        repository: repository.as_deref(),
+                        team: Some(&team),
+                        env_type: Some(&env_type),
+                        template: Some(&template),
+                        params: &params,
+                        expires_at: expires_at.as_deref(),
+                        tags: &tags,
+                    };
+                    crate::client::ask(&c, &ask, json).await
+                }
+                EnvCommand::Extend {
+                    name,
+                    expires_at,
+                    repository,
+                } => {
+                    let ask = crate::client::Ask {
+                        action: "extend",
+                        name: &name,
+                        repository: repository.as_deref(),
+                        team: None,
+                        env_type: None,
+                        template: None,
+                        params: &[],
+                        expires_at: Some(&expires_at),
+                        tags: &[],
+                    };
+                    crate::client::ask(&c, &ask, json).await
+                }
+                EnvCommand::Delete { name, repository } => {
+                    let ask = crate::client::Ask {
+                        action: "delete",
+                        name: &name,
+                        repository: repository.as_deref(),
+                        team: None,
+                        env_type: None,
+                        template: None,
+                        params: &[],
+                        expires_at: None,
+                        tags: &[],
+                    };
+                    crate::client::ask(&c, &ask, json).await
                 }
             }
         }),

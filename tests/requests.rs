@@ -270,3 +270,114 @@ async fn a_request_that_fails_preflight_or_is_not_theirs_writes_nothing() {
         .expect("request");
     assert_eq!(r.status().as_u16(), 401);
 }
+
+fn paved(e: &Env, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PAVED_SERVER", e.h.url())
+        .env("PAVED_TOKEN", token)
+        .output()
+        .expect("run paved");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_asks_for_extends_and_deletes_through_pull_requests() {
+    let e = start().await;
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let request = |mode: &str| {
+        vec![
+            "env".to_string(),
+            "request".into(),
+            "cli-preview".into(),
+            "--team".into(),
+            "payments".into(),
+            "--type".into(),
+            "dev".into(),
+            "--template".into(),
+            "recorder".into(),
+            "--param".into(),
+            format!("mode={mode}"),
+            "--expires-at".into(),
+            expires.clone(),
+            "--tag".into(),
+            "cost-center=cc-1234".into(),
+        ]
+    };
+    // A bad value: every error named, nothing opened.
+    let args = request("bogus");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = tokio::task::block_in_place(|| paved(&e, OCTOCAT, &args));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environments/payments/cli-preview.yaml")
+            && err.contains("spec.parameters.mode"),
+        "{err}"
+    );
+    assert!(e.h.github.pull(REPO, 1).is_none());
+    // A good one: the pull request's number and address.
+    let args = request("ok");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = tokio::task::block_in_place(|| paved(&e, OCTOCAT, &args));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("opened pull request #1: "), "{out}");
+    assert!(e.h.github.pull(REPO, 1).is_some());
+
+    // Delete and extend the example environment on main (its manifest exists).
+    let (code, out, err) =
+        tokio::task::block_in_place(|| paved(&e, OCTOCAT, &["env", "delete", "checkout-preview"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("opened pull request #2"), "{out}");
+    let pull = e.h.github.pull(REPO, 2).expect("delete PR");
+    let branch = pull["head"]["ref"].as_str().expect("ref").to_string();
+    let tip =
+        e.h.remote
+            .tip(&format!("refs/heads/{branch}"))
+            .expect("branch");
+    let git = git2::Repository::open_bare(e.h.remote.path()).expect("remote");
+    let tree = git
+        .find_commit(git2::Oid::from_str(tip.as_str()).expect("oid"))
+        .expect("commit")
+        .tree()
+        .expect("tree");
+    assert!(
+        tree.get_path(std::path::Path::new(
+            "environments/payments/checkout-preview.yaml"
+        ))
+        .is_err(),
+        "the delete request removes the manifest"
+    );
+    // Its delete is open: an extend of the same environment waits (409).
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        paved(
+            &e,
+            OCTOCAT,
+            &[
+                "env",
+                "extend",
+                "checkout-preview",
+                "--expires-at",
+                &expires,
+            ],
+        )
+    });
+    assert_eq!(code, 2);
+    assert!(err.contains("already has an open request"), "{err}");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        paved(
+            &e,
+            OCTOCAT,
+            &["env", "extend", "nowhere", "--expires-at", &expires],
+        )
+    });
+    assert_eq!(code, 2);
+    assert!(err.contains("no environment nowhere"), "{err}");
+}

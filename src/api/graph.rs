@@ -42,12 +42,14 @@ async fn visible_repositories(
     caller: &Caller,
     only: Option<&RepoName>,
 ) -> Result<Vec<Visible>, StoreError> {
-    let repos = s.store.repositories().await?;
     let mut out = Vec::new();
-    for known in repos {
-        if only.is_some_and(|o| *o != known.repo) {
+    for repo in s.directory.served().await {
+        if only.is_some_and(|o| *o != repo) {
             continue;
         }
+        let Some(known) = s.directory.known(&repo).await else {
+            continue;
+        };
         let access = s.access(caller, &known.repo).await;
         if !access.any() {
             continue;

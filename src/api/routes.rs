@@ -55,15 +55,11 @@ fn repo_of(s: &str) -> Option<RepoName> {
 
 /// `GET /api/v1/me`: who the caller is, and their roles in each repository Paved serves.
 async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
-    let repos = match s.store.repositories().await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
     let mut roles = BTreeMap::new();
-    for known in repos {
-        let access = s.access(&caller, &known.repo).await;
+    for repo in s.directory.served().await {
+        let access = s.access(&caller, &repo).await;
         if access.any() {
-            roles.insert(known.repo.to_string(), access.role_names());
+            roles.insert(repo.to_string(), access.role_names());
         }
     }
     let (kind, name) = match &caller {

@@ -61,6 +61,137 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// `POST path` with a JSON body; the status and the answer, whatever the status (the
+    /// caller explains refusals).
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let Some(token) = &self.token else {
+            bail!("no token: set PAVED_TOKEN to a GitHub token");
+        };
+        let r = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the Paved server at {}: {e} (set --server or PAVED_SERVER)",
+                    self.server
+                )
+            })?;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status == 401 {
+            bail!("the server did not accept your token: set PAVED_TOKEN to a GitHub token that is still valid");
+        }
+        Ok((status, body))
+    }
+}
+
+/// What `paved env request|extend|delete` sends.
+pub struct Ask<'a> {
+    pub action: &'a str,
+    pub name: &'a str,
+    pub repository: Option<&'a str>,
+    pub team: Option<&'a str>,
+    pub env_type: Option<&'a str>,
+    pub template: Option<&'a str>,
+    /// `key=value`; a value that parses as JSON (`3`, `true`) is sent as such.
+    pub params: &'a [String],
+    pub expires_at: Option<&'a str>,
+    pub tags: &'a [String],
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("{what} {item:?}: write key=value");
+        };
+        let value = if what == "--param" {
+            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
+        } else {
+            Value::String(v.to_string())
+        };
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// `paved env request|extend|delete`: opens a request (a pull request) and says where it is.
+pub async fn ask(c: &ApiClient, a: &Ask<'_>, json: bool) -> anyhow::Result<String> {
+    let repository = match a.repository {
+        Some(r) => r.to_string(),
+        None => {
+            let me = c.get("/api/v1/me").await?.unwrap_or(Value::Null);
+            let repos: Vec<String> = me["repositories"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            match repos.as_slice() {
+                [one] => one.clone(),
+                [] => bail!("you have no role in any repository Paved serves"),
+                many => bail!("add --repository: you have roles in {}", many.join(", ")),
+            }
+        }
+    };
+    let mut body = serde_json::json!({
+        "repository": repository, "action": a.action, "environment": a.name,
+    });
+    let set = |body: &mut Value, k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            body[k] = Value::String(v.to_string());
+        }
+    };
+    set(&mut body, "team", a.team);
+    set(&mut body, "type", a.env_type);
+    set(&mut body, "template", a.template);
+    set(&mut body, "expiresAt", a.expires_at);
+    if !a.params.is_empty() {
+        body["parameters"] = Value::Object(pairs(a.params, "--param")?);
+    }
+    if !a.tags.is_empty() {
+        body["tags"] = Value::Object(pairs(a.tags, "--tag")?);
+    }
+    let (status, answer) = c.post("/api/v1/requests", &body).await?;
+    if json && status == 201 {
+        return Ok(serde_json::to_string_pretty(&answer)? + "\n");
+    }
+    match status {
+        201 => Ok(format!(
+            "opened pull request #{}: {}\nfollow it: paved's /api/v1/requests/{} (state, checks, approvals, provisioning)\n",
+            text(&answer["pullRequest"]["number"]),
+            text(&answer["pullRequest"]["url"]),
+            text(&answer["id"]),
+        )),
+        422 => {
+            let mut out = String::from("the request fails the checks; nothing was opened:\n");
+            for p in answer["errors"].as_array().into_iter().flatten() {
+                let at = match p["line"].as_u64() {
+                    Some(l) => format!("{}:{l}", text(&p["file"])),
+                    None => text(&p["file"]),
+                };
+                let field = p["field"].as_str().map(|f| format!(" {f}:")).unwrap_or_default();
+                out.push_str(&format!(
+                    "  {at}{field} {} ({})\n",
+                    text(&p["message"]),
+                    text(&p["check"])
+                ));
+            }
+            bail!("{}", out.trim_end())
+        }
+        409 => match answer["pullRequest"].as_str() {
+            Some(pr) => bail!("{} ({pr})", message(&answer)),
+            None => bail!("{}", message(&answer)),
+        },
+        _ => bail!("{}", message(&answer)),
+    }
+}
+
 fn message(body: &Value) -> String {
     body["error"]
         .as_str()

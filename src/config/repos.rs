@@ -60,6 +60,15 @@ impl RepoFilter {
     }
 
     /// Whether no repository is named and any is not allowed either.
+    /// The repositories named without a glob (`acme/environments`, not `acme/env-*`).
+    pub fn literal_names(&self) -> Vec<crate::ids::RepoName> {
+        self.patterns
+            .iter()
+            .filter(|p| !p.contains(['*', '?']))
+            .filter_map(|p| crate::ids::RepoName::parse(p).ok())
+            .collect()
+    }
+
     pub fn is_unset(&self) -> bool {
         self.patterns.is_empty() && !self.allow_any
     }

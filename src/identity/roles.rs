@@ -287,6 +287,25 @@ impl Directory {
         self.at_default(known).await.and_then(|d| d.platform)
     }
 
+    /// The repositories Paved serves that it knows of: those it had deliveries from, and
+    /// those `github.repositories` names without a glob.
+    pub async fn served(&self) -> Vec<RepoName> {
+        let mut out: Vec<RepoName> = match self.store.repositories().await {
+            Ok(r) => r.into_iter().map(|k| k.repo).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing repositories failed");
+                Vec::new()
+            }
+        };
+        for name in self.filter.literal_names() {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out.sort_by_key(|r| r.to_string());
+        out
+    }
+
     /// What Paved knows of `repo`: from its last delivery, or, for a repository it serves
     /// but has had no delivery from yet, from `GET /repos/{owner}/{repo}` (with the
     /// configured token; a GitHub App needs a delivery first, which names its installation).
