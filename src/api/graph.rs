@@ -133,10 +133,26 @@ async fn templates(
     let Ok(only) = repo_param(f.repository.as_deref()) else {
         return bad_repository();
     };
-    let repos = match visible_repositories(&s, &caller, only.as_ref()).await {
-        Ok(r) => r,
-        Err(e) => return super::routes::unavailable(e),
-    };
+    match templates_of(&s, &caller, only.as_ref()).await {
+        Ok(t) => Json(t).into_response(),
+        Err(e) => super::routes::unavailable(e),
+    }
+}
+
+/// Every template the caller may use, in every repository they have a role in.
+pub(super) async fn visible_templates(
+    s: &ApiState,
+    caller: &Caller,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    templates_of(s, caller, None).await
+}
+
+async fn templates_of(
+    s: &ApiState,
+    caller: &Caller,
+    only: Option<&RepoName>,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let repos = visible_repositories(s, caller, only).await?;
     let mut out = Vec::new();
     for v in repos {
         let Some(g) = v.governance else { continue };
@@ -166,11 +182,11 @@ async fn templates(
             }));
         }
     }
-    Json(out).into_response()
+    Ok(out)
 }
 
 /// The graph of the repositories the caller has a role in, trimmed to what they see.
-async fn build(
+pub(super) async fn build(
     s: &ApiState,
     caller: &Caller,
     only: Option<&RepoName>,

@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
+mod backstage;
 mod graph;
 mod requests;
 mod routes;
@@ -80,6 +81,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
     let identified = routes::routes()
         .merge(graph::routes())
         .merge(requests::routes())
+        .merge(backstage::routes())
         .route("/schemas/{file}", get(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),
