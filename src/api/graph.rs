@@ -191,12 +191,42 @@ pub(super) async fn build(
     caller: &Caller,
     only: Option<&RepoName>,
 ) -> Result<Graph, StoreError> {
+    build_scoped(s, caller, only, None).await
+}
+
+/// [`build`], with only the environment `one` (and its last operation) when given: what
+/// one environment's entity needs, read in time that does not grow with the inventory.
+async fn build_scoped(
+    s: &ApiState,
+    caller: &Caller,
+    only: Option<&RepoName>,
+    one: Option<&str>,
+) -> Result<Graph, StoreError> {
     let repos = visible_repositories(s, caller, only).await?;
     let mut graph = Graph::default();
     let mut access: BTreeMap<String, Access> = BTreeMap::new();
     for v in &repos {
-        let envs = s.store.environments(Some(&v.known.repo)).await?;
-        let ops = s.store.latest_operations(&v.known.repo).await?;
+        let (envs, ops) = match one {
+            Some(name) => {
+                let envs: Vec<_> = s
+                    .store
+                    .environment(&v.known.repo, name)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let mut ops = Vec::new();
+                for e in &envs {
+                    if let Some(id) = e.last_operation {
+                        ops.extend(s.store.operation(id).await?);
+                    }
+                }
+                (envs, ops)
+            }
+            None => (
+                s.store.environments(Some(&v.known.repo)).await?,
+                s.store.latest_operations(&v.known.repo).await?,
+            ),
+        };
         let members = match v.governance.as_ref().and_then(|g| g.platform()) {
             Some(p) => s
                 .directory
@@ -358,7 +388,13 @@ async fn entity(
     let Ok(repo) = RepoName::new(owner, name) else {
         return missing();
     };
-    let graph = match build(&s, &caller, Some(&repo)).await {
+    // An environment's or an operation's entity needs only that environment; the other
+    // kinds have relations from the whole inventory pointing at them.
+    let one = match id.split_once(':') {
+        Some(("environment", _)) => parts.next(),
+        _ => None,
+    };
+    let graph = match build_scoped(&s, &caller, Some(&repo), one).await {
         Ok(g) => g,
         Err(e) => return super::routes::unavailable(e),
     };
