@@ -33,8 +33,10 @@ struct Run {
 async fn start(environments: usize) -> anyhow::Result<Run> {
     let tmp = tempfile::tempdir()?;
     let git = tmp.path().join("git");
-    let mut cfg = github_emulator::EmulatorConfig::default();
-    cfg.git_root = Some(git.clone());
+    let cfg = github_emulator::EmulatorConfig {
+        git_root: Some(git.clone()),
+        ..Default::default()
+    };
     let github = Emulator::start_with(cfg).await?;
     github.add_user_token(TOKEN, "octocat");
     let repo = RepoName::parse("bench/environments")?;
