@@ -205,6 +205,58 @@ async fn a_request_becomes_a_governed_pull_request_and_then_an_environment() {
     // The audit note names the requester, not the bot that opened the PR.
     let notes = e.notes(&merge);
     assert_eq!(notes[0].requester.as_deref(), Some("octocat"));
+    // An update: parameters merged into the manifest on main, the rest kept.
+    let (status, v) = post(
+        &e,
+        HUBOT,
+        json!({"repository": REPO, "action": "update", "environment": "cart-preview",
+               "parameters": {"note": "hello"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let branch = v["branch"].as_str().expect("branch").to_string();
+    let tip =
+        e.h.remote
+            .tip(&format!("refs/heads/{branch}"))
+            .expect("pushed");
+    let git = git2::Repository::open_bare(e.h.remote.path()).expect("remote");
+    let entry = git
+        .find_commit(git2::Oid::from_str(tip.as_str()).expect("oid"))
+        .expect("commit")
+        .tree()
+        .expect("tree")
+        .get_path(std::path::Path::new(
+            "environments/payments/cart-preview.yaml",
+        ))
+        .expect("manifest");
+    let updated = String::from_utf8(git.find_blob(entry.id()).expect("blob").content().to_vec())
+        .expect("utf-8");
+    assert!(
+        updated.contains("note: hello")
+            && updated.contains("mode: ok")
+            && updated.contains("owner: octocat"),
+        "{updated}"
+    );
+    // An update to a value the definition does not allow fails pre-flight; a valid second
+    // update waits for the first (409).
+    let (status, v) = post(
+        &e,
+        HUBOT,
+        json!({"repository": REPO, "action": "update", "environment": "cart-preview",
+               "parameters": {"mode": "sideways"}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["errors"][0]["field"], "spec.parameters.mode", "{v}");
+    let (status, v) = post(
+        &e,
+        HUBOT,
+        json!({"repository": REPO, "action": "update", "environment": "cart-preview",
+               "parameters": {"note": "again"}}),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+
     // Another team's member cannot follow it: the same answer as for no request at all.
     let hidden = get(&e, SEARCHER, &format!("/api/v1/requests/{id}")).await;
     let missing = get(&e, SEARCHER, "/api/v1/requests/987654").await;

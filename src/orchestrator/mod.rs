@@ -438,6 +438,10 @@ impl Orchestrator {
                     .await
                     .map_err(|e| RequestError::Unavailable(format!("GitHub: {e}")))?;
                 let merged = pull["merged"].as_bool().unwrap_or(false);
+                if (merged || pull["state"] == "closed") && req.open {
+                    // Its merge (or closing) event may not have been handled yet.
+                    self.store.close_request(req.id).await?;
+                }
                 if merged {
                     let sha = pull["merge_commit_sha"].as_str().unwrap_or_default();
                     let ops = match CommitSha::parse(sha) {
@@ -455,9 +459,6 @@ impl Orchestrator {
                     }
                     lifecycle_after_merge(&ops)
                 } else if pull["state"] == "closed" {
-                    if req.open {
-                        self.store.close_request(req.id).await?;
-                    }
                     "abandoned".to_string()
                 } else {
                     let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();

@@ -79,6 +79,15 @@ pub async fn handle(
 ) -> Result<(), WorkError> {
     let pr = PrInfo::from_event(ev).map_err(WorkError::Payload)?;
     let pr = super::with_requester(deps, pr).await?;
+    // A request's pull request merged: its change is on the default branch, and the
+    // environment takes new requests (updates, extensions, deletion).
+    if !pr.from_fork {
+        if let Some(req) = deps.store.request_for_pr(&pr.repo, pr.number.0).await? {
+            if req.open {
+                deps.store.close_request(req.id).await?;
+            }
+        }
+    }
     if pr.base_ref != pr.default_branch {
         tracing::info!(repo = %pr.repo, pr = %pr.number, base = %pr.base_ref,
             "merged into a branch other than the default one; nothing to provision");
