@@ -156,6 +156,8 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     let sites = root.join("sites");
     std::fs::create_dir_all(&sites)?;
     let secret = hex::encode(rand::random::<[u8; 16]>());
+    // The API answers only to a known caller: the demo reads it with a service token.
+    let api_token = hex::encode(rand::random::<[u8; 16]>());
     let config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: root.join("data"),
@@ -183,7 +185,16 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         intake: Default::default(),
         report: None,
         store: Default::default(),
-        api: Default::default(),
+        api: crate::config::ApiConfig {
+            tokens: vec![crate::config::ServiceToken {
+                name: "demo".into(),
+                sha256: {
+                    use sha2::Digest as _;
+                    sha2::Sha256::digest(api_token.as_bytes()).into()
+                },
+            }],
+            ..Default::default()
+        },
     };
     let service = crate::service::start(config).await?;
     println!(
@@ -202,6 +213,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         service,
         client: reqwest::Client::new(),
         secret,
+        api_token,
     };
     Ok((demo, base, sites))
 }
@@ -302,6 +314,8 @@ struct Demo {
     service: Service,
     client: reqwest::Client,
     secret: String,
+    /// A service token for reading the API.
+    api_token: String,
 }
 
 impl Demo {
@@ -456,6 +470,7 @@ impl Demo {
         let v: Value = self
             .client
             .get(&url)
+            .bearer_auth(&self.api_token)
             .send()
             .await?
             .error_for_status()?
