@@ -108,6 +108,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
     let env_name = "orders-preview";
     let merge = merge_valid(&demo, &specs[0], env_name, &sites).await?;
     tear_down(&demo, &merge, env_name, &sites).await?;
+    self_service(&demo).await?;
 
     println!(
         "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
@@ -132,7 +133,13 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
 /// The emulator, the repository made from `examples/`, and Paved running against them;
 /// the base commit and the folder the static sites are published into.
 async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBuf)> {
-    let github = github_emulator::Emulator::start().await?;
+    // The emulator serves the repository's branches too: pull requests Paved opens for
+    // requests are made from a branch it pushed.
+    let github = github_emulator::Emulator::start_with(github_emulator::EmulatorConfig {
+        git_root: Some(root.join("git")),
+        ..Default::default()
+    })
+    .await?;
     println!("- GitHub API: strict emulator at {}", github.url());
 
     let repo_name = RepoName::parse("demo-org/environments")?;
@@ -277,6 +284,93 @@ async fn merge_valid(
     Ok(merge)
 }
 
+/// A member of the team asks for an environment through the API: Paved checks it, pushes a
+/// branch and opens the pull request; a teammate approves, it merges, it is provisioned,
+/// and the Graph knows it.
+async fn self_service(demo: &Demo) -> Result<()> {
+    const MEMBER: &str = "octocat";
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    demo.github.add_user_token(&token, MEMBER);
+    let name = "cart-preview";
+    let expires = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    println!("== Self-service: {MEMBER} (team payments) asks Paved for an environment ==");
+    println!(
+        "$ PAVED_TOKEN=<{MEMBER}'s GitHub token> paved env request {name} --team payments --type dev \\\n    --template static-site --param title='Cart preview' --expires-at {expires} --tag cost-center=cc-1234"
+    );
+    let body = json!({
+        "repository": demo.repo.to_string(), "action": "create", "environment": name,
+        "team": "payments", "type": "dev", "template": "static-site",
+        "parameters": {"title": "Cart preview"}, "expiresAt": expires,
+        "tags": {"cost-center": "cc-1234"},
+    });
+    let api = demo.service.url();
+    let r = demo
+        .client
+        .post(format!("{api}/api/v1/requests"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status();
+    let opened: Value = r.json().await?;
+    anyhow::ensure!(
+        status.as_u16() == 201,
+        "the request was refused: {status} {opened}"
+    );
+    let id = opened["id"].as_i64().unwrap_or_default();
+    let number = opened["pullRequest"]["number"].as_u64().unwrap_or_default();
+    println!(
+        "POST /api/v1/requests answered {status}: request {id}, branch {}, pull request #{number}",
+        str_of(&opened["branch"])
+    );
+    let pull = demo
+        .github
+        .pull(&demo.repo.to_string(), number)
+        .context("the pull request Paved opened")?;
+    let sha = |v: &Value| CommitSha::parse(v.as_str().unwrap_or_default());
+    let spec = PullRequestSpec {
+        action: "opened".into(),
+        repo: demo.repo.clone(),
+        clone_url: demo.remote.clone_url(),
+        default_branch: "main".into(),
+        number,
+        head_ref: str_of(&pull["head"]["ref"]).to_string(),
+        head_sha: sha(&pull["head"]["sha"])?,
+        base_ref: "main".into(),
+        base_sha: sha(&pull["base"]["sha"])?,
+        author: str_of(&pull["user"]["login"]).to_string(),
+        head_repo: None,
+    };
+    println!("GitHub sends the pull request's `opened` event; it is checked as {MEMBER}'s:");
+    demo.open(&spec).await?;
+    demo.print_request(&token, id).await?;
+    println!("== Merge PR #{number}: {REVIEWER}, a teammate, approves and merges it ==");
+    let merge = demo.merge(&spec).await?;
+    demo.print_provisioning(&merge, name).await?;
+    demo.print_request(&token, id).await?;
+    let entity = format!("environment:{}/{name}", demo.repo);
+    let v: Value = demo
+        .client
+        .get(format!("{api}/api/v1/entities/{entity}"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!("GET /api/v1/entities/{entity}");
+    for r in v["entity"]["relations"].as_array().into_iter().flatten() {
+        println!("  {} {}", str_of(&r["type"]), str_of(&r["target"]));
+    }
+    for r in v["incoming"].as_array().into_iter().flatten() {
+        println!("  {} of {}", str_of(&r["type"]), str_of(&r["target"]));
+    }
+    println!();
+    Ok(())
+}
+
 /// A PR deleting the manifest, merged: the environment is torn down.
 async fn tear_down(demo: &Demo, merge: &CommitSha, env_name: &str, sites: &Path) -> Result<()> {
     let number = 3;
@@ -337,6 +431,25 @@ impl Demo {
             body,
         )
         .await
+    }
+
+    /// Prints where request `id` stands, as its requester sees it.
+    async fn print_request(&self, token: &str, id: i64) -> Result<()> {
+        let v: Value = self
+            .client
+            .get(format!("{}/api/v1/requests/{id}", self.service.url()))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        println!(
+            "GET /api/v1/requests/{id}: {} (requested by {})\n",
+            str_of(&v["state"]).to_uppercase(),
+            str_of(&v["requester"])
+        );
+        Ok(())
     }
 
     /// Sends the PR's `opened` event and prints the checks GitHub would show.

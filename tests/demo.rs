@@ -22,6 +22,12 @@ fn the_demo_runs_the_main_job_end_to_end() {
         "== PR #1",
         "GET http",
         "Every request Paved made matched GitHub's published REST schema.",
+        // The self-service path: a request through the API, to provisioning and the Graph.
+        "POST /api/v1/requests answered 201 Created",
+        "GET /api/v1/requests/1: READY (requested by octocat)",
+        "GET /api/v1/requests/1: SUCCEEDED (requested by octocat)",
+        "requestedBy user:demo-org/environments/octocat",
+        "approvedBy user:demo-org/environments/hubot",
     ] {
         assert!(
             stdout.contains(expected),
