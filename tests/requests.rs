@@ -289,6 +289,23 @@ async fn a_request_that_fails_preflight_or_is_not_theirs_writes_nothing() {
         v["error"].as_str().unwrap_or("").contains("payments"),
         "{v}"
     );
+    // Another team's environment is as missing as a missing one, for a change or a delete.
+    let delete = |name: &str| json!({"repository": REPO, "action": "delete", "environment": name});
+    let theirs = post(&e, SEARCHER, delete("checkout-preview")).await;
+    let nowhere = post(&e, SEARCHER, delete("nowhere-preview")).await;
+    assert_eq!(theirs.0, 404, "{theirs:?}");
+    assert_eq!(
+        theirs.1["error"]
+            .as_str()
+            .map(|m| m.replace("checkout-preview", "X")),
+        nowhere.1["error"]
+            .as_str()
+            .map(|m| m.replace("nowhere-preview", "X")),
+    );
+    // Someone with no team at all is refused before anything is looked at.
+    e.h.github.add_user_token("gho_nobody_requests", "nobody");
+    let (status, _) = post(&e, "gho_nobody_requests", delete("checkout-preview")).await;
+    assert_eq!(status, 403);
     // Service tokens read; they do not ask.
     let (status, _) = post(
         &e,

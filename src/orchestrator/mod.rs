@@ -138,12 +138,39 @@ impl Orchestrator {
             .known(&repo)
             .await
             .ok_or_else(|| RequestError::NotFound(format!("Paved does not serve {repo}")))?;
+        // Who may ask is settled before anything about the environment is looked at, so a
+        // refusal says nothing of whether it exists.
+        let forbidden = |team: &str| {
+            RequestError::Forbidden(format!(
+                "you are not a member of team {team} (nor a platform admin): you may not ask for its environments"
+            ))
+        };
+        if !access.admin && access.teams.is_empty() {
+            return Err(RequestError::Forbidden(format!(
+                "you are not a member of any team of {repo}: you may not ask for environments there"
+            )));
+        }
+        if let Some(team) = &body.team {
+            if !access.acts_for(team) {
+                return Err(forbidden(team));
+            }
+        }
         let current = self.current(&known, &body.environment).await?;
+        if let Some((path, _)) = &current.existing {
+            // Another team's environment is answered as a missing one.
+            let owner = names::parse_manifest_path(path)
+                .map(|m| m.team)
+                .unwrap_or_default();
+            if body.action != "create" && !access.acts_for(&owner) {
+                return Err(RequestError::NotFound(format!(
+                    "no environment {} on the default branch",
+                    body.environment
+                )));
+            }
+        }
         let (team, path) = self.target(&body, current.existing.as_ref())?;
         if !access.acts_for(&team) {
-            return Err(RequestError::Forbidden(format!(
-                "you are not a member of team {team} (nor a platform admin): you may not ask for its environments"
-            )));
+            return Err(forbidden(&team));
         }
         let content = content_of(&body, login, &team, current.existing.as_ref())?;
         let kind = match (action, &current.existing) {
@@ -208,8 +235,10 @@ impl Orchestrator {
     ) -> Result<(String, String), RequestError> {
         let name = &body.environment;
         match (body.action.as_str(), existing) {
-            ("create", Some((path, _))) => Err(RequestError::Conflict {
-                message: format!("{name} already exists ({path}): ask to update it instead"),
+            ("create", Some(_)) => Err(RequestError::Conflict {
+                message: format!(
+                    "an environment named {name} already exists: choose another name, or ask to update it"
+                ),
                 pull_request: None,
             }),
             ("create", None) => {
