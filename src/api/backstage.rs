@@ -107,38 +107,7 @@ async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>)
                 json!({ "name": name_of(&e.name) }),
                 json!({ "memberOf": memberships.get(&name_of(&e.name)).cloned().unwrap_or_default() }),
             )),
-            "environment" if e.state.as_deref() != Some("deleted") => {
-                let mut annotations = serde_json::Map::new();
-                annotations.insert("paved.dev/repository".into(), e.repository.clone().into());
-                annotations.insert("paved.dev/template".into(), e.provider.clone().unwrap_or_default().into());
-                annotations.insert("paved.dev/state".into(), e.state.clone().unwrap_or_default().into());
-                for r in &e.relations {
-                    if r.kind == "ofType" {
-                        let t = r.target.rsplit('/').next().unwrap_or_default();
-                        annotations.insert("paved.dev/type".into(), t.into());
-                    }
-                }
-                let mut links = Vec::new();
-                if let Some(u) = e.links.get("pullRequest") {
-                    links.push(json!({"url": u, "title": "Pull request"}));
-                }
-                if let Some(u) = e.links.get("url") {
-                    links.push(json!({"url": u, "title": "Environment"}));
-                }
-                if let Some(u) = e.links.get("audit") {
-                    links.push(json!({"url": u, "title": "Paved"}));
-                }
-                docs.push(entity(
-                    "backstage.io/v1alpha1",
-                    "Resource",
-                    json!({ "name": name_of(&e.name), "annotations": annotations, "links": links }),
-                    json!({
-                        "type": "environment",
-                        "owner": format!("group:default/{}", name_of(e.team.as_deref().unwrap_or_default())),
-                        "system": name_of(&e.repository.replace('/', "-")),
-                    }),
-                ));
-            }
+            "environment" if e.state.as_deref() != Some("deleted") => docs.push(resource(e)),
             _ => {}
         }
     }
@@ -160,6 +129,46 @@ async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>)
         text,
     )
         .into_response()
+}
+
+/// A `Resource` (`spec.type: environment`) for an environment entity of the Graph.
+fn resource(e: &crate::graph::Entity) -> Value {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("paved.dev/repository".into(), e.repository.clone().into());
+    annotations.insert(
+        "paved.dev/template".into(),
+        e.provider.clone().unwrap_or_default().into(),
+    );
+    annotations.insert(
+        "paved.dev/state".into(),
+        e.state.clone().unwrap_or_default().into(),
+    );
+    for r in &e.relations {
+        if r.kind == "ofType" {
+            let t = r.target.rsplit('/').next().unwrap_or_default();
+            annotations.insert("paved.dev/type".into(), t.into());
+        }
+    }
+    let mut links = Vec::new();
+    if let Some(u) = e.links.get("pullRequest") {
+        links.push(json!({"url": u, "title": "Pull request"}));
+    }
+    if let Some(u) = e.links.get("url") {
+        links.push(json!({"url": u, "title": "Environment"}));
+    }
+    if let Some(u) = e.links.get("audit") {
+        links.push(json!({"url": u, "title": "Paved"}));
+    }
+    entity(
+        "backstage.io/v1alpha1",
+        "Resource",
+        json!({ "name": name_of(&e.name), "annotations": annotations, "links": links }),
+        json!({
+            "type": "environment",
+            "owner": format!("group:default/{}", name_of(e.team.as_deref().unwrap_or_default())),
+            "system": name_of(&e.repository.replace('/', "-")),
+        }),
+    )
 }
 
 /// The group that owns a repository's system and templates: its governance approvers'

@@ -567,113 +567,131 @@ fn content_of(
     team: &str,
     existing: Option<&(String, String)>,
 ) -> Result<Option<Vec<u8>>, RequestError> {
+    match (body.action.as_str(), existing) {
+        ("delete", _) => Ok(None),
+        ("create", _) => yaml_bytes(&new_manifest(body, login, team)?),
+        (_, None) => Err(RequestError::NotFound(format!(
+            "no environment {} on the default branch",
+            body.environment
+        ))),
+        (_, Some((path, text))) => yaml_bytes(&edited_manifest(body, path, text)?),
+    }
+}
+
+fn key(k: &str) -> serde_yaml::Value {
+    serde_yaml::Value::String(k.to_string())
+}
+
+fn json_to_yaml(v: &serde_json::Value) -> Result<serde_yaml::Value, RequestError> {
+    serde_yaml::to_value(v).map_err(|e| RequestError::BadRequest(e.to_string()))
+}
+
+/// A new manifest: `metadata` (name, team, the requester as owner) and `spec` from the body.
+fn new_manifest(
+    body: &RequestBody,
+    login: &str,
+    team: &str,
+) -> Result<serde_yaml::Value, RequestError> {
     use serde_yaml::{Mapping, Value};
-    let key = |k: &str| Value::String(k.to_string());
-    let json_to_yaml = |v: &serde_json::Value| -> Result<Value, RequestError> {
-        serde_yaml::to_value(v).map_err(|e| RequestError::BadRequest(e.to_string()))
-    };
-    match body.action.as_str() {
-        "delete" => Ok(None),
-        "create" => {
-            let mut metadata = Mapping::new();
-            metadata.insert(key("name"), key(&body.environment));
-            metadata.insert(key("team"), key(team));
-            metadata.insert(key("owner"), key(login));
-            let mut spec = Mapping::new();
-            if let Some(t) = &body.env_type {
-                spec.insert(key("type"), key(t));
-            }
-            if let Some(t) = &body.template {
-                spec.insert(key("definition"), key(t));
-            }
-            if let Some(p) = &body.parameters {
-                spec.insert(
-                    key("parameters"),
-                    json_to_yaml(&serde_json::Value::Object(p.clone()))?,
-                );
-            }
-            if let Some(x) = &body.expires_at {
-                spec.insert(key("expiresAt"), key(x));
-            }
-            if let Some(tags) = &body.tags {
-                spec.insert(
-                    key("tags"),
-                    json_to_yaml(&serde_json::to_value(tags).unwrap_or_default())?,
-                );
-            }
-            let mut doc = Mapping::new();
-            doc.insert(key("apiVersion"), key("paved/v1"));
-            doc.insert(key("kind"), key("Environment"));
-            doc.insert(key("metadata"), Value::Mapping(metadata));
-            doc.insert(key("spec"), Value::Mapping(spec));
-            yaml_bytes(&Value::Mapping(doc))
+    let mut metadata = Mapping::new();
+    metadata.insert(key("name"), key(&body.environment));
+    metadata.insert(key("team"), key(team));
+    metadata.insert(key("owner"), key(login));
+    let mut spec = Mapping::new();
+    if let Some(t) = &body.env_type {
+        spec.insert(key("type"), key(t));
+    }
+    if let Some(t) = &body.template {
+        spec.insert(key("definition"), key(t));
+    }
+    if let Some(p) = &body.parameters {
+        spec.insert(
+            key("parameters"),
+            json_to_yaml(&serde_json::Value::Object(p.clone()))?,
+        );
+    }
+    if let Some(x) = &body.expires_at {
+        spec.insert(key("expiresAt"), key(x));
+    }
+    if let Some(tags) = &body.tags {
+        spec.insert(
+            key("tags"),
+            json_to_yaml(&serde_json::to_value(tags).unwrap_or_default())?,
+        );
+    }
+    let mut doc = Mapping::new();
+    doc.insert(key("apiVersion"), key("paved/v1"));
+    doc.insert(key("kind"), key("Environment"));
+    doc.insert(key("metadata"), Value::Mapping(metadata));
+    doc.insert(key("spec"), Value::Mapping(spec));
+    Ok(Value::Mapping(doc))
+}
+
+/// The manifest on the default branch (`path`, `text`) with the body's changes: `extend`
+/// moves `expiresAt` only; `update` sets what the body gives, merging parameters.
+fn edited_manifest(
+    body: &RequestBody,
+    path: &str,
+    text: &str,
+) -> Result<serde_yaml::Value, RequestError> {
+    use serde_yaml::{Mapping, Value};
+    let mut doc: Value = serde_yaml::from_str(text).map_err(|e| {
+        RequestError::Unprocessable(vec![Problem {
+            file: path.to_string(),
+            field: None,
+            line: e.location().map(|l| l.line()),
+            message: format!("the manifest on the default branch does not parse: {e}"),
+            check: "paved/schema".into(),
+        }])
+    })?;
+    let spec = doc
+        .get_mut("spec")
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| RequestError::BadRequest(format!("{path}: no spec")))?;
+    if body.action == "extend" {
+        let Some(x) = &body.expires_at else {
+            return Err(RequestError::BadRequest(
+                "expiresAt: required to extend an environment".into(),
+            ));
+        };
+        if body.parameters.is_some()
+            || body.env_type.is_some()
+            || body.template.is_some()
+            || body.tags.is_some()
+        {
+            return Err(RequestError::BadRequest(
+                "extend only moves expiresAt: ask to update for anything else".into(),
+            ));
         }
-        action => {
-            let Some((path, text)) = existing else {
-                return Err(RequestError::NotFound(format!(
-                    "no environment {} on the default branch",
-                    body.environment
-                )));
-            };
-            let mut doc: Value = serde_yaml::from_str(text).map_err(|e| {
-                RequestError::Unprocessable(vec![Problem {
-                    file: path.clone(),
-                    field: None,
-                    line: e.location().map(|l| l.line()),
-                    message: format!("the manifest on the default branch does not parse: {e}"),
-                    check: "paved/schema".into(),
-                }])
-            })?;
-            let spec = doc
-                .get_mut("spec")
-                .and_then(Value::as_mapping_mut)
-                .ok_or_else(|| RequestError::BadRequest(format!("{path}: no spec")))?;
-            if action == "extend" {
-                let Some(x) = &body.expires_at else {
-                    return Err(RequestError::BadRequest(
-                        "expiresAt: required to extend an environment".into(),
-                    ));
-                };
-                if body.parameters.is_some()
-                    || body.env_type.is_some()
-                    || body.template.is_some()
-                    || body.tags.is_some()
-                {
-                    return Err(RequestError::BadRequest(
-                        "extend only moves expiresAt: ask to update for anything else".into(),
-                    ));
-                }
-                spec.insert(key("expiresAt"), key(x));
-            } else {
-                if let Some(t) = &body.env_type {
-                    spec.insert(key("type"), key(t));
-                }
-                if let Some(t) = &body.template {
-                    spec.insert(key("definition"), key(t));
-                }
-                if let Some(p) = &body.parameters {
-                    let params = spec
-                        .entry(key("parameters"))
-                        .or_insert_with(|| Value::Mapping(Mapping::new()));
-                    if let Some(m) = params.as_mapping_mut() {
-                        for (k, v) in p {
-                            m.insert(key(k), json_to_yaml(v)?);
-                        }
-                    }
-                }
-                if let Some(x) = &body.expires_at {
-                    spec.insert(key("expiresAt"), key(x));
-                }
-                if let Some(tags) = &body.tags {
-                    spec.insert(
-                        key("tags"),
-                        json_to_yaml(&serde_json::to_value(tags).unwrap_or_default())?,
-                    );
-                }
+        spec.insert(key("expiresAt"), key(x));
+        return Ok(doc);
+    }
+    if let Some(t) = &body.env_type {
+        spec.insert(key("type"), key(t));
+    }
+    if let Some(t) = &body.template {
+        spec.insert(key("definition"), key(t));
+    }
+    if let Some(p) = &body.parameters {
+        let params = spec
+            .entry(key("parameters"))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if let Some(m) = params.as_mapping_mut() {
+            for (k, v) in p {
+                m.insert(key(k), json_to_yaml(v)?);
             }
-            yaml_bytes(&doc)
         }
     }
+    if let Some(x) = &body.expires_at {
+        spec.insert(key("expiresAt"), key(x));
+    }
+    if let Some(tags) = &body.tags {
+        spec.insert(
+            key("tags"),
+            json_to_yaml(&serde_json::to_value(tags).unwrap_or_default())?,
+        );
+    }
+    Ok(doc)
 }
 
 fn yaml_bytes(v: &serde_yaml::Value) -> Result<Option<Vec<u8>>, RequestError> {
