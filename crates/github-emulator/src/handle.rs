@@ -91,6 +91,14 @@ impl Emulator {
         });
         let app = Router::new()
             .route("/git/{*path}", axum::routing::any(crate::git::serve))
+            .route(
+                "/login/oauth/authorize",
+                axum::routing::get(crate::oauth::authorize),
+            )
+            .route(
+                "/login/oauth/access_token",
+                axum::routing::post(crate::oauth::access_token),
+            )
             .fallback(handle)
             .with_state(shared.clone())
             .layer(DefaultBodyLimit::max(32 * 1024 * 1024));

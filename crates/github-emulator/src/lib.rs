@@ -49,6 +49,11 @@
 //! over smart HTTP at `/git/<owner>/<repo>.git`, to Basic credentials whose password is an
 //! installation token the emulator issued, as GitHub serves them to apps.
 //!
+//! **OAuth web flow** (the `oauth` module): `/login/oauth/authorize` and
+//! `/login/oauth/access_token`, for apps registered with
+//! [`EmulatorHandle::register_oauth_app`] and the user set with
+//! [`EmulatorHandle::sign_in_as`]; the token it gives is known to `GET /user`.
+//!
 //! **Faults** ([`EmulatorHandle::fail_next`], [`EmulatorHandle::inject`]) answer the next
 //! requests with an error status without touching the state, for retry tests.
 //!
@@ -80,6 +85,7 @@ mod git;
 mod handle;
 mod helpers;
 mod json;
+mod oauth;
 mod people;
 mod pulls;
 mod records;

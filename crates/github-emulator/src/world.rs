@@ -19,6 +19,12 @@ pub(crate) struct World {
     pub(crate) user_tokens: BTreeMap<String, String>,
     /// `org/team-slug` → member logins (`GET /orgs/{org}/teams/{team_slug}/members`).
     pub(crate) teams: BTreeMap<String, Vec<String>>,
+    /// OAuth apps: `client_id` → `client_secret`.
+    pub(crate) oauth_apps: BTreeMap<String, String>,
+    /// Who authorizes OAuth sign-ins.
+    pub(crate) oauth_user: Option<String>,
+    /// Codes issued by `/login/oauth/authorize`, not yet exchanged.
+    pub(crate) oauth_codes: BTreeMap<String, crate::oauth::OauthCode>,
 }
 
 pub(crate) struct RepoState {

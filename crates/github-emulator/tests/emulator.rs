@@ -1304,3 +1304,81 @@ async fn shutdown_stops_serving() {
         .await;
     assert!(result.is_err(), "the emulator still answers after shutdown");
 }
+
+#[tokio::test]
+async fn the_oauth_web_flow_signs_a_user_in() {
+    let emu = emulator::start().await.expect("emulator starts");
+    emu.register_oauth_app("Iv1.portal", "portal-secret-123");
+    emu.sign_in_as("octocat");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let authorize = |client: &str| {
+        format!(
+            "{}/login/oauth/authorize?client_id={client}&redirect_uri=http%3A%2F%2Fportal.test%2Foauth%2Fcallback&state=s-42",
+            emu.url()
+        )
+    };
+    // An unknown app is refused.
+    let r = http
+        .get(authorize("nobody"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(r.status().as_u16(), 404);
+    // The signed-in user authorizes: back to the portal with a code and the state.
+    let r = http
+        .get(authorize("Iv1.portal"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(r.status().as_u16(), 302);
+    let location =
+        url::Url::parse(r.headers()["location"].to_str().expect("location")).expect("url");
+    assert_eq!(location.path(), "/oauth/callback");
+    let q: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "s-42");
+    let code = q["code"].clone();
+    let exchange = |secret: &str, code: &str| {
+        http.post(format!("{}/login/oauth/access_token", emu.url()))
+            .header("accept", "application/json")
+            .form(&[
+                ("client_id", "Iv1.portal"),
+                ("client_secret", secret),
+                ("code", code),
+                ("redirect_uri", "http://portal.test/oauth/callback"),
+            ])
+            .send()
+    };
+    let bad: Value = exchange("wrong", &code)
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(bad["error"], "incorrect_client_credentials");
+    let ok: Value = exchange("portal-secret-123", &code)
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    let token = ok["access_token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("gho_"));
+    // A code works once.
+    let again: Value = exchange("portal-secret-123", &code)
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["error"], "bad_verification_code");
+    // The token is the user's: GET /user says who.
+    let mut user = Client::new(&emu);
+    user.token = Some(format!("Bearer {token}"));
+    let r = user.call("GET", "/user", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["login"], "octocat");
+}
