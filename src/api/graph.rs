@@ -7,14 +7,14 @@ use crate::graph::{Entity, Graph, Links};
 use crate::identity::{Access, Caller};
 use crate::ids::RepoName;
 use crate::manifest::definition::{Parameter, Runner};
-use crate::store::{KnownRepository, StoreError};
+use crate::store::{EnvironmentRecord, KnownRepository, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Entities per page unless `per_page` says otherwise, and the most it may say.
@@ -191,38 +191,44 @@ pub(super) async fn build(
     caller: &Caller,
     only: Option<&RepoName>,
 ) -> Result<Graph, StoreError> {
-    build_scoped(s, caller, only, None).await
+    let repos = visible_repositories(s, caller, only).await?;
+    build_scoped(s, &repos, Scope::All).await
 }
 
-/// [`build`], with only the environment `one` (and its last operation) when given: what
-/// one environment's entity needs, read in time that does not grow with the inventory.
+/// Which environments a graph is built with.
+enum Scope<'a> {
+    /// Every one (relations from the whole inventory).
+    All,
+    /// These, by repository: one environment's entity, or a page of them.
+    These(&'a BTreeMap<String, Vec<EnvironmentRecord>>),
+}
+
+/// The graph of `repos` with the environments of `scope` and their last operations (read
+/// without logs): a page or one entity is read in time that does not grow with the
+/// inventory.
 async fn build_scoped(
     s: &ApiState,
-    caller: &Caller,
-    only: Option<&RepoName>,
-    one: Option<&str>,
+    repos: &[Visible],
+    scope: Scope<'_>,
 ) -> Result<Graph, StoreError> {
-    let repos = visible_repositories(s, caller, only).await?;
     let mut graph = Graph::default();
     let mut access: BTreeMap<String, Access> = BTreeMap::new();
-    for v in &repos {
-        let (envs, ops) = match one {
-            Some(name) => {
-                let envs: Vec<_> = s
-                    .store
-                    .environment(&v.known.repo, name)
-                    .await?
-                    .into_iter()
-                    .collect();
+    for v in repos {
+        let (envs, ops) = match scope {
+            Scope::These(by_repo) => {
+                let envs = by_repo
+                    .get(&v.known.repo.to_string())
+                    .cloned()
+                    .unwrap_or_default();
                 let mut ops = Vec::new();
                 for e in &envs {
                     if let Some(id) = e.last_operation {
-                        ops.extend(s.store.operation(id).await?);
+                        ops.extend(s.store.operation_without_log(id).await?);
                     }
                 }
                 (envs, ops)
             }
-            None => (
+            Scope::All => (
                 s.store.environments(Some(&v.known.repo)).await?,
                 s.store.latest_operations(&v.known.repo).await?,
             ),
@@ -288,6 +294,12 @@ async fn entities(
     let Ok(only) = repo_param(f.repository.as_deref()) else {
         return bad_repository();
     };
+    if f.kind.as_deref() == Some("environment") {
+        return match environments_page(&s, &caller, only.as_ref(), &f).await {
+            Ok((items, page, per_page, last)) => paged(&s, &f, items, page, per_page, last),
+            Err(e) => super::routes::unavailable(e),
+        };
+    }
     let graph = match build(&s, &caller, only.as_ref()).await {
         Ok(g) => g,
         Err(e) => return super::routes::unavailable(e),
@@ -314,13 +326,25 @@ async fn entities(
     let per_page = f.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
     let last = matching.len().div_ceil(per_page).max(1);
     let page = f.page.unwrap_or(1).max(1);
-    let items: Vec<&Entity> = matching
+    let items: Vec<Entity> = matching
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .copied()
+        .map(|e| (*e).clone())
         .collect();
-    let link = link_header(&s.public_url, &f, page, per_page, last);
+    paged(&s, &f, items, page, per_page, last)
+}
+
+/// A page of entities with its `Link` header.
+fn paged(
+    s: &ApiState,
+    f: &EntityQuery,
+    items: Vec<Entity>,
+    page: usize,
+    per_page: usize,
+    last: usize,
+) -> Response {
+    let link = link_header(&s.public_url, f, page, per_page, last);
     let mut r = Json(items).into_response();
     if let Some(link) = link {
         if let Ok(v) = header::HeaderValue::from_str(&link) {
@@ -328,6 +352,91 @@ async fn entities(
         }
     }
     r
+}
+
+/// The graph one entity is looked up in: with only environment `one` when given.
+async fn entity_graph(
+    s: &ApiState,
+    caller: &Caller,
+    repo: &RepoName,
+    one: Option<&str>,
+) -> Result<Graph, StoreError> {
+    let repos = visible_repositories(s, caller, Some(repo)).await?;
+    match one {
+        Some(name) => {
+            let mut by_repo = BTreeMap::new();
+            let envs: Vec<EnvironmentRecord> =
+                s.store.environment(repo, name).await?.into_iter().collect();
+            by_repo.insert(repo.to_string(), envs);
+            build_scoped(s, &repos, Scope::These(&by_repo)).await
+        }
+        None => build_scoped(s, &repos, Scope::All).await,
+    }
+}
+
+/// `?kind=environment`: the page is chosen from the inventory's rows (filtered by what the
+/// caller sees, `team` and `q`), and the graph is built for that page only.
+async fn environments_page(
+    s: &ApiState,
+    caller: &Caller,
+    only: Option<&RepoName>,
+    f: &EntityQuery,
+) -> Result<(Vec<Entity>, usize, usize, usize), StoreError> {
+    let repos = visible_repositories(s, caller, only).await?;
+    let q = f.q.as_deref().map(str::to_ascii_lowercase);
+    // By entity id, as every list of entities is ordered: (repository, name).
+    let mut matching: BTreeMap<String, (RepoName, String)> = BTreeMap::new();
+    for v in &repos {
+        for (name, team) in s.store.environment_names(&v.known.repo).await? {
+            let visible = v.access.sees_team(&team)
+                && f.team.as_deref().is_none_or(|t| team == t)
+                && q.as_deref()
+                    .is_none_or(|q| name.to_ascii_lowercase().contains(q));
+            if visible {
+                let id = crate::graph::id("environment", &v.known.repo, &name);
+                matching.insert(id, (v.known.repo.clone(), name));
+            }
+        }
+    }
+    let per_page = f.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
+    let last = matching.len().div_ceil(per_page).max(1);
+    let page = f.page.unwrap_or(1).max(1);
+    let ids: Vec<String> = matching
+        .keys()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .cloned()
+        .collect();
+    let mut by_repo: BTreeMap<String, Vec<EnvironmentRecord>> = BTreeMap::new();
+    // The page's names, per repository, are one range of the inventory's order.
+    let mut ranges: BTreeMap<String, (RepoName, BTreeSet<String>)> = BTreeMap::new();
+    for id in &ids {
+        if let Some((repo, name)) = matching.get(id) {
+            ranges
+                .entry(repo.to_string())
+                .or_insert_with(|| (repo.clone(), BTreeSet::new()))
+                .1
+                .insert(name.clone());
+        }
+    }
+    for (key, (repo, names)) in &ranges {
+        let (Some(first), Some(last)) = (names.first(), names.last()) else {
+            continue;
+        };
+        let rows = s.store.environments_between(repo, first, last).await?;
+        by_repo.insert(
+            key.clone(),
+            rows.into_iter()
+                .filter(|e| names.contains(&e.name))
+                .collect(),
+        );
+    }
+    let graph = build_scoped(s, &repos, Scope::These(&by_repo)).await?;
+    let items = ids
+        .iter()
+        .filter_map(|id| graph.entities.get(id).cloned())
+        .collect();
+    Ok((items, page, per_page, last))
 }
 
 /// `<url>; rel="next"`, `prev`, `first`, `last`, as GitHub paginates.
@@ -394,7 +503,7 @@ async fn entity(
         Some(("environment", _)) => parts.next(),
         _ => None,
     };
-    let graph = match build_scoped(&s, &caller, Some(&repo), one).await {
+    let graph = match entity_graph(&s, &caller, &repo, one).await {
         Ok(g) => g,
         Err(e) => return super::routes::unavailable(e),
     };

@@ -144,6 +144,18 @@ pub trait InventoryStore: Send + Sync + 'static {
         &self,
         repo: Option<&RepoName>,
     ) -> Result<Vec<EnvironmentRecord>, StoreError>;
+    /// `(name, team)` of every environment of `repo`, by name: what choosing a page of
+    /// them needs, without reading (and parsing) whole rows.
+    async fn environment_names(&self, repo: &RepoName)
+        -> Result<Vec<(String, String)>, StoreError>;
+    /// The environments of `repo` whose names sort from `first` to `last` (bytes), by name:
+    /// one page of them in one read.
+    async fn environments_between(
+        &self,
+        repo: &RepoName,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError>;
     /// Insert or update the inventory row.
     async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError>;
     /// The `ADE_STORAGE` archive kept for an environment (a tar), if any.
@@ -259,6 +271,42 @@ macro_rules! impl_inventory_store {
                 row.as_ref()
                     .map($crate::store::rows::environment_from_row)
                     .transpose()
+            }
+
+            async fn environment_names(
+                &self,
+                repo: &$crate::ids::RepoName,
+            ) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                let q = $sql(
+                    "SELECT name, team FROM environments WHERE repo = $1 ORDER BY name COLLATE \"C\"",
+                );
+                Ok(sqlx::query_as(&q)
+                    .bind(repo.to_string())
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn environments_between(
+                &self,
+                repo: &$crate::ids::RepoName,
+                first: &str,
+                last: &str,
+            ) -> Result<Vec<$crate::store::EnvironmentRecord>, $crate::store::StoreError> {
+                let q = $sql(concat!(
+                    "SELECT ",
+                    $crate::store::rows::env_columns!(),
+                    " FROM environments WHERE repo = $1 AND name COLLATE \"C\" >= $2 \
+                     AND name COLLATE \"C\" <= $3 ORDER BY name COLLATE \"C\""
+                ));
+                let rows = sqlx::query(&q)
+                    .bind(repo.to_string())
+                    .bind(first)
+                    .bind(last)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map($crate::store::rows::environment_from_row)
+                    .collect()
             }
 
             async fn environments(

@@ -198,6 +198,11 @@ pub trait OperationStore: Send + Sync + 'static {
     /// The last operation of each of `repo`'s environments, with its log left out (for
     /// the graph: who requested, approved and merged what is live).
     async fn latest_operations(&self, repo: &RepoName) -> Result<Vec<OperationRecord>, StoreError>;
+    /// One operation with its log left out.
+    async fn operation_without_log(
+        &self,
+        id: OperationId,
+    ) -> Result<Option<OperationRecord>, StoreError>;
     async fn operations_for_environment(
         &self,
         repo: &RepoName,
@@ -249,6 +254,12 @@ pub(super) const LATEST: &str = "SELECT id, repo, env_name, kind, merge_sha, pr,
      merger, approvers, governance_sha, checks, state, deployment_id, pid, started_at, \
      finished_at, error, '' AS log, outputs, reported, created_at FROM operations \
      WHERE id IN (SELECT last_operation FROM environments WHERE repo = $1) ORDER BY id";
+/// [`LATEST`]'s columns for one operation.
+pub(super) const ONE_WITHOUT_LOG: &str = "SELECT id, repo, env_name, kind, merge_sha, pr, \
+     attempt, delivery_id, team, owner, env_type, definition, manifest_path, parameters, \
+     requester, merger, approvers, governance_sha, checks, state, deployment_id, pid, \
+     started_at, finished_at, error, '' AS log, outputs, reported, created_at FROM operations \
+     WHERE id = $1";
 pub(super) const PLANNED_ID: &str = "SELECT id FROM operations WHERE repo = $1 AND merge_sha = $2 \
      AND env_name = $3 AND kind = $4 AND attempt = $5";
 pub(super) const SET_PID: &str =
@@ -474,6 +485,20 @@ macro_rules! impl_operation_store {
                 rows.iter()
                     .map($crate::store::rows::operation_from_row)
                     .collect()
+            }
+
+            async fn operation_without_log(
+                &self,
+                id: $crate::ids::OperationId,
+            ) -> Result<Option<$crate::store::OperationRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::operations::ONE_WITHOUT_LOG);
+                let row = sqlx::query(&q)
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::operation_from_row)
+                    .transpose()
             }
 
             async fn operations_for_environment(
