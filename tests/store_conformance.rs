@@ -243,6 +243,7 @@ conformance!(
     merges,
     repositories,
     requests,
+    inventory_pages,
     storage_round_trip,
     comments_runs_and_counts,
     restart_recovery,
@@ -1376,6 +1377,80 @@ async fn requests(b: &Backend) {
         .await
         .expect("open")
         .is_some());
+}
+
+async fn inventory_pages(b: &Backend) {
+    let store = b.open().await;
+    let r = repo("octo/envs");
+    for (name, team) in [
+        ("b-env", "payments"),
+        ("a-env", "search"),
+        ("B-upper", "payments"),
+        ("c-env", "payments"),
+    ] {
+        let mut u = env_update("octo/envs", name, EnvState::Ready);
+        u.team = team.into();
+        store.upsert_environment(u).await.expect("upsert");
+    }
+    store
+        .upsert_environment(env_update("octo/other", "a-env", EnvState::Ready))
+        .await
+        .expect("upsert");
+    // Names and teams only, by name in byte order (upper case first), this repository's.
+    let names = store.environment_names(&r).await.expect("names");
+    assert_eq!(
+        names,
+        vec![
+            ("B-upper".to_string(), "payments".to_string()),
+            ("a-env".into(), "search".into()),
+            ("b-env".into(), "payments".into()),
+            ("c-env".into(), "payments".into()),
+        ]
+    );
+    // One range, both ends included.
+    let page: Vec<String> = store
+        .environments_between(&r, "a-env", "b-env")
+        .await
+        .expect("range")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(page, ["a-env", "b-env"]);
+    // An operation read without its log keeps everything else.
+    let (id, _) = store
+        .plan_operation(new_op("a-env", 'a', 1))
+        .await
+        .expect("plan");
+    let fence = start(&*store, id, "a-env", "me").await.expect("started");
+    assert!(
+        finish(
+            &*store,
+            id,
+            &fence,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
+    );
+    let full = store.operation(id).await.expect("read").expect("op");
+    let light = store
+        .operation_without_log(id)
+        .await
+        .expect("read")
+        .expect("op");
+    assert!(!full.log.is_empty(), "the scenario needs a log");
+    assert_eq!(light.log, "");
+    assert_eq!(
+        (light.state, light.op.env_name.as_str()),
+        (full.state, full.op.env_name.as_str())
+    );
+    assert_eq!(
+        store
+            .operation_without_log(OperationId(987_654))
+            .await
+            .expect("read"),
+        None
+    );
 }
 
 async fn storage_round_trip(b: &Backend) {
