@@ -6,7 +6,7 @@ use crate::checks::Governance;
 use crate::graph::{Entity, Graph, Links};
 use crate::identity::{Access, Caller};
 use crate::ids::RepoName;
-use crate::manifest::definition::{Parameter, Runner};
+use crate::manifest::definition::Parameter;
 use crate::store::{EnvironmentRecord, KnownRepository, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -172,11 +172,7 @@ async fn templates_of(
                 "title": def.definition.name,
                 "summary": def.definition.summary,
                 "description": def.definition.description,
-                "runner": match &def.definition.runner {
-                    Runner::Command => "script",
-                    Runner::Terraform => "terraform",
-                    Runner::Image(_) => "image",
-                },
+                "runner": def.definition.runner.kind(),
                 "parameters": parameters_schema(&def.definition.parameters),
                 "environmentTypes": allowed,
             }));

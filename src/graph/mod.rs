@@ -8,7 +8,6 @@
 
 use crate::checks::Governance;
 use crate::ids::RepoName;
-use crate::manifest::definition::Runner;
 use crate::store::{public_outputs, EnvironmentRecord, OperationRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,14 +130,7 @@ impl Graph {
                     .description
                     .clone()
                     .or_else(|| def.definition.summary.clone());
-                e.provider = Some(
-                    match def.definition.runner {
-                        Runner::Command => "script",
-                        Runner::Terraform => "terraform",
-                        Runner::Image(_) => "image",
-                    }
-                    .to_string(),
-                );
+                e.provider = Some(def.definition.runner.kind().to_string());
                 e.relations.push(rel("definedIn", &repo_id));
                 self.put(e);
             }

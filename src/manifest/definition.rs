@@ -72,6 +72,18 @@ impl TryFrom<String> for Runner {
     }
 }
 
+impl Runner {
+    /// What runs a definition, in one word for people (the API, the Graph): `script`,
+    /// `terraform` or `image`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Runner::Command => "script",
+            Runner::Terraform => "terraform",
+            Runner::Image(_) => "image",
+        }
+    }
+}
+
 impl From<Runner> for String {
     fn from(r: Runner) -> String {
         match r {

@@ -1,13 +1,12 @@
 //! Branches Paved writes itself: a request's change committed on top of the default branch
 //! and pushed as a new branch, for a pull request to be opened from it.
 
-use super::notes::callbacks;
+use super::notes::Pushed;
 use super::{Mirror, RepoError};
 use crate::config::Secret;
 use crate::ids::CommitSha;
 use git2::build::TreeUpdateBuilder;
-use git2::{ErrorClass, ErrorCode, FileMode, Oid, PushOptions, Signature};
-use std::cell::RefCell;
+use git2::{ErrorClass, ErrorCode, FileMode, Oid, Signature};
 
 /// Who Paved's own commits are by (the requester is named in a `Requested-by:` trailer).
 pub const COMMITTER: (&str, &str) = ("Paved", "paved@users.noreply.github.com");
@@ -59,21 +58,8 @@ impl Mirror {
             .commit(None, &sig, &sig, message, &tree, &[&parent])?;
         self.repo
             .reference(&local, commit, true, "request branch")?;
-        let refused: RefCell<Option<String>> = RefCell::new(None);
-        {
-            let mut cbs = callbacks(token);
-            cbs.push_update_reference(|refname, status| {
-                if let Some(status) = status {
-                    *refused.borrow_mut() = Some(format!("{refname}: {status}"));
-                }
-                Ok(())
-            });
-            let mut opts = PushOptions::new();
-            opts.remote_callbacks(cbs);
-            let mut remote = self.repo.remote_anonymous(url)?;
-            remote.push(&[format!("{local}:refs/heads/{branch}")], Some(&mut opts))?;
-        }
-        if let Some(reason) = refused.into_inner() {
+        let refspec = format!("{local}:refs/heads/{branch}");
+        if let Pushed::Rejected(reason) = self.push_ref(url, token, &refspec)? {
             return Err(RepoError::Git(git2::Error::new(
                 ErrorCode::GenericError,
                 ErrorClass::Reference,

@@ -64,7 +64,7 @@ fn mirror_lock(path: PathBuf) -> Arc<Mutex<()>> {
 
 /// How a push ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Pushed {
+pub(super) enum Pushed {
     Accepted,
     /// The origin refused the update (usually: its notes ref moved); the reason.
     Rejected(String),
@@ -170,6 +170,17 @@ impl Mirror {
 
     /// Pushes the local notes ref to the origin, without force.
     fn push_notes(&self, url: &str, token: Option<&Secret>) -> Result<Pushed, RepoError> {
+        self.push_ref(url, token, &format!("{NOTES_REF}:{NOTES_REF}"))
+    }
+
+    /// Pushes `refspec` (`local:remote`, never forced) to the origin at `url`: accepted, or
+    /// refused with the origin's (or libgit2's) reason.
+    pub(super) fn push_ref(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+        refspec: &str,
+    ) -> Result<Pushed, RepoError> {
         let rejected: RefCell<Option<String>> = RefCell::new(None);
         let result = {
             let mut cbs = callbacks(token);
@@ -182,7 +193,7 @@ impl Mirror {
             let mut opts = PushOptions::new();
             opts.remote_callbacks(cbs);
             let mut remote = self.repo.remote_anonymous(url)?;
-            remote.push(&[format!("{NOTES_REF}:{NOTES_REF}")], Some(&mut opts))
+            remote.push(&[refspec], Some(&mut opts))
         };
         match result {
             Ok(()) => {}

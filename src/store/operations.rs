@@ -248,18 +248,29 @@ pub(super) const PLAN: &str =
      paved_now_ms()) \
      ON CONFLICT (repo, merge_sha, env_name, kind, attempt) DO NOTHING \
      RETURNING id";
-/// Every column [`super::rows::operation_from_row`] reads, the log left empty.
-pub(super) const LATEST: &str = "SELECT id, repo, env_name, kind, merge_sha, pr, attempt, \
-     delivery_id, team, owner, env_type, definition, manifest_path, parameters, requester, \
-     merger, approvers, governance_sha, checks, state, deployment_id, pid, started_at, \
-     finished_at, error, '' AS log, outputs, reported, created_at FROM operations \
-     WHERE id IN (SELECT last_operation FROM environments WHERE repo = $1) ORDER BY id";
-/// [`LATEST`]'s columns for one operation.
-pub(super) const ONE_WITHOUT_LOG: &str = "SELECT id, repo, env_name, kind, merge_sha, pr, \
-     attempt, delivery_id, team, owner, env_type, definition, manifest_path, parameters, \
-     requester, merger, approvers, governance_sha, checks, state, deployment_id, pid, \
-     started_at, finished_at, error, '' AS log, outputs, reported, created_at FROM operations \
-     WHERE id = $1";
+/// Every column [`super::rows::operation_from_row`] reads, the log read as empty: for
+/// lists where logs (up to `runner.output_limit` each) are not shown.
+macro_rules! columns_without_log {
+    () => {
+        "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, owner, \
+         env_type, definition, manifest_path, parameters, requester, merger, approvers, \
+         governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, \
+         '' AS log, outputs, reported, created_at"
+    };
+}
+/// The last operation of each of a repository's environments, logs left out.
+pub(super) const LATEST: &str = concat!(
+    "SELECT ",
+    columns_without_log!(),
+    " FROM operations \
+     WHERE id IN (SELECT last_operation FROM environments WHERE repo = $1) ORDER BY id"
+);
+/// One operation, its log left out.
+pub(super) const ONE_WITHOUT_LOG: &str = concat!(
+    "SELECT ",
+    columns_without_log!(),
+    " FROM operations WHERE id = $1"
+);
 pub(super) const PLANNED_ID: &str = "SELECT id FROM operations WHERE repo = $1 AND merge_sha = $2 \
      AND env_name = $3 AND kind = $4 AND attempt = $5";
 pub(super) const SET_PID: &str =
