@@ -73,6 +73,16 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
     out
 }
 
+/// Standard Base64 (line breaks allowed, as GitHub's own `content` has them); `None` when
+/// it is not Base64.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if !compact.len().is_multiple_of(4) || compact.bytes().any(|b| b == b'-' || b == b'_') {
+        return None;
+    }
+    base64url_decode(&compact)
+}
+
 pub(crate) fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut acc: u32 = 0;

@@ -81,9 +81,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 
+mod contents;
 mod git;
 mod handle;
 mod helpers;
+mod issues;
 mod json;
 mod oauth;
 mod people;
@@ -112,21 +114,6 @@ pub use server::*;
 pub use subset::*;
 #[allow(unused_imports)]
 pub use world::*;
-
-/// Operations of the subset the emulator does not serve yet (they answer 501): the
-/// orchestrator's and the lifecycle's, added to the fixture ahead of the code that calls
-/// them. Their schemas still validate requests before the 501.
-pub const NOT_YET_SERVED: &[&str] = &[
-    "pulls/list",
-    "pulls/update",
-    "issues/create",
-    "issues/add-labels",
-    "repos/get-collaborator-permission-level",
-    "git/create-ref",
-    "git/get-ref",
-    "repos/create-or-update-file-contents",
-    "repos/delete-file",
-];
 
 const SUBSET_JSON: &str = include_str!("../../../tests/fixtures/github/openapi-subset.json");
 const DOCS_ROOT: &str = "https://docs.github.com/rest";

@@ -60,3 +60,76 @@ impl EmulatorHandle {
         });
     }
 }
+
+/// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`: the permission set with
+/// [`EmulatorHandle::set_permission`]; `none` for a user the emulator knows otherwise (a
+/// token, a team, an OAuth sign-in); 404 for a login it has never heard of.
+pub(crate) fn collaborator_permission(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo, login) = (ctx.s("owner"), ctx.s("repo"), ctx.s("username"));
+    let set = w
+        .repo(&format!("{owner}/{repo}"))
+        .and_then(|r| {
+            r.collaborators
+                .iter()
+                .find(|(l, _)| l.eq_ignore_ascii_case(login))
+        })
+        .map(|(l, p)| (l.clone(), p.clone()));
+    let known = || {
+        w.user_tokens
+            .values()
+            .any(|l| l.eq_ignore_ascii_case(login))
+            || w.teams
+                .values()
+                .flatten()
+                .any(|l| l.eq_ignore_ascii_case(login))
+            || w.oauth_user
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case(login))
+            || login.eq_ignore_ascii_case(owner)
+    };
+    let (login, permission) = match set {
+        Some(found) => found,
+        None if known() => (login.to_string(), "none".to_string()),
+        None => return ctx.not_found(format!("no user {login}")),
+    };
+    // GitHub's legacy `permission` folds `maintain` into `write` and `triage` into `read`.
+    let legacy = match permission.as_str() {
+        "maintain" => "write",
+        "triage" => "read",
+        p => p,
+    };
+    let mut answer = template(
+        "repos/get-collaborator-permission-level",
+        200,
+        "application/json",
+        None,
+    );
+    let mut user = ctx.shared.login_json(&login);
+    let p = permission.as_str();
+    let (admin, maintain) = (p == "admin", ["admin", "maintain"].contains(&p));
+    let push = maintain || p == "write";
+    let (triage, pull) = (push || p == "triage", p != "none");
+    set_fields(
+        &mut user,
+        json!({"role_name": permission, "permissions": {
+            "admin": admin, "maintain": maintain, "push": push, "triage": triage, "pull": pull,
+        }}),
+    );
+    set_fields(
+        &mut answer,
+        json!({"permission": legacy, "role_name": permission, "user": user}),
+    );
+    Answer::ok(200, answer)
+}
+
+impl EmulatorHandle {
+    /// Sets `login`'s permission in `repo`: `admin`, `maintain`, `write`, `triage`, `read`.
+    pub fn set_permission(&self, repo: &str, login: &str, permission: &str) {
+        let (owner, name) = setup_repo(repo);
+        self.mutate(|w| {
+            w.repo_mut(owner, name)
+                .collaborators
+                .insert(login.to_string(), permission.to_string());
+        });
+    }
+}

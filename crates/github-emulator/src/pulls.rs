@@ -7,7 +7,13 @@
 use super::*;
 
 /// A branch's commit: a ref set on the handle, else the served repository's branch.
-fn branch_sha(shared: &Shared, w: &World, owner: &str, repo: &str, branch: &str) -> Option<String> {
+pub(crate) fn branch_sha(
+    shared: &Shared,
+    w: &World,
+    owner: &str,
+    repo: &str,
+    branch: &str,
+) -> Option<String> {
     if let Some(sha) = w
         .repo(&format!("{owner}/{repo}"))
         .and_then(|r| r.refs.get(branch))
@@ -63,7 +69,7 @@ pub(crate) fn create_pull(ctx: &Ctx<'_>, w: &mut World) -> Answer {
             format!("A pull request already exists for {owner}:{head}."),
         );
     }
-    let number = r.pulls.keys().max().copied().unwrap_or(0) + 1;
+    let number = r.next_number();
     let mut pull = match ctx.shared.pull_template(r, number) {
         Ok(p) => p,
         Err(e) => return Answer::reject(500, "Server Error", ctx.docs, e.to_string()),
@@ -103,4 +109,105 @@ impl EmulatorHandle {
             .repo(repo)
             .and_then(|r| r.pulls.get(&number).cloned())
     }
+}
+
+/// `GET /repos/{owner}/{repo}/pulls`: filtered by `state` (`open` unless given), `head`
+/// (`owner:branch`) and `base`, ordered by `sort` (`created` unless given) and
+/// `direction` (`desc` unless given), paginated.
+pub(crate) fn list_pulls(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo) = (ctx.s("owner"), ctx.s("repo"));
+    let state = ctx
+        .params
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or("open");
+    let head = ctx.params.get("head").and_then(Value::as_str);
+    let base = ctx.params.get("base").and_then(Value::as_str);
+    let sort = ctx
+        .params
+        .get("sort")
+        .and_then(Value::as_str)
+        .unwrap_or("created");
+    let ascending = ctx.params.get("direction").and_then(Value::as_str) == Some("asc");
+    let mut items: Vec<Value> = w
+        .repo(&format!("{owner}/{repo}"))
+        .map(|r| {
+            r.pulls
+                .values()
+                .filter(|p| state == "all" || p["state"] == state)
+                .filter(|p| head.is_none_or(|h| p["head"]["label"] == h))
+                .filter(|p| base.is_none_or(|b| p["base"]["ref"] == b))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let key = match sort {
+        "updated" => "updated_at",
+        _ => "created_at",
+    };
+    // Numbers break ties (and order pull requests set without times).
+    items.sort_by(|a, b| {
+        (a[key].as_str(), a["number"].as_u64()).cmp(&(b[key].as_str(), b["number"].as_u64()))
+    });
+    if !ascending {
+        items.reverse();
+    }
+    let (page, link) = ctx.paginate(items);
+    with_link(Answer::ok(200, Value::Array(page)), link)
+}
+
+/// `PATCH /repos/{owner}/{repo}/pulls/{pull_number}`: a new title, body, base or state
+/// (closing sets `closed_at`; a merged pull request cannot be reopened).
+pub(crate) fn update_pull(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo) = (ctx.s("owner").to_string(), ctx.s("repo").to_string());
+    let Some(number) = u64::try_from(ctx.int("pull_number")).ok() else {
+        return ctx.not_found("a pull request number".into());
+    };
+    let base_sha = match ctx.body_str("base") {
+        Some(b) => match branch_sha(ctx.shared, w, &owner, &repo, &b) {
+            Some(sha) => Some((b, sha)),
+            None => {
+                return Answer::validation_failed(
+                    ctx.docs,
+                    "PullRequest",
+                    "base",
+                    format!("no branch {b}"),
+                )
+            }
+        },
+        None => None,
+    };
+    let now = ctx.now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let Some(pull) = w.repo_mut(&owner, &repo).pulls.get_mut(&number) else {
+        return ctx.not_found(format!("pull request {number} of {owner}/{repo}"));
+    };
+    if let Some(state) = ctx.body_str("state") {
+        if state == "open" && pull["merged"] == true {
+            return Answer::unprocessable(
+                ctx.docs,
+                "state cannot be changed. The pull request cannot be reopened.".into(),
+            );
+        }
+        let closed_at = if state == "closed" {
+            json!(now)
+        } else {
+            Value::Null
+        };
+        set_fields(pull, json!({"state": state, "closed_at": closed_at}));
+    }
+    for field in ["title", "body"] {
+        if let Some(v) = ctx.body.get(field) {
+            set_fields(pull, json!({ field: v }));
+        }
+    }
+    if let Some((b, sha)) = base_sha {
+        if let Some(side) = pull.get_mut("base") {
+            set_fields(
+                side,
+                json!({"ref": b, "sha": sha, "label": format!("{owner}:{b}")}),
+            );
+        }
+    }
+    set_fields(pull, json!({ "updated_at": now }));
+    Answer::ok(200, pull.clone())
 }

@@ -41,6 +41,20 @@ pub(crate) struct RepoState {
     pub(crate) pull_files: BTreeMap<u64, Vec<Value>>,
     pub(crate) reviews: BTreeMap<u64, Vec<Value>>,
     pub(crate) contents: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Issues opened through the API, by number (shared with pull requests).
+    pub(crate) issues: BTreeMap<u64, Value>,
+    /// Labels on issues and pull requests, by number.
+    pub(crate) labels: BTreeMap<u64, Vec<String>>,
+    /// Collaborators' permissions (`admin`, `maintain`, `write`, `triage`, `read`).
+    pub(crate) collaborators: BTreeMap<String, String>,
+}
+
+impl RepoState {
+    /// The next issue or pull request number: they share one sequence.
+    pub(crate) fn next_number(&self) -> u64 {
+        let last = |m: &BTreeMap<u64, Value>| m.keys().max().copied().unwrap_or(0);
+        last(&self.pulls).max(last(&self.issues)) + 1
+    }
 }
 
 pub(crate) fn repo_key(owner: &str, name: &str) -> String {
@@ -88,6 +102,9 @@ impl World {
                 pull_files: BTreeMap::new(),
                 reviews: BTreeMap::new(),
                 contents: BTreeMap::new(),
+                issues: BTreeMap::new(),
+                labels: BTreeMap::new(),
+                collaborators: BTreeMap::new(),
             }
         })
     }
