@@ -18,8 +18,9 @@ use paved::store::postgres::PgStore;
 use paved::store::prelude::*;
 use paved::store::sqlite::SqliteStore;
 use paved::store::{
-    reported, Accepted, DeliveryState, EnvState, EnvironmentUpdate, Fence, Finish, NewDelivery,
-    NewOperation, NewRun, OpKind, OpState, OperationUpdate, Outcome, Store, StoreError,
+    reported, Accepted, DeliveryState, EnvState, EnvironmentFilter, EnvironmentRecord,
+    EnvironmentUpdate, Fence, Finish, NewDelivery, NewOperation, NewRun, OpKind, OpState,
+    OperationUpdate, Outcome, Store, StoreError,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -1396,26 +1397,81 @@ async fn inventory_pages(b: &Backend) {
         .upsert_environment(env_update("octo/other", "a-env", EnvState::Ready))
         .await
         .expect("upsert");
-    // Names and teams only, by name in byte order (upper case first), this repository's.
-    let names = store.environment_names(&r).await.expect("names");
+    // A page, chosen in the database: counted, by name in byte order (upper case first),
+    // this repository's only.
+    let names =
+        |rows: &[EnvironmentRecord]| rows.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+    let all = EnvironmentFilter::default();
+    let (total, rows) = store.environment_page(&r, &all, 0, 10).await.expect("page");
+    assert_eq!(total, 4);
+    assert_eq!(names(&rows), ["B-upper", "a-env", "b-env", "c-env"]);
+    let (total, rows) = store.environment_page(&r, &all, 1, 2).await.expect("page");
     assert_eq!(
-        names,
-        vec![
-            ("B-upper".to_string(), "payments".to_string()),
-            ("a-env".into(), "search".into()),
-            ("b-env".into(), "payments".into()),
-            ("c-env".into(), "payments".into()),
-        ]
+        (total, names(&rows)),
+        (4, vec!["a-env".to_string(), "b-env".into()])
     );
-    // One range, both ends included.
-    let page: Vec<String> = store
-        .environments_between(&r, "a-env", "b-env")
+    let (total, rows) = store.environment_page(&r, &all, 9, 2).await.expect("page");
+    assert_eq!((total, rows.len()), (4, 0));
+    let (total, rows) = store
+        .environment_page(&r, &all, 0, 0)
         .await
-        .expect("range")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert_eq!(page, ["a-env", "b-env"]);
+        .expect("count only");
+    assert_eq!((total, rows.len()), (4, 0));
+    // By team: exactly the teams listed; a team with a comma cannot match across two.
+    let teams = |t: &[&str]| EnvironmentFilter {
+        teams: Some(t.iter().map(ToString::to_string).collect()),
+        name_contains: None,
+    };
+    let (total, rows) = store
+        .environment_page(&r, &teams(&["search"]), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!((total, names(&rows)), (1, vec!["a-env".to_string()]));
+    let (total, _) = store
+        .environment_page(&r, &teams(&["pay"]), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(total, 0, "a prefix of a team is not the team");
+    let (total, _) = store
+        .environment_page(&r, &teams(&["x,payments"]), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(total, 0);
+    let (total, _) = store
+        .environment_page(&r, &teams(&[]), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(total, 0);
+    let (total, _) = store
+        .environment_page(&r, &teams(&["search", "payments"]), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(total, 4);
+    // By a part of the name, case-insensitively; `%` and `_` are no wildcards.
+    let part = |q: &str| EnvironmentFilter {
+        teams: Some(vec!["payments".into()]),
+        name_contains: Some(q.into()),
+    };
+    let (total, rows) = store
+        .environment_page(&r, &part("-ENV"), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(
+        (total, names(&rows)),
+        (2, vec!["b-env".to_string(), "c-env".into()])
+    );
+    let (_, rows) = store
+        .environment_page(&r, &part("UPP"), 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(names(&rows), ["B-upper"]);
+    for wild in ["%", "_", "b_env"] {
+        let (total, _) = store
+            .environment_page(&r, &part(wild), 0, 10)
+            .await
+            .expect("page");
+        assert_eq!(total, 0, "{wild}");
+    }
     // An operation read without its log keeps everything else.
     let (id, _) = store
         .plan_operation(new_op("a-env", 'a', 1))

@@ -11,19 +11,21 @@
 //!   through `POST /api/v1/requests` (Backstage's `http:backstage:request` action, through a
 //!   proxy named `paved`, with the user's GitHub token).
 
+use super::answers::Template;
 use super::ApiState;
 use crate::graph::Graph;
 use crate::identity::Caller;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/api/v1/backstage/entities.yaml", get(export))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(export))
 }
 
 /// A Backstage entity name from anything: `[A-Za-z0-9._-]`, at most 63 characters.
@@ -49,6 +51,10 @@ fn entity(api: &str, kind: &str, metadata: Value, spec: Value) -> Value {
     json!({ "apiVersion": api, "kind": kind, "metadata": metadata, "spec": spec })
 }
 
+/// The caller's part of the Graph as Backstage catalog entities.
+#[utoipa::path(get, path = "/api/v1/backstage/entities.yaml", tag = "graph",
+    responses((status = 200, description = "Multi-document YAML of Backstage entities",
+        content_type = "application/yaml", body = String)))]
 async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
     let graph: Graph = match super::graph::build(&s, &caller, None).await {
         Ok(g) => g,
@@ -192,26 +198,22 @@ async fn owner_of(s: &ApiState, repo: &str) -> String {
 
 /// A scaffolder template whose form is the definition's parameters and whose one step
 /// opens the request.
-async fn template_entity(s: &ApiState, t: &Value) -> Value {
-    let repo = t["repository"].as_str().unwrap_or_default().to_string();
-    let name = t["name"].as_str().unwrap_or_default();
+async fn template_entity(s: &ApiState, t: &Template) -> Value {
+    let repo = t.repository.clone();
+    let name = t.name.as_str();
     let mut properties = serde_json::Map::new();
     properties.insert("environment".into(), json!({"type": "string", "title": "Environment name", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}));
     properties.insert("team".into(), json!({"type": "string", "title": "Team"}));
     properties.insert(
         "type".into(),
-        json!({"type": "string", "title": "Environment type", "enum": t["environmentTypes"]}),
+        json!({"type": "string", "title": "Environment type", "enum": t.environment_types}),
     );
     properties.insert(
         "expiresAt".into(),
         json!({"type": "string", "title": "Expires at", "format": "date-time"}),
     );
     let mut body_params = serde_json::Map::new();
-    for (k, v) in t["parameters"]["properties"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
+    for (k, v) in t.parameters["properties"].as_object().into_iter().flatten() {
         properties.insert(format!("param_{k}"), v.clone());
         body_params.insert(
             k.clone(),
@@ -219,7 +221,7 @@ async fn template_entity(s: &ApiState, t: &Value) -> Value {
         );
     }
     let mut required: Vec<Value> = vec!["environment".into(), "team".into(), "type".into()];
-    for r in t["parameters"]["required"].as_array().into_iter().flatten() {
+    for r in t.parameters["required"].as_array().into_iter().flatten() {
         if let Some(r) = r.as_str() {
             required.push(Value::String(format!("param_{r}")));
         }
@@ -229,8 +231,8 @@ async fn template_entity(s: &ApiState, t: &Value) -> Value {
         "Template",
         json!({
             "name": name_of(&format!("paved-{name}")),
-            "title": t["title"].as_str().unwrap_or(name),
-            "description": t["description"].as_str().or(t["summary"].as_str()).unwrap_or("An environment from Paved's catalog"),
+            "title": t.title,
+            "description": t.description.as_deref().or(t.summary.as_deref()).unwrap_or("An environment from Paved's catalog"),
             "tags": ["paved", "environment"],
             "annotations": { "paved.dev/repository": repo, "paved.dev/template": name },
         }),

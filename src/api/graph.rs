@@ -1,32 +1,35 @@
 //! `/api/v1/templates`, `/api/v1/entities`, `/api/v1/entities/{id}` and `/api/v1/graph`:
 //! the catalog and the Graph ([`crate::graph`]), scoped like everything else.
 
+use super::answers::{ApiError, Edge, EntityDetail, GraphAnswer, Node, Template};
 use super::{error, ApiState};
 use crate::checks::Governance;
 use crate::graph::{Entity, Graph, Links};
 use crate::identity::{Access, Caller};
 use crate::ids::RepoName;
 use crate::manifest::definition::Parameter;
-use crate::store::{EnvironmentRecord, KnownRepository, StoreError};
+use crate::store::{EnvironmentFilter, EnvironmentRecord, KnownRepository, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Entities per page unless `per_page` says otherwise, and the most it may say.
 const PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 100;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/v1/templates", get(templates))
-        .route("/api/v1/entities", get(entities))
-        .route("/api/v1/entities/{*id}", get(entity))
-        .route("/api/v1/graph", get(graph))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(templates))
+        .routes(routes!(entities))
+        .routes(routes!(entity))
+        .routes(routes!(graph))
 }
 
 /// A repository the caller has a role in, with what its default branch holds.
@@ -108,8 +111,10 @@ pub fn parameters_schema(params: &[Parameter]) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RepoFilter {
+    /// Only this repository (`owner/name`).
     repository: Option<String>,
 }
 
@@ -125,6 +130,12 @@ fn bad_repository() -> Response {
 /// `GET /api/v1/templates[?repository=owner/name]`: every catalog definition on the default
 /// branch of the repositories the caller has a role in, with its parameters as a JSON
 /// Schema and the environment types that allow it.
+#[utoipa::path(get, path = "/api/v1/templates", tag = "graph",
+    params(RepoFilter),
+    responses(
+        (status = 200, description = "The templates", body = Vec<Template>),
+        (status = 400, description = "Not a repository name", body = ApiError),
+    ))]
 async fn templates(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -143,7 +154,7 @@ async fn templates(
 pub(super) async fn visible_templates(
     s: &ApiState,
     caller: &Caller,
-) -> Result<Vec<serde_json::Value>, StoreError> {
+) -> Result<Vec<Template>, StoreError> {
     templates_of(s, caller, None).await
 }
 
@@ -151,7 +162,7 @@ async fn templates_of(
     s: &ApiState,
     caller: &Caller,
     only: Option<&RepoName>,
-) -> Result<Vec<serde_json::Value>, StoreError> {
+) -> Result<Vec<Template>, StoreError> {
     let repos = visible_repositories(s, caller, only).await?;
     let mut out = Vec::new();
     for v in repos {
@@ -159,23 +170,23 @@ async fn templates_of(
         let types = g.platform().map(|p| &p.environment_types);
         for (name, def) in g.catalog() {
             let Ok(def) = def else { continue };
-            let allowed: Vec<&String> = types
+            let allowed: Vec<String> = types
                 .into_iter()
                 .flatten()
                 .filter(|(_, t)| t.definitions.as_ref().is_none_or(|d| d.contains(name)))
-                .map(|(n, _)| n)
+                .map(|(n, _)| n.clone())
                 .collect();
-            out.push(serde_json::json!({
-                "id": crate::graph::id("template", &v.known.repo, name),
-                "repository": v.known.repo.to_string(),
-                "name": name,
-                "title": def.definition.name,
-                "summary": def.definition.summary,
-                "description": def.definition.description,
-                "runner": def.definition.runner.kind(),
-                "parameters": parameters_schema(&def.definition.parameters),
-                "environmentTypes": allowed,
-            }));
+            out.push(Template {
+                id: crate::graph::id("template", &v.known.repo, name),
+                repository: v.known.repo.to_string(),
+                name: name.clone(),
+                title: def.definition.name.clone(),
+                summary: def.definition.summary.clone(),
+                description: def.definition.description.clone(),
+                runner: def.definition.runner.kind().to_string(),
+                parameters: parameters_schema(&def.definition.parameters),
+                environment_types: allowed,
+            });
         }
     }
     Ok(out)
@@ -262,18 +273,35 @@ async fn build_scoped(
     Ok(graph)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EntityQuery {
+    /// One kind: `repository`, `team`, `user`, `environmentType`, `template`,
+    /// `environment`, `operation`.
     kind: Option<String>,
+    /// Owned by this team (or this team itself).
     team: Option<String>,
+    /// Name or description contains this (case-insensitive).
     q: Option<String>,
+    /// Only this repository (`owner/name`).
     repository: Option<String>,
+    /// Page number, from 1.
+    #[param(minimum = 1)]
     page: Option<usize>,
+    /// Entities per page (30 unless given; at most 100).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<usize>,
 }
 
 /// `GET /api/v1/entities?kind=&team=&q=&repository=&page=&per_page=`: the caller's
 /// entities, filtered, by id, paginated with a `Link` header as GitHub does.
+#[utoipa::path(get, path = "/api/v1/entities", tag = "graph",
+    params(EntityQuery),
+    responses(
+        (status = 200, description = "A page of entities", body = Vec<Entity>,
+            headers(("Link" = String, description = "`next`, `last`, `first`, `prev` pages, as GitHub paginates"))),
+        (status = 400, description = "An unknown kind, or not a repository name", body = ApiError),
+    ))]
 async fn entities(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -370,63 +398,64 @@ async fn entity_graph(
     }
 }
 
-/// `?kind=environment`: the page is chosen from the inventory's rows (filtered by what the
-/// caller sees, `team` and `q`), and the graph is built for that page only.
+/// The teams whose environments `access` sees, narrowed to `team` when given (`None`:
+/// every team's).
+fn visible_teams(access: &Access, team: Option<&str>) -> Option<Vec<String>> {
+    match team {
+        Some(t) if access.sees_team(t) => Some(vec![t.to_string()]),
+        Some(_) => Some(Vec::new()),
+        None if access.reads_all() => None,
+        None => Some(access.teams.iter().cloned().collect()),
+    }
+}
+
+/// `?kind=environment`: the page is chosen in the database (what the caller sees, `team`
+/// and `q`), and the graph is built for that page only, so a page takes time that does not
+/// grow with the inventory.
 async fn environments_page(
     s: &ApiState,
     caller: &Caller,
     only: Option<&RepoName>,
     f: &EntityQuery,
 ) -> Result<(Vec<Entity>, usize, usize, usize), StoreError> {
-    let repos = visible_repositories(s, caller, only).await?;
-    let q = f.q.as_deref().map(str::to_ascii_lowercase);
-    // By entity id, as every list of entities is ordered: (repository, name).
-    let mut matching: BTreeMap<String, (RepoName, String)> = BTreeMap::new();
-    for v in &repos {
-        for (name, team) in s.store.environment_names(&v.known.repo).await? {
-            let visible = v.access.sees_team(&team)
-                && f.team.as_deref().is_none_or(|t| team == t)
-                && q.as_deref()
-                    .is_none_or(|q| name.to_ascii_lowercase().contains(q));
-            if visible {
-                let id = crate::graph::id("environment", &v.known.repo, &name);
-                matching.insert(id, (v.known.repo.clone(), name));
-            }
-        }
-    }
+    let mut repos = visible_repositories(s, caller, only).await?;
+    // Entities are ordered by id, `environment:owner/repo/name`: the repositories' blocks
+    // in the order of `owner/repo/` (one such prefix is never a prefix of another), and by
+    // name (bytes) within each.
+    repos.sort_by_cached_key(|v| format!("{}/", v.known.repo));
     let per_page = f.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
-    let last = matching.len().div_ceil(per_page).max(1);
     let page = f.page.unwrap_or(1).max(1);
-    let ids: Vec<String> = matching
-        .keys()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .cloned()
-        .collect();
+    let mut skip = (page - 1).saturating_mul(per_page) as u64;
+    let mut want = per_page as u64;
+    let mut total = 0u64;
     let mut by_repo: BTreeMap<String, Vec<EnvironmentRecord>> = BTreeMap::new();
-    // The page's names, per repository, are one range of the inventory's order.
-    let mut ranges: BTreeMap<String, (RepoName, BTreeSet<String>)> = BTreeMap::new();
-    for id in &ids {
-        if let Some((repo, name)) = matching.get(id) {
-            ranges
-                .entry(repo.to_string())
-                .or_insert_with(|| (repo.clone(), BTreeSet::new()))
-                .1
-                .insert(name.clone());
+    let mut ids = Vec::new();
+    for v in &repos {
+        let filter = EnvironmentFilter {
+            teams: visible_teams(&v.access, f.team.as_deref()),
+            name_contains: f.q.clone(),
+        };
+        if filter.teams.as_ref().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        let (count, rows) = s
+            .store
+            .environment_page(&v.known.repo, &filter, skip, want)
+            .await?;
+        total += count;
+        skip = skip.saturating_sub(count);
+        want = want.saturating_sub(rows.len() as u64);
+        ids.extend(
+            rows.iter()
+                .map(|e| crate::graph::id("environment", &v.known.repo, &e.name)),
+        );
+        if !rows.is_empty() {
+            by_repo.insert(v.known.repo.to_string(), rows);
         }
     }
-    for (key, (repo, names)) in &ranges {
-        let (Some(first), Some(last)) = (names.first(), names.last()) else {
-            continue;
-        };
-        let rows = s.store.environments_between(repo, first, last).await?;
-        by_repo.insert(
-            key.clone(),
-            rows.into_iter()
-                .filter(|e| names.contains(&e.name))
-                .collect(),
-        );
-    }
+    let last = usize::try_from(total.div_ceil(per_page as u64))
+        .unwrap_or(usize::MAX)
+        .max(1);
     let graph = build_scoped(s, &repos, Scope::These(&by_repo)).await?;
     let items = ids
         .iter()
@@ -476,6 +505,12 @@ fn link_header(
 
 /// `GET /api/v1/entities/{kind:owner/repo/name}`: one entity with its relations both ways.
 /// One the caller may not see is answered as a missing one.
+#[utoipa::path(get, path = "/api/v1/entities/{*id}", tag = "graph",
+    params(("id" = String, Path, description = "`kind:owner/repo/name`; the rest of the path")),
+    responses(
+        (status = 200, description = "The entity and the relations to it", body = EntityDetail),
+        (status = 404, description = "No such entity, or not one the caller may see", body = ApiError),
+    ))]
 async fn entity(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -504,16 +539,22 @@ async fn entity(
         Err(e) => return super::routes::unavailable(e),
     };
     match graph.entities.get(&id) {
-        Some(e) => Json(serde_json::json!({
-            "entity": e,
-            "incoming": graph.incoming(&id),
-        }))
+        Some(e) => Json(EntityDetail {
+            entity: e.clone(),
+            incoming: graph.incoming(&id),
+        })
         .into_response(),
         None => missing(),
     }
 }
 
 /// `GET /api/v1/graph[?repository=owner/name]`: nodes and edges.
+#[utoipa::path(get, path = "/api/v1/graph", tag = "graph",
+    params(RepoFilter),
+    responses(
+        (status = 200, description = "Nodes and edges", body = GraphAnswer),
+        (status = 400, description = "Not a repository name", body = ApiError),
+    ))]
 async fn graph(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -526,19 +567,26 @@ async fn graph(
         Ok(g) => g,
         Err(e) => return super::routes::unavailable(e),
     };
-    let edges: Vec<serde_json::Value> = graph
+    let edges = graph
         .entities
         .values()
         .flat_map(|e| {
-            e.relations
-                .iter()
-                .map(|r| serde_json::json!({ "source": e.id, "type": r.kind, "target": r.target }))
+            e.relations.iter().map(|r| Edge {
+                source: e.id.clone(),
+                kind: r.kind.to_string(),
+                target: r.target.clone(),
+            })
         })
         .collect();
-    let nodes: Vec<serde_json::Value> = graph
+    let nodes = graph
         .entities
         .values()
-        .map(|e| serde_json::json!({ "id": e.id, "kind": e.kind, "name": e.name, "team": e.team }))
+        .map(|e| Node {
+            id: e.id.clone(),
+            kind: e.kind.to_string(),
+            name: e.name.clone(),
+            team: e.team.clone(),
+        })
         .collect();
-    Json(serde_json::json!({ "nodes": nodes, "edges": edges })).into_response()
+    Json(GraphAnswer { nodes, edges }).into_response()
 }

@@ -1,8 +1,9 @@
 //! The HTTP surface: the webhook receiver (from [`crate::intake`]), health and readiness,
 //! Prometheus metrics, and the API under `/api/v1`.
 //!
-//! Only the webhook, `/healthz`, `/readyz` and `/metrics` answer without an identity
-//! (SPEC 8): every other route goes through [`require_identity`], which answers 401
+//! Only the webhook, `/healthz`, `/readyz`, `/metrics` and `/api/v1/openapi.json` answer
+//! without an identity (SPEC 8): every other route goes through [`require_identity`],
+//! which answers 401
 //! without a token Paved accepts and hands the [`Caller`] to the handler. What a caller
 //! may see is decided per repository by [`Directory`]; a thing the caller may not see is
 //! answered exactly as a thing that does not exist.
@@ -16,12 +17,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+mod answers;
 mod backstage;
 mod graph;
+pub mod openapi;
 mod requests;
 mod routes;
 pub mod server;
@@ -73,22 +77,37 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
         directory: deps.directory,
         orchestrator: deps.orchestrator,
     };
-    let open = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let open = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
         .with_state(state.clone());
     let identified = routes::routes()
         .merge(graph::routes())
         .merge(requests::routes())
         .merge(backstage::routes())
-        .route("/schemas/{file}", get(schema))
+        .routes(routes!(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_identity,
         ))
         .with_state(state);
-    crate::intake::router(intake).merge(open).merge(identified)
+    let published = openapi::Published::default();
+    let (app, document) = OpenApiRouter::with_openapi(openapi::document())
+        .merge(crate::intake::documented(intake))
+        .merge(openapi::routes(published.clone()))
+        .merge(open)
+        .merge(identified)
+        .split_for_parts();
+    openapi::publish(&published, document);
+    app
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// Answers 401 unless the request carries a token Paved accepts; otherwise hands the
@@ -121,10 +140,15 @@ async fn require_identity(State(s): State<ApiState>, mut req: Request, next: Nex
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+    (status, Json(answers::ApiError::new(message))).into_response()
 }
 
 /// Ready when the database answers: a replica that cannot store deliveries must not get them.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database does not answer", body = answers::ApiError),
+    ))]
 async fn readyz(State(s): State<ApiState>) -> Response {
     match s.store.ping().await {
         Ok(()) => "ready".into_response(),
@@ -137,6 +161,12 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 
 /// `/schemas/environment.json`, `/schemas/platform.json`: the JSON Schemas of the files
 /// people write (nothing of any repository is in them).
+#[utoipa::path(get, path = "/schemas/{file}", tag = "files",
+    params(("file" = String, Path, description = "`environment.json` or `platform.json`")),
+    responses(
+        (status = 200, description = "A JSON Schema", body = serde_json::Value, content_type = "application/schema+json"),
+        (status = 404, description = "No such schema", body = answers::ApiError),
+    ))]
 async fn schema(Path(file): Path<String>) -> Response {
     let found = crate::manifest::schema::SCHEMAS
         .iter()
@@ -149,6 +179,9 @@ async fn schema(Path(file): Path<String>) -> Response {
 }
 
 /// Every series of [`Metrics`], with the queue's gauges read from the store now.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
+        content_type = "application/openmetrics-text")))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     match (
         s.store.delivery_counts().await,

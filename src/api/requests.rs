@@ -1,44 +1,57 @@
 //! `POST /api/v1/requests` and `GET /api/v1/requests/{id}`: the Orchestrator's door.
 
+use super::answers::{ApiError, RequestAnswer, RequestLinks, RequestOpened};
 use super::{error, ApiState};
 use crate::identity::Caller;
 use crate::ids::RepoName;
-use crate::orchestrator::{RequestBody, RequestError};
+use crate::orchestrator::{PullRequestLink, RequestBody, RequestError};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/v1/requests", post(open))
-        .route("/api/v1/requests/{id}", get(show))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(open))
+        .routes(routes!(show))
 }
 
 fn refusal(e: RequestError) -> Response {
-    let (status, extra) = match &e {
-        RequestError::BadRequest(_) => (StatusCode::BAD_REQUEST, serde_json::json!({})),
-        RequestError::Forbidden(_) => (StatusCode::FORBIDDEN, serde_json::json!({})),
-        RequestError::NotFound(_) => (StatusCode::NOT_FOUND, serde_json::json!({})),
-        RequestError::Conflict { pull_request, .. } => (
-            StatusCode::CONFLICT,
-            serde_json::json!({ "pullRequest": pull_request }),
-        ),
-        RequestError::Unprocessable(problems) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({ "errors": problems }),
-        ),
-        RequestError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({})),
+    let mut body = ApiError::new(&e.to_string());
+    let status = match e {
+        RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        RequestError::Forbidden(_) => StatusCode::FORBIDDEN,
+        RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+        RequestError::Conflict { pull_request, .. } => {
+            body.pull_request = pull_request;
+            StatusCode::CONFLICT
+        }
+        RequestError::Unprocessable(problems) => {
+            body.errors = Some(problems);
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let mut body = serde_json::json!({ "error": e.to_string() });
-    if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(x.clone());
-    }
     (status, Json(body)).into_response()
 }
 
-/// Opens a request: 201 with its id and pull request, or the refusal (nothing written).
+/// Opens a request: pre-flight with the checks a pull request gets, then a branch, a
+/// commit and a pull request. 201 with its id and pull request, or the refusal (then
+/// nothing was pushed and no pull request opened).
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests",
+    request_body = RequestBody,
+    responses(
+        (status = 201, description = "The pull request is open", body = RequestOpened,
+            headers(("Location" = String, description = "The request's own address"))),
+        (status = 400, description = "The body is not a request", body = ApiError),
+        (status = 403, description = "The caller may not act for that team", body = ApiError),
+        (status = 404, description = "No such repository or environment, or not one the caller may see", body = ApiError),
+        (status = 409, description = "An open request already asks for that environment", body = ApiError),
+        (status = 422, description = "It fails the checks: every error, with file and field", body = ApiError),
+        (status = 503, description = "GitHub or the database did not answer", body = ApiError),
+    ))]
 async fn open(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -57,12 +70,15 @@ async fn open(
             let url = format!("{}/api/v1/requests/{}", s.public_url, o.id);
             let mut r = (
                 StatusCode::CREATED,
-                Json(serde_json::json!({
-                    "id": o.id,
-                    "url": url,
-                    "branch": o.branch,
-                    "pullRequest": { "number": o.pull_request, "url": o.pull_request_url },
-                })),
+                Json(RequestOpened {
+                    id: o.id,
+                    url,
+                    branch: o.branch,
+                    pull_request: PullRequestLink {
+                        number: o.pull_request,
+                        url: o.pull_request_url,
+                    },
+                }),
             )
                 .into_response();
             if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/requests/{}", o.id)) {
@@ -75,6 +91,13 @@ async fn open(
 }
 
 /// A request's lifecycle, for its requester and whoever sees its team's environments.
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "Where the request stands", body = RequestAnswer),
+        (status = 404, description = "No such request, or not one the caller may see", body = ApiError),
+        (status = 503, description = "GitHub or the database did not answer", body = ApiError),
+    ))]
 async fn show(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -99,14 +122,18 @@ async fn show(
         return missing();
     }
     match s.orchestrator.status(&req).await {
-        Ok(mut v) => {
-            v["links"] = serde_json::json!({
-                "self": format!("{}/api/v1/requests/{id}", s.public_url),
-                "pullRequest": req.pr_url,
-                "environment": format!("{}/api/v1/repos/{}/environments/{}", s.public_url, req.repo, req.env_name),
-            });
-            Json(v).into_response()
-        }
+        Ok(status) => Json(RequestAnswer {
+            status,
+            links: RequestLinks {
+                this: format!("{}/api/v1/requests/{id}", s.public_url),
+                pull_request: req.pr_url.clone(),
+                environment: format!(
+                    "{}/api/v1/repos/{}/environments/{}",
+                    s.public_url, req.repo, req.env_name
+                ),
+            },
+        })
+        .into_response(),
         Err(e) => refusal(e),
     }
 }

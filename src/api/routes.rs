@@ -2,33 +2,31 @@
 //! (see [`crate::identity::roles`]). A thing the caller may not see gets the very answer a
 //! missing one gets.
 
+use super::answers::{ApiError, CallerKind, EnvironmentDetail, Me};
 use super::{error, ApiState};
 use crate::identity::{Access, Caller};
 use crate::ids::{CommitSha, DeliveryId, OperationId, RepoName, RunId};
-use crate::store::{public_outputs, EnvironmentRecord, OperationRecord, StoreError};
+use crate::store::{
+    public_outputs, DeliveryRecord, EnvironmentRecord, OperationRecord, RunRecord, StoreError,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/deliveries/{id}", get(delivery))
-        .route("/api/v1/environments", get(environments))
-        .route(
-            "/api/v1/repos/{owner}/{repo}/environments",
-            get(repo_environments),
-        )
-        .route(
-            "/api/v1/repos/{owner}/{repo}/environments/{name}",
-            get(environment),
-        )
-        .route("/api/v1/repos/{owner}/{repo}/merges/{sha}", get(merge))
-        .route("/api/v1/operations/{id}", get(operation))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(run))
+        .routes(routes!(delivery))
+        .routes(routes!(environments))
+        .routes(routes!(repo_environments))
+        .routes(routes!(environment))
+        .routes(routes!(merge))
+        .routes(routes!(operation))
 }
 
 pub(super) fn unavailable(e: StoreError) -> Response {
@@ -53,7 +51,9 @@ fn repo_of(s: &str) -> Option<RepoName> {
     RepoName::parse(&s[..end]).ok()
 }
 
-/// `GET /api/v1/me`: who the caller is, and their roles in each repository Paved serves.
+/// Who the caller is, and their roles in each repository Paved serves.
+#[utoipa::path(get, path = "/api/v1/me", tag = "identity",
+    responses((status = 200, description = "The caller", body = Me)))]
 async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
     let mut roles = BTreeMap::new();
     for repo in s.directory.served().await {
@@ -63,15 +63,15 @@ async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> 
         }
     }
     let (kind, name) = match &caller {
-        Caller::User(l) => ("user", l.clone()),
-        Caller::Service(n) => ("service", n.clone()),
+        Caller::User(l) => (CallerKind::User, l.clone()),
+        Caller::Service(n) => (CallerKind::Service, n.clone()),
     };
-    Json(serde_json::json!({
-        "kind": kind,
-        "login": caller.login(),
-        "name": name,
-        "repositories": roles,
-    }))
+    Json(Me {
+        kind,
+        login: caller.login().map(str::to_string),
+        name,
+        repositories: roles,
+    })
     .into_response()
 }
 
@@ -86,7 +86,15 @@ fn sees_run(access: &Access, report: &serde_json::Value) -> bool {
         })
 }
 
-/// A check run's report (what the PR statuses link to).
+/// A check run's report (what the PR statuses link to): for whoever reads the whole
+/// repository, or a member of a team whose environment it judges.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "audit",
+    params(("id" = i64, Path, description = "The run id a status links to")),
+    responses(
+        (status = 200, description = "The run's report", body = RunRecord),
+        (status = 400, description = "Not a run id", body = ApiError),
+        (status = 404, description = "No such run, or not one the caller may see", body = ApiError),
+    ))]
 async fn run(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -108,6 +116,13 @@ async fn run(
 }
 
 /// A delivery's processing record: for platform admins, auditors and service tokens.
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "audit",
+    params(("id" = String, Path, description = "GitHub's `X-GitHub-Delivery`")),
+    responses(
+        (status = 200, description = "How the delivery was processed", body = DeliveryRecord),
+        (status = 400, description = "Not a delivery id", body = ApiError),
+        (status = 404, description = "No such delivery, or not one the caller may see", body = ApiError),
+    ))]
 async fn delivery(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -150,6 +165,8 @@ async fn visible(
 }
 
 /// The inventory of every repository, as far as the caller may see it.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "inventory",
+    responses((status = 200, description = "Environments, public outputs only", body = Vec<EnvironmentRecord>)))]
 async fn environments(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
     match s.store.environments(None).await {
         Ok(list) => Json(visible(&s, &caller, list).await).into_response(),
@@ -157,6 +174,13 @@ async fn environments(State(s): State<ApiState>, Extension(caller): Extension<Ca
     }
 }
 
+/// The inventory of one repository, as far as the caller may see it.
+#[utoipa::path(get, path = "/api/v1/repos/{owner}/{repo}/environments", tag = "inventory",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    responses(
+        (status = 200, description = "Environments, public outputs only", body = Vec<EnvironmentRecord>),
+        (status = 400, description = "Not a repository name", body = ApiError),
+    ))]
 async fn repo_environments(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -172,6 +196,13 @@ async fn repo_environments(
 }
 
 /// One environment with its last 20 operations.
+#[utoipa::path(get, path = "/api/v1/repos/{owner}/{repo}/environments/{name}", tag = "inventory",
+    params(("owner" = String, Path), ("repo" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "The environment and its operations", body = EnvironmentDetail),
+        (status = 400, description = "Not a repository name", body = ApiError),
+        (status = 404, description = "No such environment, or not one the caller may see", body = ApiError),
+    ))]
 async fn environment(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -186,16 +217,23 @@ async fn environment(
         Err(e) => return unavailable(e),
     };
     match s.store.operations_for_environment(&repo, &name, 20).await {
-        Ok(ops) => Json(serde_json::json!({
-            "environment": env,
-            "operations": ops.into_iter().map(public_operation).collect::<Vec<_>>(),
-        }))
+        Ok(ops) => Json(EnvironmentDetail {
+            environment: env,
+            operations: ops.into_iter().map(public_operation).collect(),
+        })
         .into_response(),
         Err(e) => unavailable(e),
     }
 }
 
 /// The operations of one merge commit (what `paved/provision` links to) the caller may see.
+#[utoipa::path(get, path = "/api/v1/repos/{owner}/{repo}/merges/{sha}", tag = "audit",
+    params(("owner" = String, Path), ("repo" = String, Path),
+        ("sha" = String, Path, description = "The merge commit")),
+    responses(
+        (status = 200, description = "Its operations", body = Vec<OperationRecord>),
+        (status = 400, description = "Not a repository name and commit", body = ApiError),
+    ))]
 async fn merge(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -219,6 +257,14 @@ async fn merge(
     }
 }
 
+/// One operation: its checks, approvals, state and log.
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "audit",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The operation", body = OperationRecord),
+        (status = 400, description = "Not an operation id", body = ApiError),
+        (status = 404, description = "No such operation, or not one the caller may see", body = ApiError),
+    ))]
 async fn operation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,

@@ -89,7 +89,7 @@ pub struct OpenedPull {
 }
 
 /// One commit status, as the combined status lists it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct CommitStatus {
     pub context: String,
     pub state: String,

@@ -24,7 +24,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 /// One thing Paved knows.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Entity {
     pub id: String,
     pub kind: &'static str,
@@ -52,7 +52,7 @@ pub struct Entity {
 }
 
 /// A typed edge from the entity that holds it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
 pub struct Relation {
     #[serde(rename = "type")]
     pub kind: &'static str,

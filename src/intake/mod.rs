@@ -35,13 +35,14 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
 pub use crate::config::MAX_BODY_BYTES;
@@ -106,18 +107,56 @@ impl IntakeState {
 
 /// `POST /webhooks/github`, with its body limit.
 pub fn router(state: IntakeState) -> Router {
-    Router::new()
-        .route(WEBHOOK_PATH, post(receive))
+    documented(state).split_for_parts().0
+}
+
+/// [`router`] with its part of the API's OpenAPI document.
+pub fn documented<S: Clone + Send + Sync + 'static>(state: IntakeState) -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+/// What GitHub is answered (it keeps the answer in the delivery's log).
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    /// Stored, or nothing to store.
+    pub ok: bool,
+    /// The delivery id, when it was stored now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// It was stored before (a redelivery).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// Not an event Paved acts on, or not for a repository it serves.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn answer(status: StatusCode, body: WebhookAnswer) -> Response {
     (status, Json(body)).into_response()
 }
 
+fn ok() -> WebhookAnswer {
+    WebhookAnswer {
+        ok: true,
+        ..WebhookAnswer::default()
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
-    answer(status, json!({ "ok": false, "error": message }))
+    answer(
+        status,
+        WebhookAnswer {
+            error: Some(message.to_string()),
+            ..WebhookAnswer::default()
+        },
+    )
 }
 
 /// Size in KiB (rounded up) of `bytes`, the unit of the in-flight budget.
@@ -125,6 +164,24 @@ fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
+/// GitHub's webhook: the signature is verified before the body is parsed, and the
+/// delivery is stored durably before it is acknowledged.
+#[utoipa::path(post, path = "/webhooks/github", tag = "webhook", security(()),
+    request_body(content = serde_json::Value, description = "A GitHub event payload, signed with the webhook secret"),
+    params(
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the HMAC of the body"),
+        ("X-GitHub-Event" = String, Header),
+        ("X-GitHub-Delivery" = String, Header),
+    ),
+    responses(
+        (status = 202, description = "Stored; it will be processed", body = WebhookAnswer),
+        (status = 200, description = "A redelivery, or an event Paved ignores", body = WebhookAnswer),
+        (status = 400, description = "Headers or payload unusable", body = WebhookAnswer),
+        (status = 401, description = "Invalid or missing signature", body = WebhookAnswer),
+        (status = 411, description = "No Content-Length", body = WebhookAnswer),
+        (status = 413, description = "Body over 25 MiB", body = WebhookAnswer),
+        (status = 503, description = "Not stored; GitHub should retry", body = WebhookAnswer),
+    ))]
 async fn receive(State(state): State<IntakeState>, request: Request) -> Response {
     let m = &state.metrics;
     let (parts, body) = request.into_parts();
@@ -247,14 +304,24 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
                 "webhook ignored: repository not in github.repositories");
             return answer(
                 StatusCode::OK,
-                json!({ "ok": true, "ignored": true, "reason": "repository not served" }),
+                WebhookAnswer {
+                    ignored: true,
+                    reason: Some("repository not served".into()),
+                    ..ok()
+                },
             );
         }
         Ok(Some(c)) => c,
         Ok(None) => {
             m.webhook("ignored");
             tracing::debug!(delivery = %id, event, "webhook ignored");
-            return answer(StatusCode::OK, json!({ "ok": true, "ignored": true }));
+            return answer(
+                StatusCode::OK,
+                WebhookAnswer {
+                    ignored: true,
+                    ..ok()
+                },
+            );
         }
         Err(e) => {
             m.webhook("bad_request");
@@ -279,13 +346,22 @@ async fn accept(state: &IntakeState, headers: &axum::http::HeaderMap, body: Byte
             tracing::info!(delivery = %id, event, action = action.as_deref(), "webhook accepted");
             answer(
                 StatusCode::ACCEPTED,
-                json!({ "ok": true, "delivery": id.as_str() }),
+                WebhookAnswer {
+                    delivery: Some(id.as_str().to_string()),
+                    ..ok()
+                },
             )
         }
         Ok(Accepted::Duplicate) => {
             m.webhook("duplicate");
             tracing::info!(delivery = %id, event, "webhook redelivered; already stored");
-            answer(StatusCode::OK, json!({ "ok": true, "duplicate": true }))
+            answer(
+                StatusCode::OK,
+                WebhookAnswer {
+                    duplicate: true,
+                    ..ok()
+                },
+            )
         }
         Err(e) => {
             m.webhook("store_error");

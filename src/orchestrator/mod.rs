@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// `POST /api/v1/requests`.
-#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestBody {
     /// `owner/name` of the environments repository.
@@ -50,7 +50,7 @@ pub struct RequestBody {
 }
 
 /// One reason a request was refused before anything was written.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     pub file: String,
     pub field: Option<String>,
@@ -94,6 +94,67 @@ pub struct Opened {
     pub branch: String,
     pub pull_request: u64,
     pub pull_request_url: String,
+}
+
+/// Where a request stands (`GET /api/v1/requests/{id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum Lifecycle {
+    /// Its pull request is open and its checks are not all in.
+    #[serde(rename = "open")]
+    Open,
+    #[serde(rename = "checks failed")]
+    ChecksFailed,
+    /// Every check passes but `paved/approval`.
+    #[serde(rename = "awaiting approval")]
+    AwaitingApproval,
+    /// Every check passes: it may be merged.
+    #[serde(rename = "ready")]
+    Ready,
+    /// Merged; no operation is recorded yet.
+    #[serde(rename = "merged")]
+    Merged,
+    #[serde(rename = "provisioning")]
+    Provisioning,
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    #[serde(rename = "failed")]
+    Failed,
+    /// Its pull request was closed unmerged (or never opened).
+    #[serde(rename = "abandoned")]
+    Abandoned,
+}
+
+/// A pull request, by number and web address.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PullRequestLink {
+    pub number: u64,
+    pub url: String,
+}
+
+/// An operation the request's merge started.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OperationSummary {
+    pub id: crate::ids::OperationId,
+    pub kind: crate::store::OpKind,
+    pub state: crate::store::OpState,
+}
+
+/// A request and where it stands.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestStatus {
+    pub id: i64,
+    pub repository: String,
+    pub action: String,
+    pub environment: String,
+    pub team: String,
+    pub requester: String,
+    pub branch: String,
+    pub state: Lifecycle,
+    pub pull_request: Option<PullRequestLink>,
+    /// The `paved/*` statuses of the open pull request's head.
+    pub verdicts: Vec<crate::forge::people::CommitStatus>,
+    pub operations: Vec<OperationSummary>,
 }
 
 pub struct Orchestrator {
@@ -449,14 +510,14 @@ impl Orchestrator {
 
     /// Where a request stands: `open` → `checks failed` | `awaiting approval` | `ready` →
     /// `merged` → `provisioning` → `succeeded` | `failed`, or `abandoned`.
-    pub async fn status(&self, req: &RequestRecord) -> Result<serde_json::Value, RequestError> {
+    pub async fn status(&self, req: &RequestRecord) -> Result<RequestStatus, RequestError> {
         let repo = RepoName::parse(&req.repo)
             .map_err(|_| RequestError::Unavailable("a stored repository name is invalid".into()))?;
         let known = self.store.repository(&repo).await?;
         let mut verdicts = Vec::new();
         let mut operations = Vec::new();
         let state = match (req.pr_number, known) {
-            (None, _) | (_, None) => "abandoned".to_string(),
+            (None, _) | (_, None) => Lifecycle::Abandoned,
             (Some(n), Some(known)) => {
                 let gh = self
                     .forge
@@ -482,13 +543,15 @@ impl Orchestrator {
                         .filter(|o| o.op.env_name == req.env_name)
                         .collect();
                     for o in &ops {
-                        operations.push(serde_json::json!({
-                            "id": o.id.0, "kind": o.op.kind.as_str(), "state": o.state.as_str(),
-                        }));
+                        operations.push(OperationSummary {
+                            id: o.id,
+                            kind: o.op.kind,
+                            state: o.state,
+                        });
                     }
                     lifecycle_after_merge(&ops)
                 } else if pull["state"] == "closed" {
-                    "abandoned".to_string()
+                    Lifecycle::Abandoned
                 } else {
                     let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
                     let statuses = gh
@@ -505,26 +568,29 @@ impl Orchestrator {
                 }
             }
         };
-        Ok(serde_json::json!({
-            "id": req.id,
-            "repository": req.repo,
-            "action": req.action,
-            "environment": req.env_name,
-            "team": req.team,
-            "requester": req.requester,
-            "branch": req.branch_name(),
-            "state": state,
-            "pullRequest": req.pr_number.map(|n| serde_json::json!({"number": n, "url": req.pr_url})),
-            "verdicts": verdicts,
-            "operations": operations,
-        }))
+        Ok(RequestStatus {
+            id: req.id,
+            repository: req.repo.clone(),
+            action: req.action.clone(),
+            environment: req.env_name.clone(),
+            team: req.team.clone(),
+            requester: req.requester.clone(),
+            branch: req.branch_name(),
+            state,
+            pull_request: req.pr_number.map(|number| PullRequestLink {
+                number,
+                url: req.pr_url.clone().unwrap_or_default(),
+            }),
+            verdicts,
+            operations,
+        })
     }
 }
 
 /// The state of an open pull request from its `paved/*` statuses.
-fn lifecycle_open(statuses: &[crate::forge::people::CommitStatus]) -> String {
+fn lifecycle_open(statuses: &[crate::forge::people::CommitStatus]) -> Lifecycle {
     if statuses.is_empty() || statuses.iter().any(|s| s.state == "pending") {
-        return "open".into();
+        return Lifecycle::Open;
     }
     let failing: Vec<&str> = statuses
         .iter()
@@ -532,24 +598,23 @@ fn lifecycle_open(statuses: &[crate::forge::people::CommitStatus]) -> String {
         .map(|s| s.context.as_str())
         .collect();
     match failing.as_slice() {
-        [] => "ready".into(),
-        only if only.iter().all(|c| *c == "paved/approval") => "awaiting approval".into(),
-        _ => "checks failed".into(),
+        [] => Lifecycle::Ready,
+        only if only.iter().all(|c| *c == "paved/approval") => Lifecycle::AwaitingApproval,
+        _ => Lifecycle::ChecksFailed,
     }
 }
 
 /// The state after the merge, from the environment's operations on the merge commit.
-fn lifecycle_after_merge(ops: &[crate::store::OperationRecord]) -> String {
+fn lifecycle_after_merge(ops: &[crate::store::OperationRecord]) -> Lifecycle {
     use crate::store::OpState;
     let Some(last) = ops.iter().max_by_key(|o| o.id.0) else {
-        return "merged".into();
+        return Lifecycle::Merged;
     };
     match last.state {
-        OpState::Succeeded => "succeeded",
-        OpState::Planned | OpState::Running => "provisioning",
-        _ => "failed",
+        OpState::Succeeded => Lifecycle::Succeeded,
+        OpState::Planned | OpState::Running => Lifecycle::Provisioning,
+        _ => Lifecycle::Failed,
     }
-    .into()
 }
 
 fn capitalised(s: &str) -> String {

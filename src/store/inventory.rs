@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// Where an environment is in its life, as the inventory shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvState {
     /// A deploy is running (first or update).
@@ -48,8 +48,42 @@ impl EnvState {
     }
 }
 
+/// Which environments a page keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentFilter {
+    /// Only these teams' (`None`: every team's).
+    pub teams: Option<Vec<String>>,
+    /// Only names containing this, case-insensitively.
+    pub name_contains: Option<String>,
+}
+
+impl EnvironmentFilter {
+    /// `teams` as one text for `strpos`: `,a,b,`. A team with a comma in its name is left
+    /// out: no environment's team (a DNS label) has one, and it could match across two.
+    pub(super) fn team_list(&self) -> Option<String> {
+        self.teams.as_ref().map(|teams| {
+            let mut list = String::from(",");
+            for t in teams.iter().filter(|t| !t.contains(',')) {
+                list.push_str(t);
+                list.push(',');
+            }
+            list
+        })
+    }
+}
+
+/// The filter of [`InventoryStore::environment_page`]: `$2` the team list (see
+/// [`EnvironmentFilter::team_list`]) or NULL, `$3` the lowercased name part or NULL.
+macro_rules! page_filter {
+    () => {
+        "repo = $1 AND ($2 IS NULL OR strpos($2, ',' || team || ',') > 0) \
+         AND ($3 IS NULL OR strpos(lower(name), $3) > 0)"
+    };
+}
+pub(super) use page_filter;
+
 /// One environment in the inventory, keyed by (repo, name): names are unique per repo.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EnvironmentRecord {
     pub repo: String,
     pub name: String,
@@ -61,8 +95,9 @@ pub struct EnvironmentRecord {
     /// The parameters of the last deploy (JSON object).
     pub parameters: serde_json::Value,
     /// Outputs of the last successful deploy, in ADE's shape
-    /// (`{"name": {"type": ..., "value": ..., "sensitive": bool}}`), sensitive ones
-    /// included: use [`EnvironmentRecord::public`] before showing it to anyone.
+    /// (`{"name": {"type": ..., "value": ..., "sensitive": bool}}`). The store keeps the
+    /// sensitive ones too ([`EnvironmentRecord::public`] drops them); the API answers
+    /// with the public ones only.
     pub outputs: serde_json::Value,
     /// Id of the last operation on this environment.
     pub last_operation: Option<OperationId>,
@@ -144,18 +179,16 @@ pub trait InventoryStore: Send + Sync + 'static {
         &self,
         repo: Option<&RepoName>,
     ) -> Result<Vec<EnvironmentRecord>, StoreError>;
-    /// `(name, team)` of every environment of `repo`, by name: what choosing a page of
-    /// them needs, without reading (and parsing) whole rows.
-    async fn environment_names(&self, repo: &RepoName)
-        -> Result<Vec<(String, String)>, StoreError>;
-    /// The environments of `repo` whose names sort from `first` to `last` (bytes), by name:
-    /// one page of them in one read.
-    async fn environments_between(
+    /// The environments of `repo` that `filter` keeps, by name (bytes): how many there are,
+    /// and `limit` of them from `offset`. A page is chosen in the database, so reading one
+    /// takes time that does not grow with the inventory.
+    async fn environment_page(
         &self,
         repo: &RepoName,
-        first: &str,
-        last: &str,
-    ) -> Result<Vec<EnvironmentRecord>, StoreError>;
+        filter: &EnvironmentFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<EnvironmentRecord>), StoreError>;
     /// Insert or update the inventory row.
     async fn upsert_environment(&self, env: EnvironmentUpdate) -> Result<(), StoreError>;
     /// The `ADE_STORAGE` archive kept for an environment (a tar), if any.
@@ -273,40 +306,50 @@ macro_rules! impl_inventory_store {
                     .transpose()
             }
 
-            async fn environment_names(
+            async fn environment_page(
                 &self,
                 repo: &$crate::ids::RepoName,
-            ) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
-                let q = $sql(
-                    "SELECT name, team FROM environments WHERE repo = $1 ORDER BY name COLLATE \"C\"",
-                );
-                Ok(sqlx::query_as(&q)
+                filter: &$crate::store::EnvironmentFilter,
+                offset: u64,
+                limit: u64,
+            ) -> Result<(u64, Vec<$crate::store::EnvironmentRecord>), $crate::store::StoreError>
+            {
+                let teams = filter.team_list();
+                let part = filter.name_contains.as_deref().map(str::to_lowercase);
+                let count = $sql(concat!(
+                    "SELECT COUNT(*) FROM environments WHERE ",
+                    $crate::store::inventory::page_filter!()
+                ));
+                let (total,): (i64,) = sqlx::query_as(&count)
                     .bind(repo.to_string())
-                    .fetch_all(self.reader())
-                    .await?)
-            }
-
-            async fn environments_between(
-                &self,
-                repo: &$crate::ids::RepoName,
-                first: &str,
-                last: &str,
-            ) -> Result<Vec<$crate::store::EnvironmentRecord>, $crate::store::StoreError> {
+                    .bind(&teams)
+                    .bind(&part)
+                    .fetch_one(self.reader())
+                    .await?;
+                let total = u64::try_from(total).unwrap_or(0);
+                if limit == 0 || offset >= total {
+                    return Ok((total, Vec::new()));
+                }
                 let q = $sql(concat!(
                     "SELECT ",
                     $crate::store::rows::env_columns!(),
-                    " FROM environments WHERE repo = $1 AND name COLLATE \"C\" >= $2 \
-                     AND name COLLATE \"C\" <= $3 ORDER BY name COLLATE \"C\""
+                    " FROM environments WHERE ",
+                    $crate::store::inventory::page_filter!(),
+                    " ORDER BY name COLLATE \"C\" LIMIT $4 OFFSET $5"
                 ));
                 let rows = sqlx::query(&q)
                     .bind(repo.to_string())
-                    .bind(first)
-                    .bind(last)
+                    .bind(&teams)
+                    .bind(&part)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
                     .fetch_all(self.reader())
                     .await?;
-                rows.iter()
+                let page = rows
+                    .iter()
                     .map($crate::store::rows::environment_from_row)
-                    .collect()
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total, page))
             }
 
             async fn environments(

@@ -27,7 +27,8 @@ pub mod sqlite;
 
 pub use deliveries::*;
 pub use inventory::{
-    public_outputs, EnvState, EnvironmentRecord, EnvironmentUpdate, InventoryStore,
+    public_outputs, EnvState, EnvironmentFilter, EnvironmentRecord, EnvironmentUpdate,
+    InventoryStore,
 };
 pub use locks::LockStore;
 pub use merges::MergeStore;

@@ -7,7 +7,7 @@ use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     Deploy,
@@ -30,7 +30,7 @@ impl OpKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
     /// Recorded, not started.
@@ -75,7 +75,7 @@ impl OpState {
 /// An operation to record for a merge. `(repo, merge_sha, env_name, kind, attempt)` is
 /// unique: recording the same one twice returns the first one's id (that is what makes a
 /// redelivered merge a no-op).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NewOperation {
     pub repo: RepoName,
     pub env_name: String,
@@ -122,7 +122,7 @@ pub mod reported {
     pub const DEPLOYMENT_REQUESTED: u32 = 4;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OperationRecord {
     pub id: OperationId,
     #[serde(flatten)]
@@ -137,7 +137,8 @@ pub struct OperationRecord {
     pub error: Option<String>,
     /// Capped, secret-redacted output of the script.
     pub log: String,
-    /// Outputs the run wrote, sensitive ones included (see [`public_outputs`]).
+    /// Outputs the run wrote, in ADE's shape. The store keeps the sensitive ones too; the
+    /// API answers with the public ones only ([`public_outputs`]).
     pub outputs: serde_json::Value,
     pub reported: u32,
     pub created_at: String,

@@ -18,7 +18,7 @@ pub struct NewRun {
     pub report: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: RunId,
     pub repo: String,

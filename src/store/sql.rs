@@ -5,7 +5,8 @@
 //!   the database's clock) becomes SQLite's own clock in milliseconds;
 //! - row locks (` FOR SHARE`, ` FOR UPDATE`) are dropped: SQLite has one writer, so a
 //!   statement already sees no concurrent change;
-//! - ` COLLATE "C"` is dropped: SQLite already orders text by bytes.
+//! - ` COLLATE "C"` is dropped: SQLite already orders text by bytes;
+//! - `strpos(` becomes `instr(` (the same arguments, in the same order).
 //!
 //! The shared implementations (`impl_*!` macros in `runs.rs`, `inventory.rs`,
 //! `operations.rs`, `locks.rs`, `merges.rs`) take the dialect as a function, so one body
@@ -37,7 +38,8 @@ pub(super) fn sqlite(sql: &'static str) -> Cow<'static, str> {
         )
         .replace(" FOR SHARE", "")
         .replace(" FOR UPDATE", "")
-        .replace(" COLLATE \"C\"", "");
+        .replace(" COLLATE \"C\"", "")
+        .replace("strpos(", "instr(");
     Cow::Owned(out)
 }
 
@@ -56,6 +58,10 @@ mod tests {
         assert_eq!(
             sqlite("SELECT n FROM t ORDER BY n COLLATE \"C\""),
             "SELECT n FROM t ORDER BY n"
+        );
+        assert_eq!(
+            sqlite("SELECT strpos($1, ',' || team || ',') > 0"),
+            "SELECT instr(?1, ',' || team || ',') > 0"
         );
         assert_eq!(postgres("SELECT $1"), "SELECT $1");
     }

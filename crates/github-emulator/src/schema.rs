@@ -17,7 +17,7 @@
 //! - arrays: `items` (one schema, or an array of schemas for tuples), `additionalItems`,
 //!   `minItems`, `maxItems`, `uniqueItems`,
 //! - objects: `properties`, `required`, `additionalProperties` (boolean or schema),
-//!   `patternProperties`, `minProperties`, `maxProperties`,
+//!   `patternProperties`, `minProperties`, `maxProperties`, `propertyNames`,
 //! - combinators: `allOf`, `anyOf`, `oneOf` (exactly one), `not`.
 //!
 //! Deliberately ignored annotation keywords (they do not constrain values): `description`,
@@ -102,6 +102,7 @@ const ASSERTIONS: &[&str] = &[
     "patternProperties",
     "minProperties",
     "maxProperties",
+    "propertyNames",
     "allOf",
     "anyOf",
     "oneOf",
@@ -489,6 +490,28 @@ fn check_object(
     errors: &mut Vec<String>,
 ) {
     let count = map.len() as u64;
+    if let Some(names) = obj.get("propertyNames") {
+        for key in map.keys() {
+            let mut key_errors = Vec::new();
+            check(
+                names,
+                &Value::String(key.clone()),
+                "",
+                opts,
+                &mut key_errors,
+            );
+            if !key_errors.is_empty() {
+                push(
+                    errors,
+                    ptr,
+                    format!(
+                        "property name {key:?} is not allowed: {}",
+                        key_errors.join("; ")
+                    ),
+                );
+            }
+        }
+    }
     if let Some(max) = obj.get("maxProperties").and_then(as_count) {
         if count > max {
             push(
@@ -697,6 +720,16 @@ mod tests {
             Ok(()) => Vec::new(),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn property_names_are_checked_as_strings() {
+        let s =
+            json!({"type": "object", "propertyNames": {"type": "string", "pattern": "^[a-z]+$"}});
+        assert!(errs(s.clone(), json!({"abc": 1})).is_empty());
+        let e = errs(s, json!({"abc": 1, "A-1": 2}));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("A-1"), "{e:?}");
     }
 
     #[test]

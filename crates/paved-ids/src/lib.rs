@@ -161,6 +161,15 @@ macro_rules! numeric_id {
         #[serde(transparent)]
         pub struct $name(pub $inner);
 
+        #[cfg(feature = "utoipa")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <$inner as utoipa::PartialSchema>::schema()
+            }
+        }
+        #[cfg(feature = "utoipa")]
+        impl utoipa::ToSchema for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{}", self.0)
@@ -196,6 +205,39 @@ numeric_id!(
     /// A GitHub deployment.
     DeploymentId(u64)
 );
+
+/// The ids that travel as strings, as the API's OpenAPI document describes them: a string
+/// with the pattern the parser enforces.
+#[cfg(feature = "utoipa")]
+mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    fn string(pattern: &str, description: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some(description))
+            .into()
+    }
+
+    impl utoipa::PartialSchema for super::CommitSha {
+        fn schema() -> RefOr<Schema> {
+            string("^[0-9a-f]{40}$", "A full commit id, lower case.")
+        }
+    }
+    impl utoipa::ToSchema for super::CommitSha {}
+
+    impl utoipa::PartialSchema for super::RepoName {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}$",
+                "`owner/name` of a GitHub repository.",
+            )
+        }
+    }
+    impl utoipa::ToSchema for super::RepoName {}
+}
 
 #[cfg(test)]
 mod tests {

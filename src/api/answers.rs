@@ -1,0 +1,144 @@
+//! The shapes of the API's answers that are the API's own (the rest are the store's,
+//! the Graph's and the Orchestrator's records). Handlers answer with these types and the
+//! OpenAPI document (`/api/v1/openapi.json`) is generated from them, so the two cannot
+//! drift apart.
+
+use crate::graph::{Entity, Relation};
+use crate::orchestrator::{Problem, PullRequestLink, RequestStatus};
+use crate::store::{EnvironmentRecord, OperationRecord};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// Every refusal: what went wrong, for a person, and for a refused request what to fix.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    pub error: String,
+    /// Every problem the pre-flight found (422 of a request), with file, field and line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Problem>>,
+    /// The open pull request already asking for that environment (409 of a request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(message: &str) -> ApiError {
+        ApiError {
+            error: message.to_string(),
+            errors: None,
+            pull_request: None,
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerKind {
+    /// A GitHub user, by a GitHub token.
+    User,
+    /// A service token from `[[api.tokens]]`.
+    Service,
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub kind: CallerKind,
+    /// The GitHub login (`null` for a service token).
+    pub login: Option<String>,
+    /// The login, or the service token's name.
+    pub name: String,
+    /// The caller's roles (`member:<team>`, `admin`, `auditor`, `reader`) by repository.
+    pub repositories: BTreeMap<String, Vec<String>>,
+}
+
+/// One environment with its last operations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentDetail {
+    pub environment: EnvironmentRecord,
+    pub operations: Vec<OperationRecord>,
+}
+
+/// A catalog definition on a default branch, as a form is made from it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// `template:owner/repo/name`.
+    pub id: String,
+    pub repository: String,
+    pub name: String,
+    pub title: String,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    /// `script` or `terraform`.
+    pub runner: String,
+    /// The parameters as a JSON Schema (draft 2020-12).
+    pub parameters: serde_json::Value,
+    /// The environment types that allow it.
+    pub environment_types: Vec<String>,
+}
+
+/// One entity with the relations that point at it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityDetail {
+    pub entity: Entity,
+    /// Relations of other entities to this one (`target` is the other entity).
+    pub incoming: Vec<Relation>,
+}
+
+/// A node of `GET /api/v1/graph`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Node {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub team: Option<String>,
+}
+
+/// An edge of `GET /api/v1/graph`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Edge {
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+}
+
+/// `GET /api/v1/graph`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GraphAnswer {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+/// `201` of `POST /api/v1/requests`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestOpened {
+    pub id: i64,
+    /// Where it can be followed (`GET /api/v1/requests/{id}`).
+    pub url: String,
+    pub branch: String,
+    pub pull_request: PullRequestLink,
+}
+
+/// Where a request's parts are.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestLinks {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub pull_request: Option<String>,
+    pub environment: String,
+}
+
+/// `GET /api/v1/requests/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestAnswer {
+    #[serde(flatten)]
+    pub status: RequestStatus,
+    pub links: RequestLinks,
+}
