@@ -97,6 +97,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
         intake: Default::default(),
         report: None,
         store: Default::default(),
+        portal: Default::default(),
         api: Default::default(),
     };
     let service = paved::service::start(config).await?;

@@ -79,6 +79,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         intake: Default::default(),
         report: None,
         store: Default::default(),
+        portal: Default::default(),
         api: Default::default(),
     })
     .await?;

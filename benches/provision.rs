@@ -164,6 +164,7 @@ impl Bench {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            portal: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "bench".into(),

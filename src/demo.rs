@@ -192,6 +192,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         intake: Default::default(),
         report: None,
         store: Default::default(),
+        portal: Default::default(),
         api: crate::config::ApiConfig {
             tokens: vec![crate::config::ServiceToken {
                 name: "demo".into(),

@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod orchestrator;
 pub mod policy;
+pub mod portal;
 pub mod repo;
 pub mod retention;
 pub mod runner;

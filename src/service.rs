@@ -178,7 +178,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         forge,
         metrics.clone(),
     ));
-    let app = crate::api::router(
+    let (app, api_state) = crate::api::app(
         intake,
         crate::api::ApiDeps {
             store: store.clone(),
@@ -196,6 +196,8 @@ pub async fn start(mut config: Config) -> Result<Service> {
             }),
         },
     );
+    // The portal reads through the API's state: the same scoping, the same Orchestrator.
+    let app = app.merge(crate::portal::router(api_state, &config.portal));
     let upkeep = tokio::spawn(crate::retention::run(
         store.clone(),
         deps.repos.clone(),
@@ -282,6 +284,7 @@ mod tests {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            portal: Default::default(),
             api: Default::default(),
         }
     }

@@ -151,7 +151,7 @@ async fn templates(
 }
 
 /// Every template the caller may use, in every repository they have a role in.
-pub(super) async fn visible_templates(
+pub(crate) async fn visible_templates(
     s: &ApiState,
     caller: &Caller,
 ) -> Result<Vec<Template>, StoreError> {
@@ -193,7 +193,7 @@ async fn templates_of(
 }
 
 /// The graph of the repositories the caller has a role in, trimmed to what they see.
-pub(super) async fn build(
+pub(crate) async fn build(
     s: &ApiState,
     caller: &Caller,
     only: Option<&RepoName>,

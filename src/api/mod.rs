@@ -22,12 +22,12 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-mod answers;
+pub(crate) mod answers;
 mod backstage;
-mod graph;
+pub(crate) mod graph;
 pub mod openapi;
 mod requests;
-mod routes;
+pub(crate) mod routes;
 pub mod server;
 
 /// What the API needs, passed in explicitly.
@@ -40,19 +40,21 @@ pub struct ApiDeps {
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
+/// What every handler reads from; the portal ([`crate::portal`]) reads through it too, so
+/// a page shows exactly what the API would answer.
 #[derive(Clone)]
-struct ApiState {
-    store: Arc<dyn Store>,
-    public_url: String,
+pub struct ApiState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) public_url: String,
     metrics: Arc<Metrics>,
-    identities: Arc<Identities>,
-    directory: Arc<Directory>,
-    orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    pub(crate) identities: Arc<Identities>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
 impl ApiState {
     /// What `caller` may do in `repo`.
-    async fn access(&self, caller: &Caller, repo: &RepoName) -> Access {
+    pub(crate) async fn access(&self, caller: &Caller, repo: &RepoName) -> Access {
         match caller {
             Caller::Service(_) => Access {
                 reader: true,
@@ -68,7 +70,8 @@ impl ApiState {
     }
 }
 
-pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
+/// The router, and the state its handlers read (the portal reads through it too).
+pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
     let state = ApiState {
         store: deps.store,
         public_url: deps.public_url,
@@ -91,7 +94,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
             state.clone(),
             require_identity,
         ))
-        .with_state(state);
+        .with_state(state.clone());
     let published = openapi::Published::default();
     let (app, document) = OpenApiRouter::with_openapi(openapi::document())
         .merge(crate::intake::documented(intake))
@@ -100,7 +103,7 @@ pub fn router(intake: IntakeState, deps: ApiDeps) -> Router {
         .merge(identified)
         .split_for_parts();
     openapi::publish(&published, document);
-    app
+    (app, state)
 }
 
 /// Alive: the process answers.

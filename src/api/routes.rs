@@ -142,7 +142,7 @@ async fn delivery(
 }
 
 /// Keeps the environments `caller` may see, with public outputs only.
-async fn visible(
+pub(crate) async fn visible(
     s: &ApiState,
     caller: &Caller,
     list: Vec<EnvironmentRecord>,

@@ -31,6 +31,8 @@ pub(super) struct FileConfig {
     pub(super) store: FileStore,
     #[serde(default)]
     pub(super) api: super::api::FileApi,
+    #[serde(default)]
+    pub(super) portal: super::portal::FilePortal,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,11 +5,13 @@
 mod api;
 mod file;
 mod github;
+mod portal;
 mod repos;
 mod runner;
 
 pub use api::{ApiConfig, ServiceToken, MAX_IDENTITY_TTL};
 pub use github::{GithubAuth, ReportMode};
+pub use portal::PortalConfig;
 pub use repos::RepoFilter;
 pub use runner::RunnerConfig;
 
@@ -96,6 +98,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Service tokens and the identity cache (`[api]`).
     pub api: ApiConfig,
+    /// `[portal]`: sign-in to the web portal.
+    pub portal: PortalConfig,
 }
 
 /// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
@@ -250,6 +254,7 @@ impl Config {
             report: gh.report,
             store: load_store(&file.store)?,
             api: api::load_api(file.api, env)?,
+            portal: portal::load_portal(file.portal, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,

@@ -203,6 +203,7 @@ impl Harness {
             intake: Default::default(),
             report: None,
             store: Default::default(),
+            portal: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "tests".into(),

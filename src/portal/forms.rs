@@ -1,0 +1,415 @@
+//! The request forms: each template's form, made from its parameters, and the post that
+//! opens a request through the Orchestrator (the very call `POST /api/v1/requests` makes).
+//! Types are checked in the browser (input types, `required`, `pattern`) and again here;
+//! the pre-flight's problems are shown next to their fields.
+
+use super::{form_session, html, refused, sign_in_page, Chrome, PortalState};
+use crate::api::answers::Template as ApiTemplate;
+use crate::identity::Caller;
+use crate::ids::RepoName;
+use crate::orchestrator::{RequestBody, RequestError};
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use std::collections::BTreeMap;
+
+/// The manifest's name pattern, written for HTML's `v`-mode regular expressions (a `-` in a
+/// class escaped).
+/// Problems to show on a form: the field each is about (`None`: the form as a whole), and
+/// what to say.
+type Problems = Vec<(Option<String>, String)>;
+
+const NAME_PATTERN: &str = r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?";
+
+pub(crate) struct Field {
+    pub name: String,
+    pub label: String,
+    /// `text`, `number`, `date`, `checkbox`…
+    pub input: String,
+    pub value: String,
+    pub required: bool,
+    pub options: Vec<String>,
+    pub pattern: Option<String>,
+    pub help: Option<String>,
+    pub error: Option<String>,
+}
+
+pub(crate) struct RequestForm {
+    pub anchor: String,
+    pub repository: String,
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub fields: Vec<Field>,
+    pub other_errors: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/templates.html")]
+struct TemplatesPage {
+    chrome: Chrome,
+    error: Option<String>,
+    forms: Vec<RequestForm>,
+}
+
+fn field(name: &str, label: &str, input: &str) -> Field {
+    Field {
+        name: name.into(),
+        label: label.into(),
+        input: input.into(),
+        value: String::new(),
+        required: false,
+        options: Vec::new(),
+        pattern: None,
+        help: None,
+        error: None,
+    }
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The form of template `t` for the teams `teams`, filled with `posted` (after a refusal).
+fn form_of(t: &ApiTemplate, teams: &[String], posted: &BTreeMap<String, String>) -> RequestForm {
+    let mut fields = Vec::new();
+    let mut name = field("environment", "Environment name", "text");
+    name.required = true;
+    name.pattern = Some(NAME_PATTERN.into());
+    name.help = Some("Lower case letters, digits and dashes.".into());
+    fields.push(name);
+    let mut team = field("team", "Team", "text");
+    team.required = true;
+    team.options = teams.to_vec();
+    fields.push(team);
+    let mut ty = field("type", "Environment type", "text");
+    ty.required = true;
+    ty.options = t.environment_types.clone();
+    fields.push(ty);
+    let mut expires = field("expiresAt", "Keep it until", "date");
+    expires.help = Some("Required when the type limits how long an environment lives.".into());
+    fields.push(expires);
+    let mut tags = field("tags", "Tags", "text");
+    tags.help = Some("key=value, separated by commas (e.g. cost-center=cc-1234).".into());
+    fields.push(tags);
+    let required: Vec<&str> = t.parameters["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .collect();
+    for (id, p) in t.parameters["properties"].as_object().into_iter().flatten() {
+        if p["readOnly"] == true {
+            continue;
+        }
+        let input = match p["type"].as_str() {
+            Some("number") | Some("integer") => "number",
+            Some("boolean") => "checkbox",
+            _ => "text",
+        };
+        let mut f = field(
+            &format!("param.{id}"),
+            p["title"].as_str().unwrap_or(id),
+            input,
+        );
+        f.required = required.contains(&id.as_str());
+        f.help = p["description"].as_str().map(str::to_string);
+        f.value = text_of(&p["default"]);
+        if let Some(allowed) = p["enum"].as_array() {
+            f.options = allowed.iter().map(text_of).collect();
+        }
+        if input == "checkbox" {
+            // A checkbox cannot say "false" in a form: a select says both.
+            f.options = vec!["true".into(), "false".into()];
+        }
+        fields.push(f);
+    }
+    for f in &mut fields {
+        if let Some(v) = posted.get(&f.name) {
+            f.value = v.clone();
+        }
+    }
+    RequestForm {
+        anchor: format!("{}-{}", t.repository.replace('/', "-"), t.name),
+        repository: t.repository.clone(),
+        name: t.name.clone(),
+        title: t.title.clone(),
+        description: t.description.clone().or(t.summary.clone()),
+        fields,
+        other_errors: Vec::new(),
+    }
+}
+
+/// The teams `caller` may ask for in `repo`: theirs; every team for a platform admin.
+async fn teams_for(s: &PortalState, caller: &Caller, repo: &RepoName) -> Vec<String> {
+    let access = s.api.access(caller, repo).await;
+    if access.admin {
+        if let Some((_, g)) = s.api.directory.governance(repo).await {
+            if let Some(p) = g.platform() {
+                return p.teams.keys().cloned().collect();
+            }
+        }
+    }
+    access.teams.iter().cloned().collect()
+}
+
+/// Every template's form; `failed`: the one posted, with its values and errors.
+async fn page(
+    s: &PortalState,
+    sess: &crate::portal::session::Session,
+    failed: Option<(&BTreeMap<String, String>, Problems)>,
+    error: Option<String>,
+) -> Response {
+    let caller = Caller::User(sess.login.clone());
+    let templates = match crate::api::graph::visible_templates(&s.api, &caller).await {
+        Ok(t) => t,
+        Err(_) => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Paved cannot read its database just now.",
+            )
+        }
+    };
+    let mut forms = Vec::new();
+    for t in &templates {
+        let Ok(repo) = RepoName::parse(&t.repository) else {
+            continue;
+        };
+        let teams = teams_for(s, &caller, &repo).await;
+        if teams.is_empty() {
+            continue;
+        }
+        let this = failed.as_ref().filter(|(posted, _)| {
+            posted.get("repository") == Some(&t.repository)
+                && posted.get("template") == Some(&t.name)
+        });
+        let empty = BTreeMap::new();
+        let mut form = form_of(t, &teams, this.map_or(&empty, |(p, _)| p));
+        if let Some((_, problems)) = this {
+            for (at, message) in problems {
+                match at
+                    .as_ref()
+                    .and_then(|a| form.fields.iter_mut().find(|f| &f.name == a))
+                {
+                    Some(f) => f.error = Some(message.clone()),
+                    None => form.other_errors.push(message.clone()),
+                }
+            }
+        }
+        forms.push(form);
+    }
+    // A form shown again with its errors is a page like any other (200): the errors are
+    // in it, beside their fields.
+    let status = StatusCode::OK;
+    let body = TemplatesPage {
+        chrome: Chrome::of(sess),
+        error,
+        forms,
+    };
+    (status, html(body.render())).into_response()
+}
+
+/// `GET /templates`.
+pub(super) async fn templates(State(s): State<PortalState>, headers: HeaderMap) -> Response {
+    match s.session(&headers) {
+        Some(sess) => page(&s, &sess, None, None).await,
+        None => sign_in_page(&s, &headers, "/templates"),
+    }
+}
+
+/// Which form field a pre-flight problem is about (`None`: the form as a whole).
+fn field_of(problem_field: Option<&str>) -> Option<String> {
+    let f = problem_field?;
+    let f = f.trim_start_matches('/').replace('/', ".");
+    if let Some(p) = f.split("parameters.").nth(1) {
+        return Some(format!("param.{}", p.split('.').next().unwrap_or(p)));
+    }
+    let last = f.rsplit('.').next().unwrap_or(&f);
+    Some(
+        match last {
+            "name" => "environment",
+            "team" => "team",
+            "type" | "environmentType" => "type",
+            "expiresAt" => "expiresAt",
+            "tags" => "tags",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// A value of the parameter `id` as its type says, or the error to show beside it.
+fn typed(kind: &str, raw: &str) -> Result<serde_json::Value, String> {
+    match kind {
+        "number" => raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| format!("{raw:?} is not a number")),
+        "integer" => raw
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .map_err(|_| format!("{raw:?} is not a whole number")),
+        "boolean" => match raw {
+            "true" => Ok(true.into()),
+            "false" => Ok(false.into()),
+            _ => Err("true or false".into()),
+        },
+        "array" | "object" => serde_json::from_str(raw).map_err(|_| "write JSON".to_string()),
+        _ => Ok(serde_json::Value::String(raw.to_string())),
+    }
+}
+
+/// `POST /requests`: a request from a form (a template's, or an environment's extend and
+/// delete buttons). Refused without this session's CSRF token; a good one goes to the
+/// request's page, a refused one back to its form with the errors beside the fields.
+pub(super) async fn submit(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let posted: BTreeMap<String, String> = pairs.into_iter().collect();
+    let sess = match form_session(&s, &headers, posted.get("csrf").map_or("", String::as_str)) {
+        Ok(sess) => sess,
+        Err(r) => return *r,
+    };
+    let get = |k: &str| {
+        posted
+            .get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(repository) = get("repository") else {
+        return refused(StatusCode::BAD_REQUEST, "The form has no repository.");
+    };
+    let Ok(repo) = RepoName::parse(&repository) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "The form's repository is not owner/name.",
+        );
+    };
+    let caller = Caller::User(sess.login.clone());
+    let action = get("action").unwrap_or_else(|| "create".into());
+    // Parameters, typed by the template's schema.
+    let mut problems: Problems = Vec::new();
+    let mut parameters = serde_json::Map::new();
+    if action == "create" {
+        let templates = crate::api::graph::visible_templates(&s.api, &caller)
+            .await
+            .unwrap_or_default();
+        let t = templates.iter().find(|t| {
+            Some(&t.repository) == Some(&repository) && posted.get("template") == Some(&t.name)
+        });
+        for (id, p) in t
+            .map(|t| &t.parameters["properties"])
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(raw) = get(&format!("param.{id}")) {
+                match typed(p["type"].as_str().unwrap_or("string"), &raw) {
+                    Ok(v) => {
+                        parameters.insert(id.clone(), v);
+                    }
+                    Err(e) => problems.push((Some(format!("param.{id}")), e)),
+                }
+            }
+        }
+    }
+    let mut tags = BTreeMap::new();
+    for item in get("tags")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        match item.split_once('=') {
+            Some((k, v)) => {
+                tags.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            None => problems.push((Some("tags".into()), format!("{item:?}: write key=value"))),
+        }
+    }
+    let expires_at = match get("expiresAt") {
+        Some(d) => match chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+            Ok(day) => Some(format!("{}T23:59:59Z", day.format("%Y-%m-%d"))),
+            Err(_) => {
+                problems.push((Some("expiresAt".into()), "a date, YYYY-MM-DD".into()));
+                None
+            }
+        },
+        None => None,
+    };
+    if !problems.is_empty() {
+        return back(&s, &sess, &posted, &action, problems).await;
+    }
+    let body = RequestBody {
+        repository,
+        action: action.clone(),
+        environment: get("environment").unwrap_or_default(),
+        team: get("team"),
+        env_type: get("type"),
+        template: get("template"),
+        parameters: (action == "create").then_some(parameters),
+        expires_at,
+        tags: (!tags.is_empty()).then_some(tags),
+    };
+    let access = s.api.access(&caller, &repo).await;
+    match s.api.orchestrator.open(&caller, &access, body).await {
+        Ok(o) => Redirect::to(&format!("/requests/{}", o.id)).into_response(),
+        Err(RequestError::Unprocessable(found)) => {
+            let problems = found
+                .into_iter()
+                .map(|p| {
+                    let at = field_of(p.field.as_deref());
+                    let message = match &p.field {
+                        Some(f) if at.is_none() => format!("{}: {f}: {}", p.file, p.message),
+                        _ => p.message.clone(),
+                    };
+                    (at, message)
+                })
+                .collect();
+            back(&s, &sess, &posted, &action, problems).await
+        }
+        Err(e) => {
+            let status = match &e {
+                RequestError::Forbidden(_) => StatusCode::FORBIDDEN,
+                RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+                RequestError::Conflict { .. } => StatusCode::CONFLICT,
+                RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            if action == "create" {
+                let mut r = page(&s, &sess, None, Some(e.to_string())).await;
+                *r.status_mut() = status;
+                r
+            } else {
+                refused(status, &e.to_string())
+            }
+        }
+    }
+}
+
+/// Back to the form that was posted, with its errors (an environment's buttons: a page
+/// listing them).
+async fn back(
+    s: &PortalState,
+    sess: &crate::portal::session::Session,
+    posted: &BTreeMap<String, String>,
+    action: &str,
+    problems: Problems,
+) -> Response {
+    if action == "create" {
+        page(s, sess, Some((posted, problems)), None).await
+    } else {
+        let text: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+        refused(StatusCode::UNPROCESSABLE_ENTITY, &text.join(" "))
+    }
+}

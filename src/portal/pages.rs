@@ -1,0 +1,294 @@
+//! The pages that show: my environments, an environment, a request. Each reads through
+//! the API's state as the signed-in user, so it shows what the API would answer them.
+
+use super::{html, sign_in_page, Chrome, PortalState};
+use crate::api::answers::{RequestAnswer, RequestLinks};
+use crate::identity::Caller;
+use crate::ids::RepoName;
+use crate::orchestrator::Lifecycle;
+use crate::store::{public_outputs, EnvironmentRecord, OperationRecord};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use std::collections::BTreeMap;
+
+#[derive(Template)]
+#[template(path = "portal/signin.html")]
+pub(super) struct SignIn {
+    pub chrome: Chrome,
+    pub configured: bool,
+    pub next: String,
+    pub callback: String,
+}
+
+pub(crate) struct Row {
+    pub name: String,
+    pub href: String,
+    pub state: String,
+    pub env_type: String,
+    pub template: String,
+    pub links: Vec<(String, String)>,
+}
+
+pub(crate) struct Group {
+    pub repository: String,
+    pub team: String,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/environments.html")]
+struct EnvironmentsPage {
+    chrome: Chrome,
+    teams: Vec<String>,
+    filter_team: Option<String>,
+    filter_q: String,
+    filtered: bool,
+    groups: Vec<Group>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub(super) struct Filters {
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    q: Option<String>,
+}
+
+/// A page that says it is not there (the same for hidden and missing things).
+pub(crate) fn not_found(what: &str) -> Response {
+    super::refused(StatusCode::NOT_FOUND, &format!("No such {what}."))
+}
+
+fn unavailable() -> Response {
+    super::refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Paved cannot read its database or GitHub just now: try again in a moment.",
+    )
+}
+
+/// The last segment of an entity id (`team:o/r/payments` → `payments`).
+fn last_segment(id: &str) -> String {
+    id.rsplit('/').next().unwrap_or(id).to_string()
+}
+
+/// `GET /`: the environments the user sees, by repository and team, from the Graph.
+pub(super) async fn environments(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    Query(f): Query<Filters>,
+) -> Response {
+    let Some(sess) = s.session(&headers) else {
+        return sign_in_page(&s, &headers, "/");
+    };
+    let caller = Caller::User(sess.login.clone());
+    let graph = match crate::api::graph::build(&s.api, &caller, None).await {
+        Ok(g) => g,
+        Err(_) => return unavailable(),
+    };
+    let q = f.q.clone().unwrap_or_default().to_ascii_lowercase();
+    let team = f.team.clone().filter(|t| !t.is_empty());
+    let mut teams: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
+    for e in graph.entities.values().filter(|e| e.kind == "environment") {
+        let Some(t) = e.team.clone() else { continue };
+        if !teams.contains(&t) {
+            teams.push(t.clone());
+        }
+        if team.as_deref().is_some_and(|x| x != t) || !e.name.to_ascii_lowercase().contains(&q) {
+            continue;
+        }
+        let of = |kind: &str| {
+            e.relations
+                .iter()
+                .find(|r| r.kind == kind)
+                .map(|r| last_segment(&r.target))
+                .unwrap_or_default()
+        };
+        let mut links = Vec::new();
+        for (key, label) in [
+            ("pullRequest", "PR"),
+            ("mergeCommit", "merge"),
+            ("deployment", "deployment"),
+            ("url", "open"),
+        ] {
+            if let Some(u) = e.links.get(key) {
+                links.push((label.to_string(), u.clone()));
+            }
+        }
+        groups
+            .entry((e.repository.clone(), t))
+            .or_default()
+            .push(Row {
+                href: format!("/environments/{}/{}", e.repository, e.name),
+                name: e.name.clone(),
+                state: e.state.clone().unwrap_or_default(),
+                env_type: of("ofType"),
+                template: e.provider.clone().unwrap_or_else(|| of("instanceOf")),
+                links,
+            });
+    }
+    teams.sort();
+    let page = EnvironmentsPage {
+        chrome: Chrome::of(&sess),
+        teams,
+        filtered: team.is_some() || !q.is_empty(),
+        filter_team: team,
+        filter_q: f.q.unwrap_or_default(),
+        groups: groups
+            .into_iter()
+            .map(|((repository, team), rows)| Group {
+                repository,
+                team,
+                rows,
+            })
+            .collect(),
+    };
+    html(page.render())
+}
+
+#[derive(Template)]
+#[template(path = "portal/environment.html")]
+struct EnvironmentPage {
+    chrome: Chrome,
+    env: EnvironmentRecord,
+    outputs: Vec<(String, String)>,
+    operations: Vec<OperationRecord>,
+    pulls_url: String,
+    today: String,
+}
+
+/// `GET /environments/{owner}/{repo}/{name}`: for those who see its team; the same page
+/// as a missing one for anyone else.
+pub(super) async fn environment(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+) -> Response {
+    let here = format!("/environments/{owner}/{repo}/{name}");
+    let Some(sess) = s.session(&headers) else {
+        return sign_in_page(&s, &headers, &here);
+    };
+    let Ok(repo) = RepoName::new(&owner, &repo) else {
+        return not_found("environment");
+    };
+    let caller = Caller::User(sess.login.clone());
+    let env = match s.api.store.environment(&repo, &name).await {
+        Ok(Some(e)) if s.api.access(&caller, &repo).await.sees_team(&e.team) => e.public(),
+        Ok(_) => return not_found("environment"),
+        Err(_) => return unavailable(),
+    };
+    let operations = match s
+        .api
+        .store
+        .operations_for_environment(&repo, &name, 20)
+        .await
+    {
+        Ok(ops) => ops
+            .into_iter()
+            .map(|mut o| {
+                o.outputs = public_outputs(&o.outputs);
+                o
+            })
+            .collect(),
+        Err(_) => return unavailable(),
+    };
+    let outputs = env
+        .outputs
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let value = match &v["value"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    let web = match s.api.directory.known(&repo).await {
+        Some(k) => k
+            .clone_url
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_string(),
+        None => String::new(),
+    };
+    let page = EnvironmentPage {
+        chrome: Chrome::of(&sess),
+        env,
+        outputs,
+        operations,
+        pulls_url: format!("{web}/pull"),
+        today: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+    };
+    html(page.render())
+}
+
+#[derive(Template)]
+#[template(path = "portal/request.html")]
+struct RequestPage {
+    chrome: Chrome,
+    r: RequestAnswer,
+    state: String,
+    state_class: String,
+    in_progress: bool,
+    env_href: String,
+}
+
+/// `GET /requests/{id}`: for its requester and whoever sees its team's environments;
+/// refreshes itself while the request is under way.
+pub(super) async fn request(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(sess) = s.session(&headers) else {
+        return sign_in_page(&s, &headers, &format!("/requests/{id}"));
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found("request");
+    };
+    let req = match s.api.store.request(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found("request"),
+        Err(_) => return unavailable(),
+    };
+    let Ok(repo) = RepoName::parse(&req.repo) else {
+        return not_found("request");
+    };
+    let caller = Caller::User(sess.login.clone());
+    let own = req.requester.eq_ignore_ascii_case(&sess.login);
+    if !own && !s.api.access(&caller, &repo).await.sees_team(&req.team) {
+        return not_found("request");
+    }
+    let status = match s.api.orchestrator.status(&req).await {
+        Ok(st) => st,
+        Err(_) => return unavailable(),
+    };
+    let in_progress = !matches!(
+        status.state,
+        Lifecycle::Succeeded | Lifecycle::Failed | Lifecycle::Abandoned
+    );
+    let state = serde_json::to_value(status.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let page = RequestPage {
+        chrome: Chrome::of(&sess),
+        state_class: state.replace(' ', "-"),
+        state,
+        in_progress,
+        env_href: format!("/environments/{}/{}", req.repo, req.env_name),
+        r: RequestAnswer {
+            status,
+            links: RequestLinks {
+                this: format!("/requests/{id}"),
+                pull_request: req.pr_url.clone(),
+                environment: format!("/environments/{}/{}", req.repo, req.env_name),
+            },
+        },
+    };
+    html(page.render())
+}

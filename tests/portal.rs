@@ -1,0 +1,528 @@
+//! The portal in a real headless Chromium (Debian's `chromium` and `chromium-driver`, over
+//! WebDriver), against the real server, real Git and the strict emulator, which also plays
+//! GitHub's OAuth web flow. Screenshots of each page are saved under
+//! `target/tmp/portal/` (`CARGO_TARGET_TMPDIR`); no page may log a console error.
+
+/// `false`: this binary's harnesses use SQLite.
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
+mod common;
+
+use common::provisioning::Env;
+use common::{DEADLINE, REPO};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+const CLIENT_ID: &str = "Iv1.paved-portal-tests";
+const CLIENT_SECRET: &str = "portal-tests-secret";
+
+/// A chromedriver on a port of its own, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "chromedriver is missing: install Debian's chromium and chromium-driver (.ci/run does)",
+        );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "chromedriver did not become ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Driver { child, url }
+}
+
+async fn browser(d: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1200,900"],
+        }),
+    );
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({"browser": "ALL"}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Chromium's console since the last call (ChromeDriver's log endpoint).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Saves a screenshot of the page as `name.png`, and checks the console has no error.
+async fn shot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
+    let errors: Vec<&serde_json::Value> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["level"] == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "{name}: console errors {errors:?}");
+}
+
+async fn title(c: &Client) -> String {
+    c.title().await.expect("title")
+}
+
+async fn text(c: &Client) -> String {
+    c.find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn sign_in(e: &Env, c: &Client, login: &str) {
+    e.h.github.sign_in_as(login);
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    assert_eq!(title(c).await, "Sign in · Paved");
+    c.find(Locator::LinkText("Sign in with GitHub"))
+        .await
+        .expect("sign-in link")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css(".who"))
+        .await
+        .expect("signed in");
+    assert_eq!(
+        c.find(Locator::Css(".who"))
+            .await
+            .expect("who")
+            .text()
+            .await
+            .expect("text"),
+        login
+    );
+}
+
+/// The pull request event GitHub sends for a PR the emulator holds.
+fn spec_of(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
+    use paved::ids::CommitSha;
+    let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
+    let sha = |v: &serde_json::Value| CommitSha::parse(v.as_str().expect("sha")).expect("sha");
+    paved_testkit::PullRequestSpec {
+        action: "opened".into(),
+        repo: e.h.repo.clone(),
+        clone_url: e.h.remote.clone_url(),
+        default_branch: "main".into(),
+        number,
+        head_ref: pull["head"]["ref"].as_str().expect("head ref").into(),
+        head_sha: sha(&pull["head"]["sha"]),
+        base_ref: "main".into(),
+        base_sha: sha(&pull["base"]["sha"]),
+        author: pull["user"]["login"].as_str().expect("user").into(),
+        head_repo: None,
+    }
+}
+
+/// The `quick` type (recorder only) needs one approval from payments; a `search` team.
+fn platform(text: String) -> String {
+    let text = text.replace(
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n",
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n    approvals: { team: payments, count: 1 }\n",
+    );
+    assert!(
+        text.contains("approvals: { team: payments"),
+        "platform.yaml changed shape"
+    );
+    let text = text.replace(
+        "  platform:\n    members: [admin1, admin2]\n",
+        "  platform:\n    members: [admin1, admin2]\n  search:\n    members: [searcher]\n",
+    );
+    assert!(text.contains("searcher"));
+    text
+}
+
+/// Fills the recorder form: `tags` empty fails the pre-flight (the type requires one).
+async fn fill_request(c: &Client, name: &str, tags: &str) {
+    let form = format!("#{}-recorder", REPO.replace('/', "-"));
+    let at = |f: &str| format!("{form} [name=\"{f}\"]");
+    let input = c
+        .find(Locator::Css(&at("environment")))
+        .await
+        .expect("name field");
+    input.clear().await.expect("clear");
+    input.send_keys(name).await.expect("type name");
+    for (f, v) in [("team", "payments"), ("type", "quick")] {
+        c.find(Locator::Css(&at(f)))
+            .await
+            .expect("select")
+            .select_by_value(v)
+            .await
+            .expect("choose");
+    }
+    // A date input takes keys in the browser's locale; its value is set as a person's
+    // choice would set it.
+    let day = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    c.execute(
+        "document.querySelector(arguments[0]).value = arguments[1];",
+        vec![serde_json::json!(at("expiresAt")), serde_json::json!(day)],
+    )
+    .await
+    .expect("date");
+    let t = c.find(Locator::Css(&at("tags"))).await.expect("tags");
+    t.clear().await.expect("clear");
+    if !tags.is_empty() {
+        t.send_keys(tags).await.expect("tags");
+    }
+    c.find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of_it() {
+    let prepared =
+        Env::prepare_platform(platform, |c, git| c.git_root = Some(git.to_path_buf())).await;
+    let github = prepared.h.github.url();
+    let e = prepared
+        .run_with(move |c| {
+            // No public URL: the callback is the host the browser reached.
+            c.public_url = None;
+            c.portal.client_id = Some(CLIENT_ID.into());
+            c.portal.client_secret = Some(paved::config::Secret::new(CLIENT_SECRET));
+            c.portal.github_url = github;
+        })
+        .await;
+    e.h.github.register_oauth_app(CLIENT_ID, CLIENT_SECRET);
+    let d = driver().await;
+    let c = browser(&d).await;
+
+    // Signed out: the sign-in page. Signed in: an empty list that says how to get one.
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    shot(&c, "sign-in").await;
+    sign_in(&e, &c, "octocat").await;
+    assert_eq!(title(&c).await, "My environments · Paved");
+    assert!(
+        text(&c).await.contains("No environments yet"),
+        "{}",
+        text(&c).await
+    );
+    shot(&c, "environments-empty").await;
+
+    // A request the pre-flight refuses: the error is beside its field, and no PR opened.
+    c.goto(&format!("{}/templates", e.h.url()))
+        .await
+        .expect("templates");
+    assert_eq!(title(&c).await, "Templates · Paved");
+    shot(&c, "templates").await;
+    fill_request(&c, "cart-preview", "").await;
+    let err = c
+        .wait()
+        .for_element(Locator::Css(".field.invalid .error"))
+        .await
+        .expect("a field error");
+    assert!(err.text().await.expect("text").contains("cost-center"));
+    shot(&c, "templates-error").await;
+    assert!(
+        e.h.github.pull(REPO, 1).is_none(),
+        "a refused request opened a PR"
+    );
+
+    // A good one: the request's page with its pull request.
+    c.goto(&format!("{}/templates", e.h.url()))
+        .await
+        .expect("templates");
+    fill_request(&c, "cart-preview", "cost-center=cc-1234").await;
+    let link = c
+        .wait()
+        .for_element(Locator::Id("pull-request"))
+        .await
+        .expect("the PR link");
+    assert_eq!(link.text().await.expect("text"), "#1");
+    assert!(title(&c).await.starts_with("Request "));
+    assert!(text(&c).await.contains("refreshes itself"));
+    shot(&c, "request").await;
+    let pull = e.h.github.pull(REPO, 1).expect("the PR at GitHub");
+    assert_eq!(pull["state"], "open");
+
+    // A form post without this session's CSRF token is refused, and opens nothing.
+    let session = c
+        .get_named_cookie("paved_session")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_string();
+    let http = reqwest::Client::new();
+    let post = |cookie: String, csrf: Option<&str>| {
+        let mut form = vec![
+            ("repository", REPO.to_string()),
+            ("action", "create".to_string()),
+            ("template", "recorder".to_string()),
+            ("environment", "sneaky".to_string()),
+            ("team", "payments".to_string()),
+            ("type", "quick".to_string()),
+        ];
+        if let Some(t) = csrf {
+            form.push(("csrf", t.to_string()));
+        }
+        http.post(format!("{}/requests", e.h.url()))
+            .header("cookie", format!("paved_session={cookie}"))
+            .form(&form)
+            .send()
+    };
+    assert_eq!(
+        post(session.clone(), None).await.expect("post").status(),
+        403
+    );
+    assert_eq!(
+        post(session.clone(), Some("0123456789abcdef0123456789abcdef"))
+            .await
+            .expect("post")
+            .status(),
+        403
+    );
+    // Another session's token (a second sign-in, its own token) does not fit this one.
+    let other = browser(&d).await;
+    sign_in(&e, &other, "octocat").await;
+    let other_csrf = other
+        .find(Locator::Css("form[action=\"/logout\"] input[name=csrf]"))
+        .await
+        .expect("csrf field")
+        .attr("value")
+        .await
+        .expect("value")
+        .expect("a token");
+    assert_eq!(
+        post(session.clone(), Some(&other_csrf))
+            .await
+            .expect("post")
+            .status(),
+        403
+    );
+    assert!(
+        e.h.github.pull(REPO, 2).is_none(),
+        "a refused post opened a PR"
+    );
+    other.close().await.expect("close");
+
+    // GitHub's side: the PR is checked as octocat's, a teammate approves, it is merged.
+    let request_url = c.current_url().await.expect("url").to_string();
+    let spec = spec_of(&e, 1);
+    e.h.send_pr(&spec).await;
+    e.h.github.set_pull_reviews(
+        REPO,
+        1,
+        vec![
+            serde_json::json!({"user": {"login": "hubot"}, "state": "APPROVED",
+                                "commit_id": spec.head_sha.as_str()}),
+        ],
+    );
+    let mut review = spec.clone();
+    review.action = "synchronize".into();
+    e.h.send_pr(&review).await;
+    let head = spec.head_sha.to_string();
+    e.h.github
+        .wait_until(DEADLINE, "approval passes", move |gh| {
+            gh.latest_statuses(REPO, &head)
+                .get("paved/approval")
+                .is_some_and(|s| s.state == "success")
+        })
+        .await
+        .expect("approved");
+    let (merge, _) = e.merge(&spec).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    // The request's page follows it there (it refreshes itself until then).
+    let start = Instant::now();
+    loop {
+        c.goto(&request_url).await.expect("request");
+        let t = text(&c).await;
+        if t.contains("succeeded") && !t.contains("refreshes itself") {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the request page never said succeeded: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    shot(&c, "request-succeeded").await;
+
+    // In the list, with its state; its page, with outputs and the operation's log.
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    let row = text(&c).await;
+    assert!(
+        row.contains("cart-preview") && row.contains("ready"),
+        "{row}"
+    );
+    shot(&c, "environments").await;
+    c.find(Locator::LinkText("cart-preview"))
+        .await
+        .expect("the environment's link")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("details"))
+        .await
+        .expect("an operation");
+    assert_eq!(title(&c).await, "cart-preview · Paved");
+    let page = text(&c).await;
+    assert!(
+        page.contains("succeeded") && page.contains("payments"),
+        "{page}"
+    );
+    assert!(page.contains("https://cart-preview.example.test"), "{page}");
+    assert!(
+        !page.contains("s3cr3t"),
+        "a sensitive output is shown: {page}"
+    );
+    shot(&c, "environment").await;
+    let env_url = c.current_url().await.expect("url").to_string();
+
+    // The Graph around it, drawn on the server: its team, template, type and people.
+    c.goto(&format!(
+        "{}/graph?around=environment:{REPO}/cart-preview",
+        e.h.url()
+    ))
+    .await
+    .expect("graph");
+    assert_eq!(title(&c).await, "Graph · Paved");
+    let svg = c
+        .find(Locator::Css("svg.graph"))
+        .await
+        .expect("an SVG")
+        .html(false)
+        .await
+        .expect("svg");
+    for around in ["payments", "recorder", "quick", "octocat", "hubot"] {
+        assert!(
+            svg.contains(&format!(">{around}<")),
+            "{around} missing: {svg}"
+        );
+    }
+    assert!(
+        svg.contains("ownedBy") && svg.contains("approvedBy"),
+        "{svg}"
+    );
+    shot(&c, "graph").await;
+    c.goto(&env_url).await.expect("back to the environment");
+
+    // Extend it: a request, i.e. a pull request, as the page says.
+    assert!(page.contains("opens a request"), "{page}");
+    let day = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    c.execute(
+        "document.getElementById('expiresAt').value = arguments[0];",
+        vec![serde_json::json!(day)],
+    )
+    .await
+    .expect("date");
+    c.find(Locator::XPath("//button[text()='Extend']"))
+        .await
+        .expect("extend")
+        .click()
+        .await
+        .expect("click");
+    let link = c
+        .wait()
+        .for_element(Locator::Id("pull-request"))
+        .await
+        .expect("the extension's PR");
+    assert_eq!(link.text().await.expect("text"), "#2");
+    assert!(text(&c).await.contains("extend cart-preview"));
+    shot(&c, "request-extend").await;
+
+    // Another team's member sees none of it: not the request, not the environment, not in
+    // the list.
+    c.find(Locator::Css("form[action=\"/logout\"] button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::LinkText("Sign in with GitHub"))
+        .await
+        .expect("signed out");
+    sign_in(&e, &c, "searcher").await;
+    c.goto(&request_url).await.expect("request");
+    assert!(
+        text(&c).await.contains("No such request"),
+        "{}",
+        text(&c).await
+    );
+    c.goto(&env_url).await.expect("environment");
+    assert!(text(&c).await.contains("No such environment"));
+    c.goto(&format!(
+        "{}/graph?around=environment:{REPO}/cart-preview",
+        e.h.url()
+    ))
+    .await
+    .expect("graph");
+    assert!(
+        !text(&c).await.contains("cart-preview"),
+        "another team's graph shows it"
+    );
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    assert!(!text(&c).await.contains("cart-preview"));
+    c.close().await.expect("close");
+}
