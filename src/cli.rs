@@ -135,6 +135,9 @@ pub enum Command {
         /// Keep the demo's files (repository, database) in this folder instead of a temp dir.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Then keep serving: print the portal's URL and serve it until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Environments on a running server (token from PAVED_TOKEN).
     Env {
@@ -304,11 +307,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         #[cfg(feature = "demo")]
-        Command::Demo { keep } => runtime().and_then(|rt| {
+        Command::Demo { keep, serve } => runtime().and_then(|rt| {
             if std::env::var_os("PAVED_LOG").is_some() {
                 init_tracing();
             }
-            rt.block_on(crate::demo::run(keep))?;
+            rt.block_on(crate::demo::run(keep, serve))?;
             Ok(ExitCode::SUCCESS)
         }),
     };

@@ -81,7 +81,11 @@ spec:
     },
 ];
 
-pub async fn run(keep: Option<PathBuf>) -> Result<()> {
+/// The portal's OAuth app at the emulator (the demo plays GitHub's side of sign-in too).
+const PORTAL_CLIENT_ID: &str = "Iv1.paved-demo-portal";
+
+/// Runs the demo; with `serve`, then keeps serving (the portal and the API) until Ctrl-C.
+pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     let _tmp;
     let root = match keep {
         Some(p) => {
@@ -126,6 +130,17 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         );
     }
     println!("Every request Paved made matched GitHub's published REST schema.");
+    if serve {
+        println!();
+        println!("== The portal ==");
+        println!("Open {}/ in a browser.", demo.service.url());
+        println!(
+            "\"Sign in with GitHub\" signs you in as octocat (team payments): the emulator plays GitHub."
+        );
+        println!("Serving until Ctrl-C.");
+        tokio::signal::ctrl_c().await?;
+        println!("Stopping.");
+    }
     demo.service.shutdown().await?;
     Ok(())
 }
@@ -163,6 +178,11 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     let sites = root.join("sites");
     std::fs::create_dir_all(&sites)?;
     let secret = hex::encode(rand::random::<[u8; 16]>());
+    // The portal signs people in with an OAuth app registered at the emulator, which
+    // authorizes them as octocat.
+    let portal_secret = hex::encode(rand::random::<[u8; 16]>());
+    github.register_oauth_app(PORTAL_CLIENT_ID, &portal_secret);
+    github.sign_in_as("octocat");
     // The API answers only to a known caller: the demo reads it with a service token.
     let api_token = hex::encode(rand::random::<[u8; 16]>());
     let config = Config {
@@ -192,7 +212,12 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         intake: Default::default(),
         report: None,
         store: Default::default(),
-        portal: Default::default(),
+        portal: crate::config::PortalConfig {
+            client_id: Some(PORTAL_CLIENT_ID.into()),
+            client_secret: Some(Secret::new(portal_secret)),
+            github_url: github.url(),
+            ..Default::default()
+        },
         api: crate::config::ApiConfig {
             tokens: vec![crate::config::ServiceToken {
                 name: "demo".into(),

@@ -119,6 +119,19 @@ async fn shot(c: &Client, name: &str) {
     assert!(errors.is_empty(), "{name}: console errors {errors:?}");
 }
 
+/// Reads the console, where only the 404s of pages hidden on purpose may be: the answer a
+/// missing page gets, which Chromium logs as a failed load.
+async fn expected_not_found(c: &Client) {
+    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
+    for e in log.as_array().into_iter().flatten() {
+        let m = e["message"].as_str().unwrap_or_default();
+        assert!(
+            e["level"] != "SEVERE" || m.contains("status of 404"),
+            "an unexpected console error: {e}"
+        );
+    }
+}
+
 async fn title(c: &Client) -> String {
     c.title().await.expect("title")
 }
@@ -524,5 +537,41 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     c.goto(&format!("{}/", e.h.url())).await.expect("home");
     assert!(!text(&c).await.contains("cart-preview"));
+    // Operations are a platform admin's: for anyone else there is no such page.
+    c.goto(&format!("{}/operations", e.h.url()))
+        .await
+        .expect("operations");
+    assert!(text(&c).await.contains("No such page"));
+    expected_not_found(&c).await;
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    c.find(Locator::Css("form[action=\"/logout\"] button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::LinkText("Sign in with GitHub"))
+        .await
+        .expect("signed out");
+    sign_in(&e, &c, "admin1").await;
+    c.find(Locator::LinkText("Operations"))
+        .await
+        .expect("an admin's link to Operations")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .expect("page");
+    assert_eq!(title(&c).await, "Operations · Paved");
+    let ops = text(&c).await;
+    assert!(
+        ops.contains("The queue") && ops.contains("Operations not finished"),
+        "{ops}"
+    );
+    assert!(ops.contains("done"), "the queue's counts: {ops}");
+    shot(&c, "operations").await;
     c.close().await.expect("close");
 }

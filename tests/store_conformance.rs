@@ -20,7 +20,7 @@ use paved::store::sqlite::SqliteStore;
 use paved::store::{
     reported, Accepted, DeliveryState, EnvState, EnvironmentFilter, EnvironmentRecord,
     EnvironmentUpdate, Fence, Finish, NewDelivery, NewOperation, NewRun, OpKind, OpState,
-    OperationUpdate, Outcome, Store, StoreError,
+    OperationRecord, OperationUpdate, Outcome, Store, StoreError,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -245,6 +245,7 @@ conformance!(
     repositories,
     requests,
     inventory_pages,
+    operator_views,
     storage_round_trip,
     comments_runs_and_counts,
     restart_recovery,
@@ -1378,6 +1379,98 @@ async fn requests(b: &Backend) {
         .await
         .expect("open")
         .is_some());
+}
+
+/// What the portal's operations page reads: troubled deliveries, newest first, and
+/// operations not finished.
+async fn operator_views(b: &Backend) {
+    let store = b.open().await;
+    for (id, key) in [
+        ("d-clean", "o/r#1"),
+        ("d-failed", "o/r#2"),
+        ("d-retried", "o/r#3"),
+    ] {
+        store
+            .accept_delivery(delivery(id, key, "{}"))
+            .await
+            .expect("accept");
+        // Received in this order, a millisecond apart at least.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for _ in 0..3 {
+        let d = store
+            .claim_delivery()
+            .await
+            .expect("claim")
+            .expect("a delivery");
+        let outcome = match d.id.as_str() {
+            "d-failed" => Outcome::Failed {
+                error: "payload unusable".into(),
+            },
+            "d-retried" => Outcome::Retry {
+                error: "GitHub answered 502".into(),
+                after: std::time::Duration::ZERO,
+            },
+            _ => Outcome::Done,
+        };
+        store.finish_delivery(&d.id, outcome).await.expect("finish");
+    }
+    let troubled: Vec<(String, Option<String>)> = store
+        .troubled_deliveries(10)
+        .await
+        .expect("troubled")
+        .into_iter()
+        .map(|d| (d.id, d.last_error))
+        .collect();
+    assert_eq!(
+        troubled,
+        [
+            (
+                "d-retried".to_string(),
+                Some("GitHub answered 502".to_string())
+            ),
+            ("d-failed".into(), Some("payload unusable".into())),
+        ]
+    );
+    assert_eq!(store.troubled_deliveries(1).await.expect("one").len(), 1);
+    // Operations: planned and running are unfinished; a finished one is not.
+    let r = repo("octo/envs");
+    let (a, _) = store
+        .plan_operation(new_op("a-env", 'a', 1))
+        .await
+        .expect("plan");
+    let (b_id, _) = store
+        .plan_operation(new_op("b-env", 'b', 1))
+        .await
+        .expect("plan");
+    let ids = |ops: Vec<OperationRecord>| ops.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.unfinished_operations(&r).await.expect("unfinished")),
+        [a, b_id]
+    );
+    let fence = start(&*store, a, "a-env", "me").await.expect("started");
+    let unfinished = store.unfinished_operations(&r).await.expect("unfinished");
+    assert_eq!(unfinished[0].state, OpState::Running);
+    assert!(unfinished[0].log.is_empty(), "read without its log");
+    assert!(
+        finish(
+            &*store,
+            a,
+            &fence,
+            OpState::Succeeded,
+            serde_json::json!({})
+        )
+        .await
+    );
+    assert_eq!(
+        ids(store.unfinished_operations(&r).await.expect("unfinished")),
+        [b_id]
+    );
+    assert!(store
+        .unfinished_operations(&repo("octo/other"))
+        .await
+        .expect("other")
+        .is_empty());
 }
 
 async fn inventory_pages(b: &Backend) {

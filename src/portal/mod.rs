@@ -10,6 +10,7 @@ pub mod session;
 
 mod forms;
 mod graph;
+mod operations;
 mod pages;
 
 use crate::api::ApiState;
@@ -83,6 +84,7 @@ pub fn router(api: ApiState, config: &PortalConfig) -> Router {
         .route("/logout", post(logout))
         .route("/templates", get(forms::templates))
         .route("/graph", get(graph::page))
+        .route("/operations", get(operations::page))
         .route("/requests", post(forms::submit))
         .route("/requests/{id}", get(pages::request))
         .route(

@@ -41,6 +41,8 @@ pub(crate) struct Group {
 #[template(path = "portal/environments.html")]
 struct EnvironmentsPage {
     chrome: Chrome,
+    /// A platform admin of a repository: the Operations page is theirs.
+    admin: bool,
     teams: Vec<String>,
     filter_team: Option<String>,
     filter_q: String,
@@ -130,8 +132,13 @@ pub(super) async fn environments(
             });
     }
     teams.sort();
+    let mut admin = false;
+    for repo in s.api.directory.served().await {
+        admin |= s.api.access(&caller, &repo).await.admin;
+    }
     let page = EnvironmentsPage {
         chrome: Chrome::of(&sess),
+        admin,
         teams,
         filtered: team.is_some() || !q.is_empty(),
         filter_team: team,

@@ -126,6 +126,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Number of deliveries in each state (for `/metrics` and tests).
     async fn delivery_counts(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// The newest `limit` deliveries that failed, or were tried more than once, or carry
+    /// an error: what an operator looks at first.
+    async fn troubled_deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
 
     /// When the oldest pending delivery was accepted (Unix milliseconds), if any is.
     async fn oldest_pending_ms(&self) -> Result<Option<i64>, StoreError>;

@@ -199,6 +199,12 @@ pub trait OperationStore: Send + Sync + 'static {
     /// The last operation of each of `repo`'s environments, with its log left out (for
     /// the graph: who requested, approved and merged what is live).
     async fn latest_operations(&self, repo: &RepoName) -> Result<Vec<OperationRecord>, StoreError>;
+    /// `repo`'s operations that have not finished (planned or running), oldest first,
+    /// without their logs: what an operator looks at for stuck work.
+    async fn unfinished_operations(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Vec<OperationRecord>, StoreError>;
     /// One operation with its log left out.
     async fn operation_without_log(
         &self,
@@ -265,6 +271,12 @@ pub(super) const LATEST: &str = concat!(
     columns_without_log!(),
     " FROM operations \
      WHERE id IN (SELECT last_operation FROM environments WHERE repo = $1) ORDER BY id"
+);
+/// A repository's operations not finished (planned or running), oldest first, logs left out.
+pub(super) const UNFINISHED: &str = concat!(
+    "SELECT ",
+    columns_without_log!(),
+    " FROM operations WHERE repo = $1 AND state IN ('planned', 'running') ORDER BY id"
 );
 /// One operation, its log left out.
 pub(super) const ONE_WITHOUT_LOG: &str = concat!(
@@ -490,6 +502,20 @@ macro_rules! impl_operation_store {
                 repo: &$crate::ids::RepoName,
             ) -> Result<Vec<$crate::store::OperationRecord>, $crate::store::StoreError> {
                 let q = $sql($crate::store::operations::LATEST);
+                let rows = sqlx::query(&q)
+                    .bind(repo.to_string())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map($crate::store::rows::operation_from_row)
+                    .collect()
+            }
+
+            async fn unfinished_operations(
+                &self,
+                repo: &$crate::ids::RepoName,
+            ) -> Result<Vec<$crate::store::OperationRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::operations::UNFINISHED);
                 let rows = sqlx::query(&q)
                     .bind(repo.to_string())
                     .fetch_all(self.reader())

@@ -201,6 +201,18 @@ impl DeliveryStore for PgStore {
         row.as_ref().map(delivery_from_row).transpose()
     }
 
+    async fn troubled_deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event, action, queue_key, state, attempts, last_error, received_at \
+             FROM deliveries WHERE state = 'failed' OR attempts > 1 OR last_error IS NOT NULL \
+             ORDER BY received_at DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
     async fn delivery_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
