@@ -426,6 +426,25 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{row}"
     );
     shot(&c, "environments").await;
+    // On a phone's width the page still reads: the table scrolls inside itself, the page
+    // does not.
+    c.set_window_size(390, 844).await.expect("a phone's width");
+    let wide: serde_json::Value = c
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .expect("widths");
+    assert_eq!(
+        wide,
+        serde_json::json!(false),
+        "the page scrolls sideways on a phone"
+    );
+    shot(&c, "environments-phone").await;
+    c.set_window_size(1200, 900)
+        .await
+        .expect("a laptop's width");
     c.find(Locator::LinkText("cart-preview"))
         .await
         .expect("the environment's link")
@@ -443,6 +462,12 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{page}"
     );
     assert!(page.contains("https://cart-preview.example.test"), "{page}");
+    // Its history: the commit that added it, and the note Paved wrote on the merge.
+    assert!(page.contains("added by"), "{page}");
+    assert!(
+        page.contains("succeeded deploy, PR #1, requested by octocat, approved by hubot"),
+        "{page}"
+    );
     assert!(
         !page.contains("s3cr3t"),
         "a sensitive output is shown: {page}"

@@ -199,8 +199,12 @@ fn rfc3339(time: git2::Time) -> String {
 /// commit whose change (against its first parent) touches `environments/<any team>/<env>.yaml`,
 /// and every commit whose `refs/notes/paved` note holds a record for `env`.
 pub fn history(repo: &Repository, env: &str) -> Result<History, AuditError> {
+    history_from(repo, env, head_commit(repo)?)
+}
+
+/// [`history`] from the commit `head` (a mirror's default branch, which is not its HEAD).
+pub fn history_from(repo: &Repository, env: &str, head: Oid) -> Result<History, AuditError> {
     crate::manifest::names::check_environment_name(env).map_err(AuditError::InvalidEnvironment)?;
-    let head = head_commit(repo)?;
     let notes = notes_for_env(repo, env)?;
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE)?;

@@ -43,7 +43,7 @@
 
 pub mod history;
 
-pub use history::{history, run_cli, AuditError, Change, Entry, History};
+pub use history::{history, history_from, run_cli, AuditError, Change, Entry, History};
 
 use serde::{Deserialize, Serialize};
 

@@ -9,6 +9,7 @@
 pub mod session;
 
 mod forms;
+mod git;
 mod graph;
 mod operations;
 mod pages;

@@ -24,6 +24,10 @@ pub(super) struct SignIn {
 
 pub(crate) struct Row {
     pub name: String,
+    /// `expiresAt` on the default branch: (UTC, "in 3 days").
+    pub expires: Option<(String, String)>,
+    /// The state of its last operation.
+    pub last_operation: Option<String>,
     pub href: String,
     pub state: String,
     pub env_type: String,
@@ -119,10 +123,18 @@ pub(super) async fn environments(
                 links.push((label.to_string(), u.clone()));
             }
         }
+        let last_operation = graph
+            .incoming(&e.id)
+            .into_iter()
+            .filter(|r| r.target.starts_with("operation:"))
+            .filter_map(|r| graph.entities.get(&r.target))
+            .find_map(|o| o.state.clone());
         groups
             .entry((e.repository.clone(), t))
             .or_default()
             .push(Row {
+                expires: None,
+                last_operation,
                 href: format!("/environments/{}/{}", e.repository, e.name),
                 name: e.name.clone(),
                 state: e.state.clone().unwrap_or_default(),
@@ -132,6 +144,23 @@ pub(super) async fn environments(
             });
     }
     teams.sort();
+    // Expiry dates, from the manifests on each repository's default branch.
+    let now = chrono::Utc::now();
+    for ((repository, team), rows) in groups.iter_mut() {
+        let Ok(repo) = RepoName::parse(repository) else {
+            continue;
+        };
+        let names = rows
+            .iter()
+            .map(|r| (team.clone(), r.name.clone()))
+            .collect();
+        let expiries = super::git::expiries(&s, &repo, names).await;
+        for r in rows.iter_mut() {
+            r.expires = expiries
+                .get(&r.name)
+                .and_then(|at| super::git::countdown(at, now).map(|left| (at.clone(), left)));
+        }
+    }
     let mut admin = false;
     for repo in s.api.directory.served().await {
         admin |= s.api.access(&caller, &repo).await.admin;
@@ -160,6 +189,8 @@ pub(super) async fn environments(
 struct EnvironmentPage {
     chrome: Chrome,
     env: EnvironmentRecord,
+    /// Its audit history, newest first (`None`: the repository could not be read).
+    history: Option<Vec<crate::audit::Entry>>,
     outputs: Vec<(String, String)>,
     operations: Vec<OperationRecord>,
     pulls_url: String,
@@ -222,8 +253,12 @@ pub(super) async fn environment(
             .to_string(),
         None => String::new(),
     };
+    let history = super::git::history(&s, &repo, &name)
+        .await
+        .map(|h| h.entries.into_iter().rev().collect());
     let page = EnvironmentPage {
         chrome: Chrome::of(&sess),
+        history,
         env,
         outputs,
         operations,
