@@ -170,6 +170,20 @@ async fn sign_in(e: &Env, c: &Client, login: &str) {
     );
 }
 
+/// Signs out with the page's button; the sign-in page follows.
+async fn sign_out(c: &Client) {
+    c.find(Locator::Css("form[action=\"/logout\"] button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::LinkText("Sign in with GitHub"))
+        .await
+        .expect("signed out");
+}
+
 /// The pull request event GitHub sends for a PR the emulator holds.
 fn spec_of(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
     use paved::ids::CommitSha;
@@ -188,24 +202,6 @@ fn spec_of(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
         author: pull["user"]["login"].as_str().expect("user").into(),
         head_repo: None,
     }
-}
-
-/// The `quick` type (recorder only) needs one approval from payments; a `search` team.
-fn platform(text: String) -> String {
-    let text = text.replace(
-        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n",
-        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n    approvals: { team: payments, count: 1 }\n",
-    );
-    assert!(
-        text.contains("approvals: { team: payments"),
-        "platform.yaml changed shape"
-    );
-    let text = text.replace(
-        "  platform:\n    members: [admin1, admin2]\n",
-        "  platform:\n    members: [admin1, admin2]\n  search:\n    members: [searcher]\n",
-    );
-    assert!(text.contains("searcher"));
-    text
 }
 
 /// Fills the recorder form: `tags` empty fails the pre-flight (the type requires one).
@@ -252,8 +248,11 @@ async fn fill_request(c: &Client, name: &str, tags: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of_it() {
-    let prepared =
-        Env::prepare_platform(platform, |c, git| c.git_root = Some(git.to_path_buf())).await;
+    let prepared = Env::prepare_platform(
+        common::recorder::with_quick_approval_and_search_team,
+        |c, git| c.git_root = Some(git.to_path_buf()),
+    )
+    .await;
     let github = prepared.h.github.url();
     let e = prepared
         .run_with(move |c| {
@@ -531,16 +530,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
 
     // Another team's member sees none of it: not the request, not the environment, not in
     // the list.
-    c.find(Locator::Css("form[action=\"/logout\"] button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::LinkText("Sign in with GitHub"))
-        .await
-        .expect("signed out");
+    sign_out(&c).await;
     sign_in(&e, &c, "searcher").await;
     c.goto(&request_url).await.expect("request");
     assert!(
@@ -569,16 +559,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     assert!(text(&c).await.contains("No such page"));
     expected_not_found(&c).await;
     c.goto(&format!("{}/", e.h.url())).await.expect("home");
-    c.find(Locator::Css("form[action=\"/logout\"] button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::LinkText("Sign in with GitHub"))
-        .await
-        .expect("signed out");
+    sign_out(&c).await;
     sign_in(&e, &c, "admin1").await;
     c.find(Locator::LinkText("Operations"))
         .await

@@ -18,29 +18,14 @@ const OCTOCAT: &str = "gho_octocat_requests";
 const HUBOT: &str = "gho_hubot_requests";
 const SEARCHER: &str = "gho_searcher_requests";
 
-/// The `quick` type (recorder only) needs one approval from payments; a `search` team.
-fn platform(text: String) -> String {
-    let text = text.replace(
-        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n",
-        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n    approvals: { team: payments, count: 1 }\n",
-    );
-    assert!(
-        text.contains("approvals: { team: payments"),
-        "platform.yaml changed shape"
-    );
-    let text = text.replace(
-        "  platform:\n    members: [admin1, admin2]\n",
-        "  platform:\n    members: [admin1, admin2]\n  search:\n    members: [searcher]\n",
-    );
-    assert!(text.contains("searcher"));
-    text
-}
-
 async fn start() -> Env {
-    let e = Env::prepare_platform(platform, |c, git| c.git_root = Some(git.to_path_buf()))
-        .await
-        .run_with(|_| {})
-        .await;
+    let e = Env::prepare_platform(
+        common::recorder::with_quick_approval_and_search_team,
+        |c, git| c.git_root = Some(git.to_path_buf()),
+    )
+    .await
+    .run_with(|_| {})
+    .await;
     e.h.github.add_user_token(OCTOCAT, "octocat");
     e.h.github.add_user_token(HUBOT, "hubot");
     e.h.github.add_user_token(SEARCHER, "searcher");

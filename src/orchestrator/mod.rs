@@ -251,24 +251,15 @@ impl Orchestrator {
 
     /// Fetches the default branch and finds the environment's manifest on it.
     async fn current(&self, known: &KnownRepository, name: &str) -> Result<Current, RequestError> {
-        let branch = known.default_branch.clone();
         let name = name.to_string();
         self.repos
-            .with_remote(
+            .with_branch(
                 &known.repo,
                 &known.clone_url,
                 known.installation,
-                move |s| -> Result<Current, RepoError> {
-                    let default_ref = format!("refs/remotes/origin/{branch}");
-                    s.mirror.fetch(
-                        &s.url,
-                        &[format!("+refs/heads/{branch}:{default_ref}")],
-                        s.token.as_ref(),
-                    )?;
-                    let tip = s.mirror.resolve(&default_ref).ok_or_else(|| {
-                        RepoError::Git(git2::Error::from_str("the default branch is missing"))
-                    })?;
-                    let tree = s.mirror.tree_at(&tip)?;
+                &known.default_branch,
+                move |mirror, tip| -> Result<Current, RepoError> {
+                    let tree = mirror.tree_at(tip)?;
                     let mut existing = None;
                     use crate::tree::TreeReader as _;
                     for team in tree.list("environments").unwrap_or_default() {
@@ -278,7 +269,10 @@ impl Orchestrator {
                             break;
                         }
                     }
-                    Ok(Current { tip, existing })
+                    Ok(Current {
+                        tip: tip.clone(),
+                        existing,
+                    })
                 },
             )
             .await

@@ -17,27 +17,16 @@ async fn on_default_branch<T: Send + 'static>(
     f: impl FnOnce(&Mirror, &crate::ids::CommitSha) -> Result<T, RepoError> + Send + 'static,
 ) -> Option<T> {
     let known = s.api.directory.known(repo).await?;
-    let branch = known.default_branch.clone();
     let result = s
         .api
         .orchestrator
         .repos
-        .with_remote(
+        .with_branch(
             &known.repo,
             &known.clone_url,
             known.installation,
-            move |sess| -> Result<T, RepoError> {
-                let default_ref = format!("refs/remotes/origin/{branch}");
-                sess.mirror.fetch(
-                    &sess.url,
-                    &[format!("+refs/heads/{branch}:{default_ref}")],
-                    sess.token.as_ref(),
-                )?;
-                let tip = sess.mirror.resolve(&default_ref).ok_or_else(|| {
-                    RepoError::Git(git2::Error::from_str("the default branch is missing"))
-                })?;
-                f(&sess.mirror, &tip)
-            },
+            &known.default_branch,
+            f,
         )
         .await;
     match result {

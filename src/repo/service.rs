@@ -118,6 +118,36 @@ impl Repos {
         result
     }
 
+    /// Fetches `branch` of `repo` (into `refs/remotes/origin/<branch>`) and runs `f` on the
+    /// mirror with its tip, under the repository's lock: what the default branch says now.
+    pub async fn with_branch<T, E>(
+        &self,
+        repo: &RepoName,
+        clone_url: &str,
+        installation: Option<InstallationId>,
+        branch: &str,
+        f: impl FnOnce(&super::Mirror, &crate::ids::CommitSha) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<RepoError> + Send + 'static,
+    {
+        let branch = branch.to_string();
+        self.with_remote(repo, clone_url, installation, move |s| {
+            let local = format!("refs/remotes/origin/{branch}");
+            s.mirror.fetch(
+                &s.url,
+                &[format!("+refs/heads/{branch}:{local}")],
+                s.token.as_ref(),
+            )?;
+            let tip = s.mirror.resolve(&local).ok_or_else(|| {
+                RepoError::Git(git2::Error::from_str("the default branch is missing"))
+            })?;
+            f(&s.mirror, &tip)
+        })
+        .await
+    }
+
     /// Runs `f` on `repo`'s mirror on a blocking thread, without the lock: for reading
     /// commits already fetched (reads never conflict with a fetch's ref updates).
     pub async fn read<T, E>(

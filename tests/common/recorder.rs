@@ -136,3 +136,27 @@ pub fn add(name: &str, mode: &str) -> Vec<FileChange> {
         Some(recorder_manifest(name, "dev", mode, "").into_bytes()),
     )]
 }
+
+/// `platform.yaml` with a `search` team (member `searcher`) beside `payments`.
+pub fn with_search_team(text: String) -> String {
+    let text = text.replace(
+        "  platform:\n    members: [admin1, admin2]\n",
+        "  platform:\n    members: [admin1, admin2]\n  search:\n    members: [searcher]\n",
+    );
+    assert!(text.contains("searcher"), "platform.yaml changed shape");
+    text
+}
+
+/// `platform.yaml` whose `quick` type (recorder only) needs one approval from payments,
+/// with a `search` team.
+pub fn with_quick_approval_and_search_team(text: String) -> String {
+    let text = text.replace(
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n",
+        "    definitions: [recorder]\n    requiredTags: [cost-center]\n    timeout: 2s\n    approvals: { team: payments, count: 1 }\n",
+    );
+    assert!(
+        text.contains("approvals: { team: payments"),
+        "platform.yaml changed shape"
+    );
+    with_search_team(text)
+}
