@@ -215,7 +215,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         portal: crate::config::PortalConfig {
             client_id: Some(PORTAL_CLIENT_ID.into()),
             client_secret: Some(Secret::new(portal_secret)),
-            github_url: github.url(),
+            web_url: github.url(),
             ..Default::default()
         },
         api: crate::config::ApiConfig {

@@ -260,7 +260,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
             c.public_url = None;
             c.portal.client_id = Some(CLIENT_ID.into());
             c.portal.client_secret = Some(paved::config::Secret::new(CLIENT_SECRET));
-            c.portal.github_url = github;
+            c.portal.web_url = github;
         })
         .await;
     e.h.github.register_oauth_app(CLIENT_ID, CLIENT_SECRET);
@@ -284,6 +284,21 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .await
         .expect("templates");
     assert_eq!(title(&c).await, "Templates · Paved");
+    // The form says what the types ask: how long they live, which tags they need.
+    let form = c
+        .find(Locator::Css(&format!(
+            "#{}-recorder",
+            REPO.replace('/', "-")
+        )))
+        .await
+        .expect("the recorder's form")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        form.contains("quick: at most 3650d") && form.contains("quick needs cost-center"),
+        "{form}"
+    );
     shot(&c, "templates").await;
     fill_request(&c, "cart-preview", "").await;
     let err = c
@@ -580,4 +595,33 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     assert!(ops.contains("done"), "the queue's counts: {ops}");
     shot(&c, "operations").await;
     c.close().await.expect("close");
+}
+
+/// Without an OAuth app the portal does not pretend: it says how to register one, with the
+/// callback URL to give GitHub, and `/login` goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_oauth_app_the_portal_says_how_to_configure_one() {
+    let e = Env::prepare_platform(|t| t, |_, _| {})
+        .await
+        .run_with(|_| {})
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for path in ["/", "/login", "/templates"] {
+        let r = http
+            .get(format!("{}{path}", e.h.url()))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), 200, "{path}");
+        let page = r.text().await.expect("text");
+        assert!(page.contains("Sign-in is not configured"), "{path}: {page}");
+        assert!(
+            page.contains("http://paved.test/oauth/callback")
+                && page.contains("oauth_client_secret"),
+            "{path}: {page}"
+        );
+    }
 }

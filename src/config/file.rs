@@ -88,6 +88,10 @@ pub(super) struct FileGithub {
     pub(super) repositories: Option<Vec<String>>,
     pub(super) allow_any_repository: Option<bool>,
     pub(super) report: Option<String>,
+    /// The portal's OAuth app (SPEC 8), and where GitHub's web flow is.
+    pub(super) oauth_client_id: Option<String>,
+    pub(super) oauth_client_secret: Option<String>,
+    pub(super) web_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -211,7 +211,7 @@ impl Config {
             .config_path
             .clone()
             .or_else(|| env("PAVED_CONFIG").map(PathBuf::from));
-        let file = match &path {
+        let mut file = match &path {
             Some(p) => file::read_file(p, true)?,
             None => file::read_file(Path::new("paved.toml"), false)?,
         };
@@ -241,6 +241,11 @@ impl Config {
         if workers == 0 {
             return Err(ConfigError::Invalid("workers must be at least 1".into()));
         }
+        let oauth = portal::FileOauth {
+            client_id: file.github.oauth_client_id.take(),
+            client_secret: file.github.oauth_client_secret.take(),
+            web_url: file.github.web_url.take(),
+        };
         let gh = github::load_github(file.github, file.git, env)?;
         let push_grace = match pick(env, None, "PAVED_PUSH_GRACE", file.provision.push_grace) {
             Some(v) => duration("provision.push_grace", &v)?,
@@ -254,7 +259,7 @@ impl Config {
             report: gh.report,
             store: load_store(&file.store)?,
             api: api::load_api(file.api, env)?,
-            portal: portal::load_portal(file.portal, env)?,
+            portal: portal::load_portal(file.portal, oauth, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,

@@ -1,5 +1,6 @@
-//! `[portal]` in `paved.toml`: the GitHub OAuth app people sign in to the portal with, and
-//! the key that signs their session cookies.
+//! The portal's settings: the GitHub OAuth app people sign in with (`[github]`
+//! `oauth_client_id`, `oauth_client_secret`, `web_url`, as SPEC 8 names them) and, under
+//! `[portal]`, the key that signs their session cookies and how long a sign-in lasts.
 
 use super::{duration, ConfigError, Env, Secret, MIN_SECRET_LEN};
 use serde::Deserialize;
@@ -8,11 +9,16 @@ use std::time::Duration;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilePortal {
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    github_url: Option<String>,
     session_key: Option<String>,
     session_ttl: Option<String>,
+}
+
+/// The OAuth keys of `[github]`.
+#[derive(Debug, Default)]
+pub(super) struct FileOauth {
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    pub(super) web_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -22,7 +28,7 @@ pub struct PortalConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
     /// Where GitHub's web flow is (`https://github.com`; GitHub Enterprise's host).
-    pub github_url: String,
+    pub web_url: String,
     /// Signs session cookies and CSRF tokens. Unset: a random key per process, so a restart
     /// signs everyone out and replicas do not share sign-ins (set it when running several).
     pub session_key: Option<Secret>,
@@ -35,7 +41,7 @@ impl Default for PortalConfig {
         PortalConfig {
             client_id: None,
             client_secret: None,
-            github_url: "https://github.com".into(),
+            web_url: "https://github.com".into(),
             session_key: None,
             session_ttl: Duration::from_secs(8 * 3600),
         }
@@ -49,12 +55,18 @@ impl PortalConfig {
     }
 }
 
-/// `[portal]`, each key replaced by `PAVED_PORTAL_<KEY>` when set.
-pub(super) fn load_portal(mut file: FilePortal, env: Env) -> Result<PortalConfig, ConfigError> {
+/// `[portal]` and the OAuth keys of `[github]`, each replaced by its variable when set
+/// (`PAVED_PORTAL_SESSION_KEY`, `PAVED_PORTAL_SESSION_TTL`, `PAVED_GITHUB_OAUTH_CLIENT_ID`,
+/// `PAVED_GITHUB_OAUTH_CLIENT_SECRET`, `PAVED_GITHUB_WEB_URL`).
+pub(super) fn load_portal(
+    mut file: FilePortal,
+    mut oauth: FileOauth,
+    env: Env,
+) -> Result<PortalConfig, ConfigError> {
     for (var, slot) in [
-        ("PAVED_PORTAL_CLIENT_ID", &mut file.client_id),
-        ("PAVED_PORTAL_CLIENT_SECRET", &mut file.client_secret),
-        ("PAVED_PORTAL_GITHUB_URL", &mut file.github_url),
+        ("PAVED_GITHUB_OAUTH_CLIENT_ID", &mut oauth.client_id),
+        ("PAVED_GITHUB_OAUTH_CLIENT_SECRET", &mut oauth.client_secret),
+        ("PAVED_GITHUB_WEB_URL", &mut oauth.web_url),
         ("PAVED_PORTAL_SESSION_KEY", &mut file.session_key),
         ("PAVED_PORTAL_SESSION_TTL", &mut file.session_ttl),
     ] {
@@ -63,19 +75,18 @@ pub(super) fn load_portal(mut file: FilePortal, env: Env) -> Result<PortalConfig
         }
     }
     let mut p = PortalConfig::default();
-    if file.client_id.is_some() != file.client_secret.is_some() {
+    if oauth.client_id.is_some() != oauth.client_secret.is_some() {
         return Err(ConfigError::Invalid(
-            "portal: set both client_id and client_secret (the GitHub OAuth app), or neither"
+            "github: set both oauth_client_id and oauth_client_secret (the portal's OAuth app), or neither"
                 .into(),
         ));
     }
-    p.client_id = file.client_id;
-    p.client_secret = file.client_secret.map(Secret::new);
-    if let Some(u) = file.github_url {
-        url::Url::parse(&u).map_err(|e| {
-            ConfigError::Invalid(format!("portal.github_url {u:?}: not a URL ({e})"))
-        })?;
-        p.github_url = u.trim_end_matches('/').to_string();
+    p.client_id = oauth.client_id;
+    p.client_secret = oauth.client_secret.map(Secret::new);
+    if let Some(u) = oauth.web_url {
+        url::Url::parse(&u)
+            .map_err(|e| ConfigError::Invalid(format!("github.web_url {u:?}: not a URL ({e})")))?;
+        p.web_url = u.trim_end_matches('/').to_string();
     }
     if let Some(k) = file.session_key {
         if k.len() < 32 {
@@ -93,7 +104,7 @@ pub(super) fn load_portal(mut file: FilePortal, env: Env) -> Result<PortalConfig
         .is_some_and(|s| s.expose().len() < MIN_SECRET_LEN)
     {
         return Err(ConfigError::Invalid(format!(
-            "portal.client_secret: at least {MIN_SECRET_LEN} characters"
+            "github.oauth_client_secret: at least {MIN_SECRET_LEN} characters"
         )));
     }
     Ok(p)
@@ -103,40 +114,57 @@ pub(super) fn load_portal(mut file: FilePortal, env: Env) -> Result<PortalConfig
 mod tests {
     use super::*;
 
-    fn load(file: &str, vars: &[(&str, &str)]) -> Result<PortalConfig, ConfigError> {
+    /// `github` holds the `[github]` OAuth keys as TOML, `file` the `[portal]` table.
+    fn load2(github: &str, file: &str, vars: &[(&str, &str)]) -> Result<PortalConfig, ConfigError> {
+        #[derive(serde::Deserialize, Default)]
+        struct G {
+            oauth_client_id: Option<String>,
+            oauth_client_secret: Option<String>,
+            web_url: Option<String>,
+        }
+        let g: G = toml::from_str(github).expect("toml");
+        let oauth = FileOauth {
+            client_id: g.oauth_client_id,
+            client_secret: g.oauth_client_secret,
+            web_url: g.web_url,
+        };
         let file: FilePortal = toml::from_str(file).expect("toml");
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        load_portal(file, &env)
+        load_portal(file, oauth, &env)
+    }
+
+    fn load(github: &str, vars: &[(&str, &str)]) -> Result<PortalConfig, ConfigError> {
+        load2(github, "", vars)
     }
 
     #[test]
     fn the_oauth_app_comes_whole_from_the_file_or_the_environment() {
         let p = load("", &[]).expect("defaults");
         assert!(p.oauth_app().is_none());
-        assert_eq!(p.github_url, "https://github.com");
+        assert_eq!(p.web_url, "https://github.com");
         assert_eq!(p.session_ttl, Duration::from_secs(8 * 3600));
         let p = load(
-            "client_id = \"Iv1.x\"\nclient_secret = \"from-the-file\"\n",
-            &[("PAVED_PORTAL_CLIENT_SECRET", "from-the-environment")],
+            "oauth_client_id = \"Iv1.x\"\noauth_client_secret = \"from-the-file\"\n",
+            &[("PAVED_GITHUB_OAUTH_CLIENT_SECRET", "from-the-environment")],
         )
         .expect("app");
         let (id, secret) = p.oauth_app().expect("configured");
         assert_eq!((id, secret.expose()), ("Iv1.x", "from-the-environment"));
         assert!(format!("{p:?}").contains("[redacted]") && !format!("{p:?}").contains("from-the"));
-        let half = load("client_id = \"Iv1.x\"\n", &[]).expect_err("half an app");
+        let half = load("oauth_client_id = \"Iv1.x\"\n", &[]).expect_err("half an app");
         assert!(
             half.to_string()
-                .contains("both client_id and client_secret"),
+                .contains("both oauth_client_id and oauth_client_secret"),
             "{half}"
         );
-        let short = load("session_key = \"short\"\n", &[]).expect_err("a short key");
+        let short = load2("", "session_key = \"short\"\n", &[]).expect_err("a short key");
         assert!(short.to_string().contains("portal.session_key"), "{short}");
         let ttl = load("", &[("PAVED_PORTAL_SESSION_TTL", "30m")]).expect("ttl");
         assert_eq!(ttl.session_ttl, Duration::from_secs(1800));
-        assert!(load("github_url = \"not a url\"\n", &[]).is_err());
+        assert!(load("web_url = \"not a url\"\n", &[]).is_err());
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Field {
     pub required: bool,
     pub options: Vec<String>,
     pub pattern: Option<String>,
+    /// The latest date a date field allows.
+    pub max: Option<String>,
     pub help: Option<String>,
     pub error: Option<String>,
 }
@@ -63,6 +65,7 @@ fn field(name: &str, label: &str, input: &str) -> Field {
         required: false,
         options: Vec::new(),
         pattern: None,
+        max: None,
         help: None,
         error: None,
     }
@@ -77,7 +80,12 @@ fn text_of(v: &serde_json::Value) -> String {
 }
 
 /// The form of template `t` for the teams `teams`, filled with `posted` (after a refusal).
-fn form_of(t: &ApiTemplate, teams: &[String], posted: &BTreeMap<String, String>) -> RequestForm {
+fn form_of(
+    t: &ApiTemplate,
+    teams: &[String],
+    platform: Option<&crate::manifest::platform::Platform>,
+    posted: &BTreeMap<String, String>,
+) -> RequestForm {
     let mut fields = Vec::new();
     let mut name = field("environment", "Environment name", "text");
     name.required = true;
@@ -92,11 +100,49 @@ fn form_of(t: &ApiTemplate, teams: &[String], posted: &BTreeMap<String, String>)
     ty.required = true;
     ty.options = t.environment_types.clone();
     fields.push(ty);
+    // What each allowed type asks: how long it may live, which tags it needs.
+    let types: Vec<(&String, &crate::manifest::platform::EnvironmentType)> = t
+        .environment_types
+        .iter()
+        .filter_map(|n| Some((n, platform?.environment_types.get(n)?)))
+        .collect();
+    let limits: Vec<String> = types
+        .iter()
+        .filter_map(|(n, ty)| Some(format!("{n}: at most {}", ty.max_ttl.as_ref()?)))
+        .collect();
     let mut expires = field("expiresAt", "Keep it until", "date");
-    expires.help = Some("Required when the type limits how long an environment lives.".into());
+    expires.help = Some(if limits.is_empty() {
+        "Optional: no type of this template limits how long an environment lives.".into()
+    } else {
+        format!(
+            "Required for a type that limits it ({}).",
+            limits.join("; ")
+        )
+    });
+    // The browser refuses a date past the longest limit, when every type has one.
+    let longest = types
+        .iter()
+        .map(|(_, ty)| ty.max_ttl.as_ref().map(|d| d.seconds()))
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|v| v.into_iter().max());
+    expires.max = longest.map(|secs| {
+        (chrono::Utc::now()
+            + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2)))
+        .format("%Y-%m-%d")
+        .to_string()
+    });
     fields.push(expires);
+    let needed: Vec<String> = types
+        .iter()
+        .filter(|(_, ty)| !ty.required_tags.is_empty())
+        .map(|(n, ty)| format!("{n} needs {}", ty.required_tags.join(", ")))
+        .collect();
     let mut tags = field("tags", "Tags", "text");
-    tags.help = Some("key=value, separated by commas (e.g. cost-center=cc-1234).".into());
+    tags.help = Some(if needed.is_empty() {
+        "key=value, separated by commas.".into()
+    } else {
+        format!("key=value, separated by commas ({}).", needed.join("; "))
+    });
     fields.push(tags);
     let required: Vec<&str> = t.parameters["required"]
         .as_array()
@@ -190,7 +236,9 @@ async fn page(
                 && posted.get("template") == Some(&t.name)
         });
         let empty = BTreeMap::new();
-        let mut form = form_of(t, &teams, this.map_or(&empty, |(p, _)| p));
+        let governance = s.api.directory.governance(&repo).await;
+        let platform = governance.as_ref().and_then(|(_, g)| g.platform());
+        let mut form = form_of(t, &teams, platform, this.map_or(&empty, |(p, _)| p));
         if let Some((_, problems)) = this {
             for (at, message) in problems {
                 match at

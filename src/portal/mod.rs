@@ -183,9 +183,9 @@ async fn login(
         next,
         expires: chrono::Utc::now().timestamp() + 600,
     };
-    let mut url = match url::Url::parse(&format!("{}/login/oauth/authorize", s.config.github_url)) {
+    let mut url = match url::Url::parse(&format!("{}/login/oauth/authorize", s.config.web_url)) {
         Ok(u) => u,
-        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "portal.github_url").into_response(),
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "github.web_url").into_response(),
     };
     url.query_pairs_mut()
         .append_pair("client_id", client_id)
@@ -242,7 +242,7 @@ async fn callback(
     }
     let answer = s
         .http
-        .post(format!("{}/login/oauth/access_token", s.config.github_url))
+        .post(format!("{}/login/oauth/access_token", s.config.web_url))
         .header(header::ACCEPT, "application/json")
         .form(&[
             ("client_id", client_id),
