@@ -66,14 +66,26 @@ async fn driver() -> Driver {
 }
 
 async fn browser(d: &Driver) -> Client {
+    browser_with(d, true).await
+}
+
+/// A Chromium session, with JavaScript on or off.
+async fn browser_with(d: &Driver, javascript: bool) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+        "--lang=en-US",
+    ];
+    if !javascript {
+        args.push("--blink-settings=scriptEnabled=false");
+    }
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1200,900"],
-        }),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     caps.insert(
         "goog:loggingPrefs".into(),
@@ -168,6 +180,15 @@ async fn sign_in(e: &Env, c: &Client, login: &str) {
             .expect("text"),
         login
     );
+}
+
+/// The environment page's "Updated" time: (its text, its UTC `datetime`).
+async fn updated_time(c: &Client) -> (String, String) {
+    let t = c.find(Locator::Css("dl.facts time")).await.expect("a time");
+    (
+        t.text().await.expect("text"),
+        t.attr("datetime").await.expect("attr").expect("datetime"),
+    )
 }
 
 /// Signs out with the page's button; the sign-in page follows.
@@ -488,6 +509,9 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     shot(&c, "environment").await;
     let env_url = c.current_url().await.expect("url").to_string();
+    // Times are shown in the viewer's time zone, the UTC value kept for the tooltip.
+    let (shown, utc) = updated_time(&c).await;
+    assert_ne!(shown, utc, "the script did not show the local time");
 
     // The Graph around it, drawn on the server: its team, template, type and people.
     c.goto(&format!(
@@ -594,6 +618,64 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     assert!(ops.contains("done"), "the queue's counts: {ops}");
     shot(&c, "operations").await;
+    c.close().await.expect("close");
+
+    // With JavaScript off, everything still works: reading, a request form, signing out.
+    let c = browser_with(&d, false).await;
+    sign_in(&e, &c, "octocat").await;
+    let list = text(&c).await;
+    assert!(
+        list.contains("cart-preview") && list.contains("hours"),
+        "{list}"
+    );
+    c.goto(&format!("{}/templates", e.h.url()))
+        .await
+        .expect("templates");
+    let form = format!("#{}-recorder", REPO.replace('/', "-"));
+    let at = |f: &str| format!("{form} [name=\"{f}\"]");
+    c.find(Locator::Css(&at("environment")))
+        .await
+        .expect("name")
+        .send_keys("no-script")
+        .await
+        .expect("type");
+    for (f, v) in [("team", "payments"), ("type", "quick")] {
+        c.find(Locator::Css(&at(f)))
+            .await
+            .expect("select")
+            .select_by_value(v)
+            .await
+            .expect("choose");
+    }
+    let day = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%m%d%Y")
+        .to_string();
+    c.find(Locator::Css(&at("expiresAt")))
+        .await
+        .expect("date")
+        .send_keys(&day)
+        .await
+        .expect("date");
+    c.find(Locator::Css(&at("tags")))
+        .await
+        .expect("tags")
+        .send_keys("cost-center=cc-1234")
+        .await
+        .expect("tags");
+    c.find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("submit");
+    let link = c
+        .wait()
+        .for_element(Locator::Id("pull-request"))
+        .await
+        .expect("the PR link, without a script");
+    assert_eq!(link.text().await.expect("text"), "#3");
+    shot(&c, "request-without-javascript").await;
+    sign_out(&c).await;
     c.close().await.expect("close");
 }
 
