@@ -29,6 +29,8 @@ pub(crate) struct Unfinished {
 struct OperationsPage {
     chrome: Chrome,
     repos: Vec<String>,
+    /// The caller administers every repository Paved serves, so may see the whole queue.
+    queue: bool,
     counts: Vec<(String, u64)>,
     oldest_pending: Option<String>,
     deliveries: Vec<DeliveryRecord>,
@@ -63,11 +65,14 @@ pub(super) async fn page(State(s): State<PortalState>, headers: HeaderMap) -> Re
     };
     let caller = Caller::User(sess.login.clone());
     let mut repos = Vec::new();
-    for repo in s.api.directory.served().await {
-        if s.api.access(&caller, &repo).await.admin {
-            repos.push(repo);
+    let served = s.api.directory.served().await;
+    for repo in &served {
+        if s.api.access(&caller, repo).await.admin {
+            repos.push(repo.clone());
         }
     }
+    // The queue's counts are of every repository: shown to those who administer them all.
+    let all = repos.len() == served.len();
     if repos.is_empty() {
         return super::pages::not_found("page");
     }
@@ -107,8 +112,14 @@ pub(super) async fn page(State(s): State<PortalState>, headers: HeaderMap) -> Re
     let page = OperationsPage {
         chrome: Chrome::of(&sess),
         repos: repos.iter().map(ToString::to_string).collect(),
-        counts: counts.into_iter().collect(),
+        queue: all,
+        counts: if all {
+            counts.into_iter().collect()
+        } else {
+            Vec::new()
+        },
         oldest_pending: oldest
+            .filter(|_| all)
             .map(|ms| words(chrono::Duration::milliseconds(now.timestamp_millis() - ms))),
         // Only the deliveries of repositories this admin administers.
         deliveries: troubled
