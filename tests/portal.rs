@@ -243,17 +243,17 @@ async fn fill_request(c: &Client, name: &str, tags: &str) {
             .await
             .expect("choose");
     }
-    // A date input takes keys in the browser's locale; its value is set as a person's
-    // choice would set it.
+    // A date input takes keys in the browser's locale (en-US: month, day, year), as a
+    // person types them; no script is needed, so this works with JavaScript off too.
     let day = (chrono::Utc::now() + chrono::Duration::days(1))
-        .format("%Y-%m-%d")
+        .format("%m%d%Y")
         .to_string();
-    c.execute(
-        "document.querySelector(arguments[0]).value = arguments[1];",
-        vec![serde_json::json!(at("expiresAt")), serde_json::json!(day)],
-    )
-    .await
-    .expect("date");
+    c.find(Locator::Css(&at("expiresAt")))
+        .await
+        .expect("date")
+        .send_keys(&day)
+        .await
+        .expect("date");
     let t = c.find(Locator::Css(&at("tags"))).await.expect("tags");
     t.clear().await.expect("clear");
     if !tags.is_empty() {
@@ -631,43 +631,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     c.goto(&format!("{}/templates", e.h.url()))
         .await
         .expect("templates");
-    let form = format!("#{}-recorder", REPO.replace('/', "-"));
-    let at = |f: &str| format!("{form} [name=\"{f}\"]");
-    c.find(Locator::Css(&at("environment")))
-        .await
-        .expect("name")
-        .send_keys("no-script")
-        .await
-        .expect("type");
-    for (f, v) in [("team", "payments"), ("type", "quick")] {
-        c.find(Locator::Css(&at(f)))
-            .await
-            .expect("select")
-            .select_by_value(v)
-            .await
-            .expect("choose");
-    }
-    let day = (chrono::Utc::now() + chrono::Duration::days(1))
-        .format("%m%d%Y")
-        .to_string();
-    c.find(Locator::Css(&at("expiresAt")))
-        .await
-        .expect("date")
-        .send_keys(&day)
-        .await
-        .expect("date");
-    c.find(Locator::Css(&at("tags")))
-        .await
-        .expect("tags")
-        .send_keys("cost-center=cc-1234")
-        .await
-        .expect("tags");
-    c.find(Locator::Css(&format!("{form} button[type=submit]")))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
+    fill_request(&c, "no-script", "cost-center=cc-1234").await;
     let link = c
         .wait()
         .for_element(Locator::Id("pull-request"))
