@@ -159,9 +159,14 @@ fn sign_in_page(s: &PortalState, headers: &HeaderMap, next: &str) -> Response {
     html(page.render())
 }
 
-/// Only a path of this site: never another host (`//evil`, `https://…`).
+/// Only a path of this site: never another host (`//evil`, `https://…`, `/\\evil`, and
+/// `/<tab>/evil`, which browsers read as `//evil` once they drop the tab), and never a
+/// byte a `Location` header cannot carry.
 fn local_path(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let safe = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.chars().all(|c| c.is_ascii_graphic() && c != '\\');
+    if safe {
         next.to_string()
     } else {
         "/".to_string()
@@ -360,4 +365,26 @@ async fn logout(
         Redirect::to("/"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn after_sign_in_only_paths_of_this_site_are_followed() {
+        assert_eq!(local_path("/requests/7?x=1"), "/requests/7?x=1");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil",
+            "/ok path",
+            "evil",
+            "",
+        ] {
+            assert_eq!(local_path(bad), "/", "{bad:?}");
+        }
+    }
 }
