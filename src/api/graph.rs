@@ -68,7 +68,7 @@ async fn visible_repositories(
 }
 
 /// The web address of a repository, from its clone URL.
-fn web_of(known: &KnownRepository) -> String {
+pub(crate) fn web_of(known: &KnownRepository) -> String {
     known
         .clone_url
         .trim_end_matches('/')

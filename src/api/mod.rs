@@ -26,7 +26,7 @@ pub(crate) mod answers;
 mod backstage;
 pub(crate) mod graph;
 pub mod openapi;
-mod requests;
+pub(crate) mod requests;
 pub(crate) mod routes;
 pub mod server;
 

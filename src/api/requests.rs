@@ -90,6 +90,20 @@ async fn open(
     }
 }
 
+/// Who sees a request: its requester, and whoever sees its team's environments (the API
+/// and the portal both ask this).
+pub(crate) async fn sees_request(
+    s: &ApiState,
+    caller: &Caller,
+    repo: &RepoName,
+    req: &crate::store::RequestRecord,
+) -> bool {
+    let own = caller
+        .login()
+        .is_some_and(|l| l.eq_ignore_ascii_case(&req.requester));
+    own || s.access(caller, repo).await.sees_team(&req.team)
+}
+
 /// A request's lifecycle, for its requester and whoever sees its team's environments.
 #[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",
     params(("id" = i64, Path)),
@@ -115,10 +129,7 @@ async fn show(
     let Ok(repo) = RepoName::parse(&req.repo) else {
         return missing();
     };
-    let own = caller
-        .login()
-        .is_some_and(|l| l.eq_ignore_ascii_case(&req.requester));
-    if !own && !s.access(&caller, &repo).await.sees_team(&req.team) {
+    if !sees_request(&s, &caller, &repo, &req).await {
         return missing();
     }
     match s.orchestrator.status(&req).await {

@@ -39,14 +39,14 @@ fn not_found(what: &str) -> Response {
 }
 
 /// What the API shows of an operation: sensitive outputs never leave the database.
-fn public_operation(mut op: OperationRecord) -> OperationRecord {
+pub(crate) fn public_operation(mut op: OperationRecord) -> OperationRecord {
     op.outputs = public_outputs(&op.outputs);
     op
 }
 
 /// The repository of a stored name (`owner/repo`), or of a queue key (`owner/repo#7`,
 /// `owner/repo@push`).
-fn repo_of(s: &str) -> Option<RepoName> {
+pub(crate) fn repo_of(s: &str) -> Option<RepoName> {
     let end = s.find(['#', '@']).unwrap_or(s.len());
     RepoName::parse(&s[..end]).ok()
 }

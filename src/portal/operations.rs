@@ -3,8 +3,8 @@
 //! gets the page a missing one gets.
 
 use super::{html, sign_in_page, Chrome, PortalState};
+use crate::api::routes::repo_of;
 use crate::identity::Caller;
-use crate::ids::RepoName;
 use crate::store::DeliveryRecord;
 use askama::Template;
 use axum::extract::State;
@@ -50,12 +50,6 @@ fn words(d: chrono::Duration) -> String {
         1..=119 => format!("{m} min"),
         _ => format!("{} h {} min", m / 60, m % 60),
     }
-}
-
-/// The repository of a queue key (`owner/repo#7`, `owner/repo@push`).
-fn repo_of(key: &str) -> Option<RepoName> {
-    let end = key.find(['#', '@']).unwrap_or(key.len());
-    RepoName::parse(&key[..end]).ok()
 }
 
 /// `GET /operations`.
@@ -141,6 +135,7 @@ mod tests {
         assert_eq!(words(chrono::Duration::seconds(42)), "42 s");
         assert_eq!(words(chrono::Duration::minutes(16)), "16 min");
         assert_eq!(words(chrono::Duration::minutes(135)), "2 h 15 min");
+        use crate::ids::RepoName;
         assert_eq!(repo_of("o/r#7"), RepoName::parse("o/r").ok());
         assert_eq!(repo_of("o/r@push"), RepoName::parse("o/r").ok());
         assert_eq!(repo_of("nonsense"), None);

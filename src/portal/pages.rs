@@ -6,7 +6,7 @@ use crate::api::answers::{RequestAnswer, RequestLinks};
 use crate::identity::Caller;
 use crate::ids::RepoName;
 use crate::orchestrator::Lifecycle;
-use crate::store::{public_outputs, EnvironmentRecord, OperationRecord};
+use crate::store::{EnvironmentRecord, OperationRecord};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -144,20 +144,27 @@ pub(super) async fn environments(
             });
     }
     teams.sort();
-    // Expiry dates, from the manifests on each repository's default branch.
+    // Expiry dates, from the manifests on each repository's default branch: one fetch
+    // per repository, whatever its number of teams.
     let now = chrono::Utc::now();
-    for ((repository, team), rows) in groups.iter_mut() {
-        let Ok(repo) = RepoName::parse(repository) else {
-            continue;
-        };
-        let names = rows
-            .iter()
-            .map(|r| (team.clone(), r.name.clone()))
-            .collect();
-        let expiries = super::git::expiries(&s, &repo, names).await;
+    let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for ((repository, team), rows) in &groups {
+        wanted
+            .entry(repository.clone())
+            .or_default()
+            .extend(rows.iter().map(|r| (team.clone(), r.name.clone())));
+    }
+    let mut expiries: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (repository, names) in wanted {
+        if let Ok(repo) = RepoName::parse(&repository) {
+            expiries.insert(repository, super::git::expiries(&s, &repo, names).await);
+        }
+    }
+    for ((repository, _), rows) in groups.iter_mut() {
         for r in rows.iter_mut() {
             r.expires = expiries
-                .get(&r.name)
+                .get(repository)
+                .and_then(|e| e.get(&r.name))
                 .and_then(|at| super::git::countdown(at, now).map(|left| (at.clone(), left)));
         }
     }
@@ -225,10 +232,7 @@ pub(super) async fn environment(
     {
         Ok(ops) => ops
             .into_iter()
-            .map(|mut o| {
-                o.outputs = public_outputs(&o.outputs);
-                o
-            })
+            .map(crate::api::routes::public_operation)
             .collect(),
         Err(_) => return unavailable(),
     };
@@ -246,11 +250,7 @@ pub(super) async fn environment(
         })
         .collect();
     let web = match s.api.directory.known(&repo).await {
-        Some(k) => k
-            .clone_url
-            .trim_end_matches('/')
-            .trim_end_matches(".git")
-            .to_string(),
+        Some(k) => crate::api::graph::web_of(&k),
         None => String::new(),
     };
     let history = super::git::history(&s, &repo, &name)
@@ -301,8 +301,7 @@ pub(super) async fn request(
         return not_found("request");
     };
     let caller = Caller::User(sess.login.clone());
-    let own = req.requester.eq_ignore_ascii_case(&sess.login);
-    if !own && !s.api.access(&caller, &repo).await.sees_team(&req.team) {
+    if !crate::api::requests::sees_request(&s.api, &caller, &repo, &req).await {
         return not_found("request");
     }
     let status = match s.api.orchestrator.status(&req).await {
