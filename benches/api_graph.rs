@@ -98,6 +98,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
         report: None,
         store: Default::default(),
         portal: Default::default(),
+        lifecycle: Default::default(),
         api: Default::default(),
     };
     let service = paved::service::start(config).await?;

@@ -80,6 +80,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         report: None,
         store: Default::default(),
         portal: Default::default(),
+        lifecycle: Default::default(),
         api: Default::default(),
     })
     .await?;

@@ -165,6 +165,7 @@ impl Bench {
             report: None,
             store: Default::default(),
             portal: Default::default(),
+            lifecycle: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "bench".into(),

@@ -218,6 +218,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
             web_url: github.url(),
             ..Default::default()
         },
+        lifecycle: Default::default(),
         api: crate::config::ApiConfig {
             tokens: vec![crate::config::ServiceToken {
                 name: "demo".into(),

@@ -32,11 +32,23 @@ type Label2 = [(&'static str, &'static str); 2];
 type Owned2 = [(&'static str, String); 2];
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The values of `paved_environments`' `state` label.
+const ENVIRONMENT_STATES: [&str; 7] = [
+    "provisioning",
+    "ready",
+    "failed",
+    "deleting",
+    "deleted",
+    "stopped",
+    "drifted",
+];
+
 /// Every series Paved exports.
 pub struct Metrics {
     registry: Registry,
     webhooks: Family<Label1, Counter>,
     deliveries: Family<Label1, Gauge>,
+    environments: Family<Label1, Gauge>,
     oldest_pending: Gauge<f64, AtomicU64>,
     processing: Histograms<Label2>,
     delivery_retries: Family<Label1, Counter>,
@@ -68,6 +80,7 @@ impl Metrics {
             registry: Registry::default(),
             webhooks: Family::default(),
             deliveries: Family::default(),
+            environments: Family::default(),
             oldest_pending: Gauge::default(),
             processing: Family::new_with_constructor(latency),
             delivery_retries: Family::default(),
@@ -85,6 +98,11 @@ impl Metrics {
             "deliveries",
             "Stored deliveries by state (pending is the queue's depth)",
             m.deliveries.clone(),
+        );
+        registry.register(
+            "environments",
+            "Environments by state; state=\"drifted\" counts live ones whose last drift check found drift",
+            m.environments.clone(),
         );
         registry.register(
             "delivery_oldest_pending_age_seconds",
@@ -182,6 +200,21 @@ impl Metrics {
         }
         self.oldest_pending
             .set(oldest_pending.map_or(0.0, |d| d.as_secs_f64()));
+    }
+
+    /// Sets `paved_environments` from the store's counts, at scrape time: every state
+    /// (0 when none), and `drifted`.
+    pub fn set_environments(&self, counts: &[(String, u64)]) {
+        for state in ENVIRONMENT_STATES {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| s == state)
+                .map(|(_, n)| *n)
+                .sum::<u64>();
+            self.environments
+                .get_or_create(&[("state", state)])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn delivery_processed(&self, event: &'static str, result: &'static str, took: Duration) {

@@ -22,6 +22,7 @@ pub struct Service {
     server: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<Result<(), crate::store::StoreError>>,
     upkeep: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
 }
 
 /// Which store a `database_url` names.
@@ -178,6 +179,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         forge,
         metrics.clone(),
     ));
+    let lifecycle_wake = deps.lifecycle_wake.clone();
     let (app, api_state) = crate::api::app(
         intake,
         crate::api::ApiDeps {
@@ -194,6 +196,8 @@ pub async fn start(mut config: Config) -> Result<Service> {
                 forge: deps.forge.clone(),
                 directory: deps.directory.clone(),
             }),
+            lifecycle_wake: lifecycle_wake.clone(),
+            clock: config.lifecycle.clock.clone(),
         },
     );
     // The portal reads through the API's state: the same scoping, the same Orchestrator.
@@ -203,6 +207,11 @@ pub async fn start(mut config: Config) -> Result<Service> {
         deps.repos.clone(),
         config.store.clone(),
         metrics,
+        stop.clone(),
+    ));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        deps.clone(),
+        lifecycle_wake,
         stop.clone(),
     ));
     let worker = Arc::new(Worker::new(deps, wake));
@@ -220,6 +229,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         server,
         worker,
         upkeep,
+        scheduler,
     })
 }
 
@@ -234,6 +244,7 @@ impl Service {
         self.server.await??;
         self.worker.await??;
         self.upkeep.await?;
+        self.scheduler.await?;
         Ok(())
     }
 }
@@ -285,6 +296,7 @@ mod tests {
             report: None,
             store: Default::default(),
             portal: Default::default(),
+            lifecycle: Default::default(),
             api: Default::default(),
         }
     }

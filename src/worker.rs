@@ -192,11 +192,23 @@ impl Worker {
             Event::Command {
                 command,
                 number,
+                on_pull_request,
+                commenter,
                 repository,
                 installation,
-            } => match command.split_whitespace().next() {
-                Some("recheck") => {
+            } => match (command.split_whitespace().next(), on_pull_request) {
+                (Some("recheck"), true) => {
                     handlers::pr::recheck(deps, &repository, installation, number, &d.id).await
+                }
+                (Some("reconcile"), false) => {
+                    handlers::lifecycle::reconcile_comment(
+                        deps,
+                        &repository,
+                        installation,
+                        number,
+                        commenter.as_deref(),
+                    )
+                    .await
                 }
                 _ => {
                     tracing::info!(%command, "not a command Paved knows; nothing to do");

@@ -250,7 +250,45 @@ async fn each_role_sees_what_spec_8_says_on_every_route() {
         call(&e, Who::Stranger, "/schemas/environment.json").await.0,
         200
     );
+
+    // Asking for a reconcile: who may act gets 202; who may not see the environment gets
+    // what a missing one gets; who has no team, or only reads, gets 403 either way.
+    let reconcile = |name: &str| format!("/api/v1/repos/{r}/environments/{name}/reconcile");
+    for (who, expected) in [
+        (Who::Anonymous, 401),
+        (Who::Stranger, 403),
+        (Who::OtherTeam, 404),
+        (Who::Member, 202),
+        (Who::Admin, 202),
+        (Who::Auditor, 403),
+        (Who::Service, 403),
+    ] {
+        let (status, body) = post(&e, who, &reconcile("orders-preview")).await;
+        assert_eq!(status, expected, "{who:?} POST reconcile: {body}");
+        let (m_status, m_body) = post(&e, who, &reconcile("no-such-env")).await;
+        if matches!(expected, 401 | 403 | 404) && who != Who::Auditor {
+            assert_eq!(
+                (status, &body),
+                (m_status, &m_body),
+                "{who:?}: hidden as missing"
+            );
+        }
+        assert!(
+            expected == 202 || !body.contains("orders-preview"),
+            "{who:?}: {body}"
+        );
+    }
     e.h.assert_no_rejections();
+}
+
+async fn post(e: &Env, who: Who, path: &str) -> (u16, String) {
+    let mut req = reqwest::Client::new().post(format!("{}{path}", e.h.url()));
+    if let Some(t) = who.token() {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -289,6 +289,36 @@ async fn the_document_lists_every_route_and_every_answer_validates_against_it() 
         200
     );
     assert_eq!(c.get(&format!("{envs}/nope"), octocat).await.0, 404);
+    let reconcile = |name: &str| format!("{envs}/{name}/reconcile");
+    let (status, queued) = c
+        .post_json(&reconcile("orders-preview"), OCTOCAT, &json!({}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["asked_by"], "octocat");
+    assert_eq!(
+        c.post_json(&reconcile("nope"), OCTOCAT, &json!({})).await.0,
+        404
+    );
+    assert_eq!(
+        c.post_json(
+            &reconcile("orders-preview"),
+            paved_testkit::SERVICE_TOKEN,
+            &json!({})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        c.post_json(
+            "/api/v1/repos/a..b/c d/environments/x/reconcile",
+            OCTOCAT,
+            &json!({})
+        )
+        .await
+        .0,
+        400
+    );
     assert_eq!(
         c.get("/api/v1/repos/a..b/c d/environments", octocat)
             .await

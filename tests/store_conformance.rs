@@ -300,6 +300,7 @@ fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
         pr: 7,
         attempt,
         delivery_id: "d-merge".into(),
+        cause: String::new(),
         team: "payments".into(),
         owner: "alice".into(),
         env_type: "preview".into(),

@@ -60,6 +60,30 @@ pub struct Me {
 pub struct EnvironmentDetail {
     pub environment: EnvironmentRecord,
     pub operations: Vec<OperationRecord>,
+    /// What the scheduler will do next for it, soonest first (SPEC 11).
+    pub upcoming: Vec<Upcoming>,
+}
+
+/// One thing due for an environment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Upcoming {
+    /// `warn`, `expire`, `stop`, `start`, `drift` (the next check) or `reconcile`.
+    pub kind: String,
+    /// RFC 3339, by the scheduler's clock.
+    pub due_at: String,
+    /// What it is for: the `expiresAt` of an expiry and its warning, the local day of a
+    /// stop or start.
+    pub cause: String,
+}
+
+/// A reconcile queued for the scheduler.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileQueued {
+    pub repository: String,
+    pub environment: String,
+    pub asked_by: String,
+    /// Where its operation will show.
+    pub environment_url: String,
 }
 
 /// A catalog definition on a default branch, as a form is made from it.

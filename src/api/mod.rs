@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 pub(crate) mod answers;
 mod backstage;
 pub(crate) mod graph;
+mod lifecycle;
 pub mod openapi;
 pub(crate) mod requests;
 pub(crate) mod routes;
@@ -38,6 +39,10 @@ pub struct ApiDeps {
     pub identities: Arc<Identities>,
     pub directory: Arc<Directory>,
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    /// Wakes this replica's scheduler (a reconcile was asked for).
+    pub lifecycle_wake: Arc<tokio::sync::Notify>,
+    /// The lifecycle's clock.
+    pub clock: crate::clock::Clock,
 }
 
 /// What every handler reads from; the portal ([`crate::portal`]) reads through it too, so
@@ -50,6 +55,8 @@ pub struct ApiState {
     pub(crate) identities: Arc<Identities>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    pub(crate) lifecycle_wake: Arc<tokio::sync::Notify>,
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl ApiState {
@@ -79,6 +86,8 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         identities: deps.identities,
         directory: deps.directory,
         orchestrator: deps.orchestrator,
+        lifecycle_wake: deps.lifecycle_wake,
+        clock: deps.clock,
     };
     let open = OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -89,6 +98,7 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         .merge(graph::routes())
         .merge(requests::routes())
         .merge(backstage::routes())
+        .merge(lifecycle::routes())
         .routes(routes!(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -200,6 +210,10 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "metrics: the queue could not be read");
         }
+    }
+    match s.store.environment_counts().await {
+        Ok(counts) => s.metrics.set_environments(&counts),
+        Err(e) => tracing::warn!(error = %e, "metrics: the inventory could not be read"),
     }
     (
         [(

@@ -2,7 +2,7 @@
 //! (see [`crate::identity::roles`]). A thing the caller may not see gets the very answer a
 //! missing one gets.
 
-use super::answers::{ApiError, CallerKind, EnvironmentDetail, Me};
+use super::answers::{ApiError, CallerKind, EnvironmentDetail, Me, Upcoming};
 use super::{error, ApiState};
 use crate::identity::{Access, Caller};
 use crate::ids::{CommitSha, DeliveryId, OperationId, RepoName, RunId};
@@ -34,7 +34,7 @@ pub(super) fn unavailable(e: StoreError) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
 }
 
-fn not_found(what: &str) -> Response {
+pub(super) fn not_found(what: &str) -> Response {
     error(StatusCode::NOT_FOUND, &format!("no such {what}"))
 }
 
@@ -216,14 +216,35 @@ async fn environment(
         Ok(_) => return not_found("environment"),
         Err(e) => return unavailable(e),
     };
-    match s.store.operations_for_environment(&repo, &name, 20).await {
-        Ok(ops) => Json(EnvironmentDetail {
-            environment: env,
-            operations: ops.into_iter().map(public_operation).collect(),
+    let (ops, timers) = match (
+        s.store.operations_for_environment(&repo, &name, 20).await,
+        s.store.timers_of(&repo, &name).await,
+    ) {
+        (Ok(ops), Ok(timers)) => (ops, timers),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    let mut upcoming: Vec<(i64, Upcoming)> = timers
+        .into_iter()
+        .filter_map(|t| {
+            let due = t.due_at?;
+            Some((
+                due,
+                Upcoming {
+                    kind: t.kind.as_str().to_string(),
+                    due_at: chrono::DateTime::from_timestamp_millis(due)?
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    cause: t.cause,
+                },
+            ))
         })
-        .into_response(),
-        Err(e) => unavailable(e),
-    }
+        .collect();
+    upcoming.sort_by_key(|(due, _)| *due);
+    Json(EnvironmentDetail {
+        environment: env,
+        operations: ops.into_iter().map(public_operation).collect(),
+        upcoming: upcoming.into_iter().map(|(_, u)| u).collect(),
+    })
+    .into_response()
 }
 
 /// The operations of one merge commit (what `paved/provision` links to) the caller may see.

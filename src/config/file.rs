@@ -33,6 +33,8 @@ pub(super) struct FileConfig {
     pub(super) api: super::api::FileApi,
     #[serde(default)]
     pub(super) portal: super::portal::FilePortal,
+    #[serde(default)]
+    pub(super) lifecycle: super::lifecycle::FileLifecycle,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,12 +5,14 @@
 mod api;
 mod file;
 mod github;
+mod lifecycle;
 mod portal;
 mod repos;
 mod runner;
 
 pub use api::{ApiConfig, ServiceToken, MAX_IDENTITY_TTL};
 pub use github::{GithubAuth, ReportMode};
+pub use lifecycle::LifecycleConfig;
 pub use portal::PortalConfig;
 pub use repos::RepoFilter;
 pub use runner::RunnerConfig;
@@ -100,6 +102,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[portal]`: sign-in to the web portal.
     pub portal: PortalConfig,
+    /// `[lifecycle]`: expiry warnings, drift checks, the scheduler and its clock.
+    pub lifecycle: LifecycleConfig,
 }
 
 /// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
@@ -260,6 +264,7 @@ impl Config {
             store: load_store(&file.store)?,
             api: api::load_api(file.api, env)?,
             portal: portal::load_portal(file.portal, oauth, env)?,
+            lifecycle: lifecycle::load_lifecycle(file.lifecycle, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,

@@ -41,10 +41,14 @@ pub enum Event {
     Merged(PullRequestEvent),
     /// A review submitted or dismissed: run the checks again (approvals changed).
     Review(PullRequestEvent),
-    /// `/paved <command>` commented on a pull request.
+    /// `/paved <command>` commented on a pull request or an issue.
     Command {
         command: String,
         number: u64,
+        /// On a pull request (`recheck`), not an issue (`reconcile`, on a drift issue).
+        on_pull_request: bool,
+        /// Who commented.
+        commenter: Option<String>,
         repository: Repository,
         installation: Option<Installation>,
     },
@@ -114,14 +118,14 @@ impl Event {
                 repo_of(&ev.repository)?;
                 let command = ev.comment.body.as_deref().and_then(command_of);
                 match command {
-                    Some(command) if ev.action == "created" && ev.issue.pull_request.is_some() => {
-                        Some(Event::Command {
-                            command,
-                            number: ev.issue.number,
-                            repository: ev.repository,
-                            installation: ev.installation,
-                        })
-                    }
+                    Some(command) if ev.action == "created" => Some(Event::Command {
+                        command,
+                        number: ev.issue.number,
+                        on_pull_request: ev.issue.pull_request.is_some(),
+                        commenter: ev.comment.user.map(|u| u.login),
+                        repository: ev.repository,
+                        installation: ev.installation,
+                    }),
                     _ => None,
                 }
             }

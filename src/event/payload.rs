@@ -110,6 +110,8 @@ pub struct Issue {
 pub struct IssueComment {
     #[serde(default)]
     pub body: Option<String>,
+    #[serde(default)]
+    pub user: Option<User>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -129,10 +129,28 @@ fn reviews() {
 }
 
 #[test]
-fn comments_only_commands_on_pull_requests() {
-    // The fixtures are comments on issues, not pull requests.
+fn comments_only_commands_on_pull_requests_and_issues() {
+    // The fixtures are comments on issues, not pull requests, and no command.
     let body = fixture("webhooks/issue_comment/created.payload.json");
     assert_eq!(key("issue_comment", &body), None);
+    let mut on_issue: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    on_issue["comment"]["body"] = serde_json::json!("/paved reconcile");
+    match Event::parse("issue_comment", &bytes(&on_issue)).expect("parse") {
+        Some(Event::Command {
+            command,
+            on_pull_request,
+            commenter,
+            ..
+        }) => {
+            assert_eq!(command, "reconcile");
+            assert!(!on_pull_request, "a drift issue is an issue");
+            assert_eq!(
+                commenter.as_deref(),
+                on_issue["comment"]["user"]["login"].as_str()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 
     let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     v["issue"]["pull_request"] = serde_json::json!({"url": "https://api.github.com/x"});
@@ -145,8 +163,14 @@ fn comments_only_commands_on_pull_requests() {
     );
     match Event::parse("issue_comment", &bytes(&v)).expect("parse") {
         Some(Event::Command {
-            command, number, ..
-        }) => assert_eq!((command.as_str(), number), ("recheck", 1)),
+            command,
+            number,
+            on_pull_request,
+            ..
+        }) => assert_eq!(
+            (command.as_str(), number, on_pull_request),
+            ("recheck", 1, true)
+        ),
         other => panic!("{other:?}"),
     }
     v["comment"]["body"] = serde_json::json!("/pavedx");

@@ -796,6 +796,8 @@ fn operation_of(method: &Method, path: &str) -> &'static str {
         (Method::Patch, ["repos", _, _, "issues", "comments", _]) => "issues/update-comment",
         (Method::Get, ["repos", _, _, "pulls", _]) => "pulls/get",
         (Method::Post, ["repos", _, _, "pulls"]) => "pulls/create",
+        (Method::Post, ["repos", _, _, "issues"]) => "issues/create",
+        (Method::Patch, ["repos", _, _, "issues", _]) => "issues/update",
         (Method::Get, ["repos", _, _, "commits", _, "status"]) => {
             "repos/get-combined-status-for-ref"
         }

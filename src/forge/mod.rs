@@ -4,6 +4,7 @@
 pub mod app;
 pub mod checks;
 pub mod client;
+pub mod issues;
 pub mod people;
 
 pub use client::{Forge, RetryPolicy};

@@ -10,6 +10,7 @@
 
 pub mod comment;
 pub mod feedback;
+pub mod lifecycle;
 pub mod merge;
 pub mod pr;
 pub mod push;
@@ -46,6 +47,8 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// Roles and GitHub team members (the checks count GitHub teams' members too).
     pub directory: Arc<Directory>,
+    /// Wakes this replica's scheduler: a reconcile was asked for.
+    pub lifecycle_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Deps {
@@ -77,6 +80,7 @@ impl Deps {
             instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             metrics,
             config,
+            lifecycle_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -98,6 +102,64 @@ impl Deps {
         }
         Ok(live)
     }
+}
+
+/// The repository an operation acts on, as Git and GitHub reach it: from a pull request's
+/// event, or from what the store knows of it (scheduled work has no event in hand).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub repo: RepoName,
+    pub clone_url: String,
+    pub installation: Option<crate::ids::InstallationId>,
+}
+
+impl From<&crate::event::PrInfo> for Target {
+    fn from(pr: &crate::event::PrInfo) -> Target {
+        Target {
+            repo: pr.repo.clone(),
+            clone_url: pr.clone_url.clone(),
+            installation: pr.installation,
+        }
+    }
+}
+
+impl From<&crate::store::KnownRepository> for Target {
+    fn from(k: &crate::store::KnownRepository) -> Target {
+        Target {
+            repo: k.repo.clone(),
+            clone_url: k.clone_url.clone(),
+            installation: k.installation,
+        }
+    }
+}
+
+/// Sets an environment's lifecycle timers from its manifest on the default branch (see
+/// [`crate::lifecycle`]); an environment that is gone, or has no manifest, has none.
+pub(crate) async fn set_timers(
+    deps: &Deps,
+    repo: &RepoName,
+    name: &str,
+    manifest: Option<&crate::manifest::Manifest>,
+) -> Result<(), WorkError> {
+    let live = deps
+        .store
+        .environment(repo, name)
+        .await?
+        .is_some_and(|e| e.state.is_live());
+    match manifest {
+        Some(m) if live => {
+            let now = deps.config.lifecycle.clock.now();
+            let (set, clear) = crate::lifecycle::timers_for(repo, m, &deps.config.lifecycle, now);
+            for t in &set {
+                deps.store.set_timer(t).await?;
+            }
+            if !clear.is_empty() {
+                deps.store.clear_timers(repo, name, &clear).await?;
+            }
+        }
+        _ => deps.store.clear_timers(repo, name, &[]).await?,
+    }
+    Ok(())
 }
 
 /// Governance compiled once per (`.paved/` tree id, `catalog/` tree id) and reused by every
@@ -249,7 +311,7 @@ pub(crate) async fn with_requester(
 
 /// Evaluates `changes` against `gov`, counting the members of the GitHub teams
 /// `platform.yaml` names (as listed in `teams`) as team members, for ownership, approvals
-/// and governance approvals alike.
+/// and governance approvals alike. `now` is the lifecycle's clock (`expiresAt` rules).
 pub(crate) fn judge(
     gov: &crate::checks::Governance,
     teams: &TeamSnapshot,
@@ -257,21 +319,14 @@ pub(crate) fn judge(
     base: &dyn crate::tree::TreeReader,
     changes: &[crate::checks::Change],
     ctx: &crate::checks::PrContext,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> crate::checks::Report {
     match gov.platform() {
         Some(platform) => {
             let membership = WithTeams { platform, teams };
-            crate::checks::evaluate_with_membership(
-                gov,
-                head,
-                base,
-                changes,
-                ctx,
-                chrono::Utc::now(),
-                &membership,
-            )
+            crate::checks::evaluate_with_membership(gov, head, base, changes, ctx, now, &membership)
         }
-        None => crate::checks::evaluate(gov, head, base, changes, ctx),
+        None => crate::checks::evaluate_at(gov, head, base, changes, ctx, now),
     }
 }
 

@@ -187,6 +187,7 @@ async fn evaluate(
             .await;
     }
     let teams = deps.directory.teams_snapshot();
+    let now = deps.config.lifecycle.clock.now();
     deps.repos
         .read(&pr.repo, move |mirror| -> Result<Report, WorkError> {
             let head = mirror.tree_at(&head_sha)?;
@@ -198,6 +199,7 @@ async fn evaluate(
                 &default,
                 &prep.changes,
                 &ctx,
+                now,
             );
             if !prep.governance_changes.is_empty() {
                 report.governance = Some(super::judge_governance(

@@ -61,6 +61,9 @@ pub struct Spec {
     pub expires_at: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// When the environment stops and starts again (SPEC 11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<super::schedule::Schedule>,
 }
 
 /// A manifest read from the repository: the typed form, the document itself (the Rego
@@ -161,6 +164,13 @@ pub fn check_manifest(m: &ParsedManifest, path: Option<&ManifestPath>) -> Vec<Di
                 "spec.expiresAt",
                 format!("{exp:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z"),
             ));
+        }
+    }
+    if let Some(schedule) = &man.spec.schedule {
+        if let Err(problems) = super::schedule::check(schedule) {
+            for (field, message) in problems {
+                errs.push(m.diag(&format!("spec.schedule.{field}"), message));
+            }
         }
     }
     for key in man.spec.tags.keys() {

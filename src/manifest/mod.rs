@@ -93,6 +93,7 @@ pub mod definition;
 pub mod environment;
 pub mod names;
 pub mod platform;
+pub mod schedule;
 pub mod schema;
 pub mod yaml;
 

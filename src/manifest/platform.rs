@@ -213,6 +213,10 @@ pub struct EnvironmentType {
     /// Longest a provisioning run may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// Every environment of this type must say when it stops (`spec.schedule` with a
+    /// `stop` time), checked in `paved/policy`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_schedule: bool,
 }
 
 /// A duration written as `30m`, `168h`, `7d`, `1h30m` (units `s`, `m`, `h`, `d`, `w`).

@@ -210,6 +210,15 @@ pub fn policy_rules(
         (None, None, _) => {}
     }
 
+    if ty.require_schedule && spec.schedule.as_ref().is_none_or(|s| s.stop.is_none()) {
+        errs.push(m.diag(
+            "spec",
+            format!(
+                "schedule is required for type {type_name} (requireSchedule): add spec.schedule with a stop time, e.g. {{stop: \"19:00\", start: \"08:00\", timeZone: Europe/Berlin, days: [mon, tue, wed, thu, fri]}}"
+            ),
+        ));
+    }
+
     match &meta.owner {
         Some(owner) => {
             if !team.has_member(owner) {

@@ -53,6 +53,13 @@ pub const REDACTED: &str = "[redacted]";
 pub enum Operation {
     Deploy,
     Delete,
+    /// A schedule's stop (`stop.sh`; command runner only).
+    Stop,
+    /// A schedule's start (`start.sh`; command runner only).
+    Start,
+    /// A drift check: `status.sh` (exit 0 in sync, 2 drifted), or Terraform's
+    /// `plan -detailed-exitcode`. Changes nothing.
+    Status,
 }
 
 impl Operation {
@@ -61,6 +68,9 @@ impl Operation {
         match self {
             Operation::Deploy => "deploy",
             Operation::Delete => "delete",
+            Operation::Stop => "stop",
+            Operation::Start => "start",
+            Operation::Status => "status",
         }
     }
 }

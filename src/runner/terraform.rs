@@ -219,21 +219,20 @@ fn terraform_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     env
 }
 
-/// `init`, then `apply` or `destroy`, then (deploy) `output -json`.
-fn steps(operation: Operation, var_file: &Path) -> Vec<Vec<OsString>> {
+/// `init`, then `apply` or `destroy`, then (deploy) `output -json`; for a drift check,
+/// `plan -detailed-exitcode` (exit 0 no changes, 2 changes). `None`: Terraform has no such
+/// operation (a schedule's stop and start are scripts).
+fn steps(operation: Operation, var_file: &Path) -> Option<Vec<Vec<OsString>>> {
     let mut var_file_arg = OsString::from("-var-file=");
     var_file_arg.push(var_file);
     let main_args: Vec<OsString> = match operation {
-        Operation::Deploy => vec!["apply".into()],
-        Operation::Delete => vec!["destroy".into()],
+        Operation::Deploy => vec!["apply".into(), "-auto-approve".into()],
+        Operation::Delete => vec!["destroy".into(), "-auto-approve".into()],
+        Operation::Status => vec!["plan".into(), "-detailed-exitcode".into()],
+        Operation::Stop | Operation::Start => return None,
     }
     .into_iter()
-    .chain([
-        "-auto-approve".into(),
-        "-input=false".into(),
-        "-no-color".into(),
-        var_file_arg,
-    ])
+    .chain(["-input=false".into(), "-no-color".into(), var_file_arg])
     .collect();
     let mut steps: Vec<Vec<OsString>> = vec![
         vec!["init".into(), "-input=false".into(), "-no-color".into()],
@@ -242,7 +241,7 @@ fn steps(operation: Operation, var_file: &Path) -> Vec<Vec<OsString>> {
     if operation == Operation::Deploy {
         steps.push(vec!["output".into(), "-json".into(), "-no-color".into()]);
     }
-    steps
+    Some(steps)
 }
 
 pub(crate) async fn run_terraform<F, Fut>(
@@ -256,6 +255,12 @@ where
     F: FnOnce(u32) -> Fut + Send,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    if steps(spec.operation, Path::new("")).is_none() {
+        return TfRan::not_runnable(format!(
+            "runner terraform has no {} operation: a schedule needs a definition with {}.sh",
+            spec.operation, spec.operation
+        ));
+    }
     let prep = match prepare(spec, dir).await {
         Ok(p) => p,
         Err(why) => return TfRan::not_runnable(why),
@@ -301,6 +306,7 @@ where
         failed_step_stderr: None,
     };
     for (i, args) in steps(spec.operation, &prep.var_file)
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
     {

@@ -20,6 +20,8 @@ pub enum EnvState {
     Deleting,
     /// The last delete succeeded. The row stays, so the inventory keeps the history.
     Deleted,
+    /// Its schedule stopped it (`stop.sh` succeeded); `start.sh` brings it back.
+    Stopped,
 }
 
 impl EnvState {
@@ -30,6 +32,7 @@ impl EnvState {
             EnvState::Failed => "failed",
             EnvState::Deleting => "deleting",
             EnvState::Deleted => "deleted",
+            EnvState::Stopped => "stopped",
         }
     }
     pub fn parse(s: &str) -> Option<EnvState> {
@@ -39,6 +42,7 @@ impl EnvState {
             "failed" => EnvState::Failed,
             "deleting" => EnvState::Deleting,
             "deleted" => EnvState::Deleted,
+            "stopped" => EnvState::Stopped,
             _ => return None,
         })
     }
@@ -103,6 +107,50 @@ pub struct EnvironmentRecord {
     pub last_operation: Option<OperationId>,
     /// RFC 3339, set by the store on every write.
     pub updated_at: String,
+    /// The last drift check (SPEC 11); `None` until one ran.
+    pub drift: Option<Drift>,
+}
+
+/// What the last drift check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftState {
+    /// `status.sh` exited 0 (Terraform: the plan had no changes).
+    InSync,
+    /// `status.sh` exited 2 (Terraform: the plan had changes).
+    Drifted,
+    /// Anything else: the check could not tell.
+    Unknown,
+}
+
+impl DriftState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftState::InSync => "in_sync",
+            DriftState::Drifted => "drifted",
+            DriftState::Unknown => "unknown",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DriftState> {
+        Some(match s {
+            "in_sync" => DriftState::InSync,
+            "drifted" => DriftState::Drifted,
+            "unknown" => DriftState::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// An environment's last drift check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Drift {
+    pub state: DriftState,
+    /// What the check printed (capped, redacted).
+    pub summary: String,
+    /// RFC 3339.
+    pub checked_at: String,
+    /// The GitHub issue that tells of it, while one is open.
+    pub issue: Option<u64>,
 }
 
 impl EnvironmentRecord {

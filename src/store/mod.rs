@@ -12,6 +12,7 @@
 
 pub mod deliveries;
 pub mod inventory;
+pub mod lifecycle;
 pub mod locks;
 pub mod merges;
 pub mod operations;
@@ -27,9 +28,10 @@ pub mod sqlite;
 
 pub use deliveries::*;
 pub use inventory::{
-    public_outputs, EnvState, EnvironmentFilter, EnvironmentRecord, EnvironmentUpdate,
-    InventoryStore,
+    public_outputs, Drift, DriftState, EnvState, EnvironmentFilter, EnvironmentRecord,
+    EnvironmentUpdate, InventoryStore,
 };
+pub use lifecycle::{LifecycleStore, Timer, TimerKind};
 pub use locks::LockStore;
 pub use merges::MergeStore;
 pub use operations::{
@@ -70,6 +72,7 @@ pub trait Store:
     + InventoryStore
     + Recovery
     + RetentionStore
+    + LifecycleStore
     + Send
     + Sync
     + 'static
@@ -87,6 +90,7 @@ impl<T> Store for T where
         + InventoryStore
         + Recovery
         + RetentionStore
+        + LifecycleStore
         + Send
         + Sync
         + 'static
@@ -97,7 +101,7 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, InventoryStore, LockStore, MergeStore, OperationStore, Recovery,
-        RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
+        DeliveryStore, InventoryStore, LifecycleStore, LockStore, MergeStore, OperationStore,
+        Recovery, RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
     };
 }

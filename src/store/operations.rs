@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 pub enum OpKind {
     Deploy,
     Delete,
+    /// `delete` run because `expiresAt` passed (SPEC 11).
+    Expire,
+    /// A schedule's `stop.sh`.
+    Stop,
+    /// A schedule's `start.sh`.
+    Start,
+    /// `deploy` run again with the last parameters, to undo drift.
+    Reconcile,
 }
 
 impl OpKind {
@@ -19,14 +27,30 @@ impl OpKind {
         match self {
             OpKind::Deploy => "deploy",
             OpKind::Delete => "delete",
+            OpKind::Expire => "expire",
+            OpKind::Stop => "stop",
+            OpKind::Start => "start",
+            OpKind::Reconcile => "reconcile",
         }
     }
     pub fn parse(s: &str) -> Option<OpKind> {
-        match s {
-            "deploy" => Some(OpKind::Deploy),
-            "delete" => Some(OpKind::Delete),
-            _ => None,
-        }
+        Some(match s {
+            "deploy" => OpKind::Deploy,
+            "delete" => OpKind::Delete,
+            "expire" => OpKind::Expire,
+            "stop" => OpKind::Stop,
+            "start" => OpKind::Start,
+            "reconcile" => OpKind::Reconcile,
+            _ => return None,
+        })
+    }
+    /// It takes the environment down (its inventory row ends `deleted`).
+    pub fn removes(self) -> bool {
+        matches!(self, OpKind::Delete | OpKind::Expire)
+    }
+    /// It (re)makes the environment with its parameters (`deploy.sh`).
+    pub fn deploys(self) -> bool {
+        matches!(self, OpKind::Deploy | OpKind::Reconcile)
     }
 }
 
@@ -85,6 +109,11 @@ pub struct NewOperation {
     /// 1 for the first try; an interrupted operation is retried as attempt + 1.
     pub attempt: u32,
     pub delivery_id: String,
+    /// What set off an operation no merge asked for (`expire@2026-12-31T00:00:00Z`,
+    /// `stop@2026-12-03`, `reconcile@<time>`); empty for a merge's. Part of its identity, so
+    /// the stop of each day is its own operation even when the commit is the same.
+    #[serde(default)]
+    pub cause: String,
     pub team: String,
     pub owner: String,
     pub env_type: String,
@@ -248,12 +277,12 @@ pub(super) const PLAN: &str =
     "INSERT INTO operations (repo, env_name, kind, merge_sha, pr, attempt, \
      delivery_id, team, owner, env_type, definition, manifest_path, parameters, \
      requester, merger, approvers, governance_sha, checks, state, error, \
-     started_at, finished_at, created_at) \
+     started_at, finished_at, created_at, cause) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18, $19, $20, \
      CASE WHEN $21 THEN paved_now_ms() END, CASE WHEN $21 THEN paved_now_ms() END, \
-     paved_now_ms()) \
-     ON CONFLICT (repo, merge_sha, env_name, kind, attempt) DO NOTHING \
+     paved_now_ms(), $22) \
+     ON CONFLICT (repo, merge_sha, env_name, kind, cause, attempt) DO NOTHING \
      RETURNING id";
 /// Every column [`super::rows::operation_from_row`] reads, the log read as empty: for
 /// lists where logs (up to `runner.output_limit` each) are not shown.
@@ -262,7 +291,7 @@ macro_rules! columns_without_log {
         "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, owner, \
          env_type, definition, manifest_path, parameters, requester, merger, approvers, \
          governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, \
-         '' AS log, outputs, reported, created_at"
+         '' AS log, outputs, reported, created_at, cause"
     };
 }
 /// The last operation of each of a repository's environments, logs left out.
@@ -285,7 +314,7 @@ pub(super) const ONE_WITHOUT_LOG: &str = concat!(
     " FROM operations WHERE id = $1"
 );
 pub(super) const PLANNED_ID: &str = "SELECT id FROM operations WHERE repo = $1 AND merge_sha = $2 \
-     AND env_name = $3 AND kind = $4 AND attempt = $5";
+     AND env_name = $3 AND kind = $4 AND attempt = $5 AND cause = $6";
 pub(super) const SET_PID: &str =
     "UPDATE operations SET pid = $2 WHERE id = $1 AND state = 'running'";
 pub(super) const SET_DEPLOYMENT: &str = "UPDATE operations SET deployment_id = $2 WHERE id = $1";
@@ -436,6 +465,7 @@ macro_rules! impl_operation_store {
                             .bind(op.state.as_str())
                             .bind(&op.error)
                             .bind(op.state == $crate::store::OpState::Refused)
+                            .bind(&op.cause)
                             .fetch_optional(&mut *conn)
                             .await?;
                         if let Some(id) = new {
@@ -451,6 +481,7 @@ macro_rules! impl_operation_store {
                             .bind(&op.env_name)
                             .bind(op.kind.as_str())
                             .bind(i64::from(op.attempt))
+                            .bind(&op.cause)
                             .fetch_one(&mut *conn)
                             .await?;
                         Ok(($crate::ids::OperationId(id), false))

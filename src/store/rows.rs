@@ -39,7 +39,7 @@ macro_rules! op_columns {
         "id, repo, env_name, kind, merge_sha, pr, attempt, delivery_id, team, \
          owner, env_type, definition, manifest_path, parameters, requester, merger, approvers, \
          governance_sha, checks, state, deployment_id, pid, started_at, finished_at, error, log, \
-         outputs, reported, created_at"
+         outputs, reported, created_at, cause"
     };
 }
 pub(super) use op_columns;
@@ -49,7 +49,8 @@ pub(super) const OP_COLUMNS: &str = op_columns!();
 macro_rules! env_columns {
     () => {
         "repo, name, team, owner, env_type, definition, state, parameters, \
-         outputs, last_operation, updated_at"
+         outputs, last_operation, updated_at, drift, drift_summary, drift_checked_at, \
+         drift_issue"
     };
 }
 pub(super) use env_columns;
@@ -114,6 +115,7 @@ where
             attempt: u32::try_from(attempt)
                 .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
             delivery_id: r.try_get("delivery_id")?,
+            cause: r.try_get("cause")?,
             team: r.try_get("team")?,
             owner: r.try_get("owner")?,
             env_type: r.try_get("env_type")?,
@@ -169,6 +171,22 @@ where
             .try_get::<Option<i64>, _>("last_operation")?
             .map(OperationId),
         updated_at: format_ms(r.try_get("updated_at")?),
+        drift: match r.try_get::<Option<String>, _>("drift")? {
+            None => None,
+            Some(d) => Some(crate::store::Drift {
+                state: crate::store::DriftState::parse(&d)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{} {d:?}", what("drift"))))?,
+                summary: r.try_get("drift_summary")?,
+                checked_at: format_ms(
+                    r.try_get::<Option<i64>, _>("drift_checked_at")?
+                        .unwrap_or(0),
+                ),
+                issue: r
+                    .try_get::<Option<i64>, _>("drift_issue")?
+                    .map(|i| to_u64(i, "drift issue"))
+                    .transpose()?,
+            }),
+        },
         repo,
         name,
     })

@@ -204,6 +204,7 @@ impl Harness {
             report: None,
             store: Default::default(),
             portal: Default::default(),
+            lifecycle: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "tests".into(),

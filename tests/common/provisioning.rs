@@ -40,6 +40,21 @@ impl Env {
         }
     }
 
+    /// Like [`Env::prepare`], with `extra` files on the base commit besides the recorder's,
+    /// and the emulator seeing the repositories' branches (for pull requests Paved opens).
+    pub async fn prepare_files(extra: Vec<FileChange>) -> Env {
+        let mut files = super::recorder::governance_files();
+        files.extend(extra);
+        let h = Harness::prepare_with(&files, |c, git| c.git_root = Some(git.to_path_buf())).await;
+        let records = h.tmp.path().join("records");
+        std::fs::create_dir_all(&records).expect("records dir");
+        Env {
+            h,
+            records,
+            next_pr: std::sync::atomic::AtomicU64::new(100),
+        }
+    }
+
     /// Like [`Env::prepare`], with `platform.yaml` changed by `edit` and the emulator set
     /// up by `emulator`.
     pub async fn prepare_platform(

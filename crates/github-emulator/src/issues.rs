@@ -134,6 +134,59 @@ pub(crate) fn add_labels(ctx: &Ctx<'_>, w: &mut World) -> Answer {
     Answer::ok(200, Value::Array(all))
 }
 
+/// `PATCH /repos/{owner}/{repo}/issues/{issue_number}`: edits an issue's title, body, state
+/// and labels; closing sets `closed_at` and `state_reason`, reopening clears them. 404 for
+/// a number that is no issue.
+pub(crate) fn update_issue(ctx: &Ctx<'_>, w: &mut World) -> Answer {
+    let (owner, repo) = (ctx.s("owner").to_string(), ctx.s("repo").to_string());
+    let Some(number) = u64::try_from(ctx.int("issue_number")).ok() else {
+        return ctx.not_found("an issue number".into());
+    };
+    let labels = ctx.body.get("labels").map(|l| label_names(Some(l)));
+    let label_values: Option<Vec<Value>> = labels
+        .as_ref()
+        .map(|ls| ls.iter().map(|l| label_json(ctx, l)).collect());
+    let now = ctx.now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let r = w.repo_mut(&owner, &repo);
+    let Some(issue) = r.issues.get_mut(&number) else {
+        return ctx.not_found(format!("issue {number} of {owner}/{repo}"));
+    };
+    let mut changes = json!({ "updated_at": now });
+    if let Some(t) = ctx.body.get("title").filter(|t| !t.is_null()) {
+        changes["title"] = Value::String(t.as_str().map_or_else(|| t.to_string(), str::to_string));
+    }
+    if let Some(b) = ctx.body.get("body") {
+        changes["body"] = b.clone();
+    }
+    match ctx.body_str("state").as_deref() {
+        Some("closed") if issue["state"] != "closed" => {
+            changes["state"] = json!("closed");
+            changes["closed_at"] = json!(now);
+            changes["state_reason"] = ctx
+                .body
+                .get("state_reason")
+                .filter(|r| !r.is_null())
+                .cloned()
+                .unwrap_or_else(|| json!("completed"));
+        }
+        Some("open") if issue["state"] == "closed" => {
+            changes["state"] = json!("open");
+            changes["closed_at"] = Value::Null;
+            changes["state_reason"] = json!("reopened");
+        }
+        _ => {}
+    }
+    if let Some(values) = label_values {
+        changes["labels"] = Value::Array(values);
+    }
+    set_fields(issue, changes);
+    let answer = issue.clone();
+    if let Some(ls) = labels {
+        r.labels.insert(number, ls);
+    }
+    Answer::ok(200, answer)
+}
+
 impl EmulatorHandle {
     /// The labels of issue or pull request `number` of `repo`.
     pub fn labels(&self, repo: &str, number: u64) -> Vec<String> {

@@ -109,6 +109,14 @@ impl EmulatorHandle {
             .repo(repo)
             .and_then(|r| r.pulls.get(&number).cloned())
     }
+
+    /// Every pull request of `repo` the emulator holds, by number.
+    pub fn pulls(&self, repo: &str) -> Vec<Value> {
+        self.world()
+            .repo(repo)
+            .map(|r| r.pulls.values().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// `GET /repos/{owner}/{repo}/pulls`: filtered by `state` (`open` unless given), `head`

@@ -733,6 +733,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         "pulls/update" => crate::pulls::update_pull(ctx, w),
         "issues/create" => crate::issues::create_issue(ctx, w),
         "issues/add-labels" => crate::issues::add_labels(ctx, w),
+        "issues/update" => crate::issues::update_issue(ctx, w),
         "git/get-ref" => crate::contents::get_ref(ctx, w),
         "git/create-ref" => crate::contents::create_ref(ctx, w),
         "repos/create-or-update-file-contents" => crate::contents::put_content(ctx, w),

@@ -17,6 +17,7 @@ const ANSWERED_IN_WRITES: &[&str] = &[
     "pulls/update",
     "issues/create",
     "issues/add-labels",
+    "issues/update",
     "repos/get-collaborator-permission-level",
     "git/create-ref",
     "git/get-ref",

@@ -18,6 +18,7 @@ const ANSWERED_HERE: &[&str] = &[
     "pulls/update",
     "issues/create",
     "issues/add-labels",
+    "issues/update",
     "repos/get-collaborator-permission-level",
     "git/create-ref",
     "git/get-ref",
@@ -32,6 +33,7 @@ const PULLS_ISSUES_PEOPLE: &[&str] = &[
     "pulls/update",
     "issues/create",
     "issues/add-labels",
+    "issues/update",
     "repos/get-collaborator-permission-level",
 ];
 const BRANCHES_FILES: &[&str] = &[
@@ -296,6 +298,40 @@ async fn pull_requests_are_listed_filtered_and_updated() {
         emu.issue(REPO, 9).is_none(),
         "nothing stored for a refused issue"
     );
+    // Edited in place, closed, reopened; never a new number.
+    let edit = |body: Value| {
+        let path = format!("/repos/{REPO}/issues/{issue}");
+        (path, Some(body))
+    };
+    let (path, body) = edit(json!({"body": "still drifted: 2 resources"}));
+    let r = c.call("issues/update", "PATCH", &path, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["number"], issue);
+    assert_eq!(r.body["title"], "Expired: cart-preview", "untouched");
+    assert_eq!(
+        emu.issue(REPO, issue).expect("issue")["body"],
+        "still drifted: 2 resources"
+    );
+    let (path, body) = edit(json!({"state": "closed", "state_reason": "completed"}));
+    let r = c.call("issues/update", "PATCH", &path, body).await;
+    assert_eq!(r.body["state"], "closed");
+    assert!(r.body["closed_at"].is_string(), "{}", r.body);
+    let (path, body) = edit(json!({"state": "open"}));
+    let r = c.call("issues/update", "PATCH", &path, body).await;
+    assert_eq!(r.body["state"], "open");
+    assert_eq!(r.body["state_reason"], "reopened");
+    let (path, body) = edit(json!({"state": "shut"}));
+    let r = c.call("issues/update", "PATCH", &path, body).await;
+    assert_eq!(r.status, 400, "not a state GitHub knows");
+    let r = c
+        .call(
+            "issues/update",
+            "PATCH",
+            &format!("/repos/{REPO}/issues/99"),
+            Some(json!({"body": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
 
     // Permissions: set, known without one, unknown.
     emu.set_permission(REPO, "octocat", "maintain");

@@ -23,10 +23,10 @@
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
 mod plan;
-mod report;
-mod run;
+pub(crate) mod report;
+pub(crate) mod run;
 
-use super::{approvers_in, comment, reviews_of, Deps, WorkError};
+use super::{approvers_in, comment, reviews_of, Deps, Target, WorkError};
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
@@ -43,23 +43,34 @@ pub const PROVISION_CONTEXT: &str = "paved/provision";
 
 /// One environment a merge touches, with what is needed to run and report it.
 #[derive(Debug, Clone)]
-struct Item {
-    op: NewOperation,
-    runner: RunnerKind,
-    template_path: Option<String>,
-    timeout: Duration,
-    production: bool,
+pub(crate) struct Item {
+    pub op: NewOperation,
+    pub runner: RunnerKind,
+    pub template_path: Option<String>,
+    pub timeout: Duration,
+    pub production: bool,
+}
+
+/// Where an operation's definition folder is read: the merge commit (its
+/// `merge_sha`), else `first_parent`.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSource {
+    pub mirror_path: PathBuf,
+    /// The PR came from a fork: no file it wrote is ever executed, so definitions are taken
+    /// from the first parent (the default branch before the merge), not the merge commit.
+    pub from_fork: bool,
+    pub first_parent: CommitSha,
 }
 
 /// What the blocking part of a merge worked out.
 struct MergePlan {
-    mirror_path: PathBuf,
-    /// The PR came from a fork: no file it wrote is ever executed, so definitions are taken
-    /// from the first parent (the default branch before the merge), not the merge commit.
-    from_fork: bool,
-    first_parent: CommitSha,
+    source: RunSource,
     report: Report,
     items: Vec<Item>,
+    /// Environments whose `expiresAt` only moved: nothing runs for them.
+    extended: Vec<String>,
+    /// Each touched environment's manifest as merged (`None`: removed or unreadable).
+    manifests: Vec<(String, Option<crate::manifest::Manifest>)>,
 }
 
 /// Who merged, which commit, and the PR's final reviews.
@@ -203,22 +214,33 @@ async fn provision(
         op.merger = m.merger.clone();
         op.approvers = m.approvers.clone();
         op.delivery_id = delivery.to_string();
-        op.governance_sha = plan.first_parent.to_string();
+        op.governance_sha = plan.source.first_parent.to_string();
         let (id, created) = deps.store.plan_operation(op).await?;
         if !created {
             tracing::info!(op = %id, env = %item.op.env_name, "operation already recorded");
         }
         first_ids.push((item.clone(), id));
     }
-    let finals = run_rounds(deps, gh, pr, plan, &first_ids).await?;
+    let at = Target::from(pr);
+    let finals = run_rounds(deps, gh, &at, &plan.source, &first_ids).await?;
 
     // Report everything that is not reported yet.
-    report::report_operations(deps, gh, pr, &finals).await?;
+    report::report_operations(deps, gh, &at, &finals).await?;
+    for (name, manifest) in &plan.manifests {
+        super::set_timers(deps, &pr.repo, name, manifest.as_ref()).await?;
+    }
     // The comment before the final status: `paved/provision` leaving pending is the last
     // thing a merge does, so whoever waits for it sees every report made.
-    let body = report::merge_comment(deps.public_url(), pr, merge_sha, &plan.report, &finals);
+    let body = report::merge_comment(
+        deps.public_url(),
+        pr,
+        merge_sha,
+        &plan.report,
+        &finals,
+        &plan.extended,
+    );
     comment::upsert(deps, gh, pr, &body).await?;
-    let (state, description) = report::provision_verdict(&finals);
+    let (state, description) = report::provision_verdict(&finals, &plan.extended);
     gh.create_status(
         &pr.repo,
         merge_sha,
@@ -236,24 +258,24 @@ async fn provision(
 /// Runs what has not run, in parallel across environments. An attempt found running whose
 /// lock this replica then gets was abandoned by a dead replica: it becomes interrupted, and
 /// the next round runs the next attempt. Returns each environment's final attempt.
-async fn run_rounds(
+pub(crate) async fn run_rounds(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
-    plan: &MergePlan,
+    at: &Target,
+    src: &RunSource,
     first_ids: &[(Item, OperationId)],
 ) -> Result<Vec<OperationRecord>, WorkError> {
     let mut current = Vec::new();
     for _round in 0..=MAX_OP_ATTEMPTS {
         current.clear();
         for (item, id) in first_ids {
-            let rec = latest_attempt(deps, gh, pr, *id).await?;
+            let rec = latest_attempt(deps, gh, at, *id).await?;
             current.push((item.clone(), rec));
         }
         let runs: Vec<_> = current
             .iter()
             .filter(|(_, rec)| !rec.state.is_final())
-            .map(|(item, rec)| run::run_operation(deps, gh, pr, plan, item, rec.id))
+            .map(|(item, rec)| run::run_operation(deps, gh, at, src, item, rec.id))
             .collect();
         if runs.is_empty() {
             break;
@@ -281,12 +303,12 @@ async fn operation(deps: &Deps, id: OperationId) -> Result<OperationRecord, Work
 async fn latest_attempt(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
+    at: &Target,
     first: OperationId,
 ) -> Result<OperationRecord, WorkError> {
     let mut rec = operation(deps, first).await?;
     while rec.state == OpState::Interrupted {
-        report::report_operations(deps, gh, pr, std::slice::from_ref(&rec)).await?;
+        report::report_operations(deps, gh, at, std::slice::from_ref(&rec)).await?;
         if rec.op.attempt >= MAX_OP_ATTEMPTS {
             break;
         }

@@ -12,7 +12,7 @@ use crate::manifest::definition::Runner;
 use crate::manifest::{environment, names, Manifest};
 use crate::repo::{CommitWithParents, Mirror};
 use crate::runner::RunnerKind;
-use crate::store::{EnvironmentRecord, NewOperation, OpKind, OpState};
+use crate::store::{EnvState, EnvironmentRecord, NewOperation, OpKind, OpState};
 use crate::tree::TreeReader;
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ pub(super) async fn plan(
     // checks below count their members as the PR's checks did.
     deps.directory.roles(&pr.repo).await;
     let limits = Limits {
+        now: deps.config.lifecycle.clock.now(),
         default_timeout: deps.config.runner.default_timeout,
         max_manifests: deps.config.checks.max_manifests,
         teams: deps.directory.teams_snapshot(),
@@ -60,6 +61,8 @@ pub(super) async fn plan(
 }
 
 struct Limits {
+    /// The lifecycle's clock at planning time (`expiresAt` rules).
+    now: chrono::DateTime<chrono::Utc>,
     default_timeout: Duration,
     max_manifests: usize,
     /// GitHub teams' members as listed before the plan.
@@ -107,7 +110,15 @@ fn plan_fetched(
     let base = mirror.tree_at(&first_parent)?;
     let governance = Governance::load(&base);
     let head = mirror.tree_at(&pr.head_sha)?;
-    let mut report = super::super::judge(&governance, &limits.teams, &head, &base, &changes, ctx);
+    let mut report = super::super::judge(
+        &governance,
+        &limits.teams,
+        &head,
+        &base,
+        &changes,
+        ctx,
+        limits.now,
+    );
     let changed_governance = governance_changes(mirror, &fork, &pr.head_sha)?;
     if !changed_governance.is_empty() {
         report.governance = Some(super::super::judge_governance(
@@ -124,8 +135,17 @@ fn plan_fetched(
     // differently from the checked head (a conflict resolution, a squash onto a changed
     // default branch) is checked again as merged.
     let differing = differing_manifests(mirror, pr, merge_sha, &first_parent, &changes)?;
-    let as_merged = (!differing.is_empty())
-        .then(|| super::super::judge(&governance, &limits.teams, &merged, &base, &differing, ctx));
+    let as_merged = (!differing.is_empty()).then(|| {
+        super::super::judge(
+            &governance,
+            &limits.teams,
+            &merged,
+            &base,
+            &differing,
+            ctx,
+            limits.now,
+        )
+    });
     let planner = Planner {
         pr,
         merge_sha,
@@ -136,18 +156,41 @@ fn plan_fetched(
         base: &base,
         inventory,
         default_timeout: limits.default_timeout,
+        now: limits.now,
     };
-    let items = report
+    let mut items = Vec::new();
+    let mut extended = Vec::new();
+    for env in &report.environments {
+        match planner.item(env) {
+            Planned::Run(item) => items.push(*item),
+            Planned::Extend(name) => extended.push(name),
+            Planned::Nothing => {}
+        }
+    }
+    // Each touched environment's manifest as merged: its timers follow it (expiry,
+    // schedule), once the operations ran.
+    let manifests = report
         .environments
         .iter()
-        .filter_map(|env| planner.item(env))
+        .filter_map(|env| {
+            let mp = names::parse_manifest_path(&env.path).ok()?;
+            let text = crate::manifest::read_text(&merged, &env.path)
+                .ok()
+                .flatten();
+            let m = text.and_then(|t| environment::parse_manifest(&env.path, &t).ok());
+            Some((mp.name, m.map(|m| m.manifest)))
+        })
         .collect();
     Ok(Some(MergePlan {
-        mirror_path: mirror.path().to_path_buf(),
-        from_fork: pr.from_fork,
-        first_parent,
+        source: super::RunSource {
+            mirror_path: mirror.path().to_path_buf(),
+            from_fork: pr.from_fork,
+            first_parent,
+        },
         report,
         items,
+        extended,
+        manifests,
     }))
 }
 
@@ -261,6 +304,18 @@ struct Planner<'a> {
     base: &'a dyn TreeReader,
     inventory: &'a [EnvironmentRecord],
     default_timeout: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a merge does with one environment it touches.
+enum Planned {
+    Run(Box<Item>),
+    /// Only `expiresAt` moved, within the rules, on a live environment: no script runs,
+    /// its expiry timers move (SPEC 11).
+    Extend(String),
+    /// Nothing to do: a delete of something Paved never knew or already deleted (the PR
+    /// Paved opens after an expiry).
+    Nothing,
 }
 
 /// Who and what an operation is about.
@@ -273,10 +328,11 @@ struct Subject {
 }
 
 impl Planner<'_> {
-    /// The operation for one environment of the report; `None` for a delete of something
-    /// Paved never knew.
-    fn item(&self, env: &EnvironmentReport) -> Option<Item> {
-        let mp = names::parse_manifest_path(&env.path).ok()?;
+    /// What to do with one environment of the report.
+    fn item(&self, env: &EnvironmentReport) -> Planned {
+        let Ok(mp) = names::parse_manifest_path(&env.path) else {
+            return Planned::Nothing;
+        };
         // The manifest as merged decides the operation: present → deploy, gone → delete.
         let text = crate::manifest::read_text(self.merged, &env.path)
             .ok()
@@ -299,11 +355,30 @@ impl Planner<'_> {
             ),
         };
         let known = self.inventory.iter().find(|e| e.name == mp.name);
-        if kind == OpKind::Delete && manifest.is_none() && known.is_none() {
-            return None;
+        if kind == OpKind::Delete
+            && (known.is_some_and(|k| k.state == EnvState::Deleted)
+                || (manifest.is_none() && known.is_none()))
+        {
+            return Planned::Nothing;
         }
         let subject = self.subject(&mp, manifest.as_ref(), known);
         let refused = self.refusal(env);
+        if kind == OpKind::Deploy && refused.is_none() {
+            if let Some(m) = &manifest {
+                if self.only_expiry_moved(&env.path, m, known) {
+                    return Planned::Extend(mp.name);
+                }
+            }
+        }
+        let refused = refused.or_else(|| {
+            let exp = manifest.as_ref().and_then(crate::lifecycle::expires_at)?;
+            (kind == OpKind::Deploy && exp <= self.now).then(|| {
+                format!(
+                    "expired: expiresAt {} is already past, so nothing was provisioned; move it in a new pull request",
+                    crate::lifecycle::canonical(exp)
+                )
+            })
+        });
         let (runner, template_path) = self.runner_of(&subject.definition);
         let ty = self
             .gov
@@ -314,7 +389,7 @@ impl Planner<'_> {
             .map(|t| t.as_std())
             .unwrap_or(self.default_timeout);
         let workflow = self.gov.resolve_workflow(Some(&subject.env_type)).name;
-        Some(Item {
+        Planned::Run(Box::new(Item {
             op: NewOperation {
                 repo: self.pr.repo.clone(),
                 env_name: mp.name.clone(),
@@ -323,6 +398,7 @@ impl Planner<'_> {
                 pr: self.pr.number.0,
                 attempt: 1,
                 delivery_id: String::new(),
+                cause: String::new(),
                 team: subject.team,
                 owner: subject.owner,
                 env_type: subject.env_type,
@@ -345,7 +421,39 @@ impl Planner<'_> {
             template_path,
             timeout,
             production: workflow == "production",
-        })
+        }))
+    }
+
+    /// The manifest as merged differs from the default branch's before the merge only in
+    /// `expiresAt`, which is still ahead, and the environment is up: an extension.
+    fn only_expiry_moved(
+        &self,
+        path: &str,
+        merged: &Manifest,
+        known: Option<&EnvironmentRecord>,
+    ) -> bool {
+        if !known.is_some_and(|k| matches!(k.state, EnvState::Ready | EnvState::Stopped)) {
+            return false;
+        }
+        let Some(before) = crate::manifest::read_text(self.base, path)
+            .ok()
+            .flatten()
+            .and_then(|t| environment::parse_manifest(path, &t).ok())
+            .map(|m| m.manifest)
+        else {
+            return false;
+        };
+        let new_exp = crate::lifecycle::expires_at(merged);
+        if new_exp.is_none_or(|e| e <= self.now) || new_exp == crate::lifecycle::expires_at(&before)
+        {
+            return false;
+        }
+        let strip = |m: &Manifest| {
+            let mut m = m.clone();
+            m.spec.expires_at = None;
+            m
+        };
+        strip(&before) == strip(merged)
     }
 
     /// Team, owner, type, definition and parameters: from the manifest, else (a delete

@@ -6,24 +6,24 @@ use crate::audit::{AuditRecord, CheckVerdict};
 use crate::checks::{self, Report};
 use crate::event::PrInfo;
 use crate::forge::client::{GitHub, NewDeploymentStatus, StatusState};
-use crate::handlers::{comment, Deps, WorkError};
+use crate::handlers::{comment, Deps, Target, WorkError};
 use crate::ids::CommitSha;
-use crate::store::{public_outputs, reported, OpState, OperationRecord, OperationUpdate};
+use crate::store::{public_outputs, reported, OpKind, OpState, OperationRecord, OperationUpdate};
 
 /// Makes the reports of finished operations that are not made yet: each one's final
 /// deployment status (concurrently), then one git note holding every record, written and
 /// pushed once (a note per operation would cost a commit and a push each).
-pub(super) async fn report_operations(
+pub(crate) async fn report_operations(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
+    at: &Target,
     recs: &[OperationRecord],
 ) -> Result<(), WorkError> {
     let finished: Vec<&OperationRecord> = recs.iter().filter(|r| r.state.is_final()).collect();
     let posts = finished
         .iter()
         .filter(|r| r.reported & reported::DEPLOYMENT == 0)
-        .map(|r| report_deployment(deps, gh, pr, r));
+        .map(|r| report_deployment(deps, gh, at, r));
     for r in futures::future::join_all(posts).await {
         r?;
     }
@@ -41,7 +41,7 @@ pub(super) async fn report_operations(
         .join("\n");
     let merge = first.op.merge_sha.clone();
     deps.repos
-        .with_remote(&pr.repo, &pr.clone_url, pr.installation, move |s| {
+        .with_remote(&at.repo, &at.clone_url, at.installation, move |s| {
             s.mirror
                 .append_note(&s.url, s.token.as_ref(), &merge, &text)
                 .map_err(WorkError::from)
@@ -59,12 +59,16 @@ pub(super) async fn report_operations(
 async fn report_deployment(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
+    at: &Target,
     rec: &OperationRecord,
 ) -> Result<(), WorkError> {
     let run_url = format!("{}/api/v1/operations/{}", deps.public_url(), rec.id);
     if let Some(d) = rec.deployment_id {
         let (state, description) = match rec.state {
+            // An expired environment is gone: GitHub shows its deployment inactive.
+            OpState::Succeeded if rec.op.kind == OpKind::Expire => {
+                ("inactive", "expired: deleted at its expiresAt".to_string())
+            }
             OpState::Succeeded => ("success", format!("{} succeeded", rec.op.kind.as_str())),
             OpState::Interrupted => (
                 "error",
@@ -83,7 +87,7 @@ async fn report_deployment(
             .then(|| output_url(&rec.outputs))
             .flatten();
         gh.create_deployment_status(
-            &pr.repo,
+            &at.repo,
             d,
             &NewDeploymentStatus {
                 state: state.into(),
@@ -153,7 +157,11 @@ fn audit_record(rec: &OperationRecord) -> AuditRecord {
 }
 
 /// `paved/provision`: success only when every operation succeeded.
-pub(super) fn provision_verdict(ops: &[OperationRecord]) -> (StatusState, String) {
+/// Environments only extended are named after (no script ran for them).
+pub(super) fn provision_verdict(
+    ops: &[OperationRecord],
+    extended: &[String],
+) -> (StatusState, String) {
     let ok = ops.iter().filter(|o| o.state == OpState::Succeeded).count();
     let bad: Vec<&OperationRecord> = ops
         .iter()
@@ -162,13 +170,23 @@ pub(super) fn provision_verdict(ops: &[OperationRecord]) -> (StatusState, String
     if bad.is_empty() {
         return (
             StatusState::Success,
-            format!("{ok} environment operation(s) succeeded"),
+            match (ops.len(), extended.len()) {
+                (_, 0) => format!("{ok} environment operation(s) succeeded"),
+                (0, _) => format!("extended {}: no script ran", extended.join(", ")),
+                _ => format!(
+                    "{ok} environment operation(s) succeeded; extended {} (no script ran)",
+                    extended.join(", ")
+                ),
+            },
         );
     }
     let first = bad[0];
-    let why = match first.state {
-        OpState::Refused => format!("{} refused: checks did not pass", first.op.env_name),
-        _ => format!(
+    let why = match (first.state, &first.error) {
+        (OpState::Refused, Some(e)) if e.starts_with("expired:") => {
+            format!("{} refused, {e}", first.op.env_name)
+        }
+        (OpState::Refused, _) => format!("{} refused: checks did not pass", first.op.env_name),
+        (_, _) => format!(
             "{} {} {}: {}",
             first.op.env_name,
             first.op.kind.as_str(),
@@ -195,6 +213,7 @@ pub(super) fn merge_comment(
     merge_sha: &CommitSha,
     report: &Report,
     ops: &[OperationRecord],
+    extended: &[String],
 ) -> String {
     let fork = if pr.from_fork {
         format!("> {}\n\n", comment::FORK_NOTE)
@@ -245,6 +264,11 @@ pub(super) fn merge_comment(
             },
             o.id,
             o.id
+        ));
+    }
+    for name in extended {
+        s.push_str(&format!(
+            "| `{name}` | extend | ✅ expiresAt moved; no script ran | — | — |\n"
         ));
     }
     s.push_str(&format!(

@@ -13,10 +13,9 @@
 //! The script's pid is recorded (awaited) before the run waits on it, so after a crash the
 //! next start always finds the orphan ([`crate::runner::kill_orphan`]).
 
-use super::{Item, MergePlan};
-use crate::event::PrInfo;
+use super::{Item, RunSource};
 use crate::forge::client::{ForgeError, GitHub, NewDeployment, NewDeploymentStatus};
-use crate::handlers::{Deps, WorkError};
+use crate::handlers::{Deps, Target, WorkError};
 use crate::ids::{OperationId, RepoName};
 use crate::repo::Mirror;
 use crate::runner::{self, Operation, RunOutcome, RunResult, RunSpec};
@@ -30,15 +29,15 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Runs one planned operation: lock, deployment, script, inventory.
-pub(super) async fn run_operation(
+pub(crate) async fn run_operation(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
-    plan: &MergePlan,
+    at: &Target,
+    src: &RunSource,
     item: &Item,
     id: OperationId,
 ) -> Result<(), WorkError> {
-    let repo = &pr.repo;
+    let repo = &at.repo;
     let name = &item.op.env_name;
     let holder = format!("{}:{id}", deps.instance);
     // The lock first, then a runner slot: waiting for a lock must not hold a slot.
@@ -63,7 +62,7 @@ pub(super) async fn run_operation(
         lost.clone(),
     ));
     let result = tokio::select! {
-        r = run_locked(deps, gh, pr, plan, item, id, &fence) => r,
+        r = run_locked(deps, gh, at, src, item, id, &fence) => r,
         // Dropping the run kills its script's process group; nothing is recorded.
         _ = lost.cancelled() => {
             tracing::warn!(op = %id, env = %name,
@@ -87,8 +86,8 @@ pub(super) async fn run_operation(
 async fn run_locked(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
-    plan: &MergePlan,
+    at: &Target,
+    src: &RunSource,
     item: &Item,
     id: OperationId,
     fence: &Fence,
@@ -103,18 +102,20 @@ async fn run_locked(
         .await
         .map_err(|_| WorkError::Internal("runner slots closed".into()))?;
     let op = &rec.op;
-    announce(deps, gh, pr, item, &rec).await?;
+    announce(deps, gh, at, item, &rec).await?;
 
-    let previous = deps.store.environment(&pr.repo, &op.env_name).await?;
+    let previous = deps.store.environment(&at.repo, &op.env_name).await?;
     let storage = deps
         .store
-        .environment_storage(&pr.repo, &op.env_name)
+        .environment_storage(&at.repo, &op.env_name)
         .await
         .ok()
         .flatten();
     let running = match op.kind {
-        OpKind::Deploy => EnvState::Provisioning,
-        OpKind::Delete => EnvState::Deleting,
+        OpKind::Deploy | OpKind::Reconcile => EnvState::Provisioning,
+        OpKind::Delete | OpKind::Expire => EnvState::Deleting,
+        // A stop or start leaves the state as it was until it ends.
+        OpKind::Stop | OpKind::Start => previous.as_ref().map_or(EnvState::Ready, |p| p.state),
     };
     if !deps
         .store
@@ -129,12 +130,12 @@ async fn run_locked(
     }
 
     let started = Instant::now();
-    let result = match export_definition(deps, plan, &rec).await? {
+    let result = match export_definition(deps, src, op, rec.id.0).await? {
         Some(def_dir) => {
             let spec = run_spec(
                 deps,
                 item,
-                &rec,
+                (rec.id.0, script_of(op.kind)),
                 def_dir.clone(),
                 previous.as_ref(),
                 storage,
@@ -157,23 +158,21 @@ async fn run_locked(
     let (finish, storage) = finish_of(&rec, result);
     let succeeded = finish.state == OpState::Succeeded;
     deps.metrics.operation(
-        match op.kind {
-            OpKind::Deploy => "deploy",
-            OpKind::Delete => "delete",
-        },
+        op.kind.as_str(),
         if succeeded { "succeeded" } else { "failed" },
         started.elapsed(),
     );
     let ended = match (op.kind, succeeded) {
-        (OpKind::Deploy, true) => EnvState::Ready,
-        (OpKind::Delete, true) => EnvState::Deleted,
+        (OpKind::Deploy | OpKind::Reconcile | OpKind::Start, true) => EnvState::Ready,
+        (OpKind::Delete | OpKind::Expire, true) => EnvState::Deleted,
+        (OpKind::Stop, true) => EnvState::Stopped,
         (_, false) => EnvState::Failed,
     };
     let env = EnvironmentUpdate {
-        parameters: (op.kind == OpKind::Deploy && succeeded).then(|| op.parameters.clone()),
-        outputs: match (op.kind, succeeded) {
-            (OpKind::Deploy, true) => Some(finish.outputs.clone()),
-            (OpKind::Delete, true) => Some(serde_json::json!({})),
+        parameters: (op.kind.deploys() && succeeded).then(|| op.parameters.clone()),
+        outputs: match succeeded {
+            true if op.kind.deploys() => Some(finish.outputs.clone()),
+            true if op.kind.removes() => Some(serde_json::json!({})),
             _ => None,
         },
         ..EnvironmentUpdate::of(op, ended, id)
@@ -219,7 +218,7 @@ async fn runnable(deps: &Deps, id: OperationId) -> Result<Option<OperationRecord
 async fn announce(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
+    at: &Target,
     item: &Item,
     rec: &OperationRecord,
 ) -> Result<(), WorkError> {
@@ -227,7 +226,7 @@ async fn announce(
     let deployment_id = match rec.deployment_id {
         Some(d) => d,
         None => {
-            let d = ensure_deployment(deps, gh, pr, item, rec).await?;
+            let d = ensure_deployment(deps, gh, at, item, rec).await?;
             deps.store
                 .update_operation(id, OperationUpdate::DeploymentCreated(d))
                 .await?;
@@ -235,7 +234,7 @@ async fn announce(
         }
     };
     gh.create_deployment_status(
-        &pr.repo,
+        &at.repo,
         deployment_id,
         &NewDeploymentStatus {
             state: "in_progress".into(),
@@ -253,23 +252,23 @@ async fn announce(
 /// catalog in the same merge: at the first parent), in a folder of its own. A fork's PR
 /// never supplies code: its definitions come from the first parent only. `None`: the
 /// folder exists at neither.
-async fn export_definition(
+pub(crate) async fn export_definition(
     deps: &Deps,
-    plan: &MergePlan,
-    rec: &OperationRecord,
+    src: &RunSource,
+    op: &crate::store::NewOperation,
+    run_id: i64,
 ) -> Result<Option<PathBuf>, WorkError> {
-    let op = &rec.op;
-    let def_dir =
-        deps.config
-            .data_dir
-            .join("runs")
-            .join(format!("def-{}-{}", rec.id, rand::random::<u32>()));
-    let mirror_path = plan.mirror_path.clone();
+    let def_dir = deps
+        .config
+        .data_dir
+        .join("runs")
+        .join(format!("def-{run_id}-{}", rand::random::<u32>()));
+    let mirror_path = src.mirror_path.clone();
     let merged_at = op.merge_sha.clone();
-    let commits = if plan.from_fork {
-        vec![plan.first_parent.clone()]
+    let commits = if src.from_fork {
+        vec![src.first_parent.clone()]
     } else {
-        vec![merged_at, plan.first_parent.clone()]
+        vec![merged_at, src.first_parent.clone()]
     };
     let folder = format!("catalog/{}", op.definition);
     let dest = def_dir.clone();
@@ -289,15 +288,15 @@ async fn export_definition(
 /// What the runner gets: the ADE contract's inputs, the variables the service config
 /// allows, and every secret to redact (webhook secrets, the GitHub token, `pass_env`
 /// and `[runner.env]` values, the previous run's sensitive outputs).
-fn run_spec(
+pub(crate) fn run_spec(
     deps: &Deps,
     item: &Item,
-    rec: &OperationRecord,
+    (run_id, operation): (i64, Operation),
     definition_dir: PathBuf,
     previous: Option<&crate::store::EnvironmentRecord>,
     storage: Option<Vec<u8>>,
 ) -> RunSpec {
-    let op = &rec.op;
+    let op = &item.op;
     let runner = &deps.config.runner;
     let mut secrets: Vec<String> = deps
         .config
@@ -317,11 +316,8 @@ fn run_spec(
         secrets.extend(sensitive_values(&prev.outputs));
     }
     RunSpec {
-        run_id: rec.id.0,
-        operation: match op.kind {
-            OpKind::Deploy => Operation::Deploy,
-            OpKind::Delete => Operation::Delete,
-        },
+        run_id,
+        operation,
         environment_name: op.env_name.clone(),
         environment_type: op.env_type.clone(),
         team: op.team.clone(),
@@ -342,19 +338,29 @@ fn run_spec(
     }
 }
 
+/// The script an operation runs: an expiry deletes, a reconcile deploys again.
+fn script_of(kind: OpKind) -> Operation {
+    match kind {
+        OpKind::Deploy | OpKind::Reconcile => Operation::Deploy,
+        OpKind::Delete | OpKind::Expire => Operation::Delete,
+        OpKind::Stop => Operation::Stop,
+        OpKind::Start => Operation::Start,
+    }
+}
+
 /// The GitHub deployment of an operation, made once: when an earlier try asked for it
 /// (a crash may have kept its id from being recorded) or its answer was lost, the
 /// deployments are searched for this operation's run id before another is made.
 async fn ensure_deployment(
     deps: &Deps,
     gh: &GitHub,
-    pr: &PrInfo,
+    at: &Target,
     item: &Item,
     rec: &OperationRecord,
 ) -> Result<crate::ids::DeploymentId, WorkError> {
     let op = &rec.op;
     let id = rec.id;
-    let find = || gh.find_deployment(&pr.repo, op.merge_sha.as_str(), &op.env_name, id);
+    let find = || gh.find_deployment(&at.repo, op.merge_sha.as_str(), &op.env_name, id);
     if rec.reported & reported::DEPLOYMENT_REQUESTED != 0 {
         if let Some(d) = find().await? {
             return Ok(d);
@@ -386,11 +392,11 @@ async fn ensure_deployment(
         transient_environment: false,
         production_environment: item.production,
     };
-    match gh.create_deployment(&pr.repo, &new).await {
+    match gh.create_deployment(&at.repo, &new).await {
         Ok(d) => Ok(d),
         Err(ForgeError::AnswerLost(_)) => match find().await? {
             Some(d) => Ok(d),
-            None => Ok(gh.create_deployment(&pr.repo, &new).await?),
+            None => Ok(gh.create_deployment(&at.repo, &new).await?),
         },
         Err(e) => Err(e.into()),
     }

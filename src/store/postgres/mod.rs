@@ -233,3 +233,4 @@ super::merges::impl_merge_store!(PgStore, super::sql::postgres);
 super::repositories::impl_repository_store!(PgStore, super::sql::postgres);
 super::requests::impl_request_store!(PgStore, super::sql::postgres);
 super::retention::impl_retention_store!(PgStore, super::sql::postgres);
+super::lifecycle::impl_lifecycle_store!(PgStore, super::sql::postgres);

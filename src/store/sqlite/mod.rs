@@ -313,6 +313,7 @@ super::merges::impl_merge_store!(SqliteStore, super::sql::sqlite);
 super::repositories::impl_repository_store!(SqliteStore, super::sql::sqlite);
 super::requests::impl_request_store!(SqliteStore, super::sql::sqlite);
 super::retention::impl_retention_store!(SqliteStore, super::sql::sqlite);
+super::lifecycle::impl_lifecycle_store!(SqliteStore, super::sql::sqlite);
 
 pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -1,0 +1,142 @@
+//! Expiry (SPEC 11): the owner is warned `lifecycle.warn_before` ahead, on the pull request
+//! that last changed the manifest; at `expiresAt` the definition's delete runs as operation
+//! `expire`, and a pull request removing the manifest is opened so Git matches what exists
+//! (merging it runs nothing: the environment is already deleted).
+
+use super::jobs::{self, Snapshot};
+use crate::forge::client::ForgeError;
+use crate::handlers::{Deps, WorkError};
+use crate::ids::PrNumber;
+use crate::store::{EnvironmentRecord, OpKind, OpState, Timer};
+
+/// Marks Paved's expiry warning among a pull request's comments (one per `expiresAt`).
+fn warning_marker(env: &str, expires: &str) -> String {
+    format!("<!-- paved:expiry-warning {env} {expires} -->")
+}
+
+/// Posts the warning, once per environment and `expiresAt` (found by its marker when a
+/// restart came between posting it and recording so).
+pub(super) async fn warn(
+    deps: &Deps,
+    snap: &Snapshot,
+    env: &EnvironmentRecord,
+    timer: &Timer,
+) -> Result<(), WorkError> {
+    let Some(pr) = jobs::last_pull_request(deps.store.as_ref(), env).await? else {
+        tracing::info!(env = %env.name, "no pull request to warn on: the environment was never merged through one");
+        return Ok(());
+    };
+    let gh = deps.forge.client(snap.target.installation)?;
+    let marker = warning_marker(&env.name, &timer.cause);
+    let repo = &snap.known.repo;
+    let posted = gh
+        .list_comments(repo, PrNumber(pr))
+        .await?
+        .iter()
+        .any(|c| c.body.as_deref().is_some_and(|b| b.starts_with(&marker)));
+    if posted {
+        return Ok(());
+    }
+    let owner = snap
+        .manifest
+        .as_ref()
+        .and_then(|m| m.metadata.owner.clone())
+        .unwrap_or_else(|| env.owner.clone());
+    let within = snap
+        .max_ttl
+        .as_deref()
+        .map(|t| format!(" (at most {t} from now, the type's `maxTtl`)"))
+        .unwrap_or_default();
+    let portal = format!("{}/environments/{repo}/{}", deps.public_url(), env.name);
+    let body = format!(
+        "{marker}\n### ⏳ `{team}/{name}` expires at {exp}\n\n@{owner}: at `{exp}` Paved will run its delete script and open a pull request removing `{path}`.\n\nTo keep it, move `spec.expiresAt` later{within} in a pull request that changes nothing else: no script runs for an extension. Or ask Paved to do it: `paved env extend {name} --until <time>`, or **Extend** on [its page]({portal}).\n",
+        team = env.team,
+        name = env.name,
+        exp = timer.cause,
+        path = snap.manifest_path,
+    );
+    gh.create_comment(repo, PrNumber(pr), &body).await?;
+    Ok(())
+}
+
+/// Deletes the environment (operation `expire`) and opens the pull request that removes its
+/// manifest. Returns the operation's final state.
+pub(super) async fn expire(
+    deps: &Deps,
+    snap: &Snapshot,
+    env: &EnvironmentRecord,
+    timer: &Timer,
+) -> Result<OpState, WorkError> {
+    let pr = jobs::last_pull_request(deps.store.as_ref(), env).await?;
+    let item = snap.item(
+        env,
+        OpKind::Expire,
+        format!("expire@{}", timer.cause),
+        "paved",
+        pr,
+    );
+    let done = snap.run(deps, item).await?;
+    if done.state == OpState::Succeeded {
+        cleanup_pull_request(deps, snap, env, &timer.cause, done.id.0).await?;
+    }
+    Ok(done.state)
+}
+
+/// The pull request removing an expired environment's manifest, on a branch pushed with
+/// Git. Opening it again after a restart finds the branch (or the pull request) there.
+async fn cleanup_pull_request(
+    deps: &Deps,
+    snap: &Snapshot,
+    env: &EnvironmentRecord,
+    expired_at: &str,
+    run: i64,
+) -> Result<(), WorkError> {
+    let branch = format!("paved/expired/{}-{run}", env.name);
+    let message = format!(
+        "Remove expired environment {}/{}\n\nIt expired at {expired_at} and was deleted by Paved (run {run}).\n",
+        env.team, env.name
+    );
+    let (b, path, tip) = (branch.clone(), snap.manifest_path.clone(), snap.tip.clone());
+    let k = &snap.known;
+    let pushed = deps
+        .repos
+        .with_remote(&k.repo, &k.clone_url, k.installation, move |s| {
+            s.mirror.commit_and_push_branch(
+                &s.url,
+                s.token.as_ref(),
+                &crate::repo::BranchChange {
+                    base: &tip,
+                    branch: &b,
+                    path: &path,
+                    content: None,
+                    message: &message,
+                },
+            )
+        })
+        .await;
+    if let Err(e) = pushed {
+        // Pushed before a restart: the branch is there, the pull request may not be.
+        tracing::info!(error = %e, %branch, "the cleanup branch was not pushed now");
+    }
+    let gh = deps.forge.client(k.installation)?;
+    let body = format!(
+        "`{team}/{name}` expired at `{expired_at}`: Paved ran its delete script ([run {run}]({url}/api/v1/operations/{run})).\n\nMerging this removes `{path}` so the default branch matches what exists. Nothing runs when it merges.\n",
+        team = env.team,
+        name = env.name,
+        url = deps.public_url(),
+        path = snap.manifest_path,
+    );
+    let title = format!("Remove expired environment {}/{}", env.team, env.name);
+    match gh
+        .create_pull(&k.repo, &branch, &k.default_branch, &title, &body)
+        .await
+    {
+        Ok(p) => {
+            tracing::info!(env = %env.name, pull = p.number, "opened the expired environment's cleanup pull request");
+            Ok(())
+        }
+        // One pull request per head branch: it was opened before a restart.
+        Err(ForgeError::Refused { status: 422, .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

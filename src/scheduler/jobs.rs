@@ -1,0 +1,196 @@
+//! What every scheduled job starts from: the environment's manifest and definition on the
+//! default branch's tip, read fresh (a timer says when, Git says what), and one operation
+//! run as a merge runs them: recorded once per cause, under the environment's lock, fenced,
+//! with its deployment and its git note.
+
+use crate::checks::Governance;
+use crate::handlers::merge::{self, Item, RunSource};
+use crate::handlers::{Deps, Target, WorkError};
+use crate::ids::CommitSha;
+use crate::manifest::definition::Runner;
+use crate::manifest::{environment, Manifest};
+use crate::runner::RunnerKind;
+use crate::store::{EnvironmentRecord, KnownRepository, NewOperation, OpKind, OpState};
+use crate::store::{OperationRecord, Store};
+use crate::tree::TreeReader;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment as the default branch's tip has it.
+pub(super) struct Snapshot {
+    pub known: KnownRepository,
+    pub target: Target,
+    pub tip: CommitSha,
+    pub mirror_path: PathBuf,
+    pub manifest_path: String,
+    /// `None`: the manifest is gone from the default branch (a delete is on its way).
+    pub manifest: Option<Manifest>,
+    pub runner: RunnerKind,
+    pub template_path: Option<String>,
+    pub timeout: Duration,
+    pub production: bool,
+    /// Which of the optional scripts (`stop`, `start`, `status`) the definition has.
+    pub scripts: BTreeSet<&'static str>,
+    /// The type's `maxTtl`, as written (for the expiry warning).
+    pub max_ttl: Option<String>,
+}
+
+/// Fetches the default branch and reads the environment's manifest and definition there.
+pub(super) async fn snapshot(
+    deps: &Deps,
+    known: &KnownRepository,
+    env: &EnvironmentRecord,
+) -> Result<Snapshot, WorkError> {
+    let manifest_path = format!("environments/{}/{}.yaml", env.team, env.name);
+    let default_timeout = deps.config.runner.default_timeout;
+    let (path, definition, env_type) = (
+        manifest_path.clone(),
+        env.definition.clone(),
+        env.env_type.clone(),
+    );
+    let known2 = known.clone();
+    deps.repos
+        .with_branch(
+            &known.repo,
+            &known.clone_url,
+            known.installation,
+            &known.default_branch,
+            move |mirror, tip| -> Result<Snapshot, WorkError> {
+                let tree = mirror.tree_at(tip)?;
+                let manifest = crate::manifest::read_text(&tree, &path)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| environment::parse_manifest(&path, &t).ok())
+                    .map(|m| m.manifest);
+                let definition = manifest
+                    .as_ref()
+                    .map_or(definition, |m| m.spec.definition.clone());
+                let env_type = manifest
+                    .as_ref()
+                    .map_or(env_type, |m| m.spec.env_type.clone());
+                let gov = Governance::load(&tree);
+                let defn = gov
+                    .catalog()
+                    .get(&definition)
+                    .and_then(|d| d.as_ref().ok())
+                    .map(|d| d.definition.clone());
+                let ty = gov
+                    .platform()
+                    .and_then(|p| p.environment_types.get(&env_type).cloned());
+                let mut scripts = BTreeSet::new();
+                for name in ["stop", "start", "status"] {
+                    let found = [
+                        format!("catalog/{definition}/{name}.sh"),
+                        format!("catalog/{definition}/scripts/{name}.sh"),
+                    ]
+                    .iter()
+                    .any(|p| tree.read(p).ok().flatten().is_some());
+                    if found {
+                        scripts.insert(name);
+                    }
+                }
+                Ok(Snapshot {
+                    target: Target::from(&known2),
+                    known: known2,
+                    tip: tip.clone(),
+                    mirror_path: mirror.path().to_path_buf(),
+                    manifest_path: path,
+                    manifest,
+                    runner: match defn.as_ref().map(|d| &d.runner) {
+                        Some(Runner::Terraform) => RunnerKind::Terraform,
+                        _ => RunnerKind::Command,
+                    },
+                    template_path: defn.and_then(|d| d.template_path),
+                    timeout: ty
+                        .as_ref()
+                        .and_then(|t| t.timeout.as_ref())
+                        .map_or(default_timeout, |t| t.as_std()),
+                    production: gov.resolve_workflow(Some(&env_type)).name == "production",
+                    max_ttl: ty.and_then(|t| t.max_ttl).map(|t| t.to_string()),
+                    scripts,
+                })
+            },
+        )
+        .await
+}
+
+/// The pull request that last changed the environment (for notes and warnings), when a
+/// merge ever did.
+pub(super) async fn last_pull_request(
+    store: &dyn Store,
+    env: &EnvironmentRecord,
+) -> Result<Option<u64>, WorkError> {
+    let repo = crate::ids::RepoName::parse(&env.repo)
+        .map_err(|e| WorkError::Internal(format!("inventory repository: {e}")))?;
+    Ok(store
+        .operations_for_environment(&repo, &env.name, 50)
+        .await?
+        .into_iter()
+        .find(|o| o.op.pr > 0 && o.op.cause.is_empty())
+        .map(|o| o.op.pr))
+}
+
+impl Snapshot {
+    /// The operation of `kind` for `cause`, on the tip, by `requester`, with the last
+    /// deployed parameters.
+    pub(super) fn item(
+        &self,
+        env: &EnvironmentRecord,
+        kind: OpKind,
+        cause: String,
+        requester: &str,
+        pr: Option<u64>,
+    ) -> Item {
+        let m = self.manifest.as_ref();
+        Item {
+            op: NewOperation {
+                repo: self.known.repo.clone(),
+                env_name: env.name.clone(),
+                kind,
+                merge_sha: self.tip.clone(),
+                pr: pr.unwrap_or(0),
+                attempt: 1,
+                delivery_id: String::new(),
+                cause,
+                team: m.map_or_else(|| env.team.clone(), |m| m.metadata.team.clone()),
+                owner: m
+                    .and_then(|m| m.metadata.owner.clone())
+                    .unwrap_or_else(|| env.owner.clone()),
+                env_type: m.map_or_else(|| env.env_type.clone(), |m| m.spec.env_type.clone()),
+                definition: m.map_or_else(|| env.definition.clone(), |m| m.spec.definition.clone()),
+                manifest_path: self.manifest_path.clone(),
+                parameters: env.parameters.clone(),
+                requester: requester.to_string(),
+                merger: String::new(),
+                approvers: Vec::new(),
+                governance_sha: self.tip.to_string(),
+                checks: serde_json::json!([]),
+                state: OpState::Planned,
+                error: None,
+            },
+            runner: self.runner,
+            template_path: self.template_path.clone(),
+            timeout: self.timeout,
+            production: self.production,
+        }
+    }
+
+    /// Records the operation (or finds it, recorded for the same cause before a restart),
+    /// runs it as a merge's operations run, and reports it. Returns its final record.
+    pub(super) async fn run(&self, deps: &Deps, item: Item) -> Result<OperationRecord, WorkError> {
+        let gh = deps.forge.client(self.target.installation)?;
+        let (id, _) = deps.store.plan_operation(item.op.clone()).await?;
+        let src = RunSource {
+            mirror_path: self.mirror_path.clone(),
+            from_fork: false,
+            first_parent: self.tip.clone(),
+        };
+        let finals = merge::run_rounds(deps, &gh, &self.target, &src, &[(item, id)]).await?;
+        merge::report::report_operations(deps, &gh, &self.target, &finals).await?;
+        finals
+            .into_iter()
+            .next()
+            .ok_or_else(|| WorkError::Internal(format!("operation {id} vanished")))
+    }
+}
