@@ -49,6 +49,7 @@ pub struct Metrics {
     webhooks: Family<Label1, Counter>,
     deliveries: Family<Label1, Gauge>,
     environments: Family<Label1, Gauge>,
+    scheduler_leading: Gauge,
     oldest_pending: Gauge<f64, AtomicU64>,
     processing: Histograms<Label2>,
     delivery_retries: Family<Label1, Counter>,
@@ -81,6 +82,7 @@ impl Metrics {
             webhooks: Family::default(),
             deliveries: Family::default(),
             environments: Family::default(),
+            scheduler_leading: Gauge::default(),
             oldest_pending: Gauge::default(),
             processing: Family::new_with_constructor(latency),
             delivery_retries: Family::default(),
@@ -103,6 +105,11 @@ impl Metrics {
             "environments",
             "Environments by state; state=\"drifted\" counts live ones whose last drift check found drift",
             m.environments.clone(),
+        );
+        registry.register(
+            "scheduler_leading",
+            "1 on the replica that holds the scheduler's lease (runs expiries, schedules, drift checks), else 0",
+            m.scheduler_leading.clone(),
         );
         registry.register(
             "delivery_oldest_pending_age_seconds",
@@ -215,6 +222,11 @@ impl Metrics {
                 .get_or_create(&[("state", state)])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Whether this replica runs the scheduler now.
+    pub fn set_scheduler_leading(&self, leading: bool) {
+        self.scheduler_leading.set(i64::from(leading));
     }
 
     pub fn delivery_processed(&self, event: &'static str, result: &'static str, took: Duration) {

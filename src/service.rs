@@ -239,6 +239,15 @@ impl Service {
     }
 
     /// Stops accepting requests, lets running work finish, and returns.
+    /// Stops every task at once, as a crash would: no lease or lock is given back, so
+    /// another replica takes over only when they run out (for tests of takeovers).
+    pub fn kill(self) {
+        self.server.abort();
+        self.worker.abort();
+        self.upkeep.abort();
+        self.scheduler.abort();
+    }
+
     pub async fn shutdown(self) -> Result<()> {
         self.stop.cancel();
         self.server.await??;

@@ -721,3 +721,51 @@ fn a_type_naming_a_missing_workflow_fails_its_checks() {
     assert_eq!(e.file, ".paved/platform.yaml");
     assert!(e.line.is_some(), "{e}");
 }
+
+#[test]
+fn a_type_may_require_a_schedule_and_a_bad_schedule_names_its_field() {
+    let repo = Repo::new();
+    repo.write(
+        ".paved/platform.yaml",
+        repo.read(".paved/platform.yaml").replace(
+            "    timeout: 30m",
+            "    timeout: 30m\n    requireSchedule: true",
+        ),
+    );
+    repo.write(NEW, manifest("orders-preview", "small"));
+    let report = check_pr(&repo, &[added(NEW)]);
+    assert_eq!(verdict(&report, CheckKind::Policy), Verdict::Fail);
+    let msgs: Vec<String> = errors(&report, CheckKind::Policy)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains(NEW) && m.contains("schedule is required for type dev")),
+        "{msgs:#?}"
+    );
+
+    // With a schedule it passes; a schedule with a bad time zone fails the schema, at its
+    // line.
+    let scheduled = format!(
+        "{}  schedule: {{stop: \"19:00\", start: \"08:00\", timeZone: Europe/Berlin, days: [mon, fri]}}\n",
+        manifest("orders-preview", "small")
+    );
+    repo.write(NEW, &scheduled);
+    let report = check_pr(&repo, &[added(NEW)]);
+    assert_eq!(
+        verdict(&report, CheckKind::Policy),
+        Verdict::Pass,
+        "{}",
+        checks::render_text(&report)
+    );
+    repo.write(NEW, scheduled.replace("Europe/Berlin", "Europe/Atlantis"));
+    let report = check_pr(&repo, &[added(NEW)]);
+    let errs = errors(&report, CheckKind::Schema);
+    let bad = errs
+        .iter()
+        .find(|d| d.field.as_deref() == Some("spec.schedule.timeZone"))
+        .unwrap_or_else(|| panic!("{errs:#?}"));
+    assert!(bad.line.is_some(), "{bad:?}");
+    assert!(bad.message.contains("Europe/Atlantis"), "{bad:?}");
+}

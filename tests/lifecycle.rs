@@ -17,12 +17,16 @@ use std::time::{Duration, Instant};
 pub const POSTGRES_SUITE: bool = false;
 const REPO: &str = common::REPO;
 
-/// `status.sh`: drifted (exit 2) while `$RECORD_DIR/drift-<env>` exists, in sync otherwise;
+/// `status.sh`: drifted (exit 2) while the environment has had fewer deploys than
+/// `$RECORD_DIR/drift-<env>` says (a change by hand that only another deploy undoes), in
+/// sync otherwise;
 /// `stop.sh` and `start.sh` record themselves like the recorder's deploy does.
 fn lifecycle_scripts() -> Vec<FileChange> {
     let status = r#"#!/bin/sh
-if [ -e "$RECORD_DIR/drift-$ADE_ENVIRONMENT_NAME" ]; then
-  echo "drifted: $(cat "$RECORD_DIR/drift-$ADE_ENVIRONMENT_NAME")"
+need=$(cat "$RECORD_DIR/drift-$ADE_ENVIRONMENT_NAME" 2>/dev/null || echo 0)
+have=$(grep -c '^deploy' "$ADE_STORAGE/history" 2>/dev/null || echo 0)
+if [ "$have" -lt "$need" ]; then
+  echo "drifted: the site was changed by hand ($have of $need deploys)"
   exit 2
 fi
 echo "in sync with $ADE_OPERATION_PARAMETERS"
@@ -234,12 +238,12 @@ async fn an_environment_is_warned_then_expires_and_its_cleanup_runs_nothing() {
     );
     // Its GitHub deployment ends inactive; a note on the default branch records it.
     let tip = e.h.remote.tip("refs/heads/main").expect("main");
-    let notes = e.notes(&tip);
-    let note = notes
-        .iter()
-        .find(|n| n.operation == "expire")
-        .expect("note");
+    let note = until("the expiry's note", || async {
+        e.notes(&tip).into_iter().find(|n| n.operation == "expire")
+    })
+    .await;
     assert_eq!(note.outcome, "succeeded");
+    assert_eq!(note.requester.as_deref(), Some("paved"));
     let deployments = e.h.github.deployments(&e.repo());
     let d = deployments
         .iter()
@@ -251,7 +255,6 @@ async fn an_environment_is_warned_then_expires_and_its_cleanup_runs_nothing() {
     );
 
     // The pull request Paved opened removes the manifest on a branch pushed with Git.
-    e.h.assert_no_rejections();
     let cleanup = until("the cleanup pull request", || async {
         e.h.github.pulls(&e.repo()).into_iter().find(|p| {
             p["head"]["ref"]
@@ -284,5 +287,495 @@ async fn an_environment_is_warned_then_expires_and_its_cleanup_runs_nothing() {
         "no operation for the cleanup"
     );
     assert_eq!(runs_of(&e, "delete"), 1, "still one delete");
+    e.h.assert_no_rejections();
+}
+
+/// The environment's last drift check, once one ran at or after `since`.
+fn drift_since(env: &Value, since: DateTime<Utc>) -> Option<Value> {
+    let d = &env["environment"]["drift"];
+    let checked = utc(d["checked_at"].as_str()?);
+    (checked >= since).then(|| d.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
+    let t0 = utc(&at(Utc::now()));
+    let clock = Clock::manual(t0);
+    // Drift checks every day: each one shows the scheduler looked after the clock moved.
+    let e = start(&clock, Duration::from_secs(86_400)).await;
+    let first = t0 + Days::days(2);
+    let (_, status, _) = merge(
+        &e,
+        &[(path("keep"), Some(manifest("keep", first, "").into()))],
+    )
+    .await;
+    assert_eq!(status.state, "success");
+    assert_eq!(runs_of(&e, "deploy"), 1);
+
+    // Only expiresAt moves: no script runs, and the expiry moves with it.
+    let later = t0 + Days::days(5);
+    let (sha, status, _) = merge(
+        &e,
+        &[(path("keep"), Some(manifest("keep", later, "").into()))],
+    )
+    .await;
+    assert_eq!(status.state, "success", "{status:?}");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("extended keep")),
+        "{:?}",
+        status.description
+    );
+    assert!(
+        e.operations(&sha).await.is_empty(),
+        "no operation for an extension"
+    );
+    assert_eq!(runs_of(&e, "deploy"), 1, "no script ran");
+    let env = e.environment("keep").await;
+    assert_eq!(
+        upcoming(&env, "expire").as_deref(),
+        Some(at(later).as_str())
+    );
+
+    // Past the first expiresAt: the scheduler looks (a drift check at the new time) and
+    // deletes nothing.
+    clock.advance(Days::days(3));
+    let now = clock.now();
+    let env = until("a check after the clock moved", || async {
+        let env = e.environment("keep").await;
+        drift_since(&env, now).map(|_| env)
+    })
+    .await;
+    assert_eq!(env["environment"]["state"], "ready", "{env}");
+    assert!(operations_of(&env, "expire").is_empty(), "{env}");
+    assert_eq!(runs_of(&e, "delete"), 0);
+
+    // A pull request checked green, merged after its expiresAt passed: refused, clearly.
+    let soon = clock.now() + Days::hours(2);
+    let spec = e.open(&[(path("late"), Some(manifest("late", soon, "").into()))]);
+    e.h.send_pr(&spec).await;
+    let verdicts = e.h.verdicts(&spec.head_sha, 1).await;
+    assert!(
+        verdicts.values().all(|s| s.state == "success"),
+        "{verdicts:?}"
+    );
+    clock.advance(Days::hours(3));
+    let (sha, _) = e.merge(&spec).await;
+    let status = e.provision_status(&sha).await;
+    assert_eq!(status.state, "failure", "{status:?}");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("late refused, expired: expiresAt")),
+        "{:?}",
+        status.description
+    );
+    let ops = e.operations(&sha).await;
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0]["state"], "refused");
+    assert_eq!(runs_of(&e, "deploy"), 1, "nothing ran for it");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passed_while_down_is_acted_on_once_at_the_next_start() {
+    let t0 = utc(&at(Utc::now()));
+    let clock = Clock::manual(t0);
+    let mut e = start(&clock, Duration::ZERO).await;
+    let expires = t0 + Days::days(1);
+    let (_, status, pr) = merge(
+        &e,
+        &[(path("down"), Some(manifest("down", expires, "").into()))],
+    )
+    .await;
+    assert_eq!(status.state, "success");
+
+    // Down over the warning and the expiry.
+    e.h.stop().await;
+    clock.advance(Days::days(2));
+    let tweak = |clock: Clock| {
+        move |c: &mut paved::config::Config| {
+            c.lifecycle.clock = clock;
+            c.lifecycle.tick = Duration::from_secs(1);
+            c.lifecycle.drift_interval = Duration::ZERO;
+        }
+    };
+    e.restart_with(tweak(clock.clone())).await;
+    let env = until("the expiry after the restart", || async {
+        let env = e.environment("down").await;
+        (env["environment"]["state"] == "deleted").then_some(env)
+    })
+    .await;
+    assert_eq!(operations_of(&env, "expire").len(), 1);
+    assert_eq!(runs_of(&e, "delete"), 1);
+    until("the cleanup pull request", || async {
+        e.h.github.pulls(&e.repo()).into_iter().find(|p| {
+            p["head"]["ref"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("paved/expired/down-"))
+        })
+    })
+    .await;
+    assert!(
+        !e.h.comments(pr)
+            .iter()
+            .any(|c| c.body.contains("paved:expiry-warning")),
+        "no warning after the fact"
+    );
+
+    // Down and up again: nothing more runs.
+    e.restart_with(tweak(clock.clone())).await;
+    clock.advance(Days::hours(1));
+    let env = e.environment("down").await;
+    assert!(
+        env["upcoming"].as_array().is_some_and(Vec::is_empty),
+        "{env}"
+    );
+    assert_eq!(operations_of(&env, "expire").len(), 1);
+    assert_eq!(runs_of(&e, "delete"), 1, "exactly one delete");
+    let cleanups =
+        e.h.github
+            .pulls(&e.repo())
+            .into_iter()
+            .filter(|p| {
+                p["head"]["ref"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("paved/expired/"))
+            })
+            .count();
+    assert_eq!(cleanups, 1);
+    e.h.assert_no_rejections();
+}
+
+/// Sends `/paved reconcile` (or any `body`) commented by `login` on issue `number`.
+async fn comment_on_issue(e: &Env, number: u64, login: &str, body: &str) {
+    let payload =
+        paved_testkit::issue_comment_payload(&e.h.repo, &e.h.remote.clone_url(), number, body)
+            .expect("payload");
+    let mut v: Value = serde_json::from_slice(&payload).expect("json");
+    // A comment on an issue, not a pull request.
+    v["issue"]
+        .as_object_mut()
+        .expect("issue")
+        .remove("pull_request");
+    v["comment"]["user"]["login"] = Value::String(login.into());
+    let id = e.h.delivery_id();
+    let status =
+        e.h.send("issue_comment", &id, &serde_json::to_vec(&v).expect("json"))
+            .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    e.h.wait_delivery(&id).await;
+}
+
+async fn drifted_gauge(e: &Env) -> String {
+    let text =
+        e.h.client
+            .get(format!("{}/metrics", e.h.url()))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+    text.lines()
+        .find(|l| l.starts_with("paved_environments{state=\"drifted\"}"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_found_told_in_one_issue_reconciled_and_the_issue_closed() {
+    let t0 = utc(&at(Utc::now()));
+    let clock = Clock::manual(t0);
+    let e = start(&clock, Duration::from_secs(6 * 3600)).await;
+    let (_, status, _) = merge(
+        &e,
+        &[(
+            path("site"),
+            Some(manifest("site", t0 + Days::days(30), "").into()),
+        )],
+    )
+    .await;
+    assert_eq!(status.state, "success");
+    // Changed behind Paved's back: only a second deploy puts it back.
+    std::fs::write(e.records.join("drift-site"), "2").expect("drift");
+
+    clock.advance(Days::hours(6));
+    let first_check = clock.now();
+    let env = until("the drift found and its issue opened", || async {
+        let env = e.environment("site").await;
+        drift_since(&env, first_check)
+            .filter(|d| d["issue"].is_u64())
+            .map(|_| env)
+    })
+    .await;
+    let drift = &env["environment"]["drift"];
+    assert_eq!(drift["state"], "drifted", "{env}");
+    assert!(
+        drift["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("drifted")),
+        "{drift}"
+    );
+    let number = drift["issue"].as_u64().expect("an issue");
+    let issue = e.h.github.issue(&e.repo(), number).expect("issue");
+    assert_eq!(issue["title"], "Drift: payments/site");
+    assert_eq!(issue["state"], "open");
+    assert_eq!(e.h.github.labels(&e.repo(), number), ["paved", "drift"]);
+    assert_eq!(
+        drifted_gauge(&e).await,
+        "paved_environments{state=\"drifted\"} 1"
+    );
+
+    // Still drifted at the next check: the same issue, edited.
+    clock.advance(Days::hours(6));
+    let second_check = clock.now();
+    // Edited: it names the second check's time.
+    until("the second check's edit", || async {
+        e.h.github.issue(&e.repo(), number).filter(|i| {
+            i["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(&at(second_check)))
+        })
+    })
+    .await;
+    assert_eq!(
+        e.environment("site").await["environment"]["drift"]["issue"],
+        number
+    );
+
+    // Someone without the rights asks: told so, nothing runs.
+    comment_on_issue(&e, number, "searcher", "/paved reconcile").await;
+    let refused = until("the reply", || async {
+        e.h.comments(number)
+            .into_iter()
+            .find(|c| c.body.contains("@searcher"))
+    })
+    .await;
+    assert!(
+        refused.body.contains("only a member of `payments`"),
+        "{}",
+        refused.body
+    );
+    assert!(operations_of(&e.environment("site").await, "reconcile").is_empty());
+
+    // The owner's team asks: deploy runs again with the last parameters, and the check
+    // right after finds it in sync and closes the issue.
+    comment_on_issue(&e, number, "octocat", "/paved reconcile").await;
+    let env = until(
+        "the reconcile, the check after it and the issue closed",
+        || async {
+            let env = e.environment("site").await;
+            let d = &env["environment"]["drift"];
+            (d["state"] == "in_sync" && d["issue"].is_null()).then_some(env)
+        },
+    )
+    .await;
+    let reconciled = operations_of(&env, "reconcile");
+    assert_eq!(reconciled.len(), 1, "{env}");
+    assert_eq!(reconciled[0]["state"], "succeeded");
+    assert_eq!(reconciled[0]["requester"], "octocat");
+    assert_eq!(
+        reconciled[0]["parameters"]["mode"], "ok",
+        "the last parameters"
+    );
+    assert_eq!(runs_of(&e, "deploy"), 2);
+    let issue = e.h.github.issue(&e.repo(), number).expect("issue");
+    assert_eq!(issue["state"], "closed", "{issue}");
+    assert!(env["environment"]["drift"]["issue"].is_null(), "{env}");
+    assert_eq!(
+        drifted_gauge(&e).await,
+        "paved_environments{state=\"drifted\"} 0"
+    );
+    let issues = (1..=number + 5)
+        .filter_map(|n| e.h.github.issue(&e.repo(), n))
+        .filter(|i| i["title"].as_str().is_some_and(|t| t.starts_with("Drift:")))
+        .count();
+    assert_eq!(issues, 1, "never a second issue");
+    e.h.assert_no_rejections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_stops_and_starts_at_local_times_across_daylight_saving_in_berlin() {
+    // Friday 27 March 2026, noon UTC; Berlin moves to summer time on Sunday 29 March.
+    let t0 = utc("2026-03-27T12:00:00Z");
+    let clock = Clock::manual(t0);
+    let e = start(&clock, Duration::ZERO).await;
+    let schedule = "  schedule:\n    stop: \"19:00\"\n    start: \"08:00\"\n    timeZone: Europe/Berlin\n    days: [mon, tue, wed, thu, fri]\n";
+    let (_, status, _) = merge(
+        &e,
+        &[(
+            path("office"),
+            Some(manifest("office", utc("2026-04-10T00:00:00Z"), schedule).into()),
+        )],
+    )
+    .await;
+    assert_eq!(status.state, "success", "{status:?}");
+    let env = e.environment("office").await;
+    // 19:00 in Berlin on a winter Friday is 18:00 UTC; 08:00 on the summer Monday is 06:00.
+    assert_eq!(
+        upcoming(&env, "stop").as_deref(),
+        Some("2026-03-27T18:00:00Z"),
+        "{env}"
+    );
+    assert_eq!(
+        upcoming(&env, "start").as_deref(),
+        Some("2026-03-30T06:00:00Z")
+    );
+
+    clock.set(utc("2026-03-27T18:00:30Z"));
+    let env = until("stopped, and the next stop set", || async {
+        let env = e.environment("office").await;
+        (env["environment"]["state"] == "stopped"
+            && upcoming(&env, "stop").as_deref() != Some("2026-03-27T18:00:00Z"))
+        .then_some(env)
+    })
+    .await;
+    assert_eq!(operations_of(&env, "stop").len(), 1);
+    assert_eq!(runs_of(&e, "stop"), 1);
+    // The weekend is skipped: the next stop is Monday's, in summer time.
+    assert_eq!(
+        upcoming(&env, "stop").as_deref(),
+        Some("2026-03-30T17:00:00Z"),
+        "{env}"
+    );
+
+    clock.set(utc("2026-03-30T06:00:30Z"));
+    let env = until("started, and the next start set", || async {
+        let env = e.environment("office").await;
+        (env["environment"]["state"] == "ready"
+            && upcoming(&env, "start").as_deref() != Some("2026-03-30T06:00:00Z"))
+        .then_some(env)
+    })
+    .await;
+    assert_eq!(operations_of(&env, "start").len(), 1);
+    assert_eq!(runs_of(&e, "start"), 1);
+    assert_eq!(
+        upcoming(&env, "start").as_deref(),
+        Some("2026-03-31T06:00:00Z")
+    );
+    // Each is audited like any operation: a note on the default branch.
+    let tip = e.h.remote.tip("refs/heads/main").expect("main");
+    let ops = until("both notes", || async {
+        let ops: Vec<String> = e.notes(&tip).into_iter().map(|n| n.operation).collect();
+        (ops.contains(&"stop".to_string()) && ops.contains(&"start".to_string())).then_some(ops)
+    })
+    .await;
+    // The tip is the merge commit: its note holds the deploy, then the stop and the start.
+    assert_eq!(ops, ["deploy", "stop", "start"]);
+    e.h.assert_no_rejections();
+}
+
+/// `paved_scheduler_leading` of the replica at `url`.
+async fn leading(client: &reqwest::Client, url: &str) -> Option<bool> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("paved_scheduler_leading "))?;
+    Some(line.ends_with(" 1"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_run_one_scheduler_and_the_other_takes_over_when_it_dies() {
+    let Some(server) = common::postgres_server() else {
+        eprintln!("PostgreSQL test SKIPPED: PAVED_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let t0 = utc(&at(Utc::now()));
+    let clock = Clock::manual(t0);
+    let mut prepared = Env::prepare_files(lifecycle_scripts()).await;
+    prepared.h.database = Some(common::TestDatabase::create(&server).await);
+    let tweak = |clock: Clock| {
+        move |c: &mut paved::config::Config| {
+            c.lifecycle.clock = clock;
+            c.lifecycle.tick = Duration::from_secs(1);
+            c.lifecycle.drift_interval = Duration::ZERO;
+        }
+    };
+    let mut e = prepared.run_with(tweak(clock.clone())).await;
+    // A second replica: its own data directory and mirrors, the same database and clock.
+    let mut config = e.h.config();
+    config.data_dir = e.h.tmp.path().join("data-b");
+    config.runner.env.push((
+        "RECORD_DIR".into(),
+        paved::config::Secret::new(e.records.display().to_string()),
+    ));
+    tweak(clock.clone())(&mut config);
+    let b = paved::service::start(config).await.expect("replica b");
+    let (a_url, b_url) = (e.h.url(), b.url());
+
+    // One of the two runs the scheduler.
+    let client = reqwest::Client::new();
+    let a_leads = until("one scheduler", || async {
+        match (
+            leading(&client, &a_url).await?,
+            leading(&client, &b_url).await?,
+        ) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+    let expires = t0 + Days::days(1);
+    let (_, status, _) = merge(
+        &e,
+        &[(
+            path("standby"),
+            Some(manifest("standby", expires, "").into()),
+        )],
+    )
+    .await;
+    assert_eq!(status.state, "success");
+
+    // The leader dies without a word; the deadline passes; the other takes over once its
+    // lease runs out, and the environment expires exactly once.
+    let a = e.h.service.take().expect("replica a");
+    let (dead, survivor, survivor_url) = if a_leads {
+        a.kill();
+        (a_url, Some(b), b_url)
+    } else {
+        b.kill();
+        e.h.service = Some(a);
+        (b_url, None, a_url)
+    };
+    clock.advance(Days::days(2));
+    until("the survivor leads", || async {
+        leading(&client, &survivor_url).await.filter(|l| *l)
+    })
+    .await;
+    let env_url = format!("{survivor_url}/api/v1/repos/{REPO}/environments/standby");
+    let env: Value = until("the expiry by the survivor", || async {
+        let v: Value =
+            e.h.client
+                .get(&env_url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+        (v["environment"]["state"] == "deleted").then_some(v)
+    })
+    .await;
+    assert_eq!(operations_of(&env, "expire").len(), 1, "{env}");
+    assert_eq!(runs_of(&e, "delete"), 1, "exactly one delete");
+    assert!(
+        client.get(format!("{dead}/healthz")).send().await.is_err(),
+        "the dead replica is gone"
+    );
+    if let Some(b) = survivor {
+        b.shutdown().await.expect("shutdown b");
+    }
     e.h.assert_no_rejections();
 }

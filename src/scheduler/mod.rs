@@ -56,11 +56,12 @@ pub async fn run(deps: Arc<Deps>, wake: Arc<Notify>, stop: CancellationToken) {
                     }
                 }
                 if leading {
-                    let renew = tokio::spawn(keep_lease(deps.clone(), holder.clone(), ttl));
+                    // Aborted when the tick ends, or when this task is dropped mid-tick.
+                    let _renew =
+                        AbortOnDrop(tokio::spawn(keep_lease(deps.clone(), holder.clone(), ttl)));
                     if let Err(e) = tick(&deps).await {
                         tracing::warn!(error = %e, "scheduler: a tick failed");
                     }
-                    renew.abort();
                 }
             }
             Ok(None) => {
@@ -71,6 +72,7 @@ pub async fn run(deps: Arc<Deps>, wake: Arc<Notify>, stop: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "scheduler: the lease could not be read"),
         }
+        deps.metrics.set_scheduler_leading(leading);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(cfg.tick) => {}
@@ -78,10 +80,20 @@ pub async fn run(deps: Arc<Deps>, wake: Arc<Notify>, stop: CancellationToken) {
             _ = clock_moved(&mut moves) => {}
         }
     }
+    deps.metrics.set_scheduler_leading(false);
     if leading {
         if let Err(e) = deps.store.release_scheduler_lease(&holder).await {
             tracing::warn!(error = %e, "scheduler: releasing the lease failed; it runs out");
         }
+    }
+}
+
+/// A task that ends with its handle.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -99,6 +99,19 @@ impl Env {
         }
     }
 
+    /// Stops Paved (cleanly) and starts it again on the same data, its config changed by
+    /// `tweak` as at the first start.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut paved::config::Config)) {
+        self.h.stop().await;
+        let mut config = self.h.config();
+        config.runner.env.push((
+            "RECORD_DIR".into(),
+            paved::config::Secret::new(self.records.display().to_string()),
+        ));
+        tweak(&mut config);
+        self.h.service = Some(paved::service::start(config).await.expect("restart paved"));
+    }
+
     pub fn repo(&self) -> String {
         self.h.repo.to_string()
     }

@@ -362,7 +362,19 @@ impl Planner<'_> {
             return Planned::Nothing;
         }
         let subject = self.subject(&mp, manifest.as_ref(), known);
-        let refused = self.refusal(env);
+        // Already past expiresAt: refused with that reason first, whatever else failed
+        // (the policy's "in the past" follows from it).
+        let expired = manifest
+            .as_ref()
+            .and_then(crate::lifecycle::expires_at)
+            .filter(|exp| kind == OpKind::Deploy && *exp <= self.now)
+            .map(|exp| {
+                format!(
+                    "expired: expiresAt {} is already past, so nothing was provisioned; move it in a new pull request",
+                    crate::lifecycle::canonical(exp)
+                )
+            });
+        let refused = expired.or_else(|| self.refusal(env));
         if kind == OpKind::Deploy && refused.is_none() {
             if let Some(m) = &manifest {
                 if self.only_expiry_moved(&env.path, m, known) {
@@ -370,15 +382,6 @@ impl Planner<'_> {
                 }
             }
         }
-        let refused = refused.or_else(|| {
-            let exp = manifest.as_ref().and_then(crate::lifecycle::expires_at)?;
-            (kind == OpKind::Deploy && exp <= self.now).then(|| {
-                format!(
-                    "expired: expiresAt {} is already past, so nothing was provisioned; move it in a new pull request",
-                    crate::lifecycle::canonical(exp)
-                )
-            })
-        });
         let (runner, template_path) = self.runner_of(&subject.definition);
         let ty = self
             .gov
