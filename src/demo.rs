@@ -13,6 +13,8 @@
 //!
 //! GitHub's API is answered by the same strict emulator the tests use.
 
+mod lifecycle;
+
 use crate::config::{Config, GithubAuth, RunnerConfig, Secret};
 use crate::ids::{CommitSha, RepoName};
 use crate::service::Service;
@@ -111,8 +113,10 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     let specs = open_prs(&demo, &base).await?;
     let env_name = "orders-preview";
     let merge = merge_valid(&demo, &specs[0], env_name, &sites).await?;
+    lifecycle::drift_and_reconcile(&demo, env_name, &sites).await?;
     tear_down(&demo, &merge, env_name, &sites).await?;
     self_service(&demo).await?;
+    lifecycle::expiry(&demo, "cart-preview").await?;
 
     println!(
         "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
@@ -185,6 +189,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     github.sign_in_as("octocat");
     // The API answers only to a known caller: the demo reads it with a service token.
     let api_token = hex::encode(rand::random::<[u8; 16]>());
+    let clock = crate::clock::Clock::manual(chrono::Utc::now());
     let config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: root.join("data"),
@@ -218,7 +223,12 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
             web_url: github.url(),
             ..Default::default()
         },
-        lifecycle: Default::default(),
+        // The demo moves this clock to show hours and days passing (SPEC 11).
+        lifecycle: crate::config::LifecycleConfig {
+            clock: clock.clone(),
+            tick: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
         api: crate::config::ApiConfig {
             tokens: vec![crate::config::ServiceToken {
                 name: "demo".into(),
@@ -248,6 +258,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
         client: reqwest::Client::new(),
         secret,
         api_token,
+        clock,
     };
     Ok((demo, base, sites))
 }
@@ -400,7 +411,8 @@ async fn self_service(demo: &Demo) -> Result<()> {
 
 /// A PR deleting the manifest, merged: the environment is torn down.
 async fn tear_down(demo: &Demo, merge: &CommitSha, env_name: &str, sites: &Path) -> Result<()> {
-    let number = 3;
+    // Past the numbers the emulator gave out (the drift issue took #3).
+    let number = 10;
     let title = "remove orders-preview, the review is done";
     let spec = demo.remote.open_pull(
         number,
@@ -437,6 +449,8 @@ struct Demo {
     secret: String,
     /// A service token for reading the API.
     api_token: String,
+    /// Paved's lifecycle clock, which the demo moves.
+    clock: crate::clock::Clock,
 }
 
 impl Demo {

@@ -28,6 +28,18 @@ fn the_demo_runs_the_main_job_end_to_end() {
         "GET /api/v1/requests/1: SUCCEEDED (requested by octocat)",
         "requestedBy user:demo-org/environments/octocat",
         "approvedBy user:demo-org/environments/hubot",
+        // The lifecycle: a drift found by static-site's status.sh, an issue, a reconcile
+        // that closes it; an expiry with its warning and the pull request that follows.
+        "index.html does not carry the title \"Orders preview\"",
+        "\"Drift: payments/orders-preview\"",
+        "paved_environments{state=\"drifted\"} 1",
+        "`reconcile` by octocat: succeeded",
+        "is closed (completed)",
+        "paved_environments{state=\"drifted\"} 0",
+        "@octocat: at `",
+        "`expire`: succeeded (ran delete.sh; state deleted)",
+        "\"Remove expired environment payments/cart-preview\" from branch paved/expired/cart-preview-",
+        "paved/provision: success — removed the manifest of cart-preview (already deleted): no script ran",
     ] {
         assert!(
             stdout.contains(expected),

@@ -7,7 +7,7 @@
 //! a role allowed to create databases and roles. These tests fail, never skip, when it is
 //! not reachable: CI starts it.
 
-use paved::runner::{self, Operation, RunResult, RunSpec, RunnerKind};
+use paved::runner::{self, Operation, RunOutcome, RunResult, RunSpec, RunnerKind};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
 use std::path::{Path, PathBuf};
@@ -411,6 +411,66 @@ async fn static_site_deploy_and_delete() {
     assert_succeeded("delete", &d);
     assert!(!path.exists(), "index.html left");
     assert!(!sites.path().join(&env.name).exists(), "site folder left");
+}
+
+#[tokio::test]
+async fn static_site_status_tells_drift_from_a_site_that_matches() {
+    let sites = tempfile::tempdir().expect("tempdir");
+    let mut env = Env::new(
+        unique_name("site"),
+        vec![("SITES_ROOT".into(), sites.path().display().to_string())],
+    );
+    let params = serde_json::json!({"title": "Cart <preview>", "pages": 2});
+    let r = env
+        .run("static-site", Operation::Deploy, params.clone(), None)
+        .await;
+    assert_succeeded("deploy", &r);
+    let storage = Some(r.storage.clone());
+    let r1 = env
+        .run(
+            "static-site",
+            Operation::Status,
+            params.clone(),
+            storage.clone(),
+        )
+        .await;
+    assert_eq!(r1.outcome, RunOutcome::Succeeded, "in sync: {}", r1.log);
+    assert!(r1.log.contains("matches its parameters"), "{}", r1.log);
+
+    // Changed by hand: a page removed and the title edited. Exit 2, each difference said.
+    let site = sites.path().join(&env.name);
+    std::fs::remove_file(site.join("page-2.html")).expect("rm");
+    let html = std::fs::read_to_string(site.join("index.html")).expect("index");
+    std::fs::write(site.join("index.html"), html.replace("Cart", "Kart")).expect("edit");
+    let r2 = env
+        .run(
+            "static-site",
+            Operation::Status,
+            params.clone(),
+            storage.clone(),
+        )
+        .await;
+    assert_eq!(
+        r2.outcome,
+        RunOutcome::Failed {
+            exit_code: Some(2),
+            signal: None
+        },
+        "{}",
+        r2.log
+    );
+    assert!(r2.log.contains("page-2.html is missing"), "{}", r2.log);
+    assert!(r2.log.contains("does not carry the title"), "{}", r2.log);
+    // Parameters that match the site as it now is: in sync.
+    let r3 = env
+        .run(
+            "static-site",
+            Operation::Status,
+            serde_json::json!({"title": "Kart <preview>"}),
+            storage,
+        )
+        .await;
+    assert_eq!(r3.outcome, RunOutcome::Succeeded, "{}", r3.log);
 }
 
 #[tokio::test]

@@ -276,12 +276,25 @@ async fn an_environment_is_warned_then_expires_and_its_cleanup_runs_nothing() {
         file_at(&e, &tip, &path("web")).is_some(),
         "main still has it"
     );
-    // Merging it runs nothing more.
+    // Its checks pass: it is the owner's, as a request is. Merging it runs nothing more.
     let number = cleanup["number"].as_u64().expect("number");
     let spec = pull_spec(&e, number);
+    e.h.send_pr(&spec).await;
+    let verdicts = e.h.verdicts(&spec.head_sha, 3).await;
+    assert!(
+        verdicts.values().all(|s| s.state == "success"),
+        "{verdicts:#?}"
+    );
     let (sha, _) = e.merge(&spec).await;
     let status = e.provision_status(&sha).await;
     assert_eq!(status.state, "success", "{status:?}");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("removed the manifest of web (already deleted)")),
+        "{status:?}"
+    );
     assert!(
         e.operations(&sha).await.is_empty(),
         "no operation for the cleanup"

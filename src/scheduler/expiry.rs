@@ -118,6 +118,25 @@ async fn cleanup_pull_request(
         // Pushed before a restart: the branch is there, the pull request may not be.
         tracing::info!(error = %e, %branch, "the cleanup branch was not pushed now");
     }
+    // Asked for on the owner's behalf, as a request is: the owner counts as the pull
+    // request's author, so its checks judge what the owner may do (delete their own).
+    let owner = snap
+        .manifest
+        .as_ref()
+        .and_then(|m| m.metadata.owner.clone())
+        .unwrap_or_else(|| env.owner.clone());
+    let request = deps
+        .store
+        .open_request(&crate::store::NewRequest {
+            repo: k.repo.clone(),
+            action: "delete".into(),
+            env_name: env.name.clone(),
+            team: env.team.clone(),
+            requester: owner,
+            branch: branch.clone(),
+            manifest_path: snap.manifest_path.clone(),
+        })
+        .await?;
     let gh = deps.forge.client(k.installation)?;
     let body = format!(
         "`{team}/{name}` expired at `{expired_at}`: Paved ran its delete script ([run {run}]({url}/api/v1/operations/{run})).\n\nMerging this removes `{path}` so the default branch matches what exists. Nothing runs when it merges.\n",
@@ -133,10 +152,18 @@ async fn cleanup_pull_request(
     {
         Ok(p) => {
             tracing::info!(env = %env.name, pull = p.number, "opened the expired environment's cleanup pull request");
+            if let Some(id) = request {
+                deps.store.set_request_pr(id, p.number, &p.html_url).await?;
+            }
             Ok(())
         }
         // One pull request per head branch: it was opened before a restart.
         Err(ForgeError::Refused { status: 422, .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if let Some(id) = request {
+                deps.store.close_request(id).await?;
+            }
+            Err(e.into())
+        }
     }
 }

@@ -62,13 +62,22 @@ pub(crate) struct RunSource {
     pub first_parent: CommitSha,
 }
 
+/// Environments a merge touches for which nothing runs, by why.
+#[derive(Debug, Default)]
+struct Quiet {
+    /// Only `expiresAt` moved (an extension).
+    extended: Vec<String>,
+    /// Their manifest went, and the environment was already deleted (after an expiry).
+    gone: Vec<String>,
+}
+
 /// What the blocking part of a merge worked out.
 struct MergePlan {
     source: RunSource,
     report: Report,
     items: Vec<Item>,
-    /// Environments whose `expiresAt` only moved: nothing runs for them.
-    extended: Vec<String>,
+    /// Environments the merge touches without running anything.
+    quiet: Quiet,
     /// Each touched environment's manifest as merged (`None`: removed or unreadable).
     manifests: Vec<(String, Option<crate::manifest::Manifest>)>,
 }
@@ -237,10 +246,10 @@ async fn provision(
         merge_sha,
         &plan.report,
         &finals,
-        &plan.extended,
+        &plan.quiet,
     );
     comment::upsert(deps, gh, pr, &body).await?;
-    let (state, description) = report::provision_verdict(&finals, &plan.extended);
+    let (state, description) = report::provision_verdict(&finals, &plan.quiet);
     gh.create_status(
         &pr.repo,
         merge_sha,

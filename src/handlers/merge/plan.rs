@@ -159,11 +159,12 @@ fn plan_fetched(
         now: limits.now,
     };
     let mut items = Vec::new();
-    let mut extended = Vec::new();
+    let (mut extended, mut gone) = (Vec::new(), Vec::new());
     for env in &report.environments {
         match planner.item(env) {
             Planned::Run(item) => items.push(*item),
             Planned::Extend(name) => extended.push(name),
+            Planned::Gone(name) => gone.push(name),
             Planned::Nothing => {}
         }
     }
@@ -189,7 +190,7 @@ fn plan_fetched(
         },
         report,
         items,
-        extended,
+        quiet: super::Quiet { extended, gone },
         manifests,
     }))
 }
@@ -313,8 +314,10 @@ enum Planned {
     /// Only `expiresAt` moved, within the rules, on a live environment: no script runs,
     /// its expiry timers move (SPEC 11).
     Extend(String),
-    /// Nothing to do: a delete of something Paved never knew or already deleted (the PR
-    /// Paved opens after an expiry).
+    /// The manifest of an environment already deleted goes (the pull request Paved opens
+    /// after an expiry): nothing runs.
+    Gone(String),
+    /// Nothing to do: a delete of something Paved never knew.
     Nothing,
 }
 
@@ -355,10 +358,10 @@ impl Planner<'_> {
             ),
         };
         let known = self.inventory.iter().find(|e| e.name == mp.name);
-        if kind == OpKind::Delete
-            && (known.is_some_and(|k| k.state == EnvState::Deleted)
-                || (manifest.is_none() && known.is_none()))
-        {
+        if kind == OpKind::Delete && known.is_some_and(|k| k.state == EnvState::Deleted) {
+            return Planned::Gone(mp.name);
+        }
+        if kind == OpKind::Delete && manifest.is_none() && known.is_none() {
             return Planned::Nothing;
         }
         let subject = self.subject(&mp, manifest.as_ref(), known);

@@ -1,7 +1,7 @@
 //! Reporting a merge's operations: each one's final deployment status, one git note with
 //! every record (the audit trail), the PR's comment and `paved/provision`'s verdict.
 
-use super::MAX_OP_ATTEMPTS;
+use super::{Quiet, MAX_OP_ATTEMPTS};
 use crate::audit::{AuditRecord, CheckVerdict};
 use crate::checks::{self, Report};
 use crate::event::PrInfo;
@@ -157,11 +157,19 @@ fn audit_record(rec: &OperationRecord) -> AuditRecord {
 }
 
 /// `paved/provision`: success only when every operation succeeded.
-/// Environments only extended are named after (no script ran for them).
-pub(super) fn provision_verdict(
-    ops: &[OperationRecord],
-    extended: &[String],
-) -> (StatusState, String) {
+/// Environments for which nothing ran are named after.
+pub(super) fn provision_verdict(ops: &[OperationRecord], quiet: &Quiet) -> (StatusState, String) {
+    let mut nothing_ran = Vec::new();
+    if !quiet.extended.is_empty() {
+        nothing_ran.push(format!("extended {}", quiet.extended.join(", ")));
+    }
+    if !quiet.gone.is_empty() {
+        nothing_ran.push(format!(
+            "removed the manifest of {} (already deleted)",
+            quiet.gone.join(", ")
+        ));
+    }
+    let nothing_ran = nothing_ran.join("; ");
     let ok = ops.iter().filter(|o| o.state == OpState::Succeeded).count();
     let bad: Vec<&OperationRecord> = ops
         .iter()
@@ -170,12 +178,11 @@ pub(super) fn provision_verdict(
     if bad.is_empty() {
         return (
             StatusState::Success,
-            match (ops.len(), extended.len()) {
-                (_, 0) => format!("{ok} environment operation(s) succeeded"),
-                (0, _) => format!("extended {}: no script ran", extended.join(", ")),
+            match (ops.len(), nothing_ran.is_empty()) {
+                (_, true) => format!("{ok} environment operation(s) succeeded"),
+                (0, false) => format!("{nothing_ran}: no script ran"),
                 _ => format!(
-                    "{ok} environment operation(s) succeeded; extended {} (no script ran)",
-                    extended.join(", ")
+                    "{ok} environment operation(s) succeeded; {nothing_ran} (no script ran)"
                 ),
             },
         );
@@ -213,7 +220,7 @@ pub(super) fn merge_comment(
     merge_sha: &CommitSha,
     report: &Report,
     ops: &[OperationRecord],
-    extended: &[String],
+    quiet: &Quiet,
 ) -> String {
     let fork = if pr.from_fork {
         format!("> {}\n\n", comment::FORK_NOTE)
@@ -266,9 +273,14 @@ pub(super) fn merge_comment(
             o.id
         ));
     }
-    for name in extended {
+    for name in &quiet.extended {
         s.push_str(&format!(
             "| `{name}` | extend | ✅ expiresAt moved; no script ran | — | — |\n"
+        ));
+    }
+    for name in &quiet.gone {
+        s.push_str(&format!(
+            "| `{name}` | — | ✅ already deleted; only its manifest went | — | — |\n"
         ));
     }
     s.push_str(&format!(
