@@ -233,6 +233,24 @@ pub async fn start(mut config: Config) -> Result<Service> {
     })
 }
 
+/// The handlers' dependencies for `config`, without a server, worker or scheduler running:
+/// for benchmarks that drive one part (a scheduler tick) directly.
+pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let forge = Forge::new(
+        &config.api_url,
+        config.auth.as_ref(),
+        RetryPolicy::default(),
+        metrics.clone(),
+    )?;
+    Ok(Arc::new(crate::handlers::Deps::new(
+        config, store, forge, metrics,
+    )))
+}
+
 impl Service {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
