@@ -542,6 +542,17 @@ async fn drift_is_found_told_in_one_issue_reconciled_and_the_issue_closed() {
         drifted_gauge(&e).await,
         "paved_environments{state=\"drifted\"} 1"
     );
+    // The Graph says it too, with a link to the issue.
+    let entity = e
+        .get(&format!("/api/v1/entities/environment:{REPO}/site"))
+        .await;
+    assert_eq!(entity["entity"]["drift"], "drifted", "{entity}");
+    assert!(
+        entity["entity"]["links"]["driftIssue"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/issues/{number}"))),
+        "{entity}"
+    );
 
     // Still drifted at the next check: the same issue, edited.
     clock.advance(Days::hours(6));

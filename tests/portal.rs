@@ -507,6 +507,12 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         !page.contains("s3cr3t"),
         "a sensitive output is shown: {page}"
     );
+    // Its lifecycle: when it expires, when drift is next checked, and a Reconcile button.
+    assert!(
+        page.contains("expires (deleted)") && page.contains("next drift check"),
+        "{page}"
+    );
+    assert!(page.contains("Drift: not checked yet."), "{page}");
     shot(&c, "environment").await;
     let env_url = c.current_url().await.expect("url").to_string();
     // Times are shown in the viewer's time zone, the UTC value kept for the tooltip.
@@ -540,6 +546,28 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     shot(&c, "graph").await;
     c.goto(&env_url).await.expect("back to the environment");
+
+    // Reconcile: the scheduler runs its deploy again, as operation `reconcile`.
+    c.find(Locator::XPath("//button[text()='Reconcile']"))
+        .await
+        .expect("the Reconcile button")
+        .click()
+        .await
+        .expect("click");
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let now = text(&c).await;
+        if now.contains("succeeded reconcile") {
+            assert!(now.contains("requested by octocat"), "{now}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconcile shown: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        c.goto(&env_url).await.expect("reload");
+    }
 
     // Extend it: a request, i.e. a pull request, as the page says.
     assert!(page.contains("opens a request"), "{page}");

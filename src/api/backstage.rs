@@ -149,6 +149,9 @@ fn resource(e: &crate::graph::Entity) -> Value {
         "paved.dev/state".into(),
         e.state.clone().unwrap_or_default().into(),
     );
+    if let Some(d) = &e.drift {
+        annotations.insert("paved.dev/drift".into(), d.clone().into());
+    }
     for r in &e.relations {
         if r.kind == "ofType" {
             let t = r.target.rsplit('/').next().unwrap_or_default();

@@ -45,6 +45,9 @@ pub struct Entity {
     /// An environment's or an operation's state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// An environment's last drift check: `in_sync`, `drifted` or `unknown` (SPEC 11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
     /// `pullRequest`, `mergeCommit`, `deployment`, `url`, `audit`, …
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
@@ -155,6 +158,13 @@ impl Graph {
         e.user = Some(env.owner.clone());
         e.provider = Some(env.definition.clone());
         e.state = Some(env.state.as_str().to_string());
+        if let Some(d) = &env.drift {
+            e.drift = Some(d.state.as_str().to_string());
+            if let Some(n) = d.issue {
+                e.links
+                    .insert("driftIssue".into(), format!("{}/issues/{n}", links.web));
+            }
+        }
         e.links.insert(
             "audit".into(),
             format!(
@@ -286,6 +296,7 @@ fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
         user: None,
         description: None,
         state: None,
+        drift: None,
         links: BTreeMap::new(),
         relations: Vec::new(),
     }

@@ -92,6 +92,10 @@ pub fn router(api: ApiState, config: &PortalConfig) -> Router {
             "/environments/{owner}/{repo}/{name}",
             get(pages::environment),
         )
+        .route(
+            "/environments/{owner}/{repo}/{name}/reconcile",
+            post(pages::reconcile),
+        )
         .with_state(state)
 }
 
@@ -327,9 +331,9 @@ async fn callback(
 
 /// A form's CSRF token.
 #[derive(serde::Deserialize)]
-struct CsrfOnly {
+pub(super) struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// The session a form post is made in, if its CSRF token is that session's.

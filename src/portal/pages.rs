@@ -202,6 +202,12 @@ struct EnvironmentPage {
     operations: Vec<OperationRecord>,
     pulls_url: String,
     today: String,
+    /// What the scheduler will do next: (kind, when), soonest first.
+    upcoming: Vec<(String, String)>,
+    /// The drift issue's address, when one is open.
+    drift_issue_url: Option<String>,
+    /// The caller may ask for a reconcile.
+    may_act: bool,
 }
 
 /// `GET /environments/{owner}/{repo}/{name}`: for those who see its team; the same page
@@ -219,11 +225,36 @@ pub(super) async fn environment(
         return not_found("environment");
     };
     let caller = Caller::User(sess.login.clone());
+    let access = s.api.access(&caller, &repo).await;
     let env = match s.api.store.environment(&repo, &name).await {
-        Ok(Some(e)) if s.api.access(&caller, &repo).await.sees_team(&e.team) => e.public(),
+        Ok(Some(e)) if access.sees_team(&e.team) => e.public(),
         Ok(_) => return not_found("environment"),
         Err(_) => return unavailable(),
     };
+    let mut timers = match s.api.store.timers_of(&repo, &name).await {
+        Ok(t) => t,
+        Err(_) => return unavailable(),
+    };
+    timers.retain(|t| t.due_at.is_some());
+    timers.sort_by_key(|t| t.due_at);
+    let upcoming = timers
+        .iter()
+        .filter_map(|t| {
+            let at = chrono::DateTime::from_timestamp_millis(t.due_at?)?;
+            let what = match t.kind {
+                crate::store::TimerKind::Warn => "expiry warning",
+                crate::store::TimerKind::Expire => "expires (deleted)",
+                crate::store::TimerKind::Stop => "stops (schedule)",
+                crate::store::TimerKind::Start => "starts (schedule)",
+                crate::store::TimerKind::Drift => "next drift check",
+                crate::store::TimerKind::Reconcile => "reconcile (asked for)",
+            };
+            Some((
+                what.to_string(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ))
+        })
+        .collect();
     let operations = match s
         .api
         .store
@@ -256,6 +287,12 @@ pub(super) async fn environment(
     let history = super::git::history(&s, &repo, &name)
         .await
         .map(|h| h.entries.into_iter().rev().collect());
+    let drift_issue_url = env
+        .drift
+        .as_ref()
+        .and_then(|d| d.issue)
+        .map(|n| format!("{web}/issues/{n}"));
+    let may_act = access.acts_for(&env.team) && env.state.is_live();
     let page = EnvironmentPage {
         chrome: Chrome::of(&sess),
         history,
@@ -264,8 +301,46 @@ pub(super) async fn environment(
         operations,
         pulls_url: format!("{web}/pull"),
         today: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        upcoming,
+        drift_issue_url,
+        may_act,
     };
     html(page.render())
+}
+
+/// `POST /environments/{owner}/{repo}/{name}/reconcile`: the Reconcile button. For those
+/// who may act for the environment's team; anyone else gets the page a missing one gets.
+pub(super) async fn reconcile(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+    axum::Form(f): axum::Form<super::CsrfOnly>,
+) -> Response {
+    let sess = match super::form_session(&s, &headers, &f.csrf) {
+        Ok(sess) => sess,
+        Err(r) => return *r,
+    };
+    let Ok(repo_name) = RepoName::new(&owner, &repo) else {
+        return not_found("environment");
+    };
+    let caller = Caller::User(sess.login.clone());
+    let access = s.api.access(&caller, &repo_name).await;
+    match s.api.store.environment(&repo_name, &name).await {
+        Ok(Some(e)) if access.acts_for(&e.team) && e.state.is_live() => {}
+        Ok(_) => return not_found("environment"),
+        Err(_) => return unavailable(),
+    }
+    let now = s.api.clock.now();
+    if crate::lifecycle::ask_reconcile(s.api.store.as_ref(), &repo_name, &name, &sess.login, now)
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    s.api.lifecycle_wake.notify_one();
+    axum::response::IntoResponse::into_response(axum::response::Redirect::to(&format!(
+        "/environments/{owner}/{repo}/{name}"
+    )))
 }
 
 #[derive(Template)]
