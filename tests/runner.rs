@@ -826,3 +826,78 @@ async fn terraform_without_binary_is_not_runnable() {
     );
     assert!(f.work_is_empty());
 }
+
+/// The drift check of `runner: terraform` is `plan -detailed-exitcode` after `init`: exit 0
+/// means in sync, 2 drifted. Shown with a stand-in `terraform` on PATH that records its
+/// arguments and answers as Terraform documents (Terraform itself is not installable on
+/// this machine; the test below runs the real one where it is on PATH).
+#[tokio::test]
+async fn the_terraform_drift_check_is_a_detailed_exit_code_plan() {
+    let bin = tempfile::tempdir().unwrap();
+    let args = bin.path().join("args");
+    let stand_in = bin.path().join("terraform");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\ncase \"$1\" in\n  plan) echo '~ terraform_data.env will be updated in-place'; exit 2 ;;\nesac\nexit 0\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_f, mut spec) = terraform_fixture(&stand_in);
+    spec.operation = Operation::Status;
+    let result = run(spec).await;
+    assert_eq!(
+        paved::scheduler::drift_state_of(&result.outcome),
+        paved::store::DriftState::Drifted,
+        "{:?}\n{}",
+        result.outcome,
+        result.log
+    );
+    assert!(
+        result.log.contains("will be updated in-place"),
+        "{}",
+        result.log
+    );
+    let called = std::fs::read_to_string(&args).unwrap();
+    let lines: Vec<&str> = called.lines().collect();
+    assert_eq!(lines.len(), 2, "{called}");
+    assert!(lines[0].starts_with("init"), "{called}");
+    assert!(
+        lines[1].starts_with("plan -detailed-exitcode -input=false -no-color -var-file="),
+        "{called}"
+    );
+    assert!(result.outputs.is_empty(), "a check has no outputs");
+}
+
+#[tokio::test]
+async fn terraform_plan_finds_drift_after_a_deploy() {
+    let Some(binary) = terraform_on_path() else {
+        return skip("terraform_plan_finds_drift_after_a_deploy");
+    };
+    let (_f, spec) = terraform_fixture(&binary);
+    let deployed = run(spec.clone()).await;
+    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+    let mut check = spec.clone();
+    check.run_id = unique_run_id();
+    check.operation = Operation::Status;
+    check.storage = Some(deployed.storage.clone());
+    let same = run(check.clone()).await;
+    assert_eq!(
+        paved::scheduler::drift_state_of(&same.outcome),
+        paved::store::DriftState::InSync,
+        "{}",
+        same.log
+    );
+    check.run_id = unique_run_id();
+    check.parameters = serde_json::json!({"name": "changed"});
+    let changed = run(check).await;
+    assert_eq!(
+        paved::scheduler::drift_state_of(&changed.outcome),
+        paved::store::DriftState::Drifted,
+        "{}",
+        changed.log
+    );
+}
