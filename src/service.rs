@@ -195,6 +195,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
                 repos: deps.repos.clone(),
                 forge: deps.forge.clone(),
                 directory: deps.directory.clone(),
+                clock: config.lifecycle.clock.clone(),
             }),
             lifecycle_wake: lifecycle_wake.clone(),
             clock: config.lifecycle.clock.clone(),

@@ -327,7 +327,7 @@ async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
 
     // Only expiresAt moves: no script runs, and the expiry moves with it.
     let later = t0 + Days::days(5);
-    let (sha, status, _) = merge(
+    let (sha, status, extension_pr) = merge(
         &e,
         &[(path("keep"), Some(manifest("keep", later, "").into()))],
     )
@@ -390,6 +390,55 @@ async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0]["state"], "refused");
     assert_eq!(runs_of(&e, "deploy"), 1, "nothing ran for it");
+
+    // A day before the new expiresAt, the owner is warned on the pull request that last
+    // changed the manifest: the extension's, though nothing ran for it.
+    clock.set(later - Days::hours(23));
+    let warning = until("the warning on the extension's PR", || async {
+        e.h.comments(extension_pr)
+            .into_iter()
+            .find(|c| c.body.contains("paved:expiry-warning keep"))
+    })
+    .await;
+    assert!(warning.body.contains(&at(later)), "{}", warning.body);
+
+    // Extending through the API (`action: extend`): the same pull request, the same
+    // outcome: no script, the expiry moved.
+    let latest = later + Days::days(2);
+    e.h.github
+        .add_user_token("gho_octocat_lifecycle", "octocat");
+    let r =
+        e.h.client
+            .post(format!("{}/api/v1/requests", e.h.url()))
+            .bearer_auth("gho_octocat_lifecycle")
+            .json(&serde_json::json!({
+                "repository": REPO, "action": "extend", "environment": "keep",
+                "expiresAt": at(latest),
+            }))
+            .send()
+            .await
+            .expect("request");
+    assert_eq!(r.status(), 201);
+    let opened: Value = r.json().await.expect("json");
+    let number = opened["pullRequest"]["number"].as_u64().expect("number");
+    let spec = pull_spec(&e, number);
+    e.h.send_pr(&spec).await;
+    let (sha, _) = e.merge(&spec).await;
+    let status = e.provision_status(&sha).await;
+    assert_eq!(status.state, "success", "{status:?}");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("extended keep")),
+        "{status:?}"
+    );
+    assert_eq!(runs_of(&e, "deploy"), 1, "no script ran");
+    let env = e.environment("keep").await;
+    assert_eq!(
+        upcoming(&env, "expire").as_deref(),
+        Some(at(latest).as_str())
+    );
     e.h.assert_no_rejections();
 }
 

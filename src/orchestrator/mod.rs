@@ -162,6 +162,8 @@ pub struct Orchestrator {
     pub repos: Arc<Repos>,
     pub forge: Forge,
     pub directory: Arc<Directory>,
+    /// The lifecycle's clock: `expiresAt` is judged by it, as at merge.
+    pub clock: crate::clock::Clock,
 }
 
 /// What the default branch holds for the environment, after a fetch.
@@ -355,6 +357,7 @@ impl Orchestrator {
             head_sha: None,
         };
         let (tip, path) = (tip.clone(), path.to_string());
+        let now = self.clock.now();
         self.repos
             .read(&known.repo, move |m| -> Result<Vec<Problem>, RepoError> {
                 let base = m.tree_at(&tip)?;
@@ -371,13 +374,15 @@ impl Orchestrator {
                         &base,
                         &changes,
                         &ctx,
-                        chrono::Utc::now(),
+                        now,
                         &WithTeams {
                             platform,
                             teams: &teams,
                         },
                     ),
-                    None => crate::checks::evaluate(&governance, &head, &base, &changes, &ctx),
+                    None => {
+                        crate::checks::evaluate_at(&governance, &head, &base, &changes, &ctx, now)
+                    }
                 };
                 let mut out = Vec::new();
                 for env in &report.environments {

@@ -22,7 +22,7 @@ pub(super) async fn warn(
     env: &EnvironmentRecord,
     timer: &Timer,
 ) -> Result<(), WorkError> {
-    let Some(pr) = jobs::last_pull_request(deps.store.as_ref(), env).await? else {
+    let Some(pr) = jobs::last_pull_request(deps.store.as_ref(), snap, env).await? else {
         tracing::info!(env = %env.name, "no pull request to warn on: the environment was never merged through one");
         return Ok(());
     };
@@ -67,7 +67,7 @@ pub(super) async fn expire(
     env: &EnvironmentRecord,
     timer: &Timer,
 ) -> Result<OpState, WorkError> {
-    let pr = jobs::last_pull_request(deps.store.as_ref(), env).await?;
+    let pr = jobs::last_pull_request(deps.store.as_ref(), snap, env).await?;
     let item = snap.item(
         env,
         OpKind::Expire,

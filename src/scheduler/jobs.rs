@@ -34,6 +34,29 @@ pub(super) struct Snapshot {
     pub scripts: BTreeSet<&'static str>,
     /// The type's `maxTtl`, as written (for the expiry warning).
     pub max_ttl: Option<String>,
+    /// The default branch's commit that last changed the manifest (`None`: further back
+    /// than Paved looks).
+    pub changed_in: Option<CommitSha>,
+}
+
+/// Commits looked back through for the one that last changed a manifest.
+const MAX_LOOKBACK: usize = 500;
+
+/// The first-parent commit from `tip` back that last changed `path`.
+fn last_change(
+    mirror: &crate::repo::Mirror,
+    tip: &CommitSha,
+    path: &str,
+) -> Result<Option<CommitSha>, crate::repo::RepoError> {
+    let mut at = tip.clone();
+    let blob = mirror.blob_id(&at, path)?;
+    for _ in 0..MAX_LOOKBACK {
+        match mirror.first_parent(&at)? {
+            Some(parent) if mirror.blob_id(&parent, path)? == blob => at = parent,
+            _ => return Ok(Some(at)),
+        }
+    }
+    Ok(None)
 }
 
 /// Fetches the default branch and reads the environment's manifest and definition there.
@@ -69,6 +92,7 @@ pub(super) async fn snapshot(
                 let env_type = manifest
                     .as_ref()
                     .map_or(env_type, |m| m.spec.env_type.clone());
+                let changed_in = last_change(mirror, tip, &path)?;
                 let gov = Governance::load(&tree);
                 let defn = gov
                     .catalog()
@@ -109,22 +133,29 @@ pub(super) async fn snapshot(
                     production: gov.resolve_workflow(Some(&env_type)).name == "production",
                     max_ttl: ty.and_then(|t| t.max_ttl).map(|t| t.to_string()),
                     scripts,
+                    changed_in,
                 })
             },
         )
         .await
 }
 
-/// The pull request that last changed the environment (for notes and warnings), when a
-/// merge ever did.
+/// The pull request that last changed the environment's manifest (for notes and
+/// warnings): the one whose merge is the commit that last changed it (an extension's too,
+/// though it ran nothing), else the last one an operation ran for.
 pub(super) async fn last_pull_request(
     store: &dyn Store,
+    snap: &Snapshot,
     env: &EnvironmentRecord,
 ) -> Result<Option<u64>, WorkError> {
-    let repo = crate::ids::RepoName::parse(&env.repo)
-        .map_err(|e| WorkError::Internal(format!("inventory repository: {e}")))?;
+    let repo = &snap.known.repo;
+    if let Some(commit) = &snap.changed_in {
+        if let Some(pr) = store.merge_of(repo, commit).await? {
+            return Ok(Some(pr.0));
+        }
+    }
     Ok(store
-        .operations_for_environment(&repo, &env.name, 50)
+        .operations_for_environment(repo, &env.name, 50)
         .await?
         .into_iter()
         .find(|o| o.op.pr > 0 && o.op.cause.is_empty())

@@ -294,7 +294,7 @@ async fn reconcile(
     now: DateTime<Utc>,
 ) -> Result<(), WorkError> {
     let requester = t.cause.split_once(':').map_or("paved", |(_, who)| who);
-    let pr = jobs::last_pull_request(deps.store.as_ref(), env).await?;
+    let pr = jobs::last_pull_request(deps.store.as_ref(), snap, env).await?;
     let item = snap.item(
         env,
         crate::store::OpKind::Reconcile,
