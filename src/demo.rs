@@ -367,20 +367,7 @@ async fn self_service(demo: &Demo) -> Result<()> {
         .github
         .pull(&demo.repo.to_string(), number)
         .context("the pull request Paved opened")?;
-    let sha = |v: &Value| CommitSha::parse(v.as_str().unwrap_or_default());
-    let spec = PullRequestSpec {
-        action: "opened".into(),
-        repo: demo.repo.clone(),
-        clone_url: demo.remote.clone_url(),
-        default_branch: "main".into(),
-        number,
-        head_ref: str_of(&pull["head"]["ref"]).to_string(),
-        head_sha: sha(&pull["head"]["sha"])?,
-        base_ref: "main".into(),
-        base_sha: sha(&pull["base"]["sha"])?,
-        author: str_of(&pull["user"]["login"]).to_string(),
-        head_repo: None,
-    };
+    let spec = PullRequestSpec::of_pull(&pull, &demo.repo, &demo.remote.clone_url())?;
     println!("GitHub sends the pull request's `opened` event; it is checked as {MEMBER}'s:");
     demo.open(&spec).await?;
     demo.print_request(&token, id).await?;

@@ -145,12 +145,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
     let store = open_store(&config).await?;
     let secrets = webhook_secrets(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let forge = Forge::new(
-        &config.api_url,
-        config.auth.as_ref(),
-        RetryPolicy::default(),
-        metrics.clone(),
-    )?;
+    let forge = forge_of(&config, &metrics)?;
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();
 
@@ -234,6 +229,16 @@ pub async fn start(mut config: Config) -> Result<Service> {
     })
 }
 
+/// The GitHub client of `config`, counting into `metrics`.
+fn forge_of(config: &Config, metrics: &Arc<Metrics>) -> Result<Forge> {
+    Ok(Forge::new(
+        &config.api_url,
+        config.auth.as_ref(),
+        RetryPolicy::default(),
+        metrics.clone(),
+    )?)
+}
+
 /// The handlers' dependencies for `config`, without a server, worker or scheduler running:
 /// for benchmarks that drive one part (a scheduler tick) directly.
 pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> {
@@ -241,12 +246,7 @@ pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> 
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
-    let forge = Forge::new(
-        &config.api_url,
-        config.auth.as_ref(),
-        RetryPolicy::default(),
-        metrics.clone(),
-    )?;
+    let forge = forge_of(&config, &metrics)?;
     Ok(Arc::new(crate::handlers::Deps::new(
         config, store, forge, metrics,
     )))

@@ -127,20 +127,8 @@ fn file_at(e: &Env, commit: &CommitSha, path: &str) -> Option<Vec<u8>> {
 /// The pull request event GitHub sends for a PR the emulator holds (opened by Paved).
 fn pull_spec(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
     let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
-    let sha = |v: &Value| CommitSha::parse(v.as_str().expect("sha")).expect("sha");
-    paved_testkit::PullRequestSpec {
-        action: "opened".into(),
-        repo: e.h.repo.clone(),
-        clone_url: e.h.remote.clone_url(),
-        default_branch: "main".into(),
-        number,
-        head_ref: pull["head"]["ref"].as_str().expect("head ref").into(),
-        head_sha: sha(&pull["head"]["sha"]),
-        base_ref: "main".into(),
-        base_sha: sha(&pull["base"]["sha"]),
-        author: pull["user"]["login"].as_str().expect("user").into(),
-        head_repo: None,
-    }
+    paved_testkit::PullRequestSpec::of_pull(&pull, &e.h.repo, &e.h.remote.clone_url())
+        .expect("a pull request")
 }
 
 /// Opens and merges a PR with `changes`; returns the merge commit once provisioned.
@@ -671,6 +659,21 @@ async fn drift_is_found_told_in_one_issue_reconciled_and_the_issue_closed() {
     e.h.assert_no_rejections();
 }
 
+/// Moves the clock to `to`, just past a `kind` switch of the `office` environment, and
+/// waits for it to be in `state` with its next `kind` set; checks it ran once.
+async fn switch_at(e: &Env, clock: &Clock, to: &str, kind: &str, state: &str) -> Value {
+    let before = upcoming(&e.environment("office").await, kind);
+    clock.set(utc(to));
+    let env = until(&format!("{state}, and the next {kind} set"), || async {
+        let env = e.environment("office").await;
+        (env["environment"]["state"] == state && upcoming(&env, kind) != before).then_some(env)
+    })
+    .await;
+    assert_eq!(operations_of(&env, kind).len(), 1, "{env}");
+    assert_eq!(runs_of(e, kind), 1);
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_stops_and_starts_at_local_times_across_daylight_saving_in_berlin() {
     // Friday 27 March 2026, noon UTC; Berlin moves to summer time on Sunday 29 March.
@@ -699,16 +702,7 @@ async fn a_schedule_stops_and_starts_at_local_times_across_daylight_saving_in_be
         Some("2026-03-30T06:00:00Z")
     );
 
-    clock.set(utc("2026-03-27T18:00:30Z"));
-    let env = until("stopped, and the next stop set", || async {
-        let env = e.environment("office").await;
-        (env["environment"]["state"] == "stopped"
-            && upcoming(&env, "stop").as_deref() != Some("2026-03-27T18:00:00Z"))
-        .then_some(env)
-    })
-    .await;
-    assert_eq!(operations_of(&env, "stop").len(), 1);
-    assert_eq!(runs_of(&e, "stop"), 1);
+    let env = switch_at(&e, &clock, "2026-03-27T18:00:30Z", "stop", "stopped").await;
     // The weekend is skipped: the next stop is Monday's, in summer time.
     assert_eq!(
         upcoming(&env, "stop").as_deref(),
@@ -716,16 +710,7 @@ async fn a_schedule_stops_and_starts_at_local_times_across_daylight_saving_in_be
         "{env}"
     );
 
-    clock.set(utc("2026-03-30T06:00:30Z"));
-    let env = until("started, and the next start set", || async {
-        let env = e.environment("office").await;
-        (env["environment"]["state"] == "ready"
-            && upcoming(&env, "start").as_deref() != Some("2026-03-30T06:00:00Z"))
-        .then_some(env)
-    })
-    .await;
-    assert_eq!(operations_of(&env, "start").len(), 1);
-    assert_eq!(runs_of(&e, "start"), 1);
+    let env = switch_at(&e, &clock, "2026-03-30T06:00:30Z", "start", "ready").await;
     assert_eq!(
         upcoming(&env, "start").as_deref(),
         Some("2026-03-31T06:00:00Z")

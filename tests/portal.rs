@@ -207,22 +207,9 @@ async fn sign_out(c: &Client) {
 
 /// The pull request event GitHub sends for a PR the emulator holds.
 fn spec_of(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
-    use paved::ids::CommitSha;
     let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
-    let sha = |v: &serde_json::Value| CommitSha::parse(v.as_str().expect("sha")).expect("sha");
-    paved_testkit::PullRequestSpec {
-        action: "opened".into(),
-        repo: e.h.repo.clone(),
-        clone_url: e.h.remote.clone_url(),
-        default_branch: "main".into(),
-        number,
-        head_ref: pull["head"]["ref"].as_str().expect("head ref").into(),
-        head_sha: sha(&pull["head"]["sha"]),
-        base_ref: "main".into(),
-        base_sha: sha(&pull["base"]["sha"]),
-        author: pull["user"]["login"].as_str().expect("user").into(),
-        head_repo: None,
-    }
+    paved_testkit::PullRequestSpec::of_pull(&pull, &e.h.repo, &e.h.remote.clone_url())
+        .expect("a pull request")
 }
 
 /// Fills the recorder form: `tags` empty fails the pre-flight (the type requires one).

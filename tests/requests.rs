@@ -10,7 +10,6 @@ mod common;
 
 use common::provisioning::Env;
 use common::REPO;
-use paved::ids::CommitSha;
 use paved_testkit::PullRequestSpec;
 use serde_json::{json, Value};
 
@@ -69,19 +68,10 @@ fn create(name: &str, env_type: &str, mode: &str) -> Value {
 /// The pull request event GitHub sends for a PR the emulator holds.
 fn spec_of(e: &Env, number: u64, action: &str) -> PullRequestSpec {
     let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
-    PullRequestSpec {
-        action: action.into(),
-        repo: e.h.repo.clone(),
-        clone_url: e.h.remote.clone_url(),
-        default_branch: "main".into(),
-        number,
-        head_ref: pull["head"]["ref"].as_str().expect("head ref").into(),
-        head_sha: CommitSha::parse(pull["head"]["sha"].as_str().expect("head sha")).expect("sha"),
-        base_ref: "main".into(),
-        base_sha: CommitSha::parse(pull["base"]["sha"].as_str().expect("base sha")).expect("sha"),
-        author: pull["user"]["login"].as_str().expect("user").into(),
-        head_repo: None,
-    }
+    let mut spec = PullRequestSpec::of_pull(&pull, &e.h.repo, &e.h.remote.clone_url())
+        .expect("a pull request");
+    spec.action = action.into();
+    spec
 }
 
 async fn state_of(e: &Env, id: i64) -> String {

@@ -234,20 +234,7 @@ pub(super) async fn expiry(demo: &Demo, name: &str) -> Result<()> {
         str_of(&pull["head"]["ref"]),
         super::indent(str_of(&pull["body"]))
     );
-    let sha = |v: &Value| crate::ids::CommitSha::parse(v.as_str().unwrap_or_default());
-    let spec = PullRequestSpec {
-        action: "opened".into(),
-        repo: demo.repo.clone(),
-        clone_url: demo.remote.clone_url(),
-        default_branch: "main".into(),
-        number,
-        head_ref: str_of(&pull["head"]["ref"]).to_string(),
-        head_sha: sha(&pull["head"]["sha"])?,
-        base_ref: "main".into(),
-        base_sha: sha(&pull["base"]["sha"])?,
-        author: str_of(&pull["user"]["login"]).to_string(),
-        head_repo: None,
-    };
+    let spec = PullRequestSpec::of_pull(&pull, &demo.repo, &demo.remote.clone_url())?;
     demo.open(&spec).await?;
     println!("== Merge PR #{number}: the manifest goes; nothing runs ==");
     let merge = demo.merge(&spec).await?;

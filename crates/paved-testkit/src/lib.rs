@@ -348,6 +348,36 @@ pub struct PullRequestSpec {
     pub head_repo: Option<RepoName>,
 }
 
+impl PullRequestSpec {
+    /// The `opened` event of a pull request as GitHub's API describes it (`pull`: its
+    /// `GET /repos/{owner}/{repo}/pulls/{number}` answer), into `main` of `repo`: for pull
+    /// requests Paved opened itself (requests, expiries).
+    pub fn of_pull(pull: &Value, repo: &RepoName, clone_url: &str) -> Result<PullRequestSpec> {
+        let text = |v: &Value, what: &str| -> Result<String> {
+            v.as_str()
+                .map(str::to_string)
+                .with_context(|| format!("the pull request has no {what}"))
+        };
+        let sha =
+            |v: &Value, what: &str| -> Result<CommitSha> { Ok(CommitSha::parse(&text(v, what)?)?) };
+        Ok(PullRequestSpec {
+            action: "opened".into(),
+            repo: repo.clone(),
+            clone_url: clone_url.to_string(),
+            default_branch: "main".into(),
+            number: pull["number"]
+                .as_u64()
+                .context("the pull request has no number")?,
+            head_ref: text(&pull["head"]["ref"], "head ref")?,
+            head_sha: sha(&pull["head"]["sha"], "head sha")?,
+            base_ref: "main".into(),
+            base_sha: sha(&pull["base"]["sha"], "base sha")?,
+            author: text(&pull["user"]["login"], "author")?,
+            head_repo: None,
+        })
+    }
+}
+
 fn set_repo(v: &mut Value, repo: &RepoName, clone_url: &str, default_branch: &str) {
     v["full_name"] = json!(repo.to_string());
     v["name"] = json!(repo.name());
