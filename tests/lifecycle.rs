@@ -140,6 +140,17 @@ async fn merge(e: &Env, changes: &[FileChange]) -> (CommitSha, github_emulator::
     (sha, status, spec.number)
 }
 
+/// `paved/provision`'s description says `text`.
+fn says(status: &github_emulator::Status, text: &str) {
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains(text)),
+        "{status:?}"
+    );
+}
+
 /// The environment's upcoming timer of `kind`, when set.
 fn upcoming(env: &Value, kind: &str) -> Option<String> {
     env["upcoming"]
@@ -276,13 +287,7 @@ async fn an_environment_is_warned_then_expires_and_its_cleanup_runs_nothing() {
     let (sha, _) = e.merge(&spec).await;
     let status = e.provision_status(&sha).await;
     assert_eq!(status.state, "success", "{status:?}");
-    assert!(
-        status
-            .description
-            .as_deref()
-            .is_some_and(|d| d.contains("removed the manifest of web (already deleted)")),
-        "{status:?}"
-    );
+    says(&status, "removed the manifest of web (already deleted)");
     assert!(
         e.operations(&sha).await.is_empty(),
         "no operation for the cleanup"
@@ -321,14 +326,7 @@ async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
     )
     .await;
     assert_eq!(status.state, "success", "{status:?}");
-    assert!(
-        status
-            .description
-            .as_deref()
-            .is_some_and(|d| d.contains("extended keep")),
-        "{:?}",
-        status.description
-    );
+    says(&status, "extended keep");
     assert!(
         e.operations(&sha).await.is_empty(),
         "no operation for an extension"
@@ -366,14 +364,7 @@ async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
     let (sha, _) = e.merge(&spec).await;
     let status = e.provision_status(&sha).await;
     assert_eq!(status.state, "failure", "{status:?}");
-    assert!(
-        status
-            .description
-            .as_deref()
-            .is_some_and(|d| d.contains("late refused, expired: expiresAt")),
-        "{:?}",
-        status.description
-    );
+    says(&status, "late refused, expired: expiresAt");
     let ops = e.operations(&sha).await;
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0]["state"], "refused");
@@ -414,13 +405,7 @@ async fn an_extension_runs_nothing_and_a_merge_past_expiry_is_refused() {
     let (sha, _) = e.merge(&spec).await;
     let status = e.provision_status(&sha).await;
     assert_eq!(status.state, "success", "{status:?}");
-    assert!(
-        status
-            .description
-            .as_deref()
-            .is_some_and(|d| d.contains("extended keep")),
-        "{status:?}"
-    );
+    says(&status, "extended keep");
     assert_eq!(runs_of(&e, "deploy"), 1, "no script ran");
     let env = e.environment("keep").await;
     assert_eq!(
