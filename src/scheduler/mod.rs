@@ -126,58 +126,70 @@ async fn keep_lease(deps: Arc<Deps>, holder: String, ttl: std::time::Duration) {
 
 /// Sets the timers of every live environment from its manifest on the default branch:
 /// those set before this version, or by a merge whose timers were lost, are there now.
-/// Timers already set for the same cause are left as they are.
+/// Timers already set for the same cause are left as they are. A repository that cannot be
+/// read now is logged and left for the next takeover: it must not hold up the others.
 async fn catch_up(deps: &Deps) -> Result<(), WorkError> {
     for known in deps.store.repositories().await? {
-        let live: Vec<EnvironmentRecord> = deps
-            .store
-            .environments(Some(&known.repo))
-            .await?
-            .into_iter()
-            .filter(|e| e.state.is_live())
-            .collect();
-        if live.is_empty() {
-            continue;
+        if let Err(e) = catch_up_repo(deps, &known).await {
+            tracing::warn!(repo = %known.repo, error = %e,
+                "scheduler: this repository's timers could not be caught up; its timers already set still run");
         }
-        let paths: Vec<(String, String)> = live
-            .iter()
-            .map(|e| {
-                (
-                    e.name.clone(),
-                    format!("environments/{}/{}.yaml", e.team, e.name),
-                )
-            })
-            .collect();
-        let manifests = deps
-            .repos
-            .with_branch(
-                &known.repo,
-                &known.clone_url,
-                known.installation,
-                &known.default_branch,
-                move |mirror, tip| -> Result<Vec<_>, WorkError> {
-                    let tree = mirror.tree_at(tip)?;
-                    Ok(paths
-                        .into_iter()
-                        .map(|(name, path)| {
-                            let m = crate::manifest::read_text(&tree, &path)
-                                .ok()
-                                .flatten()
-                                .and_then(|t| {
-                                    crate::manifest::environment::parse_manifest(&path, &t).ok()
-                                })
-                                .map(|m| m.manifest);
-                            (name, m)
-                        })
-                        .collect())
-                },
+    }
+    Ok(())
+}
+
+async fn catch_up_repo(
+    deps: &Deps,
+    known: &crate::store::KnownRepository,
+) -> Result<(), WorkError> {
+    let live: Vec<EnvironmentRecord> = deps
+        .store
+        .environments(Some(&known.repo))
+        .await?
+        .into_iter()
+        .filter(|e| e.state.is_live())
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<(String, String)> = live
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                format!("environments/{}/{}.yaml", e.team, e.name),
             )
-            .await?;
-        for (name, m) in manifests {
-            // A live environment without a manifest waits for its delete to merge.
-            if let Some(m) = m {
-                crate::handlers::set_timers(deps, &known.repo, &name, Some(&m)).await?;
-            }
+        })
+        .collect();
+    let manifests = deps
+        .repos
+        .with_branch(
+            &known.repo,
+            &known.clone_url,
+            known.installation,
+            &known.default_branch,
+            move |mirror, tip| -> Result<Vec<_>, WorkError> {
+                let tree = mirror.tree_at(tip)?;
+                Ok(paths
+                    .into_iter()
+                    .map(|(name, path)| {
+                        let m = crate::manifest::read_text(&tree, &path)
+                            .ok()
+                            .flatten()
+                            .and_then(|t| {
+                                crate::manifest::environment::parse_manifest(&path, &t).ok()
+                            })
+                            .map(|m| m.manifest);
+                        (name, m)
+                    })
+                    .collect())
+            },
+        )
+        .await?;
+    for (name, m) in manifests {
+        // A live environment without a manifest waits for its delete to merge.
+        if let Some(m) = m {
+            crate::handlers::set_timers(deps, &known.repo, &name, Some(&m)).await?;
         }
     }
     Ok(())
