@@ -822,3 +822,77 @@ async fn two_replicas_run_one_scheduler_and_the_other_takes_over_when_it_dies() 
     }
     e.h.assert_no_rejections();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_sets_missing_timers_though_another_repository_cannot_be_read() {
+    use paved::store::{EnvState, EnvironmentUpdate, KnownRepository};
+    let t0 = utc(&at(Utc::now()));
+    let clock = Clock::manual(t0);
+    let mut e = start(&clock, Duration::ZERO).await;
+    let expires = t0 + Days::days(3);
+    let (_, status, _) = merge(
+        &e,
+        &[(path("older"), Some(manifest("older", expires, "").into()))],
+    )
+    .await;
+    assert_eq!(status.state, "success");
+    // As if it had been provisioned before Paved kept timers: none are set.
+    let repo = e.h.repo.clone();
+    let store = e.h.service.as_ref().expect("running").store.clone();
+    store
+        .clear_timers(&repo, "older", &[])
+        .await
+        .expect("clear");
+    assert!(upcoming(&e.environment("older").await, "expire").is_none());
+    // And a repository Paved knows but can no longer fetch, with a live environment.
+    let ghost = paved::ids::RepoName::parse("acme/ghost").expect("name");
+    store
+        .note_repository(&KnownRepository {
+            repo: ghost.clone(),
+            default_branch: "main".into(),
+            clone_url: "https://example.invalid/acme/ghost.git".into(),
+            installation: None,
+        })
+        .await
+        .expect("repository");
+    store
+        .upsert_environment(EnvironmentUpdate {
+            repo: ghost.to_string(),
+            name: "haunted".into(),
+            team: "payments".into(),
+            owner: "octocat".into(),
+            env_type: "dev".into(),
+            definition: "recorder".into(),
+            state: EnvState::Ready,
+            parameters: None,
+            outputs: None,
+            last_operation: None,
+        })
+        .await
+        .expect("environment");
+
+    // The next replica to take the scheduler over sets the missing timers anyway.
+    let tweak = clock.clone();
+    e.restart_with(move |c| {
+        c.lifecycle.clock = tweak;
+        c.lifecycle.tick = Duration::from_secs(1);
+        c.lifecycle.drift_interval = Duration::ZERO;
+    })
+    .await;
+    let env = until("the expiry set again", || async {
+        let env = e.environment("older").await;
+        upcoming(&env, "expire").map(|_| env)
+    })
+    .await;
+    assert_eq!(
+        upcoming(&env, "expire").as_deref(),
+        Some(at(expires).as_str())
+    );
+    // And they run.
+    clock.set(expires + Days::minutes(1));
+    until("the expiry", || async {
+        let env = e.environment("older").await;
+        (env["environment"]["state"] == "deleted").then_some(())
+    })
+    .await;
+}
