@@ -777,3 +777,29 @@ deny contains msg if {
         .iter()
         .any(|c| c.context == "paved/policy" && c.verdict == "fail"));
 }
+
+/// A manifest no environment can be named from (a name too short), merged over its red
+/// `paved/schema`: nothing runs, and `paved/provision` says it was refused instead of
+/// counting zero operations as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merged_manifest_with_no_valid_name_is_refused_not_a_success() {
+    let e = Env::start().await;
+    let spec = e.open(&[(
+        path_of("ab"),
+        Some(recorder_manifest("ab", "dev", "ok", "").into()),
+    )]);
+    e.h.send_pr(&spec).await;
+    let verdicts = e.h.verdicts(&spec.head_sha, 1).await;
+    assert_eq!(verdicts["paved/schema"].state, "failure", "{verdicts:?}");
+    let (merge, _) = e.merge(&spec).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "failure", "{status:?}");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("environments/payments/ab.yaml refused")),
+        "{status:?}"
+    );
+    assert!(e.runs().is_empty(), "nothing ran");
+}

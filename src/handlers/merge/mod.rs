@@ -69,6 +69,8 @@ struct Quiet {
     extended: Vec<String>,
     /// Their manifest went, and the environment was already deleted (after an expiry).
     gone: Vec<String>,
+    /// Manifest paths no environment can be named from: refused.
+    unnamed: Vec<String>,
 }
 
 /// What the blocking part of a merge worked out.

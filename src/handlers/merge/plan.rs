@@ -159,12 +159,13 @@ fn plan_fetched(
         now: limits.now,
     };
     let mut items = Vec::new();
-    let (mut extended, mut gone) = (Vec::new(), Vec::new());
+    let (mut extended, mut gone, mut unnamed) = (Vec::new(), Vec::new(), Vec::new());
     for env in &report.environments {
         match planner.item(env) {
             Planned::Run(item) => items.push(*item),
             Planned::Extend(name) => extended.push(name),
             Planned::Gone(name) => gone.push(name),
+            Planned::Unnamed(path) => unnamed.push(path),
             Planned::Nothing => {}
         }
     }
@@ -190,7 +191,11 @@ fn plan_fetched(
         },
         report,
         items,
-        quiet: super::Quiet { extended, gone },
+        quiet: super::Quiet {
+            extended,
+            gone,
+            unnamed,
+        },
         manifests,
     }))
 }
@@ -317,6 +322,9 @@ enum Planned {
     /// The manifest of an environment already deleted goes (the pull request Paved opens
     /// after an expiry): nothing runs.
     Gone(String),
+    /// A manifest path no environment can be named from (`paved/schema` failed on it):
+    /// nothing runs, and the merge's verdict says so.
+    Unnamed(String),
     /// Nothing to do: a delete of something Paved never knew.
     Nothing,
 }
@@ -334,7 +342,18 @@ impl Planner<'_> {
     /// What to do with one environment of the report.
     fn item(&self, env: &EnvironmentReport) -> Planned {
         let Ok(mp) = names::parse_manifest_path(&env.path) else {
-            return Planned::Nothing;
+            // No environment can be named from this path: nothing can run, and a merge that
+            // adds or changes such a file must not read as a success (its checks failed on
+            // the PR). Removing one is fine.
+            let present = matches!(
+                crate::manifest::read_text(self.merged, &env.path),
+                Ok(Some(_))
+            );
+            return if present {
+                Planned::Unnamed(env.path.clone())
+            } else {
+                Planned::Nothing
+            };
         };
         // The manifest as merged decides the operation: present → deploy, gone → delete.
         let text = crate::manifest::read_text(self.merged, &env.path)

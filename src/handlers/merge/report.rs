@@ -170,6 +170,18 @@ pub(super) fn provision_verdict(ops: &[OperationRecord], quiet: &Quiet) -> (Stat
         ));
     }
     let nothing_ran = nothing_ran.join("; ");
+    if let Some(path) = quiet.unnamed.first() {
+        let more = match quiet.unnamed.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        return (
+            StatusState::Failure,
+            format!(
+                "{path} refused: not a valid environment manifest path (paved/schema failed){more}"
+            ),
+        );
+    }
     let ok = ops.iter().filter(|o| o.state == OpState::Succeeded).count();
     let bad: Vec<&OperationRecord> = ops
         .iter()
@@ -276,6 +288,11 @@ pub(super) fn merge_comment(
     for name in &quiet.extended {
         s.push_str(&format!(
             "| `{name}` | extend | ✅ expiresAt moved; no script ran | — | — |\n"
+        ));
+    }
+    for path in &quiet.unnamed {
+        s.push_str(&format!(
+            "| `{path}` | — | ❌ refused: not a valid environment manifest path | — | — |\n"
         ));
     }
     for name in &quiet.gone {
