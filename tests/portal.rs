@@ -594,6 +594,39 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     c.goto(&env_url).await.expect("environment");
     assert!(text(&c).await.contains("No such environment"));
+    // Nor can they reconcile it: a form posted with their own session's CSRF token (from
+    // a page of theirs) gets the page a missing environment gets, and nothing is queued.
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    c.execute(
+        "const f = document.createElement('form'); f.method = 'post'; \
+         f.action = arguments[0] + '/reconcile'; \
+         const t = document.createElement('input'); t.type = 'hidden'; t.name = 'csrf'; \
+         t.value = document.querySelector('input[name=csrf]').value; \
+         f.appendChild(t); document.body.appendChild(f); f.submit();",
+        vec![serde_json::json!(env_url)],
+    )
+    .await
+    .expect("post");
+    c.wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .expect("an answer");
+    assert!(
+        text(&c).await.contains("No such environment"),
+        "{}",
+        text(&c).await
+    );
+    let store = e.h.service.as_ref().expect("running").store.clone();
+    let timers = store
+        .timers_of(&e.h.repo, "cart-preview")
+        .await
+        .expect("timers");
+    assert!(
+        timers
+            .iter()
+            .all(|t| t.kind != paved::store::TimerKind::Reconcile),
+        "{timers:?}"
+    );
     c.goto(&format!(
         "{}/graph?around=environment:{REPO}/cart-preview",
         e.h.url()
