@@ -144,6 +144,23 @@ async fn expected_not_found(c: &Client) {
     }
 }
 
+/// Waits until `old` (a page's `main`) is gone, a form having been posted from it, and the
+/// next page has its own.
+async fn replaced(c: &Client, old: fantoccini::elements::Element) {
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while old.text().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the form did not post"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    c.wait()
+        .for_element(Locator::Css("main"))
+        .await
+        .expect("the next page");
+}
+
 async fn title(c: &Client) -> String {
     c.title().await.expect("title")
 }
@@ -535,12 +552,15 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     c.goto(&env_url).await.expect("back to the environment");
 
     // Reconcile: the scheduler runs its deploy again, as operation `reconcile`.
+    let before = c.find(Locator::Css("main")).await.expect("main");
     c.find(Locator::XPath("//button[text()='Reconcile']"))
         .await
         .expect("the Reconcile button")
         .click()
         .await
         .expect("click");
+    // The post redirects back to this page: wait for the old one to go before reading.
+    replaced(&c, before).await;
     let deadline = std::time::Instant::now() + common::DEADLINE;
     loop {
         let now = text(&c).await;
@@ -597,6 +617,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     // Nor can they reconcile it: a form posted with their own session's CSRF token (from
     // a page of theirs) gets the page a missing environment gets, and nothing is queued.
     c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    let home = c.find(Locator::Css("main")).await.expect("main");
     c.execute(
         "const f = document.createElement('form'); f.method = 'post'; \
          f.action = arguments[0] + '/reconcile'; \
@@ -607,10 +628,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     )
     .await
     .expect("post");
-    c.wait()
-        .for_element(Locator::Css("h1"))
-        .await
-        .expect("an answer");
+    replaced(&c, home).await;
     assert!(
         text(&c).await.contains("No such environment"),
         "{}",
