@@ -58,10 +58,6 @@ impl Clock {
             Inner::Manual(_, tx) => Some(tx.subscribe()),
         }
     }
-
-    pub fn is_manual(&self) -> bool {
-        matches!(&*self.0, Inner::Manual(..))
-    }
 }
 
 impl Default for Clock {

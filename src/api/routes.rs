@@ -8,6 +8,7 @@ use crate::identity::{Access, Caller};
 use crate::ids::{CommitSha, DeliveryId, OperationId, RepoName, RunId};
 use crate::store::{
     public_outputs, DeliveryRecord, EnvironmentRecord, OperationRecord, RunRecord, StoreError,
+    Timer, TimerKind,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -42,6 +43,27 @@ pub(super) fn not_found(what: &str) -> Response {
 pub(crate) fn public_operation(mut op: OperationRecord) -> OperationRecord {
     op.outputs = public_outputs(&op.outputs);
     op
+}
+
+/// An environment's timers still to fall due, soonest first, as the API shows them (the
+/// portal shows the same, by kind).
+pub(crate) fn upcoming_of(mut timers: Vec<Timer>) -> Vec<(TimerKind, Upcoming)> {
+    timers.retain(|t| t.due_at.is_some());
+    timers.sort_by_key(|t| t.due_at);
+    timers
+        .into_iter()
+        .filter_map(|t| {
+            let due = chrono::DateTime::from_timestamp_millis(t.due_at?)?;
+            Some((
+                t.kind,
+                Upcoming {
+                    kind: t.kind.as_str().to_string(),
+                    due_at: due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    cause: t.cause,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The repository of a stored name (`owner/repo`), or of a queue key (`owner/repo#7`,
@@ -223,26 +245,10 @@ async fn environment(
         (Ok(ops), Ok(timers)) => (ops, timers),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
-    let mut upcoming: Vec<(i64, Upcoming)> = timers
-        .into_iter()
-        .filter_map(|t| {
-            let due = t.due_at?;
-            Some((
-                due,
-                Upcoming {
-                    kind: t.kind.as_str().to_string(),
-                    due_at: chrono::DateTime::from_timestamp_millis(due)?
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    cause: t.cause,
-                },
-            ))
-        })
-        .collect();
-    upcoming.sort_by_key(|(due, _)| *due);
     Json(EnvironmentDetail {
         environment: env,
         operations: ops.into_iter().map(public_operation).collect(),
-        upcoming: upcoming.into_iter().map(|(_, u)| u).collect(),
+        upcoming: upcoming_of(timers).into_iter().map(|(_, u)| u).collect(),
     })
     .into_response()
 }

@@ -231,17 +231,14 @@ pub(super) async fn environment(
         Ok(_) => return not_found("environment"),
         Err(_) => return unavailable(),
     };
-    let mut timers = match s.api.store.timers_of(&repo, &name).await {
+    let timers = match s.api.store.timers_of(&repo, &name).await {
         Ok(t) => t,
         Err(_) => return unavailable(),
     };
-    timers.retain(|t| t.due_at.is_some());
-    timers.sort_by_key(|t| t.due_at);
-    let upcoming = timers
-        .iter()
-        .filter_map(|t| {
-            let at = chrono::DateTime::from_timestamp_millis(t.due_at?)?;
-            let what = match t.kind {
+    let upcoming = crate::api::routes::upcoming_of(timers)
+        .into_iter()
+        .map(|(kind, u)| {
+            let what = match kind {
                 crate::store::TimerKind::Warn => "expiry warning",
                 crate::store::TimerKind::Expire => "expires (deleted)",
                 crate::store::TimerKind::Stop => "stops (schedule)",
@@ -249,10 +246,7 @@ pub(super) async fn environment(
                 crate::store::TimerKind::Drift => "next drift check",
                 crate::store::TimerKind::Reconcile => "reconcile (asked for)",
             };
-            Some((
-                what.to_string(),
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ))
+            (what.to_string(), u.due_at)
         })
         .collect();
     let operations = match s

@@ -74,6 +74,8 @@ async fn run_check(
     snap: &Snapshot,
     env: &EnvironmentRecord,
 ) -> Result<(DriftState, String), WorkError> {
+    // The run's inputs are those of a deploy with the last parameters; the script it runs
+    // is `Operation::Status`, given below, and nothing is recorded as an operation.
     let item = snap.item(env, OpKind::Reconcile, String::new(), "paved", None);
     let src = RunSource {
         mirror_path: snap.mirror_path.clone(),
