@@ -293,6 +293,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(flags) => runtime().and_then(|rt| {
             init_tracing();
             let config = load_config(&flags)?;
+            crate::service::harden_process(&config);
             rt.block_on(crate::service::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }),

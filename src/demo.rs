@@ -181,6 +181,14 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     // gives to scripts ([runner.env] in paved.toml).
     let sites = root.join("sites");
     std::fs::create_dir_all(&sites)?;
+    // Runs are sandboxed as an unprivileged user (SPEC 12): the sites folder is granted to
+    // them as an operator grants it (`[[runner.mounts]]`, writable by the runner's user),
+    // and the demo's own folder lets that user pass through to it, nothing more.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(&sites, std::fs::Permissions::from_mode(0o777))?;
+    }
     let secret = hex::encode(rand::random::<[u8; 16]>());
     // The portal signs people in with an OAuth app registered at the emulator, which
     // authorizes them as octocat.
@@ -208,6 +216,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
                 "SITES_ROOT".into(),
                 Secret::new(sites.display().to_string()),
             )],
+            mounts: vec![(sites.clone(), true)],
             ..Default::default()
         },
         push_grace: std::time::Duration::from_secs(600),

@@ -50,6 +50,7 @@ pub struct Metrics {
     deliveries: Family<Label1, Gauge>,
     environments: Family<Label1, Gauge>,
     scheduler_leading: Gauge,
+    runner_unsandboxed: Gauge,
     oldest_pending: Gauge<f64, AtomicU64>,
     processing: Histograms<Label2>,
     delivery_retries: Family<Label1, Counter>,
@@ -83,6 +84,7 @@ impl Metrics {
             deliveries: Family::default(),
             environments: Family::default(),
             scheduler_leading: Gauge::default(),
+            runner_unsandboxed: Gauge::default(),
             oldest_pending: Gauge::default(),
             processing: Family::new_with_constructor(latency),
             delivery_retries: Family::default(),
@@ -110,6 +112,11 @@ impl Metrics {
             "scheduler_leading",
             "1 on the replica that holds the scheduler's lease (runs expiries, schedules, drift checks), else 0",
             m.scheduler_leading.clone(),
+        );
+        registry.register(
+            "runner_unsandboxed",
+            "1 when runner.sandbox = \"none\": scripts run as Paved's own user, outside any sandbox (SPEC 12); else 0",
+            m.runner_unsandboxed.clone(),
         );
         registry.register(
             "delivery_oldest_pending_age_seconds",
@@ -225,6 +232,10 @@ impl Metrics {
     }
 
     /// Whether this replica runs the scheduler now.
+    pub fn set_runner_unsandboxed(&self, unsandboxed: bool) {
+        self.runner_unsandboxed.set(i64::from(unsandboxed));
+    }
+
     pub fn set_scheduler_leading(&self, leading: bool) {
         self.scheduler_leading.set(i64::from(leading));
     }

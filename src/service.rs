@@ -168,11 +168,14 @@ pub async fn start(mut config: Config) -> Result<Service> {
     if removed > 0 {
         tracing::warn!(removed, "removed Git lock files left by an earlier crash");
     }
+    let sandbox = sandbox_of(&config)?;
+    metrics.set_runner_unsandboxed(sandbox.is_none());
     let deps = Arc::new(crate::handlers::Deps::new(
         config.clone(),
         store.clone(),
         forge,
         metrics.clone(),
+        sandbox,
     ));
     let lifecycle_wake = deps.lifecycle_wake.clone();
     let (app, api_state) = crate::api::app(
@@ -194,6 +197,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
             }),
             lifecycle_wake: lifecycle_wake.clone(),
             clock: config.lifecycle.clock.clone(),
+            unsandboxed: deps.sandbox.is_none(),
         },
     );
     // The portal reads through the API's state: the same scoping, the same Orchestrator.
@@ -247,9 +251,84 @@ pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> 
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let forge = forge_of(&config, &metrics)?;
+    let sandbox = sandbox_of(&config)?;
     Ok(Arc::new(crate::handlers::Deps::new(
-        config, store, forge, metrics,
+        config, store, forge, metrics, sandbox,
     )))
+}
+
+/// The sandbox runs go through (SPEC 12), tried once by starting one: a Paved that cannot
+/// sandbox its runs refuses to start, naming what failed, unless `runner.sandbox = "none"`
+/// says so (then it warns, here and in `/readyz` and a gauge).
+pub fn sandbox_of(config: &Config) -> Result<crate::runner::Sandbox> {
+    use crate::config::{absolute, SandboxMode};
+    use crate::runner::{Bubblewrap, Mount, Sandbox};
+    let work_dir = absolute(&config.runner.work_dir);
+    prepare_work_dir(&work_dir)?;
+    match config.runner.sandbox {
+        SandboxMode::None => {
+            tracing::warn!(
+                "runner.sandbox = \"none\": scripts run unsandboxed, as Paved's own user, and can read what Paved can (its secrets, its database)"
+            );
+            Ok(Sandbox::None)
+        }
+        SandboxMode::Bubblewrap => {
+            let mut hidden = config.runner.hidden.clone();
+            hidden.push(absolute(&config.data_dir));
+            if let Some(db) = config
+                .database_url
+                .strip_prefix("sqlite://")
+                .or_else(|| config.database_url.strip_prefix("sqlite:"))
+            {
+                let file = db.split('?').next().unwrap_or(db);
+                hidden.push(absolute(std::path::Path::new(file)));
+            }
+            let mounts = config
+                .runner
+                .mounts
+                .iter()
+                .map(|(path, writable)| Mount {
+                    path: absolute(path),
+                    writable: *writable,
+                })
+                .collect();
+            let bwrap = Bubblewrap::resolve(
+                &config.runner.bubblewrap,
+                "/usr/bin:/bin:/usr/local/bin:/usr/sbin",
+                &config.runner.user,
+                mounts,
+                hidden,
+            )
+            .map_err(|e| anyhow::anyhow!("the runner's sandbox cannot run: {e}. {SANDBOX_HINT}"))?;
+            bwrap.probe(&work_dir).map_err(|e| {
+                anyhow::anyhow!("the runner's sandbox cannot run: {e}. {SANDBOX_HINT}")
+            })?;
+            Ok(Sandbox::Bubblewrap(Arc::new(bwrap)))
+        }
+    }
+}
+
+const SANDBOX_HINT: &str = "Install bubblewrap (Debian's `bubblewrap`) and allow unprivileged user namespaces, or set runner.sandbox = \"none\" to run scripts unsandboxed (not recommended)";
+
+/// Creates `runner.work_dir` (mode 0711: the runner's user may pass through to its own run
+/// folder, but nobody may list the others) and checks it is this user's own.
+fn prepare_work_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating runner.work_dir {}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("reading runner.work_dir {}", dir.display()))?;
+    // Safety: geteuid only reads the process's credentials.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        anyhow::bail!(
+            "runner.work_dir {} is not a folder of Paved's own user (uid {me}): choose another with runner.work_dir",
+            dir.display()
+        );
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("setting the mode of runner.work_dir {}", dir.display()))?;
+    Ok(())
 }
 
 impl Service {
@@ -274,6 +353,59 @@ impl Service {
         self.upkeep.await?;
         self.scheduler.await?;
         Ok(())
+    }
+}
+
+/// What `paved serve` does once its configuration is read (SPEC 12): the process becomes
+/// not dumpable (no other process of its user may read its memory or `/proc/<pid>/environ`,
+/// nor attach a debugger), and every `PAVED_*` variable and `runner.pass_env` variable is
+/// wiped from its environment, the block `/proc/<pid>/environ` shows included: the
+/// configuration holds what is needed, and nothing else keeps a secret in plain sight.
+pub fn harden_process(config: &Config) {
+    // Safety: prctl(PR_SET_DUMPABLE) only changes this process's flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not make the process not dumpable");
+    }
+    let passed: Vec<&str> = config
+        .runner
+        .pass_env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(config.runner.pass_env_missing.iter().map(String::as_str))
+        .collect();
+    wipe_environment(|name| name.starts_with("PAVED_") || passed.contains(&name));
+}
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Overwrites the values of the variables `wipe` picks where they are stored (for the
+/// initial ones, the block the kernel shows in `/proc/<pid>/environ`), then unsets them.
+/// Called before any thread reads the environment.
+fn wipe_environment(wipe: impl Fn(&str) -> bool) {
+    let mut names = Vec::new();
+    // Safety: `environ` is the NUL-terminated array of NUL-terminated strings libc keeps;
+    // no other thread reads or changes it while `paved serve` starts (the runtime's threads
+    // are idle). Each value is overwritten within its own string's length.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = *p;
+            let bytes = std::ffi::CStr::from_ptr(entry).to_bytes();
+            if let Some(eq) = bytes.iter().position(|b| *b == b'=') {
+                let name = String::from_utf8_lossy(&bytes[..eq]).into_owned();
+                if wipe(&name) {
+                    let len = bytes.len() - eq - 1;
+                    std::ptr::write_bytes(entry.add(eq + 1), 0, len);
+                    names.push(name);
+                }
+            }
+            p = p.add(1);
+        }
+    }
+    for name in names {
+        std::env::remove_var(name);
     }
 }
 

@@ -1,13 +1,16 @@
 //! The example definitions in `examples/catalog/` run for real through Paved's runner
 //! (`paved::runner::run`, what a merge runs): `postgres-db` against the local PostgreSQL,
-//! `static-site` on the filesystem.
+//! `static-site` on the filesystem, each in the sandbox a server gives its runs (SPEC 12:
+//! bubblewrap, as `nobody`), with the sites folder granted as an operator would grant it
+//! (`[[runner.mounts]]`, writable by the runner's user).
 //!
 //! PostgreSQL is expected at `POSTGRES_ADMIN_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, falling back to the role `root`), with
 //! a role allowed to create databases and roles. These tests fail, never skip, when it is
 //! not reachable: CI starts it.
 
-use paved::runner::{self, Operation, RunOutcome, RunResult, RunSpec, RunnerKind};
+use paved::runner::{self, Bubblewrap, Mount, Operation, RunOutcome, RunResult, RunSpec};
+use paved::runner::{RunnerKind, Sandbox};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
 use std::path::{Path, PathBuf};
@@ -80,11 +83,27 @@ struct Env {
     run_id: i64,
 }
 
+/// A folder the runner's user may use: a temporary folder is its creator's alone.
+fn open_to_runs(dir: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The sandbox as `paved serve` makes it, with `mounts` granted; tried once.
+fn sandbox(mounts: Vec<Mount>, work_root: &Path) -> Sandbox {
+    let b = Bubblewrap::resolve("bwrap", "/usr/bin:/bin", "nobody", mounts, Vec::new())
+        .expect("bubblewrap is installed (.ci/run installs it)");
+    b.probe(work_root).expect("the sandbox runs here");
+    Sandbox::Bubblewrap(std::sync::Arc::new(b))
+}
+
 impl Env {
     fn new(name: String, vars: Vec<(String, String)>) -> Env {
+        let work = tempfile::tempdir().expect("tempdir");
+        open_to_runs(work.path(), 0o711);
         Env {
             name,
-            work: tempfile::tempdir().expect("tempdir"),
+            work,
             vars,
             run_id: 0,
         }
@@ -118,6 +137,19 @@ impl Env {
             path: "/usr/local/bin:/usr/bin:/bin".into(),
             secrets: self.vars.iter().map(|(_, v)| v.clone()).collect(),
             work_root: self.work.path().join("runs"),
+            // The sites folder is a host folder the operator grants, writable.
+            sandbox: sandbox(
+                self.vars
+                    .iter()
+                    .filter(|(k, _)| k == "SITES_ROOT")
+                    .map(|(_, v)| Mount {
+                        path: PathBuf::from(v),
+                        writable: true,
+                    })
+                    .collect(),
+                self.work.path(),
+            ),
+            network: true,
         };
         runner::run(spec, |_| async {}).await
     }
@@ -359,6 +391,7 @@ async fn postgres_db_refuses_bad_input_and_reports_errors() {
 #[tokio::test]
 async fn static_site_deploy_and_delete() {
     let sites = tempfile::tempdir().expect("tempdir");
+    open_to_runs(sites.path(), 0o777);
     let mut env = Env::new(
         unique_name("site"),
         vec![("SITES_ROOT".into(), sites.path().display().to_string())],
@@ -416,6 +449,7 @@ async fn static_site_deploy_and_delete() {
 #[tokio::test]
 async fn static_site_status_tells_drift_from_a_site_that_matches() {
     let sites = tempfile::tempdir().expect("tempdir");
+    open_to_runs(sites.path(), 0o777);
     let mut env = Env::new(
         unique_name("site"),
         vec![("SITES_ROOT".into(), sites.path().display().to_string())],

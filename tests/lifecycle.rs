@@ -753,6 +753,7 @@ async fn two_replicas_run_one_scheduler_and_the_other_takes_over_when_it_dies() 
         "RECORD_DIR".into(),
         paved::config::Secret::new(e.records.display().to_string()),
     ));
+    common::provisioning::unsandboxed_recorder(&mut config);
     tweak(clock.clone())(&mut config);
     let b = paved::service::start(config).await.expect("replica b");
     let (a_url, b_url) = (e.h.url(), b.url());

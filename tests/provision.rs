@@ -490,6 +490,8 @@ async fn spawn_paved(e: &mut Env) -> Paved {
         ("PAVED_LEASE", "2s".to_string()),
         ("RECORD_DIR", e.records.display().to_string()),
         ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
+        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
     ];
     let db = e.h.config().database_url;
     let (paved, url) = spawn_serve(&e.h, &e.h.data_dir(), &db, &e.h.github.url(), &env).await;

@@ -88,6 +88,8 @@ async fn two_replicas_process_each_delivery_once() {
     let env = [
         ("RECORD_DIR", records.display().to_string()),
         ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
+        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
     ];
     let (a, url_a) = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let (b, url_b) = spawn_replica_with(&h, "replica-b", &database, &env).await;
@@ -254,6 +256,8 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
         ("PAVED_LEASE", "2s".to_string()),
         ("RECORD_DIR", records.display().to_string()),
         ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
+        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
     ];
     let mut a = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let mut b = spawn_replica_with(&h, "replica-b", &database, &env).await;
@@ -414,6 +418,8 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
         ("PAVED_LEASE", "2s".to_string()),
         ("RECORD_DIR", records.display().to_string()),
         ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
+        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
+        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
     ];
     let a = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let b = spawn_replica_with(&h, "replica-b", &database, &env).await;

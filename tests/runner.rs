@@ -71,6 +71,10 @@ impl Fixture {
             path: SCRIPT_PATH.into(),
             secrets: vec![],
             work_root: self.work(),
+            // These tests are about the process machinery (groups, timeouts, orphans by host
+            // pid); the sandbox has its own, tests/sandbox.rs.
+            sandbox: runner::Sandbox::None,
+            network: true,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct ApiDeps {
     pub lifecycle_wake: Arc<tokio::sync::Notify>,
     /// The lifecycle's clock.
     pub clock: crate::clock::Clock,
+    /// `runner.sandbox = "none"`: `/readyz` says so in its detail.
+    pub unsandboxed: bool,
 }
 
 /// What every handler reads from; the portal ([`crate::portal`]) reads through it too, so
@@ -57,6 +59,7 @@ pub struct ApiState {
     pub(crate) orchestrator: Arc<crate::orchestrator::Orchestrator>,
     pub(crate) lifecycle_wake: Arc<tokio::sync::Notify>,
     pub(crate) clock: crate::clock::Clock,
+    unsandboxed: bool,
 }
 
 impl ApiState {
@@ -88,6 +91,7 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         orchestrator: deps.orchestrator,
         lifecycle_wake: deps.lifecycle_wake,
         clock: deps.clock,
+        unsandboxed: deps.unsandboxed,
     };
     let open = OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -164,6 +168,9 @@ fn error(status: StatusCode, message: &str) -> Response {
     ))]
 async fn readyz(State(s): State<ApiState>) -> Response {
     match s.store.ping().await {
+        Ok(()) if s.unsandboxed => {
+            "ready (warning: runner.sandbox = \"none\": scripts run unsandboxed, as Paved's own user)".into_response()
+        }
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

@@ -70,6 +70,20 @@ pub(super) struct FileRunner {
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
     pub(super) vars: Option<std::collections::BTreeMap<String, String>>,
     pub(super) terraform_binary: Option<PathBuf>,
+    pub(super) sandbox: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) bubblewrap: Option<String>,
+    pub(super) work_dir: Option<PathBuf>,
+    pub(super) mounts: Option<Vec<FileMount>>,
+}
+
+/// `[[runner.mounts]]`: a host folder every run sees.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileMount {
+    pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) writable: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,7 +15,7 @@ pub use github::{GithubAuth, ReportMode};
 pub use lifecycle::LifecycleConfig;
 pub use portal::PortalConfig;
 pub use repos::RepoFilter;
-pub use runner::RunnerConfig;
+pub use runner::{RunnerConfig, SandboxMode};
 
 use std::path::{Path, PathBuf};
 
@@ -259,6 +259,16 @@ impl Config {
             Some(v) => duration("provision.lease", &v)?,
             None => std::time::Duration::from_secs(60),
         };
+        let mut runner = runner::load_runner(file.runner, env)?;
+        // Paved's own files, masked in every sandbox wherever a visible folder holds them.
+        let config_file = path.clone().unwrap_or_else(|| PathBuf::from("paved.toml"));
+        runner.hidden.push(absolute(&config_file));
+        if let Some(GithubAuth::App {
+            private_key_path, ..
+        }) = &gh.auth
+        {
+            runner.hidden.push(absolute(private_key_path));
+        }
         Ok(Config {
             report: gh.report,
             store: load_store(&file.store)?,
@@ -268,7 +278,7 @@ impl Config {
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,
-            runner: runner::load_runner(file.runner, env)?,
+            runner,
             push_grace,
             lease,
             listen,
@@ -338,8 +348,31 @@ impl Config {
                 short.join(", ")
             )));
         }
+        let data_dir = absolute(&self.data_dir);
+        let work_dir = absolute(&self.runner.work_dir);
+        if work_dir.starts_with(&data_dir) || data_dir.starts_with(&work_dir) {
+            return Err(ConfigError::Invalid(format!(
+                "runner.work_dir {} must be outside the data folder {} (and not hold it): a run must never reach Paved's data",
+                work_dir.display(),
+                data_dir.display()
+            )));
+        }
+        for (m, _) in &self.runner.mounts {
+            if absolute(m).starts_with(&data_dir) {
+                return Err(ConfigError::Invalid(format!(
+                    "runner.mounts: {} is inside the data folder {}, which runs never see",
+                    m.display(),
+                    data_dir.display()
+                )));
+            }
+        }
         Ok(())
     }
+}
+
+/// `p` made absolute against the working folder (without touching the file system).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn load_checks(file: &file::FileChecks) -> Result<ChecksConfig, ConfigError> {

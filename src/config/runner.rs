@@ -32,6 +32,41 @@ pub struct RunnerConfig {
     pub vars: Vec<(String, String)>,
     /// `terraform` or `tofu` binary (`terraform_binary`; default: looked up on `path`).
     pub terraform_binary: Option<PathBuf>,
+    /// How runs are isolated (`sandbox`, `PAVED_RUNNER_SANDBOX`): `bubblewrap` (the
+    /// default) or `none`.
+    pub sandbox: SandboxMode,
+    /// The unprivileged user runs are started as (`user`, `PAVED_RUNNER_USER`; default
+    /// `nobody`).
+    pub user: String,
+    /// The `bwrap` program (`bubblewrap`, `PAVED_RUNNER_BUBBLEWRAP`; default `bwrap`,
+    /// looked up on `/usr/bin:/bin:/usr/local/bin`).
+    pub bubblewrap: String,
+    /// Where runs get their folders (`work_dir`, `PAVED_RUNNER_WORK_DIR`): outside the data
+    /// folder, which the runner's user must never reach. Default
+    /// `<temporary folder>/paved-runs-<uid>`.
+    pub work_dir: PathBuf,
+    /// Host folders every run sees (`[[runner.mounts]]`, `path` and `writable`).
+    pub mounts: Vec<(PathBuf, bool)>,
+    /// Files of Paved's own named in its configuration (the configuration file, key files):
+    /// masked in every sandbox, wherever a visible folder holds them. Filled by the loader.
+    pub hidden: Vec<PathBuf>,
+}
+
+/// `runner.sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    /// Every run in a bubblewrap sandbox (SPEC 12).
+    #[default]
+    Bubblewrap,
+    /// No sandbox: warned about at every start, in `/readyz` and as a gauge.
+    None,
+}
+
+/// The default `runner.work_dir`: a folder of this user's in the temporary folder.
+pub fn default_work_dir() -> PathBuf {
+    // Safety: geteuid only reads the process's credentials.
+    let uid = unsafe { libc::geteuid() };
+    std::env::temp_dir().join(format!("paved-runs-{uid}"))
 }
 
 impl Default for RunnerConfig {
@@ -46,6 +81,12 @@ impl Default for RunnerConfig {
             env: Vec::new(),
             vars: Vec::new(),
             terraform_binary: None,
+            sandbox: SandboxMode::Bubblewrap,
+            user: "nobody".into(),
+            bubblewrap: "bwrap".into(),
+            work_dir: default_work_dir(),
+            mounts: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 }
@@ -107,6 +148,40 @@ pub(super) fn load_runner(file: FileRunner, env: Env) -> Result<RunnerConfig, Co
     runner.terraform_binary = env("PAVED_TERRAFORM_BINARY")
         .map(PathBuf::from)
         .or(file.terraform_binary);
+    match env("PAVED_RUNNER_SANDBOX")
+        .or(file.sandbox)
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("bubblewrap") | Some("bwrap") => runner.sandbox = SandboxMode::Bubblewrap,
+        Some("none") => runner.sandbox = SandboxMode::None,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "runner.sandbox: {other:?} is not \"bubblewrap\" or \"none\""
+            )))
+        }
+    }
+    if let Some(u) = env("PAVED_RUNNER_USER").or(file.user) {
+        runner.user = u;
+    }
+    if let Some(b) = env("PAVED_RUNNER_BUBBLEWRAP").or(file.bubblewrap) {
+        runner.bubblewrap = b;
+    }
+    if let Some(w) = env("PAVED_RUNNER_WORK_DIR")
+        .map(PathBuf::from)
+        .or(file.work_dir)
+    {
+        runner.work_dir = w;
+    }
+    for m in file.mounts.unwrap_or_default() {
+        if !m.path.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "runner.mounts: {} is not an absolute path",
+                m.path.display()
+            )));
+        }
+        runner.mounts.push((m.path, m.writable));
+    }
     Ok(runner)
 }
 

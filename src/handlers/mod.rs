@@ -49,6 +49,8 @@ pub struct Deps {
     pub directory: Arc<Directory>,
     /// Wakes this replica's scheduler: a reconcile was asked for.
     pub lifecycle_wake: Arc<tokio::sync::Notify>,
+    /// The sandbox every run goes through (SPEC 12), resolved and tried once at start.
+    pub sandbox: crate::runner::Sandbox,
 }
 
 impl Deps {
@@ -57,6 +59,7 @@ impl Deps {
         store: Arc<dyn Store>,
         forge: Forge,
         metrics: Arc<Metrics>,
+        sandbox: crate::runner::Sandbox,
     ) -> Deps {
         let repos = Arc::new(Repos::new(
             config.data_dir.clone(),
@@ -81,6 +84,7 @@ impl Deps {
             metrics,
             config,
             lifecycle_wake: Arc::new(tokio::sync::Notify::new()),
+            sandbox,
         }
     }
 

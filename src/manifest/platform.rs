@@ -217,6 +217,29 @@ pub struct EnvironmentType {
     /// `stop` time), checked in `paved/policy`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_schedule: bool,
+    /// The network a run of this type has (SPEC 12): `shared` (the default; scripts reach
+    /// their clouds) or `none` (loopback only).
+    #[serde(default, skip_serializing_if = "Network::is_shared")]
+    pub network: Network,
+}
+
+/// An environment type's `network`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network.
+    #[default]
+    Shared,
+    /// No network but a loopback of the run's own.
+    None,
+}
+
+impl Network {
+    pub fn is_shared(&self) -> bool {
+        *self == Network::Shared
+    }
 }
 
 /// A duration written as `30m`, `168h`, `7d`, `1h30m` (units `s`, `m`, `h`, `d`, `w`).

@@ -7,7 +7,7 @@
 //! starts with `#!`, else `/bin/sh <file>`. Nothing from the repository or the parameters is
 //! ever pasted into a shell command line; parameters travel in `ADE_OPERATION_PARAMETERS`.
 
-use super::{Capped, Operation, RunDir, RunOutcome, RunSpec};
+use super::{Capped, Jail, Operation, RunDir, RunOutcome, RunSpec};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
@@ -64,6 +64,7 @@ pub(crate) async fn run_script<F, Fut>(
     spec: &RunSpec,
     dir: &RunDir,
     env: &[(OsString, OsString)],
+    jail: Option<&Jail<'_>>,
     log: &mut Capped,
     on_spawn: &mut Option<F>,
 ) -> Ran
@@ -90,6 +91,7 @@ where
         cwd: &dir.definition,
         env,
         deadline: Instant::now() + spec.timeout,
+        jail,
     };
     let report = exec(
         step,
@@ -114,6 +116,8 @@ pub(crate) struct Step<'a> {
     pub env: &'a [(OsString, OsString)],
     /// When the step (and its whole process group) is killed.
     pub deadline: Instant,
+    /// The sandbox it runs in (`None`: `runner.sandbox = "none"`).
+    pub jail: Option<&'a Jail<'a>>,
 }
 
 /// Where a step's output goes.
@@ -290,14 +294,33 @@ where
 }
 
 /// Starts the step in a process group of its own, with exactly the given environment and
-/// no stdin; its pid (also the group's id).
+/// no stdin; its pid (also the group's id). In a sandbox, the process started is `bwrap`
+/// (as the runner's user when Paved is root): killing its group kills the whole sandbox,
+/// since everything in it dies with its PID namespace (`--die-with-parent`).
 fn spawn(step: &Step<'_>) -> Result<(tokio::process::Child, u32), String> {
-    let Some((program, args)) = step.argv.split_first() else {
+    if step.argv.is_empty() {
+        return Err("empty command".into());
+    }
+    let argv = match step.jail {
+        Some(j) => j.bwrap.argv(&j.mounts, step.cwd, &step.argv),
+        None => step.argv.clone(),
+    };
+    let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
     let mut cmd = tokio::process::Command::new(program);
+    match step.jail {
+        Some(j) => {
+            cmd.current_dir("/");
+            if j.bwrap.user.switch {
+                cmd.uid(j.bwrap.user.uid).gid(j.bwrap.user.gid);
+            }
+        }
+        None => {
+            cmd.current_dir(step.cwd);
+        }
+    }
     cmd.args(args)
-        .current_dir(step.cwd)
         .env_clear()
         .envs(step.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -20,12 +20,14 @@ pub mod command;
 mod dir;
 mod output;
 mod outputs;
+pub mod sandbox;
 pub mod storage;
 pub mod terraform;
 
 pub use dir::RunDir;
 pub use output::{Capped, Redactor};
 pub use outputs::parse_outputs;
+pub use sandbox::{Bubblewrap, Mount, Sandbox};
 
 use dir::{contract_env, prepare};
 use output::read_capped_file;
@@ -153,7 +155,12 @@ pub struct RunSpec {
     /// Values redacted from log and error text; empty and very short ones are ignored.
     pub secrets: Vec<String>,
     /// Folder for run directories (`<work_root>/run-<run_id>-<random>/`, removed afterwards).
+    /// Outside Paved's data folder: with a sandbox, the runner's user must reach it.
     pub work_root: PathBuf,
+    /// How the run is isolated (SPEC 12; [`sandbox`]).
+    pub sandbox: Sandbox,
+    /// Whether the run shares the host's network (`false`: the type says `network: none`).
+    pub network: bool,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -183,6 +190,8 @@ impl std::fmt::Debug for RunSpec {
             .field("path", &self.path)
             .field("secrets", &format!("{} values", self.secrets.len()))
             .field("work_root", &self.work_root)
+            .field("sandbox", &!self.sandbox.is_none())
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -335,11 +344,31 @@ where
     };
 
     let env = contract_env(&spec, &dir);
+    let jail = jail(&spec, &dir);
+    if let Some(j) = &jail {
+        if let Err(why) = j.bwrap.give(&dir.root) {
+            let result = RunResult {
+                outcome: RunOutcome::NotRunnable(redactor.redact(&why)),
+                log: String::new(),
+                error_log: String::new(),
+                outputs: BTreeMap::new(),
+                outputs_error: None,
+                storage: previous_storage,
+                pid: None,
+                started_at,
+                finished_at: Utc::now(),
+            };
+            dir.remove().await;
+            return result;
+        }
+    }
     let mut on_spawn = Some(on_spawn);
     let mut error_text = None;
     let (outcome, pid, outputs, mut outputs_error) = match spec.runner {
         RunnerKind::Command => {
-            let ran = command::run_script(&spec, &dir, &env, &mut log, &mut on_spawn).await;
+            let ran =
+                command::run_script(&spec, &dir, &env, jail.as_ref(), &mut log, &mut on_spawn)
+                    .await;
             let (outputs, outputs_error) = match read_outputs_file(&dir.outputs) {
                 Ok(o) => (o, None),
                 Err(e) => (BTreeMap::new(), Some(e)),
@@ -347,7 +376,9 @@ where
             (ran.outcome, ran.pid, outputs, outputs_error)
         }
         RunnerKind::Terraform => {
-            let ran = terraform::run_terraform(&spec, &dir, &env, &mut log, &mut on_spawn).await;
+            let ran =
+                terraform::run_terraform(&spec, &dir, &env, jail.as_ref(), &mut log, &mut on_spawn)
+                    .await;
             error_text = ran.failed_step_stderr;
             (ran.outcome, ran.pid, ran.outputs, ran.outputs_error)
         }
@@ -403,6 +434,39 @@ where
     };
     dir.remove().await;
     result
+}
+
+/// A run in a sandbox: the sandbox and what this run mounts.
+pub(crate) struct Jail<'a> {
+    pub bwrap: &'a Bubblewrap,
+    pub mounts: sandbox::RunMounts<'a>,
+}
+
+/// The run's sandbox, when the spec has one: its own folder writable, the definition in it
+/// read-only (Terraform writes `.terraform` and its lock file beside the configuration, so
+/// its private copy is writable), the `PATH` folders and a `terraform` binary read-only.
+fn jail<'a>(spec: &'a RunSpec, dir: &'a RunDir) -> Option<Jail<'a>> {
+    let Sandbox::Bubblewrap(bwrap) = &spec.sandbox else {
+        return None;
+    };
+    let extra_ro = spec
+        .terraform_binary
+        .as_ref()
+        .and_then(|b| b.parent())
+        .map(|p| p.to_path_buf())
+        .into_iter()
+        .collect();
+    Some(Jail {
+        bwrap,
+        mounts: sandbox::RunMounts {
+            work: &dir.root,
+            definition: &dir.definition,
+            definition_writable: spec.runner == RunnerKind::Terraform,
+            path: &spec.path,
+            extra_ro,
+            network: spec.network,
+        },
+    })
 }
 
 /// Packs `ADE_STORAGE` after a run, on a blocking thread (it reads up to 50 MiB of files);

@@ -23,7 +23,7 @@
 //! its state there; nothing is copied then.
 
 use super::command::{exec, Capture, Step, StepEnd};
-use super::{Capped, Operation, Output, RunDir, RunOutcome, RunSpec, OUTPUTS_LIMIT};
+use super::{Capped, Jail, Operation, Output, RunDir, RunOutcome, RunSpec, OUTPUTS_LIMIT};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
@@ -248,6 +248,7 @@ pub(crate) async fn run_terraform<F, Fut>(
     spec: &RunSpec,
     dir: &RunDir,
     env: &[(OsString, OsString)],
+    jail: Option<&Jail<'_>>,
     log: &mut Capped,
     on_spawn: &mut Option<F>,
 ) -> TfRan
@@ -265,8 +266,15 @@ where
         Ok(p) => p,
         Err(why) => return TfRan::not_runnable(why),
     };
+    // The parameters file and the restored state were written by Paved: the runner's user
+    // must own them (Terraform rewrites its state in place).
+    if let Some(j) = jail {
+        if let Err(why) = j.bwrap.give(&dir.root) {
+            return TfRan::not_runnable(why);
+        }
+    }
     let env = terraform_env(env);
-    let ran = run_steps(spec, dir, &prep, &env, log, on_spawn).await;
+    let ran = run_steps(spec, dir, &prep, &env, jail, log, on_spawn).await;
     // Keep the state whatever happened: after a failed or interrupted apply it records
     // what was created, which the next deploy or delete needs.
     if tokio::fs::metadata(&prep.work_state)
@@ -288,6 +296,7 @@ async fn run_steps<F, Fut>(
     dir: &RunDir,
     prep: &Prepared,
     env: &[(OsString, OsString)],
+    jail: Option<&Jail<'_>>,
     log: &mut Capped,
     on_spawn: &mut Option<F>,
 ) -> TfRan
@@ -328,6 +337,7 @@ where
                 cwd: &prep.workdir,
                 env,
                 deadline,
+                jail,
             },
             Capture {
                 log: &mut *log,

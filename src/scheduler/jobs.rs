@@ -30,6 +30,8 @@ pub(super) struct Snapshot {
     pub template_path: Option<String>,
     pub timeout: Duration,
     pub production: bool,
+    /// Whether runs share the host's network (the type's `network`).
+    pub network: bool,
     /// Which of the optional scripts (`stop`, `start`, `status`) the definition has.
     pub scripts: BTreeSet<&'static str>,
     /// The type's `maxTtl`, as written (for the expiry warning).
@@ -131,6 +133,7 @@ pub(super) async fn snapshot(
                         .and_then(|t| t.timeout.as_ref())
                         .map_or(default_timeout, |t| t.as_std()),
                     production: gov.resolve_workflow(Some(&env_type)).name == "production",
+                    network: ty.as_ref().is_none_or(|t| t.network.is_shared()),
                     max_ttl: ty.and_then(|t| t.max_ttl).map(|t| t.to_string()),
                     scripts,
                     changed_in,
@@ -204,6 +207,7 @@ impl Snapshot {
             template_path: self.template_path.clone(),
             timeout: self.timeout,
             production: self.production,
+            network: self.network,
         }
     }
 

@@ -90,6 +90,7 @@ impl Env {
             "RECORD_DIR".into(),
             paved::config::Secret::new(records.display().to_string()),
         ));
+        unsandboxed_recorder(&mut config);
         tweak(&mut config);
         h.service = Some(paved::service::start(config).await.expect("start paved"));
         Env {
@@ -108,6 +109,7 @@ impl Env {
             "RECORD_DIR".into(),
             paved::config::Secret::new(self.records.display().to_string()),
         ));
+        unsandboxed_recorder(&mut config);
         tweak(&mut config);
         self.h.service = Some(paved::service::start(config).await.expect("restart paved"));
     }
@@ -318,4 +320,13 @@ pub fn states(d: &github_emulator::Deployment) -> Vec<String> {
         .filter(|s| !s.automatic)
         .map(|s| s.state.clone())
         .collect()
+}
+
+/// The `recorder` definition reports by writing into `$RECORD_DIR`, a folder of the test's
+/// own, which a sandboxed run cannot reach (SPEC 12): its suites run with
+/// `runner.sandbox = "none"` until it reports over loopback. The sandbox itself is tested
+/// in tests/sandbox.rs and with the example definitions (tests/examples_postgres.rs,
+/// `paved demo`).
+pub fn unsandboxed_recorder(config: &mut paved::config::Config) {
+    config.runner.sandbox = paved::config::SandboxMode::None;
 }

@@ -49,6 +49,8 @@ pub(crate) struct Item {
     pub template_path: Option<String>,
     pub timeout: Duration,
     pub production: bool,
+    /// Whether the run shares the host's network (the type's `network`, SPEC 12).
+    pub network: bool,
 }
 
 /// Where an operation's definition folder is read: the merge commit (its

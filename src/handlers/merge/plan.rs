@@ -446,6 +446,7 @@ impl Planner<'_> {
             template_path,
             timeout,
             production: workflow == "production",
+            network: ty.is_none_or(|t| t.network.is_shared()),
         }))
     }
 

@@ -334,7 +334,9 @@ pub(crate) fn run_spec(
         env,
         path: runner.path.clone(),
         secrets,
-        work_root: deps.config.data_dir.join("runs"),
+        work_root: crate::config::absolute(&runner.work_dir),
+        sandbox: deps.sandbox.clone(),
+        network: item.network,
     }
 }
 
