@@ -22,6 +22,7 @@ pub mod identity;
 pub use paved_ids as ids;
 pub mod intake;
 pub mod lifecycle;
+pub mod links;
 pub mod manifest;
 pub mod metrics;
 pub mod orchestrator;

@@ -201,7 +201,9 @@ pub async fn start(mut config: Config) -> Result<Service> {
         },
     );
     // The portal reads through the API's state: the same scoping, the same Orchestrator.
-    let app = app.merge(crate::portal::router(api_state, &config.portal));
+    let app = crate::api::with_security_headers(
+        app.merge(crate::portal::router(api_state, &config.portal)),
+    );
     let upkeep = tokio::spawn(crate::retention::run(
         store.clone(),
         deps.repos.clone(),

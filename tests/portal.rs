@@ -440,7 +440,8 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .await
         .expect("approved");
     let (merge, _) = e.merge(&spec).await;
-    assert_eq!(e.provision_status(&merge).await.state, "success");
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "success", "{status:?}");
     // The request's page follows it there (it refreshes itself until then).
     let start = Instant::now();
     loop {
@@ -736,4 +737,101 @@ async fn without_an_oauth_app_the_portal_says_how_to_configure_one() {
             "{path}: {page}"
         );
     }
+}
+
+/// A `url` output holding `javascript:…` is shown as text on "My environments" and the
+/// environment's page, never as a link; every page and API answer carries the security
+/// headers (CSP without inline script, no framing, no sniffing, a referrer policy).
+#[tokio::test]
+async fn a_javascript_url_output_is_text_and_every_page_sends_security_headers() {
+    let prepared = Env::prepare_with(|c, git| c.git_root = Some(git.to_path_buf())).await;
+    let github = prepared.h.github.url();
+    let e = prepared
+        .run_with(move |c| {
+            c.public_url = None;
+            c.portal.client_id = Some(CLIENT_ID.into());
+            c.portal.client_secret = Some(paved::config::Secret::new(CLIENT_SECRET));
+            c.portal.web_url = github;
+        })
+        .await;
+    e.h.github.register_oauth_app(CLIENT_ID, CLIENT_SECRET);
+    let pr = e.open(&common::recorder::add("evil-link", "jsurl"));
+    let (merge, _) = e.merge(&pr).await;
+    let status = e.provision_status(&merge).await;
+    assert_eq!(status.state, "success", "{status:?}");
+
+    let d = driver().await;
+    let c = browser(&d).await;
+    sign_in(&e, &c, "octocat").await;
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    let shown = c
+        .find(Locator::Css(".url-text"))
+        .await
+        .expect("the url output, as text")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(shown, "javascript:alert(document.domain)//");
+    let hrefs = c
+        .execute(
+            "return Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))",
+            vec![],
+        )
+        .await
+        .expect("links");
+    let hrefs: Vec<String> = serde_json::from_value(hrefs).expect("strings");
+    assert!(
+        hrefs
+            .iter()
+            .all(|h| !h.trim().to_ascii_lowercase().starts_with("javascript:")),
+        "{hrefs:?}"
+    );
+    assert!(hrefs.iter().any(|h| h.ends_with("/evil-link")), "{hrefs:?}");
+    shot(&c, "environments-javascript-url").await;
+
+    c.goto(&format!("{}/environments/{REPO}/evil-link", e.h.url()))
+        .await
+        .expect("environment page");
+    assert!(
+        text(&c)
+            .await
+            .contains("javascript:alert(document.domain)//"),
+        "the value is shown"
+    );
+    let on_page = c
+        .execute(
+            "return Array.from(document.querySelectorAll('a')).filter(a => (a.getAttribute('href') || '').toLowerCase().startsWith('javascript:')).length",
+            vec![],
+        )
+        .await
+        .expect("count");
+    assert_eq!(on_page, serde_json::json!(0));
+
+    // The headers, on the portal's pages, its script and the API alike.
+    let http = reqwest::Client::new();
+    for path in ["/", "/login", "/portal.js", "/healthz", "/api/v1/entities"] {
+        let r = http
+            .get(format!("{}{path}", e.h.url()))
+            .send()
+            .await
+            .expect("answer");
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{path}: no Content-Security-Policy"));
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("script-src 'self'")
+                && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert!(h.contains_key("referrer-policy"), "{path}");
+    }
+    // The Graph links only web addresses, and so does the Backstage export built from it.
+    let entities = e.get("/api/v1/entities").await.to_string();
+    assert!(entities.contains("evil-link"), "{entities}");
+    assert!(!entities.contains("javascript:"), "{entities}");
 }

@@ -52,6 +52,11 @@ pub struct Entity {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
     pub relations: Vec<Relation>,
+    /// An environment's `url` output that is no web address (`javascript:…`, say): never a
+    /// link, and never in an answer; the portal shows it as text.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub url_text: Option<String>,
 }
 
 /// A typed edge from the entity that holds it.
@@ -177,7 +182,12 @@ impl Graph {
             .and_then(|u| u.get("value"))
             .and_then(|v| v.as_str())
         {
-            e.links.insert("url".into(), url.to_string());
+            match crate::links::web_url(url) {
+                Some(url) => {
+                    e.links.insert("url".into(), url.to_string());
+                }
+                None => e.url_text = Some(url.to_string()),
+            }
         }
         e.relations
             .push(rel("ownedBy", &id("team", repo, &env.team)));
@@ -299,6 +309,7 @@ fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
         drift: None,
         links: BTreeMap::new(),
         relations: Vec::new(),
+        url_text: None,
     }
 }
 

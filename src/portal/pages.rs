@@ -33,6 +33,8 @@ pub(crate) struct Row {
     pub env_type: String,
     pub template: String,
     pub links: Vec<(String, String)>,
+    /// The `url` output when it is no web address: shown as text, never linked.
+    pub url_text: Option<String>,
 }
 
 pub(crate) struct Group {
@@ -141,6 +143,7 @@ pub(super) async fn environments(
                 env_type: of("ofType"),
                 template: e.provider.clone().unwrap_or_else(|| of("instanceOf")),
                 links,
+                url_text: e.url_text.clone(),
             });
     }
     teams.sort();
@@ -198,7 +201,8 @@ struct EnvironmentPage {
     env: EnvironmentRecord,
     /// Its audit history, newest first (`None`: the repository could not be read).
     history: Option<Vec<crate::audit::Entry>>,
-    outputs: Vec<(String, String)>,
+    /// Name, value, and whether the value is a web address (only those become links).
+    outputs: Vec<(String, String, bool)>,
     operations: Vec<OperationRecord>,
     pulls_url: String,
     today: String,
@@ -271,7 +275,8 @@ pub(super) async fn environment(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            (k.clone(), value)
+            let link = crate::links::web_url(&value).is_some();
+            (k.clone(), value, link)
         })
         .collect();
     let web = match s.api.directory.known(&repo).await {

@@ -7,7 +7,7 @@ use paved_testkit::FileChange;
 /// The recorder definition: records its environment, parameters and ADE_STORAGE history in
 /// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`
 /// parameter says: `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block`
-/// (waits for `$RECORD_DIR/release`), `leak` (prints `$API_TOKEN`, a `runner.pass_env`
+/// (waits for `$RECORD_DIR/release`), `jsurl` (its `url` output is a `javascript:` value), `leak` (prints `$API_TOKEN`, a `runner.pass_env`
 /// secret, to its output and its error log, and fails).
 pub const RECORDER_DEPLOY: &str = r#"#!/bin/sh
 set -eu
@@ -18,7 +18,10 @@ printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
 echo "$ADE_OPERATION_NAME $PAVED_RUN_ID" >> "$ADE_STORAGE/history"
 cp "$ADE_STORAGE/history" "$run.history"
 echo "the password is s3cr3t-$ADE_ENVIRONMENT_NAME-value"
+url="https://$ADE_ENVIRONMENT_NAME.example.test"
 case "$ADE_OPERATION_PARAMETERS" in
+  *'"mode":"jsurl"'*)
+    url='javascript:alert(document.domain)//' ;;
   *'"mode":"fail"'*)
     echo "upstream refused the request" > "$ADE_ERROR_LOG"
     echo "boom" >&2
@@ -38,7 +41,7 @@ case "$ADE_OPERATION_PARAMETERS" in
 esac
 cat > "$ADE_OUTPUTS" <<EOF
 {"outputs": {
-  "url": {"type": "string", "value": "https://$ADE_ENVIRONMENT_NAME.example.test", "sensitive": false},
+  "url": {"type": "string", "value": "$url", "sensitive": false},
   "password": {"type": "string", "value": "s3cr3t-$ADE_ENVIRONMENT_NAME-value", "sensitive": true}
 }}
 EOF
@@ -64,7 +67,7 @@ parameters:
     name: Mode
     type: string
     default: ok
-    allowed: [ok, fail, hang, slow, block, leak]
+    allowed: [ok, fail, hang, slow, block, leak, jsurl]
   - id: note
     name: Note
     type: string

@@ -105,11 +105,14 @@ async fn report_deployment(
     Ok(())
 }
 
-/// The `url` output, when the run wrote one and it is not sensitive.
+/// The `url` output, when the run wrote one, it is not sensitive and it is a web address
+/// (a `javascript:` value is never made a link).
 fn output_url(outputs: &serde_json::Value) -> Option<String> {
     let o = public_outputs(outputs);
     let v = o.get("url")?.get("value")?;
-    v.as_str().map(str::to_string)
+    v.as_str()
+        .and_then(crate::links::web_url)
+        .map(str::to_string)
 }
 
 /// The audit note of one operation attempt. Never holds outputs or logs: only who, what,
