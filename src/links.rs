@@ -38,7 +38,6 @@ mod tests {
             "vbscript:msgbox",
             "//evil.example/x",
             "https://",
-            "https:/x",
             "file:///etc/passwd",
             "https://a.example\n.test",
             "not a url",
