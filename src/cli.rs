@@ -333,7 +333,9 @@ where
 {
     let client = crate::client::ApiClient::new(&remote.server, std::env::var("PAVED_TOKEN").ok())?;
     let out = runtime()?.block_on(f(client, matches!(remote.format, Format::Json)))?;
-    print!("{out}");
+    // JSON escapes control characters itself; text is stripped of them (every cell already
+    // is; this catches any string a command prints whole).
+    print!("{}", crate::client::printable(&out));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -193,18 +193,30 @@ pub async fn ask(c: &ApiClient, a: &Ask<'_>, json: bool) -> anyhow::Result<Strin
 }
 
 fn message(body: &Value) -> String {
-    body["error"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| body.to_string())
+    printable(
+        &body["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| body.to_string()),
+    )
 }
 
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => printable(s),
+        other => printable(&other.to_string()),
     }
+}
+
+/// `s` without terminal control characters: C0 controls but newline and tab, DEL, and C1
+/// controls (an escape sequence loses its ESC, so it prints as harmless text). A server's
+/// strings (names, outputs, error texts) come from repositories and scripts; printed raw,
+/// `\x1b]52;…` could write the clipboard, `\x1b[2J` clear the screen or a `\r` forge a line.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(c, '\n' | '\t') || !c.is_control())
+        .collect()
 }
 
 /// Columns padded to their widest cell.
@@ -411,6 +423,21 @@ pub async fn templates(c: &ApiClient, json: bool) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{message, printable, text};
+    #[test]
+    fn terminal_control_characters_never_reach_the_terminal() {
+        let hostile = "site\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J\rok\u{9b}31m\u{7f}";
+        let clean = printable(hostile);
+        assert_eq!(clean, "site]52;c;ZXZpbA==[2Jok31m");
+        assert!(!clean.chars().any(|c| c.is_control()));
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(text(&serde_json::json!("x\u{1b}[31m")), "x[31m");
+        assert_eq!(
+            message(&serde_json::json!({"error": "no\u{1b}[2J"})),
+            "no[2J"
+        );
+    }
+
     #[test]
     fn tables_pad_every_column_but_the_last() {
         let t = super::table(
