@@ -247,6 +247,7 @@ conformance!(
     inventory_pages,
     operator_views,
     storage_round_trip,
+    governed_input,
     comments_runs_and_counts,
     restart_recovery,
     migrations_apply_on_an_empty_database,
@@ -1665,6 +1666,90 @@ async fn storage_round_trip(b: &Backend) {
             .expect("read"),
         Some(Vec::new())
     );
+}
+
+/// SPEC 12: an environment's last governed change, and the paths a direct push changed.
+async fn governed_input(b: &Backend) {
+    let store = b.open().await;
+    let r = repo("octo/envs");
+    let other = repo("octo/other");
+    // No row: nothing to record, and no row is made.
+    store
+        .set_governed(
+            &r,
+            "checkout",
+            "a".repeat(40).as_str(),
+            "b".repeat(40).as_str(),
+        )
+        .await
+        .expect("no row is fine");
+    assert!(store
+        .environment(&r, "checkout")
+        .await
+        .expect("read")
+        .is_none());
+    store
+        .upsert_environment(env_update("octo/envs", "checkout", EnvState::Ready))
+        .await
+        .expect("insert");
+    let e = store
+        .environment(&r, "checkout")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!((e.governed_sha, e.code_sha), (None, None));
+    let (at, code) = ("a".repeat(40), "b".repeat(40));
+    store
+        .set_governed(&r, "checkout", &at, &code)
+        .await
+        .expect("set");
+    // An inventory update (a run's start or end) keeps it.
+    store
+        .upsert_environment(env_update("octo/envs", "checkout", EnvState::Provisioning))
+        .await
+        .expect("update");
+    let e = store
+        .environment(&r, "checkout")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(e.governed_sha.as_deref(), Some(at.as_str()));
+    assert_eq!(e.code_sha.as_deref(), Some(code.as_str()));
+
+    // Ungoverned paths: per repository, by path, the latest push's commit.
+    assert!(store.ungoverned(&r).await.expect("read").is_empty());
+    let paths = vec![
+        "catalog/site/deploy.sh".to_string(),
+        ".paved/platform.yaml".to_string(),
+    ];
+    store
+        .flag_ungoverned(&r, &paths, &"c".repeat(40), "mallory")
+        .await
+        .expect("flag");
+    store
+        .flag_ungoverned(&r, &paths[..1], &"d".repeat(40), "mallory")
+        .await
+        .expect("flag again");
+    store
+        .flag_ungoverned(&other, &paths[..1], &"e".repeat(40), "eve")
+        .await
+        .expect("another repository");
+    assert_eq!(
+        store.ungoverned(&r).await.expect("read"),
+        vec![
+            (".paved/platform.yaml".to_string(), "c".repeat(40)),
+            ("catalog/site/deploy.sh".to_string(), "d".repeat(40)),
+        ]
+    );
+    store
+        .clear_ungoverned(&r, &paths[..1])
+        .await
+        .expect("clear");
+    assert_eq!(
+        store.ungoverned(&r).await.expect("read"),
+        vec![(".paved/platform.yaml".to_string(), "c".repeat(40))]
+    );
+    assert_eq!(store.ungoverned(&other).await.expect("read").len(), 1);
 }
 
 async fn comments_runs_and_counts(b: &Backend) {

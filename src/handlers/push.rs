@@ -1,17 +1,19 @@
 //! Pushes to the default branch. A push is governed when its commit is the merge commit of
 //! a pull request: Paved handled that merge already, or GitHub says so
 //! (`GET /repos/{owner}/{repo}/commits/{sha}/pulls`). GitHub's answer decides at once; only
-//! when GitHub cannot be asked does a push that changes `environments/` wait up to
-//! `push_grace` for its merge event (the two events come in no fixed order) before it is
-//! flagged ungoverned. An ungoverned push provisions
-//! nothing: it gets a failing `paved/governance` status and an audit note per environment.
+//! when GitHub cannot be asked does a push that changes `environments/`, `.paved/`,
+//! `catalog/` or workflows wait up to `push_grace` for its merge event (the two events come
+//! in no fixed order) before it is flagged ungoverned. An ungoverned push provisions
+//! nothing: it gets a failing `paved/governance` status and an audit note, and every path
+//! it changed is recorded as ungoverned: nothing it changed runs (SPEC 12) until a governed
+//! pull request changes that path again (see `merge::governed`).
 
-use super::{environment_changes, Deps, WorkError};
+use super::{Deps, WorkError};
 use crate::audit::AuditRecord;
-use crate::checks::ChangeKind;
 use crate::event::{valid_branch, PushEvent};
 use crate::forge::client::{NewStatus, StatusState};
 use crate::ids::{CommitSha, DeliveryId, RepoName};
+use crate::repo::PathStatus;
 use std::time::Duration;
 
 pub const GOVERNANCE_CONTEXT: &str = "paved/governance";
@@ -36,7 +38,7 @@ pub async fn handle(
     if ev.git_ref != format!("refs/heads/{branch}") {
         return Ok(());
     }
-    let touched = pushed_environment_changes(deps, &repo, ev, &branch, &after).await?;
+    let touched = pushed_governed_changes(deps, &repo, ev, &branch, &after).await?;
     if touched.is_empty() {
         return Ok(());
     }
@@ -118,9 +120,33 @@ async fn flag_ungoverned(
     touched: &[(String, &'static str)],
     delivery: &DeliveryId,
 ) -> Result<(), WorkError> {
-    tracing::warn!(repo = %repo, commit = %after, "ungoverned change to environments/");
+    tracing::warn!(repo = %repo, commit = %after, "ungoverned change to governed paths");
+    let pusher = ev
+        .pusher
+        .as_ref()
+        .map(|p| p.name.clone())
+        .filter(|n| !n.is_empty());
+    let paths: Vec<String> = touched.iter().map(|(p, _)| p.clone()).collect();
+    deps.store
+        .flag_ungoverned(
+            repo,
+            &paths,
+            after.as_str(),
+            pusher.as_deref().unwrap_or("unknown"),
+        )
+        .await?;
     let installation = ev.installation.map(|i| crate::ids::InstallationId(i.id));
     let gh = deps.forge.client(installation)?;
+    let manifests = touched
+        .iter()
+        .filter(|(p, _)| p.starts_with("environments/"))
+        .count();
+    let others = touched.len() - manifests;
+    let what = match (manifests, others) {
+        (m, 0) => format!("{m} environment manifest(s)"),
+        (0, o) => format!("{o} governance or catalog file(s)"),
+        (m, o) => format!("{m} environment manifest(s) and {o} governance or catalog file(s)"),
+    };
     gh.create_status(
         repo,
         after,
@@ -128,8 +154,7 @@ async fn flag_ungoverned(
             state: StatusState::Failure,
             context: GOVERNANCE_CONTEXT.into(),
             description: format!(
-                "{} environment manifest(s) changed without a pull request; nothing provisioned",
-                touched.len()
+                "{what} changed without a pull request; nothing they changed runs until a pull request changes them"
             ),
             target_url: Some(format!(
                 "{}/api/v1/deliveries/{delivery}",
@@ -138,11 +163,6 @@ async fn flag_ungoverned(
         },
     )
     .await?;
-    let pusher = ev
-        .pusher
-        .as_ref()
-        .map(|p| p.name.clone())
-        .filter(|n| !n.is_empty());
     let text = ungoverned_notes(repo, branch, touched, pusher);
     if text.is_empty() {
         return Ok(());
@@ -167,15 +187,19 @@ fn ungoverned_notes(
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut text = String::new();
     for (path, change) in touched {
-        let Ok(mp) = crate::manifest::names::parse_manifest_path(path) else {
-            continue;
+        // A manifest's record is its environment's; any other path's is the repository's
+        // governance (a name no environment can have).
+        let (environment, team) = match crate::manifest::names::parse_manifest_path(path) {
+            Ok(mp) => (mp.name.clone(), mp.team.clone()),
+            Err(_) if path.starts_with("environments/") => continue,
+            Err(_) => ("(governance)".to_string(), "(platform)".to_string()),
         };
         if !text.is_empty() {
             text.push('\n');
         }
         text.push_str(&crate::audit::render(&AuditRecord {
-            environment: mp.name.clone(),
-            team: mp.team.clone(),
+            environment,
+            team,
             operation: "none".into(),
             outcome: "ungoverned".into(),
             run_id: None,
@@ -189,7 +213,7 @@ fn ungoverned_notes(
             started_at: Some(now.clone()),
             finished_at: Some(now.clone()),
             message: Some(format!(
-                "{path} {change} by a direct push to {branch}; nothing was provisioned"
+                "{path} {change} by a direct push to {branch}; nothing it changed runs until a pull request changes it"
             )),
             attempt: None,
         }));
@@ -197,8 +221,12 @@ fn ungoverned_notes(
     text
 }
 
-/// Manifests the push changed (path, "added" | "modified" | "deleted").
-async fn pushed_environment_changes(
+/// What a push can change that is governed (SPEC 12).
+const GOVERNED_PREFIXES: [&str; 4] = ["environments/", ".paved/", "catalog/", "workflows/"];
+
+/// Governed files the push changed (path, "added" | "modified" | "deleted"): manifests,
+/// governance, definitions, workflows.
+async fn pushed_governed_changes(
     deps: &Deps,
     repo: &RepoName,
     ev: &PushEvent,
@@ -225,17 +253,18 @@ async fn pushed_environment_changes(
             let Some(base) = base else {
                 return Ok(Vec::new());
             };
-            Ok(environment_changes(&mirror, &base, &after)?
-                .into_iter()
-                .map(|c| {
-                    let what = match c.kind {
-                        ChangeKind::Added => "added",
-                        ChangeKind::Modified => "modified",
-                        ChangeKind::Deleted => "deleted",
+            let mut out = Vec::new();
+            for prefix in GOVERNED_PREFIXES {
+                for c in mirror.changes_under(&base, &after, prefix)? {
+                    let what = match c.status {
+                        PathStatus::Added => "added",
+                        PathStatus::Modified => "modified",
+                        PathStatus::Deleted => "deleted",
                     };
-                    (c.path, what)
-                })
-                .collect::<Vec<_>>())
+                    out.push((c.path, what));
+                }
+            }
+            Ok(out)
         })
         .await
 }

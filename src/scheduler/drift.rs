@@ -7,7 +7,7 @@
 //! `POST …/reconcile`, runs `deploy` again with the last parameters.
 
 use super::jobs::Snapshot;
-use crate::handlers::merge::{run as merge_run, RunSource};
+use crate::handlers::merge::run as merge_run;
 use crate::handlers::{Deps, WorkError};
 use crate::runner::{self, Operation, RunOutcome, RunnerKind};
 use crate::store::{DriftState, EnvState, EnvironmentRecord, OpKind};
@@ -77,11 +77,7 @@ async fn run_check(
     // The run's inputs are those of a deploy with the last parameters; the script it runs
     // is `Operation::Status`, given below, and nothing is recorded as an operation.
     let item = snap.item(env, OpKind::Reconcile, String::new(), "paved", None);
-    let src = RunSource {
-        mirror_path: snap.mirror_path.clone(),
-        from_fork: false,
-        first_parent: snap.tip.clone(),
-    };
+    let src = snap.source();
     // Runs carry an id for PAVED_RUN_ID; a check's is its own, apart from operations'.
     let run_id = -(deps.config.lifecycle.clock.now().timestamp_millis());
     let Some(def_dir) = merge_run::export_definition(deps, &src, &item.op, run_id).await? else {
@@ -143,7 +139,7 @@ async fn keep_issue(
                 "`{team}/{name}` no longer matches its manifest `{}` (checked at `{}` on `{}`).\n\n{quoted}\n\nTo put it back as the manifest says, comment `/paved reconcile` here (a member of `{team}` or the platform team): Paved runs its deploy again with the last parameters. This issue is edited by each check and closed when the environment is back in sync.\n",
                 snap.manifest_path,
                 crate::lifecycle::canonical(deps.config.lifecycle.clock.now()),
-                snap.tip.short(),
+                snap.at.short(),
             );
             match issue {
                 Some(n) => {

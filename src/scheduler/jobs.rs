@@ -1,7 +1,8 @@
-//! What every scheduled job starts from: the environment's manifest and definition on the
-//! default branch's tip, read fresh (a timer says when, Git says what), and one operation
-//! run as a merge runs them: recorded once per cause, under the environment's lock, fenced,
-//! with its deployment and its git note.
+//! What every scheduled job starts from: the environment's manifest and definition as they
+//! were governed (SPEC 12): read at the merge commit of its last governed change, never at
+//! the default branch's tip, which a direct push may have changed (a timer says when, the
+//! governed commit says what); and one operation run as a merge runs them: recorded once
+//! per cause, under the environment's lock, fenced, with its deployment and its git note.
 
 use crate::checks::Governance;
 use crate::handlers::merge::{self, Item, RunSource};
@@ -17,11 +18,17 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The environment as the default branch's tip has it.
+/// The environment as it was governed.
 pub(super) struct Snapshot {
     pub known: KnownRepository,
     pub target: Target,
+    /// The default branch's tip (a clean-up pull request starts there).
     pub tip: CommitSha,
+    /// The merge commit of the environment's last governed change: its manifest is read
+    /// there, and its operations are recorded (and noted) at it.
+    pub at: CommitSha,
+    /// Where its definition is read: `at`, or the first parent of a fork's merge.
+    pub code: CommitSha,
     pub mirror_path: PathBuf,
     pub manifest_path: String,
     /// `None`: the manifest is gone from the default branch (a delete is on its way).
@@ -61,12 +68,39 @@ fn last_change(
     Ok(None)
 }
 
-/// Fetches the default branch and reads the environment's manifest and definition there.
+/// The commits an environment's jobs read: its last governed change (manifest) and where
+/// its definition was taken from. Rows from before they were recorded fall back to the
+/// commit of their last operation; `None` when there is neither.
+pub(super) async fn governed_commits(
+    store: &dyn Store,
+    env: &EnvironmentRecord,
+) -> Result<Option<(CommitSha, CommitSha)>, WorkError> {
+    let parse = |s: &str| CommitSha::parse(s).ok();
+    if let Some(at) = env.governed_sha.as_deref().and_then(parse) {
+        let code = env
+            .code_sha
+            .as_deref()
+            .and_then(parse)
+            .unwrap_or(at.clone());
+        return Ok(Some((at, code)));
+    }
+    let Some(last) = env.last_operation else {
+        return Ok(None);
+    };
+    Ok(store
+        .operation(last)
+        .await?
+        .map(|o| (o.op.merge_sha.clone(), o.op.merge_sha)))
+}
+
+/// Fetches the default branch and reads the environment's manifest and definition as they
+/// were governed (see [`governed_commits`]).
 pub(super) async fn snapshot(
     deps: &Deps,
     known: &KnownRepository,
     env: &EnvironmentRecord,
 ) -> Result<Snapshot, WorkError> {
+    let governed = governed_commits(deps.store.as_ref(), env).await?;
     let manifest_path = format!("environments/{}/{}.yaml", env.team, env.name);
     let default_timeout = deps.config.runner.default_timeout;
     let (path, definition, env_type) = (
@@ -82,7 +116,9 @@ pub(super) async fn snapshot(
             known.installation,
             &known.default_branch,
             move |mirror, tip| -> Result<Snapshot, WorkError> {
-                let tree = mirror.tree_at(tip)?;
+                let (at, code) = governed.unwrap_or_else(|| (tip.clone(), tip.clone()));
+                let tree = mirror.tree_at(&at)?;
+                let code_tree = mirror.tree_at(&code)?;
                 let manifest = crate::manifest::read_text(&tree, &path)
                     .ok()
                     .flatten()
@@ -94,8 +130,8 @@ pub(super) async fn snapshot(
                 let env_type = manifest
                     .as_ref()
                     .map_or(env_type, |m| m.spec.env_type.clone());
-                let changed_in = last_change(mirror, tip, &path)?;
-                let gov = Governance::load(&tree);
+                let changed_in = last_change(mirror, &at, &path)?;
+                let gov = Governance::load(&code_tree);
                 let defn = gov
                     .catalog()
                     .get(&definition)
@@ -111,7 +147,7 @@ pub(super) async fn snapshot(
                         format!("catalog/{definition}/scripts/{name}.sh"),
                     ]
                     .iter()
-                    .any(|p| tree.read(p).ok().flatten().is_some());
+                    .any(|p| code_tree.read(p).ok().flatten().is_some());
                     if found {
                         scripts.insert(name);
                     }
@@ -120,6 +156,8 @@ pub(super) async fn snapshot(
                     target: Target::from(&known2),
                     known: known2,
                     tip: tip.clone(),
+                    at,
+                    code,
                     mirror_path: mirror.path().to_path_buf(),
                     manifest_path: path,
                     manifest,
@@ -166,6 +204,16 @@ pub(super) async fn last_pull_request(
 }
 
 impl Snapshot {
+    /// Where its runs read their definition: the governed commit, or (a fork's merge)
+    /// only its first parent.
+    pub(super) fn source(&self) -> RunSource {
+        RunSource {
+            mirror_path: self.mirror_path.clone(),
+            from_fork: self.code != self.at,
+            first_parent: self.code.clone(),
+        }
+    }
+
     /// The operation of `kind` for `cause`, on the tip, by `requester`, with the last
     /// deployed parameters.
     pub(super) fn item(
@@ -182,7 +230,7 @@ impl Snapshot {
                 repo: self.known.repo.clone(),
                 env_name: env.name.clone(),
                 kind,
-                merge_sha: self.tip.clone(),
+                merge_sha: self.at.clone(),
                 pr: pr.unwrap_or(0),
                 attempt: 1,
                 delivery_id: String::new(),
@@ -198,7 +246,7 @@ impl Snapshot {
                 requester: requester.to_string(),
                 merger: String::new(),
                 approvers: Vec::new(),
-                governance_sha: self.tip.to_string(),
+                governance_sha: self.code.to_string(),
                 checks: serde_json::json!([]),
                 state: OpState::Planned,
                 error: None,
@@ -216,11 +264,7 @@ impl Snapshot {
     pub(super) async fn run(&self, deps: &Deps, item: Item) -> Result<OperationRecord, WorkError> {
         let gh = deps.forge.client(self.target.installation)?;
         let (id, _) = deps.store.plan_operation(item.op.clone()).await?;
-        let src = RunSource {
-            mirror_path: self.mirror_path.clone(),
-            from_fork: false,
-            first_parent: self.tip.clone(),
-        };
+        let src = self.source();
         let finals = merge::run_rounds(deps, &gh, &self.target, &src, &[(item, id)]).await?;
         merge::report::report_operations(deps, &gh, &self.target, &finals).await?;
         finals

@@ -124,7 +124,7 @@ async fn keep_lease(deps: Arc<Deps>, holder: String, ttl: std::time::Duration) {
     }
 }
 
-/// Sets the timers of every live environment from its manifest on the default branch:
+/// Sets the timers of every live environment from its manifest as governed:
 /// those set before this version, or by a merge whose timers were lost, are there now.
 /// Timers already set for the same cause are left as they are. A repository that cannot be
 /// read now is logged and left for the next takeover: it must not hold up the others.
@@ -152,15 +152,18 @@ async fn catch_up_repo(
     if live.is_empty() {
         return Ok(());
     }
-    let paths: Vec<(String, String)> = live
-        .iter()
-        .map(|e| {
-            (
-                e.name.clone(),
-                format!("environments/{}/{}.yaml", e.team, e.name),
-            )
-        })
-        .collect();
+    // Each one's manifest as governed (SPEC 12), not as the tip has it.
+    let mut paths: Vec<(String, String, Option<crate::ids::CommitSha>)> = Vec::new();
+    for e in &live {
+        let at = jobs::governed_commits(deps.store.as_ref(), e)
+            .await?
+            .map(|(at, _)| at);
+        paths.push((
+            e.name.clone(),
+            format!("environments/{}/{}.yaml", e.team, e.name),
+            at,
+        ));
+    }
     let manifests = deps
         .repos
         .with_branch(
@@ -169,20 +172,17 @@ async fn catch_up_repo(
             known.installation,
             &known.default_branch,
             move |mirror, tip| -> Result<Vec<_>, WorkError> {
-                let tree = mirror.tree_at(tip)?;
-                Ok(paths
-                    .into_iter()
-                    .map(|(name, path)| {
-                        let m = crate::manifest::read_text(&tree, &path)
-                            .ok()
-                            .flatten()
-                            .and_then(|t| {
-                                crate::manifest::environment::parse_manifest(&path, &t).ok()
-                            })
-                            .map(|m| m.manifest);
-                        (name, m)
-                    })
-                    .collect())
+                let mut out = Vec::new();
+                for (name, path, at) in paths {
+                    let tree = mirror.tree_at(at.as_ref().unwrap_or(tip))?;
+                    let m = crate::manifest::read_text(&tree, &path)
+                        .ok()
+                        .flatten()
+                        .and_then(|t| crate::manifest::environment::parse_manifest(&path, &t).ok())
+                        .map(|m| m.manifest);
+                    out.push((name, m));
+                }
+                Ok(out)
             },
         )
         .await?;
@@ -223,7 +223,7 @@ pub async fn tick(deps: &Deps) -> Result<usize, WorkError> {
     Ok(n)
 }
 
-/// One environment's due timers, read against its manifest on the default branch.
+/// One environment's due timers, read against its manifest as governed.
 async fn run_env(deps: &Deps, timers: &[Timer], now: DateTime<Utc>) -> Result<(), WorkError> {
     let first = &timers[0];
     let repo = &first.repo;

@@ -109,6 +109,15 @@ pub struct EnvironmentRecord {
     pub updated_at: String,
     /// The last drift check (SPEC 11); `None` until one ran.
     pub drift: Option<Drift>,
+    /// The merge commit of the environment's last governed change (SPEC 12): its manifest
+    /// as governed is read there. `None` before one was recorded.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub governed_sha: Option<String>,
+    /// Where its definition is read: `governed_sha`, or the first parent of a fork's merge.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub code_sha: Option<String>,
 }
 
 /// What the last drift check found.
@@ -251,6 +260,28 @@ pub trait InventoryStore: Send + Sync + 'static {
         name: &str,
         archive: Vec<u8>,
     ) -> Result<(), StoreError>;
+    /// Records the environment's last governed change (SPEC 12): its manifest is read at
+    /// `governed_sha` and its definition at `code_sha` by every later job. Does nothing for
+    /// an environment the inventory does not hold.
+    async fn set_governed(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        governed_sha: &str,
+        code_sha: &str,
+    ) -> Result<(), StoreError>;
+    /// Paths a push changed without a governed pull request, and the commit that did it.
+    async fn flag_ungoverned(
+        &self,
+        repo: &RepoName,
+        paths: &[String],
+        commit: &str,
+        pusher: &str,
+    ) -> Result<(), StoreError>;
+    /// The ungoverned paths of `repo`: (path, commit), by path.
+    async fn ungoverned(&self, repo: &RepoName) -> Result<Vec<(String, String)>, StoreError>;
+    /// A governed pull request changed these paths again: they run again.
+    async fn clear_ungoverned(&self, repo: &RepoName, paths: &[String]) -> Result<(), StoreError>;
 }
 
 /// An inventory row to write, with its JSON already encoded.
@@ -311,6 +342,16 @@ pub(super) const UPSERT_ENV: &str =
 pub(super) const SET_STORAGE: &str =
     "UPDATE environments SET storage = $3 WHERE repo = $1 AND name = $2";
 pub(super) const STORAGE: &str = "SELECT storage FROM environments WHERE repo = $1 AND name = $2";
+pub(super) const SET_GOVERNED: &str =
+    "UPDATE environments SET governed_sha = $3, code_sha = $4 WHERE repo = $1 AND name = $2";
+pub(super) const FLAG_UNGOVERNED: &str =
+    "INSERT INTO ungoverned_paths (repo, path, commit_sha, pusher) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (repo, path) DO UPDATE SET commit_sha = excluded.commit_sha, \
+     pusher = excluded.pusher";
+pub(super) const UNGOVERNED: &str =
+    "SELECT path, commit_sha FROM ungoverned_paths WHERE repo = $1 ORDER BY path COLLATE \"C\"";
+pub(super) const CLEAR_UNGOVERNED: &str =
+    "DELETE FROM ungoverned_paths WHERE repo = $1 AND path = $2";
 
 /// Binds an [`EnvRow`] to [`UPSERT_ENV`].
 macro_rules! bind_env {
@@ -485,6 +526,99 @@ macro_rules! impl_inventory_store {
                                 "environment {name} of {repo} does not exist: its storage has \
                                  nowhere to go"
                             )));
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn set_governed(
+                &self,
+                repo: &$crate::ids::RepoName,
+                name: &str,
+                governed_sha: &str,
+                code_sha: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let args = (
+                    repo.to_string(),
+                    name.to_owned(),
+                    governed_sha.to_owned(),
+                    code_sha.to_owned(),
+                );
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::inventory::SET_GOVERNED);
+                        sqlx::query(&q)
+                            .bind(&args.0)
+                            .bind(&args.1)
+                            .bind(&args.2)
+                            .bind(&args.3)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn flag_ungoverned(
+                &self,
+                repo: &$crate::ids::RepoName,
+                paths: &[String],
+                commit: &str,
+                pusher: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let (repo, paths, commit, pusher) = (
+                    repo.to_string(),
+                    paths.to_vec(),
+                    commit.to_owned(),
+                    pusher.to_owned(),
+                );
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::inventory::FLAG_UNGOVERNED);
+                        for path in &paths {
+                            sqlx::query(&q)
+                                .bind(&repo)
+                                .bind(path)
+                                .bind(&commit)
+                                .bind(&pusher)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn ungoverned(
+                &self,
+                repo: &$crate::ids::RepoName,
+            ) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                let q = $sql($crate::store::inventory::UNGOVERNED);
+                Ok(sqlx::query_as(&q)
+                    .bind(repo.to_string())
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn clear_ungoverned(
+                &self,
+                repo: &$crate::ids::RepoName,
+                paths: &[String],
+            ) -> Result<(), $crate::store::StoreError> {
+                let (repo, paths) = (repo.to_string(), paths.to_vec());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::inventory::CLEAR_UNGOVERNED);
+                        for path in &paths {
+                            sqlx::query(&q)
+                                .bind(&repo)
+                                .bind(path)
+                                .execute(&mut *conn)
+                                .await?;
                         }
                         Ok(())
                     })

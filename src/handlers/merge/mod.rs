@@ -22,6 +22,7 @@
 //! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
+mod governed;
 mod plan;
 pub(crate) mod report;
 pub(crate) mod run;
@@ -220,6 +221,11 @@ async fn provision(
     )
     .await?;
 
+    // What an ungoverned push changed runs only once a governed pull request changed it
+    // again (SPEC 12): this merge clears what it changed, and refuses what it would run of
+    // the rest.
+    let tainted = governed::still_ungoverned(deps, &pr.repo, &plan.source, merge_sha).await?;
+
     // Record every operation (or find the ones recorded by an earlier delivery).
     let mut first_ids = Vec::new();
     for item in &plan.items {
@@ -228,19 +234,55 @@ async fn provision(
         op.approvers = m.approvers.clone();
         op.delivery_id = delivery.to_string();
         op.governance_sha = plan.source.first_parent.to_string();
+        if op.state != OpState::Refused {
+            if let Some(why) = governed::refusal(&tainted, &op) {
+                op.state = OpState::Refused;
+                op.error = Some(why);
+            }
+        }
         let (id, created) = deps.store.plan_operation(op).await?;
         if !created {
             tracing::info!(op = %id, env = %item.op.env_name, "operation already recorded");
         }
         first_ids.push((item.clone(), id));
     }
+    // The governed input of every environment this merge may run: a refused one keeps its
+    // last governed change (and its timers), whatever the merge wrote.
+    let refused: Vec<String> = {
+        let mut refused = Vec::new();
+        for (item, id) in &first_ids {
+            if operation(deps, *id).await?.state == OpState::Refused {
+                refused.push(item.op.env_name.clone());
+            }
+        }
+        refused
+    };
     let at = Target::from(pr);
     let finals = run_rounds(deps, gh, &at, &plan.source, &first_ids).await?;
+    // After the runs: a new environment's inventory row exists from its run's start.
+    let code_sha = if plan.source.from_fork {
+        plan.source.first_parent.clone()
+    } else {
+        merge_sha.clone()
+    };
+    let governed = plan
+        .items
+        .iter()
+        .filter(|i| i.op.kind.deploys() && !refused.contains(&i.op.env_name))
+        .map(|i| &i.op.env_name)
+        .chain(&plan.quiet.extended);
+    for name in governed {
+        deps.store
+            .set_governed(&pr.repo, name, merge_sha.as_str(), code_sha.as_str())
+            .await?;
+    }
 
     // Report everything that is not reported yet.
     report::report_operations(deps, gh, &at, &finals).await?;
     for (name, manifest) in &plan.manifests {
-        super::set_timers(deps, &pr.repo, name, manifest.as_ref()).await?;
+        if !refused.contains(name) {
+            super::set_timers(deps, &pr.repo, name, manifest.as_ref()).await?;
+        }
     }
     // The comment before the final status: `paved/provision` leaving pending is the last
     // thing a merge does, so whoever waits for it sees every report made.

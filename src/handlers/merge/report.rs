@@ -204,7 +204,9 @@ pub(super) fn provision_verdict(ops: &[OperationRecord], quiet: &Quiet) -> (Stat
     }
     let first = bad[0];
     let why = match (first.state, &first.error) {
-        (OpState::Refused, Some(e)) if e.starts_with("expired:") => {
+        (OpState::Refused, Some(e))
+            if e.starts_with("expired:") || e.starts_with("ungoverned:") =>
+        {
             format!("{} refused, {e}", first.op.env_name)
         }
         (OpState::Refused, _) => format!("{} refused: checks did not pass", first.op.env_name),

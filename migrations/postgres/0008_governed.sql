@@ -1,0 +1,20 @@
+-- Governed input (issue 19, SPEC 12): what runs is what was governed.
+
+-- Each environment's last governed change: the merge commit its manifest is read at
+-- (`governed_sha`), and the commit its definition is read at (`code_sha`: the same, or
+-- the first parent for a pull request from a fork). Scheduled and requested work reads
+-- both there, never at the default branch's tip. NULL for rows from before this migration:
+-- they fall back to the commit of their last operation.
+ALTER TABLE environments ADD COLUMN governed_sha TEXT;
+ALTER TABLE environments ADD COLUMN code_sha TEXT;
+
+-- Paths under environments/, .paved/, catalog/ or workflows/ that a push to the default
+-- branch changed without a governed pull request. Nothing they changed runs until a
+-- governed pull request changes each of them again (which removes its row).
+CREATE TABLE ungoverned_paths (
+    repo        TEXT    NOT NULL,
+    path        TEXT    NOT NULL,
+    commit_sha  TEXT    NOT NULL,
+    pusher      TEXT    NOT NULL,
+    PRIMARY KEY (repo, path)
+);
