@@ -827,3 +827,80 @@ async fn the_command_line_shows_what_the_api_lets_its_user_see() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Made-up bearer tokens cost GitHub a bounded number of `GET /user` calls (issue 19,
+/// item 7): a refused token is remembered, and a client that keeps sending unknown ones is
+/// answered 429 (JSON, `Retry-After`) without GitHub being asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_tokens_cost_github_a_bounded_number_of_lookups() {
+    let e = start().await;
+    let user_lookups = || {
+        e.h.github
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/user")
+            .count()
+    };
+    let ask = |token: String| {
+        let url = format!("{}/api/v1/environments", e.h.url());
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let before = user_lookups();
+    // The same unknown token, again and again: GitHub is asked once.
+    for _ in 0..5 {
+        assert_eq!(ask("gho_made_up_again".into()).await.status(), 401);
+    }
+    assert_eq!(user_lookups() - before, 1, "a refusal is remembered");
+
+    // 25 made-up tokens from one client.
+    let mut answers = Vec::new();
+    for i in 0..25 {
+        let r = ask(format!("gho_made_up_{i}")).await;
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: serde_json::Value = r.json().await.expect("a JSON body");
+        answers.push((status, retry, body));
+    }
+    let lookups = user_lookups() - before;
+    assert_eq!(
+        lookups,
+        paved::identity::MAX_STRIKES as usize,
+        "GitHub was asked {lookups} times"
+    );
+    let refused = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    assert_eq!(refused, paved::identity::MAX_STRIKES as usize - 1);
+    for (status, retry, body) in &answers[refused..] {
+        assert_eq!(*status, 429);
+        let secs: u64 = retry
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("too many")),
+            "{body}"
+        );
+    }
+    // A service token needs no lookup: it still works from that client.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/environments", e.h.url()))
+        .bearer_auth(paved_testkit::SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+}

@@ -159,15 +159,30 @@ async fn require_identity(State(s): State<ApiState>, mut req: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match s.identities.authenticate(header).await {
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match s.identities.authenticate(header, client).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
+        Err(AuthError::TooMany { retry_after }) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &AuthError::TooMany { retry_after }.to_string(),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+            {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         Err(e) => {
             let status = match e {
                 AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                AuthError::Missing | AuthError::Refused => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::UNAUTHORIZED,
             };
             let mut r = error(status, &e.to_string());
             if status == StatusCode::UNAUTHORIZED {

@@ -37,7 +37,7 @@ pub async fn serve(
     let app = with_request_timeout(app, &limits);
     let mut conns = JoinSet::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -51,7 +51,14 @@ pub async fn serve(
         };
         // Reap finished connections so the set does not grow with the server's uptime.
         while conns.try_join_next().is_some() {}
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for the handlers that limit a client by it (identity).
+        let with_peer = tower::ServiceBuilder::new()
+            .map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                r
+            })
+            .service(app.clone());
+        let service = TowerToHyperService::new(with_peer);
         let stop = stop.clone();
         let header_timeout = limits.header_timeout;
         conns.spawn(async move {

@@ -8,6 +8,12 @@
 //! auditors from the default branch's `platform.yaml`.
 //!
 //! Tokens never reach a log: only their hashes are kept, and errors never quote them.
+//!
+//! Made-up tokens cost GitHub calls, so they are bounded (issue 19, item 7): a refusal is
+//! remembered by the token's hash for [`REFUSAL_TTL`]; at most [`MAX_LOOKUPS`] `GET /user`
+//! calls run at once; and a client (by address) whose tokens GitHub refused
+//! [`MAX_STRIKES`] times within [`STRIKE_WINDOW`] is answered 429 with `Retry-After`
+//! instead of being looked up again until the window ends.
 
 pub mod roles;
 
@@ -23,6 +29,18 @@ pub use roles::{Access, Directory, RepoRoles, TeamSnapshot, WithTeams};
 
 /// At most this many GitHub tokens' logins are cached (expired ones go first).
 const MAX_CACHED: usize = 10_000;
+
+/// How long a token GitHub refused is refused without asking again.
+pub const REFUSAL_TTL: Duration = Duration::from_secs(60);
+
+/// `GET /user` calls running at once, whatever the number of callers.
+pub const MAX_LOOKUPS: usize = 8;
+
+/// Refused lookups a client may cause within [`STRIKE_WINDOW`] before it is answered 429.
+pub const MAX_STRIKES: u32 = 10;
+
+/// The window [`MAX_STRIKES`] counts in.
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +70,9 @@ pub enum AuthError {
     Refused,
     #[error("GitHub could not be asked who the token belongs to; try again")]
     Unavailable,
+    /// This client sent too many tokens GitHub refused: it may try again after this long.
+    #[error("too many unknown tokens from this client; try again later")]
+    TooMany { retry_after: Duration },
 }
 
 /// Identifies callers (see the module documentation).
@@ -60,6 +81,11 @@ pub struct Identities {
     ttl: Duration,
     forge: Forge,
     cache: Mutex<HashMap<[u8; 32], (Instant, String)>>,
+    /// Tokens GitHub refused, by hash, and when.
+    refused: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Refused lookups per client address: (window start, count).
+    strikes: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 impl Identities {
@@ -69,11 +95,19 @@ impl Identities {
             ttl: config.identity_ttl,
             forge,
             cache: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            strikes: Mutex::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
         }
     }
 
-    /// The caller whose `Authorization` header value this is.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+    /// The caller whose `Authorization` header value this is, for a client at `client`
+    /// (`None`: not known, and not limited).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Caller, AuthError> {
         let token = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Every configured hash is compared, in constant time, so timing says nothing of
@@ -90,17 +124,75 @@ impl Identities {
         if let Some(login) = self.cached(&hash) {
             return Ok(Caller::User(login));
         }
+        if self.refused_lately(&hash) {
+            return Err(AuthError::Refused);
+        }
+        if let Some(retry_after) = client.and_then(|c| self.limited(c)) {
+            return Err(AuthError::TooMany { retry_after });
+        }
+        let _permit = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unavailable)?;
         match self.forge.user_login(&Secret::new(token)).await {
             Ok(Some(login)) => {
                 self.remember(hash, &login);
                 Ok(Caller::User(login))
             }
-            Ok(None) => Err(AuthError::Refused),
+            Ok(None) => {
+                self.refuse(hash);
+                if let Some(c) = client {
+                    self.strike(c);
+                }
+                Err(AuthError::Refused)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "GET /user failed; the caller is not identified");
                 Err(AuthError::Unavailable)
             }
         }
+    }
+
+    fn refused_lately(&self, hash: &[u8; 32]) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < REFUSAL_TTL)
+    }
+
+    fn refuse(&self, hash: [u8; 32]) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() >= MAX_CACHED {
+            refused.retain(|_, at| at.elapsed() < REFUSAL_TTL);
+            if refused.len() >= MAX_CACHED {
+                refused.clear();
+            }
+        }
+        refused.insert(hash, Instant::now());
+    }
+
+    /// How long `client` must wait, when it has used up its refused lookups.
+    fn limited(&self, client: std::net::IpAddr) -> Option<Duration> {
+        let strikes = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, count) = strikes.get(&client)?;
+        let left = STRIKE_WINDOW.checked_sub(since.elapsed())?;
+        (*count >= MAX_STRIKES).then_some(left.max(Duration::from_secs(1)))
+    }
+
+    fn strike(&self, client: std::net::IpAddr) {
+        let mut strikes = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
+        if strikes.len() >= MAX_CACHED {
+            strikes.retain(|_, (since, _)| since.elapsed() < STRIKE_WINDOW);
+            if strikes.len() >= MAX_CACHED {
+                strikes.clear();
+            }
+        }
+        let entry = strikes.entry(client).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= STRIKE_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<String> {

@@ -293,7 +293,7 @@ async fn callback(
     let login = match s
         .api
         .identities
-        .authenticate(Some(&format!("Bearer {token}")))
+        .authenticate(Some(&format!("Bearer {token}")), None)
         .await
     {
         Ok(Caller::User(login)) => login,
