@@ -277,10 +277,21 @@ async fn a_request_that_fails_preflight_or_is_not_theirs_writes_nothing() {
             .as_str()
             .map(|m| m.replace("nowhere-preview", "X")),
     );
-    // Someone with no team at all is refused before anything is looked at.
+    // Someone with no role in the repository is refused before anything is looked at, with
+    // the answer a repository Paved does not serve gets (issue 19, item 5).
     e.h.github.add_user_token("gho_nobody_requests", "nobody");
-    let (status, _) = post(&e, "gho_nobody_requests", delete("checkout-preview")).await;
-    assert_eq!(status, 403);
+    let (status, body) = post(&e, "gho_nobody_requests", delete("checkout-preview")).await;
+    assert_eq!(status, 404, "{body}");
+    let mut elsewhere = delete("checkout-preview");
+    elsewhere["repository"] = json!("acme/not-served");
+    let (other_status, other_body) = post(&e, "gho_nobody_requests", elsewhere).await;
+    assert_eq!(other_status, 404);
+    assert_eq!(
+        body["error"].as_str().map(|m| m.replace(REPO, "R")),
+        other_body["error"]
+            .as_str()
+            .map(|m| m.replace("acme/not-served", "R"))
+    );
     // Service tokens read; they do not ask.
     let (status, _) = post(
         &e,
@@ -424,4 +435,61 @@ async fn the_command_line_asks_for_extends_and_deletes_through_pull_requests() {
     });
     assert_eq!(code, 2);
     assert!(err.contains("no environment nowhere"), "{err}");
+}
+
+/// Issue 19, item 5: with `github.repositories = ["acme/*"]`, a stranger asking for an
+/// environment in `acme/<anything>` learns nothing: a repository that exists and one that
+/// does not get the same answer, and Paved neither asks GitHub about them nor mirrors them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_learns_nothing_of_which_repositories_exist() {
+    const STRANGER: &str = "gho_stranger_requests";
+    let e = Env::prepare_platform(
+        common::recorder::with_quick_approval_and_search_team,
+        |c, git| c.git_root = Some(git.to_path_buf()),
+    )
+    .await
+    .run_with(|c| {
+        c.repositories =
+            paved::config::RepoFilter::new(&["acme/*".to_string()], false).expect("filter");
+    })
+    .await;
+    e.h.github.add_user_token(STRANGER, "stranger");
+    e.h.github.add_user_token(OCTOCAT, "octocat");
+    let ask = |repo: &str| {
+        let mut body = create("peek", "dev", "ok");
+        body["repository"] = json!(repo);
+        body
+    };
+    // acme/environments exists at GitHub (and in Git); acme/nothing-here does not.
+    let exists = post(&e, STRANGER, ask(REPO)).await;
+    let missing = post(&e, STRANGER, ask("acme/nothing-here")).await;
+    assert_eq!(exists.0, 404, "{exists:?}");
+    assert_eq!(
+        exists.1["error"].as_str().map(|m| m.replace(REPO, "R")),
+        missing.1["error"]
+            .as_str()
+            .map(|m| m.replace("acme/nothing-here", "R")),
+        "the answers tell the two apart: {exists:?} {missing:?}"
+    );
+    assert_eq!(exists.0, missing.0);
+    // Nothing was asked of GitHub about either, and nothing was mirrored or recorded.
+    let asked: Vec<String> =
+        e.h.github
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/repos/"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+    assert!(asked.is_empty(), "GitHub was asked {asked:?}");
+    let mirrors = e.h.data_dir().join("mirrors");
+    let mirrored: Vec<_> = std::fs::read_dir(&mirrors)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(mirrored.is_empty(), "mirrored {mirrored:?}");
+    let store = e.h.service.as_ref().expect("paved").store.clone();
+    assert!(store.repositories().await.expect("read").is_empty());
+    // A member is no stranger, but without a delivery Paved does not serve a glob's
+    // repository either: the same answer, until GitHub sends one.
+    let member = post(&e, OCTOCAT, ask("acme/nothing-here")).await;
+    assert_eq!(member.0, 404, "{member:?}");
 }

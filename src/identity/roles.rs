@@ -306,9 +306,12 @@ impl Directory {
         out
     }
 
-    /// What Paved knows of `repo`: from its last delivery, or, for a repository it serves
-    /// but has had no delivery from yet, from `GET /repos/{owner}/{repo}` (with the
-    /// configured token; a GitHub App needs a delivery first, which names its installation).
+    /// What Paved knows of `repo`: from its last delivery, or, for a repository that
+    /// `github.repositories` names literally but has sent no delivery yet, from
+    /// `GET /repos/{owner}/{repo}` (with the configured token; a GitHub App needs a
+    /// delivery first, which names its installation). A name that only matches a glob is
+    /// never looked up: anyone could otherwise make Paved ask GitHub about, and mirror,
+    /// `acme/<anything>`, and learn from the answer whether it exists (issue 19, item 5).
     pub async fn known(&self, repo: &RepoName) -> Option<KnownRepository> {
         match self.store.repository(repo).await {
             Ok(Some(k)) => return Some(k),
@@ -318,7 +321,7 @@ impl Directory {
                 return None;
             }
         }
-        if !self.filter.allows(repo) || self.forge.is_app() {
+        if !self.filter.literal_names().contains(repo) || self.forge.is_app() {
             return None;
         }
         let facts = self.forge.client(None).ok()?.repository(repo).await;

@@ -196,11 +196,17 @@ impl Orchestrator {
         }
         names::check_environment_name(&body.environment)
             .map_err(|e| RequestError::BadRequest(format!("environment: {e}")))?;
-        let known = self
-            .directory
-            .known(&repo)
-            .await
-            .ok_or_else(|| RequestError::NotFound(format!("Paved does not serve {repo}")))?;
+        // A repository Paved does not serve and one where the caller has no role are
+        // answered alike: a stranger learns nothing of which repositories exist.
+        let unknown = || {
+            RequestError::NotFound(format!(
+                "no repository {repo} where you may ask for environments"
+            ))
+        };
+        if !access.admin && access.teams.is_empty() {
+            return Err(unknown());
+        }
+        let known = self.directory.known(&repo).await.ok_or_else(unknown)?;
         // Who may ask is settled before anything about the environment is looked at, so a
         // refusal says nothing of whether it exists.
         let forbidden = |team: &str| {
@@ -208,11 +214,6 @@ impl Orchestrator {
                 "you are not a member of team {team} (nor a platform admin): you may not ask for its environments"
             ))
         };
-        if !access.admin && access.teams.is_empty() {
-            return Err(RequestError::Forbidden(format!(
-                "you are not a member of any team of {repo}: you may not ask for environments there"
-            )));
-        }
         if let Some(team) = &body.team {
             if !access.acts_for(team) {
                 return Err(forbidden(team));
