@@ -88,7 +88,14 @@ async fn a_request_becomes_a_governed_pull_request_and_then_an_environment() {
     let id = opened["id"].as_i64().expect("id");
     let number = opened["pullRequest"]["number"].as_u64().expect("number");
     let branch = opened["branch"].as_str().expect("branch").to_string();
-    assert_eq!(branch, format!("paved/requests/cart-preview-{id}"));
+    // A name no one can guess (SPEC 12): the environment, then 16 random hex digits.
+    let suffix = branch
+        .strip_prefix("paved/requests/cart-preview-")
+        .unwrap_or_else(|| panic!("{branch}"));
+    assert!(
+        suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "{branch} (request {id})"
+    );
 
     // A real branch and commit on the remote: Paved's, with the requester in a trailer.
     let tip =

@@ -1351,6 +1351,13 @@ async fn requests(b: &Backend) {
         (Some(7), true, "octocat")
     );
     assert_eq!(r.branch_name(), format!("paved/requests/a-{id}"));
+    assert_eq!(r.head_sha, None);
+    store
+        .set_request_head(id, &"f".repeat(40))
+        .await
+        .expect("head");
+    let r = store.request(id).await.expect("read").expect("request");
+    assert_eq!(r.head_sha.as_deref(), Some("f".repeat(40).as_str()));
     assert_eq!(
         store
             .request_for_pr(&repo("octo/envs"), 7)

@@ -18,3 +18,7 @@ CREATE TABLE ungoverned_paths (
     pusher      TEXT    NOT NULL,
     PRIMARY KEY (repo, path)
 );
+
+-- The commit Paved made for a request (or an expiry's clean-up) on its branch: the
+-- requester counts as the pull request's author only while its head is that commit.
+ALTER TABLE requests ADD COLUMN head_sha TEXT;

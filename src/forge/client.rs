@@ -87,6 +87,24 @@ pub struct Comment {
     pub id: CommentId,
     #[serde(default)]
     pub body: Option<String>,
+    /// Who wrote it.
+    #[serde(default)]
+    pub user: Option<Login>,
+}
+
+/// A GitHub account, as answers name it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Login {
+    pub login: String,
+}
+
+impl Comment {
+    /// Whether `login` wrote it.
+    pub fn by(&self, login: &str) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| u.login.eq_ignore_ascii_case(login))
+    }
 }
 
 /// Retry behaviour; tests shorten the delays.
@@ -142,6 +160,9 @@ pub struct Forge {
     pub(super) retry: RetryPolicy,
     pub(super) metrics: Arc<Metrics>,
     pub(super) api_url: String,
+    /// The login GitHub shows for what Paved writes (its bot, or its token's user), learnt
+    /// from the answer to the first comment it creates.
+    own_login: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Forge {
@@ -184,6 +205,7 @@ impl Forge {
             retry,
             metrics,
             api_url: api_url.to_string(),
+            own_login: Arc::default(),
         })
     }
 
@@ -213,6 +235,7 @@ impl Forge {
             identity,
             retry: self.retry.clone(),
             metrics: self.metrics.clone(),
+            own_login: self.own_login.clone(),
         })
     }
 
@@ -265,6 +288,7 @@ pub struct GitHub {
     identity: Identity,
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
+    own_login: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 pub(super) enum Method {
@@ -295,7 +319,18 @@ impl GitHub {
             identity: Identity::Fixed(octo),
             retry,
             metrics,
+            own_login: Arc::default(),
         }
+    }
+
+    /// The login GitHub shows for what Paved writes, once Paved has created a comment:
+    /// only comments by it are Paved's (a marker alone proves nothing: anyone can write
+    /// one). `None` until then.
+    pub fn own_login(&self) -> Option<String> {
+        self.own_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(super) fn metrics(&self) -> &Metrics {
@@ -560,6 +595,9 @@ impl GitHub {
             .await?;
         let c: Comment = serde_json::from_slice(&a.body)
             .map_err(|e| ForgeError::Transient(format!("create comment: bad JSON: {e}")))?;
+        if let Some(u) = &c.user {
+            *self.own_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(u.login.clone());
+        }
         Ok(c.id)
     }
 

@@ -49,16 +49,23 @@ pub async fn upsert(deps: &Deps, gh: &GitHub, pr: &PrInfo, body: &str) -> Result
     Ok(())
 }
 
-/// Paved's summary comment on the PR, found by its marker.
+/// Paved's summary comment on the PR, found by its marker among the comments Paved wrote
+/// (anyone may write the marker; only Paved's own login counts). `None` while Paved does not
+/// know its login yet (it learns it from the first comment it creates): a new comment is
+/// made rather than someone else's adopted.
 async fn find(gh: &GitHub, pr: &PrInfo) -> Result<Option<crate::ids::CommentId>, WorkError> {
+    let Some(own) = gh.own_login() else {
+        return Ok(None);
+    };
     Ok(gh
         .list_comments(&pr.repo, pr.number)
         .await?
         .into_iter()
         .find(|c| {
-            c.body
-                .as_deref()
-                .is_some_and(|b| b.starts_with(COMMENT_MARKER))
+            c.by(&own)
+                && c.body
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with(COMMENT_MARKER))
         })
         .map(|c| c.id))
 }

@@ -298,7 +298,9 @@ pub fn environment_changes(
 
 /// A pull request Paved opened for a request counts as the requester's: they are its
 /// author for ownership and for "no self-approval" (SPEC 9). Only a PR from the repository
-/// itself (Paved pushes its branches there), recorded as a request's, is rewritten.
+/// itself (Paved pushes its branches there), recorded as a request's, and only while its
+/// head is the commit Paved pushed (SPEC 12): a commit someone else added to the branch is
+/// judged as its real author's.
 pub(crate) async fn with_requester(
     deps: &Deps,
     mut pr: crate::event::PrInfo,
@@ -307,8 +309,13 @@ pub(crate) async fn with_requester(
         return Ok(pr);
     }
     if let Some(req) = deps.store.request_for_pr(&pr.repo, pr.number.0).await? {
-        tracing::debug!(pr = %pr.number, requester = %req.requester, "a request's pull request");
-        pr.author = req.requester;
+        if req.head_sha.as_deref() == Some(pr.head_sha.as_str()) {
+            tracing::debug!(pr = %pr.number, requester = %req.requester, "a request's pull request");
+            pr.author = req.requester;
+        } else {
+            tracing::info!(pr = %pr.number, head = %pr.head_sha,
+                "a request's pull request whose head is no longer Paved's commit: judged as its author's");
+        }
     }
     Ok(pr)
 }

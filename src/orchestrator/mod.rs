@@ -1,11 +1,11 @@
 //! The Orchestrator (SPEC 9): a request becomes the same governed pull request a person
 //! would open. Pre-flight runs the PR's checks against the default branch with the change
 //! applied (a refusal lists every error with its file and field, and nothing is written);
-//! then the manifest change is committed on a new branch `paved/requests/<name>-<id>` with
+//! then the manifest change is committed on a new branch `paved/requests/<name>-<random>` with
 //! Git (committer Paved, `Requested-by:` trailer), pushed with the installation's or the
 //! configured token, and the pull request is opened through GitHub's API. From there the
-//! PR is governed like any other; the requester counts as its author
-//! ([`crate::handlers`]' `with_requester`).
+//! PR is governed like any other; the requester counts as its author while its head is the
+//! commit Paved pushed ([`crate::handlers`]' `with_requester`).
 
 mod overlay;
 
@@ -419,14 +419,15 @@ impl Orchestrator {
         tip: &CommitSha,
     ) -> Result<Opened, RequestError> {
         let name = &body.environment;
+        // A name no one can guess, so no one can push it first (SPEC 12).
+        let branch = crate::repo::unguessable_branch("requests", name);
         let new = NewRequest {
             repo: known.repo.clone(),
             action: body.action.clone(),
             env_name: name.clone(),
             team: team.to_string(),
             requester: login.to_string(),
-            // The id is not known yet: the branch is named after the row below.
-            branch: String::new(),
+            branch: branch.clone(),
             manifest_path: path.to_string(),
         };
         let Some(id) = self.store.open_request(&new).await? else {
@@ -436,7 +437,6 @@ impl Orchestrator {
                 pull_request: other.and_then(|o| o.pr_url),
             });
         };
-        let branch = format!("paved/requests/{name}-{id}");
         let message = format!(
             "{} environment {team}/{name}\n\nAsked for through Paved (request {id}).\n\nRequested-by: {login}\n",
             capitalised(&body.action)
@@ -464,13 +464,18 @@ impl Orchestrator {
                 )
                 .await
         };
-        if let Err(e) = pushed {
-            tracing::warn!(error = %e, "request: pushing its branch failed");
-            self.store.close_request(id).await?;
-            return Err(RequestError::Unavailable(
-                "the request's branch could not be pushed; try again".into(),
-            ));
-        }
+        let head = match pushed {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(error = %e, "request: pushing its branch failed");
+                self.store.close_request(id).await?;
+                return Err(RequestError::Unavailable(
+                    "the request's branch could not be pushed; try again".into(),
+                ));
+            }
+        };
+        // The requester is the pull request's author only while its head is this commit.
+        self.store.set_request_head(id, head.as_str()).await?;
         let title = format!(
             "{} {team}/{name} (requested by @{login})",
             capitalised(&body.action)

@@ -75,3 +75,9 @@ impl Mirror {
         })
     }
 }
+
+/// `paved/<kind>/<name>-<16 random hex digits>`: a branch Paved pushes, named so that no
+/// one can push it first and have Paved open a pull request from their commit (SPEC 12).
+pub fn unguessable_branch(kind: &str, name: &str) -> String {
+    format!("paved/{kind}/{name}-{:016x}", rand::random::<u64>())
+}

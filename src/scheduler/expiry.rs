@@ -4,7 +4,6 @@
 //! (merging it runs nothing: the environment is already deleted).
 
 use super::jobs::{self, Snapshot};
-use crate::forge::client::ForgeError;
 use crate::handlers::{Deps, WorkError};
 use crate::ids::PrNumber;
 use crate::store::{EnvironmentRecord, OpKind, OpState, Timer};
@@ -29,11 +28,13 @@ pub(super) async fn warn(
     let gh = deps.forge.client(snap.target.installation)?;
     let marker = warning_marker(&env.name, &timer.cause);
     let repo = &snap.known.repo;
-    let posted = gh
-        .list_comments(repo, PrNumber(pr))
-        .await?
-        .iter()
-        .any(|c| c.body.as_deref().is_some_and(|b| b.starts_with(&marker)));
+    // Posted already (a restart came between posting and recording it): a comment of
+    // Paved's own with the marker. Anyone can write the marker; only Paved's counts.
+    let own = gh.own_login();
+    let posted = gh.list_comments(repo, PrNumber(pr)).await?.iter().any(|c| {
+        own.as_deref().is_some_and(|o| c.by(o))
+            && c.body.as_deref().is_some_and(|b| b.starts_with(&marker))
+    });
     if posted {
         return Ok(());
     }
@@ -83,7 +84,10 @@ pub(super) async fn expire(
 }
 
 /// The pull request removing an expired environment's manifest, on a branch pushed with
-/// Git. Opening it again after a restart finds the branch (or the pull request) there.
+/// Git under a name no one can guess, opened only once that push made the branch Paved's
+/// commit (SPEC 12). An open clean-up request from an earlier try with its pull request is
+/// left as it is; one without (a restart between the push and the pull request) is closed
+/// and made anew.
 async fn cleanup_pull_request(
     deps: &Deps,
     snap: &Snapshot,
@@ -91,52 +95,77 @@ async fn cleanup_pull_request(
     expired_at: &str,
     run: i64,
 ) -> Result<(), WorkError> {
-    let branch = format!("paved/expired/{}-{run}", env.name);
+    let k = &snap.known;
+    if let Some(earlier) = deps.store.open_request_for(&k.repo, &env.name).await? {
+        if earlier.pr_number.is_some() {
+            return Ok(());
+        }
+        deps.store.close_request(earlier.id).await?;
+    }
     let message = format!(
         "Remove expired environment {}/{}\n\nIt expired at {expired_at} and was deleted by Paved (run {run}).\n",
         env.team, env.name
     );
-    let (b, path, tip) = (branch.clone(), snap.manifest_path.clone(), snap.tip.clone());
-    let k = &snap.known;
-    let pushed = deps
-        .repos
-        .with_remote(&k.repo, &k.clone_url, k.installation, move |s| {
-            s.mirror.commit_and_push_branch(
-                &s.url,
-                s.token.as_ref(),
-                &crate::repo::BranchChange {
-                    base: &tip,
-                    branch: &b,
-                    path: &path,
-                    content: None,
-                    message: &message,
-                },
-            )
-        })
-        .await;
-    if let Err(e) = pushed {
-        // Pushed before a restart: the branch is there, the pull request may not be.
-        tracing::info!(error = %e, %branch, "the cleanup branch was not pushed now");
-    }
     // Asked for on the owner's behalf, as a request is: the owner counts as the pull
-    // request's author, so its checks judge what the owner may do (delete their own).
+    // request's author while its head is Paved's commit, so its checks judge what the
+    // owner may do (delete their own).
     let owner = snap
         .manifest
         .as_ref()
         .and_then(|m| m.metadata.owner.clone())
         .unwrap_or_else(|| env.owner.clone());
-    let request = deps
-        .store
-        .open_request(&crate::store::NewRequest {
-            repo: k.repo.clone(),
-            action: "delete".into(),
-            env_name: env.name.clone(),
-            team: env.team.clone(),
-            requester: owner,
-            branch: branch.clone(),
-            manifest_path: snap.manifest_path.clone(),
-        })
-        .await?;
+    let mut pushed = None;
+    for _ in 0..3 {
+        let branch = crate::repo::unguessable_branch("expired", &env.name);
+        let Some(id) = deps
+            .store
+            .open_request(&crate::store::NewRequest {
+                repo: k.repo.clone(),
+                action: "delete".into(),
+                env_name: env.name.clone(),
+                team: env.team.clone(),
+                requester: owner.clone(),
+                branch: branch.clone(),
+                manifest_path: snap.manifest_path.clone(),
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let (b, path, tip) = (branch.clone(), snap.manifest_path.clone(), snap.tip.clone());
+        let message = message.clone();
+        let push = deps
+            .repos
+            .with_remote(&k.repo, &k.clone_url, k.installation, move |s| {
+                s.mirror.commit_and_push_branch(
+                    &s.url,
+                    s.token.as_ref(),
+                    &crate::repo::BranchChange {
+                        base: &tip,
+                        branch: &b,
+                        path: &path,
+                        content: None,
+                        message: &message,
+                    },
+                )
+            })
+            .await;
+        match push {
+            Ok(head) => {
+                deps.store.set_request_head(id, head.as_str()).await?;
+                pushed = Some((id, branch));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %branch, "the cleanup branch could not be pushed; trying another name");
+                deps.store.close_request(id).await?;
+            }
+        }
+    }
+    let Some((id, branch)) = pushed else {
+        tracing::warn!(env = %env.name, "no cleanup pull request: its branch could not be pushed; remove the manifest by a pull request (nothing will run)");
+        return Ok(());
+    };
     let gh = deps.forge.client(k.installation)?;
     let body = format!(
         "`{team}/{name}` expired at `{expired_at}`: Paved ran its delete script ([run {run}]({url}/api/v1/operations/{run})).\n\nMerging this removes `{path}` so the default branch matches what exists. Nothing runs when it merges.\n",
@@ -152,17 +181,11 @@ async fn cleanup_pull_request(
     {
         Ok(p) => {
             tracing::info!(env = %env.name, pull = p.number, "opened the expired environment's cleanup pull request");
-            if let Some(id) = request {
-                deps.store.set_request_pr(id, p.number, &p.html_url).await?;
-            }
+            deps.store.set_request_pr(id, p.number, &p.html_url).await?;
             Ok(())
         }
-        // One pull request per head branch: it was opened before a restart.
-        Err(ForgeError::Refused { status: 422, .. }) => Ok(()),
         Err(e) => {
-            if let Some(id) = request {
-                deps.store.close_request(id).await?;
-            }
+            deps.store.close_request(id).await?;
             Err(e.into())
         }
     }

@@ -35,12 +35,20 @@ pub struct RequestRecord {
     /// Its pull request may still change things (not merged, not closed, not failed).
     pub open: bool,
     pub created_at_ms: i64,
+    /// The commit Paved made on its branch (`None` until pushed).
+    #[serde(skip)]
+    pub head_sha: Option<String>,
 }
 
 impl RequestRecord {
-    /// The branch Paved pushed: `paved/requests/<name>-<id>`.
+    /// The branch Paved pushed (rows from before branch names were recorded:
+    /// `paved/requests/<name>-<id>`).
     pub fn branch_name(&self) -> String {
-        format!("paved/requests/{}-{}", self.env_name, self.id)
+        if self.branch.is_empty() {
+            format!("paved/requests/{}-{}", self.env_name, self.id)
+        } else {
+            self.branch.clone()
+        }
     }
 }
 
@@ -49,6 +57,8 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Records a new open request; `None` when the environment already has one open.
     async fn open_request(&self, new: &NewRequest) -> Result<Option<i64>, StoreError>;
     async fn set_request_pr(&self, id: i64, number: u64, url: &str) -> Result<(), StoreError>;
+    /// The commit Paved pushed as the request's branch.
+    async fn set_request_head(&self, id: i64, sha: &str) -> Result<(), StoreError>;
     /// The request no longer holds its environment (its PR closed, or opening it failed).
     async fn close_request(&self, id: i64) -> Result<(), StoreError>;
     async fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError>;
@@ -69,10 +79,11 @@ pub(super) const OPEN: &str = "INSERT INTO requests (repo, action, env_name, tea
      paved_now_ms()) ON CONFLICT DO NOTHING RETURNING id";
 pub(super) const SET_PR: &str = "UPDATE requests SET pr_number = $2, pr_url = $3 WHERE id = $1";
 pub(super) const CLOSE: &str = "UPDATE requests SET open = FALSE WHERE id = $1";
+pub(super) const SET_HEAD: &str = "UPDATE requests SET head_sha = $2 WHERE id = $1";
 macro_rules! request_columns {
     () => {
         "id, repo, action, env_name, team, requester, branch, manifest_path, pr_number, \
-         pr_url, open, created_at"
+         pr_url, open, created_at, head_sha"
     };
 }
 pub(super) const BY_ID: &str = concat!(
@@ -104,6 +115,7 @@ pub(super) type Row = (
     Option<String>,
     bool,
     i64,
+    Option<String>,
 );
 
 pub(super) fn from_row(r: Row) -> Result<RequestRecord, StoreError> {
@@ -123,6 +135,7 @@ pub(super) fn from_row(r: Row) -> Result<RequestRecord, StoreError> {
         pr_url: r.9,
         open: r.10,
         created_at_ms: r.11,
+        head_sha: r.12,
     })
 }
 
@@ -170,6 +183,26 @@ macro_rules! impl_request_store {
                             .bind(id)
                             .bind(number)
                             .bind(&url)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn set_request_head(
+                &self,
+                id: i64,
+                sha: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let sha = sha.to_string();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::requests::SET_HEAD);
+                        sqlx::query(&q)
+                            .bind(id)
+                            .bind(&sha)
                             .execute(&mut *conn)
                             .await?;
                         Ok(())

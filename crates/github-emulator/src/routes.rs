@@ -288,9 +288,10 @@ pub(crate) fn create_comment(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         return answer;
     }
     let id = w.new_id();
-    let bot = ctx.shared.config.bot_login.clone();
+    // Written by whoever the token is: a user token's user, else the App's bot.
+    let author = crate::issues::actor(ctx, w);
     let r = w.repo_mut(owner, repo);
-    let comment = new_comment(&ctx.shared.base, r, id, number, &bot, &text, ctx.now);
+    let comment = new_comment(&ctx.shared.base, r, id, number, &author, &text, ctx.now);
     let body = ctx.shared.comment_json(owner, repo, &comment);
     let location = comment.url.clone();
     r.comments.push(comment);
