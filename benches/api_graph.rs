@@ -75,6 +75,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
                     parameters: Some(serde_json::json!({"title": "t"})),
                     outputs: Some(serde_json::json!({"url": {"type": "string", "value": "https://x.test", "sensitive": false}})),
                     last_operation: None,
+                    new_generation: false,
                 })
                 .await?;
         }

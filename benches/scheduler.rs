@@ -88,6 +88,7 @@ async fn bench(n: usize, gone: usize) -> anyhow::Result<Bench> {
                 parameters: Some(serde_json::json!({"title": "t"})),
                 outputs: None,
                 last_operation: None,
+                new_generation: false,
             })
             .await?;
         for (kind, due) in [

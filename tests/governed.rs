@@ -247,3 +247,107 @@ async fn a_refused_merge_moves_no_timer_and_changes_no_job() {
     assert_eq!(op["definition"], "recorder", "{op}");
     assert_eq!(deploys(&e), 2);
 }
+
+/// A search-team manifest of the recorder named `name`, owned by searcher.
+fn search_manifest(name: &str) -> (String, Option<Vec<u8>>) {
+    let text = recorder_manifest(name, "dev", "ok", "")
+        .replace("team: payments", "team: search")
+        .replace("owner: octocat", "owner: searcher");
+    (
+        format!("environments/search/{name}.yaml"),
+        Some(text.into_bytes()),
+    )
+}
+
+async fn start_with_search_team() -> Env {
+    let e = Env::prepare_platform(common::recorder::with_search_team, |c, git| {
+        c.git_root = Some(git.to_path_buf())
+    })
+    .await
+    .run_with(|_| {})
+    .await;
+    e.h.github.add_user_token(SEARCHER, "searcher");
+    e
+}
+
+const SEARCHER: &str = "gho_searcher_governed";
+
+/// Issue 19, item 3: an environment is (repository, name, generation). A name another
+/// team deleted is a new environment for the next team: none of the first one's operations,
+/// logs or `ADE_STORAGE` come with it; a name another team still holds live is refused
+/// before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_used_again_is_a_new_environment_and_a_held_one_is_refused() {
+    let e = start_with_search_team().await;
+    // Payments makes `shared`, then deletes it.
+    let (_, made) = merge(&e, &add("shared", "ok")).await;
+    assert_eq!(made.state, "success", "{made:?}");
+    let (_, gone) = merge(&e, &[(path_of("shared"), None)]).await;
+    assert_eq!(gone.state, "success", "{gone:?}");
+    assert_eq!(
+        e.environment("shared").await["environment"]["state"],
+        "deleted"
+    );
+
+    // Search makes an environment of the same name: a second generation, its own.
+    let (_, again) = merge(&e, &[search_manifest("shared")]).await;
+    assert_eq!(again.state, "success", "{again:?}");
+    let run = e
+        .runs()
+        .into_iter()
+        .filter(|(_, r)| r.env.get("PAVED_ENVIRONMENT_TEAM").map(String::as_str) == Some("search"))
+        .map(|(_, r)| r)
+        .next()
+        .expect("search's deploy ran");
+    assert_eq!(
+        run.history.lines().count(),
+        1,
+        "ADE_STORAGE came from the first generation: {:?}",
+        run.history
+    );
+    let detail: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/repos/{}/environments/shared",
+            e.h.url(),
+            e.repo()
+        ))
+        .bearer_auth(SEARCHER)
+        .send()
+        .await
+        .expect("detail")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["environment"]["team"], "search", "{detail}");
+    assert_eq!(detail["environment"]["generation"], 2, "{detail}");
+    let ops = detail["operations"].as_array().expect("operations");
+    assert_eq!(ops.len(), 1, "only search's own operation: {detail}");
+    assert_eq!(ops[0]["team"], "search");
+    assert!(
+        !detail.to_string().contains("s3cr3t"),
+        "payments' log is not shown"
+    );
+
+    // Payments' `held` failed and still exists: search may not take its name.
+    let (_, failed) = merge(&e, &add("held", "fail")).await;
+    assert_eq!(failed.state, "failure", "{failed:?}");
+    let spec = e.open(&[search_manifest("held")]);
+    e.h.send_pr(&spec).await;
+    let verdicts = e.h.verdicts(&spec.head_sha, 3).await;
+    let quota = &verdicts["paved/quota"];
+    assert_eq!(quota.state, "failure", "{verdicts:#?}");
+    assert!(
+        quota
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("held by team payments")),
+        "{quota:?}"
+    );
+    let runs_before = e.runs().len();
+    let (sha, _) = e.merge(&spec).await;
+    let refused = e.provision_status(&sha).await;
+    assert_eq!(refused.state, "failure", "{refused:?}");
+    assert_eq!(e.runs().len(), runs_before, "nothing ran");
+    let held = e.environment("held").await;
+    assert_eq!(held["environment"]["team"], "payments", "{held}");
+}

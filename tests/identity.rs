@@ -674,6 +674,7 @@ async fn pages_of_environments_are_the_graphs_environments_in_order() {
                 parameters: None,
                 outputs: None,
                 last_operation: None,
+                new_generation: false,
             };
             if i == 0 {
                 u.name = format!("zz-{team}");

@@ -873,6 +873,7 @@ async fn a_takeover_sets_missing_timers_though_another_repository_cannot_be_read
             parameters: None,
             outputs: None,
             last_operation: None,
+            new_generation: false,
         })
         .await
         .expect("environment");

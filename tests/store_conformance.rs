@@ -330,6 +330,7 @@ fn env_update(repo: &str, name: &str, state: EnvState) -> EnvironmentUpdate {
         parameters: None,
         outputs: None,
         last_operation: None,
+        new_generation: false,
     }
 }
 

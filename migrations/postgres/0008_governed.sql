@@ -22,3 +22,10 @@ CREATE TABLE ungoverned_paths (
 -- The commit Paved made for a request (or an expiry's clean-up) on its branch: the
 -- requester counts as the pull request's author only while its head is that commit.
 ALTER TABLE requests ADD COLUMN head_sha TEXT;
+
+-- An environment is (repository, name, generation) (SPEC 12): a deploy after a successful
+-- delete starts the next generation, and `generation_since` is the id of its first
+-- operation. The environment's operations and logs are those of its current generation
+-- and team. NULL for rows from before: all their operations.
+ALTER TABLE environments ADD COLUMN generation BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE environments ADD COLUMN generation_since BIGINT;

@@ -246,8 +246,12 @@ async fn environment(
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
     Json(EnvironmentDetail {
-        environment: env,
-        operations: ops.into_iter().map(public_operation).collect(),
+        environment: env.clone(),
+        operations: ops
+            .into_iter()
+            .filter(|o| env.owns(o))
+            .map(public_operation)
+            .collect(),
         upcoming: upcoming_of(timers).into_iter().map(|(_, u)| u).collect(),
     })
     .into_response()

@@ -1,4 +1,5 @@
-//! `paved/quota`: the team's environments after the pull request, against its quota.
+//! `paved/quota`: the team's environments after the pull request, against its quota; and a
+//! name another team's live environment holds, which is not the team's to take.
 use super::run::{Read, Run};
 use super::{Change, ChangeKind, CheckKind, CheckOutcome};
 use crate::diag::Diagnostic;
@@ -34,6 +35,26 @@ impl Run<'_> {
                 Vec::new(),
             );
         };
+        // An environment is more than its name (SPEC 12): a name another team's environment
+        // still holds (it is live: its delete has not succeeded) is not this team's to use.
+        if change.kind != ChangeKind::Deleted {
+            if let Some((holder, _)) = self
+                .ctx
+                .live
+                .iter()
+                .find(|(t, names)| **t != mp.team && names.contains(&mp.name))
+            {
+                let msg = format!(
+                    "environment name {} is held by team {holder}, whose environment of that name still exists (its delete has not succeeded): choose another name",
+                    mp.name
+                );
+                let d = match &read.manifest {
+                    Some(m) => m.diag_path(&FieldPath::parse("metadata.name"), msg),
+                    None => Diagnostic::new(&change.path, msg),
+                };
+                return CheckOutcome::new(check, vec![d], Vec::new());
+            }
+        }
         let Some(quota) = team.quota else {
             return CheckOutcome::new(check, Vec::new(), Vec::new());
         };

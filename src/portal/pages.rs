@@ -261,6 +261,7 @@ pub(super) async fn environment(
     {
         Ok(ops) => ops
             .into_iter()
+            .filter(|o| env.owns(o))
             .map(crate::api::routes::public_operation)
             .collect(),
         Err(_) => return unavailable(),

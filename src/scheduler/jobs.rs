@@ -199,7 +199,7 @@ pub(super) async fn last_pull_request(
         .operations_for_environment(repo, &env.name, 50)
         .await?
         .into_iter()
-        .find(|o| o.op.pr > 0 && o.op.cause.is_empty())
+        .find(|o| env.owns(o) && o.op.pr > 0 && o.op.cause.is_empty())
         .map(|o| o.op.pr))
 }
 

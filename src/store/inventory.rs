@@ -118,6 +118,19 @@ pub struct EnvironmentRecord {
     #[serde(skip)]
     #[schema(ignore)]
     pub code_sha: Option<String>,
+    /// Which life of the name this is (SPEC 12): 1, then one more for each deploy after a
+    /// successful delete.
+    #[serde(default = "first_generation")]
+    pub generation: i64,
+    /// The id of the current generation's first operation: the environment's operations
+    /// are its team's from this one on (`None`: rows from before generations; all).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub generation_since: Option<OperationId>,
+}
+
+fn first_generation() -> i64 {
+    1
 }
 
 /// What the last drift check found.
@@ -169,6 +182,13 @@ impl EnvironmentRecord {
         r.outputs = public_outputs(&self.outputs);
         r
     }
+
+    /// Whether `op` is this environment's (SPEC 12): its team's, in its current generation.
+    /// Another team's operations on the same name, or those of a generation that a delete
+    /// ended, are not, in the API and the portal alike.
+    pub fn owns(&self, op: &super::OperationRecord) -> bool {
+        op.op.team == self.team && self.generation_since.is_none_or(|since| op.id.0 >= since.0)
+    }
 }
 
 /// Outputs without the ones marked `"sensitive": true`.
@@ -199,6 +219,9 @@ pub struct EnvironmentUpdate {
     /// `None` keeps the stored value.
     pub outputs: Option<serde_json::Value>,
     pub last_operation: Option<OperationId>,
+    /// This write starts a new generation (a deploy of a deleted environment), whose first
+    /// operation is `last_operation`.
+    pub new_generation: bool,
 }
 
 impl EnvironmentUpdate {
@@ -220,6 +243,7 @@ impl EnvironmentUpdate {
             parameters: None,
             outputs: None,
             last_operation: Some(last_operation),
+            new_generation: false,
         }
     }
 }
@@ -296,6 +320,7 @@ pub(super) struct EnvRow {
     pub parameters: Option<String>,
     pub outputs: Option<String>,
     pub last_operation: Option<i64>,
+    pub new_generation: bool,
 }
 
 impl EnvRow {
@@ -320,25 +345,31 @@ impl EnvRow {
                 .map(|o| to_json(o, "outputs"))
                 .transpose()?,
             last_operation: env.last_operation.map(|o| o.0),
+            new_generation: env.new_generation,
         })
     }
 }
 
 /// Inserts or updates an inventory row. $8 / $9 NULL: keep the stored parameters /
 /// outputs ('{}' for a new row). $10 NULL keeps the stored last operation too: once there
-/// was one, it stays the last until another replaces it. Bind with [`bind_env`].
+/// was one, it stays the last until another replaces it. $11 TRUE starts the next
+/// generation, whose first operation is $10 (a new row is generation 1 from $10). Bind
+/// with [`bind_env`].
 pub(super) const UPSERT_ENV: &str =
     "INSERT INTO environments (repo, name, team, owner, env_type, definition, \
-     state, parameters, outputs, last_operation, updated_at) \
+     state, parameters, outputs, last_operation, updated_at, generation, generation_since) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}'), \
-     COALESCE($9, '{}'), $10, paved_now_ms()) \
+     COALESCE($9, '{}'), $10, paved_now_ms(), 1, $10) \
      ON CONFLICT (repo, name) DO UPDATE SET team = excluded.team, \
      owner = excluded.owner, env_type = excluded.env_type, \
      definition = excluded.definition, state = excluded.state, \
      parameters = COALESCE($8, environments.parameters), \
      outputs = COALESCE($9, environments.outputs), \
      last_operation = COALESCE($10, environments.last_operation), \
-     updated_at = excluded.updated_at";
+     updated_at = excluded.updated_at, \
+     generation = CASE WHEN $11 THEN environments.generation + 1 \
+         ELSE environments.generation END, \
+     generation_since = CASE WHEN $11 THEN $10 ELSE environments.generation_since END";
 pub(super) const SET_STORAGE: &str =
     "UPDATE environments SET storage = $3 WHERE repo = $1 AND name = $2";
 pub(super) const STORAGE: &str = "SELECT storage FROM environments WHERE repo = $1 AND name = $2";
@@ -366,6 +397,7 @@ macro_rules! bind_env {
             .bind(&$row.parameters)
             .bind(&$row.outputs)
             .bind($row.last_operation)
+            .bind($row.new_generation)
     };
 }
 pub(super) use bind_env;

@@ -50,7 +50,7 @@ macro_rules! env_columns {
     () => {
         "repo, name, team, owner, env_type, definition, state, parameters, \
          outputs, last_operation, updated_at, drift, drift_summary, drift_checked_at, \
-         drift_issue, governed_sha, code_sha"
+         drift_issue, governed_sha, code_sha, generation, generation_since"
     };
 }
 pub(super) use env_columns;
@@ -173,6 +173,10 @@ where
         updated_at: format_ms(r.try_get("updated_at")?),
         governed_sha: r.try_get("governed_sha")?,
         code_sha: r.try_get("code_sha")?,
+        generation: r.try_get("generation")?,
+        generation_since: r
+            .try_get::<Option<i64>, _>("generation_since")?
+            .map(OperationId),
         drift: match r.try_get::<Option<String>, _>("drift")? {
             None => None,
             Some(d) => Some(crate::store::Drift {

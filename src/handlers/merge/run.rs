@@ -105,23 +105,32 @@ async fn run_locked(
     announce(deps, gh, at, item, &rec).await?;
 
     let previous = deps.store.environment(&at.repo, &op.env_name).await?;
-    let storage = deps
-        .store
-        .environment_storage(&at.repo, &op.env_name)
-        .await
-        .ok()
-        .flatten();
+    // A deploy of a deleted environment starts its next generation (SPEC 12): nothing of
+    // the last one (its `ADE_STORAGE`, its operations) carries over.
+    let new_generation = op.kind.deploys()
+        && previous
+            .as_ref()
+            .is_some_and(|p| p.state == EnvState::Deleted);
+    let storage = if new_generation {
+        None
+    } else {
+        deps.store
+            .environment_storage(&at.repo, &op.env_name)
+            .await
+            .ok()
+            .flatten()
+    };
     let running = match op.kind {
         OpKind::Deploy | OpKind::Reconcile => EnvState::Provisioning,
         OpKind::Delete | OpKind::Expire => EnvState::Deleting,
         // A stop or start leaves the state as it was until it ends.
         OpKind::Stop | OpKind::Start => previous.as_ref().map_or(EnvState::Ready, |p| p.state),
     };
-    if !deps
-        .store
-        .start_operation(id, fence, EnvironmentUpdate::of(op, running, id))
-        .await?
-    {
+    let starting = EnvironmentUpdate {
+        new_generation,
+        ..EnvironmentUpdate::of(op, running, id)
+    };
+    if !deps.store.start_operation(id, fence, starting).await? {
         tracing::warn!(
             op = %id,
             "lost the environment's lock before the run started; nothing ran"
@@ -157,6 +166,11 @@ async fn run_locked(
     };
     let (finish, storage) = finish_of(&rec, result);
     let succeeded = finish.state == OpState::Succeeded;
+    // A delete that worked ends the generation: its `ADE_STORAGE` goes with it.
+    let storage = match (op.kind.removes(), succeeded) {
+        (true, true) => Some(Vec::new()),
+        _ => storage,
+    };
     deps.metrics.operation(
         op.kind.as_str(),
         if succeeded { "succeeded" } else { "failed" },
