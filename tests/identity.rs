@@ -905,3 +905,51 @@ async fn made_up_tokens_cost_github_a_bounded_number_of_lookups() {
         .expect("request");
     assert_eq!(r.status(), 200);
 }
+
+/// Issue 19, item 8: the Graph and the Backstage export show a caller only the users tied
+/// to what they may see: someone named only by another team's environment stays unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_shows_only_users_tied_to_what_the_caller_sees() {
+    let e = start().await;
+    let pr = e.open(&add("orders-preview", "ok"));
+    e.h.send_pr(&pr).await;
+    // Merged by a maintainer who is in no team: named only by this payments environment.
+    let merge = e.merge_on_github(&pr);
+    let body = paved_testkit::merged_payload(&pr, &merge, "outside-maintainer").expect("payload");
+    let id = e.h.delivery_id();
+    assert!(e.h.send("pull_request", &id, &body).await.is_success());
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+
+    let users = |who: Who| {
+        let e = &e;
+        async move {
+            let (status, v, _) = get_json(e, who, "/api/v1/entities?kind=user&per_page=100").await;
+            assert_eq!(status, 200, "{v}");
+            v.as_array()
+                .expect("list")
+                .iter()
+                .filter_map(|u| u["name"].as_str().map(str::to_string))
+                .collect::<Vec<String>>()
+        }
+    };
+    let member = users(Who::Member).await;
+    assert!(
+        member.contains(&"outside-maintainer".to_string()),
+        "{member:?}"
+    );
+    let other = users(Who::OtherTeam).await;
+    assert!(
+        !other.contains(&"outside-maintainer".to_string()),
+        "{other:?}"
+    );
+    assert!(
+        other.contains(&"searcher".to_string()),
+        "team members stay: {other:?}"
+    );
+
+    let (status, yaml) = call(&e, Who::OtherTeam, "/api/v1/backstage/entities.yaml").await;
+    assert_eq!(status, 200);
+    assert!(!yaml.contains("outside-maintainer"), "{yaml}");
+    let (_, yaml) = call(&e, Who::Member, "/api/v1/backstage/entities.yaml").await;
+    assert!(yaml.contains("outside-maintainer"), "{yaml}");
+}

@@ -270,6 +270,21 @@ async fn build_scoped(
             _ => a.any(),
         })
     });
+    // A user is shown only when tied to something the caller sees: a member of a team, or
+    // someone an environment or operation the caller sees names (owner, requester,
+    // approver, merger). One named only by another team's environments stays unseen.
+    let mut named: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for e in graph.entities.values().filter(|e| e.kind != "user") {
+        named.extend(e.relations.iter().map(|r| r.target.clone()));
+        if let (Some(owner), Ok(repo)) = (&e.user, RepoName::parse(&e.repository)) {
+            named.insert(crate::graph::id("user", &repo, owner));
+        }
+    }
+    graph.retain(|e| {
+        e.kind != "user"
+            || named.contains(&e.id)
+            || e.relations.iter().any(|r| r.kind == "memberOf")
+    });
     Ok(graph)
 }
 
