@@ -323,14 +323,18 @@ impl GitHub {
         }
     }
 
-    /// The login GitHub shows for what Paved writes, once Paved has created a comment:
-    /// only comments by it are Paved's (a marker alone proves nothing: anyone can write
-    /// one). `None` until then.
+    /// The login GitHub shows for what Paved writes, once Paved has created a status or a
+    /// comment: only comments by it are Paved's (a marker alone proves nothing: anyone can
+    /// write one). `None` until then.
     pub fn own_login(&self) -> Option<String> {
         self.own_login
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn learn_login(&self, login: String) {
+        *self.own_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(login);
     }
 
     pub(super) fn metrics(&self) -> &Metrics {
@@ -525,13 +529,25 @@ impl GitHub {
         let mut s = status.clone();
         s.description = cut(&s.description, 140);
         let path = format!("/repos/{}/{}/statuses/{}", repo.owner(), repo.name(), sha);
-        self.send(
-            &format!("status {}", s.context),
-            Method::Post,
-            &path,
-            Some(&s),
-        )
-        .await?;
+        let a = self
+            .send(
+                &format!("status {}", s.context),
+                Method::Post,
+                &path,
+                Some(&s),
+            )
+            .await?;
+        /// Only the creator matters here: it is Paved's own login, learnt from the first
+        /// status (which comes before any comment), so a comment whose answer was lost can
+        /// still be told apart from someone else's.
+        #[derive(Deserialize)]
+        struct Created {
+            #[serde(default)]
+            creator: Option<Login>,
+        }
+        if let Ok(Created { creator: Some(u) }) = serde_json::from_slice::<Created>(&a.body) {
+            self.learn_login(u.login);
+        }
         Ok(())
     }
 
@@ -596,7 +612,7 @@ impl GitHub {
         let c: Comment = serde_json::from_slice(&a.body)
             .map_err(|e| ForgeError::Transient(format!("create comment: bad JSON: {e}")))?;
         if let Some(u) = &c.user {
-            *self.own_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(u.login.clone());
+            self.learn_login(u.login.clone());
         }
         Ok(c.id)
     }

@@ -51,7 +51,7 @@ pub async fn upsert(deps: &Deps, gh: &GitHub, pr: &PrInfo, body: &str) -> Result
 
 /// Paved's summary comment on the PR, found by its marker among the comments Paved wrote
 /// (anyone may write the marker; only Paved's own login counts). `None` while Paved does not
-/// know its login yet (it learns it from the first comment it creates): a new comment is
+/// know its login yet (it learns it from the first status or comment it creates): a new comment is
 /// made rather than someone else's adopted.
 async fn find(gh: &GitHub, pr: &PrInfo) -> Result<Option<crate::ids::CommentId>, WorkError> {
     let Some(own) = gh.own_login() else {

@@ -52,7 +52,7 @@ pub(crate) fn create_status(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         context,
         description,
         target_url: ctx.body_str("target_url"),
-        creator: ctx.shared.config.bot_login.clone(),
+        creator: issues::actor(ctx, w),
         created_at: ctx.now,
     };
     let body = ctx.shared.status_json(owner, repo, &status);
