@@ -835,3 +835,81 @@ async fn a_javascript_url_output_is_text_and_every_page_sends_security_headers()
     assert!(entities.contains("evil-link"), "{entities}");
     assert!(!entities.contains("javascript:"), "{entities}");
 }
+
+/// Issue 19, item 8: pages read Git and GitHub through a short per-repository cache: the
+/// list viewed again does not fetch the default branch again, and a request page refreshed
+/// (every 3 s while in progress) does not ask GitHub each time.
+#[tokio::test]
+async fn pages_viewed_again_read_through_a_short_cache() {
+    const OCTOCAT_TOKEN: &str = "gho_octocat_portal_cache";
+    let prepared = Env::prepare_with(|c, git| c.git_root = Some(git.to_path_buf())).await;
+    let github = prepared.h.github.url();
+    let e = prepared
+        .run_with(move |c| {
+            c.public_url = None;
+            c.portal.client_id = Some(CLIENT_ID.into());
+            c.portal.client_secret = Some(paved::config::Secret::new(CLIENT_SECRET));
+            c.portal.web_url = github;
+        })
+        .await;
+    e.h.github.register_oauth_app(CLIENT_ID, CLIENT_SECRET);
+    e.h.github.add_user_token(OCTOCAT_TOKEN, "octocat");
+    let pr = e.open(&common::recorder::add("cached", "ok"));
+    let (merge, _) = e.merge(&pr).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+
+    let d = driver().await;
+    let c = browser(&d).await;
+    sign_in(&e, &c, "octocat").await;
+    let fetch_head =
+        e.h.data_dir()
+            .join("mirrors/acme/environments.git/FETCH_HEAD");
+    let fetched_at = || {
+        std::fs::metadata(&fetch_head)
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    c.goto(&format!("{}/", e.h.url())).await.expect("home");
+    let first = fetched_at().expect("the list fetched the default branch");
+    for _ in 0..3 {
+        c.goto(&format!("{}/", e.h.url())).await.expect("home");
+        assert!(text(&c).await.contains("cached"));
+    }
+    assert_eq!(fetched_at(), Some(first), "the list fetched again");
+
+    // A request, and its page viewed four times: GitHub is asked about its pull request once.
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/requests", e.h.url()))
+        .bearer_auth(OCTOCAT_TOKEN)
+        .json(&serde_json::json!({
+            "repository": REPO, "action": "create", "environment": "asked",
+            "team": "payments", "type": "dev", "template": "recorder",
+            "parameters": {"mode": "ok"}, "expiresAt": expires,
+            "tags": {"cost-center": "cc-1234"},
+        }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 201);
+    let opened: serde_json::Value = r.json().await.expect("json");
+    let id = opened["id"].as_i64().expect("id");
+    let number = opened["pullRequest"]["number"].as_u64().expect("number");
+    let pull_reads = || {
+        e.h.github
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == format!("/repos/{REPO}/pulls/{number}"))
+            .count()
+    };
+    let before = pull_reads();
+    for _ in 0..4 {
+        c.goto(&format!("{}/requests/{id}", e.h.url()))
+            .await
+            .expect("request page");
+        assert!(text(&c).await.contains("asked"));
+    }
+    assert_eq!(pull_reads() - before, 1, "GitHub was asked at every view");
+}

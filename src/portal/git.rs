@@ -9,14 +9,36 @@ use crate::repo::{Mirror, RepoError};
 use crate::tree::TreeReader as _;
 use std::collections::BTreeMap;
 
-/// Runs `f` on `repo`'s mirror with its default branch just fetched; `None` when the
-/// repository is unknown or cannot be fetched (the page then goes without).
+/// Runs `f` on `repo`'s mirror with its default branch fetched at most
+/// [`super::DEFAULT_BRANCH_TTL`] ago (a page view does not fetch each time); `None` when
+/// the repository is unknown or cannot be fetched (the page then goes without).
 async fn on_default_branch<T: Send + 'static>(
     s: &PortalState,
     repo: &RepoName,
     f: impl FnOnce(&Mirror, &crate::ids::CommitSha) -> Result<T, RepoError> + Send + 'static,
 ) -> Option<T> {
     let known = s.api.directory.known(repo).await?;
+    if s.cache.fresh_fetch(&known.repo.to_string()) {
+        let local = format!("refs/remotes/origin/{}", known.default_branch);
+        let read = s
+            .api
+            .orchestrator
+            .repos
+            .read(&known.repo, move |m| -> Result<Option<T>, RepoError> {
+                match m.resolve(&local) {
+                    Some(tip) => f(&m, &tip).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await;
+        return match read {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, repo = %repo, "portal: reading the default branch failed");
+                None
+            }
+        };
+    }
     let result = s
         .api
         .orchestrator
@@ -30,7 +52,10 @@ async fn on_default_branch<T: Send + 'static>(
         )
         .await;
     match result {
-        Ok(v) => Some(v),
+        Ok(v) => {
+            s.cache.fetched_now(&known.repo.to_string());
+            Some(v)
+        }
         Err(e) => {
             tracing::warn!(error = %e, repo = %repo, "portal: reading the default branch failed");
             None

@@ -33,6 +33,54 @@ pub struct PortalState {
     keys: Keys,
     config: Arc<PortalConfig>,
     http: reqwest::Client,
+    /// What pages read from GitHub and Git, kept a short while (issue 19, item 8): a page
+    /// view, or a request page refreshing every 3 s, does not fetch each time.
+    cache: Arc<ReadCache>,
+}
+
+/// How long the portal reuses a repository's fetched default branch.
+pub const DEFAULT_BRANCH_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long the portal reuses a request's status read from GitHub.
+pub const REQUEST_STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The portal's short-lived reads, per repository and per request.
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    /// When each repository's default branch was last fetched.
+    fetched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Each request's last status, and when it was read.
+    requests: std::sync::Mutex<
+        std::collections::HashMap<i64, (std::time::Instant, crate::orchestrator::RequestStatus)>,
+    >,
+}
+
+impl ReadCache {
+    fn fresh_fetch(&self, repo: &str) -> bool {
+        let f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        f.get(repo)
+            .is_some_and(|at| at.elapsed() < DEFAULT_BRANCH_TTL)
+    }
+
+    fn fetched_now(&self, repo: &str) {
+        let mut f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        f.insert(repo.to_string(), std::time::Instant::now());
+    }
+
+    fn request(&self, id: i64) -> Option<crate::orchestrator::RequestStatus> {
+        let r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(&id)
+            .filter(|(at, _)| at.elapsed() < REQUEST_STATUS_TTL)
+            .map(|(_, st)| st.clone())
+    }
+
+    fn remember_request(&self, id: i64, status: &crate::orchestrator::RequestStatus) {
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() > 10_000 {
+            r.retain(|_, (at, _)| at.elapsed() < REQUEST_STATUS_TTL);
+        }
+        r.insert(id, (std::time::Instant::now(), status.clone()));
+    }
 }
 
 impl PortalState {
@@ -75,6 +123,7 @@ pub fn router(api: ApiState, config: &PortalConfig) -> Router {
             .timeout(std::time::Duration::from_secs(15))
             .build()
             .unwrap_or_default(),
+        cache: Arc::default(),
     };
     Router::new()
         .route("/", get(pages::environments))

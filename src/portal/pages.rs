@@ -379,9 +379,15 @@ pub(super) async fn request(
     if !crate::api::requests::sees_request(&s.api, &caller, &repo, &req).await {
         return not_found("request");
     }
-    let status = match s.api.orchestrator.status(&req).await {
-        Ok(st) => st,
-        Err(_) => return unavailable(),
+    let status = match s.cache.request(req.id) {
+        Some(st) => st,
+        None => match s.api.orchestrator.status(&req).await {
+            Ok(st) => {
+                s.cache.remember_request(req.id, &st);
+                st
+            }
+            Err(_) => return unavailable(),
+        },
     };
     let in_progress = !matches!(
         status.state,
