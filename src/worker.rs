@@ -50,10 +50,11 @@ impl Worker {
         // Operations whose process died with the previous server: kill their orphaned
         // scripts (only if still ours), and free their locks. The merge deliveries they
         // belong to are re-queued just below, and report and re-run them.
+        let instance = crate::runner::instance_of(&self.deps.config.data_dir);
         for op in store.interrupt_running_operations().await? {
             let killed = op
                 .pid
-                .is_some_and(|pid| crate::runner::kill_orphan(pid, op.id.0));
+                .is_some_and(|pid| crate::runner::kill_orphan(pid, op.id.0, &instance));
             tracing::warn!(op = %op.id, env = %op.op.env_name, killed, "operation interrupted by a restart");
         }
         store.release_all_locks().await?;

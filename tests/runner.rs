@@ -676,21 +676,41 @@ async fn kill_orphan_checks_the_run_id() {
         .env("PATH", SCRIPT_PATH)
         .env("PIDFILE", &pid_file)
         .env("PAVED_RUN_ID", run_id.to_string())
+        .env("PAVED_INSTANCE", "0123456789abcdef")
         .process_group(0)
         .spawn()
         .unwrap();
     let leader = child.id();
     let background = read_pid(&pid_file);
 
+    let instance = "0123456789abcdef";
     // Another run's id (a reused pid): nothing is killed.
-    assert!(!runner::kill_orphan(i64::from(leader), run_id + 1));
-    assert!(!runner::kill_orphan(i64::from(leader), run_id * 10));
+    assert!(!runner::kill_orphan(
+        i64::from(leader),
+        run_id + 1,
+        instance
+    ));
+    assert!(!runner::kill_orphan(
+        i64::from(leader),
+        run_id * 10,
+        instance
+    ));
+    // The same run id of another Paved instance on this machine: nothing is killed.
+    assert!(!runner::kill_orphan(
+        i64::from(leader),
+        run_id,
+        "fedcba9876543210"
+    ));
     assert!(child.try_wait().unwrap().is_none());
     assert!(!process_gone(background));
     // A pid that does not exist.
-    assert!(!runner::kill_orphan(i64::from(i32::MAX), run_id + 1));
+    assert!(!runner::kill_orphan(
+        i64::from(i32::MAX),
+        run_id + 1,
+        instance
+    ));
 
-    assert!(runner::kill_orphan(i64::from(leader), run_id));
+    assert!(runner::kill_orphan(i64::from(leader), run_id, instance));
     let mut status = None;
     wait_for("the orphan to die", Duration::from_secs(10), || {
         status = child.try_wait().unwrap();
@@ -792,6 +812,46 @@ async fn terraform_deploy_then_delete_carries_state_in_storage() {
     );
     assert!(deleted.outputs.is_empty());
     assert!(f.work_is_empty());
+}
+
+/// The Terraform runner as `paved serve` runs it, in the sandbox as `nobody`: Terraform
+/// writes `.terraform` and its lock file beside the configuration (a private, writable
+/// copy), and its state travels in `ADE_STORAGE` from deploy to delete.
+#[tokio::test]
+async fn terraform_runs_in_the_sandbox() {
+    let Some(binary) = terraform_on_path() else {
+        return skip("terraform_runs_in_the_sandbox");
+    };
+    let (_f, mut spec) = terraform_fixture(&binary);
+    // A work folder the runner's user can reach (a temporary folder is its creator's alone).
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    spec.work_root = work.path().to_path_buf();
+    let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
+        .expect("bubblewrap is installed (.ci/run installs it)");
+    sandbox.probe(work.path()).expect("the sandbox runs here");
+    spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
+
+    let deployed = run(spec.clone()).await;
+    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+    assert_eq!(deployed.outputs["greeting"].value, "hello demo");
+    let st = unpacked(&deployed.storage);
+    assert!(std::fs::read_to_string(st.path().join("terraform.tfstate"))
+        .unwrap()
+        .contains("terraform_data"));
+
+    let mut delete = spec;
+    delete.run_id = unique_run_id();
+    delete.operation = Operation::Delete;
+    delete.storage = Some(deployed.storage.clone());
+    let deleted = run(delete).await;
+    assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
+    assert!(
+        deleted.log.contains("Resources: 1 destroyed"),
+        "{}",
+        deleted.log
+    );
+    assert!(std::fs::read_dir(work.path()).unwrap().next().is_none());
 }
 
 #[tokio::test]

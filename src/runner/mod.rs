@@ -504,16 +504,31 @@ async fn pack_storage(dir: &RunDir, log: &mut Capped, previous: Vec<u8>) -> Vec<
     }
 }
 
+/// The name a Paved instance gives its runs (`PAVED_INSTANCE`): a digest of its data
+/// folder. Run ids are counted per database, so several Paved instances on one machine
+/// (each with its own data folder) have runs with the same id; this tells them apart,
+/// and a restart (same data folder) still knows its own.
+pub fn instance_of(data_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let path = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Kills what is left of a run after a server crash: the process group led by `pid`, but
-/// only if that process still carries `PAVED_RUN_ID=<run_id>` in its environment (so a
-/// reused pid is never killed). It also kills any other process carrying the same marker:
-/// Terraform runs several processes one after the other, and only the first pid is
-/// recorded. Returns whether it killed something.
-pub fn kill_orphan(pid: i64, run_id: i64) -> bool {
-    let marker = format!("PAVED_RUN_ID={run_id}");
+/// only if that process still carries `PAVED_RUN_ID=<run_id>` and
+/// `PAVED_INSTANCE=<instance>` in its environment (so a reused pid, or another instance's
+/// run with the same id, is never killed). It also kills any other process carrying the
+/// same markers: Terraform runs several processes one after the other, and only the first
+/// pid is recorded. Returns whether it killed something.
+pub fn kill_orphan(pid: i64, run_id: i64, instance: &str) -> bool {
+    let markers = [
+        format!("PAVED_RUN_ID={run_id}"),
+        format!("PAVED_INSTANCE={instance}"),
+    ];
     let own = std::process::id() as i64;
     let mut killed = false;
-    if pid > 1 && pid <= i64::from(i32::MAX) && pid != own && environ_has(pid, &marker) {
+    if pid > 1 && pid <= i64::from(i32::MAX) && pid != own && environ_has(pid, &markers) {
         // Safety: kill(2) with a negative pid signals a process group; no memory involved.
         let pgid = unsafe { libc::getpgid(pid as libc::pid_t) };
         if pgid > 1
@@ -535,7 +550,7 @@ pub fn kill_orphan(pid: i64, run_id: i64) -> bool {
             else {
                 continue;
             };
-            if other <= 1 || other == own || other == pid || !environ_has(other, &marker) {
+            if other <= 1 || other == own || other == pid || !environ_has(other, &markers) {
                 continue;
             }
             // Safety: as above.
@@ -552,14 +567,13 @@ fn own_pgid() -> i64 {
     i64::from(unsafe { libc::getpgid(0) })
 }
 
-/// Whether `/proc/<pid>/environ` holds exactly the entry `marker`.
-fn environ_has(pid: i64, marker: &str) -> bool {
+/// Whether `/proc/<pid>/environ` holds exactly each entry of `markers`.
+fn environ_has(pid: i64, markers: &[String]) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    environ
-        .split(|b| *b == 0)
-        .any(|entry| entry == marker.as_bytes())
+    let entries: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    markers.iter().all(|m| entries.contains(&m.as_bytes()))
 }
 
 #[cfg(test)]

@@ -329,6 +329,12 @@ pub(crate) fn run_spec(
     if let Some(prev) = previous {
         secrets.extend(sensitive_values(&prev.outputs));
     }
+    // Beside PAVED_RUN_ID: how the next start finds this run's processes should the
+    // server die (`kill_orphan`), and only this instance's.
+    env.push((
+        "PAVED_INSTANCE".into(),
+        crate::runner::instance_of(&deps.config.data_dir),
+    ));
     RunSpec {
         run_id,
         operation,
