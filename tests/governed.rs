@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "gho_octocat_governed";
 
 /// A deploy.sh someone pushes straight to the default branch: it leaves a mark.
-const PUSHED_DEPLOY: &str = "#!/bin/sh\ntouch \"$RECORD_DIR/pushed-script-ran\"\necho pwned\n";
+/// (reported to the record server, the one place a sandboxed script can leave one).
+const PUSHED_DEPLOY: &str = "#!/bin/sh\necho ran | curl -s --noproxy '*' -X PUT --data-binary @- \"$RECORD_URL/pushed-script-ran\"\necho pwned\n";
 
 async fn start() -> Env {
     let e = Env::prepare_with(|c, git| c.git_root = Some(git.to_path_buf()))

@@ -18,12 +18,12 @@ pub const POSTGRES_SUITE: bool = false;
 const REPO: &str = common::REPO;
 
 /// `status.sh`: drifted (exit 2) while the environment has had fewer deploys than
-/// `$RECORD_DIR/drift-<env>` says (a change by hand that only another deploy undoes), in
+/// the test's `drift-<env>` record says (a change by hand that only another deploy undoes), in
 /// sync otherwise;
 /// `stop.sh` and `start.sh` record themselves like the recorder's deploy does.
 fn lifecycle_scripts() -> Vec<FileChange> {
     let status = r#"#!/bin/sh
-need=$(cat "$RECORD_DIR/drift-$ADE_ENVIRONMENT_NAME" 2>/dev/null || echo 0)
+need=$(curl -sf --noproxy '*' "$RECORD_URL/drift-$ADE_ENVIRONMENT_NAME" || echo 0)
 have=$(grep -c '^deploy' "$ADE_STORAGE/history" 2>/dev/null || echo 0)
 if [ "$have" -lt "$need" ]; then
   echo "drifted: the site was changed by hand ($have of $need deploys)"
@@ -33,8 +33,9 @@ echo "in sync with $ADE_OPERATION_PARAMETERS"
 "#;
     let switch = r#"#!/bin/sh
 set -eu
-env | sort > "$RECORD_DIR/$PAVED_RUN_ID.env"
-date +%s%N > "$RECORD_DIR/$PAVED_RUN_ID.end"
+report() { curl -sfS --noproxy '*' -X PUT --data-binary @- "$RECORD_URL/$1" >/dev/null; }
+env | sort | report "$PAVED_RUN_ID.env"
+date +%s%N | report "$PAVED_RUN_ID.end"
 "#;
     vec![
         ("catalog/recorder/status.sh".into(), Some(status.into())),
@@ -749,11 +750,7 @@ async fn two_replicas_run_one_scheduler_and_the_other_takes_over_when_it_dies() 
     // A second replica: its own data directory and mirrors, the same database and clock.
     let mut config = e.h.config();
     config.data_dir = e.h.tmp.path().join("data-b");
-    config.runner.env.push((
-        "RECORD_DIR".into(),
-        paved::config::Secret::new(e.records.display().to_string()),
-    ));
-    common::provisioning::unsandboxed_recorder(&mut config);
+    e.report_to(&mut config);
     tweak(clock.clone())(&mut config);
     let b = paved::service::start(config).await.expect("replica b");
     let (a_url, b_url) = (e.h.url(), b.url());

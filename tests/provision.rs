@@ -15,7 +15,6 @@ use common::serve::{spawn_serve, wait_for_file, Paved};
 use common::DEADLINE;
 use paved_testkit::{self as testkit, FileChange};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,20 +286,20 @@ async fn a_script_that_outlives_its_timeout_is_killed_and_reported() {
     let (merge, _) = e
         .merge(&e.open(&[(path_of("slow-preview"), Some(manifest.into_bytes()))]))
         .await;
+    // The script runs (and can be found) while it hangs.
+    wait_for_file(&e.records.join("1.pid")).await;
+    let hanging = e.run_processes("1");
     let status = e.provision_status(&merge).await;
     assert_eq!(status.state, "failure");
     let d = &e.h.github.deployments(&e.repo())[0];
     let why = &d.statuses.last().expect("status").description;
     assert!(why.contains("timeout"), "{why}");
-    // The script's process is gone.
-    let (id, _) = e.runs().into_iter().next().expect("run");
-    let pid = std::fs::read_to_string(e.records.join(format!("{id}.pid"))).expect("pid");
-    let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
-    let start = Instant::now();
-    while proc.exists() {
-        assert!(start.elapsed() < DEADLINE, "script {pid} still runs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        !hanging.is_empty(),
+        "run 1's processes were not to be found"
+    );
+    // The script's processes are gone.
+    wait_gone(&e, "1", "the timed-out script").await;
     assert_eq!(
         e.environment("slow-preview").await["environment"]["state"],
         "failed"
@@ -483,15 +482,14 @@ async fn two_merges_touching_one_environment_run_one_after_the_other() {
     assert!(first.1 <= second.0, "runs overlapped: {spans:?}");
 }
 
-/// The real `paved serve` binary on this test's data directory, scripts recording to
-/// `RECORD_DIR`.
-async fn spawn_paved(e: &mut Env) -> Paved {
+/// The real `paved serve` binary on this test's data directory, scripts reporting to the
+/// record server; `sandbox` is `runner.sandbox`.
+async fn spawn_paved(e: &mut Env, sandbox: &str) -> Paved {
     let env = [
         ("PAVED_LEASE", "2s".to_string()),
-        ("RECORD_DIR", e.records.display().to_string()),
-        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
-        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
-        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
+        ("RECORD_URL", e.record_url.clone()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_URL".to_string()),
+        ("PAVED_RUNNER_SANDBOX", sandbox.to_string()),
     ];
     let db = e.h.config().database_url;
     let (paved, url) = spawn_serve(&e.h, &e.h.data_dir(), &db, &e.h.github.url(), &env).await;
@@ -499,12 +497,39 @@ async fn spawn_paved(e: &mut Env) -> Paved {
     paved
 }
 
-/// The documented action for a run interrupted by a crash: at the next start its orphaned
-/// script is killed, the attempt is reported `interrupted` (deployment status `error`, a
-/// note), and the operation runs again as attempt 2. Then `paved audit` tells the whole
-/// story from Git alone, after the database is deleted.
+/// Waits until no process of run `run_id` runs any more.
+async fn wait_gone(e: &Env, run_id: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let left = e.run_processes(run_id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "{what}: {left:?} still run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The documented action for a run interrupted by a crash: its script does not outlive the
+/// next start, the attempt is reported `interrupted` (deployment status `error`, a note),
+/// and the operation runs again as attempt 2. Then `paved audit` tells the whole story from
+/// Git alone, after the database is deleted.
+///
+/// Sandboxed (the default), the script dies with its server (bubblewrap's
+/// `--die-with-parent`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
+    crash_during_a_run("bubblewrap").await;
+}
+
+/// Unsandboxed (`runner.sandbox = "none"`), the script outlives its crashed server; the
+/// next start finds the orphan by its `PAVED_RUN_ID` and kills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_an_unsandboxed_run_kills_the_orphan_at_the_next_start() {
+    crash_during_a_run("none").await;
+}
+
+async fn crash_during_a_run(sandbox: &str) {
     let mut e = Env::prepare().await;
     if e.h.database.is_some() {
         // With a shared database a restarted process cannot tell its own dead runs from
@@ -513,29 +538,32 @@ async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
         eprintln!("SKIPPED on PostgreSQL: single-node restart semantics (see tests/replicas.rs)");
         return;
     }
-    let mut first = spawn_paved(&mut e).await;
+    let mut first = spawn_paved(&mut e, sandbox).await;
     let pr = e.open(&add("crash-preview", "block"));
     let (merge, _) = e.merge(&pr).await;
-    // The script is running (it waits for a release file that does not exist yet).
-    let pid1 = wait_for_file(&e.records.join("1.pid")).await;
+    // The script is running (it waits for a release the test has not given yet).
+    wait_for_file(&e.records.join("1.pid")).await;
+    assert!(
+        !e.run_processes("1").is_empty(),
+        "run 1's processes are not to be found"
+    );
     first.0.kill().expect("SIGKILL");
     first.0.wait().expect("reap");
 
-    // The orphan outlived its server: it still waits for the release file.
-    let proc1 = PathBuf::from(format!("/proc/{}", pid1.trim()));
-    let alive =
-        |p: &Path| std::fs::read_to_string(p.join("stat")).is_ok_and(|s| !s.contains(") Z"));
-    assert!(alive(&proc1), "the script died with its server");
-    // The second server kills the orphan (its PAVED_RUN_ID is 1) at start.
-    let _second = spawn_paved(&mut e).await;
-    let start = Instant::now();
-    while alive(&proc1) {
+    let _second = if sandbox == "none" {
+        // The orphan outlived its server: it still waits for the release.
         assert!(
-            start.elapsed() < DEADLINE,
-            "the orphaned script of run 1 still runs"
+            !e.run_processes("1").is_empty(),
+            "the script died with its server"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        // The second server kills the orphan (its PAVED_RUN_ID is 1) at start.
+        let second = spawn_paved(&mut e, sandbox).await;
+        wait_gone(&e, "1", "the orphaned script of run 1").await;
+        second
+    } else {
+        wait_gone(&e, "1", "the sandboxed script outlived its server").await;
+        spawn_paved(&mut e, sandbox).await
+    };
     // Attempt 2 runs now; let it finish.
     std::fs::write(e.records.join("release"), b"").expect("release");
     let status = e.provision_status(&merge).await;
@@ -612,7 +640,7 @@ async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
 async fn a_fork_pull_request_never_runs_its_own_scripts() {
     let e = Env::start().await;
     let evil = format!(
-        "#!/bin/sh\ntouch \"$RECORD_DIR/fork-script-ran\"\n{}",
+        "#!/bin/sh\necho ran | curl -s --noproxy '*' -X PUT --data-binary @- \"$RECORD_URL/fork-script-ran\"\n{}",
         RECORDER_DEPLOY.trim_start_matches("#!/bin/sh\n")
     );
     let mut changes = add("forked-preview", "ok");

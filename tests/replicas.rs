@@ -9,6 +9,7 @@ pub const POSTGRES_SUITE: bool = false;
 
 mod common;
 
+use common::records::{alive as alive_pid, ancestor_among, run_processes};
 use common::serve::{spawn_serve, wait_for_file, Paved};
 use common::{manifest, Harness};
 use std::time::{Duration, Instant};
@@ -85,11 +86,10 @@ async fn two_replicas_process_each_delivery_once() {
     let mut h = Harness::prepare(&files).await;
     let records = h.tmp.path().join("records");
     std::fs::create_dir_all(&records).expect("records");
+    let record_url = common::records::serve(&records).await;
     let env = [
-        ("RECORD_DIR", records.display().to_string()),
-        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
-        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
-        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
+        ("RECORD_URL", record_url.clone()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_URL".to_string()),
     ];
     let (a, url_a) = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let (b, url_b) = spawn_replica_with(&h, "replica-b", &database, &env).await;
@@ -224,18 +224,6 @@ async fn two_replicas_process_each_delivery_once() {
     drop_database(&server, &database).await;
 }
 
-/// The parent process id of `pid`, from /proc.
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    after
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("ppid")
-}
-
 /// A replica killed (SIGKILL) while it runs a provisioning script: the other replica takes
 /// the merge over once the lease has run out (2 s here), reports the first attempt
 /// interrupted and completes the operation once.
@@ -252,12 +240,11 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
     let mut h = Harness::prepare(&governance_files()).await;
     let records = h.tmp.path().join("records");
     std::fs::create_dir_all(&records).expect("records");
+    let record_url = common::records::serve(&records).await;
     let env = [
         ("PAVED_LEASE", "2s".to_string()),
-        ("RECORD_DIR", records.display().to_string()),
-        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
-        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
-        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
+        ("RECORD_URL", record_url.clone()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_URL".to_string()),
     ];
     let mut a = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let mut b = spawn_replica_with(&h, "replica-b", &database, &env).await;
@@ -282,27 +269,24 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
 
     // Whichever replica claimed the merge runs attempt 1; kill that replica, and the
     // script with it (as when its machine dies).
-    let pid: i32 = wait_for_file(&records.join("1.pid"))
-        .await
-        .trim()
-        .parse()
-        .expect("pid");
-    let runner = parent_of(pid);
+    wait_for_file(&records.join("1.pid")).await;
+    let script = run_processes(&record_url, "1");
+    let runner = script
+        .iter()
+        .find_map(|p| ancestor_among(*p, &[a.0 .0.id() as i32, b.0 .0.id() as i32]))
+        .expect("the script runs under a replica");
     let (dead, alive) = if runner == a.0 .0.id() as i32 {
         (&mut a, &b)
     } else {
-        assert_eq!(
-            runner,
-            b.0 .0.id() as i32,
-            "the script runs under a replica"
-        );
         (&mut b, &a)
     };
     dead.0 .0.kill().expect("SIGKILL");
     dead.0 .0.wait().expect("reap");
-    // SAFETY: kill(2) on the script's process group, which this test started through Paved.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+    for pid in run_processes(&record_url, "1") {
+        // SAFETY: kill(2) on a process of the script this test started through Paved.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
 
     // The survivor takes over after the lease and runs attempt 2; let it finish.
@@ -414,12 +398,11 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
     let mut h = Harness::prepare(&governance_files()).await;
     let records = h.tmp.path().join("records");
     std::fs::create_dir_all(&records).expect("records");
+    let record_url = common::records::serve(&records).await;
     let env = [
         ("PAVED_LEASE", "2s".to_string()),
-        ("RECORD_DIR", records.display().to_string()),
-        ("PAVED_RUNNER_PASS_ENV", "RECORD_DIR".to_string()),
-        // The recorder writes into the test's folder: see `unsandboxed_recorder`.
-        ("PAVED_RUNNER_SANDBOX", "none".to_string()),
+        ("RECORD_URL", record_url.clone()),
+        ("PAVED_RUNNER_PASS_ENV", "RECORD_URL".to_string()),
     ];
     let a = spawn_replica_with(&h, "replica-a", &database, &env).await;
     let b = spawn_replica_with(&h, "replica-b", &database, &env).await;
@@ -443,20 +426,15 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
     );
 
     // Pause whichever replica runs attempt 1 (its script keeps running: its own group).
-    let first: i32 = wait_for_file(&records.join("1.pid"))
-        .await
-        .trim()
-        .parse()
-        .expect("pid");
-    let runner = parent_of(first);
+    wait_for_file(&records.join("1.pid")).await;
+    let first = run_processes(&record_url, "1");
+    let runner = first
+        .iter()
+        .find_map(|p| ancestor_among(*p, &[a.0 .0.id() as i32, b.0 .0.id() as i32]))
+        .expect("the script runs under a replica");
     let (paused, alive) = if runner == a.0 .0.id() as i32 {
         (&a, &b)
     } else {
-        assert_eq!(
-            runner,
-            b.0 .0.id() as i32,
-            "the script runs under a replica"
-        );
         (&b, &a)
     };
     let paused_pid = paused.0 .0.id() as i32;
@@ -473,7 +451,7 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
         libc::kill(paused_pid, libc::SIGCONT);
     }
     let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+    while first.iter().any(|p| alive_pid(*p)) {
         assert!(
             start.elapsed() < common::DEADLINE,
             "attempt 1's script was never killed"

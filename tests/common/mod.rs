@@ -4,6 +4,7 @@
 
 pub mod provisioning;
 pub mod recorder;
+pub mod records;
 pub mod serve;
 
 use github_emulator::{Emulator, EmulatorHandle, Status};

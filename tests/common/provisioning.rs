@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 pub struct Env {
     pub h: Harness,
+    /// Where the record server keeps what scripts report (see `records`).
     pub records: PathBuf,
+    /// The record server's address, given to runs as `RECORD_URL`.
+    pub record_url: String,
     next_pr: std::sync::atomic::AtomicU64,
 }
 
@@ -31,13 +34,7 @@ impl Env {
         emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
     ) -> Env {
         let h = Harness::prepare_with(&super::recorder::governance_files(), emulator).await;
-        let records = h.tmp.path().join("records");
-        std::fs::create_dir_all(&records).expect("records dir");
-        Env {
-            h,
-            records,
-            next_pr: std::sync::atomic::AtomicU64::new(100),
-        }
+        Env::around(h).await
     }
 
     /// Like [`Env::prepare`], with `extra` files on the base commit besides the recorder's,
@@ -46,13 +43,7 @@ impl Env {
         let mut files = super::recorder::governance_files();
         files.extend(extra);
         let h = Harness::prepare_with(&files, |c, git| c.git_root = Some(git.to_path_buf())).await;
-        let records = h.tmp.path().join("records");
-        std::fs::create_dir_all(&records).expect("records dir");
-        Env {
-            h,
-            records,
-            next_pr: std::sync::atomic::AtomicU64::new(100),
-        }
+        Env::around(h).await
     }
 
     /// Like [`Env::prepare`], with `platform.yaml` changed by `edit` and the emulator set
@@ -69,13 +60,31 @@ impl Env {
         let text = String::from_utf8(content.take().unwrap_or_default()).expect("utf-8");
         *content = Some(edit(text).into_bytes());
         let h = Harness::prepare_with(&files, emulator).await;
+        Env::around(h).await
+    }
+
+    /// The test's records folder and its record server, around `h`.
+    async fn around(h: Harness) -> Env {
         let records = h.tmp.path().join("records");
         std::fs::create_dir_all(&records).expect("records dir");
+        let record_url = super::records::serve(&records).await;
         Env {
             h,
             records,
+            record_url,
             next_pr: std::sync::atomic::AtomicU64::new(100),
         }
+    }
+
+    /// `RECORD_URL` for the runs of `config` (a run's environment is only what the
+    /// configuration gives it).
+    pub fn report_to(&self, config: &mut paved::config::Config) {
+        report_to(&self.record_url, config);
+    }
+
+    /// The processes of run `run_id` still running, as this machine numbers them.
+    pub fn run_processes(&self, run_id: &str) -> Vec<i32> {
+        super::records::run_processes(&self.record_url, run_id)
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
@@ -84,18 +93,20 @@ impl Env {
 
     /// Starts Paved on a prepared environment, its config changed by `tweak`.
     pub async fn run_with(self, tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
-        let Env { mut h, records, .. } = self;
+        let Env {
+            mut h,
+            records,
+            record_url,
+            ..
+        } = self;
         let mut config = h.config();
-        config.runner.env.push((
-            "RECORD_DIR".into(),
-            paved::config::Secret::new(records.display().to_string()),
-        ));
-        unsandboxed_recorder(&mut config);
+        report_to(&record_url, &mut config);
         tweak(&mut config);
         h.service = Some(paved::service::start(config).await.expect("start paved"));
         Env {
             h,
             records,
+            record_url,
             next_pr: std::sync::atomic::AtomicU64::new(100),
         }
     }
@@ -105,11 +116,7 @@ impl Env {
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut paved::config::Config)) {
         self.h.stop().await;
         let mut config = self.h.config();
-        config.runner.env.push((
-            "RECORD_DIR".into(),
-            paved::config::Secret::new(self.records.display().to_string()),
-        ));
-        unsandboxed_recorder(&mut config);
+        self.report_to(&mut config);
         tweak(&mut config);
         self.h.service = Some(paved::service::start(config).await.expect("restart paved"));
     }
@@ -322,11 +329,11 @@ pub fn states(d: &github_emulator::Deployment) -> Vec<String> {
         .collect()
 }
 
-/// The `recorder` definition reports by writing into `$RECORD_DIR`, a folder of the test's
-/// own, which a sandboxed run cannot reach (SPEC 12): its suites run with
-/// `runner.sandbox = "none"` until it reports over loopback. The sandbox itself is tested
-/// in tests/sandbox.rs and with the example definitions (tests/examples_postgres.rs,
-/// `paved demo`).
-pub fn unsandboxed_recorder(config: &mut paved::config::Config) {
-    config.runner.sandbox = paved::config::SandboxMode::None;
+/// Gives the runs of `config` the record server's address, `RECORD_URL`. Runs stay
+/// sandboxed (the default): they report over loopback.
+pub fn report_to(record_url: &str, config: &mut paved::config::Config) {
+    config.runner.env.push((
+        super::records::RECORD_URL.into(),
+        paved::config::Secret::new(record_url.to_string()),
+    ));
 }

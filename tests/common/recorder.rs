@@ -1,22 +1,26 @@
-//! The `recorder` test definition: records what each run received (environment,
-//! parameters, ADE_STORAGE history, start and end times) in `$RECORD_DIR/<run id>.*`.
+//! The `recorder` test definition: reports what each run received (environment,
+//! parameters, ADE_STORAGE history, start and end times) to the test's record server as
+//! `<run id>.*` (see `records`: the sandbox lets a script reach loopback, not the test's
+//! folder).
 #![allow(dead_code)]
 
 use paved_testkit::FileChange;
 
-/// The recorder definition: records its environment, parameters and ADE_STORAGE history in
-/// `$RECORD_DIR/<run id>.*`, writes outputs (one sensitive), and behaves as its `mode`
-/// parameter says: `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block`
-/// (waits for `$RECORD_DIR/release`), `jsurl` (its `url` output is a `javascript:` value), `leak` (prints `$API_TOKEN`, a `runner.pass_env`
-/// secret, to its output and its error log, and fails).
+/// The recorder definition: reports its environment, parameters and ADE_STORAGE history as
+/// `<run id>.*`, writes outputs (one sensitive), and behaves as its `mode` parameter says:
+/// `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block` (waits until the
+/// test reports `release`), `jsurl` (its `url` output is a `javascript:` value), `leak`
+/// (prints `$API_TOKEN`, a `runner.pass_env` secret, to its output and its error log, and
+/// fails). `hang` and `block` report `<run id>.pid` once they wait.
 pub const RECORDER_DEPLOY: &str = r#"#!/bin/sh
 set -eu
-run="$RECORD_DIR/$PAVED_RUN_ID"
-date +%s%N > "$run.start"
-env | sort > "$run.env"
-printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
+report() { curl -sfS --noproxy '*' -X PUT --data-binary @- "$RECORD_URL/$1" >/dev/null; }
+run="$PAVED_RUN_ID"
+date +%s%N | report "$run.start"
+env | sort | report "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" | report "$run.params"
 echo "$ADE_OPERATION_NAME $PAVED_RUN_ID" >> "$ADE_STORAGE/history"
-cp "$ADE_STORAGE/history" "$run.history"
+report "$run.history" < "$ADE_STORAGE/history"
 echo "the password is s3cr3t-$ADE_ENVIRONMENT_NAME-value"
 url="https://$ADE_ENVIRONMENT_NAME.example.test"
 case "$ADE_OPERATION_PARAMETERS" in
@@ -27,7 +31,7 @@ case "$ADE_OPERATION_PARAMETERS" in
     echo "boom" >&2
     exit 3 ;;
   *'"mode":"hang"'*)
-    echo $$ > "$run.pid"
+    echo $$ | report "$run.pid"
     sleep 600 ;;
   *'"mode":"slow"'*)
     sleep 0.3 ;;
@@ -36,8 +40,8 @@ case "$ADE_OPERATION_PARAMETERS" in
     echo "the API rejected token ${API_TOKEN:-unset}" > "$ADE_ERROR_LOG"
     exit 4 ;;
   *'"mode":"block"'*)
-    echo $$ > "$run.pid"
-    while [ ! -e "$RECORD_DIR/release" ]; do sleep 0.05; done ;;
+    echo $$ | report "$run.pid"
+    until curl -sf --noproxy '*' "$RECORD_URL/release" >/dev/null; do sleep 0.05; done ;;
 esac
 cat > "$ADE_OUTPUTS" <<EOF
 {"outputs": {
@@ -45,17 +49,18 @@ cat > "$ADE_OUTPUTS" <<EOF
   "password": {"type": "string", "value": "s3cr3t-$ADE_ENVIRONMENT_NAME-value", "sensitive": true}
 }}
 EOF
-date +%s%N > "$run.end"
+date +%s%N | report "$run.end"
 "#;
 
 pub const RECORDER_DELETE: &str = r#"#!/bin/sh
 set -eu
-run="$RECORD_DIR/$PAVED_RUN_ID"
-date +%s%N > "$run.start"
-env | sort > "$run.env"
-printf '%s' "$ADE_OPERATION_PARAMETERS" > "$run.params"
-cp "$ADE_STORAGE/history" "$run.history" 2>/dev/null || true
-date +%s%N > "$run.end"
+report() { curl -sfS --noproxy '*' -X PUT --data-binary @- "$RECORD_URL/$1" >/dev/null; }
+run="$PAVED_RUN_ID"
+date +%s%N | report "$run.start"
+env | sort | report "$run.env"
+printf '%s' "$ADE_OPERATION_PARAMETERS" | report "$run.params"
+if [ -e "$ADE_STORAGE/history" ]; then report "$run.history" < "$ADE_STORAGE/history"; fi
+date +%s%N | report "$run.end"
 "#;
 
 pub const RECORDER_DEFINITION: &str = "name: recorder
