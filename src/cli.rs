@@ -174,6 +174,10 @@ pub enum Command {
         repo: String,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Paved's database (its `database_url`): also show the records still waiting in
+        /// its notes outbox, not yet in Git.
+        #[arg(long)]
+        database: Option<String>,
     },
 }
 
@@ -219,9 +223,18 @@ pub fn run(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Check { path, format } => check_command(&path, format),
         Command::Schema { name, out } => schema_command(name.as_deref(), out.as_deref()),
-        Command::Audit { env, repo, format } => {
-            crate::audit::run_cli(&env, &repo, matches!(format, Format::Json))
-        }
+        Command::Audit {
+            env,
+            repo,
+            format,
+            database,
+        } => (|| {
+            let pending = match database {
+                Some(url) => runtime()?.block_on(crate::service::pending_notes(&url))?,
+                None => Vec::new(),
+            };
+            crate::audit::run_cli(&env, &repo, matches!(format, Format::Json), &pending)
+        })(),
         Command::Env { command, remote } => client_command(&remote, |c, json| async move {
             match command {
                 EnvCommand::List { team, repository } => {
@@ -293,6 +306,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(flags) => runtime().and_then(|rt| {
             init_tracing();
             let config = load_config(&flags)?;
+            crate::chaos::arm_from_env();
             crate::service::harden_process(&config);
             rt.block_on(crate::service::serve(config))?;
             Ok(ExitCode::SUCCESS)

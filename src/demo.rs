@@ -122,7 +122,7 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         "== paved audit {env_name} --repo <the repository> (Git alone: commits and their notes) =="
     );
     let remote_path = demo.remote_path().display().to_string();
-    crate::audit::run_cli(env_name, &remote_path, false)?;
+    crate::audit::run_cli(env_name, &remote_path, false, &[])?;
     println!();
 
     let rejected = demo.github.rejected();

@@ -6,6 +6,7 @@
 
 mod api;
 pub mod audit;
+pub mod chaos;
 pub mod checks;
 pub mod cli;
 pub mod client;

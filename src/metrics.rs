@@ -52,6 +52,8 @@ pub struct Metrics {
     scheduler_leading: Gauge,
     runner_unsandboxed: Gauge,
     oldest_pending: Gauge<f64, AtomicU64>,
+    notes_pending: Gauge,
+    notes_oldest_pending: Gauge<f64, AtomicU64>,
     processing: Histograms<Label2>,
     delivery_retries: Family<Label1, Counter>,
     lease_takeovers: Counter,
@@ -86,6 +88,8 @@ impl Metrics {
             scheduler_leading: Gauge::default(),
             runner_unsandboxed: Gauge::default(),
             oldest_pending: Gauge::default(),
+            notes_pending: Gauge::default(),
+            notes_oldest_pending: Gauge::default(),
             processing: Family::new_with_constructor(latency),
             delivery_retries: Family::default(),
             lease_takeovers: Counter::default(),
@@ -117,6 +121,16 @@ impl Metrics {
             "runner_unsandboxed",
             "1 when runner.sandbox = \"none\": scripts run as Paved's own user, outside any sandbox (SPEC 12); else 0",
             m.runner_unsandboxed.clone(),
+        );
+        registry.register(
+            "notes_pending",
+            "Audit notes queued and not yet pushed to the origin (the notes outbox, all replicas)",
+            m.notes_pending.clone(),
+        );
+        registry.register(
+            "notes_oldest_pending_age_seconds",
+            "Age of the oldest audit note not yet pushed (0 when none waits); alert when it passes a few minutes",
+            m.notes_oldest_pending.clone(),
         );
         registry.register(
             "delivery_oldest_pending_age_seconds",
@@ -229,6 +243,13 @@ impl Metrics {
                 .get_or_create(&[("state", state)])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The notes outbox: how many wait, and the oldest's age.
+    pub fn set_notes_pending(&self, pending: u64, oldest_age: Duration) {
+        self.notes_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.notes_oldest_pending.set(oldest_age.as_secs_f64());
     }
 
     /// Whether this replica runs the scheduler now.

@@ -23,6 +23,7 @@ pub struct Service {
     worker: JoinHandle<Result<(), crate::store::StoreError>>,
     upkeep: JoinHandle<()>,
     scheduler: JoinHandle<()>,
+    notes: JoinHandle<()>,
 }
 
 /// Which store a `database_url` names.
@@ -58,6 +59,26 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 .with_lease(config.lease),
         )),
     }
+}
+
+/// The audit notes queued in the store at `database_url` and not in Git yet, as (commit,
+/// note text): what `paved audit --database` adds to the history Git tells.
+pub async fn pending_notes(database_url: &str) -> Result<Vec<(String, String)>> {
+    let store: Arc<dyn Store> = match backend(database_url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::open(database_url).await?),
+        Backend::Postgres => Arc::new(PgStore::open(database_url).await.with_context(|| {
+            format!(
+                "opening the PostgreSQL store at {}",
+                redact_url(database_url)
+            )
+        })?),
+    };
+    Ok(store
+        .pending_notes()
+        .await?
+        .into_iter()
+        .map(|q| (q.note.commit.to_string(), q.note.text))
+        .collect())
 }
 
 /// `paved migrate`: applies the migrations of the store named by `database_url` (creating
@@ -216,6 +237,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         lifecycle_wake,
         stop.clone(),
     ));
+    let notes = tokio::spawn(crate::handlers::notes::run(deps.clone(), stop.clone()));
     let worker = Arc::new(Worker::new(deps, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
     let server = tokio::spawn(crate::api::server::serve(
@@ -232,6 +254,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         worker,
         upkeep,
         scheduler,
+        notes,
     })
 }
 
@@ -346,6 +369,7 @@ impl Service {
         self.worker.abort();
         self.upkeep.abort();
         self.scheduler.abort();
+        self.notes.abort();
     }
 
     pub async fn shutdown(self) -> Result<()> {
@@ -354,6 +378,7 @@ impl Service {
         self.worker.await??;
         self.upkeep.await?;
         self.scheduler.await?;
+        self.notes.await?;
         Ok(())
     }
 }

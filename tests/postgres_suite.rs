@@ -11,6 +11,8 @@ pub const POSTGRES_SUITE: bool = true;
 
 #[path = "approval_flow.rs"]
 mod approval_flow;
+#[path = "outbox.rs"]
+mod outbox;
 #[path = "pr_checks.rs"]
 mod pr_checks;
 #[path = "provision.rs"]

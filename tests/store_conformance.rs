@@ -248,6 +248,7 @@ conformance!(
     operator_views,
     storage_round_trip,
     governed_input,
+    notes_outbox,
     comments_runs_and_counts,
     restart_recovery,
     migrations_apply_on_an_empty_database,
@@ -1275,6 +1276,76 @@ async fn merges(b: &Backend) {
             .expect("read"),
         None
     );
+}
+
+/// The notes outbox: a queued note marks its operations noted with it (one transaction),
+/// waits out its grace, has one holder at a time, goes back with backoff when its push
+/// fails, and counts as pending until it lands.
+async fn notes_outbox(b: &Backend) {
+    use paved::store::NewNote;
+    let store = b.open().await;
+    let (op, _) = store
+        .plan_operation(new_op("checkout", 'a', 1))
+        .await
+        .expect("plan");
+    let note = NewNote {
+        repo: repo("octo/envs"),
+        clone_url: "file:///srv/git/octo/envs.git".into(),
+        installation: None,
+        commit: sha('a'),
+        text: "Paved-Audit: v1\nEnvironment: checkout\n".into(),
+    };
+    // Queued with a grace: the outbox leaves it to whoever queued it.
+    let id = store
+        .queue_note(note.clone(), &[op], Duration::from_secs(60))
+        .await
+        .expect("queue");
+    let rec = store.operation(op).await.expect("read").expect("op");
+    assert_ne!(rec.reported & reported::NOTE, 0, "noted with the queueing");
+    assert!(store.note_pending(op).await.expect("pending"));
+    let depth = store.outbox_depth().await.expect("depth");
+    assert_eq!(depth.pending, 1);
+    assert!(depth.oldest_ms.is_some_and(|t| t <= now_ms() + 1000));
+    let lease = Duration::from_secs(60);
+    assert!(store
+        .claim_notes("replica-b", lease, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    // Its queuer takes it at once; nobody else may meanwhile.
+    let mine = store
+        .claim_note(id, "replica-a", lease)
+        .await
+        .expect("claim one")
+        .expect("claimed");
+    assert_eq!((mine.note.commit.clone(), mine.attempts), (sha('a'), 1));
+    assert_eq!(mine.note.text, note.text);
+    assert!(store
+        .claim_note(id, "replica-b", lease)
+        .await
+        .expect("claim one")
+        .is_none());
+    // The push failed: due again right away here (retry_in 0), claimed by the outbox.
+    store
+        .note_failed(id, "the origin refused", Duration::ZERO)
+        .await
+        .expect("failed");
+    let again = store
+        .claim_notes("replica-b", lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(store.pending_notes().await.expect("list").len(), 1);
+    store.note_landed(id).await.expect("landed");
+    assert!(!store.note_pending(op).await.expect("pending"));
+    assert_eq!(store.outbox_depth().await.expect("depth").pending, 0);
+    assert!(store.pending_notes().await.expect("list").is_empty());
+    assert!(store
+        .claim_note(id, "replica-b", lease)
+        .await
+        .expect("claim one")
+        .is_none());
 }
 
 async fn repositories(b: &Backend) {

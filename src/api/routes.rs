@@ -40,6 +40,17 @@ pub(super) fn not_found(what: &str) -> Response {
 }
 
 /// What the API shows of an operation: sensitive outputs never leave the database.
+/// `note_pending` of each finished operation: whether its audit note still waits in the
+/// outbox. Unknown (the store failed) reads as not pending: the note's own record is Git.
+async fn with_note_state(s: &ApiState, mut ops: Vec<OperationRecord>) -> Vec<OperationRecord> {
+    for op in &mut ops {
+        if op.reported & crate::store::reported::NOTE != 0 {
+            op.note_pending = s.store.note_pending(op.id).await.unwrap_or(false);
+        }
+    }
+    ops
+}
+
 pub(crate) fn public_operation(mut op: OperationRecord) -> OperationRecord {
     op.outputs = public_outputs(&op.outputs);
     op
@@ -245,13 +256,14 @@ async fn environment(
         (Ok(ops), Ok(timers)) => (ops, timers),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
+    let ops = ops
+        .into_iter()
+        .filter(|o| env.owns(o))
+        .map(public_operation)
+        .collect();
     Json(EnvironmentDetail {
         environment: env.clone(),
-        operations: ops
-            .into_iter()
-            .filter(|o| env.owns(o))
-            .map(public_operation)
-            .collect(),
+        operations: with_note_state(&s, ops).await,
         upcoming: upcoming_of(timers).into_iter().map(|(_, u)| u).collect(),
     })
     .into_response()
@@ -276,13 +288,12 @@ async fn merge(
     match s.store.operations_for_merge(&repo, &sha).await {
         Ok(ops) => {
             let access = s.access(&caller, &repo).await;
-            Json(
-                ops.into_iter()
-                    .filter(|op| access.sees_team(&op.op.team))
-                    .map(public_operation)
-                    .collect::<Vec<_>>(),
-            )
-            .into_response()
+            let ops = ops
+                .into_iter()
+                .filter(|op| access.sees_team(&op.op.team))
+                .map(public_operation)
+                .collect();
+            Json(with_note_state(&s, ops).await).into_response()
         }
         Err(e) => unavailable(e),
     }
@@ -306,7 +317,8 @@ async fn operation(
     };
     match s.store.operation(OperationId(id)).await {
         Ok(Some(op)) if s.access(&caller, &op.op.repo).await.sees_team(&op.op.team) => {
-            Json(public_operation(op)).into_response()
+            let op = with_note_state(&s, vec![public_operation(op)]).await;
+            Json(&op[0]).into_response()
         }
         Ok(_) => not_found("operation"),
         Err(e) => unavailable(e),

@@ -394,6 +394,17 @@ struct JsonReport<'a> {
     environment: &'a str,
     repository: &'a str,
     entries: &'a [Entry],
+    /// Records Paved made and has not written to Git yet (with `--database`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pending: &'a [Pending],
+}
+
+/// A record waiting in Paved's notes outbox, for `commit`.
+#[derive(Serialize)]
+struct Pending {
+    commit: String,
+    #[serde(flatten)]
+    record: AuditRecord,
 }
 
 fn is_url(s: &str) -> bool {
@@ -455,7 +466,16 @@ fn clone_bare(url: &str, dir: &Path) -> anyhow::Result<Repository> {
 
 /// `paved audit ENV [--repo PATH_OR_URL] [--format text|json]`: exit 0 with the history,
 /// 1 when the environment has none, 2 (an `Err`) on bad input or Git trouble.
-pub fn run_cli(env: &str, repository: &str, json: bool) -> anyhow::Result<ExitCode> {
+///
+/// `pending`: notes Paved queued and has not pushed yet, as (commit, text) (from its
+/// database with `--database`); this environment's records among them are shown apart,
+/// marked as not in Git yet.
+pub fn run_cli(
+    env: &str,
+    repository: &str,
+    json: bool,
+    pending: &[(String, String)],
+) -> anyhow::Result<ExitCode> {
     crate::manifest::names::check_environment_name(env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _clone_dir;
     let repo = if is_url(repository) {
@@ -480,7 +500,19 @@ pub fn run_cli(env: &str, repository: &str, json: bool) -> anyhow::Result<ExitCo
         repo
     };
     let history = history(&repo, env)?;
-    if history.entries.is_empty() {
+    let pending: Vec<Pending> = pending
+        .iter()
+        .flat_map(|(commit, text)| {
+            super::parse(text)
+                .into_iter()
+                .filter(|r| r.environment == env)
+                .map(|record| Pending {
+                    commit: commit.clone(),
+                    record,
+                })
+        })
+        .collect();
+    if history.entries.is_empty() && pending.is_empty() {
         eprintln!("paved: no history for environment {env} in {repository}");
         return Ok(ExitCode::from(1));
     }
@@ -489,10 +521,26 @@ pub fn run_cli(env: &str, repository: &str, json: bool) -> anyhow::Result<ExitCo
             environment: &history.environment,
             repository,
             entries: &history.entries,
+            pending: &pending,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_text(&history, repository));
+        if !pending.is_empty() {
+            println!("\nNot in Git yet (waiting in Paved's notes outbox):");
+            for p in &pending {
+                let r = &p.record;
+                println!(
+                    "  commit {}  {} {}{}",
+                    printable(&p.commit),
+                    printable(&r.operation),
+                    printable(&r.outcome),
+                    r.run_id
+                        .map(|id| format!(" (run {id})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,9 @@
 //! delivery, parses it into an [`crate::event::Event`] and calls one of them:
 //! - [`pr`]: a pull request's checks (opened, updated, reviewed, rechecked);
 //! - [`merge`]: a merge provisions what it changed (planning, the fenced runner, reports);
-//! - [`push`]: a push to the default branch that no merge explains is flagged ungoverned.
+//! - [`push`]: a push to the default branch that no merge explains is flagged ungoverned;
+//!
+//! and [`notes`] pushes the audit notes the others queued, apart from any delivery.
 //!
 //! Dependencies point down: handlers use checks, identity, runner, store, forge and repo; nothing
 //! below imports a handler.
@@ -12,6 +14,7 @@ pub mod comment;
 pub mod feedback;
 pub mod lifecycle;
 pub mod merge;
+pub mod notes;
 pub mod pr;
 pub mod push;
 mod reviews;

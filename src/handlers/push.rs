@@ -167,14 +167,23 @@ async fn flag_ungoverned(
     if text.is_empty() {
         return Ok(());
     }
-    let after = after.clone();
-    deps.repos
-        .with_remote(repo, &ev.repository.clone_url, installation, move |s| {
-            s.mirror
-                .append_note(&s.url, s.token.as_ref(), &after, &text)
-                .map_err(WorkError::from)
-        })
-        .await
+    // Queued, as every audit note is: the outbox pushes it apart from this delivery.
+    let note = deps
+        .store
+        .queue_note(
+            crate::store::NewNote {
+                repo: repo.clone(),
+                clone_url: ev.repository.clone_url.clone(),
+                installation,
+                commit: after.clone(),
+                text,
+            },
+            &[],
+            crate::handlers::notes::lease(deps),
+        )
+        .await?;
+    crate::handlers::notes::push_now(deps, note).await;
+    Ok(())
 }
 
 /// The audit trail of an ungoverned push: one record per touched environment.

@@ -5,6 +5,7 @@
 mod branch;
 pub use branch::{unguessable_branch, BranchChange, COMMITTER};
 mod history;
+pub mod locks;
 
 pub use history::CommitWithParents;
 
@@ -65,33 +66,9 @@ impl RepoError {
 /// Removes lock files left in the mirrors by a process that was killed mid-fetch. Git
 /// refuses to update a ref while its `.lock` file exists, so without this a crash would
 /// block every later fetch of that repository. Safe because each Paved process has its own
-/// data directory and calls this before its worker starts.
+/// data directory and calls this before its worker starts (see [`locks`]).
 pub fn clear_stale_locks(data_dir: &Path) -> std::io::Result<usize> {
-    fn walk(dir: &Path, removed: &mut usize) -> std::io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                // Objects are written under temporary names and renamed; no locks there.
-                if entry.file_name() != "objects" {
-                    walk(&path, removed)?;
-                }
-            } else if path.extension().is_some_and(|e| e == "lock") {
-                std::fs::remove_file(&path)?;
-                *removed += 1;
-            }
-        }
-        Ok(())
-    }
-    let mut removed = 0;
-    walk(&data_dir.join("mirrors"), &mut removed)?;
-    Ok(removed)
+    locks::clear_mirror_locks(&data_dir.join("mirrors"))
 }
 
 /// How a path differs between two commits.

@@ -62,6 +62,13 @@ fn mirror_lock(path: PathBuf) -> Arc<Mutex<()>> {
     locks.entry(path).or_default().clone()
 }
 
+/// Whether the note `existing` already holds `text` (each record names its run, attempt
+/// and times, so the same text is the same records).
+fn holds(existing: &str, text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty() && existing.contains(text)
+}
+
 /// How a push ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Pushed {
@@ -118,6 +125,9 @@ impl Mirror {
     ) -> Result<Pushed, RepoError> {
         self.sync_notes_ref(url, token)?;
         let content = match self.note_text(target)? {
+            // Already there: an earlier push of the same text landed (and the answer, or
+            // the record of it, was lost to a crash). Exactly once in effect.
+            Some(existing) if holds(&existing, text) => return Ok(Pushed::Accepted),
             Some(mut existing) if !existing.is_empty() => {
                 if !existing.ends_with('\n') {
                     existing.push('\n');
@@ -132,6 +142,7 @@ impl Mirror {
         // The notes commit's parent is the local notes ref, which now equals the origin's.
         self.repo
             .note(&sig, &sig, Some(NOTES_REF), target, &content, true)?;
+        crate::chaos::point("note-push");
         self.push_notes(url, token)
     }
 
@@ -181,6 +192,16 @@ impl Mirror {
         token: Option<&Secret>,
         refspec: &str,
     ) -> Result<Pushed, RepoError> {
+        // A local origin may hold a ref lock that a writer killed mid-push left behind:
+        // every push of that ref would fail until it goes.
+        if let Some(origin) = super::locks::local_origin(url) {
+            let remote_ref = refspec.rsplit(':').next().unwrap_or(refspec);
+            super::locks::clear_stale_origin_locks(
+                &origin,
+                &[remote_ref],
+                super::locks::STALE_AFTER,
+            );
+        }
         let rejected: RefCell<Option<String>> = RefCell::new(None);
         let result = {
             let mut cbs = callbacks(token);

@@ -51,7 +51,9 @@ pub struct Repos {
     data_dir: PathBuf,
     clone_url_template: Option<String>,
     credentials: Arc<dyn GitCredentials>,
-    locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per repository; what it guards says whether the mirror is known free of
+    /// lock files a dead writer left (false at start and after a failure).
+    locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<bool>>>>,
 }
 
 impl Repos {
@@ -79,7 +81,7 @@ impl Repos {
         }
     }
 
-    fn lock_of(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<bool>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(repo.clone()).or_default().clone()
     }
@@ -98,7 +100,8 @@ impl Repos {
         E: From<RepoError> + Send + 'static,
     {
         let lock = self.lock_of(repo);
-        let _held = lock.lock().await;
+        let mut swept = lock.lock().await;
+        let sweep = !*swept;
         let url = self.clone_url(repo, payload_clone_url);
         let token = self
             .credentials
@@ -109,9 +112,15 @@ impl Repos {
         let repo = repo.clone();
         let result = blocking(move || {
             let mirror = Mirror::open(&data_dir, &repo)?;
+            // Paved is its mirrors' only writer and holds this one's lock: a lock file in
+            // it now was left by a writer that died (a crash, or a failure of this one).
+            if sweep {
+                super::locks::clear_mirror_locks(mirror.path()).map_err(RepoError::from)?;
+            }
             f(Session { mirror, url, token })
         })
         .await;
+        *swept = result.is_ok();
         if result.is_err() {
             self.credentials.failed(installation).await;
         }

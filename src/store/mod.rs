@@ -5,7 +5,7 @@
 //! The rooms: [`deliveries`] (webhook deliveries: each backend its own, SQLite with group
 //! commit, PostgreSQL with leased claims), [`runs`] (check runs and PR comments),
 //! [`operations`] (provisioning operations, fenced), [`locks`] (environment locks),
-//! [`merges`], [`inventory`] (environments and their storage), [`recovery`] (what a start
+//! [`merges`], [`notes`] (the outbox of audit notes), [`inventory`] (environments and their storage), [`recovery`] (what a start
 //! does after a crash) and [`retention`] (what is pruned after `store.retention`). Queries shared by both backends are written once ([`sql`] adapts
 //! them to SQLite), with their binding, in the aggregate's file; a new table is a new file:
 //! its trait, its queries, its `impl_*!` macro, and one line per backend.
@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod locks;
 pub mod merges;
+pub mod notes;
 pub mod operations;
 pub mod postgres;
 pub mod recovery;
@@ -34,6 +35,7 @@ pub use inventory::{
 pub use lifecycle::{LifecycleStore, Timer, TimerKind};
 pub use locks::LockStore;
 pub use merges::MergeStore;
+pub use notes::{NewNote, NoteStore, OutboxDepth, QueuedNote};
 pub use operations::{
     reported, Fence, Finish, NewOperation, OpKind, OpState, OperationRecord, OperationStore,
     OperationUpdate,
@@ -67,6 +69,7 @@ pub trait Store:
     + OperationStore
     + LockStore
     + MergeStore
+    + NoteStore
     + RepositoryStore
     + RequestStore
     + InventoryStore
@@ -85,6 +88,7 @@ impl<T> Store for T where
         + OperationStore
         + LockStore
         + MergeStore
+        + NoteStore
         + RepositoryStore
         + RequestStore
         + InventoryStore
@@ -101,7 +105,7 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, InventoryStore, LifecycleStore, LockStore, MergeStore, OperationStore,
-        Recovery, RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
+        DeliveryStore, InventoryStore, LifecycleStore, LockStore, MergeStore, NoteStore,
+        OperationStore, Recovery, RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
     };
 }

@@ -171,6 +171,10 @@ pub struct OperationRecord {
     pub outputs: serde_json::Value,
     pub reported: u32,
     pub created_at: String,
+    /// Its audit note is queued and not on the origin yet (the notes outbox pushes it;
+    /// `paved audit` shows it once it lands). Filled in by the API.
+    #[serde(default)]
+    pub note_pending: bool,
 }
 
 /// Who holds an environment's lock, and since when: the lock's epoch goes up each time it

@@ -1,5 +1,6 @@
 //! Reporting a merge's operations: each one's final deployment status, one git note with
-//! every record (the audit trail), the PR's comment and `paved/provision`'s verdict.
+//! every record (the audit trail, queued in the notes outbox and pushed apart: see
+//! [`crate::handlers::notes`]), the PR's comment and `paved/provision`'s verdict.
 
 use super::{Quiet, MAX_OP_ATTEMPTS};
 use crate::audit::{AuditRecord, CheckVerdict};
@@ -8,11 +9,13 @@ use crate::event::PrInfo;
 use crate::forge::client::{GitHub, NewDeploymentStatus, StatusState};
 use crate::handlers::{comment, Deps, Target, WorkError};
 use crate::ids::CommitSha;
-use crate::store::{public_outputs, reported, OpKind, OpState, OperationRecord, OperationUpdate};
+use crate::store::{
+    public_outputs, reported, NewNote, OpKind, OpState, OperationRecord, OperationUpdate,
+};
 
 /// Makes the reports of finished operations that are not made yet: each one's final
-/// deployment status (concurrently), then one git note holding every record, written and
-/// pushed once (a note per operation would cost a commit and a push each).
+/// deployment status (concurrently), then one git note holding every record, queued once
+/// (a note per operation would cost a commit and a push each).
 pub(crate) async fn report_operations(
     deps: &Deps,
     gh: &GitHub,
@@ -39,19 +42,24 @@ pub(crate) async fn report_operations(
         .map(|r| crate::audit::render(&audit_record(r)))
         .collect::<Vec<_>>()
         .join("\n");
-    let merge = first.op.merge_sha.clone();
-    deps.repos
-        .with_remote(&at.repo, &at.clone_url, at.installation, move |s| {
-            s.mirror
-                .append_note(&s.url, s.token.as_ref(), &merge, &text)
-                .map_err(WorkError::from)
-        })
+    // The outcome never waits on Git (issue 20): the note is queued with the operations
+    // marked noted, in one transaction, and pushed by the outbox apart from this delivery.
+    let ids: Vec<_> = unnoted.iter().map(|r| r.id).collect();
+    let note = deps
+        .store
+        .queue_note(
+            NewNote {
+                repo: at.repo.clone(),
+                clone_url: at.clone_url.clone(),
+                installation: at.installation,
+                commit: first.op.merge_sha.clone(),
+                text,
+            },
+            &ids,
+            crate::handlers::notes::lease(deps),
+        )
         .await?;
-    for r in unnoted {
-        deps.store
-            .update_operation(r.id, OperationUpdate::Reported(reported::NOTE))
-            .await?;
-    }
+    crate::handlers::notes::push_now(deps, note).await;
     Ok(())
 }
 

@@ -191,6 +191,7 @@ async fn run_locked(
         },
         ..EnvironmentUpdate::of(op, ended, id)
     };
+    crate::chaos::point("result-write");
     if !deps
         .store
         .finish_operation(id, fence, finish, env, storage)
@@ -241,6 +242,7 @@ async fn announce(
         Some(d) => d,
         None => {
             let d = ensure_deployment(deps, gh, at, item, rec).await?;
+            crate::chaos::point("deployment");
             deps.store
                 .update_operation(id, OperationUpdate::DeploymentCreated(d))
                 .await?;

@@ -230,6 +230,7 @@ super::inventory::impl_inventory_store!(PgStore, super::sql::postgres);
 super::operations::impl_operation_store!(PgStore, super::sql::postgres);
 super::locks::impl_lock_store!(PgStore, super::sql::postgres);
 super::merges::impl_merge_store!(PgStore, super::sql::postgres);
+super::notes::impl_note_store!(PgStore, super::sql::postgres);
 super::repositories::impl_repository_store!(PgStore, super::sql::postgres);
 super::requests::impl_request_store!(PgStore, super::sql::postgres);
 super::retention::impl_retention_store!(PgStore, super::sql::postgres);
