@@ -32,7 +32,11 @@ pub async fn spawn_serve(
     extra_env: &[(&str, String)],
 ) -> (Paved, String) {
     let port = free_port();
-    let log = std::fs::File::create(data_dir.with_extension("log"))
+    // Appended to: a replica started again on the same folder keeps its earlier log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
     let child = Command::new(env!("CARGO_BIN_EXE_paved"))
