@@ -1282,7 +1282,7 @@ async fn merges(b: &Backend) {
 /// waits out its grace, has one holder at a time, goes back with backoff when its push
 /// fails, and counts as pending until it lands.
 async fn notes_outbox(b: &Backend) {
-    use paved::store::NewNote;
+    use paved::store::{NewNote, Prunable};
     let store = b.open().await;
     let (op, _) = store
         .plan_operation(new_op("checkout", 'a', 1))
@@ -1338,6 +1338,35 @@ async fn notes_outbox(b: &Backend) {
     assert_eq!(again[0].attempts, 2);
     assert_eq!(store.pending_notes().await.expect("list").len(), 1);
     store.note_landed(id).await.expect("landed");
+    // Kept until the retention passes; a pending note is never pruned.
+    let pending = store
+        .queue_note(note.clone(), &[], Duration::ZERO)
+        .await
+        .expect("queue");
+    let later = now_ms() + 60_000;
+    assert_eq!(
+        store
+            .prune(Prunable::NoteLinks, now_ms() - 60_000, 10)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::NoteLinks, later, 10)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune(Prunable::LandedNotes, later, 10)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(store.pending_notes().await.expect("list")[0].id, pending);
+    store.note_landed(pending).await.expect("landed");
     assert!(!store.note_pending(op).await.expect("pending"));
     assert_eq!(store.outbox_depth().await.expect("depth").pending, 0);
     assert!(store.pending_notes().await.expect("list").is_empty());

@@ -1,5 +1,6 @@
 //! Retention: what is kept for a while (webhook deliveries once finished, check-run
-//! reports, provisioning scripts' logs) and pruned after `store.retention`, in small
+//! reports, provisioning scripts' logs, audit notes once they landed in Git) and pruned
+//! after `store.retention`, in small
 //! batches so the pruning never holds the database for long. What is never pruned: the
 //! inventory, each operation's record and outcome (only its log goes), and the audit trail
 //! (Git notes, outside the database).
@@ -16,13 +17,19 @@ pub enum Prunable {
     Runs,
     /// The logs of finished operations (the operation and its outcome stay).
     OperationLogs,
+    /// Which operations a landed audit note held (pruned before the notes themselves).
+    NoteLinks,
+    /// Audit notes of the outbox that landed (their text is in Git).
+    LandedNotes,
 }
 
 impl Prunable {
-    pub const ALL: [Prunable; 3] = [
+    pub const ALL: [Prunable; 5] = [
         Prunable::Deliveries,
         Prunable::Runs,
         Prunable::OperationLogs,
+        Prunable::NoteLinks,
+        Prunable::LandedNotes,
     ];
 
     /// The name the metrics and logs use.
@@ -31,6 +38,8 @@ impl Prunable {
             Prunable::Deliveries => "deliveries",
             Prunable::Runs => "runs",
             Prunable::OperationLogs => "operation_logs",
+            Prunable::NoteLinks => "note_links",
+            Prunable::LandedNotes => "landed_notes",
         }
     }
 }
@@ -55,6 +64,15 @@ pub(super) const PRUNE_OPERATION_LOGS: &str = "UPDATE operations SET log = '' WH
          AND state IN ('succeeded', 'failed', 'interrupted', 'refused') \
        ORDER BY id LIMIT $2)";
 
+/// The links of landed notes that still have some (so each batch finds new ones).
+pub(super) const PRUNE_NOTE_LINKS: &str = "DELETE FROM note_outbox_operations WHERE note_id IN ( \
+       SELECT id FROM note_outbox WHERE landed_at IS NOT NULL AND landed_at < $1 \
+         AND EXISTS (SELECT 1 FROM note_outbox_operations l WHERE l.note_id = note_outbox.id) \
+       ORDER BY id LIMIT $2)";
+pub(super) const PRUNE_LANDED_NOTES: &str = "DELETE FROM note_outbox WHERE id IN ( \
+       SELECT id FROM note_outbox WHERE landed_at IS NOT NULL AND landed_at < $1 \
+       ORDER BY id LIMIT $2)";
+
 /// [`RetentionStore`] for a store with `write()`, in the dialect `$sql`.
 macro_rules! impl_retention_store {
     ($store:ty, $sql:path) => {
@@ -71,6 +89,8 @@ macro_rules! impl_retention_store {
                     $crate::store::Prunable::Deliveries => r::PRUNE_DELIVERIES,
                     $crate::store::Prunable::Runs => r::PRUNE_RUNS,
                     $crate::store::Prunable::OperationLogs => r::PRUNE_OPERATION_LOGS,
+                    $crate::store::Prunable::NoteLinks => r::PRUNE_NOTE_LINKS,
+                    $crate::store::Prunable::LandedNotes => r::PRUNE_LANDED_NOTES,
                 };
                 self.write(move |conn| {
                     Box::pin(async move {
