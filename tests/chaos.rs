@@ -134,6 +134,18 @@ impl Chaos {
         }
     }
 
+    /// Makes merge `k` and delivers it to a live replica (stored before its 202).
+    async fn send_merge(&mut self, k: usize) -> (String, CommitSha) {
+        let (name, sha, body) = merge(&self.h, k);
+        let id = self.h.delivery_id();
+        self.h.external_url = Some(self.live_url());
+        assert_eq!(
+            self.h.send("pull_request", &id, &body).await,
+            reqwest::StatusCode::ACCEPTED
+        );
+        (name, sha)
+    }
+
     /// A live replica's URL.
     fn live_url(&self) -> String {
         self.replicas
@@ -168,6 +180,15 @@ fn merge(h: &Harness, k: usize) -> (String, CommitSha, Vec<u8>) {
     let sha = h.remote.merge_pull(&pr).expect("merge");
     let body = paved_testkit::merged_payload(&pr, &sha, "hubot").expect("payload");
     (name, sha, body)
+}
+
+/// Whether every merge commit in `shas` has a final `paved/provision`.
+fn all_final(gh: &github_emulator::EmulatorHandle, shas: &[String]) -> bool {
+    shas.iter().all(|sha| {
+        gh.latest_statuses(common::REPO, sha)
+            .get("paved/provision")
+            .is_some_and(|s| s.state != "pending")
+    })
 }
 
 /// Leaves the lock a writer killed in the middle of a ref update leaves, `age` old.
@@ -234,27 +255,14 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
             .wait_until(
                 Duration::from_secs(120),
                 "earlier merges final",
-                move |gh| {
-                    settled.iter().all(|sha| {
-                        gh.latest_statuses(common::REPO, sha)
-                            .get("paved/provision")
-                            .is_some_and(|s| s.state != "pending")
-                    })
-                },
+                move |gh| all_final(gh, &settled),
             )
             .await
             .expect("the merges before the kill before last are final");
         // A batch of merges (the k-th share of them, so that every kill meets work),
         // delivered to a live replica (stored before its 202).
         while sent.len() < merges * (k + 1) / kills {
-            let (name, sha, body) = merge(&c.h, sent.len());
-            let id = c.h.delivery_id();
-            c.h.external_url = Some(c.live_url());
-            assert_eq!(
-                c.h.send("pull_request", &id, &body).await,
-                reqwest::StatusCode::ACCEPTED
-            );
-            sent.push((name, sha));
+            sent.push(c.send_merge(sent.len()).await);
         }
         // The kill: where the replica stopped itself, or at a random moment.
         match point {
@@ -302,14 +310,7 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
     }
     // The rest of the merges, if the batches did not take them all.
     while sent.len() < merges {
-        let (name, sha, body) = merge(&c.h, sent.len());
-        let id = c.h.delivery_id();
-        c.h.external_url = Some(c.live_url());
-        assert_eq!(
-            c.h.send("pull_request", &id, &body).await,
-            reqwest::StatusCode::ACCEPTED
-        );
-        sent.push((name, sha));
+        sent.push(c.send_merge(sent.len()).await);
     }
 
     // Every merge's `paved/provision` becomes final.
@@ -318,13 +319,7 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
         c.h.github
             .wait_until(Duration::from_secs(180), "every paved/provision final", {
                 let shas = shas.clone();
-                move |gh| {
-                    shas.iter().all(|sha| {
-                        gh.latest_statuses(common::REPO, sha)
-                            .get("paved/provision")
-                            .is_some_and(|s| s.state != "pending")
-                    })
-                }
+                move |gh| all_final(gh, &shas)
             })
             .await;
     if waited.is_err() {
@@ -432,8 +427,8 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
     }
     let start = Instant::now();
     loop {
-        let pending = notes_pending(&c.h, &url).await;
-        if pending == Some(0) {
+        let pending = common::metric(&c.h.client, &url, "paved_notes_pending").await;
+        if pending == Some(0.0) {
             break;
         }
         assert!(
@@ -489,23 +484,6 @@ fn no_environment_ran_twice_at_once(records: &Path, label: &str) {
             }
         }
     }
-}
-
-/// `paved_notes_pending` as a replica's /metrics reports it.
-async fn notes_pending(h: &Harness, url: &str) -> Option<u64> {
-    let text = h
-        .client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("paved_notes_pending "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,21 +15,6 @@ use common::recorder::add;
 use common::DEADLINE;
 use std::time::{Duration, Instant, SystemTime};
 
-async fn metric(e: &Env, name: &str) -> Option<f64> {
-    let text =
-        e.h.client
-            .get(format!("{}/metrics", e.h.url()))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn audit(e: &Env, database: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
         .args(["audit", "outbox-preview", "--repo"])
@@ -65,7 +50,10 @@ async fn a_note_the_origin_refuses_waits_in_the_outbox_and_holds_nothing_up() {
     let ops = e.operations(&merge).await;
     assert_eq!(ops[0]["note_pending"], true, "{ops:?}");
     assert!(e.notes(&merge).is_empty(), "the origin took the note");
-    assert_eq!(metric(&e, "paved_notes_pending").await, Some(1.0));
+    assert_eq!(
+        common::metric(&e.h.client, &e.h.url(), "paved_notes_pending").await,
+        Some(1.0)
+    );
     let database = e.h.config().database_url;
     let shown = audit(&e, &database);
     assert!(

@@ -64,18 +64,9 @@ pub async fn drain(deps: &Deps) -> Result<usize, crate::store::StoreError> {
             return Ok(landed);
         }
         for q in claimed {
-            match push(deps, &q).await {
-                Ok(()) => {
-                    deps.store.note_landed(q.id).await?;
-                    landed += 1;
-                }
-                Err(why) => {
-                    let retry_in = backoff(q.attempts);
-                    tracing::warn!(note = q.id, repo = %q.note.repo, commit = %q.note.commit,
-                        attempts = q.attempts, retry_in_s = retry_in.as_secs(), error = %why,
-                        "pushing an audit note failed; it stays queued");
-                    deps.store.note_failed(q.id, &why, retry_in).await?;
-                }
+            let outcome = push(deps, &q).await;
+            if settle(deps, &q, outcome).await? {
+                landed += 1;
             }
         }
     }
@@ -101,17 +92,31 @@ pub async fn push_now(deps: &Deps, id: i64) {
             INLINE_LIMIT.as_secs()
         )),
     };
-    let recorded = match outcome {
-        Ok(()) => deps.store.note_landed(id).await,
-        Err(why) => {
-            let retry_in = backoff(claimed.attempts);
-            tracing::warn!(note = id, repo = %claimed.note.repo, error = %why,
-                retry_in_s = retry_in.as_secs(), "pushing an audit note failed; it stays queued");
-            deps.store.note_failed(id, &why, retry_in).await
-        }
-    };
-    if let Err(e) = recorded {
+    if let Err(e) = settle(deps, &claimed, outcome).await {
         tracing::warn!(note = id, error = %e, "recording an audit note's push failed");
+    }
+}
+
+/// Records how a push of `q` went: landed, or back in the queue after its backoff.
+/// Returns whether it landed.
+async fn settle(
+    deps: &Deps,
+    q: &QueuedNote,
+    outcome: Result<(), String>,
+) -> Result<bool, crate::store::StoreError> {
+    match outcome {
+        Ok(()) => {
+            deps.store.note_landed(q.id).await?;
+            Ok(true)
+        }
+        Err(why) => {
+            let retry_in = backoff(q.attempts);
+            tracing::warn!(note = q.id, repo = %q.note.repo, commit = %q.note.commit,
+                attempts = q.attempts, retry_in_s = retry_in.as_secs(), error = %why,
+                "pushing an audit note failed; it stays queued");
+            deps.store.note_failed(q.id, &why, retry_in).await?;
+            Ok(false)
+        }
     }
 }
 

@@ -29,6 +29,21 @@ pub fn manifest(name: &str, size: &str) -> String {
     testkit::manifest(name, "payments", size)
 }
 
+/// The value of the unlabelled series `name` on the `/metrics` page of the Paved at `url`.
+pub async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The PostgreSQL server the PostgreSQL suite uses (`PAVED_TEST_DATABASE_URL`).
 pub fn postgres_server() -> Option<String> {
     std::env::var("PAVED_TEST_DATABASE_URL")
