@@ -100,6 +100,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
         store: Default::default(),
         portal: Default::default(),
         lifecycle: Default::default(),
+        oidc: Default::default(),
         api: Default::default(),
     };
     let service = paved::service::start(config).await?;

@@ -81,6 +81,7 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
         store: Default::default(),
         portal: Default::default(),
         lifecycle: Default::default(),
+        oidc: Default::default(),
         api: Default::default(),
     })
     .await?;

@@ -166,6 +166,7 @@ impl Bench {
             store: Default::default(),
             portal: Default::default(),
             lifecycle: Default::default(),
+            oidc: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "bench".into(),

@@ -35,6 +35,10 @@ fn spec(def: &Path, work: &Path, sandbox: Sandbox, run_id: i64) -> RunSpec {
         work_root: work.to_path_buf(),
         sandbox,
         network: true,
+        definition: "def".into(),
+        owner: "alice".into(),
+        identity: None,
+        ade_program: None,
     }
 }
 

@@ -66,6 +66,7 @@ async fn bench(n: usize, gone: usize) -> anyhow::Result<Bench> {
             ..Default::default()
         },
         api: Default::default(),
+        oidc: Default::default(),
     };
     let deps = paved::service::handler_deps(config).await?;
     let repo = RepoName::parse("bench/environments")?;

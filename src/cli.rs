@@ -366,6 +366,15 @@ fn check_command(path: &std::path::Path, format: Format) -> anyhow::Result<ExitC
         anyhow::bail!("{}: not a folder", path.display());
     }
     let report = crate::checks::check_local(path);
+    // Identities live in the server's configuration: say what could not be checked here.
+    let named = crate::checks::named_identities_local(path);
+    if !named.is_empty() {
+        eprintln!(
+            "note: {} names deploy identities ({}); only the Paved server knows which it defines, so they are checked on the pull request, not here",
+            crate::manifest::platform::PLATFORM_PATH,
+            named.join(", ")
+        );
+    }
     match format {
         Format::Text => print!("{}", crate::checks::render_text(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

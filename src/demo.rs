@@ -199,6 +199,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     let api_token = hex::encode(rand::random::<[u8; 16]>());
     let clock = crate::clock::Clock::manual(chrono::Utc::now());
     let config = Config {
+        oidc: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: root.join("data"),
         database_url: format!(

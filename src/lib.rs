@@ -4,6 +4,7 @@
 //! is the map (the rooms, the direction of dependencies, the invariants). What the binary,
 //! the tests and the benchmarks use is public; the rest is the crate's own.
 
+pub mod ade;
 mod api;
 pub mod audit;
 pub mod chaos;
@@ -26,6 +27,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod manifest;
 pub mod metrics;
+pub mod oidc;
 pub mod orchestrator;
 pub mod policy;
 pub mod portal;

@@ -215,10 +215,12 @@ pub async fn start(mut config: Config) -> Result<Service> {
                 forge: deps.forge.clone(),
                 directory: deps.directory.clone(),
                 clock: config.lifecycle.clock.clone(),
+                identities: config.runner.identities.keys().cloned().collect(),
             }),
             lifecycle_wake: lifecycle_wake.clone(),
             clock: config.lifecycle.clock.clone(),
             unsandboxed: deps.sandbox.is_none(),
+            issuer: deps.issuer.clone(),
         },
     );
     // The portal reads through the API's state: the same scoping, the same Orchestrator.
@@ -484,6 +486,7 @@ mod tests {
             store: Default::default(),
             portal: Default::default(),
             lifecycle: Default::default(),
+            oidc: Default::default(),
             api: Default::default(),
         }
     }

@@ -150,6 +150,10 @@ impl Env {
                 self.work.path(),
             ),
             network: true,
+            definition: "def".into(),
+            owner: "alice".into(),
+            identity: None,
+            ade_program: None,
         };
         runner::run(spec, |_| async {}).await
     }

@@ -237,7 +237,13 @@ async fn each_role_sees_what_spec_8_says_on_every_route() {
     }
 
     // Open routes stay open; the schemas need an identity like everything else.
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
         assert_eq!(call(&e, Who::Anonymous, path).await.0, 200, "{path}");
     }
     assert_eq!(

@@ -268,7 +268,13 @@ async fn the_document_lists_every_route_and_every_answer_validates_against_it() 
 
     // Every route, with what it answers.
     let r = REPO;
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
         assert_eq!(c.get(path, None).await.0, 200, "{path}");
     }
     assert_eq!(c.get("/api/v1/me", None).await.0, 401);

@@ -75,6 +75,10 @@ impl Fixture {
             // pid); the sandbox has its own, tests/sandbox.rs.
             sandbox: runner::Sandbox::None,
             network: true,
+            definition: "def".into(),
+            owner: "alice".into(),
+            identity: None,
+            ade_program: None,
         }
     }
 

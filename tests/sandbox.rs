@@ -162,6 +162,10 @@ impl Deployment {
             work_root: self.work_dir(),
             sandbox,
             network,
+            definition: "def".into(),
+            owner: "alice".into(),
+            identity: None,
+            ade_program: None,
         };
         runner::run(spec, |_| async {}).await
     }

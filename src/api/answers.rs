@@ -59,6 +59,10 @@ pub struct Me {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnvironmentDetail {
     pub environment: EnvironmentRecord,
+    /// The deploy identity its type's runs get (SPEC 13), by name (never a secret), as the
+    /// default branch's `platform.yaml` names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub operations: Vec<OperationRecord>,
     /// What the scheduler will do next for it, soonest first (SPEC 11).
     pub upcoming: Vec<Upcoming>,

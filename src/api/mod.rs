@@ -1,8 +1,9 @@
 //! The HTTP surface: the webhook receiver (from [`crate::intake`]), health and readiness,
 //! Prometheus metrics, and the API under `/api/v1`.
 //!
-//! Only the webhook, `/healthz`, `/readyz`, `/metrics` and `/api/v1/openapi.json` answer
-//! without an identity (SPEC 8): every other route goes through [`require_identity`],
+//! Only the webhook, `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json` and the
+//! OpenID Connect issuer's `/.well-known/openid-configuration` and `/.well-known/jwks.json`
+//! answer without an identity (SPEC 8, 13): every other route goes through [`require_identity`],
 //! which answers 401
 //! without a token Paved accepts and hands the [`Caller`] to the handler. What a caller
 //! may see is decided per repository by [`Directory`]; a thing the caller may not see is
@@ -26,6 +27,7 @@ pub(crate) mod answers;
 mod backstage;
 pub(crate) mod graph;
 mod lifecycle;
+mod oidc;
 pub mod openapi;
 pub(crate) mod requests;
 pub(crate) mod routes;
@@ -45,6 +47,8 @@ pub struct ApiDeps {
     pub clock: crate::clock::Clock,
     /// `runner.sandbox = "none"`: `/readyz` says so in its detail.
     pub unsandboxed: bool,
+    /// Paved's OpenID Connect issuer (its discovery document and keys are open).
+    pub issuer: Arc<crate::oidc::Issuer>,
 }
 
 /// What every handler reads from; the portal ([`crate::portal`]) reads through it too, so
@@ -60,6 +64,7 @@ pub struct ApiState {
     pub(crate) lifecycle_wake: Arc<tokio::sync::Notify>,
     pub(crate) clock: crate::clock::Clock,
     unsandboxed: bool,
+    issuer: Arc<crate::oidc::Issuer>,
 }
 
 impl ApiState {
@@ -92,11 +97,14 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         lifecycle_wake: deps.lifecycle_wake,
         clock: deps.clock,
         unsandboxed: deps.unsandboxed,
+        issuer: deps.issuer,
     };
     let open = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+        .routes(routes!(oidc::openid_configuration))
+        .routes(routes!(oidc::jwks))
         .with_state(state.clone());
     let identified = routes::routes()
         .merge(graph::routes())

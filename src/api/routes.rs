@@ -261,7 +261,9 @@ async fn environment(
         .filter(|o| env.owns(o))
         .map(public_operation)
         .collect();
+    let identity = identity_of_type(&s, &repo, &env.env_type).await;
     Json(EnvironmentDetail {
+        identity,
         environment: env.clone(),
         operations: with_note_state(&s, ops).await,
         upcoming: upcoming_of(timers).into_iter().map(|(_, u)| u).collect(),
@@ -323,4 +325,19 @@ async fn operation(
         Ok(_) => not_found("operation"),
         Err(e) => unavailable(e),
     }
+}
+
+/// The deploy identity environment type `env_type` names in `repo`'s default branch
+/// (SPEC 13): a name, never a secret.
+pub(crate) async fn identity_of_type(
+    s: &ApiState,
+    repo: &RepoName,
+    env_type: &str,
+) -> Option<String> {
+    let (_, g) = s.directory.governance(repo).await?;
+    g.platform()?
+        .environment_types
+        .get(env_type)?
+        .identity
+        .clone()
 }

@@ -128,11 +128,12 @@ pub fn evaluate_governance_with(
         verdict,
         description: super::text::truncate(&description, super::text::DESCRIPTION_MAX),
         approval,
-        changed,
         approvers,
         newly_failing: what_if.newly_failing,
         examined: what_if.examined,
         truncated: what_if.truncated,
+        schema_errors: super::identities::for_governance(head_tree, &changed, ctx),
+        changed,
         errors,
         head_errors: what_if.head_errors,
     }

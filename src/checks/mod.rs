@@ -26,6 +26,7 @@
 mod approval;
 mod governance;
 mod governance_check;
+mod identities;
 mod plan;
 mod policy;
 mod quota;
@@ -43,6 +44,7 @@ pub use governance_check::{
     evaluate_governance, evaluate_governance_with, is_governance_path, GOVERNANCE_CONTEXT,
     WHAT_IF_MAX,
 };
+pub use identities::{named_identities, named_identities_local, unknown_identities};
 pub use plan::{planned_checks, planned_checks_with_branch};
 pub use render::{render_markdown, render_text, ContextVerdict, Finding};
 pub use report::{

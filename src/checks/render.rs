@@ -64,6 +64,39 @@ impl Report {
             .collect();
         let mut out: Vec<ContextVerdict> =
             kinds.into_iter().map(|k| self.context_verdict(k)).collect();
+        // The pull request's platform.yaml names what the server lacks: `paved/schema`
+        // fails, whether or not an environment was touched too.
+        if let Some(first) = self
+            .governance
+            .as_ref()
+            .and_then(|g| g.schema_errors.first())
+        {
+            let description = truncate(
+                &format!(
+                    "{}: {}: {}",
+                    first.file,
+                    first.field.as_deref().unwrap_or(""),
+                    first.message
+                ),
+                DESCRIPTION_MAX,
+            );
+            match out.iter_mut().find(|c| c.check == CheckKind::Schema) {
+                Some(c) if c.verdict == Verdict::Fail => {}
+                Some(c) => {
+                    c.verdict = Verdict::Fail;
+                    c.description = description;
+                }
+                None => out.insert(
+                    0,
+                    ContextVerdict {
+                        context: CheckKind::Schema.context().to_string(),
+                        check: Some(CheckKind::Schema),
+                        verdict: Verdict::Fail,
+                        description,
+                    },
+                ),
+            }
+        }
         if let Some(g) = &self.governance {
             out.push(ContextVerdict {
                 context: GOVERNANCE_CONTEXT.to_string(),
@@ -81,6 +114,15 @@ impl Report {
         let mut out = Vec::new();
         match verdict.check {
             Some(check) => {
+                if check == CheckKind::Schema {
+                    if let Some(g) = &self.governance {
+                        out.extend(g.schema_errors.iter().map(|d| Finding {
+                            error: true,
+                            about: "governance".to_string(),
+                            diagnostic: d,
+                        }));
+                    }
+                }
                 for error in [true, false] {
                     for env in &self.environments {
                         let Some(o) = env.outcome(check) else {
@@ -445,6 +487,15 @@ fn governance_markdown(g: &GovernanceOutcome, out: &mut String) {
         let _ = writeln!(out, "- {}", md_message(d, false));
     }
     if !g.errors.is_empty() {
+        out.push('\n');
+    }
+    if !g.schema_errors.is_empty() {
+        out.push_str(
+            "**paved/schema** ❌ `platform.yaml` names what this Paved server does not define:\n\n",
+        );
+        for d in g.schema_errors.iter().take(CELL_MESSAGES) {
+            let _ = writeln!(out, "- {}", md_message(d, false));
+        }
         out.push('\n');
     }
     let (sentence, lines) = what_if_lines(g, |label, checks| {

@@ -26,6 +26,10 @@ pub struct PrContext {
     /// The head commit the checks are for (reviews of other commits are stale).
     #[serde(default)]
     pub head_sha: Option<String>,
+    /// The deploy identities the server defines (`[runner.identities]`, SPEC 13); `None`
+    /// when unknown (`paved check`, offline).
+    #[serde(default)]
+    pub identities: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +151,10 @@ pub struct GovernanceOutcome {
     /// the base does not have. When set, renderers show one line for `newly_failing`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub head_errors: Vec<Diagnostic>,
+    /// What the pull request's `platform.yaml` names that the server does not have (a
+    /// deploy identity it does not define): these fail `paved/schema`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_errors: Vec<Diagnostic>,
 }
 
 /// One environment that would newly fail.

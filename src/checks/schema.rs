@@ -48,6 +48,21 @@ impl Run<'_> {
         if let Some(platform) = self.gov.platform() {
             out.schema_errors
                 .extend(policy::schema_rules(&m, platform, self.gov.catalog()));
+            // Its type's deploy identity must exist on this server, or nothing could run.
+            let ty = platform.environment_types.get(&m.manifest.spec.env_type);
+            if let (Some(known), Some(ty)) = (&self.ctx.identities, ty) {
+                for name in [&ty.identity, &ty.plan_identity].into_iter().flatten() {
+                    if !known.contains(name) {
+                        out.schema_errors.push(m.diag(
+                            "spec.type",
+                            format!(
+                                "environment type {:?} uses identity {name:?}, which this Paved server does not define: nothing of this type can run until the platform team adds it",
+                                m.manifest.spec.env_type
+                            ),
+                        ));
+                    }
+                }
+            }
             // Names are unique across the repository. One lookup per team, so the cost
             // follows the number of teams, not of environments.
             for team in platform.teams.keys().filter(|t| **t != mp.team) {

@@ -35,6 +35,8 @@ pub(super) struct FileConfig {
     pub(super) portal: super::portal::FilePortal,
     #[serde(default)]
     pub(super) lifecycle: super::lifecycle::FileLifecycle,
+    #[serde(default)]
+    pub(super) oidc: super::identity::FileOidc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +77,8 @@ pub(super) struct FileRunner {
     pub(super) bubblewrap: Option<String>,
     pub(super) work_dir: Option<PathBuf>,
     pub(super) mounts: Option<Vec<FileMount>>,
+    pub(super) identities:
+        Option<std::collections::BTreeMap<String, super::identity::FileIdentity>>,
 }
 
 /// `[[runner.mounts]]`: a host folder every run sees.

@@ -5,6 +5,7 @@
 mod api;
 mod file;
 mod github;
+mod identity;
 mod lifecycle;
 mod portal;
 mod repos;
@@ -12,6 +13,9 @@ mod runner;
 
 pub use api::{ApiConfig, ServiceToken, MAX_IDENTITY_TTL};
 pub use github::{GithubAuth, ReportMode};
+pub use identity::{
+    is_identity_name, AwsIdentity, AzureIdentity, GcpIdentity, Identity, OidcConfig,
+};
 pub use lifecycle::LifecycleConfig;
 pub use portal::PortalConfig;
 pub use repos::RepoFilter;
@@ -104,6 +108,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// `[lifecycle]`: expiry warnings, drift checks, the scheduler and its clock.
     pub lifecycle: LifecycleConfig,
+    /// Paved's OpenID Connect issuer (`[oidc]`, SPEC 13).
+    pub oidc: OidcConfig,
 }
 
 /// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
@@ -275,6 +281,7 @@ impl Config {
             api: api::load_api(file.api, env)?,
             portal: portal::load_portal(file.portal, oauth, env)?,
             lifecycle: lifecycle::load_lifecycle(file.lifecycle, env)?,
+            oidc: identity::load_oidc(file.oidc, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,
@@ -342,11 +349,25 @@ impl Config {
                 ));
             }
         }
+        short.extend(identity::short_secrets(&self.runner.identities));
         if !short.is_empty() {
             return Err(ConfigError::Invalid(format!(
                 "secrets shorter than {MIN_SECRET_LEN} characters cannot be redacted from logs reliably: {}. Use longer secrets; put values that are not secret under [runner.vars]",
                 short.join(", ")
             )));
+        }
+        if self.public_url.is_none() {
+            if let Some(i) = self
+                .runner
+                .identities
+                .values()
+                .find(|i| i.oidc_audience.is_some())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "runner.identities.{}.oidc needs public_url: it is the issuer clouds trust, and where they fetch its keys (/.well-known/openid-configuration)",
+                    i.name
+                )));
+            }
         }
         let data_dir = absolute(&self.data_dir);
         let work_dir = absolute(&self.runner.work_dir);

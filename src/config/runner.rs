@@ -50,6 +50,12 @@ pub struct RunnerConfig {
     /// Files of Paved's own named in its configuration (the configuration file, key files):
     /// masked in every sandbox, wherever a visible folder holds them. Filled by the loader.
     pub hidden: Vec<PathBuf>,
+    /// The deploy identities environment types name (`[runner.identities.<name>]`, SPEC 13).
+    pub identities: std::collections::BTreeMap<String, super::Identity>,
+    /// The program runs find as `ade` on their `PATH` (ADE's runner contract): Paved's own
+    /// binary, which acts as `ade` when called by that name. Default: the running
+    /// executable (tests name the built `paved`).
+    pub ade_program: Option<PathBuf>,
 }
 
 /// `runner.sandbox`.
@@ -87,6 +93,8 @@ impl Default for RunnerConfig {
             work_dir: default_work_dir(),
             mounts: Vec::new(),
             hidden: Vec::new(),
+            identities: Default::default(),
+            ade_program: None,
         }
     }
 }
@@ -182,10 +190,11 @@ pub(super) fn load_runner(file: FileRunner, env: Env) -> Result<RunnerConfig, Co
         }
         runner.mounts.push((m.path, m.writable));
     }
+    runner.identities = super::identity::load_identities(file.identities.unwrap_or_default())?;
     Ok(runner)
 }
 
-fn check_variable_name(name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_variable_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty()
         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         || name.starts_with("ADE_")

@@ -48,6 +48,9 @@ pub struct Entity {
     /// An environment's last drift check: `in_sync`, `drifted` or `unknown` (SPEC 11).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// The deploy identity an environment type's runs get (SPEC 13), by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// `pullRequest`, `mergeCommit`, `deployment`, `url`, `audit`, …
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
@@ -125,6 +128,7 @@ impl Graph {
                     repo,
                 );
                 e.description = t.description.clone();
+                e.identity = t.identity.clone();
                 e.relations.push(rel("definedIn", &repo_id));
                 self.put(e);
             }
@@ -307,6 +311,7 @@ fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
         description: None,
         state: None,
         drift: None,
+        identity: None,
         links: BTreeMap::new(),
         relations: Vec::new(),
         url_text: None,

@@ -54,6 +54,8 @@ pub struct Deps {
     pub lifecycle_wake: Arc<tokio::sync::Notify>,
     /// The sandbox every run goes through (SPEC 12), resolved and tried once at start.
     pub sandbox: crate::runner::Sandbox,
+    /// Paved's OpenID Connect issuer: signs each run's identity token (SPEC 13).
+    pub issuer: Arc<crate::oidc::Issuer>,
 }
 
 impl Deps {
@@ -76,7 +78,14 @@ impl Deps {
             config.api.identity_ttl,
             config.repositories.clone(),
         ));
+        let issuer = Arc::new(crate::oidc::Issuer::new(
+            store.clone(),
+            config.public_url.as_deref().unwrap_or(""),
+            config.oidc.rotate_every,
+            config.lifecycle.clock.clone(),
+        ));
         Deps {
+            issuer,
             store,
             forge,
             repos,
@@ -89,6 +98,12 @@ impl Deps {
             lifecycle_wake: Arc::new(tokio::sync::Notify::new()),
             sandbox,
         }
+    }
+
+    /// The deploy identities this server defines (`[runner.identities]`): what the checks
+    /// hold `platform.yaml` to.
+    pub fn known_identities(&self) -> BTreeSet<String> {
+        self.config.runner.identities.keys().cloned().collect()
     }
 
     /// Base URL of Paved's API, for the links in statuses and comments.

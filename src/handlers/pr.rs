@@ -136,6 +136,7 @@ async fn run(
         live: deps.live_by_team(&pr.repo).await?,
         reviews,
         head_sha: Some(pr.head_sha.to_string()),
+        identities: Some(deps.known_identities()),
     };
     let governance_sha = prep.governance_sha.clone();
     let report = evaluate(deps, pr, prep, ctx).await?;

@@ -119,6 +119,17 @@ pub fn parse_manifest_path(path: &str) -> Result<ManifestPath, String> {
     })
 }
 
+/// Whether `name` may name a deploy identity (`[runner.identities.<name>]`, a type's
+/// `identity`): 1 to 63 lower-case letters, digits, `-` and `_`, starting with a letter or
+/// digit.
+pub fn is_identity_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,6 +221,13 @@ pub struct EnvironmentType {
     /// their clouds) or `none` (loopback only).
     #[serde(default, skip_serializing_if = "Network::is_shared")]
     pub network: Network,
+    /// The deploy identity this type's runs get (SPEC 13): the name of one of the server's
+    /// `[runner.identities]`. Absent: only `[runner.env]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The identity previews of this type get (SPEC 14); absent: `identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_identity: Option<String>,
 }
 
 /// An environment type's `network`.
@@ -438,6 +445,19 @@ fn check_platform(doc: &YamlDoc, p: &Platform) -> Vec<Diagnostic> {
             for (i, d) in defs.iter().enumerate() {
                 if let Err(e) = names::check_definition_name(d) {
                     errs.push(doc.diag(&at.clone().key("definitions").index(i), e));
+                }
+            }
+        }
+        for (field, value) in [
+            ("identity", &t.identity),
+            ("planIdentity", &t.plan_identity),
+        ] {
+            if let Some(v) = value {
+                if !names::is_identity_name(v) {
+                    errs.push(doc.diag(
+                        &at.clone().key(field),
+                        format!("{v:?} is not an identity name: 1 to 63 lower-case letters, digits, '-' and '_'"),
+                    ));
                 }
             }
         }

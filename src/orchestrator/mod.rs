@@ -164,6 +164,9 @@ pub struct Orchestrator {
     pub directory: Arc<Directory>,
     /// The lifecycle's clock: `expiresAt` is judged by it, as at merge.
     pub clock: crate::clock::Clock,
+    /// The deploy identities the server defines (the pre-flight checks them as the PR's
+    /// checks will).
+    pub identities: std::collections::BTreeSet<String>,
 }
 
 /// What the default branch holds for the environment, after a fetch.
@@ -356,6 +359,7 @@ impl Orchestrator {
             live,
             reviews: Vec::new(),
             head_sha: None,
+            identities: Some(self.identities.clone()),
         };
         let (tip, path) = (tip.clone(), path.to_string());
         let now = self.clock.now();

@@ -212,6 +212,8 @@ struct EnvironmentPage {
     drift_issue_url: Option<String>,
     /// The caller may ask for a reconcile.
     may_act: bool,
+    /// The deploy identity its type's runs get (SPEC 13).
+    identity: Option<String>,
 }
 
 /// `GET /environments/{owner}/{repo}/{name}`: for those who see its team; the same page
@@ -293,7 +295,9 @@ pub(super) async fn environment(
         .and_then(|d| d.issue)
         .map(|n| format!("{web}/issues/{n}"));
     let may_act = access.acts_for(&env.team) && env.state.is_live();
+    let identity = crate::api::routes::identity_of_type(&s.api, &repo, &env.env_type).await;
     let page = EnvironmentPage {
+        identity,
         chrome: Chrome::of(&sess),
         history,
         env,

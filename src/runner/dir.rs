@@ -2,6 +2,7 @@
 //! definition), and the environment the script gets: built from nothing, the ADE contract
 //! last so nothing can shadow it.
 
+use super::identity::{identity_env, IdentityFiles};
 use super::{storage, RunSpec};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,10 @@ pub struct RunDir {
     pub error_log: PathBuf,
     /// The copy of the definition the run works in.
     pub definition: PathBuf,
+    /// What the `ade` command reads and leaves (`PAVED_ADE_CONTEXT`).
+    pub ade: PathBuf,
+    /// The folder put first on the run's `PATH`: `ade` is there.
+    pub bin: PathBuf,
     removed: bool,
 }
 
@@ -40,6 +45,8 @@ impl RunDir {
                         outputs: root.join("outputs.json"),
                         error_log: root.join("error.log"),
                         definition: root.join("definition"),
+                        ade: root.join("ade"),
+                        bin: root.join("bin"),
                         root,
                         removed: false,
                     })
@@ -108,9 +115,11 @@ pub(super) async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
     let run_id = spec.run_id;
     let definition_dir = spec.definition_dir.clone();
     let storage = spec.storage.clone();
+    let ade = super::ade_context::AdeContext::of(spec);
+    let identity = spec.identity.clone();
     let prepared = tokio::task::spawn_blocking(move || -> Result<RunDir, String> {
         let dir = RunDir::create(&work_root, run_id)?;
-        for d in [&dir.home, &dir.storage] {
+        for d in [&dir.home, &dir.storage, &dir.ade, &dir.bin] {
             std::fs::create_dir(d).map_err(|e| format!("could not create {}: {e}", d.display()))?;
         }
         let meta = std::fs::metadata(&definition_dir).map_err(|e| {
@@ -135,6 +144,12 @@ pub(super) async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
             storage::unpack(archive, &dir.storage, storage::STORAGE_LIMIT).map_err(|e| {
                 format!("ADE_STORAGE from the previous operation could not be restored: {e}")
             })?;
+        }
+        ade.write(&dir)?;
+        if let Some(identity) = &identity {
+            IdentityFiles::under(&dir.root)
+                .write(identity)
+                .map_err(|e| format!("could not write the run's identity files: {e}"))?;
         }
         Ok(dir)
     })
@@ -186,7 +201,19 @@ pub(super) fn contract_env(spec: &RunSpec, dir: &RunDir) -> Vec<(OsString, OsStr
             set(k, v.into());
         }
     }
-    set("PATH", spec.path.clone().into());
+    if let Some(identity) = &spec.identity {
+        identity_env(
+            identity,
+            &IdentityFiles::under(&dir.root),
+            spec.run_id,
+            &mut set,
+        );
+    }
+    let path = match &spec.ade_program {
+        Some(_) => format!("{}:{}", dir.bin.display(), spec.path),
+        None => spec.path.clone(),
+    };
+    set("PATH", path.into());
     set("HOME", dir.home.clone().into_os_string());
     let parameters = match &spec.parameters {
         serde_json::Value::Null => "{}".to_string(),
@@ -209,6 +236,15 @@ pub(super) fn contract_env(spec: &RunSpec, dir: &RunDir) -> Vec<(OsString, OsStr
     set("PAVED_REPOSITORY", spec.repository.clone().into());
     set("PAVED_COMMIT", spec.commit.clone().into());
     set("PAVED_RUN_ID", spec.run_id.to_string().into());
+    // ADE's runner contract for custom images (SPEC 13).
+    if let Some(tp) = &spec.template_path {
+        set(
+            "ADE_TEMPLATE_FILE",
+            dir.definition.join(tp).into_os_string(),
+        );
+    }
+    set("ADE_HTTP__OPERATIONID", spec.run_id.to_string().into());
+    set("PAVED_ADE_CONTEXT", dir.ade.clone().into_os_string());
     // A NUL in a value would make the spawn fail; drop the variable instead.
     env.retain(|(_, v)| !v.as_encoded_bytes().contains(&0));
     env

@@ -16,8 +16,10 @@
 //! - its output is capped and secrets (and its own sensitive outputs) are redacted before
 //!   any text leaves this module.
 
+pub mod ade_context;
 pub mod command;
 mod dir;
+pub mod identity;
 mod output;
 mod outputs;
 pub mod sandbox;
@@ -25,6 +27,7 @@ pub mod storage;
 pub mod terraform;
 
 pub use dir::RunDir;
+pub use identity::{AzureRun, GcpRun, RunIdentity};
 pub use output::{Capped, Redactor};
 pub use outputs::parse_outputs;
 pub use sandbox::{Bubblewrap, Mount, Sandbox};
@@ -161,6 +164,16 @@ pub struct RunSpec {
     pub sandbox: Sandbox,
     /// Whether the run shares the host's network (`false`: the type says `network: none`).
     pub network: bool,
+    /// The definition's folder name under `catalog/` (ADE's `environmentDefinitionName`).
+    pub definition: String,
+    /// Who the environment belongs to (ADE's environment `user`).
+    pub owner: String,
+    /// The environment type's deploy identity (SPEC 13), resolved; `None`: the type names
+    /// none.
+    pub identity: Option<RunIdentity>,
+    /// The program the run finds as `ade` on its `PATH` (Paved's own binary); `None`: no
+    /// `ade` command.
+    pub ade_program: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -192,6 +205,9 @@ impl std::fmt::Debug for RunSpec {
             .field("work_root", &self.work_root)
             .field("sandbox", &!self.sandbox.is_none())
             .field("network", &self.network)
+            .field("definition", &self.definition)
+            .field("identity", &self.identity)
+            .field("ade_program", &self.ade_program)
             .finish_non_exhaustive()
     }
 }
@@ -303,6 +319,9 @@ pub struct RunResult {
     /// Tar archive of `ADE_STORAGE` after the run, also after a failure. When the script
     /// never ran, or the new storage could not be kept, this is the previous archive.
     pub storage: Vec<u8>,
+    /// What the script reported with `ade operation-result` (code, message; redacted):
+    /// the operation failed, for this reason, whatever its exit code.
+    pub operation_result: Option<(String, String)>,
     /// Pid of the first process started (the script, or `terraform init`).
     pub pid: Option<u32>,
     pub started_at: DateTime<Utc>,
@@ -335,6 +354,7 @@ where
                 error_log: String::new(),
                 outputs: BTreeMap::new(),
                 outputs_error: None,
+                operation_result: None,
                 storage: previous_storage,
                 pid: None,
                 started_at,
@@ -353,6 +373,7 @@ where
                 error_log: String::new(),
                 outputs: BTreeMap::new(),
                 outputs_error: None,
+                operation_result: None,
                 storage: previous_storage,
                 pid: None,
                 started_at,
@@ -411,6 +432,8 @@ where
         }
     }
 
+    let operation_result = ade_context::operation_result(&dir.ade)
+        .map(|(code, message)| (redactor.redact(&code), redactor.redact(&message)));
     let storage = if script_ran {
         pack_storage(&dir, &mut log, previous_storage).await
     } else {
@@ -427,6 +450,7 @@ where
         error_log: error_log.render(&redactor),
         outputs,
         outputs_error,
+        operation_result,
         storage,
         pid,
         started_at,
@@ -434,6 +458,23 @@ where
     };
     dir.remove().await;
     result
+}
+
+/// The result of a run that was refused before anything started: `why` is its error.
+pub fn not_run(why: String, storage: Vec<u8>) -> RunResult {
+    let now = Utc::now();
+    RunResult {
+        outcome: RunOutcome::NotRunnable(why),
+        log: String::new(),
+        error_log: String::new(),
+        outputs: BTreeMap::new(),
+        outputs_error: None,
+        operation_result: None,
+        storage,
+        pid: None,
+        started_at: now,
+        finished_at: now,
+    }
 }
 
 /// A run in a sandbox: the sandbox and what this run mounts.
@@ -465,6 +506,10 @@ fn jail<'a>(spec: &'a RunSpec, dir: &'a RunDir) -> Option<Jail<'a>> {
             path: &spec.path,
             extra_ro,
             network: spec.network,
+            ade: spec
+                .ade_program
+                .as_deref()
+                .map(|p| (p, dir.bin.join("ade"))),
         },
     })
 }

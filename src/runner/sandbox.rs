@@ -91,6 +91,8 @@ pub(crate) struct RunMounts<'a> {
     pub extra_ro: Vec<PathBuf>,
     /// `false`: the environment type says `network: none`.
     pub network: bool,
+    /// The program bound read-only as the run's `ade` command, and where.
+    pub ade: Option<(&'a Path, PathBuf)>,
 }
 
 impl Bubblewrap {
@@ -187,6 +189,11 @@ impl Bubblewrap {
             },
             run.definition,
         );
+        if let Some((program, at)) = &run.ade {
+            a.flag("--ro-bind");
+            a.flag(program);
+            a.flag(at);
+        }
         a.pair("--chdir", cwd);
         a.flag("--");
         a.0.extend(inner.iter().cloned());
@@ -210,6 +217,7 @@ impl Bubblewrap {
                 path: "/usr/bin:/bin",
                 extra_ro: Vec::new(),
                 network: true,
+                ade: None,
             };
             let argv = self.argv(
                 &run,
@@ -385,6 +393,7 @@ mod tests {
             path: "/usr/local/bin:/usr/bin:/opt/tools/bin:relative",
             extra_ro: vec![],
             network,
+            ade: None,
         };
         b.argv(&run, run.definition, &["./deploy.sh".into()])
             .into_iter()

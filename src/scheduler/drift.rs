@@ -93,7 +93,7 @@ async fn run_check(
         .await
         .ok()
         .flatten();
-    let spec = merge_run::run_spec(
+    let mut spec = merge_run::run_spec(
         deps,
         &item,
         (run_id, Operation::Status),
@@ -101,7 +101,15 @@ async fn run_check(
         Some(env),
         storage,
     );
-    let r = runner::run(spec, |_| async {}).await;
+    // A drift check gets its own token, its operation `drift` (SPEC 13).
+    let r = match crate::handlers::merge::identity::attach_identity(
+        deps, &item, &item.op, &mut spec, "drift",
+    )
+    .await
+    {
+        Ok(()) => runner::run(spec, |_| async {}).await,
+        Err(why) => runner::not_run(why, Vec::new()),
+    };
     let _ = tokio::fs::remove_dir_all(&def_dir).await;
     let state = state_of(&r.outcome);
     let mut summary = r.log.trim().to_string();

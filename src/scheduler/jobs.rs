@@ -39,6 +39,8 @@ pub(super) struct Snapshot {
     pub production: bool,
     /// Whether runs share the host's network (the type's `network`).
     pub network: bool,
+    /// The deploy identity the type names (SPEC 13).
+    pub identity: Option<String>,
     /// Which of the optional scripts (`stop`, `start`, `status`) the definition has.
     pub scripts: BTreeSet<&'static str>,
     /// The type's `maxTtl`, as written (for the expiry warning).
@@ -172,6 +174,7 @@ pub(super) async fn snapshot(
                         .map_or(default_timeout, |t| t.as_std()),
                     production: gov.resolve_workflow(Some(&env_type)).name == "production",
                     network: ty.as_ref().is_none_or(|t| t.network.is_shared()),
+                    identity: ty.as_ref().and_then(|t| t.identity.clone()),
                     max_ttl: ty.and_then(|t| t.max_ttl).map(|t| t.to_string()),
                     scripts,
                     changed_in,
@@ -256,6 +259,7 @@ impl Snapshot {
             timeout: self.timeout,
             production: self.production,
             network: self.network,
+            identity: self.identity.clone(),
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod deliveries;
 pub mod inventory;
+pub mod keys;
 pub mod lifecycle;
 pub mod locks;
 pub mod merges;
@@ -32,6 +33,7 @@ pub use inventory::{
     public_outputs, Drift, DriftState, EnvState, EnvironmentFilter, EnvironmentRecord,
     EnvironmentUpdate, InventoryStore,
 };
+pub use keys::{KeyStore, SigningKeyRow};
 pub use lifecycle::{LifecycleStore, Timer, TimerKind};
 pub use locks::LockStore;
 pub use merges::MergeStore;
@@ -70,6 +72,7 @@ pub trait Store:
     + LockStore
     + MergeStore
     + NoteStore
+    + KeyStore
     + RepositoryStore
     + RequestStore
     + InventoryStore
@@ -89,6 +92,7 @@ impl<T> Store for T where
         + LockStore
         + MergeStore
         + NoteStore
+        + KeyStore
         + RepositoryStore
         + RequestStore
         + InventoryStore
@@ -105,7 +109,7 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, InventoryStore, LifecycleStore, LockStore, MergeStore, NoteStore,
+        DeliveryStore, InventoryStore, KeyStore, LifecycleStore, LockStore, MergeStore, NoteStore,
         OperationStore, Recovery, RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
     };
 }

@@ -209,7 +209,11 @@ impl Harness {
             api_url: self.github.url(),
             auth: Some(GithubAuth::Token(Secret::new("test-token"))),
             clone_url_template: Some(self.remote.clone_url_template()),
-            runner: Default::default(),
+            runner: paved::config::RunnerConfig {
+                // The built `paved` is the runs' `ade` command (this test binary is not).
+                ade_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_paved"))),
+                ..Default::default()
+            },
             push_grace: std::time::Duration::from_secs(600),
             // Short, so that on PostgreSQL work left by a killed process is taken over
             // within a test's deadline.
@@ -221,6 +225,7 @@ impl Harness {
             store: Default::default(),
             portal: Default::default(),
             lifecycle: Default::default(),
+            oidc: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "tests".into(),

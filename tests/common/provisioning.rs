@@ -298,6 +298,8 @@ pub struct Run {
     pub history: String,
     pub start: Option<u128>,
     pub end: Option<u128>,
+    /// The identity token the run was given (SPEC 13), when its type has one.
+    pub token: Option<String>,
 }
 
 impl Run {
@@ -317,6 +319,7 @@ impl Run {
             history: read("history").unwrap_or_default(),
             start: read("start").and_then(|s| s.trim().parse().ok()),
             end: read("end").and_then(|s| s.trim().parse().ok()),
+            token: read("token"),
         }
     }
 }

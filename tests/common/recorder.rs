@@ -8,6 +8,7 @@ use paved_testkit::FileChange;
 
 /// The recorder definition: reports its environment, parameters and ADE_STORAGE history as
 /// `<run id>.*`, writes outputs (one sensitive), and behaves as its `mode` parameter says:
+/// With a deploy identity that has `oidc`, it reports its token as `<run id>.token`.
 /// `ok`, `fail`, `hang` (outlives any timeout), `slow` (0.3 s), `block` (waits until the
 /// test reports `release`), `jsurl` (its `url` output is a `javascript:` value), `leak`
 /// (prints `$API_TOKEN`, a `runner.pass_env` secret, to its output and its error log, and
@@ -18,6 +19,7 @@ report() { curl -sfS --noproxy '*' -X PUT --data-binary @- "$RECORD_URL/$1" >/de
 run="$PAVED_RUN_ID"
 date +%s%N | report "$run.start"
 env | sort | report "$run.env"
+if [ -n "${PAVED_OIDC_TOKEN_FILE:-}" ]; then report "$run.token" < "$PAVED_OIDC_TOKEN_FILE"; fi
 printf '%s' "$ADE_OPERATION_PARAMETERS" | report "$run.params"
 echo "$ADE_OPERATION_NAME $PAVED_RUN_ID" >> "$ADE_STORAGE/history"
 report "$run.history" < "$ADE_STORAGE/history"

@@ -23,6 +23,7 @@
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
 mod governed;
+pub(crate) mod identity;
 mod plan;
 pub(crate) mod report;
 pub(crate) mod run;
@@ -52,6 +53,8 @@ pub(crate) struct Item {
     pub production: bool,
     /// Whether the run shares the host's network (the type's `network`, SPEC 12).
     pub network: bool,
+    /// The deploy identity the type names (SPEC 13), at the governing commit.
+    pub identity: Option<String>,
 }
 
 /// Where an operation's definition folder is read: the merge commit (its
@@ -140,6 +143,7 @@ pub async fn handle(
         live: deps.live_by_team(&pr.repo).await?,
         reviews,
         head_sha: Some(pr.head_sha.to_string()),
+        identities: Some(deps.known_identities()),
     };
     let m = Merge {
         pr,

@@ -447,6 +447,7 @@ impl Planner<'_> {
             timeout,
             production: workflow == "production",
             network: ty.is_none_or(|t| t.network.is_shared()),
+            identity: ty.and_then(|t| t.identity.clone()),
         }))
     }
 

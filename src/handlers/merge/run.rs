@@ -141,7 +141,7 @@ async fn run_locked(
     let started = Instant::now();
     let result = match export_definition(deps, src, op, rec.id.0).await? {
         Some(def_dir) => {
-            let spec = run_spec(
+            let mut spec = run_spec(
                 deps,
                 item,
                 (rec.id.0, script_of(op.kind)),
@@ -149,16 +149,24 @@ async fn run_locked(
                 previous.as_ref(),
                 storage,
             );
-            let store = deps.store.clone();
-            let r = runner::run(spec, move |pid| async move {
-                if let Err(e) = store
-                    .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+            let r =
+                match super::identity::attach_identity(deps, item, op, &mut spec, op.kind.as_str())
                     .await
                 {
-                    tracing::warn!(error = %e, "recording the script's pid failed");
-                }
-            })
-            .await;
+                    Ok(()) => {
+                        let store = deps.store.clone();
+                        runner::run(spec, move |pid| async move {
+                            if let Err(e) = store
+                                .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+                                .await
+                            {
+                                tracing::warn!(error = %e, "recording the script's pid failed");
+                            }
+                        })
+                        .await
+                    }
+                    Err(why) => runner::not_run(why, spec.storage.unwrap_or_default()),
+                };
             let _ = tokio::fs::remove_dir_all(&def_dir).await;
             Some(r)
         }
@@ -359,7 +367,25 @@ pub(crate) fn run_spec(
         work_root: crate::config::absolute(&runner.work_dir),
         sandbox: deps.sandbox.clone(),
         network: item.network,
+        definition: op.definition.clone(),
+        owner: op.owner.clone(),
+        identity: None,
+        ade_program: ade_program(&deps.config),
     }
+}
+
+/// The program runs find as `ade`: the configured one, else this executable when it is
+/// Paved's own binary (a test harness's executable is not).
+fn ade_program(config: &crate::config::Config) -> Option<PathBuf> {
+    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    config.runner.ade_program.clone().or_else(|| {
+        OWN.get_or_init(|| {
+            std::env::current_exe()
+                .ok()
+                .filter(|p| p.file_name().is_some_and(|n| n == "paved"))
+        })
+        .clone()
+    })
 }
 
 /// The script an operation runs: an expiry deletes, a reconcile deploys again.
@@ -480,6 +506,21 @@ fn finish_of(rec: &OperationRecord, result: Option<RunResult>) -> (Finish, Optio
     };
     let outputs = serde_json::to_value(&r.outputs).unwrap_or_else(|_| serde_json::json!({}));
     let (state, error) = match (&r.outcome, &r.outputs_error) {
+        // `ade operation-result`: the script said it failed, and why (SPEC 13).
+        (outcome, _) if r.operation_result.is_some() => {
+            let (code, message) = r.operation_result.clone().unwrap_or_default();
+            let reported = match (code.is_empty(), message.is_empty()) {
+                (false, false) => format!("{code}: {message}"),
+                (true, false) => message,
+                (false, true) => code,
+                (true, true) => "the script reported a failure".to_string(),
+            };
+            let why = match outcome {
+                RunOutcome::Succeeded => reported,
+                other => format!("{}: {reported}", other.describe()),
+            };
+            (OpState::Failed, Some(why))
+        }
         (RunOutcome::Succeeded, None) => (OpState::Succeeded, None),
         (RunOutcome::Succeeded, Some(e)) => {
             (OpState::Failed, Some(format!("bad ADE_OUTPUTS: {e}")))
