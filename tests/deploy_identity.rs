@@ -437,3 +437,55 @@ async fn a_token_signed_on_one_replica_verifies_with_the_others_keys() {
     verify(token.trim(), &keys, "sts.amazonaws.com/dev").expect("verifies with the other's keys");
     other.shutdown().await.expect("stop replica b");
 }
+
+/// A drift check gets a token of its own, its `operation` `drift`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_check_gets_its_own_token() {
+    // The recorder with a status.sh that reports the token it was given.
+    let status = "#!/bin/sh
+set -eu
+curl -sfS --noproxy '*' -X PUT --data-binary @\"$PAVED_OIDC_TOKEN_FILE\" \"$RECORD_URL/drift.token\" >/dev/null
+echo in sync
+";
+    let clock = paved::clock::Clock::manual(chrono::Utc::now());
+    let c2 = clock.clone();
+    let env = Env::prepare_platform_files(
+        with_identities,
+        vec![(
+            "catalog/recorder/status.sh".into(),
+            Some(status.as_bytes().to_vec()),
+        )],
+    )
+    .await
+    .run_with(move |c| {
+        c.runner.identities = identities();
+        c.lifecycle.clock = c2;
+        c.lifecycle.tick = std::time::Duration::from_secs(1);
+        c.lifecycle.drift_interval = std::time::Duration::from_secs(6 * 3600);
+    })
+    .await;
+    let pr = env.open(&[(
+        path_of("ddev"),
+        Some(recorder_manifest("ddev", "dev", "ok", "").into_bytes()),
+    )]);
+    let (merge, _) = env.merge(&pr).await;
+    assert_eq!(env.provision_status(&merge).await.state, "success");
+
+    clock.advance(chrono::Duration::hours(6));
+    let file = env.records.join("drift.token");
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no drift check ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = std::fs::read_to_string(&file).expect("token");
+    let (_, keys) = published_keys(&reqwest::Client::new(), &env.h.url()).await;
+    let claims = verify(token.trim(), &keys, "sts.amazonaws.com/dev").expect("verifies");
+    assert_eq!(claims["operation"], "drift");
+    assert_eq!(
+        claims["sub"],
+        format!("repo:{REPO}:environment:payments/ddev:type:dev:operation:drift")
+    );
+    let deploy = run_of(&env, "ddev").token.expect("the deploy's token");
+    assert_ne!(deploy.trim(), token.trim(), "each run has its own token");
+}

@@ -274,13 +274,27 @@ async fn fill_request(c: &Client, name: &str, tags: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of_it() {
     let prepared = Env::prepare_platform(
-        common::recorder::with_quick_approval_and_search_team,
+        |t| {
+            // The quick type deploys as its own identity (SPEC 13): the page names it.
+            common::recorder::with_quick_approval_and_search_team(t).replace(
+                "    timeout: 2s\n",
+                "    timeout: 2s\n    identity: quick-deployer\n",
+            )
+        },
         |c, git| c.git_root = Some(git.to_path_buf()),
     )
     .await;
     let github = prepared.h.github.url();
     let e = prepared
         .run_with(move |c| {
+            c.runner.identities.insert(
+                "quick-deployer".into(),
+                paved::config::Identity {
+                    name: "quick-deployer".into(),
+                    vars: vec![("REGION".into(), "eu-quick".into())],
+                    ..Default::default()
+                },
+            );
             // No public URL: the callback is the host the browser reached.
             c.public_url = None;
             c.portal.client_id = Some(CLIENT_ID.into());
@@ -502,6 +516,10 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{page}"
     );
     assert!(page.contains("https://cart-preview.example.test"), "{page}");
+    assert!(
+        page.contains("Deploy identity") && page.contains("quick-deployer"),
+        "the type's deploy identity is named: {page}"
+    );
     // Its history: the commit that added it, and the note Paved wrote on the merge.
     assert!(page.contains("added by"), "{page}");
     assert!(

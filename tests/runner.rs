@@ -183,6 +183,9 @@ async fn deploy_receives_the_ade_environment_and_nothing_else() {
         "PAVED_REPOSITORY",
         "PAVED_COMMIT",
         "PAVED_RUN_ID",
+        // ADE's runner contract (SPEC 13): the operation id, and where `ade` finds the run.
+        "ADE_HTTP__OPERATIONID",
+        "PAVED_ADE_CONTEXT",
     ] {
         expected.insert(name.to_string());
     }

@@ -5,72 +5,67 @@
 
 use super::PrContext;
 use crate::diag::Diagnostic;
-use crate::manifest::platform::{parse_platform, PLATFORM_PATH};
+use crate::manifest::platform::{parse_platform, Platform, PLATFORM_PATH};
 use crate::manifest::read_text;
-use crate::manifest::yaml::FieldPath;
+use crate::manifest::yaml::{FieldPath, YamlDoc};
 use crate::tree::TreeReader;
 use std::collections::BTreeSet;
+
+/// `platform.yaml` of `tree`, when it is there and parses (a broken one is reported by the
+/// checks that read it).
+fn platform_of(tree: &dyn TreeReader) -> Option<(YamlDoc, Platform)> {
+    let text = read_text(tree, PLATFORM_PATH).ok().flatten()?;
+    parse_platform(PLATFORM_PATH, &text).ok()
+}
+
+/// Each identity a platform names: (type, field, name).
+fn named(platform: &Platform) -> impl Iterator<Item = (&String, &'static str, &String)> {
+    platform.environment_types.iter().flat_map(|(ty, t)| {
+        [
+            ("identity", &t.identity),
+            ("planIdentity", &t.plan_identity),
+        ]
+        .into_iter()
+        .filter_map(move |(field, v)| v.as_ref().map(|v| (ty, field, v)))
+    })
+}
 
 /// Each identity `tree`'s `platform.yaml` names that is not in `known`, with its field and
 /// line.
 pub fn unknown_identities(tree: &dyn TreeReader, known: &BTreeSet<String>) -> Vec<Diagnostic> {
-    let Some(text) = read_text(tree, PLATFORM_PATH).ok().flatten() else {
+    let Some((doc, platform)) = platform_of(tree) else {
         return Vec::new();
     };
-    let Ok((doc, platform)) = parse_platform(PLATFORM_PATH, &text) else {
-        // A platform.yaml that does not parse is reported by the checks that read it.
-        return Vec::new();
+    let defined = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.iter().cloned().collect::<Vec<_>>().join(", ")
     };
-    let mut errs = Vec::new();
-    for (name, t) in &platform.environment_types {
-        for (field, value) in [
-            ("identity", &t.identity),
-            ("planIdentity", &t.plan_identity),
-        ] {
-            let Some(v) = value else { continue };
-            if !known.contains(v) {
-                let at = FieldPath::root()
-                    .key("environmentTypes")
-                    .key(name.clone())
-                    .key(field);
-                errs.push(doc.diag(
-                    &at,
-                    format!(
-                        "identity {v:?} is not defined by this Paved server (its [runner.identities]: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.iter().cloned().collect::<Vec<_>>().join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-    }
-    errs
+    named(&platform)
+        .filter(|(_, _, v)| !known.contains(*v))
+        .map(|(ty, field, v)| {
+            let at = FieldPath::root()
+                .key("environmentTypes")
+                .key(ty.clone())
+                .key(field);
+            doc.diag(
+                &at,
+                format!("identity {v:?} is not defined by this Paved server (its [runner.identities]: {defined})"),
+            )
+        })
+        .collect()
 }
 
 /// The identities `tree`'s `platform.yaml` names, as `environmentTypes.<type>.<field>: <name>`
 /// (what `paved check` says it could not check).
 pub fn named_identities(tree: &dyn TreeReader) -> Vec<String> {
-    let Some(text) = read_text(tree, PLATFORM_PATH).ok().flatten() else {
-        return Vec::new();
-    };
-    let Ok((_, platform)) = parse_platform(PLATFORM_PATH, &text) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (name, t) in &platform.environment_types {
-        for (field, value) in [
-            ("identity", &t.identity),
-            ("planIdentity", &t.plan_identity),
-        ] {
-            if let Some(v) = value {
-                out.push(format!("environmentTypes.{name}.{field}: {v}"));
-            }
-        }
-    }
-    out
+    platform_of(tree)
+        .map(|(_, p)| {
+            named(&p)
+                .map(|(ty, field, v)| format!("environmentTypes.{ty}.{field}: {v}"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// [`named_identities`] of a checkout on disk (`paved check`).

@@ -79,6 +79,7 @@ pub(super) struct FileRunner {
     pub(super) mounts: Option<Vec<FileMount>>,
     pub(super) identities:
         Option<std::collections::BTreeMap<String, super::identity::FileIdentity>>,
+    pub(super) ade_program: Option<PathBuf>,
 }
 
 /// `[[runner.mounts]]`: a host folder every run sees.

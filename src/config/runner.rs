@@ -191,6 +191,7 @@ pub(super) fn load_runner(file: FileRunner, env: Env) -> Result<RunnerConfig, Co
         runner.mounts.push((m.path, m.writable));
     }
     runner.identities = super::identity::load_identities(file.identities.unwrap_or_default())?;
+    runner.ade_program = file.ade_program;
     Ok(runner)
 }
 

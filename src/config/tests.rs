@@ -191,3 +191,60 @@ fn secrets_are_not_printed() {
     let s = Secret::new("hunter2");
     assert_eq!(format!("{s:?}"), "[redacted]");
 }
+
+#[test]
+fn identities_come_from_the_file_and_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"
+[github]
+webhook_secrets = ["0123456789abcdef"]
+token = "file-token-123456"
+repositories = ["acme/environments"]
+[oidc]
+rotate_every = "7d"
+[runner.identities.dev-deployer]
+env = { CLOUD_KEY = "short" }
+oidc = { audience = "sts.amazonaws.com" }
+aws = { role_arn = "arn:aws:iam::1:role/dev" }
+"#;
+    let load = |text: &str| {
+        let p = write(dir.path(), text);
+        Config::load(
+            &Overrides {
+                config_path: Some(p),
+                ..Default::default()
+            },
+            &env_of(&[]),
+        )
+    };
+    let c = load(base).unwrap();
+    assert_eq!(
+        c.oidc.rotate_every,
+        std::time::Duration::from_secs(7 * 86400)
+    );
+    assert_eq!(
+        c.runner.identities["dev-deployer"]
+            .aws
+            .as_ref()
+            .unwrap()
+            .role_arn,
+        "arn:aws:iam::1:role/dev"
+    );
+    // A short secret is refused, by name, its value never shown.
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("runner.identities.dev-deployer.env.CLOUD_KEY"),
+        "{e}"
+    );
+    assert!(!e.contains("\"short\""), "the value is never shown: {e}");
+    // A token needs an issuer: public_url.
+    let ok = base.replace("\"short\"", "\"long-enough-secret\"");
+    let e = load(&ok).unwrap().validate().unwrap_err().to_string();
+    assert!(e.contains("needs public_url"), "{e}");
+    let c = load(&format!("public_url = \"https://paved.example\"\n{ok}")).unwrap();
+    c.validate().unwrap();
+    assert!(
+        load(&ok.replace("\"7d\"", "\"10m\"")).is_err(),
+        "rotation under 1h"
+    );
+}

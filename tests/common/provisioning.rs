@@ -52,6 +52,22 @@ impl Env {
         edit: impl FnOnce(String) -> String,
         emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
     ) -> Env {
+        Self::prepare_platform_files_with(edit, Vec::new(), emulator).await
+    }
+
+    /// Like [`Env::prepare_platform`], with `extra` files on the base commit.
+    pub async fn prepare_platform_files(
+        edit: impl FnOnce(String) -> String,
+        extra: Vec<FileChange>,
+    ) -> Env {
+        Self::prepare_platform_files_with(edit, extra, |_, _| {}).await
+    }
+
+    async fn prepare_platform_files_with(
+        edit: impl FnOnce(String) -> String,
+        extra: Vec<FileChange>,
+        emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
+    ) -> Env {
         let mut files = super::recorder::governance_files();
         let (_, content) = files
             .iter_mut()
@@ -59,6 +75,7 @@ impl Env {
             .expect("platform.yaml");
         let text = String::from_utf8(content.take().unwrap_or_default()).expect("utf-8");
         *content = Some(edit(text).into_bytes());
+        files.extend(extra);
         let h = Harness::prepare_with(&files, emulator).await;
         Env::around(h).await
     }

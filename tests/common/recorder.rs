@@ -113,9 +113,20 @@ pub fn governance_files() -> Vec<FileChange> {
 }
 
 pub fn recorder_manifest(name: &str, env_type: &str, mode: &str, note: &str) -> String {
-    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
     // A JSON string is a valid YAML double-quoted scalar: the note arrives verbatim.
     let note = serde_json::to_string(note).expect("json");
+    manifest_of(
+        name,
+        env_type,
+        "recorder",
+        &format!("    mode: {mode}\n    note: {note}\n"),
+    )
+}
+
+/// A manifest of team `payments` (owner octocat) expiring in two days, with `parameters`
+/// (YAML lines, indented by four).
+pub fn manifest_of(name: &str, env_type: &str, definition: &str, parameters: &str) -> String {
+    let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
     format!(
         "apiVersion: paved/v1
 kind: Environment
@@ -125,11 +136,9 @@ metadata:
   owner: octocat
 spec:
   type: {env_type}
-  definition: recorder
+  definition: {definition}
   parameters:
-    mode: {mode}
-    note: {note}
-  expiresAt: {expires}
+{parameters}  expiresAt: {expires}
   tags:
     cost-center: cc-1234
 "
