@@ -489,3 +489,50 @@ echo in sync
     let deploy = run_of(&env, "ddev").token.expect("the deploy's token");
     assert_ne!(deploy.trim(), token.trim(), "each run has its own token");
 }
+
+/// `paved check`, offline, cannot know the server's identities: it passes what it can check
+/// and says so, naming the fields.
+#[test]
+fn paved_check_says_it_cannot_know_the_servers_identities() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let examples = common::examples_dir();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let out = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("cp");
+        assert!(out.success());
+    };
+    for part in [".paved", "catalog", "environments"] {
+        copy(&examples.join(part), dir.path());
+    }
+    let platform = dir.path().join(".paved/platform.yaml");
+    let text = std::fs::read_to_string(&platform).expect("platform.yaml");
+    std::fs::write(
+        &platform,
+        text.replace(
+            "    timeout: 30m\n",
+            "    timeout: 30m\n    identity: dev-deployer\n",
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .arg("check")
+        .arg(dir.path())
+        .env_remove("PAVED_LOG")
+        .output()
+        .expect("paved check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("environmentTypes.dev.identity: dev-deployer")
+            && stderr.contains("only the Paved server knows"),
+        "{stderr}"
+    );
+}
