@@ -23,8 +23,12 @@ pub fn operation_result(context: &Path) -> Option<(String, String)> {
 }
 
 /// The files `ade definitions list` and `ade environment` print, and where `ade` comes
-/// from.
+/// from. Made from the spec on the async side; the definition file is read in
+/// [`AdeContext::write`], on the blocking thread that prepares the run.
 pub(super) struct AdeContext {
+    /// The definition's `environment.yaml`: its name, description and parameters.
+    definition_file: PathBuf,
+    /// What the spec says of the definition (id, catalog, paths, a fallback name).
     definition: serde_json::Value,
     environment: serde_json::Value,
     /// The program to expose as `ade`, and whether it is bound in a sandbox (then the run's
@@ -32,44 +36,34 @@ pub(super) struct AdeContext {
     program: Option<(PathBuf, bool)>,
 }
 
+/// A parameter as ADE prints it.
+fn ade_parameter(p: &crate::manifest::definition::Parameter) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": p.id,
+        "name": p.name.clone().unwrap_or_else(|| p.id.clone()),
+        "description": p.description.clone().unwrap_or_default(),
+        "type": p.param_type.to_string(),
+        "readOnly": p.read_only,
+        "required": p.required,
+        "allowed": p.allowed.clone().unwrap_or_default(),
+    });
+    if let Some(d) = &p.default {
+        v["default"] = d.clone();
+    }
+    v
+}
+
 impl AdeContext {
     pub(super) fn of(spec: &RunSpec) -> AdeContext {
-        let parsed: Option<Definition> =
-            std::fs::read_to_string(spec.definition_dir.join(DEFINITION_FILE))
-                .ok()
-                .and_then(|t| serde_yaml::from_str(&t).ok());
         let catalog = "catalog";
         let project = spec.repository.replace('/', "-");
         let content = format!("{catalog}/{}", spec.definition);
-        let parameters: Vec<serde_json::Value> = parsed
-            .as_ref()
-            .map(|d| {
-                d.parameters
-                    .iter()
-                    .map(|p| {
-                        let mut v = serde_json::json!({
-                            "id": p.id,
-                            "name": p.name.clone().unwrap_or_else(|| p.id.clone()),
-                            "description": p.description.clone().unwrap_or_default(),
-                            "type": p.param_type.to_string(),
-                            "readOnly": p.read_only,
-                            "required": p.required,
-                            "allowed": p.allowed.clone().unwrap_or_default(),
-                        });
-                        if let Some(d) = &p.default {
-                            v["default"] = d.clone();
-                        }
-                        v
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let definition = serde_json::json!({
             "id": format!("/projects/{project}/catalogs/{catalog}/environmentDefinitions/{}", spec.definition),
-            "name": parsed.as_ref().map_or(spec.definition.clone(), |d| d.name.clone()),
+            "name": spec.definition,
             "catalogName": catalog,
-            "description": parsed.as_ref().and_then(|d| d.description.clone().or(d.summary.clone())).unwrap_or_default(),
-            "parameters": parameters,
+            "description": "",
+            "parameters": [],
             "templatePath": spec.template_path.as_ref().map(|t| format!("{content}/{t}")),
             "contentSourcePath": content,
         });
@@ -93,6 +87,7 @@ impl AdeContext {
             "location": azure.and_then(|a| a.location.clone()),
         });
         AdeContext {
+            definition_file: spec.definition_dir.join(DEFINITION_FILE),
             definition,
             environment,
             program: spec
@@ -100,6 +95,21 @@ impl AdeContext {
                 .clone()
                 .map(|p| (p, !matches!(spec.sandbox, Sandbox::None))),
         }
+    }
+
+    /// The definition as ADE prints it: what the spec says, with the name, description
+    /// and parameters of its `environment.yaml` when that reads.
+    fn definition(&self) -> serde_json::Value {
+        let mut out = self.definition.clone();
+        let parsed: Option<Definition> = std::fs::read_to_string(&self.definition_file)
+            .ok()
+            .and_then(|t| serde_yaml::from_str(&t).ok());
+        if let Some(d) = parsed {
+            out["name"] = d.name.clone().into();
+            out["description"] = d.description.or(d.summary).unwrap_or_default().into();
+            out["parameters"] = d.parameters.iter().map(ade_parameter).collect();
+        }
+        out
     }
 
     /// Writes the two files and puts `ade` in the run's `bin` folder.
@@ -110,7 +120,7 @@ impl AdeContext {
             std::fs::write(&path, text)
                 .map_err(|e| format!("could not write {}: {e}", path.display()))
         };
-        write(DEFINITION_JSON, &self.definition)?;
+        write(DEFINITION_JSON, &self.definition())?;
         write(ENVIRONMENT_JSON, &self.environment)?;
         if let Some((program, bound)) = &self.program {
             let target = dir.bin.join("ade");
