@@ -12,7 +12,7 @@ const REPO: &str = "octo-org/environments";
 const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
 const SHA2: &str = "e5bd3914e2e596debea16f433f57875b5b90bcd6";
 
-/// What this file answers 2xx (`tests/emulator.rs` leaves exactly these to it).
+/// What this file answers 2xx (`tests/emulator/` leaves exactly these to it).
 const ANSWERED_HERE: &[&str] = &[
     "pulls/list",
     "pulls/update",
