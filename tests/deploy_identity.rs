@@ -438,9 +438,10 @@ async fn a_token_signed_on_one_replica_verifies_with_the_others_keys() {
     other.shutdown().await.expect("stop replica b");
 }
 
-/// A drift check gets a token of its own, its `operation` `drift`.
+/// A drift check gets a token of its own, its `operation` `drift`; so does a scheduled
+/// job (an expiry: `expire`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drift_check_gets_its_own_token() {
+async fn a_drift_check_and_a_scheduled_job_get_their_own_tokens() {
     // The recorder with a status.sh that reports the token it was given.
     let status = "#!/bin/sh
 set -eu
@@ -488,6 +489,34 @@ echo in sync
     );
     let deploy = run_of(&env, "ddev").token.expect("the deploy's token");
     assert_ne!(deploy.trim(), token.trim(), "each run has its own token");
+
+    // Past its expiresAt (two days on), the scheduler expires it: delete.sh runs with a
+    // token whose operation is `expire`.
+    clock.advance(chrono::Duration::days(2));
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let expired = loop {
+        let found = env.runs().into_values().find(|r| {
+            r.env.get("ADE_ENVIRONMENT_NAME").map(String::as_str) == Some("ddev")
+                && r.env.get("ADE_OPERATION_NAME").map(String::as_str) == Some("delete")
+                && r.token.is_some()
+        });
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no expiry ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let claims = verify(
+        expired.token.as_deref().unwrap().trim(),
+        &keys,
+        "sts.amazonaws.com/dev",
+    )
+    .expect("verifies");
+    assert_eq!(claims["operation"], "expire");
+    assert_eq!(
+        claims["sub"],
+        format!("repo:{REPO}:environment:payments/ddev:type:dev:operation:expire")
+    );
 }
 
 /// `paved check`, offline, cannot know the server's identities: it passes what it can check

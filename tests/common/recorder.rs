@@ -60,6 +60,7 @@ report() { curl -sfS --noproxy '*' -X PUT --data-binary @- "$RECORD_URL/$1" >/de
 run="$PAVED_RUN_ID"
 date +%s%N | report "$run.start"
 env | sort | report "$run.env"
+if [ -n "${PAVED_OIDC_TOKEN_FILE:-}" ]; then report "$run.token" < "$PAVED_OIDC_TOKEN_FILE"; fi
 printf '%s' "$ADE_OPERATION_PARAMETERS" | report "$run.params"
 if [ -e "$ADE_STORAGE/history" ]; then report "$run.history" < "$ADE_STORAGE/history"; fi
 date +%s%N | report "$run.end"
