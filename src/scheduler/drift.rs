@@ -102,13 +102,26 @@ async fn run_check(
         storage,
     );
     // A drift check gets its own token, its operation `drift` (SPEC 13).
-    let r = match crate::handlers::merge::identity::attach_identity(
-        deps, &item, &item.op, &mut spec, "drift",
+    let identity = crate::handlers::merge::identity::prepare(
+        deps,
+        &item,
+        &item.op,
+        (run_id, spec.timeout),
+        "drift",
     )
-    .await
-    {
-        Ok(()) => runner::run(spec, |_| async {}).await,
-        Err(why) => runner::not_run(why, Vec::new()),
+    .await;
+    let r = match identity {
+        Ok(Ok(prepared)) => {
+            if let Some(p) = prepared {
+                p.apply(&mut spec);
+            }
+            runner::run(spec, |_| async {}).await
+        }
+        Ok(Err(why)) => runner::not_run(why, Vec::new()),
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&def_dir).await;
+            return Err(e);
+        }
     };
     let _ = tokio::fs::remove_dir_all(&def_dir).await;
     let state = state_of(&r.outcome);

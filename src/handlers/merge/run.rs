@@ -126,6 +126,11 @@ async fn run_locked(
         // A stop or start leaves the state as it was until it ends.
         OpKind::Stop | OpKind::Start => previous.as_ref().map_or(EnvState::Ready, |p| p.state),
     };
+    // The deploy identity (and its token) before anything is marked running: a database
+    // out of reach here is retried with the delivery, and nothing has started.
+    let identity =
+        super::identity::prepare(deps, item, op, (rec.id.0, item.timeout), op.kind.as_str())
+            .await?;
     let starting = EnvironmentUpdate {
         new_generation,
         ..EnvironmentUpdate::of(op, running, id)
@@ -149,24 +154,24 @@ async fn run_locked(
                 previous.as_ref(),
                 storage,
             );
-            let r =
-                match super::identity::attach_identity(deps, item, op, &mut spec, op.kind.as_str())
-                    .await
-                {
-                    Ok(()) => {
-                        let store = deps.store.clone();
-                        runner::run(spec, move |pid| async move {
-                            if let Err(e) = store
-                                .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
-                                .await
-                            {
-                                tracing::warn!(error = %e, "recording the script's pid failed");
-                            }
-                        })
-                        .await
+            let r = match identity {
+                Ok(prepared) => {
+                    if let Some(p) = prepared {
+                        p.apply(&mut spec);
                     }
-                    Err(why) => runner::not_run(why, spec.storage.unwrap_or_default()),
-                };
+                    let store = deps.store.clone();
+                    runner::run(spec, move |pid| async move {
+                        if let Err(e) = store
+                            .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "recording the script's pid failed");
+                        }
+                    })
+                    .await
+                }
+                Err(why) => runner::not_run(why, spec.storage.unwrap_or_default()),
+            };
             let _ = tokio::fs::remove_dir_all(&def_dir).await;
             Some(r)
         }
