@@ -565,3 +565,68 @@ fn paved_check_says_it_cannot_know_the_servers_identities() {
         "{stderr}"
     );
 }
+
+/// An identity's secret, printed by the script to its output and its error log, never
+/// reaches the operation log, the deployment status, the comment or the note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identitys_secret_is_redacted_everywhere() {
+    let env = Env::prepare_platform(with_identities, |_, _| {})
+        .await
+        .run_with(|c| {
+            let mut ids = identities();
+            if let Some(dev) = ids.get_mut("dev-deployer") {
+                // The recorder's `leak` mode prints $API_TOKEN.
+                dev.env.push(("API_TOKEN".into(), Secret::new(DEV_KEY)));
+            }
+            c.runner.identities = ids;
+        })
+        .await;
+    let pr = env.open(&[(
+        path_of("leaky"),
+        Some(recorder_manifest("leaky", "dev", "leak", "").into_bytes()),
+    )]);
+    let (merge, _) = env.merge(&pr).await;
+    let status = env.provision_status(&merge).await;
+    assert_eq!(status.state, "failure");
+    assert_eq!(
+        run_of(&env, "leaky")
+            .env
+            .get("API_TOKEN")
+            .map(String::as_str),
+        Some(DEV_KEY),
+        "the script got the identity's secret"
+    );
+    let detail = env.environment("leaky").await;
+    let log = detail["operations"][0]["log"].as_str().unwrap_or_default();
+    assert!(
+        log.contains("calling the API with token [redacted]"),
+        "{log}"
+    );
+    let n = pr.number;
+    env.h
+        .github
+        .wait_until(common::DEADLINE, "the merge comment", move |gh| {
+            gh.comments(REPO, n)
+                .iter()
+                .any(|c| c.body.contains("merged as"))
+        })
+        .await
+        .expect("comment");
+    let everywhere = [
+        detail.to_string(),
+        serde_json::to_string(&env.h.github.deployments(&env.repo())).expect("json"),
+        env.h
+            .comments(pr.number)
+            .iter()
+            .map(|c| c.body.clone())
+            .collect::<String>(),
+        format!("{:?}", env.notes(&merge)),
+        format!("{status:?}"),
+    ];
+    for (i, text) in everywhere.iter().enumerate() {
+        assert!(
+            !text.contains(DEV_KEY),
+            "secret leaked in place {i}: {text}"
+        );
+    }
+}
