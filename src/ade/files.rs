@@ -149,24 +149,6 @@ fn zip_folder(folder: &Path, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies a folder's files (for `ade definitions download`).
-pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
-    for e in std::fs::read_dir(from)
-        .map_err(|e| format!("cannot read {}: {e}", from.display()))?
-        .flatten()
-    {
-        let ft = e.file_type().map_err(|e| e.to_string())?;
-        let dst = to.join(e.file_name());
-        if ft.is_dir() {
-            copy_tree(&e.path(), &dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), &dst).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,7 +170,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .parent()
                 .map(|root| root.join("definition"))
                 .ok_or("PAVED_ADE_CONTEXT has no parent folder")?;
-            files::copy_tree(&from, &folder_path)?;
+            crate::runner::copy_tree(&from, &folder_path)
+                .map_err(|e| format!("cannot copy the definition: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Environment => print_file(&var("PAVED_ADE_CONTEXT")?.join(ENVIRONMENT_JSON)),

@@ -71,15 +71,8 @@ impl Report {
             .as_ref()
             .and_then(|g| g.schema_errors.first())
         {
-            let description = truncate(
-                &format!(
-                    "{}: {}: {}",
-                    first.file,
-                    first.field.as_deref().unwrap_or(""),
-                    first.message
-                ),
-                DESCRIPTION_MAX,
-            );
+            // The diagnostic as editors and CI logs show it: file, line, field, message.
+            let description = truncate(&first.to_string(), DESCRIPTION_MAX);
             match out.iter_mut().find(|c| c.check == CheckKind::Schema) {
                 Some(c) if c.verdict == Verdict::Fail => {}
                 Some(c) => {

@@ -163,9 +163,9 @@ pub(super) async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
 /// Copies a definition folder: files (with their mode), folders and symlinks as they are.
 /// Runs work on a copy so that files a script or Terraform writes next to the definition
 /// (`.terraform/`, state, lock files, build output) never leak into the next run or into a
-/// concurrent run of the same definition.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(to)?;
+/// concurrent run of the same definition; `ade definitions download` copies it again.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
     let mut entries: Vec<_> = std::fs::read_dir(from)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {

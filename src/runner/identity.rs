@@ -126,7 +126,7 @@ pub(super) fn identity_env(
     if has_token {
         set("PAVED_OIDC_TOKEN_FILE", files.token.clone().into());
     }
-    if let (Some(role), true) = (&identity.aws_role_arn, has_token) {
+    if let Some(role) = identity.aws_role_arn.as_ref().filter(|_| has_token) {
         set("AWS_ROLE_ARN", role.into());
         set("AWS_WEB_IDENTITY_TOKEN_FILE", files.token.clone().into());
         set(
@@ -158,7 +158,7 @@ pub(super) fn identity_env(
             set("ARM_OIDC_TOKEN_FILE_PATH", files.token.clone().into());
         }
     }
-    if let (Some(_), true) = (&identity.gcp, has_token) {
+    if identity.gcp.is_some() && has_token {
         set(
             "GOOGLE_APPLICATION_CREDENTIALS",
             files.google.clone().into(),

@@ -26,7 +26,7 @@ pub mod sandbox;
 pub mod storage;
 pub mod terraform;
 
-pub use dir::RunDir;
+pub use dir::{copy_tree, RunDir};
 pub use identity::{AzureRun, GcpRun, RunIdentity};
 pub use output::{Capped, Redactor};
 pub use outputs::parse_outputs;
