@@ -31,6 +31,7 @@ pub mod oidc;
 pub mod orchestrator;
 pub mod policy;
 pub mod portal;
+pub mod preview;
 pub mod repo;
 pub mod retention;
 pub mod runner;

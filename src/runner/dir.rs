@@ -20,6 +20,10 @@ pub struct RunDir {
     pub ade: PathBuf,
     /// The folder put first on the run's `PATH`: `ade` is there.
     pub bin: PathBuf,
+    /// `ADE_PLAN`: the change list a preview writes, or the approved one a deploy reads.
+    pub plan: PathBuf,
+    /// Terraform: the plan file a preview makes, or the approved one a deploy applies.
+    pub tfplan: PathBuf,
     removed: bool,
 }
 
@@ -47,6 +51,8 @@ impl RunDir {
                         definition: root.join("definition"),
                         ade: root.join("ade"),
                         bin: root.join("bin"),
+                        plan: root.join("plan.json"),
+                        tfplan: root.join("plan.tfplan"),
                         root,
                         removed: false,
                     })
@@ -117,6 +123,7 @@ pub(super) async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
     let storage = spec.storage.clone();
     let ade = super::ade_context::AdeContext::of(spec);
     let identity = spec.identity.clone();
+    let plan = spec.plan.clone();
     let prepared = tokio::task::spawn_blocking(move || -> Result<RunDir, String> {
         let dir = RunDir::create(&work_root, run_id)?;
         for d in [&dir.home, &dir.storage, &dir.ade, &dir.bin] {
@@ -146,6 +153,13 @@ pub(super) async fn prepare(spec: &RunSpec) -> Result<RunDir, String> {
             })?;
         }
         ade.write(&dir)?;
+        match &plan {
+            Some(super::PlanInput::Changes(list)) => std::fs::write(&dir.plan, list)
+                .map_err(|e| format!("could not write the approved preview: {e}"))?,
+            Some(super::PlanInput::TerraformPlan(file)) => std::fs::write(&dir.tfplan, file)
+                .map_err(|e| format!("could not write the approved plan: {e}"))?,
+            Some(super::PlanInput::Preview(_)) | None => {}
+        }
         if let Some(identity) = &identity {
             IdentityFiles::under(&dir.root)
                 .write(identity)
@@ -244,6 +258,20 @@ pub(super) fn contract_env(spec: &RunSpec, dir: &RunDir) -> Vec<(OsString, OsStr
         );
     }
     set("ADE_HTTP__OPERATIONID", spec.run_id.to_string().into());
+    // Previews (SPEC 14): where a preview writes its changes, or a deploy reads the
+    // approved ones.
+    match &spec.plan {
+        Some(super::PlanInput::Preview(of)) => {
+            set("PAVED_PLAN_OPERATION", of.as_str().into());
+            set("ADE_PLAN", dir.plan.clone().into_os_string());
+            set("PAVED_PLAN", dir.plan.clone().into_os_string());
+        }
+        Some(super::PlanInput::Changes(_)) => {
+            set("ADE_PLAN", dir.plan.clone().into_os_string());
+            set("PAVED_PLAN", dir.plan.clone().into_os_string());
+        }
+        Some(super::PlanInput::TerraformPlan(_)) | None => {}
+    }
     set("PAVED_ADE_CONTEXT", dir.ade.clone().into_os_string());
     // A NUL in a value would make the spawn fail; drop the variable instead.
     env.retain(|(_, v)| !v.as_encoded_bytes().contains(&0));

@@ -65,6 +65,10 @@ pub enum Operation {
     /// A drift check: `status.sh` (exit 0 in sync, 2 drifted), or Terraform's
     /// `plan -detailed-exitcode`. Changes nothing.
     Status,
+    /// A preview on a pull request (SPEC 14): `plan.sh` (exit 0 no changes, 2 changes), or
+    /// Terraform's `plan -out` (with `-destroy` for a deletion). Changes nothing; what it
+    /// previews is [`RunSpec::plan`]'s [`PlanInput::Preview`].
+    Plan,
 }
 
 impl Operation {
@@ -76,6 +80,7 @@ impl Operation {
             Operation::Stop => "stop",
             Operation::Start => "start",
             Operation::Status => "status",
+            Operation::Plan => "plan",
         }
     }
 }
@@ -174,6 +179,43 @@ pub struct RunSpec {
     /// The program the run finds as `ade` on its `PATH` (Paved's own binary); `None`: no
     /// `ade` command.
     pub ade_program: Option<PathBuf>,
+    /// What a preview previews, or the approved preview a deploy applies (SPEC 14).
+    pub plan: Option<PlanInput>,
+}
+
+/// A run's part in previews (SPEC 14).
+#[derive(Clone)]
+pub enum PlanInput {
+    /// [`Operation::Plan`]: preview this operation (`deploy` or `delete`). `plan.sh` reads
+    /// it in `PAVED_PLAN_OPERATION` and may write its changes to `ADE_PLAN`.
+    Preview(Operation),
+    /// A deploy of a `plan.sh` definition: the approved preview's change list (JSON), in
+    /// the file `ADE_PLAN` names, so the script can refuse to do more.
+    Changes(Vec<u8>),
+    /// A Terraform deploy: the approved plan file, applied as it is (`apply <plan>`).
+    TerraformPlan(Vec<u8>),
+}
+
+impl std::fmt::Debug for PlanInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanInput::Preview(op) => write!(f, "Preview({op})"),
+            PlanInput::Changes(b) => write!(f, "Changes({} bytes)", b.len()),
+            PlanInput::TerraformPlan(b) => write!(f, "TerraformPlan({} bytes)", b.len()),
+        }
+    }
+}
+
+/// What a preview left (SPEC 14), read after the run.
+#[derive(Debug, Clone, Default)]
+pub struct PlanArtifacts {
+    /// The file `ADE_PLAN` named, when `plan.sh` wrote it (at most [`OUTPUTS_LIMIT`]).
+    pub changes: Option<Vec<u8>>,
+    /// Terraform: the plan file (`plan -out`), to apply at merge.
+    pub terraform_plan: Option<Vec<u8>>,
+    /// Terraform: `show -json` of the plan file (kept out of the log: it holds values in
+    /// clear).
+    pub terraform_show: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -208,6 +250,7 @@ impl std::fmt::Debug for RunSpec {
             .field("definition", &self.definition)
             .field("identity", &self.identity)
             .field("ade_program", &self.ade_program)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
 }
@@ -322,6 +365,8 @@ pub struct RunResult {
     /// What the script reported with `ade operation-result` (code, message; redacted):
     /// the operation failed, for this reason, whatever its exit code.
     pub operation_result: Option<(String, String)>,
+    /// What a preview left ([`Operation::Plan`] only).
+    pub plan: PlanArtifacts,
     /// Pid of the first process started (the script, or `terraform init`).
     pub pid: Option<u32>,
     pub started_at: DateTime<Utc>,
@@ -355,6 +400,7 @@ where
                 outputs: BTreeMap::new(),
                 outputs_error: None,
                 operation_result: None,
+                plan: PlanArtifacts::default(),
                 storage: previous_storage,
                 pid: None,
                 started_at,
@@ -374,6 +420,7 @@ where
                 outputs: BTreeMap::new(),
                 outputs_error: None,
                 operation_result: None,
+                plan: PlanArtifacts::default(),
                 storage: previous_storage,
                 pid: None,
                 started_at,
@@ -385,6 +432,7 @@ where
     }
     let mut on_spawn = Some(on_spawn);
     let mut error_text = None;
+    let mut plan = PlanArtifacts::default();
     let (outcome, pid, outputs, mut outputs_error) = match spec.runner {
         RunnerKind::Command => {
             let ran =
@@ -394,6 +442,9 @@ where
                 Ok(o) => (o, None),
                 Err(e) => (BTreeMap::new(), Some(e)),
             };
+            if spec.operation == Operation::Plan {
+                plan.changes = read_small_file(&dir.plan).await;
+            }
             (ran.outcome, ran.pid, outputs, outputs_error)
         }
         RunnerKind::Terraform => {
@@ -401,6 +452,7 @@ where
                 terraform::run_terraform(&spec, &dir, &env, jail.as_ref(), &mut log, &mut on_spawn)
                     .await;
             error_text = ran.failed_step_stderr;
+            plan = ran.plan;
             (ran.outcome, ran.pid, ran.outputs, ran.outputs_error)
         }
     };
@@ -451,6 +503,7 @@ where
         outputs,
         outputs_error,
         operation_result,
+        plan,
         storage,
         pid,
         started_at,
@@ -458,6 +511,15 @@ where
     };
     dir.remove().await;
     result
+}
+
+/// A file a run left, when it is there and at most [`OUTPUTS_LIMIT`] bytes.
+async fn read_small_file(path: &std::path::Path) -> Option<Vec<u8>> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    if !meta.is_file() || meta.len() > OUTPUTS_LIMIT as u64 {
+        return None;
+    }
+    tokio::fs::read(path).await.ok()
 }
 
 /// The result of a run that was refused before anything started: `why` is its error.
@@ -470,6 +532,7 @@ pub fn not_run(why: String, storage: Vec<u8>) -> RunResult {
         outputs: BTreeMap::new(),
         outputs_error: None,
         operation_result: None,
+        plan: PlanArtifacts::default(),
         storage,
         pid: None,
         started_at: now,

@@ -23,7 +23,10 @@
 //! its state there; nothing is copied then.
 
 use super::command::{exec, Capture, Step, StepEnd};
-use super::{Capped, Jail, Operation, Output, RunDir, RunOutcome, RunSpec, OUTPUTS_LIMIT};
+use super::{
+    Capped, Jail, Operation, Output, PlanArtifacts, PlanInput, RunDir, RunOutcome, RunSpec,
+    OUTPUTS_LIMIT,
+};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
@@ -42,6 +45,8 @@ pub(crate) struct TfRan {
     pub outputs_error: Option<String>,
     /// Stderr of the step that failed, for `error_log` when `ADE_ERROR_LOG` is empty.
     pub failed_step_stderr: Option<Capped>,
+    /// A preview's plan file and its `show -json`.
+    pub plan: PlanArtifacts,
 }
 
 impl TfRan {
@@ -52,6 +57,7 @@ impl TfRan {
             outputs: BTreeMap::new(),
             outputs_error: None,
             failed_step_stderr: None,
+            plan: PlanArtifacts::default(),
         }
     }
 }
@@ -219,27 +225,96 @@ fn terraform_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     env
 }
 
+/// One step of a Terraform run: its arguments and what its stdout is for.
+struct TfStep {
+    args: Vec<OsString>,
+    /// Stdout is kept apart from the log (`output -json`, `show -json`: values in clear).
+    captured: Option<Captured>,
+    /// Exit 2 means "changes" (`plan -detailed-exitcode`), not a failure: go on.
+    changes_exit: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Captured {
+    Outputs,
+    Show,
+}
+
 /// `init`, then `apply` or `destroy`, then (deploy) `output -json`; for a drift check,
-/// `plan -detailed-exitcode` (exit 0 no changes, 2 changes). `None`: Terraform has no such
-/// operation (a schedule's stop and start are scripts).
-fn steps(operation: Operation, var_file: &Path) -> Option<Vec<Vec<OsString>>> {
+/// `plan -detailed-exitcode` (exit 0 no changes, 2 changes); for a preview, `plan -out`
+/// (`-destroy` for a deletion) then `show -json` of the plan; for a deploy of an approved
+/// preview, `apply <plan file>`. `None`: Terraform has no such operation (a schedule's stop
+/// and start are scripts).
+fn steps(
+    operation: Operation,
+    plan: Option<&PlanInput>,
+    var_file: &Path,
+    tfplan: &Path,
+) -> Option<Vec<TfStep>> {
     let mut var_file_arg = OsString::from("-var-file=");
     var_file_arg.push(var_file);
-    let main_args: Vec<OsString> = match operation {
-        Operation::Deploy => vec!["apply".into(), "-auto-approve".into()],
-        Operation::Delete => vec!["destroy".into(), "-auto-approve".into()],
-        Operation::Status => vec!["plan".into(), "-detailed-exitcode".into()],
-        Operation::Stop | Operation::Start => return None,
-    }
-    .into_iter()
-    .chain(["-input=false".into(), "-no-color".into(), var_file_arg])
-    .collect();
-    let mut steps: Vec<Vec<OsString>> = vec![
-        vec!["init".into(), "-input=false".into(), "-no-color".into()],
-        main_args,
+    let mut out_arg = OsString::from("-out=");
+    out_arg.push(tfplan);
+    let common = ["-input=false".into(), "-no-color".into()];
+    let main_args: Vec<OsString> = match (operation, plan) {
+        (Operation::Deploy, Some(PlanInput::TerraformPlan(_))) => ["apply".into()]
+            .into_iter()
+            .chain(common.clone())
+            .chain([tfplan.as_os_str().to_owned()])
+            .collect(),
+        (Operation::Deploy, _) => vec!["apply".into(), "-auto-approve".into()],
+        (Operation::Delete, _) => vec!["destroy".into(), "-auto-approve".into()],
+        (Operation::Status, _) => vec!["plan".into(), "-detailed-exitcode".into()],
+        (Operation::Plan, Some(PlanInput::Preview(Operation::Delete))) => vec![
+            "plan".into(),
+            "-destroy".into(),
+            "-detailed-exitcode".into(),
+            out_arg,
+        ],
+        (Operation::Plan, _) => vec!["plan".into(), "-detailed-exitcode".into(), out_arg],
+        (Operation::Stop | Operation::Start, _) => return None,
+    };
+    let applies_file = matches!(plan, Some(PlanInput::TerraformPlan(_)));
+    let main_args: Vec<OsString> = if applies_file && operation == Operation::Deploy {
+        main_args
+    } else {
+        main_args
+            .into_iter()
+            .chain(common.clone())
+            .chain([var_file_arg])
+            .collect()
+    };
+    let step = |args: Vec<OsString>| TfStep {
+        args,
+        captured: None,
+        changes_exit: false,
+    };
+    let mut steps = vec![
+        step(vec![
+            "init".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+        ]),
+        TfStep {
+            changes_exit: operation == Operation::Plan,
+            ..step(main_args)
+        },
     ];
-    if operation == Operation::Deploy {
-        steps.push(vec!["output".into(), "-json".into(), "-no-color".into()]);
+    match operation {
+        Operation::Deploy => steps.push(TfStep {
+            captured: Some(Captured::Outputs),
+            ..step(vec!["output".into(), "-json".into(), "-no-color".into()])
+        }),
+        Operation::Plan => steps.push(TfStep {
+            captured: Some(Captured::Show),
+            ..step(vec![
+                "show".into(),
+                "-json".into(),
+                "-no-color".into(),
+                tfplan.as_os_str().to_owned(),
+            ])
+        }),
+        _ => {}
     }
     Some(steps)
 }
@@ -256,7 +331,7 @@ where
     F: FnOnce(u32) -> Fut + Send,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    if steps(spec.operation, Path::new("")).is_none() {
+    if steps(spec.operation, None, Path::new(""), Path::new("")).is_none() {
         return TfRan::not_runnable(format!(
             "runner terraform has no {} operation: a schedule needs a definition with {}.sh",
             spec.operation, spec.operation
@@ -313,22 +388,25 @@ where
         outputs: BTreeMap::new(),
         outputs_error: None,
         failed_step_stderr: None,
+        plan: PlanArtifacts::default(),
     };
-    for (i, args) in steps(spec.operation, &prep.var_file)
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let is_output = spec.operation == Operation::Deploy && i == 2;
+    let all = steps(
+        spec.operation,
+        spec.plan.as_ref(),
+        &prep.var_file,
+        &dir.tfplan,
+    );
+    for step in all.unwrap_or_default() {
         // The server's run directory path means nothing to a reader of the log.
         let root = dir.root.to_string_lossy().into_owned();
-        let shown: Vec<String> = args
+        let shown: Vec<String> = step
+            .args
             .iter()
             .map(|a| a.to_string_lossy().replace(&root, "<run dir>"))
             .collect();
         log.note(&format!("$ {tool} {}", shown.join(" ")));
         let mut argv = vec![prep.binary.clone().into_os_string()];
-        argv.extend(args);
+        argv.extend(step.args);
         let mut stderr = Capped::new(spec.output_limit);
         let mut stdout = Capped::new(OUTPUTS_LIMIT);
         let report = exec(
@@ -341,7 +419,7 @@ where
             },
             Capture {
                 log: &mut *log,
-                stdout: is_output.then_some(&mut stdout),
+                stdout: step.captured.is_some().then_some(&mut stdout),
                 stderr: Some(&mut stderr),
             },
             on_spawn,
@@ -351,28 +429,55 @@ where
             first_pid = report.pid;
         }
         let outcome = report.outcome(spec.timeout, tool);
-        if is_output {
-            // The apply succeeded: a broken `output` step is an outputs problem, reported
-            // as such, not a failed apply.
-            ran.outputs_error = match (&report.end, outcome.is_success()) {
-                (_, true) if stdout.omitted() > 0 => Some(format!(
-                    "{tool} output -json is over {} MiB",
-                    OUTPUTS_LIMIT / (1024 * 1024)
-                )),
-                (_, true) => match parse_terraform_outputs(&stdout.bytes()) {
-                    Ok(outputs) => {
-                        ran.outputs = outputs;
-                        None
+        match step.captured {
+            Some(Captured::Outputs) => {
+                // The apply succeeded: a broken `output` step is an outputs problem,
+                // reported as such, not a failed apply.
+                ran.outputs_error = match (&report.end, outcome.is_success()) {
+                    (_, true) if stdout.omitted() > 0 => Some(format!(
+                        "{tool} output -json is over {} MiB",
+                        OUTPUTS_LIMIT / (1024 * 1024)
+                    )),
+                    (_, true) => match parse_terraform_outputs(&stdout.bytes()) {
+                        Ok(outputs) => {
+                            ran.outputs = outputs;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    },
+                    (StepEnd::TimedOut, _) => {
+                        ran.outcome = outcome.clone();
+                        Some(format!("{tool} output -json {}", outcome.describe()))
                     }
-                    Err(e) => Some(e),
-                },
-                (StepEnd::TimedOut, _) => {
-                    ran.outcome = outcome.clone();
-                    Some(format!("{tool} output -json {}", outcome.describe()))
+                    (_, false) => Some(format!("{tool} output -json {}", outcome.describe())),
+                };
+                break;
+            }
+            Some(Captured::Show) => {
+                if !outcome.is_success() || stdout.omitted() > 0 {
+                    ran.outcome = outcome;
+                    ran.failed_step_stderr = Some(stderr);
+                    ran.plan = PlanArtifacts::default();
+                    break;
                 }
-                (_, false) => Some(format!("{tool} output -json {}", outcome.describe())),
-            };
-            break;
+                ran.plan.terraform_show = Some(stdout.bytes());
+                ran.plan.terraform_plan = tokio::fs::read(&dir.tfplan).await.ok();
+                break;
+            }
+            None => {}
+        }
+        let changes = step.changes_exit
+            && matches!(
+                outcome,
+                RunOutcome::Failed {
+                    exit_code: Some(2),
+                    ..
+                }
+            );
+        if changes {
+            // The preview's verdict ("changes"), kept while `show` runs.
+            ran.outcome = outcome;
+            continue;
         }
         if !outcome.is_success() {
             ran.outcome = outcome;
