@@ -5,6 +5,7 @@
 
 use crate::event::{Event, PrInfo};
 use crate::forge::client::ForgeError;
+use crate::handlers::pr::Previews;
 use crate::handlers::{self, Deps, WorkError};
 use crate::ids::{InstallationId, RepoName};
 use crate::store::{Delivery, KnownRepository, Outcome, StoreError};
@@ -184,11 +185,20 @@ impl Worker {
         }
         self.note_repository(&event).await;
         match event {
-            Event::PullRequest(ev) | Event::Review(ev) => {
+            Event::PullRequest(ev) => {
                 let pr = PrInfo::from_event(&ev).map_err(WorkError::Payload)?;
-                handlers::pr::check(deps, &pr, &d.id).await
+                handlers::pr::check(deps, &pr, &d.id, Previews::Make).await
+            }
+            // A review changes the approvals, not what the change would do: the previews
+            // kept for the head are shown again.
+            Event::Review(ev) => {
+                let pr = PrInfo::from_event(&ev).map_err(WorkError::Payload)?;
+                handlers::pr::check(deps, &pr, &d.id, Previews::Keep).await
             }
             Event::Merged(ev) => handlers::merge::handle(deps, &ev, &d.id).await,
+            Event::MergeGroup { number, event } => {
+                handlers::queue::handle(deps, number, &event, &d.id).await
+            }
             Event::Push(ev) => handlers::push::handle(deps, &ev, &d.id, d.received_at_ms).await,
             Event::Command {
                 command,
@@ -199,7 +209,12 @@ impl Worker {
                 installation,
             } => match (command.split_whitespace().next(), on_pull_request) {
                 (Some("recheck"), true) => {
-                    handlers::pr::recheck(deps, &repository, installation, number, &d.id).await
+                    let how = (&d.id, Previews::Keep);
+                    handlers::pr::recheck(deps, &repository, installation, number, how).await
+                }
+                (Some("plan"), true) => {
+                    let how = (&d.id, Previews::Make);
+                    handlers::pr::recheck(deps, &repository, installation, number, how).await
                 }
                 (Some("reconcile"), false) => {
                     handlers::lifecycle::reconcile_comment(
@@ -223,7 +238,8 @@ impl Worker {
                 ..
             } => match number {
                 Some(number) => {
-                    handlers::pr::recheck(deps, &repository, installation, number, &d.id).await
+                    let how = (&d.id, Previews::Make);
+                    handlers::pr::recheck(deps, &repository, installation, number, how).await
                 }
                 None => {
                     tracing::info!("check run has no pull request; nothing to re-run");
@@ -271,6 +287,7 @@ fn event_label(event: &str) -> &'static str {
         "issue_comment" => "issue_comment",
         "check_run" => "check_run",
         "push" => "push",
+        "merge_group" => "merge_group",
         _ => "other",
     }
 }

@@ -31,9 +31,11 @@ fn pr(author: &str, reviews: &[(&str, ReviewState, &str)]) -> PrContext {
         reviews: reviews
             .iter()
             .map(|(user, state, commit)| Review {
+                id: None,
                 user: user.to_string(),
                 state: *state,
                 commit_id: Some(commit.to_string()),
+                digest: None,
             })
             .collect(),
         head_sha: Some(HEAD.into()),
@@ -83,7 +85,8 @@ fn a_prod_manifest_needs_two_platform_approvals_on_the_head() {
             CheckKind::Schema,
             CheckKind::Policy,
             CheckKind::Quota,
-            CheckKind::Approval
+            CheckKind::Approval,
+            CheckKind::Plan
         ]
     );
 
@@ -242,7 +245,10 @@ fn dev_environments_get_no_approval_check_unless_the_workflow_lists_it() {
     let changes = [change(NEW, ChangeKind::Added)];
     let report = check(&base, &head, &changes, &pr("octocat", &[]));
     let names: Vec<String> = report.contexts().into_iter().map(|c| c.context).collect();
-    assert_eq!(names, ["paved/schema", "paved/policy", "paved/quota"]);
+    assert_eq!(
+        names,
+        ["paved/schema", "paved/policy", "paved/quota", "paved/plan"]
+    );
 
     base.write(
         ".paved/workflows/default.yaml",
@@ -378,7 +384,12 @@ fn only_owner_team_or_platform_may_delete() {
     let gov = Governance::load(&base.tree());
     assert_eq!(
         planned_checks_with_branch(&gov, &head.tree(), &base.tree(), &changes),
-        [CheckKind::Schema, CheckKind::Policy, CheckKind::Quota]
+        [
+            CheckKind::Schema,
+            CheckKind::Policy,
+            CheckKind::Quota,
+            CheckKind::Plan
+        ]
     );
     assert!(report.environments[0]
         .outcome(CheckKind::Approval)
@@ -410,7 +421,8 @@ fn deleting_a_prod_environment_needs_its_approvals() {
             CheckKind::Schema,
             CheckKind::Policy,
             CheckKind::Quota,
-            CheckKind::Approval
+            CheckKind::Approval,
+            CheckKind::Plan
         ]
     );
     let report = check(&base, &head, &changes, &pr("octocat", &[]));

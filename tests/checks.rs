@@ -72,7 +72,10 @@ fn examples_pass_every_check() {
     let report = check_local(&examples());
     let contexts = report.contexts();
     let names: Vec<&str> = contexts.iter().map(|c| c.context.as_str()).collect();
-    assert_eq!(names, ["paved/schema", "paved/policy", "paved/quota"]);
+    assert_eq!(
+        names,
+        ["paved/schema", "paved/policy", "paved/quota", "paved/plan"]
+    );
     for c in &contexts {
         assert_eq!(c.verdict, Verdict::Pass, "{}", checks::render_text(&report));
     }
@@ -92,7 +95,12 @@ fn a_valid_pr_passes_and_plans_three_checks() {
     let changes = [added(NEW)];
     assert_eq!(
         planned_checks(&gov, &tree, &changes),
-        vec![CheckKind::Schema, CheckKind::Policy, CheckKind::Quota]
+        vec![
+            CheckKind::Schema,
+            CheckKind::Policy,
+            CheckKind::Quota,
+            CheckKind::Plan
+        ]
     );
     let report = evaluate(&gov, &tree, &tree, &changes, &octocat());
     for c in report.contexts() {
@@ -572,7 +580,7 @@ fn deletions_pass_as_deletions() {
         path: path.into(),
         kind: ChangeKind::Deleted,
     }];
-    assert_eq!(planned_checks(&gov, &head.tree(), &changes).len(), 3);
+    assert_eq!(planned_checks(&gov, &head.tree(), &changes).len(), 4);
     let report = evaluate(&gov, &head.tree(), &base, &changes, &octocat());
     let env = &report.environments[0];
     assert_eq!(env.change, ChangeKind::Deleted);

@@ -154,6 +154,7 @@ impl Env {
             owner: "alice".into(),
             identity: None,
             ade_program: None,
+            plan: None,
         };
         runner::run(spec, |_| async {}).await
     }

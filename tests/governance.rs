@@ -69,9 +69,11 @@ deny contains msg if {
 
 fn review(user: &str, state: ReviewState, commit: &str) -> Review {
     Review {
+        id: None,
         user: user.into(),
         state,
         commit_id: Some(commit.into()),
+        digest: None,
     }
 }
 
@@ -417,7 +419,10 @@ fn contexts_include_governance_only_when_set() {
     let report = check_local(&examples());
     assert!(report.governance.is_none());
     let names: Vec<String> = report.contexts().into_iter().map(|c| c.context).collect();
-    assert_eq!(names, ["paved/schema", "paved/policy", "paved/quota"]);
+    assert_eq!(
+        names,
+        ["paved/schema", "paved/policy", "paved/quota", "paved/plan"]
+    );
     let json = serde_json::to_value(&report).expect("json");
     assert!(json.get("governance").is_none(), "{json}");
     assert!(json["environments"].is_array());
@@ -449,10 +454,11 @@ fn contexts_include_governance_only_when_set() {
             "paved/schema",
             "paved/policy",
             "paved/quota",
+            "paved/plan",
             GOVERNANCE_CONTEXT
         ]
     );
-    assert_eq!(contexts[3].verdict, Verdict::Fail);
+    assert_eq!(contexts[4].verdict, Verdict::Fail);
     // Both sections in the comment, governance first.
     let md = checks::render_markdown(&report);
     let gov_at = md

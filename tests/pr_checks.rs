@@ -291,9 +291,9 @@ async fn redelivery_is_processed_once() {
         "redelivery answered {again}"
     );
     h.wait_delivery(&id).await;
-    h.verdicts(&pr.head_sha, 3).await;
+    h.verdicts(&pr.head_sha, 4).await;
     let all = h.github.statuses(common::REPO, pr.head_sha.as_str());
-    assert_eq!(all.len(), 6, "3 pending + 3 verdicts, once: {all:#?}");
+    assert_eq!(all.len(), 8, "4 pending + 4 verdicts, once: {all:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

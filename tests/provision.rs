@@ -86,7 +86,7 @@ async fn merge_provisions_once_with_the_ade_environment() {
     assert_eq!(n.merger.as_deref(), Some("hubot"));
     assert_eq!(n.approvers, ["admin1"]);
     assert_eq!(n.run_id, Some(*id));
-    assert_eq!(n.checks.len(), 3, "{:?}", n.checks);
+    assert_eq!(n.checks.len(), 4, "{:?}", n.checks);
     assert!(n.checks.iter().all(|c| c.verdict == "pass"));
     let first_parent = e.h.base.to_string();
     assert_eq!(n.governance_commit.as_deref(), Some(first_parent.as_str()));

@@ -190,7 +190,7 @@ async fn two_replicas_process_each_delivery_once() {
                 .or_default()
                 .push(s.state.clone());
         }
-        assert_eq!(per_context.len(), 3, "{per_context:?}");
+        assert_eq!(per_context.len(), 4, "{per_context:?}");
         for (context, states) in &per_context {
             assert_eq!(
                 states.len(),

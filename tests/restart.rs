@@ -54,12 +54,12 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
         assert_eq!(d["state"], "done", "{d}");
     }
     for pr in &prs {
-        let v = h.verdicts(&pr.head_sha, 3).await;
+        let v = h.verdicts(&pr.head_sha, 4).await;
         assert!(v.values().all(|s| s.state == "success"), "{v:?}");
         let all = h.github.statuses(common::REPO, pr.head_sha.as_str());
         assert_eq!(
             all.len(),
-            6,
+            8,
             "each check pending once and decided once: {all:#?}"
         );
         let n = pr.number;

@@ -79,6 +79,7 @@ impl Fixture {
             owner: "alice".into(),
             identity: None,
             ade_program: None,
+            plan: None,
         }
     }
 

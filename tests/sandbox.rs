@@ -166,6 +166,7 @@ impl Deployment {
             owner: "alice".into(),
             identity: None,
             ade_program: None,
+            plan: None,
         };
         runner::run(spec, |_| async {}).await
     }

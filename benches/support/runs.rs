@@ -74,6 +74,7 @@ fn spec(def: &Path, work: &Path, sandbox: Sandbox, run_id: i64) -> RunSpec {
         owner: "alice".into(),
         identity: None,
         ade_program: None,
+        plan: None,
     }
 }
 

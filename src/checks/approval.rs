@@ -63,14 +63,52 @@ impl Run<'_> {
                 .as_ref()
                 .map(|a| a.alternatives())
                 .unwrap_or_default();
-            let out = policy::evaluate_approvals(
+            let digest = self.ctx.previews.as_ref().map(|p| p.digest());
+            let at = (self.ctx.head_sha.as_deref(), digest.as_deref());
+            let out = policy::evaluate_bound_approvals(
                 rules,
                 &self.ctx.reviews,
                 &self.ctx.author,
-                self.ctx.head_sha.as_deref(),
+                at,
                 ty.dismiss_stale,
                 self.membership,
             );
+            // A preview that deletes or replaces something needs each `onDestroy` rule too.
+            let destroyed: Vec<&str> = self
+                .ctx
+                .previews
+                .as_ref()
+                .and_then(|p| p.get(&change.path))
+                .map(|p| p.destroyed().iter().map(|c| c.resource.as_str()).collect())
+                .unwrap_or_default();
+            let extra = ty
+                .approvals
+                .as_ref()
+                .map(|a| a.on_destroy())
+                .unwrap_or_default();
+            if !destroyed.is_empty() {
+                for rule in &extra {
+                    let rule = std::slice::from_ref(rule);
+                    let more = policy::evaluate_bound_approvals(
+                        rule,
+                        &self.ctx.reviews,
+                        &self.ctx.author,
+                        at,
+                        ty.dismiss_stale,
+                        self.membership,
+                    );
+                    if !more.pass {
+                        errors.push(Diagnostic::new(
+                            &change.path,
+                            format!(
+                                "{}: the preview destroys or replaces {} (type {name}: environmentTypes.{name}.approvals.onDestroy in {PLATFORM_PATH})",
+                                more.description,
+                                destroyed.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
             if out.pass {
                 if !summaries.contains(&out.description) {
                     summaries.push(out.description);

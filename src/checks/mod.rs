@@ -29,6 +29,7 @@ mod governance_check;
 mod identities;
 mod plan;
 mod policy;
+mod preview;
 mod quota;
 mod render;
 mod report;
@@ -50,6 +51,7 @@ pub use render::{render_markdown, render_text, ContextVerdict, Finding};
 pub use report::{
     CheckOutcome, EnvironmentReport, GovernanceOutcome, PrContext, Report, Verdict, WhatIf,
 };
+pub use text::truncate_line;
 
 use crate::manifest::names;
 use crate::policy::{Membership, NoMembers};

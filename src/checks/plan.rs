@@ -51,12 +51,21 @@ fn planned(
             .filter(|_| change.kind != ChangeKind::Added)
             .and_then(|t| manifest_type(t, &change.path));
         set.extend(gov.resolve_workflow(env_type.as_deref()).checks);
-        if [env_type, old_type]
+        let types = [env_type, old_type];
+        if types
             .iter()
             .flatten()
             .any(|t| gov.approval_type(t).is_some())
         {
             set.insert(CheckKind::Approval);
+        }
+        let requires_plan = |t: &String| {
+            gov.platform()
+                .and_then(|p| p.environment_types.get(t))
+                .is_some_and(|ty| ty.require_plan)
+        };
+        if types.iter().flatten().any(requires_plan) {
+            set.insert(CheckKind::Plan);
         }
     }
     set.into_iter().collect()

@@ -30,6 +30,10 @@ pub struct PrContext {
     /// when unknown (`paved check`, offline).
     #[serde(default)]
     pub identities: Option<BTreeSet<String>>,
+    /// The previews of the head (SPEC 14): `paved/plan`'s verdicts, the digest approvals
+    /// are bound to, what `approvals.onDestroy` looks at. `None`: not made (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previews: Option<crate::preview::PreviewSet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,6 +93,9 @@ impl Run<'_> {
         {
             checks.push(CheckKind::Approval);
         }
+        if self.needs_plan([old_type.as_deref()]) && !checks.contains(&CheckKind::Plan) {
+            checks.push(CheckKind::Plan);
+        }
         let decide = |c: &CheckKind| {
             if !errors.is_empty() {
                 return CheckOutcome::new(*c, errors.clone(), Vec::new());
@@ -106,6 +109,7 @@ impl Run<'_> {
                     Vec::new(),
                 ),
                 CheckKind::Approval => self.approval(change, None, old_type.as_deref()),
+                CheckKind::Plan => self.plan(change, old_type.as_deref()),
                 _ => CheckOutcome::new(*c, Vec::new(), Vec::new()),
             }
         };
@@ -142,6 +146,11 @@ impl Run<'_> {
         {
             planned.push(CheckKind::Approval);
         }
+        if self.needs_plan([env_type.as_deref(), old_type.as_deref()])
+            && !planned.contains(&CheckKind::Plan)
+        {
+            planned.push(CheckKind::Plan);
+        }
         let decide = |check: &CheckKind| {
             if !base_errors.is_empty() {
                 return CheckOutcome::new(*check, base_errors.clone(), Vec::new());
@@ -174,6 +183,7 @@ impl Run<'_> {
                         Vec::new(),
                     ),
                 },
+                CheckKind::Plan => self.plan(change, env_type.as_deref()),
             }
         };
         let checks = planned.iter().map(decide).collect();
@@ -212,6 +222,11 @@ impl Run<'_> {
             .into_iter()
             .flatten()
             .any(|t| self.gov.approval_type(t).is_some())
+    }
+
+    /// Some of these types say `requirePlan: true`: `paved/plan` runs whatever the workflow.
+    pub(super) fn needs_plan<'t>(&self, types: impl IntoIterator<Item = Option<&'t str>>) -> bool {
+        types.into_iter().flatten().any(|t| self.requires_plan(t))
     }
 
     pub(super) fn branch_team_names(&self, team: &str) -> Result<Names, Diagnostic> {

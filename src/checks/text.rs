@@ -13,3 +13,8 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
         t
     }
 }
+
+/// `s` as one status description line (at most [`DESCRIPTION_MAX`] characters).
+pub fn truncate_line(s: &str) -> String {
+    truncate(s, DESCRIPTION_MAX)
+}

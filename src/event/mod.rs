@@ -25,7 +25,7 @@ mod payload;
 mod pr;
 
 pub use payload::*;
-pub use pr::PrInfo;
+pub use pr::{PrInfo, Queue};
 
 use crate::ids::{CommitSha, RepoName};
 
@@ -61,6 +61,9 @@ pub enum Event {
     },
     /// A push to the default branch.
     Push(PushEvent),
+    /// GitHub's merge queue asks for the checks of its commit (`merge_group`
+    /// `checks_requested`); `number` is the pull request it was made for.
+    MergeGroup { number: u64, event: MergeGroupEvent },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +154,23 @@ impl Event {
                     installation: ev.installation,
                 })
             }
+            "merge_group" => {
+                let ev: MergeGroupEvent = serde_json::from_slice(body)?;
+                repo_of(&ev.repository)?;
+                if ev.action != "checks_requested" {
+                    return Ok(None);
+                }
+                let g = &ev.merge_group;
+                for sha in [&g.head_sha, &g.base_sha] {
+                    CommitSha::parse(sha).map_err(|_| EventError::Invalid("merge_group sha"))?;
+                }
+                payload::valid_branch(g.head_ref.trim_start_matches("refs/heads/"))
+                    .map_err(|_| EventError::Invalid("merge_group.head_ref"))?;
+                let number = g
+                    .pull_request()
+                    .ok_or(EventError::Invalid("merge_group.head_ref"))?;
+                Some(Event::MergeGroup { number, event: ev })
+            }
             "push" => {
                 let ev: PushEvent = serde_json::from_slice(body)?;
                 repo_of(&ev.repository)?;
@@ -168,6 +188,7 @@ impl Event {
             Event::PullRequest(ev) | Event::Merged(ev) | Event::Review(ev) => &ev.repository,
             Event::Command { repository, .. } | Event::Rerun { repository, .. } => repository,
             Event::Push(ev) => &ev.repository,
+            Event::MergeGroup { event, .. } => &event.repository,
         }
     }
 
@@ -181,6 +202,7 @@ impl Event {
                 installation.as_ref().map(|i| i.id)
             }
             Event::Push(ev) => ev.installation.as_ref().map(|i| i.id),
+            Event::MergeGroup { event, .. } => event.installation.as_ref().map(|i| i.id),
         }
     }
 
@@ -211,6 +233,10 @@ impl Event {
                 },
             ),
             Event::Push(_) => (None, format!("{repo}@push")),
+            // With the pull request's own deliveries: one at a time, in order.
+            Event::MergeGroup { number, .. } => {
+                (Some("checks_requested".into()), format!("{repo}#{number}"))
+            }
         };
         Classified {
             repo,

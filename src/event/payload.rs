@@ -114,6 +114,37 @@ pub struct IssueComment {
     pub user: Option<User>,
 }
 
+/// `merge_group` (GitHub's merge queue): `checks_requested` for the queue's commit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeGroupEvent {
+    pub action: String,
+    pub merge_group: MergeGroup,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeGroup {
+    /// The queue's commit: the default branch at `base_sha` with the queued pull requests.
+    pub head_sha: String,
+    /// `refs/heads/gh-readonly-queue/<base>/pr-<number>-<sha>`.
+    pub head_ref: String,
+    pub base_sha: String,
+    pub base_ref: String,
+}
+
+impl MergeGroup {
+    /// The pull request the queue's commit was made for, from `head_ref`
+    /// (`…/pr-<number>-<sha>`).
+    pub fn pull_request(&self) -> Option<u64> {
+        let last = self.head_ref.rsplit('/').next()?;
+        let rest = last.strip_prefix("pr-")?;
+        let (number, _) = rest.split_once('-')?;
+        number.parse().ok().filter(|n| *n > 0)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PushEvent {
     #[serde(rename = "ref")]

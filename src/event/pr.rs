@@ -18,6 +18,26 @@ pub struct PrInfo {
     pub installation: Option<InstallationId>,
     /// The head lives in another repository (a fork).
     pub from_fork: bool,
+    /// Checks asked for by GitHub's merge queue: `head_sha` and `base_sha` are then the
+    /// queue's commit and the default branch it builds on.
+    pub queue: Option<Queue>,
+}
+
+/// A merge queue's commit made for a pull request (`merge_group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// The queue's branch (`refs/heads/gh-readonly-queue/…`), fetched for its commit.
+    pub head_ref: String,
+    /// The pull request's own head: what its reviews approved.
+    pub pr_head: CommitSha,
+}
+
+impl PrInfo {
+    /// The commit the pull request's reviews are about: its own head (not a queue's
+    /// commit made from it).
+    pub fn reviewed_head(&self) -> &CommitSha {
+        self.queue.as_ref().map_or(&self.head_sha, |q| &q.pr_head)
+    }
 }
 
 impl PrInfo {
@@ -45,6 +65,7 @@ impl PrInfo {
             author: pr.user.login.clone(),
             installation: ev.installation.map(|i| InstallationId(i.id)),
             from_fork,
+            queue: None,
         })
     }
 

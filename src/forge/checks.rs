@@ -26,6 +26,8 @@ pub enum CheckStatus {
 pub enum Conclusion {
     Success,
     Failure,
+    /// Neither: nothing to say (`paved/plan` when no definition has a preview).
+    Neutral,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +60,9 @@ pub struct Annotation {
 pub struct CheckOutput {
     pub title: String,
     pub summary: String,
+    /// The details below the summary (`paved/plan`: the preview).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
 }

@@ -676,6 +676,10 @@ pub struct NewDeploymentStatus {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Review {
+    /// GitHub's id of the review (an approval is bound to the preview shown when it was
+    /// first seen, by this id).
+    #[serde(default)]
+    pub id: Option<u64>,
     #[serde(default)]
     pub user: Option<ReviewUser>,
     pub state: String,

@@ -80,9 +80,18 @@ pub fn fork_note(pr: &PrInfo) -> String {
 }
 
 /// The summary comment of a PR's checks.
-pub fn summary(pr: &PrInfo, report: &Report, run_url: &str, governance_sha: &CommitSha) -> String {
+pub fn summary(
+    pr: &PrInfo,
+    report: &Report,
+    run_url: &str,
+    governance_sha: &CommitSha,
+    previews: Option<&crate::preview::PreviewSet>,
+) -> String {
+    let preview = previews
+        .map(|set| format!("\n\n{}", crate::preview::render::comment_section(set)))
+        .unwrap_or_default();
     format!(
-        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{}{}\n\n[Run details]({run_url}) · governance read at `{}` (where this branch forked off `{}`)\n",
+        "{COMMENT_MARKER}\n### Paved checks for `{}`\n\n{}{}{preview}\n\n[Run details]({run_url}) · governance read at `{}` (where this branch forked off `{}`)\n",
         pr.head_sha.short(),
         fork_note(pr),
         checks::render_markdown(report),

@@ -35,6 +35,10 @@ pub struct Verdict<'v> {
     pub url: &'v str,
     /// What is behind it, for check runs: annotations and the summary's list.
     pub findings: Vec<Finding<'v>>,
+    /// A check run's text below its summary (`paved/plan`: the preview).
+    pub text: Option<String>,
+    /// A passing check run is `neutral` rather than `success` (nothing was previewed).
+    pub neutral: bool,
 }
 
 impl<'a> Feedback<'a> {
@@ -73,6 +77,7 @@ impl<'a> Feedback<'a> {
                     output: Some(CheckOutput {
                         title: description.to_string(),
                         summary: description.to_string(),
+                        text: None,
                         annotations: Vec::new(),
                     }),
                 };
@@ -107,6 +112,7 @@ impl<'a> Feedback<'a> {
         let output = |annotations: &[Annotation]| CheckOutput {
             title: v.description.to_string(),
             summary: summary.clone(),
+            text: v.text.clone(),
             annotations: annotations.to_vec(),
         };
         let fields = |output: CheckOutput, conclusion: Option<Conclusion>| CheckRunFields {
@@ -116,10 +122,10 @@ impl<'a> Feedback<'a> {
             external_id: None,
             output: Some(output),
         };
-        let conclusion = if v.pass {
-            Conclusion::Success
-        } else {
-            Conclusion::Failure
+        let conclusion = match (v.pass, v.neutral) {
+            (true, true) => Conclusion::Neutral,
+            (true, false) => Conclusion::Success,
+            (false, _) => Conclusion::Failure,
         };
         // Annotations first, the conclusion with the last batch: once a run shows as
         // completed, everything it has to say is on it.

@@ -16,7 +16,9 @@ pub mod lifecycle;
 pub mod merge;
 pub mod notes;
 pub mod pr;
+pub(crate) mod preview;
 pub mod push;
+pub mod queue;
 mod reviews;
 
 pub use reviews::{approvers_in, reviews_of};

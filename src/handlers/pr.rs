@@ -4,7 +4,7 @@
 
 use super::feedback::{Feedback, Verdict};
 use super::{approvers_in, reviews_of, Deps, WorkError, INTERNAL_ERROR};
-use super::{comment, environment_changes, governance_changes};
+use super::{comment, environment_changes, governance_changes, preview};
 use crate::checks::{self, Change, CheckKind, Governance, PrContext, Report};
 use crate::event::{Installation, PrInfo, Repository};
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
@@ -18,7 +18,7 @@ pub async fn recheck(
     repository: &Repository,
     installation: Option<Installation>,
     number: u64,
-    delivery: &DeliveryId,
+    (delivery, previews): (&DeliveryId, Previews),
 ) -> Result<(), WorkError> {
     let repo =
         RepoName::parse(&repository.full_name).map_err(|e| WorkError::Payload(e.to_string()))?;
@@ -32,14 +32,19 @@ pub async fn recheck(
         installation.map(|i| crate::ids::InstallationId(i.id)),
     )
     .map_err(WorkError::Payload)?;
-    check(deps, &pr, delivery).await
+    check(deps, &pr, delivery, previews).await
 }
 
 /// Runs the checks of every touched environment and reports them on the PR. A PR into a
 /// branch other than the default one gets nothing; one over `checks.max_manifests` gets one
 /// failing `paved/schema`; a panic while evaluating gets failing statuses saying "internal
 /// error", not a retry.
-pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<(), WorkError> {
+pub async fn check(
+    deps: &Deps,
+    pr: &PrInfo,
+    delivery: &DeliveryId,
+    previews: Previews,
+) -> Result<(), WorkError> {
     let pr = &super::with_requester(deps, pr.clone()).await?;
     if pr.base_ref != pr.default_branch {
         // Only the default branch's verdicts may land on a commit: a PR into another
@@ -58,7 +63,7 @@ pub async fn check(deps: &Deps, pr: &PrInfo, delivery: &DeliveryId) -> Result<()
         CheckKind::Quota.context(),
     ];
     let delivery_url = format!("{}/api/v1/deliveries/{delivery}", deps.public_url());
-    match run(deps, &mut feedback, pr, delivery, &mut contexts).await {
+    match run(deps, &mut feedback, pr, (delivery, previews), &mut contexts).await {
         Err(e @ WorkError::TooManyManifests { .. }) => {
             let why = format!("{e}: split it into smaller pull requests");
             feedback
@@ -91,10 +96,13 @@ fn failed<'v>(context: &'v str, why: &'v str, url: &'v str) -> Verdict<'v> {
         description: why,
         url,
         findings: Vec::new(),
+        text: None,
+        neutral: false,
     }
 }
 
 /// What [`prepare`] worked out for a PR.
+#[derive(Clone)]
 struct Prepared {
     governance: Arc<Governance>,
     changes: Vec<Change>,
@@ -110,7 +118,7 @@ async fn run(
     deps: &Deps,
     feedback: &mut Feedback<'_>,
     pr: &PrInfo,
-    delivery: &DeliveryId,
+    (delivery, previews): (&DeliveryId, Previews),
     contexts: &mut Vec<&'static str>,
 ) -> Result<(), WorkError> {
     let Some(prep) = prepare(deps, pr).await? else {
@@ -129,19 +137,31 @@ async fn run(
     }
 
     let gh = feedback.client();
-    let reviews = reviews_of(gh, pr).await?;
-    let ctx = PrContext {
+    let number = pr.number.0;
+    let mut reviews = reviews_of(gh, pr).await?;
+    // An approval Paved sees for the first time was given on the previews shown until now.
+    let reviewed = pr.reviewed_head();
+    let kept = preview::stored(deps, &pr.repo, number, reviewed).await?;
+    let shown = kept.as_ref().map(|(_, set)| set.digest());
+    preview::bind_reviews(
+        deps,
+        &pr.repo,
+        number,
+        reviewed,
+        &mut reviews,
+        shown.as_deref(),
+    )
+    .await?;
+    let mut ctx = PrContext {
         author: pr.author.clone(),
         approvers: approvers_in(&reviews, &pr.author),
         live: deps.live_by_team(&pr.repo).await?,
         reviews,
-        head_sha: Some(pr.head_sha.to_string()),
+        head_sha: Some(reviewed.to_string()),
         identities: Some(deps.known_identities()),
+        previews: None,
     };
-    let governance_sha = prep.governance_sha.clone();
-    let report = evaluate(deps, pr, prep, ctx).await?;
-    let report_json =
-        serde_json::to_value(&report).map_err(|e| WorkError::Internal(e.to_string()))?;
+    let report = evaluate(deps, pr, &prep, ctx.clone()).await?;
     let run_id = deps
         .store
         .insert_run(NewRun {
@@ -150,36 +170,154 @@ async fn run(
             head_sha: pr.head_sha.clone(),
             base_sha: pr.base_sha.clone(),
             delivery_id: delivery.clone(),
-            report: report_json,
+            report: to_json(&report)?,
         })
         .await?;
     let run_url = format!("{}/api/v1/runs/{run_id}", deps.public_url());
+    // With previews, `paved/plan` and `paved/approval` (bound to the previews) wait for
+    // them; the other checks are posted now.
+    let held: &[CheckKind] = if prep.planned.contains(&CheckKind::Plan) {
+        &[CheckKind::Plan, CheckKind::Approval]
+    } else {
+        &[]
+    };
+    post(
+        deps,
+        feedback,
+        &report,
+        &run_url,
+        |c| !held.contains(&c),
+        None,
+    )
+    .await?;
+    // A merge queue's commit gets statuses; the pull request's comment stays its own.
+    if held.is_empty() {
+        if pr.queue.is_some() {
+            return Ok(());
+        }
+        let body = comment::summary(pr, &report, &run_url, &prep.governance_sha, None);
+        return comment::upsert(deps, gh, pr, &body).await;
+    }
+
+    let at = preview::PreviewAt {
+        repo: pr.repo.clone(),
+        pr: number,
+        head_sha: pr.head_sha.clone(),
+        governance_sha: prep.governance_sha.clone(),
+        default_sha: prep.default_sha.clone(),
+        requester: pr.author.clone(),
+        approvers: ctx.approvers.clone(),
+    };
+    let set = match (previews, kept) {
+        (Previews::Keep, Some((_, set))) => set,
+        _ => {
+            let made = preview::make(deps, &at, &prep.governance, &report.environments).await?;
+            // A queue's previews are shown, never kept: the approved ones stay the PR's.
+            if pr.queue.is_none() {
+                preview::keep(deps, &at, &made).await?;
+            }
+            made.set
+        }
+    };
+    let digest = set.digest();
+    if pr.queue.is_none() {
+        preview::bind_reviews(
+            deps,
+            &pr.repo,
+            number,
+            reviewed,
+            &mut ctx.reviews,
+            Some(&digest),
+        )
+        .await?;
+    }
+    ctx.previews = Some(set.clone());
+    let report = evaluate(deps, pr, &prep, ctx).await?;
+    deps.store
+        .update_run_report(run_id, to_json(&report)?)
+        .await?;
+    post(
+        deps,
+        feedback,
+        &report,
+        &run_url,
+        |c| held.contains(&c),
+        Some(&set),
+    )
+    .await?;
+    if pr.queue.is_some() {
+        return Ok(());
+    }
+    let body = comment::summary(pr, &report, &run_url, &prep.governance_sha, Some(&set));
+    comment::upsert(deps, gh, pr, &body).await
+}
+
+/// Whether a check of a pull request makes its previews again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Previews {
+    /// A push, a reopen, `/paved plan`, "Re-run": the world may have moved.
+    Make,
+    /// A review, `/paved recheck`: the previews kept for this head are shown again.
+    Keep,
+}
+
+fn to_json(report: &Report) -> Result<serde_json::Value, WorkError> {
+    serde_json::to_value(report).map_err(|e| WorkError::Internal(e.to_string()))
+}
+
+/// Posts the report's verdicts of the checks `which` selects (`paved/governance` with
+/// those that are not held). `paved/plan` carries the preview as its check run's text.
+async fn post(
+    deps: &Deps,
+    feedback: &mut Feedback<'_>,
+    report: &Report,
+    run_url: &str,
+    which: impl Fn(CheckKind) -> bool,
+    set: Option<&crate::preview::PreviewSet>,
+) -> Result<(), WorkError> {
     for v in report.contexts() {
+        let selected = match v.check {
+            Some(c) => which(c),
+            None => which(CheckKind::Schema),
+        };
+        if !selected {
+            continue;
+        }
         deps.metrics.verdict(
             v.check.map_or(checks::GOVERNANCE_CONTEXT, |c| c.context()),
             if v.verdict.is_pass() { "pass" } else { "fail" },
         );
+        let is_plan = v.check == Some(CheckKind::Plan);
+        let preview = set.filter(|_| is_plan);
+        let description = match preview {
+            Some(set) if v.verdict.is_pass() => {
+                crate::checks::truncate_line(&crate::preview::render::description(set))
+            }
+            _ => v.description.clone(),
+        };
         feedback
             .finish(Verdict {
                 context: &v.context,
                 pass: v.verdict.is_pass(),
-                description: &v.description,
-                url: &run_url,
+                description: &description,
+                url: run_url,
                 findings: report.findings(&v),
+                text: preview.map(crate::preview::render::check_text),
+                neutral: preview.is_some_and(crate::preview::render::is_neutral),
             })
             .await?;
     }
-    let body = comment::summary(pr, &report, &run_url, &governance_sha);
-    comment::upsert(deps, gh, pr, &body).await
+    Ok(())
 }
 
 /// Evaluates the PR's head against the prepared governance, on a blocking thread.
 async fn evaluate(
     deps: &Deps,
     pr: &PrInfo,
-    prep: Prepared,
+    prep: &Prepared,
     ctx: PrContext,
 ) -> Result<Report, WorkError> {
+    let prep = prep.clone();
     let head_sha = pr.head_sha.clone();
     if let Some(platform) = prep.governance.platform() {
         // Lists the GitHub teams this governance names (cached), for the snapshot below.
@@ -231,7 +369,11 @@ async fn prepare(deps: &Deps, pr: &PrInfo) -> Result<Option<Prepared>, WorkError
             let default_sha = default_tip(mirror, &pr)?;
             // Governance is the default branch's, where the PR forked off it: never a
             // commit of the PR's own, and never another branch's.
-            let merge_base = mirror.merge_base(&default_sha, &pr.head_sha)?;
+            // A merge queue's commit is judged by the default branch it builds on.
+            let merge_base = match &pr.queue {
+                Some(_) => pr.base_sha.clone(),
+                None => mirror.merge_base(&default_sha, &pr.head_sha)?,
+            };
             let changes = environment_changes(mirror, &merge_base, &pr.head_sha)?;
             if changes.len() > max_manifests {
                 return Err(WorkError::TooManyManifests {
@@ -282,6 +424,17 @@ async fn prepare(deps: &Deps, pr: &PrInfo) -> Result<Option<Prepared>, WorkError
 fn fetch(s: &crate::repo::Session, pr: &PrInfo) -> Result<(), WorkError> {
     let mirror = &s.mirror;
     let default_ref = format!("refs/remotes/origin/{}", pr.default_branch);
+    if let Some(q) = &pr.queue {
+        // The merge queue's commit lives on its own branch.
+        let specs = [
+            format!("+{}:refs/paved/queue/{}", q.head_ref, pr.number),
+            format!("+refs/heads/{}:{default_ref}", pr.default_branch),
+        ];
+        mirror.fetch(&s.url, &specs, s.token.as_ref())?;
+        mirror.require_commit(&pr.head_sha)?;
+        mirror.require_commit(&pr.base_sha)?;
+        return Ok(());
+    }
     let mut specs = vec![
         format!(
             "+refs/pull/{}/head:refs/paved/pull/{}",

@@ -13,9 +13,11 @@ pub async fn reviews_of(gh: &GitHub, pr: &PrInfo) -> Result<Vec<Review>, WorkErr
         .into_iter()
         .filter_map(|r| {
             Some(Review {
+                id: r.id,
                 user: r.user?.login,
                 state: ReviewState::parse(&r.state)?,
                 commit_id: r.commit_id,
+                digest: None,
             })
         })
         .collect())

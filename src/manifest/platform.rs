@@ -97,6 +97,31 @@ pub struct Approvals {
     pub team: String,
     #[serde(default = "one")]
     pub count: u32,
+    /// An extra rule, needed as well, when a preview of the change deletes or replaces
+    /// anything (SPEC 14): `{ team: sre, count: 1 }`.
+    #[serde(rename = "onDestroy", default, skip_serializing_if = "Option::is_none")]
+    pub on_destroy: Option<OnDestroy>,
+}
+
+/// `approvals.onDestroy`: `count` approvals from members of `team`, needed as well when a
+/// preview deletes or replaces anything (its own type, so the schema needs no recursion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnDestroy {
+    pub team: String,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+impl OnDestroy {
+    /// As an approval rule of its own.
+    pub fn rule(&self) -> Approvals {
+        Approvals {
+            team: self.team.clone(),
+            count: self.count,
+            on_destroy: None,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -129,6 +154,15 @@ impl ApprovalRules {
             ApprovalRules::One(a) => std::slice::from_ref(a),
             ApprovalRules::AnyOf(v) => v,
         }
+    }
+
+    /// The extra rules that apply when a preview destroys or replaces something (each
+    /// alternative's `onDestroy`): every one of them must be met too.
+    pub fn on_destroy(&self) -> Vec<Approvals> {
+        self.alternatives()
+            .iter()
+            .filter_map(|a| a.on_destroy.as_ref().map(OnDestroy::rule))
+            .collect()
     }
 
     /// The teams named, in order, without repeats.
@@ -228,6 +262,10 @@ pub struct EnvironmentType {
     /// The identity previews of this type get (SPEC 14); absent: `identity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_identity: Option<String>,
+    /// The preview must succeed (SPEC 14): a failed `plan.sh` or `terraform plan` fails
+    /// `paved/plan`, which then runs for this type whatever its workflow lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_plan: bool,
 }
 
 /// An environment type's `network`.
@@ -417,7 +455,19 @@ fn check_platform(doc: &YamlDoc, p: &Platform) -> Vec<Diagnostic> {
                 ));
             }
             if a.count == 0 {
-                errs.push(doc.diag(&at.key("count"), "must be at least 1"));
+                errs.push(doc.diag(&at.clone().key("count"), "must be at least 1"));
+            }
+            if let Some(d) = &a.on_destroy {
+                let at = at.key("onDestroy");
+                if !p.teams.contains_key(&d.team) {
+                    errs.push(doc.diag(
+                        &at.clone().key("team"),
+                        format!("team {:?} is not defined under teams", d.team),
+                    ));
+                }
+                if d.count == 0 {
+                    errs.push(doc.diag(&at.key("count"), "must be at least 1"));
+                }
             }
         }
     };
@@ -534,7 +584,8 @@ environmentTypes:
             rules.alternatives(),
             [Approvals {
                 team: "platform".into(),
-                count: 2
+                count: 2,
+                on_destroy: None,
             }]
         );
         // Serialized as written: policies see the same shape as before.

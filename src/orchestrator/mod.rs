@@ -360,6 +360,7 @@ impl Orchestrator {
             reviews: Vec::new(),
             head_sha: None,
             identities: Some(self.identities.clone()),
+            previews: None,
         };
         let (tip, path) = (tip.clone(), path.to_string());
         let now = self.clock.now();

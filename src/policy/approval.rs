@@ -49,12 +49,19 @@ impl ReviewState {
 /// One review of the pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
+    /// GitHub's id of the review, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// GitHub login of the reviewer.
     pub user: String,
     pub state: ReviewState,
     /// The commit the review was made on.
     #[serde(default)]
     pub commit_id: Option<String>,
+    /// The digest of the previews shown when the review was given (SPEC 14); `None`: none
+    /// was recorded (no preview had been made), and only the commit decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Answers whether a GitHub login belongs to a team.
@@ -97,6 +104,7 @@ struct Standing<'a> {
     login: &'a str,
     state: ReviewState,
     commit_id: Option<&'a str>,
+    digest: Option<&'a str>,
 }
 
 /// Evaluate `reviews` (oldest first) against `rules` (alternatives; any one is enough).
@@ -110,6 +118,29 @@ pub fn evaluate_approvals(
     dismiss_stale: bool,
     membership: &dyn Membership,
 ) -> ApprovalOutcome {
+    evaluate_bound_approvals(
+        rules,
+        reviews,
+        author,
+        (head_sha, None),
+        dismiss_stale,
+        membership,
+    )
+}
+
+/// [`evaluate_approvals`] with approvals bound to a preview too (SPEC 14): with
+/// `dismiss_stale`, an approval counts only when made on the head (`at.0`) and, when the
+/// current previews' digest is known (`at.1`), while those previews were shown (a review
+/// with no recorded digest was given before any preview: only its commit decides).
+pub fn evaluate_bound_approvals(
+    rules: &[Approvals],
+    reviews: &[Review],
+    author: &str,
+    at: (Option<&str>, Option<&str>),
+    dismiss_stale: bool,
+    membership: &dyn Membership,
+) -> ApprovalOutcome {
+    let (head_sha, preview_digest) = at;
     if rules.is_empty() {
         return ApprovalOutcome {
             pass: true,
@@ -131,6 +162,7 @@ pub fn evaluate_approvals(
             login: &r.user,
             state: r.state,
             commit_id: r.commit_id.as_deref(),
+            digest: r.digest.as_deref(),
         };
         match standings
             .iter_mut()
@@ -147,16 +179,24 @@ pub fn evaluate_approvals(
         (false, _) | (true, None) => true,
         (true, Some(head)) => commit.is_some_and(|c| c.eq_ignore_ascii_case(head)),
     };
+    let same_preview = |digest: Option<&str>| match (dismiss_stale, preview_digest, digest) {
+        (true, Some(now), Some(then)) => now == then,
+        _ => true,
+    };
 
     let mut approvers = Vec::new();
     let mut stale = Vec::new();
+    let mut stale_preview = Vec::new();
     let mut blocking = Vec::new();
     for s in &standings {
         if is_author(s.login) || !in_any_team(s.login) {
             continue;
         }
         match s.state {
-            ReviewState::Approved if fresh(s.commit_id) => approvers.push(s.login.to_string()),
+            ReviewState::Approved if fresh(s.commit_id) && same_preview(s.digest) => {
+                approvers.push(s.login.to_string())
+            }
+            ReviewState::Approved if fresh(s.commit_id) => stale_preview.push(s.login.to_string()),
             ReviewState::Approved => stale.push(s.login.to_string()),
             ReviewState::ChangesRequested => blocking.push(s.login.to_string()),
             _ => {}
@@ -194,6 +234,12 @@ pub fn evaluate_approvals(
         parts.push(need);
         if !stale.is_empty() {
             parts.push(format!("{} approved an older commit", stale.join(", ")));
+        }
+        if !stale_preview.is_empty() {
+            parts.push(format!(
+                "{} approved a preview that has changed since",
+                stale_preview.join(", ")
+            ));
         }
     }
     let description = if pass {
@@ -250,6 +296,7 @@ environmentTypes:
         Approvals {
             team: team.into(),
             count,
+            on_destroy: None,
         }
     }
 
@@ -258,9 +305,11 @@ environmentTypes:
 
     fn review(user: &str, state: ReviewState, commit: &str) -> Review {
         Review {
+            id: None,
             user: user.into(),
             state,
             commit_id: Some(commit.into()),
+            digest: None,
         }
     }
 
@@ -496,9 +545,11 @@ environmentTypes:
         let old = vec![review("admin1", A, OLD)];
         assert!(evaluate_approvals(&rules[..1], &old, "x", None, true, &p).pass);
         let none = vec![Review {
+            id: None,
             user: "admin1".into(),
             state: A,
             commit_id: None,
+            digest: None,
         }];
         assert!(!evaluate_approvals(&rules[..1], &none, "x", Some(HEAD), true, &p).pass);
         // Commit ids compare case-insensitively.

@@ -30,7 +30,10 @@ pub mod approval;
 pub mod quota;
 pub mod rego;
 
-pub use approval::{evaluate_approvals, may_change, ApprovalOutcome, Membership, NoMembers};
+pub use approval::{
+    evaluate_approvals, evaluate_bound_approvals, may_change, ApprovalOutcome, Membership,
+    NoMembers,
+};
 pub use rego::{Finding, RegoOutcome, RegoPolicies};
 
 use crate::diag::Diagnostic;

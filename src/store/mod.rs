@@ -19,6 +19,7 @@ pub mod merges;
 pub mod notes;
 pub mod operations;
 pub mod postgres;
+pub mod previews;
 pub mod recovery;
 pub mod repositories;
 pub mod requests;
@@ -42,6 +43,7 @@ pub use operations::{
     reported, Fence, Finish, NewOperation, OpKind, OpState, OperationRecord, OperationStore,
     OperationUpdate,
 };
+pub use previews::{NewPreview, PreviewRecord, PreviewStore};
 pub use recovery::Recovery;
 pub use repositories::{KnownRepository, RepositoryStore};
 pub use requests::{NewRequest, RequestRecord, RequestStore};
@@ -73,6 +75,7 @@ pub trait Store:
     + MergeStore
     + NoteStore
     + KeyStore
+    + PreviewStore
     + RepositoryStore
     + RequestStore
     + InventoryStore
@@ -93,6 +96,7 @@ impl<T> Store for T where
         + MergeStore
         + NoteStore
         + KeyStore
+        + PreviewStore
         + RepositoryStore
         + RequestStore
         + InventoryStore
@@ -110,6 +114,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         DeliveryStore, InventoryStore, KeyStore, LifecycleStore, LockStore, MergeStore, NoteStore,
-        OperationStore, Recovery, RepositoryStore, RequestStore, RetentionStore, RunStore, Store,
+        OperationStore, PreviewStore, Recovery, RepositoryStore, RequestStore, RetentionStore,
+        RunStore, Store,
     };
 }

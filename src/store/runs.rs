@@ -45,6 +45,12 @@ pub trait RunStore: Send + Sync + 'static {
         comment_id: CommentId,
     ) -> Result<(), StoreError>;
     async fn insert_run(&self, run: NewRun) -> Result<RunId, StoreError>;
+    /// Replaces a run's report (its previews came after the other checks, SPEC 14).
+    async fn update_run_report(
+        &self,
+        id: RunId,
+        report: serde_json::Value,
+    ) -> Result<(), StoreError>;
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
 }
 
@@ -56,6 +62,7 @@ pub(super) const SET_PR_COMMENT: &str =
 pub(super) const INSERT_RUN: &str =
     "INSERT INTO runs (repo, pr, head_sha, base_sha, delivery_id, report, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, paved_now_ms()) RETURNING id";
+pub(super) const UPDATE_REPORT: &str = "UPDATE runs SET report = $1 WHERE id = $2";
 pub(super) const RUN: &str =
     "SELECT id, repo, pr, head_sha, base_sha, delivery_id, report, created_at \
      FROM runs WHERE id = $1";
@@ -126,6 +133,26 @@ macro_rules! impl_run_store {
                             .fetch_one(&mut *conn)
                             .await?;
                         Ok($crate::ids::RunId(id))
+                    })
+                })
+                .await
+            }
+
+            async fn update_run_report(
+                &self,
+                id: $crate::ids::RunId,
+                report: serde_json::Value,
+            ) -> Result<(), $crate::store::StoreError> {
+                let report = $crate::store::rows::to_json(&report, "report")?;
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let q = $sql($crate::store::runs::UPDATE_REPORT);
+                        sqlx::query(&q)
+                            .bind(report)
+                            .bind(id.0)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
                     })
                 })
                 .await

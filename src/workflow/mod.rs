@@ -13,7 +13,7 @@
 //! description: Sandboxes only need the schema and quota checks.
 //! checks: [schema, quota]        # each runs and posts status paved/<check>
 //! ```
-//! Known checks: `schema`, `policy`, `quota`, `approval`. Unknown names, duplicates,
+//! Known checks: `schema`, `policy`, `quota`, `approval`, `plan`. Unknown names, duplicates,
 //! unknown fields and an empty list are errors. `approval` runs for every environment whose
 //! type has `approvals` in `platform.yaml`, listed or not; listed, it also runs for types
 //! without approvals, which pass it.
@@ -53,14 +53,19 @@ pub enum CheckKind {
     /// with approvals, whatever its workflow lists; a workflow may list it for others (which
     /// then pass with "no approval required").
     Approval,
+    /// The preview of what the change would do (SPEC 14): `plan.sh` or `terraform plan`.
+    /// Always runs for a type with `requirePlan: true`; a definition without a preview
+    /// passes it ("no preview for …").
+    Plan,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 4] = [
+    pub const ALL: [CheckKind; 5] = [
         CheckKind::Schema,
         CheckKind::Policy,
         CheckKind::Quota,
         CheckKind::Approval,
+        CheckKind::Plan,
     ];
 
     /// The commit status context, e.g. `paved/schema`.
@@ -70,6 +75,7 @@ impl CheckKind {
             CheckKind::Policy => "paved/policy",
             CheckKind::Quota => "paved/quota",
             CheckKind::Approval => "paved/approval",
+            CheckKind::Plan => "paved/plan",
         }
     }
 
@@ -80,6 +86,7 @@ impl CheckKind {
             CheckKind::Policy => "policy",
             CheckKind::Quota => "quota",
             CheckKind::Approval => "approval",
+            CheckKind::Plan => "plan",
         }
     }
 }
@@ -140,7 +147,12 @@ pub fn builtin_default() -> Workflow {
     Workflow {
         name: DEFAULT_WORKFLOW.to_string(),
         description: None,
-        checks: vec![CheckKind::Schema, CheckKind::Policy, CheckKind::Quota],
+        checks: vec![
+            CheckKind::Schema,
+            CheckKind::Policy,
+            CheckKind::Quota,
+            CheckKind::Plan,
+        ],
     }
 }
 

@@ -15,6 +15,10 @@ pub const PR_OPENED_FIXTURE: &str =
 pub const ISSUE_COMMENT_FIXTURE: &str =
     include_str!("../../../tests/fixtures/github/webhooks/issue_comment/created.payload.json");
 /// GitHub's example `pull_request_review.submitted` delivery (octokit/webhooks, MIT).
+/// GitHub's example `merge_group` `checks_requested` payload.
+pub const MERGE_GROUP_FIXTURE: &str = include_str!(
+    "../../../tests/fixtures/github/webhooks/merge_group/checks_requested.payload.json"
+);
 pub const REVIEW_FIXTURE: &str = include_str!(
     "../../../tests/fixtures/github/webhooks/pull_request_review/submitted.payload.json"
 );
@@ -290,6 +294,39 @@ impl GitRemote {
     /// Merges the PR's head into `main` as GitHub's "Create a merge commit" does: a commit
     /// whose first parent is `main`'s tip and second the PR head, with the merged tree.
     pub fn merge_pull(&self, spec: &PullRequestSpec) -> Result<CommitSha> {
+        let oid = self.merge_commit(spec)?;
+        self.repo
+            .reference("refs/heads/main", oid, true, "merge pull request")?;
+        Ok(CommitSha::parse(&oid.to_string())?)
+    }
+
+    /// What GitHub's merge queue does for PR `spec`: its merge with `main` on a branch of
+    /// its own (`refs/heads/gh-readonly-queue/main/pr-<number>-<main>`), `main` left as it
+    /// is. Returns the branch, the queue's commit and the `main` it builds on.
+    pub fn queue_pull(&self, spec: &PullRequestSpec) -> Result<(String, CommitSha, CommitSha)> {
+        let base = self.tip("refs/heads/main")?;
+        let oid = self.merge_commit(spec)?;
+        let branch = format!(
+            "refs/heads/gh-readonly-queue/main/pr-{}-{}",
+            spec.number,
+            base.as_str()
+        );
+        self.repo.reference(&branch, oid, true, "merge queue")?;
+        Ok((branch, CommitSha::parse(&oid.to_string())?, base))
+    }
+
+    /// The merge queue lands its commit: `main` moves to it (a fast-forward).
+    pub fn land_queue(&self, commit: &CommitSha) -> Result<()> {
+        self.repo.reference(
+            "refs/heads/main",
+            Oid::from_str(commit.as_str())?,
+            true,
+            "merge queue lands",
+        )?;
+        Ok(())
+    }
+
+    fn merge_commit(&self, spec: &PullRequestSpec) -> Result<Oid> {
         let main = self
             .repo
             .find_commit(self.repo.refname_to_id("refs/heads/main")?)?;
@@ -310,12 +347,9 @@ impl GitRemote {
             spec.repo.owner(),
             spec.head_ref
         );
-        let oid = self
+        Ok(self
             .repo
-            .commit(None, &sig, &sig, &message, &tree, &[&main, &head])?;
-        self.repo
-            .reference("refs/heads/main", oid, true, "merge pull request")?;
-        Ok(CommitSha::parse(&oid.to_string())?)
+            .commit(None, &sig, &sig, &message, &tree, &[&main, &head])?)
     }
 
     /// Points `refs/pull/<number>/head`, as GitHub does for every pull request
@@ -468,6 +502,25 @@ pub fn push_payload(
     v["deleted"] = json!(false);
     v["pusher"]["name"] = json!(pusher);
     v["sender"]["login"] = json!(pusher);
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// GitHub's example `merge_group` `checks_requested` payload, for the queue's commit `head`
+/// made on `base` for pull request `number`, whose branch is `head_ref`.
+pub fn merge_group_payload(
+    repo: &RepoName,
+    clone_url: &str,
+    head_ref: &str,
+    head: &CommitSha,
+    base: &CommitSha,
+) -> Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(MERGE_GROUP_FIXTURE)?;
+    set_repo(&mut v["repository"], repo, clone_url, "main");
+    v["merge_group"]["head_ref"] = json!(head_ref);
+    v["merge_group"]["head_sha"] = json!(head.as_str());
+    v["merge_group"]["base_sha"] = json!(base.as_str());
+    v["merge_group"]["base_ref"] = json!("refs/heads/main");
+    v["merge_group"]["head_commit"]["id"] = json!(head.as_str());
     Ok(serde_json::to_vec(&v)?)
 }
 

@@ -22,13 +22,14 @@
 //! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
+mod approved;
 mod governed;
 pub(crate) mod identity;
 mod plan;
 pub(crate) mod report;
 pub(crate) mod run;
 
-use super::{approvers_in, comment, reviews_of, Deps, Target, WorkError};
+use super::{approvers_in, comment, preview, reviews_of, Deps, Target, WorkError};
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
@@ -135,8 +136,21 @@ pub async fn handle(
         .unwrap_or_default();
     let gh = deps.forge.client(pr.installation)?;
     // Everything the checks need, read again at merge time: the PR's final reviews too.
-    let reviews = reviews_of(&gh, &pr).await?;
+    let mut reviews = reviews_of(&gh, &pr).await?;
     let approvers = approvers_in(&reviews, &pr.author);
+    // The previews kept for the final head, and the approvals bound to them (SPEC 14).
+    let kept = preview::stored(deps, &pr.repo, pr.number.0, &pr.head_sha).await?;
+    let digest = kept.as_ref().map(|(_, set)| set.digest());
+    let (number, head) = (pr.number.0, &pr.head_sha);
+    preview::bind_reviews(
+        deps,
+        &pr.repo,
+        number,
+        head,
+        &mut reviews,
+        digest.as_deref(),
+    )
+    .await?;
     let ctx = PrContext {
         author: pr.author.clone(),
         approvers: approvers.clone(),
@@ -144,6 +158,7 @@ pub async fn handle(
         reviews,
         head_sha: Some(pr.head_sha.to_string()),
         identities: Some(deps.known_identities()),
+        previews: kept.map(|(_, set)| set),
     };
     let m = Merge {
         pr,

@@ -154,6 +154,14 @@ async fn run_locked(
                 previous.as_ref(),
                 storage,
             );
+            // What is applied is what was previewed (SPEC 14).
+            let approved = match &identity {
+                Ok(_) => {
+                    super::approved::give(deps, src, item, &mut spec, previous.as_ref()).await?
+                }
+                Err(_) => Ok(()),
+            };
+            let identity = identity.and_then(|p| approved.map(|()| p));
             let r = match identity {
                 Ok(prepared) => {
                     if let Some(p) = prepared {
@@ -376,6 +384,7 @@ pub(crate) fn run_spec(
         owner: op.owner.clone(),
         identity: None,
         ade_program: ade_program(&deps.config),
+        plan: None,
     }
 }
 

@@ -232,6 +232,7 @@ super::locks::impl_lock_store!(PgStore, super::sql::postgres);
 super::merges::impl_merge_store!(PgStore, super::sql::postgres);
 super::notes::impl_note_store!(PgStore, super::sql::postgres);
 super::keys::impl_key_store!(PgStore, super::sql::postgres);
+super::previews::impl_preview_store!(PgStore, super::sql::postgres);
 super::repositories::impl_repository_store!(PgStore, super::sql::postgres);
 super::requests::impl_request_store!(PgStore, super::sql::postgres);
 super::retention::impl_retention_store!(PgStore, super::sql::postgres);

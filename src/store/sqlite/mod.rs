@@ -312,6 +312,7 @@ super::locks::impl_lock_store!(SqliteStore, super::sql::sqlite);
 super::merges::impl_merge_store!(SqliteStore, super::sql::sqlite);
 super::notes::impl_note_store!(SqliteStore, super::sql::sqlite);
 super::keys::impl_key_store!(SqliteStore, super::sql::sqlite);
+super::previews::impl_preview_store!(SqliteStore, super::sql::sqlite);
 super::repositories::impl_repository_store!(SqliteStore, super::sql::sqlite);
 super::requests::impl_request_store!(SqliteStore, super::sql::sqlite);
 super::retention::impl_retention_store!(SqliteStore, super::sql::sqlite);
