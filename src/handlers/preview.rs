@@ -10,12 +10,12 @@
 //! Terraform plan files, so the merge applies the approved one on any replica; each
 //! approval is bound to the digest of the previews shown when Paved first saw it.
 
-use super::merge::{identity, run as merge_run, Item};
+use super::merge::{definition_runner, identity, run as merge_run, Item};
 use super::{Deps, WorkError};
 use crate::checks::{CheckKind, EnvironmentReport, Governance, Review, ReviewState};
 use crate::ids::{CommitSha, RepoName};
 use crate::manifest::change::ChangeKind;
-use crate::manifest::{definition::Runner, environment};
+use crate::manifest::environment;
 use crate::preview::{self, EnvPreview, Inputs, PreviewSet, Status};
 use crate::runner::{self, command, Operation, PlanInput, RunOutcome, RunResult, RunnerKind};
 use crate::store::{EnvState, NewOperation, NewPreview, OpKind, OpState};
@@ -157,20 +157,8 @@ fn job(
         .platform()
         .and_then(|pl| pl.environment_types.get(&manifest.spec.env_type));
     p.required = ty.is_some_and(|t| t.require_plan);
-    let defn = gov
-        .catalog()
-        .get(&def)
-        .and_then(|d| d.as_ref().ok())
-        .map(|d| d.definition.clone());
-    let (runner, template_path) = match &defn {
-        Some(d) => (
-            match d.runner {
-                Runner::Terraform => RunnerKind::Terraform,
-                _ => RunnerKind::Command,
-            },
-            d.template_path.clone(),
-        ),
-        None => return none(p, format!("no preview for {def}: not in the catalog")),
+    let Some((runner, template_path)) = definition_runner(gov, &def) else {
+        return none(p, format!("no preview for {def}: not in the catalog"));
     };
     let def_dir = runs_dir.join(format!("preview-{}", rand::random::<u64>()));
     let folder = format!("catalog/{def}");

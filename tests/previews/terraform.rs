@@ -2,7 +2,7 @@
 //! file applied as it is at merge; a merge whose inputs moved so that the new plan would
 //! destroy more than the approved one, refused with nothing run.
 
-use super::planned::{approve, checked, start, status};
+use super::planned::{approve, checked};
 use crate::common::recorder::{manifest_of, path_of};
 use paved_testkit::FileChange;
 
@@ -115,8 +115,7 @@ async fn terraform_previews_apply_the_approved_plan_and_refuse_to_destroy_more()
         "  input = var.label\n  triggers_replace = [var.label]\n",
     );
     let gov = env.open(&files(&changed));
-    let (gov_merge, _) = env.merge(&gov).await;
-    let _ = gov_merge;
+    env.merge(&gov).await;
     // The relabel merges: planned again, it would replace what was approved as an update.
     let (merge, _) = env.merge(&relabel).await;
     let provision = env.provision_status(&merge).await;
@@ -135,7 +134,5 @@ async fn terraform_previews_apply_the_approved_plan_and_refuse_to_destroy_more()
     );
     let comment = super::planned::last_comment(&env, relabel.number);
     assert!(comment.contains("approved preview did not"), "{comment}");
-    let _ = status;
-    let _ = start;
     env.h.assert_no_rejections();
 }

@@ -122,10 +122,9 @@ async fn terraform(
             .map(|c| format!("{} {}", c.action, c.resource))
             .collect();
         return Ok(Err(format!(
-            "refused: the plan made at merge would {} , which the approved preview did not (the governance, the parameters or the state moved since it was approved); nothing ran: open a pull request again to preview and approve it",
+            "refused: the plan made at merge would {}, which the approved preview did not (the governance, the parameters or the state moved since it was approved); nothing ran: open a pull request again to preview and approve it",
             named.join(", ")
-        )
-        .replace(" ,", ",")));
+        )));
     }
     spec.plan = Some(PlanInput::TerraformPlan(file));
     Ok(Ok(()))

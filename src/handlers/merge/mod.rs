@@ -26,6 +26,7 @@ mod approved;
 mod governed;
 pub(crate) mod identity;
 mod plan;
+pub(crate) use plan::definition_runner;
 pub(crate) mod report;
 pub(crate) mod run;
 

@@ -8,7 +8,6 @@ use crate::checks::{self, Change, ChangeKind, EnvironmentReport, Governance, PrC
 use crate::event::PrInfo;
 use crate::handlers::{environment_changes, governance_changes, Deps, WorkError};
 use crate::ids::CommitSha;
-use crate::manifest::definition::Runner;
 use crate::manifest::{environment, names, Manifest};
 use crate::repo::{CommitWithParents, Mirror};
 use crate::runner::RunnerKind;
@@ -587,21 +586,19 @@ impl Planner<'_> {
 
     /// How the definition runs (its `runner:` and `templatePath`).
     fn runner_of(&self, definition: &str) -> (RunnerKind, Option<String>) {
-        let defn = self
-            .gov
-            .catalog()
-            .get(definition)
-            .and_then(|d| d.as_ref().ok())
-            .map(|d| d.definition.clone());
-        match &defn {
-            Some(d) => (
-                match d.runner {
-                    Runner::Terraform => RunnerKind::Terraform,
-                    _ => RunnerKind::Command,
-                },
-                d.template_path.clone(),
-            ),
-            None => (RunnerKind::Command, None),
-        }
+        definition_runner(self.gov, definition).unwrap_or((RunnerKind::Command, None))
     }
+}
+
+/// How a catalog definition runs (its `runner:` and `templatePath`); `None`: not in the
+/// catalog (or unreadable there).
+pub(crate) fn definition_runner(
+    gov: &Governance,
+    definition: &str,
+) -> Option<(RunnerKind, Option<String>)> {
+    let d = gov.catalog().get(definition)?.as_ref().ok()?;
+    Some((
+        RunnerKind::from(&d.definition.runner),
+        d.definition.template_path.clone(),
+    ))
 }
