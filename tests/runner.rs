@@ -735,12 +735,9 @@ async fn kill_orphan_checks_the_run_id() {
 
 // ---- Terraform ----
 
-fn terraform_on_path() -> Option<PathBuf> {
-    runner::terraform::find_binary(&std::env::var("PATH").unwrap_or_default())
-}
-
-fn skip(name: &str) {
-    eprintln!("SKIPPED {name}: neither terraform nor tofu is on PATH");
+/// The real `terraform`/`tofu` where installed, and always the project's stand-in.
+fn terraform_binaries() -> Vec<PathBuf> {
+    paved_testkit::terraform_binaries()
 }
 
 const TEMPLATE: &str = r#"
@@ -779,47 +776,47 @@ fn terraform_fixture(binary: &Path) -> (Fixture, RunSpec) {
 
 #[tokio::test]
 async fn terraform_deploy_then_delete_carries_state_in_storage() {
-    let Some(binary) = terraform_on_path() else {
-        return skip("terraform_deploy_then_delete_carries_state_in_storage");
-    };
-    let (f, spec) = terraform_fixture(&binary);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let deployed = runner::run(spec.clone(), move |pid| {
-        tx.send(pid).unwrap();
-        async {}
-    })
-    .await;
-    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
-    assert_eq!(rx.try_recv().ok(), deployed.pid);
-    assert_eq!(deployed.outputs_error, None);
-    assert_eq!(deployed.outputs["greeting"].value, "hello demo");
-    assert_eq!(deployed.outputs["greeting"].r#type, "string");
-    assert!(!deployed.outputs["greeting"].sensitive);
-    assert!(deployed.outputs["token"].sensitive);
-    assert_eq!(deployed.outputs["token"].value, "tok-demo-s3cr3t");
-    assert!(!deployed.log.contains("tok-demo-s3cr3t"));
-    assert!(deployed.log.contains("Apply complete"), "{}", deployed.log);
-    let st = unpacked(&deployed.storage);
-    let state = std::fs::read_to_string(st.path().join("terraform.tfstate")).unwrap();
-    assert!(state.contains("terraform_data"));
-    // The definition folder itself is untouched.
-    assert!(!f.definition().join("infra/terraform.tfstate").exists());
-    assert!(!f.definition().join("infra/.terraform").exists());
+    for binary in terraform_binaries() {
+        eprintln!("with {}", binary.display());
+        let (f, spec) = terraform_fixture(&binary);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let deployed = runner::run(spec.clone(), move |pid| {
+            tx.send(pid).unwrap();
+            async {}
+        })
+        .await;
+        assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+        assert_eq!(rx.try_recv().ok(), deployed.pid);
+        assert_eq!(deployed.outputs_error, None);
+        assert_eq!(deployed.outputs["greeting"].value, "hello demo");
+        assert_eq!(deployed.outputs["greeting"].r#type, "string");
+        assert!(!deployed.outputs["greeting"].sensitive);
+        assert!(deployed.outputs["token"].sensitive);
+        assert_eq!(deployed.outputs["token"].value, "tok-demo-s3cr3t");
+        assert!(!deployed.log.contains("tok-demo-s3cr3t"));
+        assert!(deployed.log.contains("Apply complete"), "{}", deployed.log);
+        let st = unpacked(&deployed.storage);
+        let state = std::fs::read_to_string(st.path().join("terraform.tfstate")).unwrap();
+        assert!(state.contains("terraform_data"));
+        // The definition folder itself is untouched.
+        assert!(!f.definition().join("infra/terraform.tfstate").exists());
+        assert!(!f.definition().join("infra/.terraform").exists());
 
-    let mut delete = spec.clone();
-    delete.run_id = unique_run_id();
-    delete.operation = Operation::Delete;
-    delete.storage = Some(deployed.storage.clone());
-    let deleted = run(delete).await;
-    assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
-    // The state came through storage: destroy found the resource.
-    assert!(
-        deleted.log.contains("Resources: 1 destroyed"),
-        "{}",
-        deleted.log
-    );
-    assert!(deleted.outputs.is_empty());
-    assert!(f.work_is_empty());
+        let mut delete = spec.clone();
+        delete.run_id = unique_run_id();
+        delete.operation = Operation::Delete;
+        delete.storage = Some(deployed.storage.clone());
+        let deleted = run(delete).await;
+        assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
+        // The state came through storage: destroy found the resource.
+        assert!(
+            deleted.log.contains("Resources: 1 destroyed"),
+            "{}",
+            deleted.log
+        );
+        assert!(deleted.outputs.is_empty());
+        assert!(f.work_is_empty());
+    }
 }
 
 /// The Terraform runner as `paved serve` runs it, in the sandbox as `nobody`: Terraform
@@ -827,61 +824,61 @@ async fn terraform_deploy_then_delete_carries_state_in_storage() {
 /// copy), and its state travels in `ADE_STORAGE` from deploy to delete.
 #[tokio::test]
 async fn terraform_runs_in_the_sandbox() {
-    let Some(binary) = terraform_on_path() else {
-        return skip("terraform_runs_in_the_sandbox");
-    };
-    let (_f, mut spec) = terraform_fixture(&binary);
-    // A work folder the runner's user can reach (a temporary folder is its creator's alone).
-    let work = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    spec.work_root = work.path().to_path_buf();
-    let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
-        .expect("bubblewrap is installed (.ci/run installs it)");
-    sandbox.probe(work.path()).expect("the sandbox runs here");
-    spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
+    for binary in terraform_binaries() {
+        eprintln!("with {}", binary.display());
+        let (_f, mut spec) = terraform_fixture(&binary);
+        // A work folder the runner's user can reach (a temporary folder is its creator's alone).
+        let work = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        spec.work_root = work.path().to_path_buf();
+        let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
+            .expect("bubblewrap is installed (.ci/run installs it)");
+        sandbox.probe(work.path()).expect("the sandbox runs here");
+        spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
 
-    let deployed = run(spec.clone()).await;
-    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
-    assert_eq!(deployed.outputs["greeting"].value, "hello demo");
-    let st = unpacked(&deployed.storage);
-    assert!(std::fs::read_to_string(st.path().join("terraform.tfstate"))
-        .unwrap()
-        .contains("terraform_data"));
+        let deployed = run(spec.clone()).await;
+        assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+        assert_eq!(deployed.outputs["greeting"].value, "hello demo");
+        let st = unpacked(&deployed.storage);
+        assert!(std::fs::read_to_string(st.path().join("terraform.tfstate"))
+            .unwrap()
+            .contains("terraform_data"));
 
-    let mut delete = spec;
-    delete.run_id = unique_run_id();
-    delete.operation = Operation::Delete;
-    delete.storage = Some(deployed.storage.clone());
-    let deleted = run(delete).await;
-    assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
-    assert!(
-        deleted.log.contains("Resources: 1 destroyed"),
-        "{}",
-        deleted.log
-    );
-    assert!(std::fs::read_dir(work.path()).unwrap().next().is_none());
+        let mut delete = spec;
+        delete.run_id = unique_run_id();
+        delete.operation = Operation::Delete;
+        delete.storage = Some(deployed.storage.clone());
+        let deleted = run(delete).await;
+        assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
+        assert!(
+            deleted.log.contains("Resources: 1 destroyed"),
+            "{}",
+            deleted.log
+        );
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none());
+    }
 }
 
 #[tokio::test]
 async fn terraform_failure_reports_the_error() {
-    let Some(binary) = terraform_on_path() else {
-        return skip("terraform_failure_reports_the_error");
-    };
-    let (f, mut spec) = terraform_fixture(&binary);
-    std::fs::write(
-        f.definition().join("infra/main.tf"),
-        "resource \"terraform_data\" \"x\" {\n  input = var.missing\n}\n",
-    )
-    .unwrap();
-    spec.template_path = Some("infra".into());
-    let result = run(spec).await;
-    assert!(
-        matches!(result.outcome, RunOutcome::Failed { exit_code: Some(c), .. } if c != 0),
-        "{:?}\n{}",
-        result.outcome,
-        result.log
-    );
-    assert!(result.error_log.contains("missing"), "{}", result.error_log);
+    for binary in terraform_binaries() {
+        eprintln!("with {}", binary.display());
+        let (f, mut spec) = terraform_fixture(&binary);
+        std::fs::write(
+            f.definition().join("infra/main.tf"),
+            "resource \"terraform_data\" \"x\" {\n  input = var.missing\n}\n",
+        )
+        .unwrap();
+        spec.template_path = Some("infra".into());
+        let result = run(spec).await;
+        assert!(
+            matches!(result.outcome, RunOutcome::Failed { exit_code: Some(c), .. } if c != 0),
+            "{:?}\n{}",
+            result.outcome,
+            result.log
+        );
+        assert!(result.error_log.contains("missing"), "{}", result.error_log);
+    }
 }
 
 #[tokio::test]
@@ -901,8 +898,8 @@ async fn terraform_without_binary_is_not_runnable() {
 
 /// The drift check of `runner: terraform` is `plan -detailed-exitcode` after `init`: exit 0
 /// means in sync, 2 drifted. Shown with a stand-in `terraform` on PATH that records its
-/// arguments and answers as Terraform documents (Terraform itself is not installable on
-/// this machine; the test below runs the real one where it is on PATH).
+/// arguments and answers as Terraform documents (the test below runs the real one where it
+/// is on PATH, and the project's stand-in).
 #[tokio::test]
 async fn the_terraform_drift_check_is_a_detailed_exit_code_plan() {
     let bin = tempfile::tempdir().unwrap();
@@ -946,30 +943,30 @@ async fn the_terraform_drift_check_is_a_detailed_exit_code_plan() {
 
 #[tokio::test]
 async fn terraform_plan_finds_drift_after_a_deploy() {
-    let Some(binary) = terraform_on_path() else {
-        return skip("terraform_plan_finds_drift_after_a_deploy");
-    };
-    let (_f, spec) = terraform_fixture(&binary);
-    let deployed = run(spec.clone()).await;
-    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
-    let mut check = spec.clone();
-    check.run_id = unique_run_id();
-    check.operation = Operation::Status;
-    check.storage = Some(deployed.storage.clone());
-    let same = run(check.clone()).await;
-    assert_eq!(
-        paved::scheduler::drift_state_of(&same.outcome),
-        paved::store::DriftState::InSync,
-        "{}",
-        same.log
-    );
-    check.run_id = unique_run_id();
-    check.parameters = serde_json::json!({"name": "changed"});
-    let changed = run(check).await;
-    assert_eq!(
-        paved::scheduler::drift_state_of(&changed.outcome),
-        paved::store::DriftState::Drifted,
-        "{}",
-        changed.log
-    );
+    for binary in terraform_binaries() {
+        eprintln!("with {}", binary.display());
+        let (_f, spec) = terraform_fixture(&binary);
+        let deployed = run(spec.clone()).await;
+        assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+        let mut check = spec.clone();
+        check.run_id = unique_run_id();
+        check.operation = Operation::Status;
+        check.storage = Some(deployed.storage.clone());
+        let same = run(check.clone()).await;
+        assert_eq!(
+            paved::scheduler::drift_state_of(&same.outcome),
+            paved::store::DriftState::InSync,
+            "{}",
+            same.log
+        );
+        check.run_id = unique_run_id();
+        check.parameters = serde_json::json!({"name": "changed"});
+        let changed = run(check).await;
+        assert_eq!(
+            paved::scheduler::drift_state_of(&changed.outcome),
+            paved::store::DriftState::Drifted,
+            "{}",
+            changed.log
+        );
+    }
 }

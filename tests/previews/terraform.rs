@@ -60,16 +60,26 @@ fn tfdb(size: &str, label: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn terraform() -> Option<std::path::PathBuf> {
-    paved::runner::terraform::find_binary(&std::env::var("PATH").unwrap_or_default())
-}
-
+/// The real `terraform` where it is installed, else the stand-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terraform_previews_apply_the_approved_plan_and_refuse_to_destroy_more() {
-    let Some(binary) = terraform() else {
-        eprintln!("SKIPPED terraform previews: neither terraform nor tofu is on PATH");
-        return;
-    };
+    let binaries = paved_testkit::terraform_binaries();
+    scenario(binaries[0].clone()).await;
+}
+
+/// The project's stand-in, held to the same assertions (it is what runs where Terraform is
+/// not installed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terraform_stand_in_previews_as_terraform_does() {
+    let binaries = paved_testkit::terraform_binaries();
+    let stand_in = binaries
+        .last()
+        .cloned()
+        .expect("the stand-in is always listed");
+    scenario(stand_in).await;
+}
+
+async fn scenario(binary: std::path::PathBuf) {
     let env = super::planned::start_with(files(MAIN_TF), |c| {
         c.runner.terraform_binary = Some(binary);
     })

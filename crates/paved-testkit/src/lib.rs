@@ -98,6 +98,24 @@ pub async fn post_webhook(
 
 /// A valid manifest for the example repository's `postgres-db` definition and `dev` type,
 /// expiring in two days.
+/// The `terraform` binaries a Terraform test runs with: the real one (`terraform` or `tofu`
+/// on `PATH`) where it is installed, and always the project's stand-in
+/// (`tests/fixtures/terraform-standin/terraform`), so the tests never skip and the stand-in
+/// stays honest against the same assertions as the real binary.
+pub fn terraform_binaries() -> Vec<std::path::PathBuf> {
+    let stand_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/terraform-standin/terraform");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let real = path
+        .split(':')
+        .filter(|dir| std::path::Path::new(dir).is_absolute())
+        .flat_map(|dir| ["terraform", "tofu"].map(|n| std::path::Path::new(dir).join(n)))
+        .find(|p| p.is_file());
+    real.into_iter()
+        .chain([stand_in.canonicalize().unwrap_or(stand_in)])
+        .collect()
+}
+
 pub fn manifest(name: &str, team: &str, size: &str) -> String {
     let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
     format!(
