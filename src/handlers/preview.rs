@@ -64,14 +64,22 @@ pub(crate) async fn make(
     let default_timeout = deps.config.runner.default_timeout;
     let runs_dir = deps.config.data_dir.join("runs");
     let (at2, gov2, envs) = (at.clone(), gov.clone(), environments.to_vec());
-    let prepared = deps
+    let (prepared, exports) = deps
         .repos
         .read(&at.repo, move |mirror| -> Result<_, WorkError> {
+            let mut exports = Exports::new(runs_dir);
             let mut out = Vec::new();
             for env in &envs {
-                out.push(job(&mirror, &at2, &gov2, env, default_timeout, &runs_dir)?);
+                let j = job(&mirror, &at2, &gov2, env, default_timeout, &mut exports);
+                match j {
+                    Ok(j) => out.push(j),
+                    Err(e) => {
+                        exports.remove();
+                        return Err(e);
+                    }
+                }
             }
-            Ok(out)
+            Ok((out, exports))
         })
         .await?;
     let runs = prepared.into_iter().map(|p| async move {
@@ -80,9 +88,11 @@ pub(crate) async fn make(
             Ok(job) => run(deps, at, job).await,
         }
     });
+    let ran = futures::future::join_all(runs).await;
+    let _ = tokio::task::spawn_blocking(move || exports.remove()).await;
     let mut set = PreviewSet::default();
     let mut plans = Vec::new();
-    for r in futures::future::join_all(runs).await {
+    for r in ran {
         let (preview, plan) = r?;
         if let Some(p) = plan {
             plans.push((preview.path.clone(), p));
@@ -90,6 +100,60 @@ pub(crate) async fn make(
         set.environments.push(preview);
     }
     Ok(Made { set, plans })
+}
+
+/// The definitions a set of previews uses, each exported once from the governance commit
+/// (twenty environments of one definition share one copy; each run copies it into its own
+/// folder), with what governs it.
+struct Exports {
+    runs_dir: PathBuf,
+    /// By definition: its folder and governance input, or why it has no preview.
+    by_def: std::collections::HashMap<String, Result<(PathBuf, String), String>>,
+}
+
+impl Exports {
+    fn new(runs_dir: PathBuf) -> Exports {
+        Exports {
+            runs_dir,
+            by_def: Default::default(),
+        }
+    }
+
+    /// `def`'s folder and governance input, or (`Ok(Err)`) why it has no preview.
+    fn get(
+        &mut self,
+        mirror: &crate::repo::Mirror,
+        at: &CommitSha,
+        def: &str,
+        runner: RunnerKind,
+    ) -> Result<Result<(PathBuf, String), String>, WorkError> {
+        if let Some(known) = self.by_def.get(def) {
+            return Ok(known.clone());
+        }
+        let def_dir = self
+            .runs_dir
+            .join(format!("preview-{}", rand::random::<u64>()));
+        let folder = format!("catalog/{def}");
+        let found = if !mirror.export_dir(at, &folder, &def_dir)? {
+            Err(format!("no preview for {def}: {folder} not found"))
+        } else if runner == RunnerKind::Command
+            && command::find_script(&def_dir, Operation::Plan).is_none()
+        {
+            let _ = std::fs::remove_dir_all(&def_dir);
+            Err(format!("no preview for {def}"))
+        } else {
+            Ok((def_dir, governance_input(mirror, at, def)?))
+        };
+        self.by_def.insert(def.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Removes the exported folders.
+    fn remove(self) {
+        for (dir, _) in self.by_def.into_values().flatten() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// What to run for one environment, or (`Err`) its preview already: none to make.
@@ -100,7 +164,7 @@ fn job(
     gov: &Governance,
     env: &EnvironmentReport,
     default_timeout: Duration,
-    runs_dir: &std::path::Path,
+    exports: &mut Exports,
 ) -> Result<Result<Job, Box<EnvPreview>>, WorkError> {
     let deleted = env.change == ChangeKind::Deleted;
     let mut p = EnvPreview {
@@ -160,16 +224,11 @@ fn job(
     let Some((runner, template_path)) = definition_runner(gov, &def) else {
         return none(p, format!("no preview for {def}: not in the catalog"));
     };
-    let def_dir = runs_dir.join(format!("preview-{}", rand::random::<u64>()));
-    let folder = format!("catalog/{def}");
-    if !mirror.export_dir(&at.governance_sha, &folder, &def_dir)? {
-        return none(p, format!("no preview for {def}: {folder} not found"));
-    }
-    if runner == RunnerKind::Command && command::find_script(&def_dir, Operation::Plan).is_none() {
-        let _ = std::fs::remove_dir_all(&def_dir);
-        return none(p, format!("no preview for {def}"));
-    }
-    p.inputs.governance = governance_input(mirror, &at.governance_sha, &def)?;
+    let (def_dir, governance) = match exports.get(mirror, &at.governance_sha, &def, runner)? {
+        Ok(found) => found,
+        Err(why) => return none(p, why),
+    };
+    p.inputs.governance = governance;
     let parameters = serde_json::to_value(&manifest.spec.parameters).unwrap_or_default();
     p.inputs.parameters = parameters_digest(&parameters);
     let item = Item {
@@ -260,9 +319,7 @@ async fn run(
         item,
         def_dir,
     } = job;
-    let outcome = run_in_slot(deps, at, &item, &def_dir, &mut preview).await;
-    let _ = tokio::fs::remove_dir_all(&def_dir).await;
-    let r = outcome?;
+    let r = run_in_slot(deps, at, &item, &def_dir, &mut preview).await?;
     let plan = read_result(&mut preview, &item, r);
     Ok((preview, plan))
 }

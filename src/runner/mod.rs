@@ -486,7 +486,8 @@ where
 
     let operation_result = ade_context::operation_result(&dir.ade)
         .map(|(code, message)| (redactor.redact(&code), redactor.redact(&message)));
-    let storage = if script_ran {
+    // A preview changes nothing: its copy of the storage is thrown away, not packed.
+    let storage = if script_ran && spec.operation != Operation::Plan {
         pack_storage(&dir, &mut log, previous_storage).await
     } else {
         previous_storage

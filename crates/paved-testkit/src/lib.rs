@@ -96,8 +96,6 @@ pub async fn post_webhook(
     post_webhook_signed(client, base_url, event, delivery, &signature, body).await
 }
 
-/// A valid manifest for the example repository's `postgres-db` definition and `dev` type,
-/// expiring in two days.
 /// The `terraform` binaries a Terraform test runs with: the real one (`terraform` or `tofu`
 /// on `PATH`) where it is installed, and always the project's stand-in
 /// (`tests/fixtures/terraform-standin/terraform`), so the tests never skip and the stand-in
@@ -116,6 +114,8 @@ pub fn terraform_binaries() -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// A valid manifest for the example repository's `postgres-db` definition and `dev` type,
+/// expiring in two days.
 pub fn manifest(name: &str, team: &str, size: &str) -> String {
     let expires = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
     format!(
