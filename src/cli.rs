@@ -110,6 +110,42 @@ pub enum EnvCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Bring an Azure Deployment Environments project's live environments under Paved,
+    /// without redeploying them (SPEC 15). Signs in with AZURE_TENANT_ID, AZURE_CLIENT_ID and
+    /// AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (AZURE_AUTHORITY_HOST). Read-only
+    /// against ADE.
+    Ade {
+        /// The dev center's data-plane endpoint, e.g. https://<id>-<devcenter>.<region>.devcenter.azure.com
+        #[arg(long)]
+        endpoint: String,
+        /// The ADE project.
+        #[arg(long)]
+        project: String,
+        /// The environments repository (owner/name) the pull request is opened on.
+        #[arg(long)]
+        repository: String,
+        /// The team the project's environments go to.
+        #[arg(long)]
+        team: String,
+        /// A CSV file of `<Entra object id>,<GitHub login>` lines, for the owners.
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// A tag on every manifest, `key=value` (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// A local checkout of the ADE catalog repository: definitions are copied from it.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Print the manifests and the report; push nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        service: ServiceFlags,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Text,
@@ -153,6 +189,11 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(ServiceFlags),
+    /// Bring environments from another tool under Paved.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Print the JSON Schema of environment manifests or `platform.yaml`, or write both
     /// into a folder (`--out`), for editors to validate as people type.
     Schema {
@@ -321,6 +362,7 @@ pub fn run(cli: Cli) -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Import { command } => import_command(command),
         #[cfg(feature = "demo")]
         Command::Demo { keep, serve } => runtime().and_then(|rt| {
             if std::env::var_os("PAVED_LOG").is_some() {
@@ -337,6 +379,41 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `paved import ade`: exit 0 when read and mapped (and, without `--dry-run`, the pull
+/// request opened), 2 on bad input or a failed read, with nothing pushed.
+fn import_command(command: ImportCommand) -> anyhow::Result<ExitCode> {
+    let ImportCommand::Ade {
+        endpoint,
+        project,
+        repository,
+        team,
+        users,
+        tags,
+        catalog,
+        dry_run,
+        service: _,
+    } = command;
+    let opts = crate::import::ade::ImportOptions {
+        endpoint,
+        project,
+        repository,
+        team,
+        users,
+        tags,
+        catalog,
+        dry_run,
+    };
+    let credentials = crate::import::ade::client::Credentials::from_env(|k| std::env::var(k).ok())?;
+    let (project, mapping) = runtime()?.block_on(crate::import::ade::plan(&opts, &credentials))?;
+    if !opts.dry_run {
+        anyhow::bail!(
+            "opening the import pull request is not built yet: run with --dry-run to see what would be imported"
+        );
+    }
+    crate::import::ade::print_dry_run(&project, &mapping);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a client command against `remote.server` with `PAVED_TOKEN`, printing its text.

@@ -21,6 +21,7 @@ mod forge;
 pub mod graph;
 pub mod handlers;
 pub mod identity;
+pub mod import;
 pub use paved_ids as ids;
 pub mod intake;
 pub mod lifecycle;

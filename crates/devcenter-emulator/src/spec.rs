@@ -83,11 +83,7 @@ impl Spec {
 
     /// The operation `method` + `path` names, with its path parameters; `None`: no operation
     /// of the description has that path (for that method: `Err(methods)`, those it has).
-    pub fn find(
-        &self,
-        method: &str,
-        path: &str,
-    ) -> Option<Result<Matched<'_>, Vec<String>>> {
+    pub fn find(&self, method: &str, path: &str) -> Option<Result<Matched<'_>, Vec<String>>> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let mut methods = Vec::new();
         for op in &self.operations {

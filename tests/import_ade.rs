@@ -1,0 +1,281 @@
+//! `paved import ade` (SPEC 15) against the strict DevCenter and Entra emulator: what it
+//! reads, how it maps, what it leaves out and why, and how it fails.
+
+use devcenter_emulator::DevCenter;
+use serde_json::json;
+use std::process::Output;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "0a1b2c3d-0000-4000-8000-00000000c11e";
+const SECRET: &str = "import-s3cret-value";
+const ALICE: &str = "b08e39b4-2ac6-4465-a35e-48322efb0f98";
+const BOB: &str = "cf849cb0-3a05-4059-84b4-40c16abb1e93";
+
+fn env(name: &str, user: &str, state: &str, params: serde_json::Value) -> serde_json::Value {
+    json!({
+        "name": name, "user": user, "environmentType": "DevTest", "catalogName": "main",
+        "environmentDefinitionName": "webapp", "provisioningState": state,
+        "parameters": params, "expirationDate": "2027-03-01T17:00:00+00:00",
+        "resourceGroupId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg1",
+    })
+}
+
+/// A project with a definition `webapp` (a `size` of small or large) and environments of
+/// every kind the import meets.
+async fn project() -> DevCenter {
+    let dc = DevCenter::start().await.unwrap();
+    dc.add_client_secret(TENANT, CLIENT, SECRET);
+    dc.add_environment_type("contoso", "DevTest", "Enabled");
+    dc.add_catalog(
+        "contoso",
+        "main",
+        vec![json!({"name": "webapp", "templatePath": "webapp/main.tf", "parameters": [
+            {"id": "size", "name": "Size", "type": "string", "required": true, "allowed": ["small", "large"], "default": "small"},
+            {"id": "replicas", "name": "Replicas", "type": "integer", "required": false, "default": "1"},
+        ]})],
+    );
+    let outputs = json!({"outputs": {
+        "url": {"type": "string", "value": "https://shop-dev.example.net", "sensitive": false},
+        "password": {"type": "string", "value": "hunter2-very-secret", "sensitive": true},
+    }});
+    dc.add_environment(
+        "contoso",
+        env(
+            "shop-dev",
+            ALICE,
+            "Succeeded",
+            json!({"size": "large", "replicas": "3"}),
+        ),
+        outputs,
+    );
+    dc.add_environment(
+        "contoso",
+        env("Shop_Old", ALICE, "Succeeded", json!({"size": "small"})),
+        json!({"outputs": {}}),
+    );
+    dc.add_environment(
+        "contoso",
+        env("bobs-env", BOB, "Succeeded", json!({"size": "small"})),
+        json!({"outputs": {}}),
+    );
+    dc.add_environment(
+        "contoso",
+        env("broken", ALICE, "Failed", json!({"size": "small"})),
+        json!({"outputs": {}}),
+    );
+    dc.add_environment(
+        "contoso",
+        env("going", ALICE, "Deleting", json!({"size": "small"})),
+        json!({"outputs": {}}),
+    );
+    dc.add_environment(
+        "contoso",
+        env("too-big", ALICE, "Succeeded", json!({"size": "huge"})),
+        json!({"outputs": {}}),
+    );
+    dc.set_page_size(2);
+    dc
+}
+
+fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("users.csv");
+    std::fs::write(
+        &path,
+        format!("# Entra object id, GitHub login\n{ALICE},alice\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn import(dc: &DevCenter, endpoint: &str, args: &[&str], secret: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args([
+            "import",
+            "ade",
+            "--endpoint",
+            endpoint,
+            "--repository",
+            "acme/envs",
+            "--team",
+            "payments",
+        ])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_CLIENT_SECRET", secret)
+        .env("AZURE_AUTHORITY_HOST", dc.authority())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_prints_the_manifests_and_why_the_rest_is_left_out() {
+    let dc = project().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let users = users_file(tmp.path());
+    // ADE throttles once on the way: the import waits as Retry-After says.
+    dc.throttle_next(1, 1);
+    let o = import(
+        &dc,
+        &dc.url(),
+        &[
+            "--project",
+            "contoso",
+            "--users",
+            users.to_str().unwrap(),
+            "--tag",
+            "cost-center=cc-42",
+            "--dry-run",
+        ],
+        SECRET,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("--- environments/payments/shop-dev.yaml"),
+        "{out}"
+    );
+    let manifest = out
+        .split("--- environments/payments/shop-dev.yaml\n")
+        .nth(1)
+        .unwrap();
+    for line in [
+        "  name: shop-dev\n",
+        "  team: payments\n",
+        "  owner: alice\n",
+        "  type: devtest\n",
+        "  definition: webapp\n",
+        "    size: \"large\"\n",
+        "    replicas: 3\n",
+        "  expiresAt: 2027-03-01T17:00:00Z\n",
+        "    cost-center: \"cc-42\"\n",
+    ] {
+        assert!(
+            manifest.contains(line),
+            "{line:?} missing from:\n{manifest}"
+        );
+    }
+    // A definition from the API alone has no scripts, and the report says so.
+    assert!(out.contains("--- catalog/webapp/environment.yaml"), "{out}");
+    assert!(out.contains("Definitions without scripts"), "{out}");
+    assert!(
+        out.contains("1 environment(s) adopted, 5 left out"),
+        "{out}"
+    );
+    for (name, why) in [
+        ("Shop_Old", "is not a DNS label"),
+        ("bobs-env", &format!("its owner {BOB} is not in --users")),
+        ("broken", "last ADE operation failed"),
+        ("going", "ADE is deleting it"),
+        (
+            "too-big",
+            "refuses parameter size: 'huge' is not one of small, large",
+        ),
+    ] {
+        assert!(
+            out.contains(&format!("- `{name}`: ")) && out.contains(why),
+            "{name}: {why}\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("hunter2-very-secret"),
+        "a sensitive output was printed"
+    );
+    assert!(out.contains("nothing was pushed"));
+    // Read-only, strict: every request was one the description allows.
+    assert!(dc.writes().is_empty(), "{:?}", dc.writes());
+    assert!(dc.rejected().is_empty(), "{:?}", dc.rejected());
+    assert!(
+        dc.response_schema_errors().is_empty(),
+        "{:?}",
+        dc.response_schema_errors()
+    );
+    let reqs = dc.requests();
+    assert!(reqs.iter().any(|r| r.status == 429), "the throttle was met");
+    // Pages of two: the environments list took three requests.
+    let pages = reqs
+        .iter()
+        .filter(|r| {
+            r.operation_id.as_deref() == Some("Environments_ListEnvironments") && r.status == 200
+        })
+        .count();
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_a_missing_project_and_an_unreadable_page_fail_clearly() {
+    let dc = project().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let users = users_file(tmp.path());
+    let users = users.to_str().unwrap();
+
+    let o = import(
+        &dc,
+        &dc.url(),
+        &["--project", "contoso", "--users", users, "--dry-run"],
+        "wrong-secret",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("refused the sign-in (401 Unauthorized)")
+            && err.contains("invalid client secret"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+
+    let o = import(
+        &dc,
+        &dc.url(),
+        &["--project", "nowhere", "--users", users, "--dry-run"],
+        SECRET,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("project nowhere")
+            && err.contains("answered 404")
+            && err.contains("project nowhere was not found"),
+        "{err}"
+    );
+
+    // An endpoint where nothing listens.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let o = import(
+        &dc,
+        &closed,
+        &["--project", "contoso", "--users", users, "--dry-run"],
+        SECRET,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("could not be reached"), "{err}");
+
+    // An endpoint that answers something other than the data plane's JSON.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let garbage = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async { "<html>maintenance</html>" });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let o = import(
+        &dc,
+        &garbage,
+        &["--project", "contoso", "--users", users, "--dry-run"],
+        SECRET,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("not the data plane's JSON"), "{err}");
+    assert!(dc.writes().is_empty());
+}
