@@ -11,6 +11,7 @@
 //! its trait, its queries, its `impl_*!` macro, and one line per backend.
 
 pub mod deliveries;
+pub mod imports;
 pub mod inventory;
 pub mod keys;
 pub mod lifecycle;
@@ -30,6 +31,7 @@ mod sql;
 pub mod sqlite;
 
 pub use deliveries::*;
+pub use imports::{ImportRecord, ImportStore, ImportedEnv, NewImport};
 pub use inventory::{
     public_outputs, Drift, DriftState, EnvState, EnvironmentFilter, EnvironmentRecord,
     EnvironmentUpdate, InventoryStore,
@@ -76,6 +78,7 @@ pub trait Store:
     + NoteStore
     + KeyStore
     + PreviewStore
+    + ImportStore
     + RepositoryStore
     + RequestStore
     + InventoryStore
@@ -97,6 +100,7 @@ impl<T> Store for T where
         + NoteStore
         + KeyStore
         + PreviewStore
+        + ImportStore
         + RepositoryStore
         + RequestStore
         + InventoryStore
@@ -113,8 +117,8 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, InventoryStore, KeyStore, LifecycleStore, LockStore, MergeStore, NoteStore,
-        OperationStore, PreviewStore, Recovery, RepositoryStore, RequestStore, RetentionStore,
-        RunStore, Store,
+        DeliveryStore, ImportStore, InventoryStore, KeyStore, LifecycleStore, LockStore,
+        MergeStore, NoteStore, OperationStore, PreviewStore, Recovery, RepositoryStore,
+        RequestStore, RetentionStore, RunStore, Store,
     };
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod deliveries;
+mod imports;
 mod inventory;
 mod keys;
 mod operations;
@@ -37,6 +38,7 @@ mod replicas;
 mod upkeep;
 
 use deliveries::*;
+use imports::*;
 use inventory::*;
 use keys::*;
 use operations::*;
@@ -269,6 +271,7 @@ conformance!(
     retention,
     duplicates_at_once,
     signing_keys,
+    imports,
 );
 
 postgres_only!(

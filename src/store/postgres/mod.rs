@@ -233,6 +233,7 @@ super::merges::impl_merge_store!(PgStore, super::sql::postgres);
 super::notes::impl_note_store!(PgStore, super::sql::postgres);
 super::keys::impl_key_store!(PgStore, super::sql::postgres);
 super::previews::impl_preview_store!(PgStore, super::sql::postgres);
+super::imports::impl_import_store!(PgStore, super::sql::postgres);
 super::repositories::impl_repository_store!(PgStore, super::sql::postgres);
 super::requests::impl_request_store!(PgStore, super::sql::postgres);
 super::retention::impl_retention_store!(PgStore, super::sql::postgres);

@@ -313,6 +313,7 @@ super::merges::impl_merge_store!(SqliteStore, super::sql::sqlite);
 super::notes::impl_note_store!(SqliteStore, super::sql::sqlite);
 super::keys::impl_key_store!(SqliteStore, super::sql::sqlite);
 super::previews::impl_preview_store!(SqliteStore, super::sql::sqlite);
+super::imports::impl_import_store!(SqliteStore, super::sql::sqlite);
 super::repositories::impl_repository_store!(SqliteStore, super::sql::sqlite);
 super::requests::impl_request_store!(SqliteStore, super::sql::sqlite);
 super::retention::impl_retention_store!(SqliteStore, super::sql::sqlite);
