@@ -145,6 +145,11 @@ impl Bubblewrap {
             a.bind("--ro-bind-try", Path::new(dir));
             visible.push(PathBuf::from(dir));
         }
+        // A private /tmp before the run's own folders: a `PATH` folder or a Terraform binary
+        // under /tmp (a checkout there) is bound on top of it, not hidden by it.
+        a.pair("--proc", "/proc");
+        a.pair("--dev", "/dev");
+        a.pair("--tmpfs", "/tmp");
         for dir in run.path.split(':').filter(|d| d.starts_with('/')) {
             let dir = Path::new(dir);
             if !visible.iter().any(|v| dir.starts_with(v)) {
@@ -158,9 +163,6 @@ impl Bubblewrap {
                 visible.push(dir.clone());
             }
         }
-        a.pair("--proc", "/proc");
-        a.pair("--dev", "/dev");
-        a.pair("--tmpfs", "/tmp");
         for m in &self.mounts {
             a.bind(if m.writable { "--bind" } else { "--ro-bind" }, &m.path);
             visible.push(m.path.clone());
@@ -403,6 +405,33 @@ mod tests {
 
     fn has(a: &[String], seq: &[&str]) -> bool {
         a.windows(seq.len()).any(|w| w == seq)
+    }
+
+    /// A `PATH` folder or a Terraform binary under /tmp (a checkout there, as CI's clean
+    /// clone is) is mounted on top of the run's private /tmp, not hidden under it.
+    #[test]
+    fn folders_under_tmp_are_bound_after_the_private_tmp() {
+        let b = sandbox(vec![]);
+        let run = RunMounts {
+            work: Path::new("/tmp/paved-runs-0/run-1-x"),
+            definition: Path::new("/tmp/paved-runs-0/run-1-x/definition"),
+            definition_writable: false,
+            path: "/tmp/checkout/bin:/usr/bin",
+            extra_ro: vec!["/tmp/checkout/tools".into()],
+            network: true,
+            ade: None,
+        };
+        let a: Vec<String> = b
+            .argv(&run, run.definition, &["./deploy.sh".into()])
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        let at = |seq: &[&str]| a.windows(seq.len()).position(|w| w == seq);
+        let tmp = at(&["--tmpfs", "/tmp"]).expect("a private /tmp");
+        for dir in ["/tmp/checkout/bin", "/tmp/checkout/tools"] {
+            let bound = at(&["--ro-bind-try", dir, dir]).expect("bound");
+            assert!(bound > tmp, "{dir} is hidden by the private /tmp: {a:?}");
+        }
     }
 
     #[test]
