@@ -393,7 +393,7 @@ fn import_command(command: ImportCommand) -> anyhow::Result<ExitCode> {
         tags,
         catalog,
         dry_run,
-        service: _,
+        service,
     } = command;
     let opts = crate::import::ade::ImportOptions {
         endpoint,
@@ -406,13 +406,37 @@ fn import_command(command: ImportCommand) -> anyhow::Result<ExitCode> {
         dry_run,
     };
     let credentials = crate::import::ade::client::Credentials::from_env(|k| std::env::var(k).ok())?;
-    let (project, mapping) = runtime()?.block_on(crate::import::ade::plan(&opts, &credentials))?;
-    if !opts.dry_run {
-        anyhow::bail!(
-            "opening the import pull request is not built yet: run with --dry-run to see what would be imported"
-        );
+    let rt = runtime()?;
+    let (project, mapping) = rt.block_on(crate::import::ade::plan(&opts, &credentials))?;
+    if opts.dry_run {
+        crate::import::ade::print_dry_run(&project, &mapping);
+        return Ok(ExitCode::SUCCESS);
     }
-    crate::import::ade::print_dry_run(&project, &mapping);
+    let config = load_config(&service)?;
+    let outcome = rt.block_on(async {
+        let orch = crate::service::orchestrator(config).await?;
+        let repo = crate::ids::RepoName::parse(&opts.repository)?;
+        let source = format!(
+            "ade:{}/projects/{}",
+            opts.endpoint.trim_end_matches('/'),
+            opts.project
+        );
+        crate::import::ade::write::open(&orch, &repo, &source, &project, &mapping).await
+    })?;
+    print!("{}", crate::import::ade::report(&project, &mapping));
+    use crate::import::ade::write::Outcome;
+    match outcome {
+        Outcome::Governance { url } => println!(
+            "\nOpened {url}: the environment types and definitions first (governance is read from the default branch). Merge it, then run this import again to adopt the environments."
+        ),
+        Outcome::Environments { url, adopted } => {
+            println!("\nOpened {url}: merging it adopts {adopted} environment(s); no script runs.")
+        }
+        Outcome::AlreadyOpen { url } => {
+            println!("\nThis import's pull request is open already: {url}. Nothing was pushed.")
+        }
+        Outcome::Nothing => println!("\nEverything this project has is Paved's already or left out. Nothing was pushed."),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

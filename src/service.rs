@@ -284,6 +284,31 @@ pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> 
     )))
 }
 
+/// The Orchestrator of `config`, without a server: what `paved import ade` opens its pull
+/// requests through, with the service's own store, mirrors and GitHub credentials.
+pub async fn orchestrator(config: Config) -> Result<crate::orchestrator::Orchestrator> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let forge = forge_of(&config, &metrics)?;
+    let deps = crate::handlers::Deps::new(
+        config.clone(),
+        store.clone(),
+        forge.clone(),
+        metrics,
+        crate::runner::Sandbox::None,
+    );
+    Ok(crate::orchestrator::Orchestrator {
+        store,
+        repos: deps.repos.clone(),
+        forge,
+        directory: deps.directory.clone(),
+        clock: config.lifecycle.clock.clone(),
+        identities: config.runner.identities.keys().cloned().collect(),
+    })
+}
+
 /// The sandbox runs go through (SPEC 12), tried once by starting one: a Paved that cannot
 /// sandbox its runs refuses to start, naming what failed, unless `runner.sandbox = "none"`
 /// says so (then it warns, here and in `/readyz` and a gauge).

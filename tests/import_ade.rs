@@ -1,6 +1,14 @@
 //! `paved import ade` (SPEC 15) against the strict DevCenter and Entra emulator: what it
 //! reads, how it maps, what it leaves out and why, and how it fails.
 
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
+mod common;
+
+#[path = "import_ade/adopt.rs"]
+mod adopt;
+
 use devcenter_emulator::DevCenter;
 use serde_json::json;
 use std::process::Output;

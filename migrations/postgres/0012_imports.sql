@@ -25,3 +25,8 @@ CREATE TABLE import_environments (
     adopted_at     BIGINT,
     PRIMARY KEY (import_id, env_name)
 );
+
+-- Operations: `adopt` (an environment an import brings, taken as it is; no script runs).
+ALTER TABLE operations DROP CONSTRAINT operations_kind_check;
+ALTER TABLE operations ADD CONSTRAINT operations_kind_check
+    CHECK (kind IN ('deploy', 'delete', 'expire', 'stop', 'start', 'reconcile', 'adopt'));

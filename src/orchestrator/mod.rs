@@ -338,6 +338,26 @@ impl Orchestrator {
         kind: ChangeKind,
         login: &str,
     ) -> Result<Vec<Problem>, RequestError> {
+        let files = BTreeMap::from([(path.to_string(), content)]);
+        let changes = vec![Change {
+            path: path.to_string(),
+            kind,
+        }];
+        self.preflight_files(known, tip, files, changes, login)
+            .await
+    }
+
+    /// Runs the PR's checks on the default branch at `tip` with `files` changed (`changes`
+    /// names the manifests among them and how), as `login`'s pull request. Approvals are left
+    /// out: they come on the pull request.
+    pub async fn preflight_files(
+        &self,
+        known: &KnownRepository,
+        tip: &CommitSha,
+        files: BTreeMap<String, Option<Vec<u8>>>,
+        changes: Vec<Change>,
+        login: &str,
+    ) -> Result<Vec<Problem>, RequestError> {
         let Some((_, governance)) = self.directory.governance(&known.repo).await else {
             return Err(RequestError::Unavailable(
                 "the repository's governance could not be read".into(),
@@ -362,17 +382,12 @@ impl Orchestrator {
             identities: Some(self.identities.clone()),
             previews: None,
         };
-        let (tip, path) = (tip.clone(), path.to_string());
+        let tip = tip.clone();
         let now = self.clock.now();
         self.repos
             .read(&known.repo, move |m| -> Result<Vec<Problem>, RepoError> {
                 let base = m.tree_at(&tip)?;
-                let head = overlay::Overlay {
-                    base: &base,
-                    path: path.clone(),
-                    content,
-                };
-                let changes = [Change { path, kind }];
+                let head = overlay::Overlay { base: &base, files };
                 let report = match governance.platform() {
                     Some(platform) => crate::checks::evaluate_with_membership(
                         &governance,

@@ -1,68 +1,78 @@
-//! A tree with one file changed on top of another: the default branch as a request would
-//! leave it, for the pre-flight checks.
+//! A tree with files changed on top of another: the default branch as a request (one file)
+//! or an import (many) would leave it, for the pre-flight checks.
 
 use crate::tree::{TreeError, TreeReader};
+use std::collections::BTreeMap;
 
 pub struct Overlay<'a> {
     pub base: &'a dyn TreeReader,
-    pub path: String,
-    /// `None`: the file is deleted.
-    pub content: Option<Vec<u8>>,
+    /// Path → content (`None`: the file is deleted).
+    pub files: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl Overlay<'_> {
-    fn parent_of_file(&self, dir: &str) -> bool {
-        self.path
-            .rsplit_once('/')
-            .is_some_and(|(parent, _)| parent == dir)
+    fn prefix(dir: &str) -> String {
+        if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        }
     }
 }
 
 impl TreeReader for Overlay<'_> {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, TreeError> {
-        if path == self.path {
-            return Ok(self.content.clone());
+        match self.files.get(path) {
+            Some(content) => Ok(content.clone()),
+            None => self.base.read(path),
         }
-        self.base.read(path)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, TreeError> {
-        let mut names = self.base.list(dir)?;
-        if self.parent_of_file(dir) {
-            let name = self.path.rsplit('/').next().unwrap_or_default().to_string();
-            names.retain(|n| *n != name);
-            if self.content.is_some() {
-                names.push(name);
-            }
-            names.sort();
-        } else if self.content.is_some() {
-            // A folder the new file creates (environments/<new team>/).
-            let prefix = if dir.is_empty() {
-                String::new()
-            } else {
-                format!("{dir}/")
+        let mut names = if self.base.is_dir(dir)? {
+            self.base.list(dir)?
+        } else {
+            Vec::new()
+        };
+        let prefix = Self::prefix(dir);
+        for (path, content) in &self.files {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
             };
-            if let Some(rest) = self.path.strip_prefix(&prefix) {
-                if let Some((first, _)) = rest.split_once('/') {
-                    if !names.iter().any(|n| n == first) {
+            match rest.split_once('/') {
+                // A file of this folder: added, or removed.
+                None => {
+                    names.retain(|n| n != rest);
+                    if content.is_some() {
+                        names.push(rest.to_string());
+                    }
+                }
+                // A folder a new file creates (environments/<new team>/).
+                Some((first, _)) => {
+                    if content.is_some() && !names.iter().any(|n| n == first) {
                         names.push(first.to_string());
-                        names.sort();
                     }
                 }
             }
         }
+        names.sort();
+        names.dedup();
         Ok(names)
     }
 
     fn is_dir(&self, path: &str) -> Result<bool, TreeError> {
+        let prefix = Self::prefix(path);
         Ok(self.base.is_dir(path)?
-            || (self.content.is_some() && self.path.starts_with(&format!("{path}/"))))
+            || self
+                .files
+                .iter()
+                .any(|(p, c)| c.is_some() && p.starts_with(&prefix)))
     }
 
     fn exists(&self, path: &str) -> Result<bool, TreeError> {
-        if path == self.path {
-            return Ok(self.content.is_some());
+        match self.files.get(path) {
+            Some(content) => Ok(content.is_some()),
+            None => Ok(self.base.exists(path)? || self.is_dir(path)?),
         }
-        self.base.exists(path)
     }
 }

@@ -21,6 +21,13 @@ pub struct BranchChange<'a> {
     pub message: &'a str,
 }
 
+/// One commit of a branch Paved writes: its message and the files it changes (`None`:
+/// deleted).
+pub struct CommitChange<'a> {
+    pub message: &'a str,
+    pub files: &'a [(String, Option<Vec<u8>>)],
+}
+
 impl Mirror {
     /// Commits `change.content` at `change.path` on top of `change.base`, and pushes the
     /// commit to the origin at `url` as the new branch `change.branch` (never forced: an
@@ -31,31 +38,59 @@ impl Mirror {
         token: Option<&Secret>,
         change: &BranchChange<'_>,
     ) -> Result<CommitSha, RepoError> {
-        let BranchChange {
-            base,
-            branch,
-            path,
-            content,
-            message,
-        } = *change;
-        let parent = self.repo.find_commit(Oid::from_str(base.as_str())?)?;
-        let mut update = TreeUpdateBuilder::new();
-        match content {
-            Some(bytes) => {
-                let blob = self.repo.blob(bytes)?;
-                update.upsert(path, blob, FileMode::Blob);
-            }
-            None => {
-                update.remove(path);
-            }
-        }
-        let tree_id = update.create_updated(&self.repo, &parent.tree()?)?;
-        let tree = self.repo.find_tree(tree_id)?;
+        let files = [(change.path.to_string(), change.content.map(<[u8]>::to_vec))];
+        self.commits_and_push_branch(
+            url,
+            token,
+            change.base,
+            change.branch,
+            &[CommitChange {
+                message: change.message,
+                files: &files,
+            }],
+        )
+    }
+
+    /// Commits `commits` one after the other on top of `base`, and pushes the last as the
+    /// new branch `branch` (never forced). Returns the last commit.
+    pub fn commits_and_push_branch(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+        base: &CommitSha,
+        branch: &str,
+        commits: &[CommitChange<'_>],
+    ) -> Result<CommitSha, RepoError> {
+        let mut parent = self.repo.find_commit(Oid::from_str(base.as_str())?)?;
         let sig = Signature::now(COMMITTER.0, COMMITTER.1)?;
+        for c in commits {
+            let mut update = TreeUpdateBuilder::new();
+            for (path, content) in c.files {
+                match content {
+                    Some(bytes) => {
+                        let blob = self.repo.blob(bytes)?;
+                        // Scripts keep their execute bit.
+                        let mode = if path.ends_with(".sh") {
+                            FileMode::BlobExecutable
+                        } else {
+                            FileMode::Blob
+                        };
+                        update.upsert(path, blob, mode);
+                    }
+                    None => {
+                        update.remove(path);
+                    }
+                }
+            }
+            let tree_id = update.create_updated(&self.repo, &parent.tree()?)?;
+            let tree = self.repo.find_tree(tree_id)?;
+            let id = self
+                .repo
+                .commit(None, &sig, &sig, c.message, &tree, &[&parent])?;
+            parent = self.repo.find_commit(id)?;
+        }
+        let commit = parent.id();
         let local = format!("refs/paved/requests/{branch}");
-        let commit = self
-            .repo
-            .commit(None, &sig, &sig, message, &tree, &[&parent])?;
         self.repo
             .reference(&local, commit, true, "request branch")?;
         let refspec = format!("{local}:refs/heads/{branch}");

@@ -3,7 +3,7 @@
 //! it inside `tokio::task::spawn_blocking`, never on an async thread.
 
 mod branch;
-pub use branch::{unguessable_branch, BranchChange, COMMITTER};
+pub use branch::{unguessable_branch, BranchChange, CommitChange, COMMITTER};
 mod history;
 pub mod locks;
 

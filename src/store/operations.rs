@@ -20,6 +20,9 @@ pub enum OpKind {
     Start,
     /// `deploy` run again with the last parameters, to undo drift.
     Reconcile,
+    /// An environment brought from another tool (SPEC 15, `paved import ade`) entered the
+    /// inventory as it is there: no script runs.
+    Adopt,
 }
 
 impl OpKind {
@@ -31,6 +34,7 @@ impl OpKind {
             OpKind::Stop => "stop",
             OpKind::Start => "start",
             OpKind::Reconcile => "reconcile",
+            OpKind::Adopt => "adopt",
         }
     }
     pub fn parse(s: &str) -> Option<OpKind> {
@@ -41,6 +45,7 @@ impl OpKind {
             "stop" => OpKind::Stop,
             "start" => OpKind::Start,
             "reconcile" => OpKind::Reconcile,
+            "adopt" => OpKind::Adopt,
             _ => return None,
         })
     }
@@ -48,9 +53,10 @@ impl OpKind {
     pub fn removes(self) -> bool {
         matches!(self, OpKind::Delete | OpKind::Expire)
     }
-    /// It (re)makes the environment with its parameters (`deploy.sh`).
+    /// It (re)makes the environment with its parameters (`deploy.sh`; an adoption takes
+    /// it as it is, with the same effect on the inventory).
     pub fn deploys(self) -> bool {
-        matches!(self, OpKind::Deploy | OpKind::Reconcile)
+        matches!(self, OpKind::Deploy | OpKind::Reconcile | OpKind::Adopt)
     }
 }
 

@@ -304,6 +304,16 @@ impl GitRemote {
         Ok(out)
     }
 
+    /// The text of `path` at `commit`.
+    pub fn read_file(&self, commit: &CommitSha, path: &str) -> Result<String> {
+        let c = self
+            .repo
+            .find_commit(git2::Oid::from_str(commit.as_str())?)?;
+        let entry = c.tree()?.get_path(std::path::Path::new(path))?;
+        let blob = self.repo.find_blob(entry.id())?;
+        Ok(String::from_utf8_lossy(blob.content()).into_owned())
+    }
+
     pub fn tip(&self, refname: &str) -> Result<CommitSha> {
         let oid = self.repo.refname_to_id(refname)?;
         Ok(CommitSha::parse(&oid.to_string())?)

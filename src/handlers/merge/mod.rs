@@ -22,6 +22,7 @@
 //! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
 //! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
 
+mod adopt;
 mod approved;
 mod governed;
 pub(crate) mod identity;
@@ -179,10 +180,21 @@ pub async fn handle(
     deps.store
         .record_merge(&m.pr.repo, &m.merge_sha, m.pr.number)
         .await?;
-    let Some(plan) = plan else {
+    let Some(mut plan) = plan else {
+        // An import's governance pull request: its import is done.
+        adopt::mark(deps, &m.pr.repo, m.pr.number.0, &m.pr.head_sha, &mut []).await?;
         tracing::info!(repo = %m.pr.repo, pr = %m.pr.number, "merge touches no environment");
         return Ok(());
     };
+    // An import's environments pull request adopts them (SPEC 15).
+    adopt::mark(
+        deps,
+        &m.pr.repo,
+        m.pr.number.0,
+        &m.pr.head_sha,
+        &mut plan.items,
+    )
+    .await?;
     provision(deps, &gh, &m, &plan, delivery).await
 }
 

@@ -121,16 +121,18 @@ async fn run_locked(
             .flatten()
     };
     let running = match op.kind {
-        OpKind::Deploy | OpKind::Reconcile => EnvState::Provisioning,
+        OpKind::Deploy | OpKind::Reconcile | OpKind::Adopt => EnvState::Provisioning,
         OpKind::Delete | OpKind::Expire => EnvState::Deleting,
         // A stop or start leaves the state as it was until it ends.
         OpKind::Stop | OpKind::Start => previous.as_ref().map_or(EnvState::Ready, |p| p.state),
     };
     // The deploy identity (and its token) before anything is marked running: a database
     // out of reach here is retried with the delivery, and nothing has started.
-    let identity =
-        super::identity::prepare(deps, item, op, (rec.id.0, item.timeout), op.kind.as_str())
-            .await?;
+    let identity = if op.kind == OpKind::Adopt {
+        Ok(None)
+    } else {
+        super::identity::prepare(deps, item, op, (rec.id.0, item.timeout), op.kind.as_str()).await?
+    };
     let starting = EnvironmentUpdate {
         new_generation,
         ..EnvironmentUpdate::of(op, running, id)
@@ -144,46 +146,18 @@ async fn run_locked(
     }
 
     let started = Instant::now();
-    let result = match export_definition(deps, src, op, rec.id.0).await? {
-        Some(def_dir) => {
-            let mut spec = run_spec(
-                deps,
-                item,
-                (rec.id.0, script_of(op.kind)),
-                def_dir.clone(),
-                previous.as_ref(),
-                storage,
-            );
-            // What is applied is what was previewed (SPEC 14).
-            let approved = match &identity {
-                Ok(_) => {
-                    super::approved::give(deps, src, item, &mut spec, previous.as_ref()).await?
-                }
-                Err(_) => Ok(()),
-            };
-            let identity = identity.and_then(|p| approved.map(|()| p));
-            let r = match identity {
-                Ok(prepared) => {
-                    if let Some(p) = prepared {
-                        p.apply(&mut spec);
-                    }
-                    let store = deps.store.clone();
-                    runner::run(spec, move |pid| async move {
-                        if let Err(e) = store
-                            .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
-                            .await
-                        {
-                            tracing::warn!(error = %e, "recording the script's pid failed");
-                        }
-                    })
-                    .await
-                }
-                Err(why) => runner::not_run(why, spec.storage.unwrap_or_default()),
-            };
-            let _ = tokio::fs::remove_dir_all(&def_dir).await;
-            Some(r)
-        }
-        None => None,
+    let result = if op.kind == OpKind::Adopt {
+        Some(super::adopt::result(deps, op).await?)
+    } else {
+        run_definition(
+            deps,
+            src,
+            item,
+            &rec,
+            (identity, storage),
+            previous.as_ref(),
+        )
+        .await?
     };
     let (finish, storage) = finish_of(&rec, result);
     let succeeded = finish.state == OpState::Succeeded;
@@ -198,7 +172,9 @@ async fn run_locked(
         started.elapsed(),
     );
     let ended = match (op.kind, succeeded) {
-        (OpKind::Deploy | OpKind::Reconcile | OpKind::Start, true) => EnvState::Ready,
+        (OpKind::Deploy | OpKind::Reconcile | OpKind::Start | OpKind::Adopt, true) => {
+            EnvState::Ready
+        }
         (OpKind::Delete | OpKind::Expire, true) => EnvState::Deleted,
         (OpKind::Stop, true) => EnvState::Stopped,
         (_, false) => EnvState::Failed,
@@ -405,7 +381,7 @@ fn ade_program(config: &crate::config::Config) -> Option<PathBuf> {
 /// The script an operation runs: an expiry deletes, a reconcile deploys again.
 fn script_of(kind: OpKind) -> Operation {
     match kind {
-        OpKind::Deploy | OpKind::Reconcile => Operation::Deploy,
+        OpKind::Deploy | OpKind::Reconcile | OpKind::Adopt => Operation::Deploy,
         OpKind::Delete | OpKind::Expire => Operation::Delete,
         OpKind::Stop => Operation::Stop,
         OpKind::Start => Operation::Start,
@@ -573,4 +549,59 @@ fn sensitive_values(outputs: &serde_json::Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// Runs the operation's definition (exported at the merge) with its deploy identity and the
+/// approved preview; `None`: the definition folder is not there.
+async fn run_definition(
+    deps: &Deps,
+    src: &RunSource,
+    item: &Item,
+    rec: &OperationRecord,
+    (identity, storage): (
+        Result<Option<super::identity::Prepared>, String>,
+        Option<Vec<u8>>,
+    ),
+    previous: Option<&crate::store::EnvironmentRecord>,
+) -> Result<Option<RunResult>, WorkError> {
+    let (op, id) = (&rec.op, rec.id);
+    Ok(match export_definition(deps, src, op, rec.id.0).await? {
+        Some(def_dir) => {
+            let mut spec = run_spec(
+                deps,
+                item,
+                (rec.id.0, script_of(op.kind)),
+                def_dir.clone(),
+                previous,
+                storage,
+            );
+            // What is applied is what was previewed (SPEC 14).
+            let approved = match &identity {
+                Ok(_) => super::approved::give(deps, src, item, &mut spec, previous).await?,
+                Err(_) => Ok(()),
+            };
+            let identity = identity.and_then(|p| approved.map(|()| p));
+            let r = match identity {
+                Ok(prepared) => {
+                    if let Some(p) = prepared {
+                        p.apply(&mut spec);
+                    }
+                    let store = deps.store.clone();
+                    runner::run(spec, move |pid| async move {
+                        if let Err(e) = store
+                            .update_operation(id, OperationUpdate::Pid(i64::from(pid)))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "recording the script's pid failed");
+                        }
+                    })
+                    .await
+                }
+                Err(why) => runner::not_run(why, spec.storage.unwrap_or_default()),
+            };
+            let _ = tokio::fs::remove_dir_all(&def_dir).await;
+            Some(r)
+        }
+        None => None,
+    })
 }

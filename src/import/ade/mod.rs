@@ -5,6 +5,7 @@
 pub mod client;
 pub mod map;
 pub mod read;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
