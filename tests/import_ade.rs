@@ -287,3 +287,100 @@ async fn bad_credentials_a_missing_project_and_an_unreadable_page_fail_clearly()
     assert!(err.contains("not the data plane's JSON"), "{err}");
     assert!(dc.writes().is_empty());
 }
+
+/// Signed in without a secret: Entra takes a token Paved's own issuer signed, for the
+/// subject and audience of the app's federated credential (the issuer's keys fetched from
+/// the running Paved's discovery document and JWKS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_paveds_issuer_signed_signs_the_import_in() {
+    use paved::oidc::{Issuer, RunClaims};
+    // Paved's public address is where it listens, so Entra can fetch its keys.
+    let e = common::provisioning::Env::start_with(|c| c.public_url = None).await;
+    let issuer_url = e.h.url();
+    let mut config = e.h.config();
+    config.public_url = Some(issuer_url.clone());
+    let store = paved::service::open_store(&config).await.unwrap();
+    let issuer = Issuer::new(
+        store,
+        &issuer_url,
+        std::time::Duration::from_secs(30 * 24 * 3600),
+        paved::clock::Clock::system(),
+    );
+    let claims = RunClaims {
+        audience: "api://AzureADTokenExchange".into(),
+        repository: "acme/envs".into(),
+        environment: "ade-import".into(),
+        team: "platform".into(),
+        env_type: "dev".into(),
+        definition: "import".into(),
+        operation: "deploy".into(),
+        run_id: 1,
+        requester: "admin1".into(),
+        approvers: vec![],
+        governance_sha: "0".repeat(40),
+        commit: "1".repeat(40),
+    };
+    let token = issuer
+        .mint(&claims, std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    let dc = project().await;
+    dc.add_federated_credential(
+        TENANT,
+        CLIENT,
+        devcenter_emulator::FederatedCredential {
+            issuer: issuer_url.clone(),
+            subject: claims.subject(),
+            audience: "api://AzureADTokenExchange".into(),
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, &token.jwt).unwrap();
+    let users = users_file(tmp.path());
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+            .args([
+                "import",
+                "ade",
+                "--endpoint",
+                &dc.url(),
+                "--repository",
+                "acme/envs",
+            ])
+            .args(["--team", "payments", "--project", "contoso", "--dry-run"])
+            .args(["--users", users.to_str().unwrap()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AZURE_TENANT_ID", TENANT)
+            .env("AZURE_CLIENT_ID", CLIENT)
+            .env("AZURE_FEDERATED_TOKEN_FILE", file)
+            .env("AZURE_AUTHORITY_HOST", dc.authority())
+            .output()
+            .unwrap()
+    };
+    let o = run(&token_file);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("1 environment(s) adopted"), "{out}");
+    // A token for another subject is refused by Entra, and the import stops there.
+    let other = issuer
+        .mint(
+            &RunClaims {
+                environment: "someone-else".into(),
+                ..claims.clone()
+            },
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    std::fs::write(&token_file, &other.jwt).unwrap();
+    let o = run(&token_file);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("invalid_client") || err.contains("not valid for the federated credential"),
+        "{err}"
+    );
+    assert!(dc.rejected().iter().all(|r| r.target.contains("/oauth2/")));
+}
