@@ -970,3 +970,128 @@ async fn terraform_plan_finds_drift_after_a_deploy() {
         );
     }
 }
+
+// ---- ARM and Bicep (ADE's built-in runners, with the Azure CLI) ----
+
+/// A recording `az`: it prints what it was asked (the token by its length only) and, for a
+/// deployment, the deployment JSON the CLI prints, with the parameters file's `name` in an
+/// output and a secure output. Reports through stdout, as a sandboxed run can.
+const AZ: &str = r#"#!/bin/sh
+args="$*"
+case "$1 $2 $3" in
+  "login --service-principal --username")
+    echo "az login as $4 tenant $6 token-bytes $(printf %s "$8" | wc -c)"; exit 0 ;;
+  "account set --subscription") echo "az account set $4"; exit 0 ;;
+  "deployment group create")
+    shift 3
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --resource-group) rg=$2 ;; --name) dn=$2 ;; --template-file) tf=$2 ;;
+        --parameters) pf=${2#@} ;; --mode) mode=$2 ;;
+      esac; shift 2
+    done
+    echo "az deploy $dn to $rg mode $mode template $(basename "$tf")" >&2
+    [ -r "$tf" ] || { echo "template $tf unreadable" >&2; exit 1; }
+    name=$(sed -n 's/.*"name":{"value":"\([^"]*\)".*/\1/p' "$pf")
+    printf '{"name":"%s","properties":{"provisioningState":"Succeeded","outputs":{"greeting":{"type":"String","value":"hello %s"},"key":{"type":"SecureString","value":"k-%s-0123456789"}}}}\n' "$dn" "$name" "$name"
+    exit 0 ;;
+esac
+echo "az: unexpected $args" >&2; exit 2
+"#;
+
+#[tokio::test]
+async fn arm_deploys_with_the_azure_cli_in_the_sandbox_and_deletes_in_complete_mode() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.definition().join("azuredeploy.json"),
+        "{\"resources\": []}",
+    )
+    .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(bin.path().join("az"), AZ).unwrap();
+    std::fs::set_permissions(
+        bin.path().join("az"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let token = bin.path().join("token");
+    std::fs::write(&token, "eyJ.run-token.sig").unwrap();
+    let mut spec = f.spec(Operation::Deploy);
+    spec.runner = RunnerKind::Arm;
+    spec.template_path = Some("azuredeploy.json".into());
+    spec.parameters = serde_json::json!({"name": "demo"});
+    spec.path = format!("{}:{SCRIPT_PATH}", bin.path().display());
+    spec.env = vec![
+        (
+            "AZURE_CLIENT_ID".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+        (
+            "AZURE_TENANT_ID".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+        ),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE".into(),
+            token.display().to_string(),
+        ),
+        ("ADE_RESOURCE_GROUP_NAME".into(), "rg-demo".into()),
+        (
+            "ADE_SUBSCRIPTION_ID".into(),
+            "00000000-0000-0000-0000-000000000000".into(),
+        ),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    spec.work_root = work.path().to_path_buf();
+    let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
+        .expect("bubblewrap is installed (.ci/run installs it)");
+    spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
+
+    let deployed = run(spec.clone()).await;
+    assert_eq!(deployed.outcome, RunOutcome::Succeeded, "{}", deployed.log);
+    let log = &deployed.log;
+    assert!(log.contains("az login as 11111111-2222-3333-4444-555555555555 tenant 72f988bf-86f1-41af-91ab-2d7cd011db47 token-bytes 17"), "{log}");
+    assert!(
+        log.contains("--federated-token <the run's token>") && !log.contains("run-token"),
+        "{log}"
+    );
+    assert!(
+        log.contains("az account set 00000000-0000-0000-0000-000000000000"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mode Incremental template azuredeploy.json"),
+        "{log}"
+    );
+    assert_eq!(deployed.outputs["greeting"].value, "hello demo");
+    assert!(deployed.outputs["key"].sensitive);
+    assert!(
+        !log.contains("k-demo-0123456789"),
+        "deployment JSON is kept out of the log: {log}"
+    );
+
+    let mut delete = spec.clone();
+    delete.run_id = unique_run_id();
+    delete.operation = Operation::Delete;
+    let deleted = run(delete).await;
+    assert_eq!(deleted.outcome, RunOutcome::Succeeded, "{}", deleted.log);
+    assert!(
+        deleted
+            .log
+            .contains("to rg-demo mode Complete template empty.json"),
+        "{}",
+        deleted.log
+    );
+
+    // Without the type's Azure identity, nothing runs.
+    let mut bare = spec.clone();
+    bare.run_id = unique_run_id();
+    bare.env.clear();
+    let refused = run(bare).await;
+    assert!(
+        matches!(&refused.outcome, RunOutcome::NotRunnable(why) if why.contains("Azure identity")),
+        "{:?}",
+        refused.outcome
+    );
+}

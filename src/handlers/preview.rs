@@ -136,8 +136,9 @@ impl Exports {
         let folder = format!("catalog/{def}");
         let found = if !mirror.export_dir(at, &folder, &def_dir)? {
             Err(format!("no preview for {def}: {folder} not found"))
-        } else if runner == RunnerKind::Command
-            && command::find_script(&def_dir, Operation::Plan).is_none()
+        } else if runner == RunnerKind::Arm
+            || (runner == RunnerKind::Command
+                && command::find_script(&def_dir, Operation::Plan).is_none())
         {
             let _ = std::fs::remove_dir_all(&def_dir);
             Err(format!("no preview for {def}"))
@@ -440,6 +441,7 @@ fn read_result(p: &mut EnvPreview, item: &Item, r: RunResult) -> Option<Vec<u8>>
             .terraform_show
             .as_deref()
             .map(preview::summary::terraform_changes),
+        RunnerKind::Arm => None,
     };
     match listed {
         Some(Ok(list)) if changes => p.changes = list,

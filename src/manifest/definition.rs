@@ -55,6 +55,11 @@ pub enum Runner {
     Terraform,
     /// An ADE custom-runner image reference: its scripts run as with `command`.
     Image(String),
+    /// ADE's built-in ARM runner: `templatePath` is an ARM template, deployed with the
+    /// Azure CLI (SPEC 15).
+    Arm,
+    /// ADE's built-in Bicep runner: `templatePath` is a Bicep file, deployed the same way.
+    Bicep,
 }
 
 impl TryFrom<String> for Runner {
@@ -63,11 +68,12 @@ impl TryFrom<String> for Runner {
         match s.to_ascii_lowercase().as_str() {
             "command" => Ok(Runner::Command),
             "terraform" | "opentofu" | "tofu" => Ok(Runner::Terraform),
-            "arm" | "bicep" => Err(format!(
-                "runner {s:?} is not supported by Paved: use command (the definition's scripts) or terraform"
-            )),
+            "arm" => Ok(Runner::Arm),
+            "bicep" => Ok(Runner::Bicep),
             _ if s.contains('/') && !s.contains(char::is_whitespace) => Ok(Runner::Image(s)),
-            _ => Err(format!("unknown runner {s:?}: use command or terraform")),
+            _ => Err(format!(
+                "unknown runner {s:?}: use command, terraform, ARM or Bicep"
+            )),
         }
     }
 }
@@ -80,6 +86,8 @@ impl Runner {
             Runner::Command => "script",
             Runner::Terraform => "terraform",
             Runner::Image(_) => "image",
+            Runner::Arm => "arm",
+            Runner::Bicep => "bicep",
         }
     }
 }
@@ -90,6 +98,8 @@ impl From<Runner> for String {
             Runner::Command => "command".into(),
             Runner::Terraform => "terraform".into(),
             Runner::Image(i) => i,
+            Runner::Arm => "ARM".into(),
+            Runner::Bicep => "Bicep".into(),
         }
     }
 }
@@ -263,6 +273,12 @@ fn check_definition(doc: &YamlDoc, def: &Definition) -> Vec<Diagnostic> {
             ));
         }
     }
+    if matches!(def.runner, Runner::Arm | Runner::Bicep) && def.template_path.is_none() {
+        errs.push(doc.diag(
+            &FieldPath::parse("runner"),
+            "runner ARM and Bicep need templatePath: the template (.json) or Bicep (.bicep) file to deploy",
+        ));
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, p) in def.parameters.iter().enumerate() {
         let at = FieldPath::root().key("parameters").index(i);
@@ -316,6 +332,18 @@ parameters:
     readOnly: true
 ";
 
+    /// ADE's built-in runners: ARM and Bicep are read, and need their template.
+    #[test]
+    fn arm_and_bicep_definitions_need_a_template() {
+        let arm = "name: web\nrunner: ARM\ntemplatePath: azuredeploy.json\n";
+        let d = parse_definition("web", "catalog/web/environment.yaml", arm).expect("valid");
+        assert_eq!(d.definition.runner, Runner::Arm);
+        let bicep = "name: web\nrunner: Bicep\n";
+        let errs = parse_definition("web", "catalog/web/environment.yaml", bicep).unwrap_err();
+        assert!(errs[0].message.contains("need templatePath"), "{errs:?}");
+        assert_eq!(errs[0].line, Some(2));
+    }
+
     #[test]
     fn parses_ade_definitions() {
         let d = parse_definition("postgres-db", "catalog/postgres-db/environment.yaml", PG)
@@ -341,7 +369,9 @@ parameters:
             Runner::try_from("Terraform".to_string()),
             Ok(Runner::Terraform)
         );
-        assert!(Runner::try_from("Bicep".to_string()).is_err());
+        assert_eq!(Runner::try_from("Bicep".to_string()), Ok(Runner::Bicep));
+        assert_eq!(Runner::try_from("ARM".to_string()), Ok(Runner::Arm));
+        assert!(Runner::try_from("pulumi".to_string()).is_err());
         assert!(matches!(
             Runner::try_from("myacr.azurecr.io/runner:1".to_string()),
             Ok(Runner::Image(_))

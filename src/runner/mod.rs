@@ -17,6 +17,7 @@
 //!   any text leaves this module.
 
 pub mod ade_context;
+mod arm;
 pub mod command;
 mod dir;
 pub mod identity;
@@ -100,17 +101,21 @@ pub enum RunnerKind {
     Command,
     /// `terraform` or `tofu` in the definition's `templatePath`.
     Terraform,
+    /// ADE's built-in ARM and Bicep runners: `az deployment group create` (SPEC 15).
+    Arm,
 }
 
 impl RunnerKind {
     /// Reads a definition's `runner:` value: `command` (or absent/empty) and ADE custom-runner
     /// image references run the scripts; `terraform`, `tofu` and `opentofu` run Terraform.
-    /// `None` for values the runner cannot run (`arm`, `bicep`, anything else).
+    /// `arm` and `bicep` run ADE's built-in runners with the Azure CLI. `None` for values the
+    /// runner cannot run.
     pub fn parse(runner: &str) -> Option<RunnerKind> {
         let r = runner.trim();
         match r.to_ascii_lowercase().as_str() {
             "" | "command" => Some(RunnerKind::Command),
             "terraform" | "tofu" | "opentofu" => Some(RunnerKind::Terraform),
+            "arm" | "bicep" => Some(RunnerKind::Arm),
             _ if r.contains('/') && !r.contains(char::is_whitespace) => Some(RunnerKind::Command),
             _ => None,
         }
@@ -123,6 +128,7 @@ impl From<&crate::manifest::definition::Runner> for RunnerKind {
         match r {
             Runner::Command | Runner::Image(_) => RunnerKind::Command,
             Runner::Terraform => RunnerKind::Terraform,
+            Runner::Arm | Runner::Bicep => RunnerKind::Arm,
         }
     }
 }
@@ -453,6 +459,11 @@ where
                     .await;
             error_text = ran.failed_step_stderr;
             plan = ran.plan;
+            (ran.outcome, ran.pid, ran.outputs, ran.outputs_error)
+        }
+        RunnerKind::Arm => {
+            let ran = arm::run_arm(&spec, &dir, &env, jail.as_ref(), &mut log, &mut on_spawn).await;
+            error_text = ran.failed_step_stderr;
             (ran.outcome, ran.pid, ran.outputs, ran.outputs_error)
         }
     };
@@ -796,6 +807,8 @@ mod tests {
             RunnerKind::parse("myacr.azurecr.io/runner:1"),
             Some(RunnerKind::Command)
         );
-        assert_eq!(RunnerKind::parse("bicep"), None);
+        assert_eq!(RunnerKind::parse("Bicep"), Some(RunnerKind::Arm));
+        assert_eq!(RunnerKind::parse("ARM"), Some(RunnerKind::Arm));
+        assert_eq!(RunnerKind::parse("pulumi"), None);
     }
 }

@@ -8,7 +8,6 @@ use crate::checks::Governance;
 use crate::handlers::merge::{self, Item, RunSource};
 use crate::handlers::{Deps, Target, WorkError};
 use crate::ids::CommitSha;
-use crate::manifest::definition::Runner;
 use crate::manifest::{environment, Manifest};
 use crate::runner::RunnerKind;
 use crate::store::{EnvironmentRecord, KnownRepository, NewOperation, OpKind, OpState};
@@ -163,10 +162,9 @@ pub(super) async fn snapshot(
                     mirror_path: mirror.path().to_path_buf(),
                     manifest_path: path,
                     manifest,
-                    runner: match defn.as_ref().map(|d| &d.runner) {
-                        Some(Runner::Terraform) => RunnerKind::Terraform,
-                        _ => RunnerKind::Command,
-                    },
+                    runner: defn
+                        .as_ref()
+                        .map_or(RunnerKind::Command, |d| (&d.runner).into()),
                     template_path: defn.and_then(|d| d.template_path),
                     timeout: ty
                         .as_ref()

@@ -51,7 +51,7 @@ pub(super) async fn give(
         RunnerKind::Terraform if approved.plan_file => {
             terraform(deps, src, item, spec, previous, (rec.id, &approved)).await
         }
-        RunnerKind::Terraform => Ok(Ok(())),
+        RunnerKind::Terraform | RunnerKind::Arm => Ok(Ok(())),
     }
 }
 
