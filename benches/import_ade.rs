@@ -124,7 +124,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     anyhow::ensure!(status == 202, "webhook answered {status}");
-    let orch = paved::service::orchestrator(config).await?;
+    let mirrors = tempfile::tempdir()?;
+    let orch = paved::service::orchestrator(config, mirrors.path()).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while orch.store.repository(&repo).await?.is_none() {
         anyhow::ensure!(

@@ -414,7 +414,8 @@ fn import_command(command: ImportCommand) -> anyhow::Result<ExitCode> {
     }
     let config = load_config(&service)?;
     let outcome = rt.block_on(async {
-        let orch = crate::service::orchestrator(config).await?;
+        let mirrors = tempfile::tempdir()?;
+        let orch = crate::service::orchestrator(config, mirrors.path()).await?;
         let repo = crate::ids::RepoName::parse(&opts.repository)?;
         let source = format!(
             "ade:{}/projects/{}",

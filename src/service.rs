@@ -285,11 +285,18 @@ pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> 
 }
 
 /// The Orchestrator of `config`, without a server: what `paved import ade` opens its pull
-/// requests through, with the service's own store, mirrors and GitHub credentials.
-pub async fn orchestrator(config: Config) -> Result<crate::orchestrator::Orchestrator> {
+/// requests through, with the service's own store and GitHub credentials. Its Git mirrors
+/// live in `mirrors`, apart from the running service's: two processes never write one
+/// mirror (each clears lock files it finds at its first use, as left by a dead writer).
+pub async fn orchestrator(
+    config: Config,
+    mirrors: &std::path::Path,
+) -> Result<crate::orchestrator::Orchestrator> {
     config.validate()?;
-    let config = Arc::new(config);
     let store = open_store(&config).await?;
+    let mut config = config;
+    config.data_dir = mirrors.to_path_buf();
+    let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let forge = forge_of(&config, &metrics)?;
     let deps = crate::handlers::Deps::new(

@@ -67,7 +67,10 @@ async fn import(e: &Env, dc: &DevCenter, opts: &ImportOptions) -> Outcome {
     })
     .unwrap();
     let (project, mapping) = ade::plan(opts, &credentials).await.unwrap();
-    let orch = paved::service::orchestrator(e.h.config()).await.unwrap();
+    let mirrors = tempfile::tempdir().unwrap();
+    let orch = paved::service::orchestrator(e.h.config(), mirrors.path())
+        .await
+        .unwrap();
     let repo = paved::ids::RepoName::parse(REPO).unwrap();
     ade::write::open(
         &orch,
@@ -173,8 +176,34 @@ async fn an_import_adopts_live_environments_without_running_a_script() {
     let notes = e.notes(&merge);
     assert!(notes.iter().any(|n| n.operation == "adopt"), "{notes:?}");
 
+    let comments: Vec<String> =
+        e.h.comments(envs.number)
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+    assert!(
+        comments.iter().all(|c| !c.contains("hunter2")),
+        "{comments:?}"
+    );
+
     // 3. Again: everything is Paved's; nothing opened, nothing adopted twice.
     assert_eq!(import(&e, &dc, &opts).await, Outcome::Nothing);
+
+    // 4. From now on it is Paved's like any other: deleting its manifest runs its
+    //    definition's delete.sh (copied from the ADE catalog).
+    let gone = e.open(&[("environments/payments/shop-dev.yaml".into(), None)]);
+    let (merge, _) = e.merge(&gone).await;
+    assert_eq!(e.provision_status(&merge).await.state, "success");
+    let ops = e.operations(&merge).await;
+    assert_eq!(
+        (ops[0]["kind"].as_str(), ops[0]["state"].as_str()),
+        (Some("delete"), Some("succeeded")),
+        "{ops:?}"
+    );
+    assert_eq!(
+        e.environment("shop-dev").await["environment"]["state"],
+        "deleted"
+    );
     assert!(dc.writes().is_empty() && dc.rejected().is_empty());
     e.h.assert_no_rejections();
 }

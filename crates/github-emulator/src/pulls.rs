@@ -99,7 +99,25 @@ pub(crate) fn create_pull(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         }
     }
     r.pulls.insert(number, pull.clone());
+    publish_pull_ref(ctx.shared, &owner, &repo, number, &head_sha);
     Answer::ok(201, pull)
+}
+
+/// As GitHub does when a pull request opens: `refs/pull/<n>/head` in the served repository
+/// names its head commit (what Paved fetches a pull request's head by).
+fn publish_pull_ref(shared: &Shared, owner: &str, repo: &str, number: u64, sha: &str) {
+    let Some(root) = shared.config.git_root.as_ref() else {
+        return;
+    };
+    let dir = root.join(owner).join(format!("{repo}.git"));
+    let done = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&dir)
+        .args(["update-ref", &format!("refs/pull/{number}/head"), sha])
+        .status();
+    if !done.is_ok_and(|s| s.success()) {
+        tracing::warn!(%owner, %repo, number, "could not publish refs/pull/N/head");
+    }
 }
 
 impl EmulatorHandle {
