@@ -80,8 +80,15 @@ async fn a_note_the_origin_refuses_waits_in_the_outbox_and_holds_nothing_up() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(notes[0].outcome, "succeeded");
     assert!(!lock.exists());
-    let ops = e.operations(&merge).await;
-    assert_eq!(ops[0]["note_pending"], false, "{ops:?}");
+    // The note is in Git first, then its outbox row is marked pushed: wait for that.
+    loop {
+        let ops = e.operations(&merge).await;
+        if ops[0]["note_pending"] == false {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the note stays pending: {ops:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let shown = audit(&e, &database);
     assert!(!shown.contains("Not in Git yet"), "{shown}");
     assert!(shown.contains("succeeded"), "{shown}");
