@@ -6,16 +6,18 @@
 //! Everything is real but ADE and GitHub (their strict emulators): Paved's store (SQLite
 //! file), the Git repository it pushes to (file://), the checks.
 
+#[path = "support/setup.rs"]
+mod setup;
+use setup::SECRET;
+
 use devcenter_emulator::DevCenter;
 use github_emulator::Emulator;
-use paved::config::{Config, GithubAuth, Secret};
 use paved::ids::RepoName;
 use paved::import::ade::{self, client::Credentials, write::Outcome, ImportOptions};
 use paved_testkit::{self as testkit, FileChange, GitRemote};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-secret";
 const ENVIRONMENTS: usize = 500;
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "0a1b2c3d-0000-4000-8000-00000000c11e";
@@ -86,29 +88,12 @@ async fn main() -> anyhow::Result<()> {
     let remote = GitRemote::create(&tmp.path().join("git"), &repo)?;
     let base = remote.commit("refs/heads/main", None, &base_files()?, "base")?;
     let data = tmp.path().join("data");
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: data.clone(),
-        database_url: format!("sqlite://{}", data.join("paved.sqlite").display()),
-        public_url: None,
-        workers: 2,
-        webhook_secrets: vec![Secret::new(SECRET)],
-        api_url: github.url(),
-        auth: Some(GithubAuth::Token(Secret::new("bench-token"))),
-        clone_url_template: Some(remote.clone_url_template()),
-        runner: Default::default(),
-        push_grace: Duration::from_secs(600),
-        lease: Duration::from_secs(60),
-        repositories: paved::config::RepoFilter::only(["bench/environments"]),
-        checks: Default::default(),
-        intake: Default::default(),
-        report: None,
-        store: Default::default(),
-        portal: Default::default(),
-        lifecycle: Default::default(),
-        oidc: Default::default(),
-        api: Default::default(),
-    };
+    let config = setup::config(
+        github.url(),
+        remote.clone_url_template(),
+        &data,
+        "bench/environments",
+    );
     let service = paved::service::start(config.clone()).await?;
     // Paved learns of the repository from a webhook.
     let spec = remote.open_pull(1, &base, &base, &[], "hello")?;

@@ -5,13 +5,15 @@
 //! Everything is real but GitHub: the service (SQLite file, HTTP on loopback), the Git
 //! repository it fetches from (file://), policies compiled by regorus.
 
+#[path = "support/setup.rs"]
+mod setup;
+use setup::SECRET;
+
 use github_emulator::Emulator;
-use paved::config::{Config, GithubAuth, Secret};
 use paved::ids::RepoName;
 use paved_testkit::{self as testkit, FileChange, GitRemote};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-secret";
 const TEAMS: usize = 50;
 const RUNS: usize = 40;
 
@@ -61,29 +63,12 @@ async fn measure(manifests: usize) -> anyhow::Result<Vec<Duration>> {
     }
     let base = remote.commit("refs/heads/main", None, &files, "base")?;
     let data = tmp.path().join("data");
-    let service = paved::service::start(Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: data.clone(),
-        database_url: format!("sqlite://{}", data.join("paved.sqlite").display()),
-        public_url: None,
-        workers: 4,
-        webhook_secrets: vec![Secret::new(SECRET)],
-        api_url: github.url(),
-        auth: Some(GithubAuth::Token(Secret::new("bench-token"))),
-        clone_url_template: Some(remote.clone_url_template()),
-        runner: Default::default(),
-        push_grace: std::time::Duration::from_secs(600),
-        lease: std::time::Duration::from_secs(60),
-        repositories: paved::config::RepoFilter::only(["bench/environments"]),
-        checks: Default::default(),
-        intake: Default::default(),
-        report: None,
-        store: Default::default(),
-        portal: Default::default(),
-        lifecycle: Default::default(),
-        oidc: Default::default(),
-        api: Default::default(),
-    })
+    let service = paved::service::start(setup::config(
+        github.url(),
+        remote.clone_url_template(),
+        &data,
+        "bench/environments",
+    ))
     .await?;
     let client = reqwest::Client::new();
     let mut times = Vec::new();

@@ -11,17 +11,19 @@
 //! straight through `paved::runner::run`, 4 at a time: what the runs alone cost on this
 //! machine, which no preview can be faster than (one sandbox per environment).
 
+#[path = "support/setup.rs"]
+mod setup;
+use setup::SECRET;
+
 #[path = "support/runs.rs"]
 mod runs;
 
 use chrono::{DateTime, Utc};
 use github_emulator::Emulator;
-use paved::config::{Config, GithubAuth, Secret};
 use paved::ids::RepoName;
 use paved_testkit::{self as testkit, FileChange, GitRemote};
 use std::time::Duration;
 
-const SECRET: &str = "bench-secret";
 const TEAM: &str = "bench";
 const RUNS: usize = 30;
 const PLAN: &str = "paved/plan";
@@ -79,29 +81,12 @@ async fn measure(touched: usize) -> anyhow::Result<(Vec<Duration>, Vec<Duration>
     let remote = GitRemote::create(&tmp.path().join("git"), &repo)?;
     let base = remote.commit("refs/heads/main", None, &base_files()?, "base")?;
     let data = tmp.path().join("data");
-    let service = paved::service::start(Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: data.clone(),
-        database_url: format!("sqlite://{}", data.join("paved.sqlite").display()),
-        public_url: None,
-        workers: 4,
-        webhook_secrets: vec![Secret::new(SECRET)],
-        api_url: github.url(),
-        auth: Some(GithubAuth::Token(Secret::new("bench-token"))),
-        clone_url_template: Some(remote.clone_url_template()),
-        runner: Default::default(),
-        push_grace: Duration::from_secs(600),
-        lease: Duration::from_secs(60),
-        repositories: paved::config::RepoFilter::only(["bench/environments"]),
-        checks: Default::default(),
-        intake: Default::default(),
-        report: None,
-        store: Default::default(),
-        portal: Default::default(),
-        lifecycle: Default::default(),
-        oidc: Default::default(),
-        api: Default::default(),
-    })
+    let service = paved::service::start(setup::config(
+        github.url(),
+        remote.clone_url_template(),
+        &data,
+        "bench/environments",
+    ))
     .await?;
     let client = reqwest::Client::new();
     let (mut others, mut plans) = (Vec::new(), Vec::new());

@@ -117,30 +117,8 @@ pub enum ImportCommand {
     /// AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (AZURE_AUTHORITY_HOST). Read-only
     /// against ADE.
     Ade {
-        /// The dev center's data-plane endpoint, e.g. https://<id>-<devcenter>.<region>.devcenter.azure.com
-        #[arg(long)]
-        endpoint: String,
-        /// The ADE project.
-        #[arg(long)]
-        project: String,
-        /// The environments repository (owner/name) the pull request is opened on.
-        #[arg(long)]
-        repository: String,
-        /// The team the project's environments go to.
-        #[arg(long)]
-        team: String,
-        /// A CSV file of `<Entra object id>,<GitHub login>` lines, for the owners.
-        #[arg(long)]
-        users: Option<PathBuf>,
-        /// A tag on every manifest, `key=value` (repeat).
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        /// A local checkout of the ADE catalog repository: definitions are copied from it.
-        #[arg(long)]
-        catalog: Option<PathBuf>,
-        /// Print the manifests and the report; push nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        opts: crate::import::ade::ImportOptions,
         #[command(flatten)]
         service: ServiceFlags,
     },
@@ -384,27 +362,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// `paved import ade`: exit 0 when read and mapped (and, without `--dry-run`, the pull
 /// request opened), 2 on bad input or a failed read, with nothing pushed.
 fn import_command(command: ImportCommand) -> anyhow::Result<ExitCode> {
-    let ImportCommand::Ade {
-        endpoint,
-        project,
-        repository,
-        team,
-        users,
-        tags,
-        catalog,
-        dry_run,
-        service,
-    } = command;
-    let opts = crate::import::ade::ImportOptions {
-        endpoint,
-        project,
-        repository,
-        team,
-        users,
-        tags,
-        catalog,
-        dry_run,
-    };
+    let ImportCommand::Ade { opts, service } = command;
     let credentials = crate::import::ade::client::Credentials::from_env(|k| std::env::var(k).ok())?;
     let rt = runtime()?;
     let (project, mapping) = rt.block_on(crate::import::ade::plan(&opts, &credentials))?;

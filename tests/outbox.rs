@@ -86,7 +86,10 @@ async fn a_note_the_origin_refuses_waits_in_the_outbox_and_holds_nothing_up() {
         if ops[0]["note_pending"] == false {
             break;
         }
-        assert!(start.elapsed() < DEADLINE, "the note stays pending: {ops:?}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the note stays pending: {ops:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shown = audit(&e, &database);

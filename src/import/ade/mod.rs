@@ -12,15 +12,31 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 /// The flags of `paved import ade`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportOptions {
+    /// The dev center's data-plane endpoint, e.g. https://<id>-<devcenter>.<region>.devcenter.azure.com
+    #[arg(long)]
     pub endpoint: String,
+    /// The ADE project.
+    #[arg(long)]
     pub project: String,
+    /// The environments repository (owner/name) the pull request is opened on.
+    #[arg(long)]
     pub repository: String,
+    /// The team the project's environments go to.
+    #[arg(long)]
     pub team: String,
+    /// A CSV file of `<Entra object id>,<GitHub login>` lines, for the owners.
+    #[arg(long)]
     pub users: Option<PathBuf>,
+    /// A tag on every manifest, `key=value` (repeat).
+    #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// A local checkout of the ADE catalog repository: definitions are copied from it.
+    #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Print the manifests and the report; push nothing.
+    #[arg(long)]
     pub dry_run: bool,
 }
 
