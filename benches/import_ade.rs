@@ -130,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         team: "imported".into(),
         users: Some(users),
         tags: vec!["cost-center=cc-1234".into()],
+        type_map: vec![],
         catalog: None,
         dry_run: false,
     };

@@ -199,6 +199,27 @@ async fn a_dry_run_prints_the_manifests_and_why_the_rest_is_left_out() {
         "a sensitive output was printed"
     );
     assert!(out.contains("nothing was pushed"));
+    // An ADE type may be mapped to a Paved type of another name.
+    let o = import(
+        &dc,
+        &dc.url(),
+        &[
+            "--project",
+            "contoso",
+            "--users",
+            users.to_str().unwrap(),
+            "--type-map",
+            "DevTest=dev",
+            "--dry-run",
+        ],
+        SECRET,
+    );
+    let (mapped, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        mapped.contains("  type: dev\n") && !mapped.contains("devtest"),
+        "{mapped}"
+    );
     // Read-only, strict: every request was one the description allows.
     assert!(dc.writes().is_empty(), "{:?}", dc.writes());
     assert!(dc.rejected().is_empty(), "{:?}", dc.rejected());
@@ -209,14 +230,14 @@ async fn a_dry_run_prints_the_manifests_and_why_the_rest_is_left_out() {
     );
     let reqs = dc.requests();
     assert!(reqs.iter().any(|r| r.status == 429), "the throttle was met");
-    // Pages of two: the environments list took three requests.
+    // Pages of two: the environments list took three requests in each of the two imports.
     let pages = reqs
         .iter()
         .filter(|r| {
             r.operation_id.as_deref() == Some("Environments_ListEnvironments") && r.status == 200
         })
         .count();
-    assert_eq!(pages, 3);
+    assert_eq!(pages, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

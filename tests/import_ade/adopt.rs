@@ -103,6 +103,7 @@ async fn an_import_adopts_live_environments_without_running_a_script() {
         team: "payments".into(),
         users: Some(users),
         tags: vec!["cost-center=cc-1234".into()],
+        type_map: vec![],
         catalog: Some(catalog(tmp.path())),
         dry_run: false,
     };

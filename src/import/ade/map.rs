@@ -17,6 +17,9 @@ pub struct MapOptions {
     pub users: HashMap<String, String>,
     /// `--tag`, on every manifest.
     pub tags: BTreeMap<String, String>,
+    /// `--type-map ADE=paved`: an ADE environment type (lower-cased) → the Paved type its
+    /// environments get; unmapped types keep their name, lower-cased.
+    pub type_map: HashMap<String, String>,
     /// `--catalog`: a checkout of the ADE catalog repository.
     pub catalog: Option<PathBuf>,
 }
@@ -148,6 +151,7 @@ fn map_one(
             )
         })?;
     let env_type = env.env_type.to_ascii_lowercase();
+    let env_type = opts.type_map.get(&env_type).cloned().unwrap_or(env_type);
     names::check_team_name(&env_type)
         .map_err(|_| format!("its type {:?} is not a name Paved can use", env.env_type))?;
     if !folders.contains_key(&env.definition) {

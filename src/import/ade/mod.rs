@@ -32,6 +32,10 @@ pub struct ImportOptions {
     /// A tag on every manifest, `key=value` (repeat).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// An ADE environment type's Paved type, `ADE=paved` (repeat); others keep their name,
+    /// lower-cased.
+    #[arg(long = "type-map")]
+    pub type_map: Vec<String>,
     /// A local checkout of the ADE catalog repository: definitions are copied from it.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -63,10 +67,16 @@ pub fn map_options(opts: &ImportOptions) -> Result<map::MapOptions, String> {
         }
         None => Default::default(),
     };
+    let type_map = parse_tags(&opts.type_map)
+        .map_err(|e| e.replace("--tag", "--type-map"))?
+        .into_iter()
+        .map(|(ade, paved)| (ade.to_ascii_lowercase(), paved))
+        .collect();
     Ok(map::MapOptions {
         team: opts.team.clone(),
         users,
         tags: parse_tags(&opts.tags)?,
+        type_map,
         catalog: opts.catalog.clone(),
     })
 }
