@@ -131,6 +131,17 @@ async fn an_import_adopts_live_environments_without_running_a_script() {
         import(&e, &dc, &opts).await,
         Outcome::AlreadyOpen { url: url.clone() }
     );
+    // Closed without a merge, that import is over: the next one opens a new pull request.
+    e.h.github.set_pull(
+        REPO,
+        gov.number,
+        json!({"state": "closed", "merged": false}),
+    );
+    let Outcome::Governance { url: again } = import(&e, &dc, &opts).await else {
+        panic!("expected a new governance pull request");
+    };
+    assert_ne!(again, url);
+    let gov = pull_of(&e, &again);
     e.merge(&gov).await;
 
     // 2. The environments: their manifests pass the checks, and merging adopts them.

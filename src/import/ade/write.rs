@@ -282,6 +282,23 @@ fn governance_body(project: &AdeProject, mapping: &Mapping) -> String {
     )
 }
 
+/// Whether an import's pull request is still open on GitHub (one that never got a pull
+/// request counts as open: its branch may still be on its way).
+async fn still_open(
+    orch: &Orchestrator,
+    known: &KnownRepository,
+    import: &crate::store::ImportRecord,
+) -> anyhow::Result<bool> {
+    let Some(number) = import.pr_number else {
+        return Ok(true);
+    };
+    let gh = orch.forge.client(known.installation)?;
+    let pull = gh
+        .get_pull(&known.repo, crate::ids::PrNumber(number))
+        .await?;
+    Ok(pull["state"] != "closed")
+}
+
 /// Records the stage, pushes its branch and opens its pull request.
 async fn open_stage(
     orch: &Orchestrator,
@@ -297,21 +314,30 @@ async fn open_stage(
         "imports",
         if governance { "ade-governance" } else { "ade" },
     );
-    let id = match orch
-        .store
-        .open_import(NewImport {
-            repo: known.repo.clone(),
-            source: source.to_string(),
-            branch: branch.clone(),
-            environments,
-        })
-        .await?
-    {
+    let new = NewImport {
+        repo: known.repo.clone(),
+        source: source.to_string(),
+        branch: branch.clone(),
+        environments,
+    };
+    let id = match orch.store.open_import(new.clone()).await? {
         Ok(id) => id,
-        Err(open) => {
+        Err(open) if still_open(orch, known, &open).await? => {
             return Ok(Outcome::AlreadyOpen {
                 url: open.pr_url.unwrap_or(open.branch),
             })
+        }
+        // Its pull request was closed without a merge: that import is over.
+        Err(open) => {
+            orch.store.close_import(open.id).await?;
+            match orch.store.open_import(new).await? {
+                Ok(id) => id,
+                Err(again) => {
+                    return Ok(Outcome::AlreadyOpen {
+                        url: again.pr_url.unwrap_or(again.branch),
+                    })
+                }
+            }
         }
     };
     let title = if governance {
