@@ -53,7 +53,7 @@ pub(super) async fn mark(
 /// The result of an adoption: the outputs the import read, no script run. An environment
 /// adopted before is not adopted again.
 pub(super) async fn result(deps: &Deps, op: &NewOperation) -> Result<RunResult, WorkError> {
-    let now = chrono::Utc::now();
+    let now = deps.config.lifecycle.clock.now();
     let done = |outcome, log: String, outputs| RunResult {
         outcome,
         log,
