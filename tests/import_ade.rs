@@ -277,6 +277,19 @@ async fn bad_credentials_a_missing_project_and_an_unreadable_page_fail_clearly()
         "{err}"
     );
 
+    // A project name ADE cannot have: refused before anything is asked of Entra or ADE.
+    let before = dc.requests().len();
+    let o = import(
+        &dc,
+        &dc.url(),
+        &["--project", "../x", "--users", users, "--dry-run"],
+        SECRET,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("is not an ADE project name"), "{err}");
+    assert_eq!(dc.requests().len(), before);
+
     // An endpoint where nothing listens.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -20,6 +20,8 @@ const MAX_PAGES: usize = 10_000;
 /// Why the import could not read ADE. Nothing was pushed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdeError {
+    #[error("{0}")]
+    BadInput(String),
     #[error("sign-in: {0}")]
     SignIn(String),
     #[error("{what}: {url} could not be reached: {error}")]
@@ -105,8 +107,9 @@ pub struct Client {
 impl Client {
     /// Signs in at Entra and returns a client of `endpoint`.
     pub async fn sign_in(endpoint: &str, credentials: &Credentials) -> Result<Client, AdeError> {
-        let endpoint = url::Url::parse(endpoint.trim_end_matches('/'))
-            .map_err(|e| AdeError::SignIn(format!("--endpoint {endpoint:?} is not a URL: {e}")))?;
+        let endpoint = url::Url::parse(endpoint.trim_end_matches('/')).map_err(|e| {
+            AdeError::BadInput(format!("--endpoint {endpoint:?} is not a URL: {e}"))
+        })?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("paved/", env!("CARGO_PKG_VERSION")))

@@ -89,6 +89,12 @@ pub async fn plan(
     crate::ids::RepoName::parse(&opts.repository)
         .map_err(|_| anyhow::anyhow!("--repository {:?}: write owner/name", opts.repository))?;
     let map_opts = map_options(opts).map_err(anyhow::Error::msg)?;
+    if !read::is_ade_name(&opts.project) {
+        anyhow::bail!(
+            "--project {:?} is not an ADE project name (3-63 letters, digits, '-', '_', '.')",
+            opts.project
+        );
+    }
     let client = client::Client::sign_in(&opts.endpoint, credentials).await?;
     let tty = std::io::stderr().is_terminal();
     let progress = |what: &str, done: usize, total: usize| {

@@ -74,7 +74,7 @@ pub async fn read(
     progress: &dyn Fn(&str, usize, usize),
 ) -> Result<AdeProject, AdeError> {
     if !is_ade_name(project) {
-        return Err(AdeError::SignIn(format!(
+        return Err(AdeError::BadInput(format!(
             "--project {project:?} is not an ADE project name (3-63 letters, digits, '-', '_', '.')"
         )));
     }
