@@ -506,3 +506,32 @@ fn the_what_if_is_bounded() {
     );
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+/// The what-if judges `expiresAt` at the instant it is given (the service's clock, which the
+/// checks use too), not the machine's: a `maxTtl` cut to one day breaks environments that
+/// expire in two days today, and none of them a day and a half later.
+#[test]
+fn the_what_if_judges_expiry_at_the_time_it_is_given() {
+    let base = default_branch();
+    let head = default_branch();
+    head.platform(|t| t.replace("maxTtl: 3650d", "maxTtl: 1d"));
+    let gov = Governance::load(&base.tree());
+    let changed = vec![".paved/platform.yaml".to_string()];
+    let ctx = pr("octocat", vec![]);
+    let at = |now| {
+        let o = checks::evaluate_governance_with(
+            &gov,
+            &head.tree(),
+            &base.tree(),
+            &changed,
+            &ctx,
+            None,
+            now,
+        );
+        labels(&o).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let today = at(chrono::Utc::now());
+    assert!(today.contains(&"payments/alpha".to_string()), "{today:?}");
+    let later = at(chrono::Utc::now() + chrono::Duration::hours(36));
+    assert!(!later.contains(&"payments/alpha".to_string()), "{later:?}");
+}

@@ -55,11 +55,20 @@ pub fn evaluate_governance(
     changed: &[String],
     ctx: &PrContext,
 ) -> GovernanceOutcome {
-    evaluate_governance_with(base, head_tree, default_branch, changed, ctx, None)
+    evaluate_governance_with(
+        base,
+        head_tree,
+        default_branch,
+        changed,
+        ctx,
+        None,
+        Utc::now(),
+    )
 }
 
 /// [`evaluate_governance`] with team membership from `membership` (e.g. with GitHub teams
-/// resolved) instead of `platform.yaml`'s member lists alone.
+/// resolved) instead of `platform.yaml`'s member lists alone, at `now` (the service's
+/// clock: the what-if judges `expiresAt` rules at the same instant the checks do).
 pub fn evaluate_governance_with(
     base: &Governance,
     head_tree: &dyn TreeReader,
@@ -67,6 +76,7 @@ pub fn evaluate_governance_with(
     changed: &[String],
     ctx: &PrContext,
     membership: Option<&dyn crate::policy::Membership>,
+    now: chrono::DateTime<Utc>,
 ) -> GovernanceOutcome {
     let mut changed: Vec<String> = changed
         .iter()
@@ -91,7 +101,7 @@ pub fn evaluate_governance_with(
             )),
         },
     };
-    let what_if = what_if(base, head_tree, default_branch, ctx);
+    let what_if = what_if(base, head_tree, default_branch, ctx, now);
 
     let (verdict, approval, approvers, errors) = match approval {
         Approval::Unusable(errors) => {
@@ -202,6 +212,7 @@ fn what_if(
     head_tree: &dyn TreeReader,
     default_branch: &dyn TreeReader,
     ctx: &PrContext,
+    now: chrono::DateTime<Utc>,
 ) -> WhatIfResult {
     let head = Governance::load(head_tree);
     let base_errors = global_errors(base);
@@ -227,7 +238,6 @@ fn what_if(
         live: ctx.live.clone(),
         ..PrContext::default()
     };
-    let now = Utc::now();
     let before = evaluate_at(
         base,
         default_branch,

@@ -369,6 +369,7 @@ pub(crate) fn judge_governance(
     base: &dyn crate::tree::TreeReader,
     changed: &[String],
     ctx: &crate::checks::PrContext,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> crate::checks::GovernanceOutcome {
     match gov.platform() {
         Some(platform) => {
@@ -380,9 +381,10 @@ pub(crate) fn judge_governance(
                 changed,
                 ctx,
                 Some(&membership),
+                now,
             )
         }
-        None => crate::checks::evaluate_governance(gov, head, base, changed, ctx),
+        None => crate::checks::evaluate_governance_with(gov, head, base, changed, ctx, None, now),
     }
 }
 

@@ -348,6 +348,7 @@ async fn evaluate(
                     &default,
                     &prep.governance_changes,
                     &ctx,
+                    now,
                 ));
             }
             Ok(report)

@@ -127,6 +127,7 @@ fn plan_fetched(
             &base,
             &changed_governance,
             ctx,
+            limits.now,
         ));
     }
     let merged = mirror.tree_at(merge_sha)?;
