@@ -53,15 +53,12 @@ fn var<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsString> 
         .filter(|v| !v.is_empty())
 }
 
-/// `az` on `path`.
+/// `az` on `path` (relative entries skipped, as for Terraform).
 fn find_az(path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     path.split(':')
         .filter(|d| Path::new(d).is_absolute())
         .map(|d| Path::new(d).join("az"))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| super::terraform::is_executable_file(p))
 }
 
 /// The template file inside the definition (its `templatePath`).

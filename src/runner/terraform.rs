@@ -62,7 +62,7 @@ impl TfRan {
     }
 }
 
-fn is_executable_file(p: &Path) -> bool {
+pub(super) fn is_executable_file(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -106,8 +106,13 @@ pub async fn plan(
         }
     };
     let project = read::read(&client, &opts.project, &progress).await?;
-    let mapping = map::map(&project, &map_opts).map_err(anyhow::Error::msg)?;
-    Ok((project, mapping))
+    // Mapping reads the --catalog checkout from disk: off the async threads.
+    let (project, mapping) = tokio::task::spawn_blocking(move || {
+        let mapping = map::map(&project, &map_opts);
+        (project, mapping)
+    })
+    .await?;
+    Ok((project, mapping.map_err(anyhow::Error::msg)?))
 }
 
 /// What the import adopts and leaves out, for people (the pull request's body and
