@@ -101,6 +101,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
         portal: Default::default(),
         lifecycle: Default::default(),
         oidc: Default::default(),
+        log_format: Default::default(),
         api: Default::default(),
     };
     let service = paved::service::start(config).await?;

@@ -63,6 +63,7 @@ fn config(data: &Path) -> Config {
         portal: Default::default(),
         lifecycle: Default::default(),
         oidc: Default::default(),
+        log_format: Default::default(),
         api: Default::default(),
     }
 }

@@ -167,6 +167,7 @@ impl Bench {
             portal: Default::default(),
             lifecycle: Default::default(),
             oidc: Default::default(),
+            log_format: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "bench".into(),

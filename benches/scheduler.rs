@@ -67,6 +67,7 @@ async fn bench(n: usize, gone: usize) -> anyhow::Result<Bench> {
         },
         api: Default::default(),
         oidc: Default::default(),
+        log_format: Default::default(),
     };
     let deps = paved::service::handler_deps(config).await?;
     let repo = RepoName::parse("bench/environments")?;

@@ -223,13 +223,27 @@ fn schema_command(name: Option<&str>, out: Option<&std::path::Path>) -> anyhow::
     }
 }
 
-fn init_tracing() {
+/// The log on stderr: text for people (colours only on a terminal, so a log file holds no
+/// escape codes) or one JSON object per line for collectors, each carrying the fields of the
+/// spans it is in (delivery id, repository, environment, operation).
+fn init_tracing(format: crate::config::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAVED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 fn load_config(flags: &ServiceFlags) -> anyhow::Result<Config> {
@@ -323,16 +337,16 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::client::templates(&c, json).await
         }),
         Command::Serve(flags) => runtime().and_then(|rt| {
-            init_tracing();
             let config = load_config(&flags)?;
+            init_tracing(config.log_format);
             crate::chaos::arm_from_env();
             crate::service::harden_process(&config);
             rt.block_on(crate::service::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate(flags) => runtime().and_then(|rt| {
-            init_tracing();
             let config = load_config(&flags)?;
+            init_tracing(config.log_format);
             rt.block_on(crate::service::migrate(&config))?;
             println!(
                 "migrations applied to {}",
@@ -344,7 +358,7 @@ pub fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "demo")]
         Command::Demo { keep, serve } => runtime().and_then(|rt| {
             if std::env::var_os("PAVED_LOG").is_some() {
-                init_tracing();
+                init_tracing(crate::config::LogFormat::Text);
             }
             rt.block_on(crate::demo::run(keep, serve))?;
             Ok(ExitCode::SUCCESS)

@@ -1,10 +1,23 @@
 //! The time the lifecycle goes by (SPEC 11): expiry, schedules and drift checks fall due by
 //! this clock. In production it is the system's; tests make a [`Clock::manual`] one and move
 //! it, so no test ever sleeps until a deadline.
+//!
+//! Every reading of the time in Paved comes from here: the service's [`Clock`] for what
+//! falls due and what a person is shown (expiry dates, "today", the governance what-if), and
+//! [`wall`] where the time must be the machine's whatever the clock says: measuring against
+//! timestamps the store wrote itself (a delivery's wait, the outbox's age, retention), a
+//! run's start and end, and what other parties check (a GitHub App's JWT, a session
+//! cookie's expiry).
 
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// The machine's time (see the module documentation for when it, not the service's clock,
+/// is the one to read).
+pub fn wall() -> DateTime<Utc> {
+    Utc::now()
+}
 
 /// A clock shared by the whole service. Cloning shares it.
 #[derive(Clone)]

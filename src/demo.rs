@@ -197,9 +197,11 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
     github.sign_in_as("octocat");
     // The API answers only to a known caller: the demo reads it with a service token.
     let api_token = hex::encode(rand::random::<[u8; 16]>());
-    let clock = crate::clock::Clock::manual(chrono::Utc::now());
+    // The demo's own clock, starting at the machine's time; its lifecycle part moves it.
+    let clock = crate::clock::Clock::manual(crate::clock::wall());
     let config = Config {
         oidc: Default::default(),
+        log_format: Default::default(),
         listen: "127.0.0.1:0".into(),
         data_dir: root.join("data"),
         database_url: format!(
@@ -275,7 +277,7 @@ async fn set_up(root: &Path, examples: &Path) -> Result<(Demo, CommitSha, PathBu
 
 /// Opens each of [`PRS`] off `base` and prints what Paved said.
 async fn open_prs(demo: &Demo, base: &CommitSha) -> Result<Vec<PullRequestSpec>> {
-    let expires = (chrono::Utc::now() + chrono::Duration::days(3))
+    let expires = (demo.clock.now() + chrono::Duration::days(3))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let mut specs = Vec::new();
@@ -340,7 +342,7 @@ async fn self_service(demo: &Demo) -> Result<()> {
     let token = hex::encode(rand::random::<[u8; 16]>());
     demo.github.add_user_token(&token, MEMBER);
     let name = "cart-preview";
-    let expires = (chrono::Utc::now() + chrono::Duration::days(3))
+    let expires = (demo.clock.now() + chrono::Duration::days(3))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     println!("== Self-service: {MEMBER} (team payments) asks Paved for an environment ==");

@@ -56,7 +56,7 @@ pub async fn run_once(
     stop: &CancellationToken,
 ) {
     let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
-    let before_ms = chrono::Utc::now()
+    let before_ms = crate::clock::wall()
         .timestamp_millis()
         .saturating_sub(retention);
     match prune(store, before_ms, metrics, stop).await {

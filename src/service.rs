@@ -519,6 +519,7 @@ mod tests {
             portal: Default::default(),
             lifecycle: Default::default(),
             oidc: Default::default(),
+            log_format: Default::default(),
             api: Default::default(),
         }
     }

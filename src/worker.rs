@@ -104,7 +104,9 @@ impl Worker {
 
     async fn process(&self, d: Delivery) {
         use tracing::Instrument;
-        let span = tracing::info_span!("delivery", id = %d.id, event = %d.event);
+        // The repository is the queue key's part before `#` (a PR) or `@` (a push, a rerun).
+        let repository = d.queue_key.split(['#', '@']).next().unwrap_or_default();
+        let span = tracing::info_span!("delivery", id = %d.id, event = %d.event, repository);
         self.process_in_span(d).instrument(span).await
     }
 
@@ -159,6 +161,14 @@ impl Worker {
             Outcome::Retry { .. } => "retry",
             Outcome::Failed { .. } => "failed",
         };
+        // One line per delivery worked on, in its span (id, event, repository): what a log
+        // collector counts and follows.
+        tracing::info!(
+            outcome = result,
+            ms = started.elapsed().as_millis() as u64,
+            attempt = d.attempts,
+            "delivery processed"
+        );
         self.deps
             .metrics
             .delivery_processed(event_label(&d.event), result, started.elapsed());
@@ -200,37 +210,9 @@ impl Worker {
                 handlers::queue::handle(deps, number, &event, &d.id).await
             }
             Event::Push(ev) => handlers::push::handle(deps, &ev, &d.id, d.received_at_ms).await,
-            Event::Command {
-                command,
-                number,
-                on_pull_request,
-                commenter,
-                repository,
-                installation,
-            } => match (command.split_whitespace().next(), on_pull_request) {
-                (Some("recheck"), true) => {
-                    let how = (&d.id, Previews::Keep);
-                    handlers::pr::recheck(deps, &repository, installation, number, how).await
-                }
-                (Some("plan"), true) => {
-                    let how = (&d.id, Previews::Make);
-                    handlers::pr::recheck(deps, &repository, installation, number, how).await
-                }
-                (Some("reconcile"), false) => {
-                    handlers::lifecycle::reconcile_comment(
-                        deps,
-                        &repository,
-                        installation,
-                        number,
-                        commenter.as_deref(),
-                    )
-                    .await
-                }
-                _ => {
-                    tracing::info!(%command, "not a command Paved knows; nothing to do");
-                    Ok(())
-                }
-            },
+            command @ Event::Command { .. } => {
+                handlers::commands::handle(deps, &d.id, command).await
+            }
             Event::Rerun {
                 number,
                 repository,

@@ -143,6 +143,30 @@ fn no_source_file_is_over_about_a_thousand_lines() {
     assert!(long.is_empty(), "split these:\n{}", long.join("\n"));
 }
 
+/// Time comes from `crate::clock` everywhere: the service's clock, or `clock::wall()` where
+/// it must be the machine's. A raw `Utc::now()` elsewhere would not move with a test's
+/// manual clock.
+#[test]
+fn time_is_read_only_through_the_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let raw: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("clock.rs"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).expect("read");
+            production_code(&text).contains("Utc::now()")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "Utc::now() outside src/clock.rs in:\n{}",
+        raw.join("\n")
+    );
+}
+
 /// ARCHITECTURE.md's table of rooms: `room -> the rooms it says the room uses`.
 fn the_map() -> BTreeMap<String, BTreeSet<String>> {
     let text =

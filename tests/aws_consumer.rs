@@ -1,6 +1,6 @@
 //! One real consumer of Paved's run tokens (SPEC 13): the `s3-bucket` example definition,
 //! whose script uses the AWS SDK for Python as it is, against a local STS and S3 (the
-//! `moto` server on loopback, installed by `.ci/run` into `/opt/paved-aws` with boto3; or
+//! `moto` server on loopback, installed by `script/bootstrap` into `/opt/paved-aws` with boto3; or
 //! where `PAVED_TEST_AWS_VENV` says). The script finds its credentials only through the
 //! variables Paved sets: boto3 calls `AssumeRoleWithWebIdentity` with the run's token, which
 //! this test catches on its way to STS and verifies against Paved's published keys.
@@ -16,7 +16,6 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use paved::config::{AwsIdentity, Identity};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/paved-dev";
 
@@ -26,7 +25,7 @@ fn venv() -> PathBuf {
     );
     assert!(
         dir.join("bin/moto_server").is_file() && dir.join("bin/python3").exists(),
-        "{} has no moto_server and python3 with boto3: run .ci/run, which installs them (python3 -m venv {0}; {0}/bin/pip install 'moto[server]' boto3)",
+        "{} has no moto_server and python3 with boto3: run script/bootstrap, which installs them (python3 -m venv {0}; {0}/bin/pip install 'moto[server]' boto3)",
         dir.display()
     );
     dir
@@ -61,11 +60,10 @@ async fn start_moto(venv: &std::path::Path) -> Moto {
         url: format!("http://127.0.0.1:{port}"),
     };
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + common::DEADLINE;
-    while client.get(&moto.url).send().await.is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::eventually("moto started", async || {
+        client.get(&moto.url).send().await.ok().map(|_| ())
+    })
+    .await;
     moto
 }
 

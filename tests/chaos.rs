@@ -16,7 +16,7 @@
 //! with its outputs; no operation took more than 3 attempts; no environment ran twice at
 //! once; every audit note lands on the origin, each record once; no lock is left.
 //!
-//! Two replicas on PostgreSQL (when `PAVED_TEST_DATABASE_URL` is set, as `.ci/run` sets
+//! Two replicas on PostgreSQL (when `PAVED_TEST_DATABASE_URL` is set, as `script/test` sets
 //! it), and one replica on SQLite. The sizes: `PAVED_CHAOS_MERGES` (default 16) and
 //! `PAVED_CHAOS_KILLS` (default 6); each run prints its recovery time, from the last kill
 //! to every merge final:
@@ -438,7 +438,6 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!origin_lock.exists(), "{label}: the origin's lock stayed");
-    c.h.assert_no_rejections();
     for i in 0..replicas {
         c.kill(i);
     }
@@ -486,14 +485,14 @@ fn no_environment_ran_twice_at_once(records: &Path, label: &str) {
     }
 }
 
+#[cfg_attr(
+    not(paved_postgres),
+    ignore = "needs PostgreSQL: set PAVED_TEST_DATABASE_URL (script/test does)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgresql_killed_at_random_and_at_the_worst_moments() {
-    let Some(server) = common::postgres_server() else {
-        eprintln!(
-            "SKIPPED two_replicas_on_postgresql_killed_…: PAVED_TEST_DATABASE_URL is not set"
-        );
-        return;
-    };
+    let server = common::postgres_server()
+        .expect("PAVED_TEST_DATABASE_URL is set: the test is ignored without it");
     let db = common::TestDatabase::create(&server).await;
     run_chaos(2, Some(db.url.clone()), "postgresql").await;
 }

@@ -336,7 +336,6 @@ async fn an_identity_the_server_lacks_fails_the_schema_check() {
         description.contains("uses identity \"prod-deployer\""),
         "{description}"
     );
-    env.h.assert_no_rejections();
 }
 
 /// Rotation: the next key is published before it signs, new tokens use it, and a token the
@@ -410,12 +409,14 @@ async fn after_a_rotation_old_tokens_verify_until_they_expire() {
 
 /// Two replicas on one PostgreSQL database: a token a run got on one verifies with the
 /// keys the other serves.
+#[cfg_attr(
+    not(paved_postgres),
+    ignore = "needs PostgreSQL: set PAVED_TEST_DATABASE_URL (script/test does)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_signed_on_one_replica_verifies_with_the_others_keys() {
-    let Some(server) = common::postgres_server() else {
-        eprintln!("SKIPPED a_token_signed_on_one_replica_verifies_with_the_others_keys: PAVED_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let server = common::postgres_server()
+        .expect("PAVED_TEST_DATABASE_URL is set: the test is ignored without it");
     let mut env = Env::prepare_platform(with_identities, |_, _| {}).await;
     env.h.database = Some(common::TestDatabase::create(&server).await);
     let env = env.run_with(|c| c.runner.identities = identities()).await;
@@ -480,11 +481,7 @@ echo in sync
 
     clock.advance(chrono::Duration::hours(6));
     let file = env.records.join("drift.token");
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while !file.exists() {
-        assert!(std::time::Instant::now() < deadline, "no drift check ran");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::eventually("a drift check ran", async || file.exists().then_some(())).await;
     let token = std::fs::read_to_string(&file).expect("token");
     let (_, keys) = published_keys(&reqwest::Client::new(), &env.h.url()).await;
     let claims = verify(token.trim(), &keys, "sts.amazonaws.com/dev").expect("verifies");
@@ -499,19 +496,14 @@ echo in sync
     // Past its expiresAt (two days on), the scheduler expires it: delete.sh runs with a
     // token whose operation is `expire`.
     clock.advance(chrono::Duration::days(2));
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    let expired = loop {
-        let found = env.runs().into_values().find(|r| {
+    let expired = common::eventually("an expiry ran", async || {
+        env.runs().into_values().find(|r| {
             r.env.get("ADE_ENVIRONMENT_NAME").map(String::as_str) == Some("ddev")
                 && r.env.get("ADE_OPERATION_NAME").map(String::as_str) == Some("delete")
                 && r.token.is_some()
-        });
-        if let Some(r) = found {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no expiry ran");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        })
+    })
+    .await;
     let claims = verify(
         expired.token.as_deref().unwrap().trim(),
         &keys,

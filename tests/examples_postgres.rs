@@ -92,7 +92,7 @@ fn open_to_runs(dir: &Path, mode: u32) {
 /// The sandbox as `paved serve` makes it, with `mounts` granted; tried once.
 fn sandbox(mounts: Vec<Mount>, work_root: &Path) -> Sandbox {
     let b = Bubblewrap::resolve("bwrap", "/usr/bin:/bin", "nobody", mounts, Vec::new())
-        .expect("bubblewrap is installed (.ci/run installs it)");
+        .expect("bubblewrap is installed (script/bootstrap installs it)");
     b.probe(work_root).expect("the sandbox runs here");
     Sandbox::Bubblewrap(std::sync::Arc::new(b))
 }

@@ -12,11 +12,10 @@ mod common;
 
 use common::provisioning::Env;
 use common::recorder::{add, path_of, recorder_manifest, RECORDER_DEPLOY};
-use common::DEADLINE;
 use paved::ids::CommitSha;
 use paved_testkit::FileChange;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "gho_octocat_governed";
 
@@ -69,25 +68,17 @@ async fn reconcile(e: &Env, name: &str) -> Value {
         .await
         .expect("reconcile");
     assert!(r.status().is_success(), "{}", r.status());
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    common::eventually("the reconcile ended", async || {
         let env = e.environment(name).await;
-        let done = env["operations"].as_array().and_then(|ops| {
+        env["operations"].as_array().and_then(|ops| {
             ops.iter()
                 .find(|o| {
                     o["kind"] == "reconcile" && o["state"] != "running" && o["state"] != "planned"
                 })
                 .cloned()
-        });
-        if let Some(op) = done {
-            return op;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reconcile never ended: {env}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        })
+    })
+    .await
 }
 
 fn upcoming(env: &Value, kind: &str) -> Option<String> {

@@ -10,8 +10,7 @@ mod common;
 
 use common::provisioning::Env;
 use common::recorder::add;
-use common::{DEADLINE, REPO};
-use std::time::Instant;
+use common::REPO;
 
 /// Who calls, and the token they call with.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -284,7 +283,6 @@ async fn each_role_sees_what_spec_8_says_on_every_route() {
             "{who:?}: {body}"
         );
     }
-    e.h.assert_no_rejections();
 }
 
 async fn post(e: &Env, who: Who, path: &str) -> (u16, String) {
@@ -299,10 +297,11 @@ async fn post(e: &Env, who: Who, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_github_no_longer_accepts_stops_working_within_the_cache_time() {
-    let e = Env::prepare_platform(platform, |_, _| {})
+    let mut e = Env::prepare_platform(platform, |_, _| {})
         .await
         .run_with(|c| c.api.identity_ttl = std::time::Duration::from_secs(1))
         .await;
+    e.h.allow_unknown_tokens();
     e.h.github.add_user_token("gho_revoked_soon", "octocat");
     let me = |token: &'static str| {
         let e = &e;
@@ -333,19 +332,14 @@ async fn a_token_github_no_longer_accepts_stops_working_within_the_cache_time() 
     );
 
     e.h.github.revoke_user_token("gho_revoked_soon");
-    let start = Instant::now();
-    loop {
+    common::eventually("a revoked token refused after the cache time", async || {
         let status = me("gho_revoked_soon").await;
-        if status == 401 {
-            break;
+        if status != 401 {
+            assert_eq!(status, 200);
         }
-        assert_eq!(status, 200);
-        assert!(
-            start.elapsed() < DEADLINE,
-            "a revoked token still works after the cache time"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (status == 401).then_some(())
+    })
+    .await;
     // Nothing of the token itself reaches the 401's body.
     let body = reqwest::Client::new()
         .get(format!("{}/api/v1/environments", e.h.url()))
@@ -635,7 +629,6 @@ async fn templates_and_the_graph_say_what_the_audit_trail_says_to_those_who_may_
         !g.to_string().contains("orders-preview"),
         "another team's graph shows the environment: {g}"
     );
-    e.h.assert_no_rejections();
 }
 
 /// Follows `rel="next"` from `path`; every entity id, in order.
@@ -756,7 +749,8 @@ fn paved_cli(e: &Env, who: Who, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_shows_what_the_api_lets_its_user_see() {
-    let e = start().await;
+    let mut e = start().await;
+    e.h.allow_unknown_tokens();
     let pr = e.open(&add("orders-preview", "ok"));
     let (merge, _) = e.merge(&pr).await;
     assert_eq!(e.provision_status(&merge).await.state, "success");
@@ -840,7 +834,8 @@ async fn the_command_line_shows_what_the_api_lets_its_user_see() {
 /// answered 429 (JSON, `Retry-After`) without GitHub being asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_tokens_cost_github_a_bounded_number_of_lookups() {
-    let e = start().await;
+    let mut e = start().await;
+    e.h.allow_unknown_tokens();
     let user_lookups = || {
         e.h.github
             .requests()

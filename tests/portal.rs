@@ -13,7 +13,6 @@ use common::provisioning::Env;
 use common::{DEADLINE, REPO};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 const CLIENT_ID: &str = "Iv1.paved-portal-tests";
 const CLIENT_SECRET: &str = "portal-tests-secret";
@@ -36,7 +35,7 @@ async fn driver() -> Driver {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect(
-            "chromedriver is missing: install Debian's chromium and chromium-driver (.ci/run does)",
+            "chromedriver is missing: install Debian's chromium and chromium-driver (script/bootstrap does)",
         );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -49,19 +48,12 @@ async fn driver() -> Driver {
         .spawn()
         .expect("chromedriver starts");
     let url = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "chromedriver did not become ready"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = format!("{url}/status");
+    common::eventually("chromedriver ready", async || {
+        let r = reqwest::get(&status).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     Driver { child, url }
 }
 
@@ -147,14 +139,10 @@ async fn expected_not_found(c: &Client) {
 /// Waits until `old` (a page's `main`) is gone, a form having been posted from it, and the
 /// next page has its own.
 async fn replaced(c: &Client, old: fantoccini::elements::Element) {
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while old.text().await.is_ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the form did not post"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    common::eventually("the form posted", async || {
+        old.text().await.is_err().then_some(())
+    })
+    .await;
     c.wait()
         .for_element(Locator::Css("main"))
         .await
@@ -457,19 +445,12 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     let status = e.provision_status(&merge).await;
     assert_eq!(status.state, "success", "{status:?}");
     // The request's page follows it there (it refreshes itself until then).
-    let start = Instant::now();
-    loop {
+    common::eventually("the request page says succeeded", async || {
         c.goto(&request_url).await.expect("request");
         let t = text(&c).await;
-        if t.contains("succeeded") && !t.contains("refreshes itself") {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the request page never said succeeded: {t}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (t.contains("succeeded") && !t.contains("refreshes itself")).then_some(())
+    })
+    .await;
     shot(&c, "request-succeeded").await;
 
     // In the list, with its state; its page, with outputs and the operation's log.
@@ -580,20 +561,16 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .expect("click");
     // The post redirects back to this page: wait for the old one to go before reading.
     replaced(&c, before).await;
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    loop {
+    let now = common::eventually("the reconcile shown", async || {
         let now = text(&c).await;
         if now.contains("succeeded reconcile") {
-            assert!(now.contains("requested by octocat"), "{now}");
-            break;
+            return Some(now);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reconcile shown: {now}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         c.goto(&env_url).await.expect("reload");
-    }
+        None
+    })
+    .await;
+    assert!(now.contains("requested by octocat"), "{now}");
 
     // Extend it: a request, i.e. a pull request, as the page says.
     assert!(page.contains("opens a request"), "{page}");

@@ -56,7 +56,6 @@ async fn valid_manifest_gets_green_statuses_and_one_comment() {
         "{}",
         comments[0].body
     );
-    h.assert_no_rejections();
 }
 
 async fn failing(
@@ -94,7 +93,6 @@ async fn invalid_yaml_fails_schema_naming_line_and_column() {
         "no line in: {comment}"
     );
     assert!(!desc.is_empty());
-    h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +212,6 @@ async fn a_policy_change_names_the_live_environments_it_would_break() {
         assert!(body.contains(env), "{env} not named in {body}");
     }
     assert!(body.contains("cost center cc-1234 is closed"), "{body}");
-    h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +423,6 @@ async fn a_review_re_evaluates_the_checks_at_the_head() {
     assert_eq!(h.send("pull_request_review", &id, &body).await, 202);
     let v = h.verdicts(&pr.head_sha, 3).await;
     assert!(v.values().all(|s| s.state == "success"), "{v:?}");
-    h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,7 @@ mod common;
 
 use common::provisioning::{states, Env, Run};
 use common::recorder::{add, path_of, recorder_manifest, RECORDER_DEPLOY};
-use common::serve::{spawn_serve, wait_for_file, Paved};
-use common::DEADLINE;
+use common::serve::wait_for_file;
 use paved_testkit::{self as testkit, FileChange};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -119,7 +118,6 @@ async fn merge_provisions_once_with_the_ade_environment() {
         .await
         .to_string()
         .contains(secret));
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +134,6 @@ async fn the_same_merge_delivered_twice_runs_once() {
     assert_eq!(e.h.github.deployments(&e.repo()).len(), 1, "one deployment");
     assert_eq!(e.notes(&merge).len(), 1, "one note record");
     assert_eq!(e.operations(&merge).await.len(), 1);
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +159,6 @@ async fn an_update_passes_new_parameters_and_keeps_storage() {
     let env = e.environment("upd-preview").await;
     assert_eq!(env["environment"]["state"], "ready");
     assert_eq!(env["environment"]["parameters"]["note"], "second");
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +185,6 @@ async fn deleting_the_manifest_runs_delete() {
     let notes = e.notes(&m2);
     assert_eq!(notes[0].operation, "delete");
     assert_eq!(notes[0].outcome, "succeeded");
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +271,6 @@ async fn a_failing_script_is_reported_everywhere() {
         .contains("code 3"));
     let comment = &e.h.comments(100)[0].body;
     assert!(comment.contains("failed"), "{comment}");
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +293,7 @@ async fn a_script_that_outlives_its_timeout_is_killed_and_reported() {
         "run 1's processes were not to be found"
     );
     // The script's processes are gone.
-    wait_gone(&e, "1", "the timed-out script").await;
+    e.wait_run_gone("1", "the timed-out script").await;
     assert_eq!(
         e.environment("slow-preview").await["environment"]["state"],
         "failed"
@@ -363,7 +357,6 @@ async fn a_pull_request_merged_with_a_failing_check_provisions_nothing() {
         reqwest::StatusCode::NOT_FOUND,
         "not in the inventory"
     );
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +402,6 @@ async fn a_direct_push_is_flagged_ungoverned_without_waiting_the_grace() {
     e.h.wait_delivery(&push_id).await;
     let on_merge = e.h.github.latest_statuses(&e.repo(), &merge.to_string());
     assert!(!on_merge.contains_key("paved/governance"), "{on_merge:?}");
-    e.h.assert_no_rejections();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,159 +473,6 @@ async fn two_merges_touching_one_environment_run_one_after_the_other() {
     };
     assert!(first.1 <= second.0, "runs overlapped: {spans:?}");
 }
-
-/// The real `paved serve` binary on this test's data directory, scripts reporting to the
-/// record server; `sandbox` is `runner.sandbox`.
-async fn spawn_paved(e: &mut Env, sandbox: &str) -> Paved {
-    let env = [
-        ("PAVED_LEASE", "2s".to_string()),
-        ("RECORD_URL", e.record_url.clone()),
-        ("PAVED_RUNNER_PASS_ENV", "RECORD_URL".to_string()),
-        ("PAVED_RUNNER_SANDBOX", sandbox.to_string()),
-    ];
-    let db = e.h.config().database_url;
-    let (paved, url) = spawn_serve(&e.h, &e.h.data_dir(), &db, &e.h.github.url(), &env).await;
-    e.h.external_url = Some(url);
-    paved
-}
-
-/// Waits until no process of run `run_id` runs any more.
-async fn wait_gone(e: &Env, run_id: &str, what: &str) {
-    let start = Instant::now();
-    loop {
-        let left = e.run_processes(run_id);
-        if left.is_empty() {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "{what}: {left:?} still run");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The documented action for a run interrupted by a crash: its script does not outlive the
-/// next start, the attempt is reported `interrupted` (deployment status `error`, a note),
-/// and the operation runs again as attempt 2. Then `paved audit` tells the whole story from
-/// Git alone, after the database is deleted.
-///
-/// Sandboxed (the default), the script dies with its server (bubblewrap's
-/// `--die-with-parent`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_a_run_is_reported_interrupted_and_run_again() {
-    crash_during_a_run("bubblewrap").await;
-}
-
-/// Unsandboxed (`runner.sandbox = "none"`), the script outlives its crashed server; the
-/// next start finds the orphan by its `PAVED_RUN_ID` and kills it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_an_unsandboxed_run_kills_the_orphan_at_the_next_start() {
-    crash_during_a_run("none").await;
-}
-
-async fn crash_during_a_run(sandbox: &str) {
-    let mut e = Env::prepare().await;
-    if e.h.database.is_some() {
-        // With a shared database a restarted process cannot tell its own dead runs from
-        // another replica's live ones: takeover goes by lease, not by restart, and
-        // tests/replicas.rs covers it.
-        eprintln!("SKIPPED on PostgreSQL: single-node restart semantics (see tests/replicas.rs)");
-        return;
-    }
-    let mut first = spawn_paved(&mut e, sandbox).await;
-    let pr = e.open(&add("crash-preview", "block"));
-    let (merge, _) = e.merge(&pr).await;
-    // The script is running (it waits for a release the test has not given yet).
-    wait_for_file(&e.records.join("1.pid")).await;
-    assert!(
-        !e.run_processes("1").is_empty(),
-        "run 1's processes are not to be found"
-    );
-    first.0.kill().expect("SIGKILL");
-    first.0.wait().expect("reap");
-
-    let _second = if sandbox == "none" {
-        // The orphan outlived its server: it still waits for the release.
-        assert!(
-            !e.run_processes("1").is_empty(),
-            "the script died with its server"
-        );
-        // The second server kills the orphan (its PAVED_RUN_ID is 1) at start.
-        let second = spawn_paved(&mut e, sandbox).await;
-        wait_gone(&e, "1", "the orphaned script of run 1").await;
-        second
-    } else {
-        wait_gone(&e, "1", "the sandboxed script outlived its server").await;
-        spawn_paved(&mut e, sandbox).await
-    };
-    // Attempt 2 runs now; let it finish.
-    std::fs::write(e.records.join("release"), b"").expect("release");
-    let status = e.provision_status(&merge).await;
-    assert_eq!(status.state, "success", "{status:?}");
-    assert!(e.records.join("1.start").exists());
-    assert!(!e.records.join("1.end").exists(), "run 1 never finished");
-
-    let ops = e.operations(&merge).await;
-    let summary: Vec<(i64, String)> = ops
-        .iter()
-        .map(|o| {
-            (
-                o["attempt"].as_i64().unwrap_or(0),
-                o["state"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        [(1, "interrupted".to_string()), (2, "succeeded".to_string())]
-    );
-    let deployments = e.h.github.deployments(&e.repo());
-    assert_eq!(deployments.len(), 2, "one deployment per attempt");
-    assert_eq!(states(&deployments[0]), ["in_progress", "error"]);
-    assert_eq!(states(&deployments[1]), ["in_progress", "success"]);
-    let outcomes: Vec<String> = e.notes(&merge).into_iter().map(|n| n.outcome).collect();
-    assert_eq!(outcomes, ["interrupted", "succeeded"]);
-    assert_eq!(
-        e.environment("crash-preview").await["environment"]["state"],
-        "ready"
-    );
-
-    // Git alone: stop the server, delete the database, ask `paved audit`.
-    drop(_second);
-    for f in ["paved.sqlite", "paved.sqlite-wal", "paved.sqlite-shm"] {
-        let _ = std::fs::remove_file(e.h.data_dir().join(f));
-    }
-    assert!(!e.h.data_dir().join("paved.sqlite").exists());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paved"))
-        .args(["audit", "crash-preview", "--format", "json", "--repo"])
-        .arg(e.h.remote.path())
-        .current_dir(e.h.tmp.path())
-        .output()
-        .expect("paved audit");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let history: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let entries = history["entries"].as_array().expect("entries");
-    let merge_entry = entries
-        .iter()
-        .find(|en| en["commit"] == merge.as_str())
-        .expect("the merge commit is in the history");
-    let records: Vec<&str> = merge_entry["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter_map(|r| r["outcome"].as_str())
-        .collect();
-    assert_eq!(records, ["interrupted", "succeeded"]);
-    assert!(
-        entries
-            .iter()
-            .any(|en| en["commit"] == pr.head_sha.as_str() && en["change"] == "added"),
-        "the commit that added the manifest is in the history: {history}"
-    );
-}
-
 /// A fork's PR is checked on its data only; when it is merged, definitions come from the
 /// default branch as it was, so a script the fork changed never runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +511,6 @@ async fn a_fork_pull_request_never_runs_its_own_scripts() {
         comment.contains(paved::handlers::comment::FORK_NOTE),
         "{comment}"
     );
-    e.h.assert_no_rejections();
 }
 
 /// Approvals are checked again at merge, against the PR's final head: a `prod` PR merged

@@ -71,5 +71,4 @@ async fn sigkill_after_accepting_loses_nothing_and_repeats_nothing() {
             .unwrap();
         assert_eq!(h.comments(pr.number).len(), 1);
     }
-    h.assert_no_rejections();
 }

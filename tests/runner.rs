@@ -832,7 +832,7 @@ async fn terraform_runs_in_the_sandbox() {
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         spec.work_root = work.path().to_path_buf();
         let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
-            .expect("bubblewrap is installed (.ci/run installs it)");
+            .expect("bubblewrap is installed (script/bootstrap installs it)");
         sandbox.probe(work.path()).expect("the sandbox runs here");
         spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
 
@@ -1045,7 +1045,7 @@ async fn arm_deploys_with_the_azure_cli_in_the_sandbox_and_deletes_in_complete_m
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     spec.work_root = work.path().to_path_buf();
     let sandbox = runner::Bubblewrap::resolve("bwrap", &spec.path, "nobody", vec![], vec![])
-        .expect("bubblewrap is installed (.ci/run installs it)");
+        .expect("bubblewrap is installed (script/bootstrap installs it)");
     spec.sandbox = runner::Sandbox::Bubblewrap(std::sync::Arc::new(sandbox));
 
     let deployed = run(spec.clone()).await;

@@ -11,12 +11,12 @@ mod common;
 
 use chrono::{DateTime, Duration as Days, Utc};
 use common::provisioning::Env;
-use common::{DEADLINE, REPO};
+use common::REPO;
 use paved::clock::Clock;
 use paved::ids::CommitSha;
 use paved_testkit::FileChange;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MALLORY: &str = "gho_mallory_trust";
 
@@ -54,14 +54,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(what, async || f().await).await
 }
 
 fn file_at(e: &Env, commit: &CommitSha, path: &str) -> bool {

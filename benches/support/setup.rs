@@ -32,6 +32,7 @@ pub fn config(api_url: String, clone_url_template: String, data: &Path, repo: &s
         portal: Default::default(),
         lifecycle: Default::default(),
         oidc: Default::default(),
+        log_format: Default::default(),
         api: Default::default(),
     }
 }

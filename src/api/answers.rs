@@ -4,31 +4,25 @@
 //! drift apart.
 
 use crate::graph::{Entity, Relation};
-use crate::orchestrator::{Problem, PullRequestLink, RequestStatus};
+use crate::orchestrator::{PullRequestLink, RequestStatus};
 use crate::store::{EnvironmentRecord, OperationRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-/// Every refusal: what went wrong, for a person, and for a refused request what to fix.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiError {
-    pub error: String,
-    /// Every problem the pre-flight found (422 of a request), with file, field and line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<Problem>>,
-    /// The open pull request already asking for that environment (409 of a request).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<String>,
-}
+use crate::problem::FieldError;
+/// Every refusal: problem details (RFC 9457), `application/problem+json`.
+pub use crate::problem::Problem as ApiError;
 
-impl ApiError {
-    pub fn new(message: &str) -> ApiError {
-        ApiError {
-            error: message.to_string(),
-            errors: None,
-            pull_request: None,
+/// A pre-flight problem as the API shows it.
+impl From<crate::orchestrator::Problem> for FieldError {
+    fn from(p: crate::orchestrator::Problem) -> FieldError {
+        FieldError {
+            file: Some(p.file),
+            field: p.field,
+            line: p.line,
+            message: p.message,
+            check: Some(p.check),
         }
     }
 }

@@ -68,10 +68,14 @@ async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>)
     let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in graph.entities.values() {
-        if e.kind != "user" {
+        if e.kind != crate::graph::EntityKind::User {
             continue;
         }
-        for r in e.relations.iter().filter(|r| r.kind == "memberOf") {
+        for r in e
+            .relations
+            .iter()
+            .filter(|r| r.kind == crate::graph::RelationKind::MemberOf)
+        {
             let team = r.target.rsplit('/').next().unwrap_or_default().to_string();
             members
                 .entry(team.clone())
@@ -84,7 +88,7 @@ async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>)
         }
     }
     for e in graph.entities.values() {
-        match e.kind {
+        match e.kind.as_str() {
             "repository" => docs.push(entity(
                 "backstage.io/v1alpha1",
                 "System",
@@ -153,7 +157,7 @@ fn resource(e: &crate::graph::Entity) -> Value {
         annotations.insert("paved.dev/drift".into(), d.clone().into());
     }
     for r in &e.relations {
-        if r.kind == "ofType" {
+        if r.kind == crate::graph::RelationKind::OfType {
             let t = r.target.rsplit('/').next().unwrap_or_default();
             annotations.insert("paved.dev/type".into(), t.into());
         }

@@ -20,9 +20,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Entities per page unless `per_page` says otherwise, and the most it may say.
-const PER_PAGE: usize = 30;
-const MAX_PER_PAGE: usize = 100;
+use super::params::{MAX_PER_PAGE, PER_PAGE};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -177,7 +175,7 @@ async fn templates_of(
                 .map(|(n, _)| n.clone())
                 .collect();
             out.push(Template {
-                id: crate::graph::id("template", &v.known.repo, name),
+                id: crate::graph::id(crate::graph::EntityKind::Template, &v.known.repo, name),
                 repository: v.known.repo.to_string(),
                 name: name.clone(),
                 title: def.definition.name.clone(),
@@ -265,25 +263,37 @@ async fn build_scoped(
         access.insert(v.known.repo.to_string(), v.access.clone());
     }
     graph.retain(|e| {
-        access.get(&e.repository).is_some_and(|a| match e.kind {
-            "environment" | "operation" => e.team.as_deref().is_some_and(|t| a.sees_team(t)),
-            _ => a.any(),
-        })
+        access
+            .get(&e.repository)
+            .is_some_and(|a| match e.kind.as_str() {
+                "environment" | "operation" => e.team.as_deref().is_some_and(|t| a.sees_team(t)),
+                _ => a.any(),
+            })
     });
     // A user is shown only when tied to something the caller sees: a member of a team, or
     // someone an environment or operation the caller sees names (owner, requester,
     // approver, merger). One named only by another team's environments stays unseen.
     let mut named: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for e in graph.entities.values().filter(|e| e.kind != "user") {
+    for e in graph
+        .entities
+        .values()
+        .filter(|e| e.kind != crate::graph::EntityKind::User)
+    {
         named.extend(e.relations.iter().map(|r| r.target.clone()));
         if let (Some(owner), Ok(repo)) = (&e.user, RepoName::parse(&e.repository)) {
-            named.insert(crate::graph::id("user", &repo, owner));
+            named.insert(crate::graph::id(
+                crate::graph::EntityKind::User,
+                &repo,
+                owner,
+            ));
         }
     }
     graph.retain(|e| {
-        e.kind != "user"
+        e.kind != crate::graph::EntityKind::User
             || named.contains(&e.id)
-            || e.relations.iter().any(|r| r.kind == "memberOf")
+            || e.relations
+                .iter()
+                .any(|r| r.kind == crate::graph::RelationKind::MemberOf)
     });
     Ok(graph)
 }
@@ -300,11 +310,9 @@ struct EntityQuery {
     q: Option<String>,
     /// Only this repository (`owner/name`).
     repository: Option<String>,
-    /// Page number, from 1.
-    #[param(minimum = 1)]
+    /// Page number, from 1 (a page past the last is empty).
     page: Option<usize>,
     /// Entities per page (30 unless given; at most 100).
-    #[param(minimum = 1, maximum = 100)]
     per_page: Option<usize>,
 }
 
@@ -347,11 +355,12 @@ async fn entities(
     let matching: Vec<&Entity> = graph
         .entities
         .values()
-        .filter(|e| f.kind.as_deref().is_none_or(|k| e.kind == k))
+        .filter(|e| f.kind.as_deref().is_none_or(|k| e.kind.as_str() == k))
         .filter(|e| {
-            f.team
-                .as_deref()
-                .is_none_or(|t| e.team.as_deref() == Some(t) || (e.kind == "team" && e.name == t))
+            f.team.as_deref().is_none_or(|t| {
+                e.team.as_deref() == Some(t)
+                    || (e.kind == crate::graph::EntityKind::Team && e.name == t)
+            })
         })
         .filter(|e| {
             q.as_deref().is_none_or(|q| {
@@ -460,10 +469,13 @@ async fn environments_page(
         total += count;
         skip = skip.saturating_sub(count);
         want = want.saturating_sub(rows.len() as u64);
-        ids.extend(
-            rows.iter()
-                .map(|e| crate::graph::id("environment", &v.known.repo, &e.name)),
-        );
+        ids.extend(rows.iter().map(|e| {
+            crate::graph::id(
+                crate::graph::EntityKind::Environment,
+                &v.known.repo,
+                &e.name,
+            )
+        }));
         if !rows.is_empty() {
             by_repo.insert(v.known.repo.to_string(), rows);
         }

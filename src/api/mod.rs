@@ -26,9 +26,10 @@ use utoipa_axum::routes;
 pub(crate) mod answers;
 mod backstage;
 pub(crate) mod graph;
-mod lifecycle;
 mod oidc;
 pub mod openapi;
+pub(crate) mod params;
+mod reconcile;
 pub(crate) mod requests;
 pub(crate) mod routes;
 pub mod server;
@@ -110,8 +111,9 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         .merge(graph::routes())
         .merge(requests::routes())
         .merge(backstage::routes())
-        .merge(lifecycle::routes())
+        .merge(reconcile::routes())
         .routes(routes!(schema))
+        .layer(middleware::from_fn(params::validate))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_identity,
@@ -126,6 +128,15 @@ pub fn app(intake: IntakeState, deps: ApiDeps) -> (Router, ApiState) {
         .split_for_parts();
     openapi::publish(&published, document);
     (app, state)
+}
+
+/// Whether `path` is the API's (or the webhook's, health's, metrics' or the issuer's) rather
+/// than the portal's: a missing one is answered with problem details, not a page.
+pub fn is_api_path(path: &str) -> bool {
+    ["/api/", "/webhooks/", "/schemas/", "/.well-known/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+        || ["/healthz", "/readyz", "/metrics", "/api", "/webhooks"].contains(&path)
 }
 
 /// The Content-Security-Policy of every answer: scripts and styles only from Paved's own
@@ -204,8 +215,9 @@ async fn require_identity(State(s): State<ApiState>, mut req: Request, next: Nex
     }
 }
 
+/// A refusal, as problem details.
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(answers::ApiError::new(message))).into_response()
+    answers::ApiError::new(status, message).into_response()
 }
 
 /// Ready when the database answers: a replica that cannot store deliveries must not get them.
@@ -257,7 +269,8 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     ) {
         (Ok(counts), Ok(oldest)) => {
             let counts: Vec<(String, u64)> = counts.into_iter().collect();
-            let now = chrono::Utc::now().timestamp_millis();
+            // Against the store's own timestamps: the machine's time.
+            let now = crate::clock::wall().timestamp_millis();
             let age = oldest
                 .map(|ms| std::time::Duration::from_millis(u64::try_from(now - ms).unwrap_or(0)));
             s.metrics.set_queue(&counts, age);

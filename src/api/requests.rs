@@ -19,22 +19,31 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 fn refusal(e: RequestError) -> Response {
-    let mut body = ApiError::new(&e.to_string());
+    let detail = e.to_string();
+    let mut pull = None;
+    let mut errors = None;
     let status = match e {
         RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        RequestError::Unusable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         RequestError::Forbidden(_) => StatusCode::FORBIDDEN,
         RequestError::NotFound(_) => StatusCode::NOT_FOUND,
         RequestError::Conflict { pull_request, .. } => {
-            body.pull_request = pull_request;
+            pull = pull_request;
             StatusCode::CONFLICT
         }
         RequestError::Unprocessable(problems) => {
-            body.errors = Some(problems);
+            errors = Some(problems.into_iter().map(Into::into).collect());
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RequestError::Unavailable(ref cause) => {
+            tracing::warn!(%cause, "a request could not be opened");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
-    (status, Json(body)).into_response()
+    let mut body = ApiError::new(status, detail);
+    body.pull_request = pull;
+    body.errors = errors;
+    body.into_response()
 }
 
 /// Opens a request: pre-flight with the checks a pull request gets, then a branch, a
@@ -49,7 +58,7 @@ fn refusal(e: RequestError) -> Response {
         (status = 403, description = "The caller may not act for that team", body = ApiError),
         (status = 404, description = "No such repository or environment, or not one the caller may see", body = ApiError),
         (status = 409, description = "An open request already asks for that environment", body = ApiError),
-        (status = 422, description = "It fails the checks: every error, with file and field", body = ApiError),
+        (status = 422, description = "It fails the checks (every error, with file and field), or the action needs a field the body lacks or cannot take one it has", body = ApiError),
         (status = 503, description = "GitHub or the database did not answer", body = ApiError),
     ))]
 async fn open(

@@ -5,10 +5,10 @@
 use super::answers::{ApiError, CallerKind, EnvironmentDetail, Me, Upcoming};
 use super::{error, ApiState};
 use crate::identity::{Access, Caller};
-use crate::ids::{CommitSha, DeliveryId, OperationId, RepoName, RunId};
+use crate::ids::{CommitSha, DeliveryId, EvaluationId, OperationId, RepoName};
 use crate::store::{
-    public_outputs, DeliveryRecord, EnvironmentRecord, OperationRecord, RunRecord, StoreError,
-    Timer, TimerKind,
+    public_outputs, DeliveryRecord, EnvironmentRecord, EvaluationRecord, OperationRecord,
+    StoreError, Timer, TimerKind,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(me))
-        .routes(routes!(run))
+        .routes(routes!(evaluation))
         .routes(routes!(delivery))
         .routes(routes!(environments))
         .routes(routes!(repo_environments))
@@ -119,16 +119,17 @@ fn sees_run(access: &Access, report: &serde_json::Value) -> bool {
         })
 }
 
-/// A check run's report (what the PR statuses link to): for whoever reads the whole
-/// repository, or a member of a team whose environment it judges.
+/// An evaluation's report (what the PR statuses link to; the path says `runs` as it did
+/// when it was published): for whoever reads the whole repository, or a member of a team
+/// whose environment it judges.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "audit",
-    params(("id" = i64, Path, description = "The run id a status links to")),
+    params(("id" = i64, Path, description = "The evaluation id a status links to")),
     responses(
-        (status = 200, description = "The run's report", body = RunRecord),
-        (status = 400, description = "Not a run id", body = ApiError),
-        (status = 404, description = "No such run, or not one the caller may see", body = ApiError),
+        (status = 200, description = "The evaluation's report", body = EvaluationRecord),
+        (status = 400, description = "Not an evaluation id", body = ApiError),
+        (status = 404, description = "No such evaluation, or not one the caller may see", body = ApiError),
     ))]
-async fn run(
+async fn evaluation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -136,7 +137,7 @@ async fn run(
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::BAD_REQUEST, "run ids are numbers");
     };
-    match s.store.run(RunId(id)).await {
+    match s.store.evaluation(EvaluationId(id)).await {
         Ok(Some(r)) => match repo_of(&r.repo) {
             Some(repo) if sees_run(&s.access(&caller, &repo).await, &r.report) => {
                 Json(r).into_response()

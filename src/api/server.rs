@@ -34,7 +34,9 @@ pub async fn serve(
     limits: IntakeConfig,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = with_request_timeout(app, &limits);
+    // Outermost: every refusal, the timeout's included, as problem details.
+    let app = with_request_timeout(app, &limits)
+        .layer(axum::middleware::from_fn(crate::problem::answer_as_problem));
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {

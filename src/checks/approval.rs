@@ -1,12 +1,12 @@
 //! `paved/approval`: the pull request's reviews against the approvals of the environment's
 //! type (and of its type on the default branch).
-use super::run::Run;
+use super::evaluation::Evaluation;
 use super::{Change, CheckKind, CheckOutcome};
 use crate::diag::Diagnostic;
 use crate::manifest::platform::{EnvironmentType, PLATFORM_PATH};
 use crate::policy;
 
-impl Run<'_> {
+impl Evaluation<'_> {
     /// `paved/approval`: the reviews against the approvals of the environment's type in
     /// the pull request (`env_type`) and, when different, of its type on the default branch
     /// (`old_type`): changing a `prod` environment into a `dev` one needs `prod`'s approvals.

@@ -62,7 +62,7 @@ pub fn evaluate_governance(
         changed,
         ctx,
         None,
-        Utc::now(),
+        crate::clock::wall(),
     )
 }
 

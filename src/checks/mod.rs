@@ -24,6 +24,7 @@
 //! `render.rs` (statuses and comments).
 
 mod approval;
+mod evaluation;
 mod governance;
 mod governance_check;
 mod identities;
@@ -33,7 +34,6 @@ mod preview;
 mod quota;
 mod render;
 mod report;
-mod run;
 mod schema;
 mod text;
 
@@ -57,7 +57,7 @@ use crate::manifest::names;
 use crate::policy::{Membership, NoMembers};
 use crate::tree::{DirTree, TreeReader};
 use chrono::{DateTime, Utc};
-use run::Run;
+use evaluation::Evaluation;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -76,7 +76,14 @@ pub fn evaluate(
     changes: &[Change],
     ctx: &PrContext,
 ) -> Report {
-    evaluate_at(gov, head, default_branch, changes, ctx, Utc::now())
+    evaluate_at(
+        gov,
+        head,
+        default_branch,
+        changes,
+        ctx,
+        crate::clock::wall(),
+    )
 }
 
 /// [`evaluate`] with a given time (for `expiresAt` rules).
@@ -106,7 +113,7 @@ pub fn evaluate_with_membership(
     now: DateTime<Utc>,
     membership: &dyn Membership,
 ) -> Report {
-    let run = Run {
+    let run = Evaluation {
         gov,
         head,
         default_branch,
@@ -116,7 +123,7 @@ pub fn evaluate_with_membership(
         branch_names: RefCell::new(HashMap::new()),
         counts: RefCell::new(HashMap::new()),
         policy_data: RefCell::new(HashMap::new()),
-        by_team: run::changes_by_team(changes),
+        by_team: evaluation::changes_by_team(changes),
     };
     let mut environments = Vec::new();
     let mut seen = BTreeSet::new();

@@ -1,6 +1,6 @@
 //! `paved/policy`: the built-in rules, the Rego policies, and ownership of an existing
 //! environment.
-use super::run::{Read, Run};
+use super::evaluation::{Evaluation, Read};
 use super::{Change, ChangeKind, CheckKind, CheckOutcome};
 use crate::diag::Diagnostic;
 use crate::manifest::names;
@@ -8,7 +8,7 @@ use crate::manifest::ParsedManifest;
 use crate::policy;
 use crate::policy::rego::PolicyData;
 
-impl Run<'_> {
+impl Evaluation<'_> {
     pub(super) fn policy(&self, change: &Change, read: &Read, runs_schema: bool) -> CheckOutcome {
         let check = CheckKind::Policy;
         let policies = self.gov.policies();

@@ -2,13 +2,13 @@
 //! it and put in [`PrContext::previews`](super::PrContext). A failed preview fails the
 //! check only when the type says `requirePlan: true`; no preview is never a failure.
 
-use super::run::Run;
+use super::evaluation::Evaluation;
 use super::{Change, CheckKind, CheckOutcome};
 use crate::diag::Diagnostic;
 use crate::manifest::platform::PLATFORM_PATH;
 use crate::preview::{render, Status};
 
-impl Run<'_> {
+impl Evaluation<'_> {
     /// `paved/plan` for one environment.
     pub(super) fn plan(&self, change: &Change, env_type: Option<&str>) -> CheckOutcome {
         let check = CheckKind::Plan;

@@ -1,11 +1,11 @@
 //! `paved/quota`: the team's environments after the pull request, against its quota; and a
 //! name another team's live environment holds, which is not the team's to take.
-use super::run::{Read, Run};
+use super::evaluation::{Evaluation, Read};
 use super::{Change, ChangeKind, CheckKind, CheckOutcome};
 use crate::diag::Diagnostic;
 use crate::manifest::FieldPath;
 
-impl Run<'_> {
+impl Evaluation<'_> {
     pub(super) fn quota(&self, change: &Change, read: &Read, runs_schema: bool) -> CheckOutcome {
         let check = CheckKind::Quota;
         let Some(mp) = &read.path else {

@@ -1,12 +1,12 @@
 //! `paved/schema`: reads and parses a manifest of the head tree and checks its format,
 //! name, team, type, definition and parameters, and that its name is unique.
-use super::run::{Read, Run};
+use super::evaluation::{Evaluation, Read};
 use super::Change;
 use crate::diag::Diagnostic;
 use crate::manifest::{environment, names, read_text};
 use crate::policy;
 
-impl Run<'_> {
+impl Evaluation<'_> {
     /// Read, parse and schema-check a manifest of the head tree.
     pub(super) fn read(&self, change: &Change) -> Read {
         let mut out = Read {

@@ -37,6 +37,8 @@ pub(super) struct FileConfig {
     pub(super) lifecycle: super::lifecycle::FileLifecycle,
     #[serde(default)]
     pub(super) oidc: super::identity::FileOidc,
+    #[serde(default)]
+    pub(super) log: super::log::FileLog,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@ mod file;
 mod github;
 mod identity;
 mod lifecycle;
+mod log;
 mod portal;
 mod repos;
 mod runner;
@@ -17,6 +18,7 @@ pub use identity::{
     is_identity_name, AwsIdentity, AzureIdentity, GcpIdentity, Identity, OidcConfig,
 };
 pub use lifecycle::LifecycleConfig;
+pub use log::LogFormat;
 pub use portal::PortalConfig;
 pub use repos::RepoFilter;
 pub use runner::{RunnerConfig, SandboxMode};
@@ -110,6 +112,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Paved's OpenID Connect issuer (`[oidc]`, SPEC 13).
     pub oidc: OidcConfig,
+    /// `[log]`: text for people or JSON for collectors.
+    pub log_format: LogFormat,
 }
 
 /// `[store]` in `paved.toml`: what keeps the database and the mirrors from growing without
@@ -282,6 +286,7 @@ impl Config {
             portal: portal::load_portal(file.portal, oauth, env)?,
             lifecycle: lifecycle::load_lifecycle(file.lifecycle, env)?,
             oidc: identity::load_oidc(file.oidc, env)?,
+            log_format: log::load_log(file.log, env)?,
             repositories: gh.repositories,
             checks: load_checks(&file.checks)?,
             intake: load_intake(&file.intake)?,

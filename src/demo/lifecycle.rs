@@ -52,7 +52,7 @@ impl Demo {
         println!(
             "(the demo moves Paved's clock {} hours, to {}: {why})",
             by.num_hours(),
-            crate::lifecycle::canonical(self.clock.now())
+            crate::timers::canonical(self.clock.now())
         );
     }
 }

@@ -32,6 +32,52 @@ use crate::ids::{CommitSha, RepoName};
 /// The prefix of a pull request comment that is a command to Paved (`/paved recheck`).
 pub const COMMAND_PREFIX: &str = "/paved";
 
+/// What a `/paved …` comment asks for (its first word).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentCommand {
+    /// `/paved recheck` on a pull request: the checks again, the kept previews shown.
+    Recheck,
+    /// `/paved plan` on a pull request: the checks and the previews made again.
+    Plan,
+    /// `/paved reconcile` on a drift issue: the environment deployed again.
+    Reconcile,
+    /// Any other word: nothing to do (said in the log).
+    Other(String),
+}
+
+impl CommentCommand {
+    /// The command of the text after `/paved`.
+    pub fn parse(rest: &str) -> CommentCommand {
+        match rest.split_whitespace().next().unwrap_or_default() {
+            "recheck" => CommentCommand::Recheck,
+            "plan" => CommentCommand::Plan,
+            "reconcile" => CommentCommand::Reconcile,
+            _ => CommentCommand::Other(rest.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            CommentCommand::Recheck => "recheck",
+            CommentCommand::Plan => "plan",
+            CommentCommand::Reconcile => "reconcile",
+            CommentCommand::Other(s) => s,
+        }
+    }
+}
+
+impl PartialEq<&str> for CommentCommand {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for CommentCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A delivery Paved handles.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -43,7 +89,7 @@ pub enum Event {
     Review(PullRequestEvent),
     /// `/paved <command>` commented on a pull request or an issue.
     Command {
-        command: String,
+        command: CommentCommand,
         number: u64,
         /// On a pull request (`recheck`), not an issue (`reconcile`, on a drift issue).
         on_pull_request: bool,
@@ -122,7 +168,7 @@ impl Event {
                 let command = ev.comment.body.as_deref().and_then(command_of);
                 match command {
                     Some(command) if ev.action == "created" => Some(Event::Command {
-                        command,
+                        command: CommentCommand::parse(&command),
                         number: ev.issue.number,
                         on_pull_request: ev.issue.pull_request.is_some(),
                         commenter: ev.comment.user.map(|u| u.login),

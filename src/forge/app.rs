@@ -68,7 +68,7 @@ impl AppTokens {
     ) -> Result<(Octocrab, Secret), ForgeError> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.get(&installation) {
-            if still_fresh(c.expires_at, Utc::now()) {
+            if still_fresh(c.expires_at, crate::clock::wall()) {
                 return Ok((c.octo.clone(), c.token.clone()));
             }
         }
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_token_is_renewed_shortly_before_it_expires() {
-        let now = Utc::now();
+        let now = crate::clock::wall();
         assert!(still_fresh(now + chrono::Duration::minutes(59), now));
         assert!(still_fresh(now + chrono::Duration::minutes(6), now));
         assert!(!still_fresh(now + chrono::Duration::minutes(4), now));

@@ -12,7 +12,8 @@ use crate::store::{public_outputs, EnvironmentRecord, OperationRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The kinds of entity, as the API names them.
+/// The kinds of entity, as the API names them (what [`EntityKind::as_str`] says of each of
+/// [`EntityKind::ALL`], as a list the parameter rules can hold).
 pub const KINDS: &[&str] = &[
     "repository",
     "team",
@@ -23,11 +24,112 @@ pub const KINDS: &[&str] = &[
     "operation",
 ];
 
+/// What an entity is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EntityKind {
+    Repository,
+    Team,
+    User,
+    EnvironmentType,
+    Template,
+    Environment,
+    Operation,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 7] = [
+        EntityKind::Repository,
+        EntityKind::Team,
+        EntityKind::User,
+        EntityKind::EnvironmentType,
+        EntityKind::Template,
+        EntityKind::Environment,
+        EntityKind::Operation,
+    ];
+
+    /// The kind as the API names it (the first part of an id).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Repository => "repository",
+            EntityKind::Team => "team",
+            EntityKind::User => "user",
+            EntityKind::EnvironmentType => "environmentType",
+            EntityKind::Template => "template",
+            EntityKind::Environment => "environment",
+            EntityKind::Operation => "operation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EntityKind> {
+        EntityKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a relation says of its two ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RelationKind {
+    /// Declared in a repository (or an operation in its environment).
+    DefinedIn,
+    /// A user in a team.
+    MemberOf,
+    /// An environment or operation owned by a team.
+    OwnedBy,
+    /// An environment made from a template.
+    InstanceOf,
+    /// An environment of an environment type.
+    OfType,
+    RequestedBy,
+    ApprovedBy,
+    DeployedBy,
+}
+
+impl RelationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationKind::DefinedIn => "definedIn",
+            RelationKind::MemberOf => "memberOf",
+            RelationKind::OwnedBy => "ownedBy",
+            RelationKind::InstanceOf => "instanceOf",
+            RelationKind::OfType => "ofType",
+            RelationKind::RequestedBy => "requestedBy",
+            RelationKind::ApprovedBy => "approvedBy",
+            RelationKind::DeployedBy => "deployedBy",
+        }
+    }
+}
+
+impl std::fmt::Display for RelationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Relations sort by their names, as they always have in answers.
+impl Ord for RelationKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for RelationKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// One thing Paved knows.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Entity {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: EntityKind,
     pub name: String,
     pub repository: String,
     /// What provisions it: a template's runner (`script`, `terraform`), an environment's
@@ -66,7 +168,7 @@ pub struct Entity {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
 pub struct Relation {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: RelationKind,
     pub target: String,
 }
 
@@ -84,7 +186,7 @@ pub struct Links<'a> {
     pub web: &'a str,
 }
 
-pub fn id(kind: &str, repo: &RepoName, name: &str) -> String {
+pub fn id(kind: EntityKind, repo: &RepoName, name: &str) -> String {
     format!("{kind}:{repo}/{name}")
 }
 
@@ -105,45 +207,52 @@ impl Graph {
         links: &Links<'_>,
     ) {
         let repo_id = repository_id(repo);
-        let mut r = entity(&repo_id, "repository", &repo.to_string(), repo);
+        let mut r = entity(&repo_id, EntityKind::Repository, &repo.to_string(), repo);
         r.links.insert("repository".into(), links.web.to_string());
         self.put(r);
         if let Some(platform) = governance.and_then(Governance::platform) {
             for (name, team) in &platform.teams {
-                let tid = id("team", repo, name);
-                let mut t = entity(&tid, "team", name, repo);
-                t.relations.push(rel("definedIn", &repo_id));
+                let tid = id(EntityKind::Team, repo, name);
+                let mut t = entity(&tid, EntityKind::Team, name, repo);
+                t.relations.push(rel(RelationKind::DefinedIn, &repo_id));
                 self.put(t);
                 let mut members: BTreeSet<String> = team.members.iter().cloned().collect();
                 members.extend(github_members.get(name).into_iter().flatten().cloned());
                 for m in members {
-                    self.user(repo, &m).relations.push(rel("memberOf", &tid));
+                    self.user(repo, &m)
+                        .relations
+                        .push(rel(RelationKind::MemberOf, &tid));
                 }
             }
             for (name, t) in &platform.environment_types {
                 let mut e = entity(
-                    &id("environmentType", repo, name),
-                    "environmentType",
+                    &id(EntityKind::EnvironmentType, repo, name),
+                    EntityKind::EnvironmentType,
                     name,
                     repo,
                 );
                 e.description = t.description.clone();
                 e.identity = t.identity.clone();
-                e.relations.push(rel("definedIn", &repo_id));
+                e.relations.push(rel(RelationKind::DefinedIn, &repo_id));
                 self.put(e);
             }
         }
         if let Some(g) = governance {
             for (name, def) in g.catalog() {
                 let Ok(def) = def else { continue };
-                let mut e = entity(&id("template", repo, name), "template", name, repo);
+                let mut e = entity(
+                    &id(EntityKind::Template, repo, name),
+                    EntityKind::Template,
+                    name,
+                    repo,
+                );
                 e.description = def
                     .definition
                     .description
                     .clone()
                     .or_else(|| def.definition.summary.clone());
                 e.provider = Some(def.definition.runner.kind().to_string());
-                e.relations.push(rel("definedIn", &repo_id));
+                e.relations.push(rel(RelationKind::DefinedIn, &repo_id));
                 self.put(e);
             }
         }
@@ -161,8 +270,8 @@ impl Graph {
         op: Option<&OperationRecord>,
         links: &Links<'_>,
     ) {
-        let eid = id("environment", repo, &env.name);
-        let mut e = entity(&eid, "environment", &env.name, repo);
+        let eid = id(EntityKind::Environment, repo, &env.name);
+        let mut e = entity(&eid, EntityKind::Environment, &env.name, repo);
         e.team = Some(env.team.clone());
         e.user = Some(env.owner.clone());
         e.provider = Some(env.definition.clone());
@@ -193,18 +302,26 @@ impl Graph {
                 None => e.url_text = Some(url.to_string()),
             }
         }
+        e.relations.push(rel(
+            RelationKind::OwnedBy,
+            &id(EntityKind::Team, repo, &env.team),
+        ));
+        e.relations.push(rel(
+            RelationKind::InstanceOf,
+            &id(EntityKind::Template, repo, &env.definition),
+        ));
+        e.relations.push(rel(
+            RelationKind::OfType,
+            &id(EntityKind::EnvironmentType, repo, &env.env_type),
+        ));
         e.relations
-            .push(rel("ownedBy", &id("team", repo, &env.team)));
-        e.relations
-            .push(rel("instanceOf", &id("template", repo, &env.definition)));
-        e.relations
-            .push(rel("ofType", &id("environmentType", repo, &env.env_type)));
-        e.relations.push(rel("definedIn", &repository_id(repo)));
+            .push(rel(RelationKind::DefinedIn, &repository_id(repo)));
         self.user(repo, &env.owner);
         if let Some(op) = op {
             let people = op_people(op);
             for (kind, login) in &people {
-                e.relations.push(rel(kind, &id("user", repo, login)));
+                e.relations
+                    .push(rel(*kind, &id(EntityKind::User, repo, login)));
                 self.user(repo, login);
             }
             e.links.insert(
@@ -221,8 +338,8 @@ impl Graph {
                     format!("{}/deployments/{}", links.web, d.0),
                 );
             }
-            let oid = id("operation", repo, &op.id.0.to_string());
-            let mut o = entity(&oid, "operation", &op.id.0.to_string(), repo);
+            let oid = id(EntityKind::Operation, repo, &op.id.0.to_string());
+            let mut o = entity(&oid, EntityKind::Operation, &op.id.0.to_string(), repo);
             o.team = Some(op.op.team.clone());
             o.state = Some(op.state.as_str().to_string());
             o.provider = Some(op.op.kind.as_str().to_string());
@@ -230,11 +347,14 @@ impl Graph {
                 "audit".into(),
                 format!("{}/api/v1/operations/{}", links.public_url, op.id.0),
             );
-            o.relations.push(rel("definedIn", &eid));
-            o.relations
-                .push(rel("ownedBy", &id("team", repo, &op.op.team)));
+            o.relations.push(rel(RelationKind::DefinedIn, &eid));
+            o.relations.push(rel(
+                RelationKind::OwnedBy,
+                &id(EntityKind::Team, repo, &op.op.team),
+            ));
             for (kind, login) in people {
-                o.relations.push(rel(kind, &id("user", repo, &login)));
+                o.relations
+                    .push(rel(kind, &id(EntityKind::User, repo, &login)));
             }
             self.put(o);
         }
@@ -248,10 +368,10 @@ impl Graph {
     }
 
     fn user(&mut self, repo: &RepoName, login: &str) -> &mut Entity {
-        let uid = id("user", repo, login);
+        let uid = id(EntityKind::User, repo, login);
         self.entities
             .entry(uid.clone())
-            .or_insert_with(|| entity(&uid, "user", login, repo))
+            .or_insert_with(|| entity(&uid, EntityKind::User, login, repo))
     }
 
     /// Keeps the entities `keep` says yes to, and only the relations between them.
@@ -285,21 +405,21 @@ impl Graph {
 
 /// Who asked for, approved and merged an operation (`requestedBy`, `approvedBy`,
 /// `deployedBy`).
-fn op_people(op: &OperationRecord) -> Vec<(&'static str, String)> {
+fn op_people(op: &OperationRecord) -> Vec<(RelationKind, String)> {
     let mut out = Vec::new();
     if !op.op.requester.is_empty() {
-        out.push(("requestedBy", op.op.requester.clone()));
+        out.push((RelationKind::RequestedBy, op.op.requester.clone()));
     }
     for a in &op.op.approvers {
-        out.push(("approvedBy", a.clone()));
+        out.push((RelationKind::ApprovedBy, a.clone()));
     }
     if !op.op.merger.is_empty() {
-        out.push(("deployedBy", op.op.merger.clone()));
+        out.push((RelationKind::DeployedBy, op.op.merger.clone()));
     }
     out
 }
 
-fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
+fn entity(id: &str, kind: EntityKind, name: &str, repo: &RepoName) -> Entity {
     Entity {
         id: id.to_string(),
         kind,
@@ -318,9 +438,24 @@ fn entity(id: &str, kind: &'static str, name: &str, repo: &RepoName) -> Entity {
     }
 }
 
-fn rel(kind: &'static str, target: &str) -> Relation {
+fn rel(kind: RelationKind, target: &str) -> Relation {
     Relation {
         kind,
         target: target.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn the_kinds_list_names_every_kind() {
+        let names: Vec<&str> = EntityKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, KINDS);
+        for k in EntityKind::ALL {
+            assert_eq!(EntityKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).expect("json"), k.as_str());
+        }
     }
 }

@@ -10,9 +10,9 @@
 //! Dependencies point down: handlers use checks, identity, runner, store, forge and repo; nothing
 //! below imports a handler.
 
+pub mod commands;
 pub mod comment;
 pub mod feedback;
-pub mod lifecycle;
 pub mod merge;
 pub mod notes;
 pub mod pr;
@@ -158,7 +158,7 @@ impl From<&crate::store::KnownRepository> for Target {
 }
 
 /// Sets an environment's lifecycle timers from its manifest on the default branch (see
-/// [`crate::lifecycle`]); an environment that is gone, or has no manifest, has none.
+/// [`crate::timers`]); an environment that is gone, or has no manifest, has none.
 pub(crate) async fn set_timers(
     deps: &Deps,
     repo: &RepoName,
@@ -173,7 +173,7 @@ pub(crate) async fn set_timers(
     match manifest {
         Some(m) if live => {
             let now = deps.config.lifecycle.clock.now();
-            let (set, clear) = crate::lifecycle::timers_for(repo, m, &deps.config.lifecycle, now);
+            let (set, clear) = crate::timers::timers_for(repo, m, &deps.config.lifecycle, now);
             for t in &set {
                 deps.store.set_timer(t).await?;
             }

@@ -38,7 +38,7 @@ pub async fn run(deps: Arc<Deps>, stop: CancellationToken) {
         match deps.store.outbox_depth().await {
             Ok(depth) => {
                 let age = depth.oldest_ms.map_or(Duration::ZERO, |t| {
-                    let ms = chrono::Utc::now().timestamp_millis().saturating_sub(t);
+                    let ms = crate::clock::wall().timestamp_millis().saturating_sub(t);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
                 });
                 deps.metrics.set_notes_pending(depth.pending, age);

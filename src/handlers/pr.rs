@@ -8,7 +8,7 @@ use super::{comment, environment_changes, governance_changes, preview};
 use crate::checks::{self, Change, CheckKind, Governance, PrContext, Report};
 use crate::event::{Installation, PrInfo, Repository};
 use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
-use crate::store::NewRun;
+use crate::store::NewEvaluation;
 use std::sync::Arc;
 
 /// Re-runs the checks of PR `number` at its current head, read from the API (the event
@@ -164,7 +164,7 @@ async fn run(
     let report = evaluate(deps, pr, &prep, ctx.clone()).await?;
     let run_id = deps
         .store
-        .insert_run(NewRun {
+        .insert_evaluation(NewEvaluation {
             repo: pr.repo.clone(),
             pr: pr.number,
             head_sha: pr.head_sha.clone(),
@@ -234,7 +234,7 @@ async fn run(
     ctx.previews = Some(set.clone());
     let report = evaluate(deps, pr, &prep, ctx).await?;
     deps.store
-        .update_run_report(run_id, to_json(&report)?)
+        .update_evaluation_report(run_id, to_json(&report)?)
         .await?;
     post(
         deps,

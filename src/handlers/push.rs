@@ -42,7 +42,7 @@ pub async fn handle(
     if touched.is_empty() {
         return Ok(());
     }
-    let waited = chrono::Utc::now().timestamp_millis() - received_at_ms;
+    let waited = crate::clock::wall().timestamp_millis() - received_at_ms;
     // Ask GitHub which pull request the commit came from, rather than wait for the merge
     // event: a PR merged as this very commit explains the push (its merge event
     // provisions); an answer without one is a direct push, flagged at once (after one
@@ -193,7 +193,7 @@ fn ungoverned_notes(
     touched: &[(String, &'static str)],
     pusher: Option<String>,
 ) -> String {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = crate::clock::wall().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut text = String::new();
     for (path, change) in touched {
         // A manifest's record is its environment's; any other path's is the repository's

@@ -134,8 +134,6 @@ pub struct WebhookAnswer {
     pub ignored: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 fn answer(status: StatusCode, body: WebhookAnswer) -> Response {
@@ -149,14 +147,9 @@ fn ok() -> WebhookAnswer {
     }
 }
 
+/// A refusal, as problem details (the same shape as the API's).
 fn error(status: StatusCode, message: &str) -> Response {
-    answer(
-        status,
-        WebhookAnswer {
-            error: Some(message.to_string()),
-            ..WebhookAnswer::default()
-        },
-    )
+    crate::problem::Problem::new(status, message).into_response()
 }
 
 /// Size in KiB (rounded up) of `bytes`, the unit of the in-flight budget.
@@ -176,11 +169,11 @@ fn kib(bytes: usize) -> u32 {
     responses(
         (status = 202, description = "Stored; it will be processed", body = WebhookAnswer),
         (status = 200, description = "A redelivery, or an event Paved ignores", body = WebhookAnswer),
-        (status = 400, description = "Headers or payload unusable", body = WebhookAnswer),
-        (status = 401, description = "Invalid or missing signature", body = WebhookAnswer),
-        (status = 411, description = "No Content-Length", body = WebhookAnswer),
-        (status = 413, description = "Body over 25 MiB", body = WebhookAnswer),
-        (status = 503, description = "Not stored; GitHub should retry", body = WebhookAnswer),
+        (status = 400, description = "Headers or payload unusable", body = crate::problem::Problem),
+        (status = 401, description = "Invalid or missing signature", body = crate::problem::Problem),
+        (status = 411, description = "No Content-Length", body = crate::problem::Problem),
+        (status = 413, description = "Body over 25 MiB", body = crate::problem::Problem),
+        (status = 503, description = "Not stored, or too many bodies in flight; GitHub should retry", body = crate::problem::Problem),
     ))]
 async fn receive(State(state): State<IntakeState>, request: Request) -> Response {
     let m = &state.metrics;

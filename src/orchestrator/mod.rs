@@ -20,14 +20,66 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// What a request asks for.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestAction {
+    /// A new environment (its manifest added).
+    Create,
+    /// New parameters, type, template, tags or expiry.
+    Update,
+    /// A later `expiresAt`, nothing else.
+    Extend,
+    /// The environment torn down (its manifest deleted).
+    Delete,
+}
+
+impl RequestAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestAction::Create => "create",
+            RequestAction::Update => "update",
+            RequestAction::Extend => "extend",
+            RequestAction::Delete => "delete",
+        }
+    }
+
+    /// The action a form or a command line names.
+    pub fn parse(s: &str) -> Option<RequestAction> {
+        [
+            RequestAction::Create,
+            RequestAction::Update,
+            RequestAction::Extend,
+            RequestAction::Delete,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RequestAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `POST /api/v1/requests`.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestBody {
     /// `owner/name` of the environments repository.
     pub repository: String,
-    /// `create`, `update`, `extend` or `delete`.
-    pub action: String,
+    pub action: RequestAction,
     /// The environment's name (`metadata.name`).
     pub environment: String,
     /// The owning team (required for `create`).
@@ -63,8 +115,13 @@ pub struct Problem {
 /// Why a request was not opened. Nothing was pushed and no pull request was opened.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// Not what the API allows (a field's format): 400.
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed, but not a request that can be made (a field the action needs is
+    /// missing, or one it cannot take): 422.
+    #[error("{0}")]
+    Unusable(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -98,7 +155,7 @@ pub struct Opened {
 
 /// Where a request stands (`GET /api/v1/requests/{id}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub enum Lifecycle {
+pub enum RequestState {
     /// Its pull request is open and its checks are not all in.
     #[serde(rename = "open")]
     Open,
@@ -150,7 +207,7 @@ pub struct RequestStatus {
     pub team: String,
     pub requester: String,
     pub branch: String,
-    pub state: Lifecycle,
+    pub state: RequestState,
     pub pull_request: Option<PullRequestLink>,
     /// The `paved/*` statuses of the open pull request's head.
     pub verdicts: Vec<crate::forge::people::CommitStatus>,
@@ -191,12 +248,6 @@ impl Orchestrator {
         };
         let repo = RepoName::parse(&body.repository)
             .map_err(|_| RequestError::BadRequest("repository: write owner/name".into()))?;
-        let action = body.action.as_str();
-        if !["create", "update", "extend", "delete"].contains(&action) {
-            return Err(RequestError::BadRequest(
-                "action: one of create, update, extend, delete".into(),
-            ));
-        }
         names::check_environment_name(&body.environment)
             .map_err(|e| RequestError::BadRequest(format!("environment: {e}")))?;
         // A repository Paved does not serve and one where the caller has no role are
@@ -228,7 +279,7 @@ impl Orchestrator {
             let owner = names::parse_manifest_path(path)
                 .map(|m| m.team)
                 .unwrap_or_default();
-            if body.action != "create" && !access.acts_for(&owner) {
+            if body.action != RequestAction::Create && !access.acts_for(&owner) {
                 return Err(RequestError::NotFound(format!(
                     "no environment {} on the default branch",
                     body.environment
@@ -240,9 +291,9 @@ impl Orchestrator {
             return Err(forbidden(&team));
         }
         let content = content_of(&body, login, &team, current.existing.as_ref())?;
-        let kind = match (action, &current.existing) {
-            ("create", _) => ChangeKind::Added,
-            ("delete", _) => ChangeKind::Deleted,
+        let kind = match (body.action, &current.existing) {
+            (RequestAction::Create, _) => ChangeKind::Added,
+            (RequestAction::Delete, _) => ChangeKind::Deleted,
             _ => ChangeKind::Modified,
         };
         let problems = self
@@ -295,16 +346,16 @@ impl Orchestrator {
         existing: Option<&(String, String)>,
     ) -> Result<(String, String), RequestError> {
         let name = &body.environment;
-        match (body.action.as_str(), existing) {
-            ("create", Some(_)) => Err(RequestError::Conflict {
+        match (body.action, existing) {
+            (RequestAction::Create, Some(_)) => Err(RequestError::Conflict {
                 message: format!(
                     "an environment named {name} already exists: choose another name, or ask to update it"
                 ),
                 pull_request: None,
             }),
-            ("create", None) => {
+            (RequestAction::Create, None) => {
                 let team = body.team.clone().ok_or_else(|| {
-                    RequestError::BadRequest("team: required to create an environment".into())
+                    RequestError::Unusable("team: required to create an environment".into())
                 })?;
                 names::check_team_name(&team)
                     .map_err(|e| RequestError::BadRequest(format!("team: {e}")))?;
@@ -316,9 +367,9 @@ impl Orchestrator {
             (_, Some((path, _))) => {
                 let team = names::parse_manifest_path(path)
                     .map(|m| m.team)
-                    .map_err(RequestError::BadRequest)?;
+                    .map_err(RequestError::Unusable)?;
                 if body.team.as_deref().is_some_and(|t| t != team) {
-                    return Err(RequestError::BadRequest(format!(
+                    return Err(RequestError::Unusable(format!(
                         "team: {name} belongs to team {team}; a request cannot move it"
                     )));
                 }
@@ -443,7 +494,7 @@ impl Orchestrator {
         let branch = crate::repo::unguessable_branch("requests", name);
         let new = NewRequest {
             repo: known.repo.clone(),
-            action: body.action.clone(),
+            action: body.action.to_string(),
             env_name: name.clone(),
             team: team.to_string(),
             requester: login.to_string(),
@@ -459,7 +510,7 @@ impl Orchestrator {
         };
         let message = format!(
             "{} environment {team}/{name}\n\nAsked for through Paved (request {id}).\n\nRequested-by: {login}\n",
-            capitalised(&body.action)
+            capitalised(body.action.as_str())
         );
         let pushed = {
             let (branch, path, tip) = (branch.clone(), path.to_string(), tip.clone());
@@ -498,7 +549,7 @@ impl Orchestrator {
         self.store.set_request_head(id, head.as_str()).await?;
         let title = format!(
             "{} {team}/{name} (requested by @{login})",
-            capitalised(&body.action)
+            capitalised(body.action.as_str())
         );
         let text = format!(
             "Opened by Paved for @{login} (request {id}): {} `{path}`.\n\nThe checks, approvals and merge work as for any pull request; @{login} counts as its author.\n",
@@ -542,7 +593,7 @@ impl Orchestrator {
         let mut verdicts = Vec::new();
         let mut operations = Vec::new();
         let state = match (req.pr_number, known) {
-            (None, _) | (_, None) => Lifecycle::Abandoned,
+            (None, _) | (_, None) => RequestState::Abandoned,
             (Some(n), Some(known)) => {
                 let gh = self
                     .forge
@@ -574,9 +625,9 @@ impl Orchestrator {
                             state: o.state,
                         });
                     }
-                    lifecycle_after_merge(&ops)
+                    state_after_merge(&ops)
                 } else if pull["state"] == "closed" {
-                    Lifecycle::Abandoned
+                    RequestState::Abandoned
                 } else {
                     let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
                     let statuses = gh
@@ -587,7 +638,7 @@ impl Orchestrator {
                         .into_iter()
                         .filter(|s| s.context.starts_with("paved/"))
                         .collect();
-                    let state = lifecycle_open(&paved);
+                    let state = state_while_open(&paved);
                     verdicts = paved;
                     state
                 }
@@ -613,9 +664,9 @@ impl Orchestrator {
 }
 
 /// The state of an open pull request from its `paved/*` statuses.
-fn lifecycle_open(statuses: &[crate::forge::people::CommitStatus]) -> Lifecycle {
+fn state_while_open(statuses: &[crate::forge::people::CommitStatus]) -> RequestState {
     if statuses.is_empty() || statuses.iter().any(|s| s.state == "pending") {
-        return Lifecycle::Open;
+        return RequestState::Open;
     }
     let failing: Vec<&str> = statuses
         .iter()
@@ -623,22 +674,22 @@ fn lifecycle_open(statuses: &[crate::forge::people::CommitStatus]) -> Lifecycle 
         .map(|s| s.context.as_str())
         .collect();
     match failing.as_slice() {
-        [] => Lifecycle::Ready,
-        only if only.iter().all(|c| *c == "paved/approval") => Lifecycle::AwaitingApproval,
-        _ => Lifecycle::ChecksFailed,
+        [] => RequestState::Ready,
+        only if only.iter().all(|c| *c == "paved/approval") => RequestState::AwaitingApproval,
+        _ => RequestState::ChecksFailed,
     }
 }
 
 /// The state after the merge, from the environment's operations on the merge commit.
-fn lifecycle_after_merge(ops: &[crate::store::OperationRecord]) -> Lifecycle {
+fn state_after_merge(ops: &[crate::store::OperationRecord]) -> RequestState {
     use crate::store::OpState;
     let Some(last) = ops.iter().max_by_key(|o| o.id.0) else {
-        return Lifecycle::Merged;
+        return RequestState::Merged;
     };
     match last.state {
-        OpState::Succeeded => Lifecycle::Succeeded,
-        OpState::Planned | OpState::Running => Lifecycle::Provisioning,
-        _ => Lifecycle::Failed,
+        OpState::Succeeded => RequestState::Succeeded,
+        OpState::Planned | OpState::Running => RequestState::Provisioning,
+        _ => RequestState::Failed,
     }
 }
 
@@ -657,9 +708,9 @@ fn content_of(
     team: &str,
     existing: Option<&(String, String)>,
 ) -> Result<Option<Vec<u8>>, RequestError> {
-    match (body.action.as_str(), existing) {
-        ("delete", _) => Ok(None),
-        ("create", _) => yaml_bytes(&new_manifest(body, login, team)?),
+    match (body.action, existing) {
+        (RequestAction::Delete, _) => Ok(None),
+        (RequestAction::Create, _) => yaml_bytes(&new_manifest(body, login, team)?),
         (_, None) => Err(RequestError::NotFound(format!(
             "no environment {} on the default branch",
             body.environment
@@ -673,7 +724,7 @@ fn key(k: &str) -> serde_yaml::Value {
 }
 
 fn json_to_yaml(v: &serde_json::Value) -> Result<serde_yaml::Value, RequestError> {
-    serde_yaml::to_value(v).map_err(|e| RequestError::BadRequest(e.to_string()))
+    serde_yaml::to_value(v).map_err(|e| RequestError::Unusable(e.to_string()))
 }
 
 /// A new manifest: `metadata` (name, team, the requester as owner) and `spec` from the body.
@@ -737,10 +788,10 @@ fn edited_manifest(
     let spec = doc
         .get_mut("spec")
         .and_then(Value::as_mapping_mut)
-        .ok_or_else(|| RequestError::BadRequest(format!("{path}: no spec")))?;
-    if body.action == "extend" {
+        .ok_or_else(|| RequestError::Unusable(format!("{path}: no spec")))?;
+    if body.action == RequestAction::Extend {
         let Some(x) = &body.expires_at else {
-            return Err(RequestError::BadRequest(
+            return Err(RequestError::Unusable(
                 "expiresAt: required to extend an environment".into(),
             ));
         };
@@ -749,7 +800,7 @@ fn edited_manifest(
             || body.template.is_some()
             || body.tags.is_some()
         {
-            return Err(RequestError::BadRequest(
+            return Err(RequestError::Unusable(
                 "extend only moves expiresAt: ask to update for anything else".into(),
             ));
         }
@@ -787,5 +838,5 @@ fn edited_manifest(
 fn yaml_bytes(v: &serde_yaml::Value) -> Result<Option<Vec<u8>>, RequestError> {
     serde_yaml::to_string(v)
         .map(|s| Some(s.into_bytes()))
-        .map_err(|e| RequestError::BadRequest(e.to_string()))
+        .map_err(|e| RequestError::Unusable(e.to_string()))
 }

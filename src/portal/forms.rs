@@ -85,6 +85,7 @@ fn form_of(
     teams: &[String],
     platform: Option<&crate::manifest::platform::Platform>,
     posted: &BTreeMap<String, String>,
+    today: chrono::DateTime<chrono::Utc>,
 ) -> RequestForm {
     let mut fields = Vec::new();
     let mut name = field("environment", "Environment name", "text");
@@ -126,10 +127,9 @@ fn form_of(
         .collect::<Option<Vec<u64>>>()
         .and_then(|v| v.into_iter().max());
     expires.max = longest.map(|secs| {
-        (chrono::Utc::now()
-            + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2)))
-        .format("%Y-%m-%d")
-        .to_string()
+        (today + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2)))
+            .format("%Y-%m-%d")
+            .to_string()
     });
     fields.push(expires);
     let needed: Vec<String> = types
@@ -238,7 +238,13 @@ async fn page(
         let empty = BTreeMap::new();
         let governance = s.api.directory.governance(&repo).await;
         let platform = governance.as_ref().and_then(|(_, g)| g.platform());
-        let mut form = form_of(t, &teams, platform, this.map_or(&empty, |(p, _)| p));
+        let mut form = form_of(
+            t,
+            &teams,
+            platform,
+            this.map_or(&empty, |(p, _)| p),
+            s.api.clock.now(),
+        );
         if let Some((_, problems)) = this {
             for (at, message) in problems {
                 match at
@@ -398,9 +404,13 @@ pub(super) async fn submit(
     if !problems.is_empty() {
         return back(&s, &sess, &posted, &action, problems).await;
     }
+    let Some(request_action) = crate::orchestrator::RequestAction::parse(&action) else {
+        problems.push((None, format!("{action:?}: not an action")));
+        return back(&s, &sess, &posted, &action, problems).await;
+    };
     let body = RequestBody {
         repository,
-        action: action.clone(),
+        action: request_action,
         environment: get("environment").unwrap_or_default(),
         team: get("team"),
         env_type: get("type"),

@@ -86,7 +86,10 @@ pub(super) async fn page(
     let choices: Vec<(String, String)> = graph
         .entities
         .values()
-        .filter(|e| e.kind == "team" || e.kind == "environment")
+        .filter(|e| {
+            e.kind == crate::graph::EntityKind::Team
+                || e.kind == crate::graph::EntityKind::Environment
+        })
         .map(|e| {
             (
                 e.id.clone(),
@@ -99,12 +102,18 @@ pub(super) async fn page(
         .filter(|id| graph.entities.contains_key(id))
         .or_else(|| {
             let mine = graph.entities.values().find(|e| {
-                e.kind == "user"
+                e.kind == crate::graph::EntityKind::User
                     && e.name.eq_ignore_ascii_case(&sess.login)
-                    && e.relations.iter().any(|r| r.kind == "memberOf")
+                    && e.relations
+                        .iter()
+                        .any(|r| r.kind == crate::graph::RelationKind::MemberOf)
             });
-            mine.and_then(|u| u.relations.iter().find(|r| r.kind == "memberOf"))
-                .map(|r| r.target.clone())
+            mine.and_then(|u| {
+                u.relations
+                    .iter()
+                    .find(|r| r.kind == crate::graph::RelationKind::MemberOf)
+            })
+            .map(|r| r.target.clone())
         })
         .or_else(|| choices.first().map(|c| c.0.clone()))
         .unwrap_or_default();
@@ -132,7 +141,7 @@ pub(super) async fn page(
         nodes.push(Node {
             id: center.id.clone(),
             kind: center.kind.to_string(),
-            kind_label: short_kind(center.kind),
+            kind_label: short_kind(center.kind.as_str()),
             name: center.name.clone(),
             x: cx,
             y: cy,
@@ -149,7 +158,7 @@ pub(super) async fn page(
             nodes.push(Node {
                 id: id.clone(),
                 kind: e.kind.to_string(),
-                kind_label: short_kind(e.kind),
+                kind_label: short_kind(e.kind.as_str()),
                 name: e.name.clone(),
                 x,
                 y,

@@ -110,7 +110,7 @@ impl PortalState {
             session::SESSION,
             session::cookie(headers, session::SESSION)?,
         )?;
-        (s.expires > chrono::Utc::now().timestamp()).then_some(s)
+        (s.expires > crate::clock::wall().timestamp()).then_some(s)
     }
 }
 
@@ -145,7 +145,18 @@ pub fn router(api: ApiState, config: &PortalConfig) -> Router {
             "/environments/{owner}/{repo}/{name}/reconcile",
             post(pages::reconcile),
         )
+        .fallback(missing)
         .with_state(state)
+}
+
+/// A path no route serves: the API's get problem details, the portal's a page.
+async fn missing(uri: axum::http::Uri) -> Response {
+    if crate::api::is_api_path(uri.path()) {
+        crate::problem::Problem::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path()))
+            .into_response()
+    } else {
+        refused(StatusCode::NOT_FOUND, "No such page.")
+    }
 }
 
 async fn stylesheet() -> Response {
@@ -239,7 +250,7 @@ async fn login(
     let state = OauthState {
         state: session::random_token(),
         next,
-        expires: chrono::Utc::now().timestamp() + 600,
+        expires: crate::clock::wall().timestamp() + 600,
     };
     let mut url = match url::Url::parse(&format!("{}/login/oauth/authorize", s.config.web_url)) {
         Ok(u) => u,
@@ -291,7 +302,7 @@ async fn callback(
         );
     };
     if !session::same_token(state, &pending.state)
-        || pending.expires < chrono::Utc::now().timestamp()
+        || pending.expires < crate::clock::wall().timestamp()
     {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -358,7 +369,7 @@ async fn callback(
     let session = Session {
         login,
         csrf: session::random_token(),
-        expires: chrono::Utc::now().timestamp() + ttl,
+        expires: crate::clock::wall().timestamp() + ttl,
     };
     let mut r = Redirect::to(&local_path(&pending.next)).into_response();
     let h = r.headers_mut();

@@ -83,7 +83,8 @@ pub(super) async fn page(State(s): State<PortalState>, headers: HeaderMap) -> Re
     ) else {
         return unavailable();
     };
-    let now = chrono::Utc::now();
+    // Ages against the store's own timestamps: the machine's time.
+    let now = crate::clock::wall();
     let mut operations = Vec::new();
     for repo in &repos {
         let Ok(ops) = s.api.store.unfinished_operations(repo).await else {

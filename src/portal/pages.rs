@@ -5,7 +5,7 @@ use super::{html, sign_in_page, Chrome, PortalState};
 use crate::api::answers::{RequestAnswer, RequestLinks};
 use crate::identity::Caller;
 use crate::ids::RepoName;
-use crate::orchestrator::Lifecycle;
+use crate::orchestrator::RequestState;
 use crate::store::{EnvironmentRecord, OperationRecord};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -99,7 +99,11 @@ pub(super) async fn environments(
     let team = f.team.clone().filter(|t| !t.is_empty());
     let mut teams: Vec<String> = Vec::new();
     let mut groups: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
-    for e in graph.entities.values().filter(|e| e.kind == "environment") {
+    for e in graph
+        .entities
+        .values()
+        .filter(|e| e.kind == crate::graph::EntityKind::Environment)
+    {
         let Some(t) = e.team.clone() else { continue };
         if !teams.contains(&t) {
             teams.push(t.clone());
@@ -107,7 +111,7 @@ pub(super) async fn environments(
         if team.as_deref().is_some_and(|x| x != t) || !e.name.to_ascii_lowercase().contains(&q) {
             continue;
         }
-        let of = |kind: &str| {
+        let of = |kind: crate::graph::RelationKind| {
             e.relations
                 .iter()
                 .find(|r| r.kind == kind)
@@ -140,8 +144,11 @@ pub(super) async fn environments(
                 href: format!("/environments/{}/{}", e.repository, e.name),
                 name: e.name.clone(),
                 state: e.state.clone().unwrap_or_default(),
-                env_type: of("ofType"),
-                template: e.provider.clone().unwrap_or_else(|| of("instanceOf")),
+                env_type: of(crate::graph::RelationKind::OfType),
+                template: e
+                    .provider
+                    .clone()
+                    .unwrap_or_else(|| of(crate::graph::RelationKind::InstanceOf)),
                 links,
                 url_text: e.url_text.clone(),
             });
@@ -149,7 +156,7 @@ pub(super) async fn environments(
     teams.sort();
     // Expiry dates, from the manifests on each repository's default branch: one fetch
     // per repository, whatever its number of teams.
-    let now = chrono::Utc::now();
+    let now = s.api.clock.now();
     let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for ((repository, team), rows) in &groups {
         wanted
@@ -304,7 +311,7 @@ pub(super) async fn environment(
         outputs,
         operations,
         pulls_url: format!("{web}/pull"),
-        today: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        today: s.api.clock.now().format("%Y-%m-%d").to_string(),
         upcoming,
         drift_issue_url,
         may_act,
@@ -335,7 +342,7 @@ pub(super) async fn reconcile(
         Err(_) => return unavailable(),
     }
     let now = s.api.clock.now();
-    if crate::lifecycle::ask_reconcile(s.api.store.as_ref(), &repo_name, &name, &sess.login, now)
+    if crate::timers::ask_reconcile(s.api.store.as_ref(), &repo_name, &name, &sess.login, now)
         .await
         .is_err()
     {
@@ -395,7 +402,7 @@ pub(super) async fn request(
     };
     let in_progress = !matches!(
         status.state,
-        Lifecycle::Succeeded | Lifecycle::Failed | Lifecycle::Abandoned
+        RequestState::Succeeded | RequestState::Failed | RequestState::Abandoned
     );
     let state = serde_json::to_value(status.state)
         .ok()

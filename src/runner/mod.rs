@@ -391,7 +391,7 @@ where
     F: FnOnce(u32) -> Fut + Send,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let started_at = Utc::now();
+    let started_at = crate::clock::wall();
     let previous_storage = spec.storage.clone().unwrap_or_default();
     let mut redactor = Redactor::new(spec.secrets.iter().map(String::as_str));
     let mut log = Capped::new(spec.output_limit);
@@ -410,7 +410,7 @@ where
                 storage: previous_storage,
                 pid: None,
                 started_at,
-                finished_at: Utc::now(),
+                finished_at: crate::clock::wall(),
             };
         }
     };
@@ -430,7 +430,7 @@ where
                 storage: previous_storage,
                 pid: None,
                 started_at,
-                finished_at: Utc::now(),
+                finished_at: crate::clock::wall(),
             };
             dir.remove().await;
             return result;
@@ -519,7 +519,7 @@ where
         storage,
         pid,
         started_at,
-        finished_at: Utc::now(),
+        finished_at: crate::clock::wall(),
     };
     dir.remove().await;
     result
@@ -536,7 +536,7 @@ async fn read_small_file(path: &std::path::Path) -> Option<Vec<u8>> {
 
 /// The result of a run that was refused before anything started: `why` is its error.
 pub fn not_run(why: String, storage: Vec<u8>) -> RunResult {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     RunResult {
         outcome: RunOutcome::NotRunnable(why),
         log: String::new(),

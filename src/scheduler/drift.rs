@@ -159,7 +159,7 @@ async fn keep_issue(
             let body = format!(
                 "`{team}/{name}` no longer matches its manifest `{}` (checked at `{}` on `{}`).\n\n{quoted}\n\nTo put it back as the manifest says, comment `/paved reconcile` here (a member of `{team}` or the platform team): Paved runs its deploy again with the last parameters. This issue is edited by each check and closed when the environment is back in sync.\n",
                 snap.manifest_path,
-                crate::lifecycle::canonical(deps.config.lifecycle.clock.now()),
+                crate::timers::canonical(deps.config.lifecycle.clock.now()),
                 snap.at.short(),
             );
             match issue {
@@ -180,7 +180,7 @@ async fn keep_issue(
         (DriftState::InSync, Some(n)) => {
             let body = format!(
                 "`{team}/{name}` is back in sync with its manifest (checked at `{}`).\n\n{quoted}\n",
-                crate::lifecycle::canonical(deps.config.lifecycle.clock.now())
+                crate::timers::canonical(deps.config.lifecycle.clock.now())
             );
             gh.update_issue(repo, n, &body, Some("closed")).await?;
             deps.store.set_drift_issue(repo, name, None).await?;

@@ -2,7 +2,7 @@
 //! and expiries, a schedule's stops and starts, drift checks, reconciles asked for.
 //!
 //! - **Durable.** Timers live in the store ([`crate::store::LifecycleStore`]), set by each
-//!   merge ([`crate::lifecycle`]) and by the scheduler itself; nothing is kept in memory,
+//!   merge ([`crate::timers`]) and by the scheduler itself; nothing is kept in memory,
 //!   so a deadline passed while every replica was down is found at the next start and acted
 //!   on once.
 //! - **One replica at a time.** It runs only while it holds the scheduler's lease (three
@@ -21,8 +21,8 @@ mod jobs;
 mod schedule;
 
 use crate::handlers::{Deps, WorkError};
-use crate::lifecycle;
 use crate::store::{EnvironmentRecord, OpState, Timer, TimerKind};
+use crate::timers;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -199,7 +199,7 @@ async fn catch_up_repo(
 /// `lifecycle.drift_concurrency` environments at once.
 pub async fn tick(deps: &Deps) -> Result<usize, WorkError> {
     let now = deps.config.lifecycle.clock.now();
-    let due = deps.store.due_timers(lifecycle::ms(now), BATCH).await?;
+    let due = deps.store.due_timers(timers::ms(now), BATCH).await?;
     let n = due.len();
     let mut by_env: BTreeMap<(String, String), Vec<Timer>> = BTreeMap::new();
     for t in due {
@@ -244,7 +244,7 @@ async fn run_env(deps: &Deps, timers: &[Timer], now: DateTime<Utc>) -> Result<()
         deps.store.clear_timers(repo, &env.name, &[]).await?;
         return Ok(());
     };
-    let expires = lifecycle::expires_at(&manifest).map(lifecycle::canonical);
+    let expires = timers::expires_at(&manifest).map(timers::canonical);
     let mut env = env;
     for t in timers {
         let current = |cause: &str| expires.as_deref() == Some(cause);
@@ -255,7 +255,7 @@ async fn run_env(deps: &Deps, timers: &[Timer], now: DateTime<Utc>) -> Result<()
             }
             TimerKind::Warn => {
                 // Past expiresAt already (a downtime): the expiry itself says it all.
-                let expired = lifecycle::expires_at(&manifest).is_some_and(|e| e <= now);
+                let expired = timers::expires_at(&manifest).is_some_and(|e| e <= now);
                 if !expired {
                     expiry::warn(deps, &snap, &env, t).await?;
                 }
@@ -282,7 +282,7 @@ async fn run_env(deps: &Deps, timers: &[Timer], now: DateTime<Utc>) -> Result<()
                 };
                 let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                 deps.store
-                    .fired_timer(t, Some((lifecycle::ms(next), t.cause.clone())))
+                    .fired_timer(t, Some((timers::ms(next), t.cause.clone())))
                     .await?;
             }
             TimerKind::Reconcile => {
@@ -319,14 +319,14 @@ async fn reconcile(
         .clear_timers(&t.repo, &env.name, &[TimerKind::Reconcile])
         .await?;
     if done.state == OpState::Succeeded && !deps.config.lifecycle.drift_interval.is_zero() {
-        let cause = lifecycle::drift_cause(&deps.config.lifecycle);
+        let cause = timers::drift_cause(&deps.config.lifecycle);
         let drift = Timer {
             kind: TimerKind::Drift,
             cause: cause.clone(),
             ..t.clone()
         };
         deps.store
-            .fired_timer(&drift, Some((lifecycle::ms(now), cause)))
+            .fired_timer(&drift, Some((timers::ms(now), cause)))
             .await?;
     }
     Ok(())

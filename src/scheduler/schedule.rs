@@ -46,7 +46,7 @@ pub(super) async fn switch(
     Ok(plan.next(switch, after).map(|(at, day)| {
         (
             at.timestamp_millis(),
-            crate::lifecycle::switch_cause(switch, day),
+            crate::timers::switch_cause(switch, day),
         )
     }))
 }

@@ -11,6 +11,7 @@
 //! its trait, its queries, its `impl_*!` macro, and one line per backend.
 
 pub mod deliveries;
+pub mod evaluations;
 pub mod imports;
 pub mod inventory;
 pub mod keys;
@@ -26,11 +27,11 @@ pub mod repositories;
 pub mod requests;
 pub mod retention;
 mod rows;
-pub mod runs;
 mod sql;
 pub mod sqlite;
 
 pub use deliveries::*;
+pub use evaluations::{EvaluationRecord, EvaluationStore, NewEvaluation};
 pub use imports::{ImportRecord, ImportStore, ImportedEnv, NewImport};
 pub use inventory::{
     public_outputs, Drift, DriftState, EnvState, EnvironmentFilter, EnvironmentRecord,
@@ -50,7 +51,6 @@ pub use recovery::Recovery;
 pub use repositories::{KnownRepository, RepositoryStore};
 pub use requests::{NewRequest, RequestRecord, RequestStore};
 pub use retention::{Prunable, RetentionStore};
-pub use runs::{NewRun, RunRecord, RunStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,7 +71,7 @@ pub enum StoreError {
 /// implements each aggregate's trait.
 pub trait Store:
     DeliveryStore
-    + RunStore
+    + EvaluationStore
     + OperationStore
     + LockStore
     + MergeStore
@@ -93,7 +93,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: DeliveryStore
-        + RunStore
+        + EvaluationStore
         + OperationStore
         + LockStore
         + MergeStore
@@ -117,8 +117,8 @@ impl<T> Store for T where
 /// `use crate::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeliveryStore, ImportStore, InventoryStore, KeyStore, LifecycleStore, LockStore,
-        MergeStore, NoteStore, OperationStore, PreviewStore, Recovery, RepositoryStore,
-        RequestStore, RetentionStore, RunStore, Store,
+        DeliveryStore, EvaluationStore, ImportStore, InventoryStore, KeyStore, LifecycleStore,
+        LockStore, MergeStore, NoteStore, OperationStore, PreviewStore, Recovery, RepositoryStore,
+        RequestStore, RetentionStore, Store,
     };
 }

@@ -2,10 +2,10 @@
 //! the same columns (Unix-ms integers, JSON as text), so a record reads the same from either.
 
 use super::{
-    DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord, NewOperation, OpKind, OpState,
-    OperationRecord, RunRecord, StoreError,
+    DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord, EvaluationRecord, NewOperation,
+    OpKind, OpState, OperationRecord, StoreError,
 };
-use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName, RunId};
+use crate::ids::{CommitSha, DeploymentId, EvaluationId, OperationId, RepoName};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::BTreeMap;
 
@@ -223,7 +223,7 @@ where
 }
 
 /// A check run (columns: id, repo, pr, head_sha, base_sha, delivery_id, report, created_at).
-pub(super) fn run_from_row<'r, R>(r: &'r R) -> Result<RunRecord, StoreError>
+pub(super) fn run_from_row<'r, R>(r: &'r R) -> Result<EvaluationRecord, StoreError>
 where
     R: Row,
     &'static str: ColumnIndex<R>,
@@ -232,8 +232,8 @@ where
 {
     let id: i64 = r.try_get("id")?;
     let report: String = r.try_get("report")?;
-    Ok(RunRecord {
-        id: RunId(id),
+    Ok(EvaluationRecord {
+        id: EvaluationId(id),
         repo: r.try_get("repo")?,
         pr: to_u64(r.try_get("pr")?, "pull request number")?,
         head_sha: r.try_get("head_sha")?,

@@ -73,12 +73,12 @@ mod tests {
         let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
             .await
             .expect("memory");
-        let before = chrono::Utc::now().timestamp_millis();
+        let before = crate::clock::wall().timestamp_millis();
         let now: i64 = sqlx::query_scalar(&sqlite("SELECT paved_now_ms()"))
             .fetch_one(&mut conn)
             .await
             .expect("clock");
-        let after = chrono::Utc::now().timestamp_millis();
+        let after = crate::clock::wall().timestamp_millis();
         assert!(
             before - 1 <= now && now <= after + 1,
             "{before} <= {now} <= {after}"

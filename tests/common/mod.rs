@@ -116,6 +116,52 @@ pub struct Harness {
     next_delivery: std::sync::atomic::AtomicU64,
     /// The PostgreSQL database of this test, in the PostgreSQL suite.
     pub database: Option<TestDatabase>,
+    /// Requests GitHub is expected to refuse in this test (see [`Harness::allow_rejections`]).
+    allowed_rejections: Vec<RejectionRule>,
+}
+
+/// Which of GitHub's refusals a test expects.
+type RejectionRule = Box<dyn Fn(&github_emulator::RequestRecord) -> bool + Send + Sync>;
+
+/// When a harness closes, GitHub (the strict emulator) refused no request Paved made, but
+/// the ones the test said it expects: every test checks that Paved asks GitHub only what
+/// GitHub's published schema allows, without saying so by hand.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let refused: Vec<_> = self
+            .github
+            .rejected()
+            .into_iter()
+            .filter(|r| !self.allowed_rejections.iter().any(|allow| allow(r)))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "GitHub emulator rejected requests: {refused:#?}"
+        );
+    }
+}
+
+/// Waits until `check` gives a value, asking again every 20 ms, and fails the test naming
+/// `what` when [`DEADLINE`] passes first. The one way tests wait: on a condition, with a
+/// deadline, never a sleep standing in for it.
+pub async fn eventually<T>(
+    what: impl std::fmt::Display,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Harness {
@@ -162,15 +208,9 @@ impl Harness {
         // The PostgreSQL suite (tests/postgres_suite.rs) runs these same tests with a
         // database of their own on the PostgreSQL server.
         let database = if crate::POSTGRES_SUITE {
-            match postgres_server() {
-                Some(server) => Some(TestDatabase::create(&server).await),
-                None => {
-                    eprintln!(
-                        "PostgreSQL suite SKIPPED: PAVED_TEST_DATABASE_URL is not set, so this test ran on SQLite"
-                    );
-                    None
-                }
-            }
+            let server = postgres_server()
+                .expect("PAVED_TEST_DATABASE_URL is set: the suite is not built without it");
+            Some(TestDatabase::create(&server).await)
         } else {
             None
         };
@@ -185,6 +225,7 @@ impl Harness {
             client: testkit::service_client(),
             next_delivery: std::sync::atomic::AtomicU64::new(1),
             database,
+            allowed_rejections: Vec::new(),
         }
     }
 
@@ -226,6 +267,7 @@ impl Harness {
             portal: Default::default(),
             lifecycle: Default::default(),
             oidc: Default::default(),
+            log_format: Default::default(),
             api: paved::config::ApiConfig {
                 tokens: vec![paved::config::ServiceToken {
                     name: "tests".into(),
@@ -312,26 +354,20 @@ impl Harness {
 
     /// Waits until the delivery is done (or failed), by its state in Paved's API.
     pub async fn wait_delivery(&self, id: &str) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
+        eventually(format!("delivery {id} finished"), async || {
             let r = self
                 .client
                 .get(format!("{}/api/v1/deliveries/{id}", self.url()))
                 .send()
                 .await
                 .expect("api");
-            if r.status().is_success() {
-                let v: serde_json::Value = r.json().await.expect("json");
-                if v["state"] == "done" || v["state"] == "failed" {
-                    return v;
-                }
+            if !r.status().is_success() {
+                return None;
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "delivery {id} not finished within {DEADLINE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            let v: serde_json::Value = r.json().await.expect("json");
+            (v["state"] == "done" || v["state"] == "failed").then_some(v)
+        })
+        .await
     }
 
     /// Waits until every check posted on `sha` has left `pending`, and at least `min` exist.
@@ -353,13 +389,19 @@ impl Harness {
         self.github.comments(&self.repo.to_string(), pr)
     }
 
-    /// No request Paved made was refused as not matching GitHub's schema.
-    pub fn assert_no_rejections(&self) {
-        let rejected = self.github.rejected();
-        assert!(
-            rejected.is_empty(),
-            "GitHub emulator rejected requests: {rejected:#?}"
-        );
+    /// The test sends tokens GitHub does not know (made up, or revoked): GitHub answers
+    /// Paved's `GET /user` for each with 401, as it should.
+    pub fn allow_unknown_tokens(&mut self) {
+        self.allow_rejections(|r| r.method == "GET" && r.path == "/user" && r.status == 401);
+    }
+
+    /// Says which of GitHub's refusals this test expects (the check when the harness
+    /// closes lets them by).
+    pub fn allow_rejections(
+        &mut self,
+        rule: impl Fn(&github_emulator::RequestRecord) -> bool + Send + Sync + 'static,
+    ) {
+        self.allowed_rejections.push(Box::new(rule));
     }
 
     pub async fn stop(&mut self) {

@@ -104,6 +104,15 @@ impl Env {
         super::records::run_processes(&self.record_url, run_id)
     }
 
+    /// Waits until no process of run `run_id` runs any more.
+    pub async fn wait_run_gone(&self, run_id: &str, what: &str) {
+        super::eventually(
+            format!("{what}: run {run_id}'s processes gone"),
+            async || self.run_processes(run_id).is_empty().then_some(()),
+        )
+        .await
+    }
+
     pub async fn start_with(tweak: impl FnOnce(&mut paved::config::Config)) -> Env {
         Self::prepare().await.run_with(tweak).await
     }

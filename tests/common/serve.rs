@@ -1,10 +1,9 @@
 //! The real `paved serve` binary as a child process, configured through its environment.
 #![allow(dead_code)]
 
-use super::{Harness, DEADLINE, SECRET};
+use super::{Harness, SECRET};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Kills the child when dropped, so a failing assertion leaves no server running.
 pub struct Paved(pub Child);
@@ -67,37 +66,22 @@ pub async fn spawn_serve(
         .spawn()
         .expect("spawn paved");
     let url = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = h.client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "paved at {} did not become ready",
-            data_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let ready = format!("{url}/readyz");
+    let what = format!("paved at {} ready", data_dir.display());
+    super::eventually(what, async || {
+        let r = h.client.get(&ready).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     (Paved(child), url)
 }
 
 /// Waits until `path` holds something, and returns it.
 pub async fn wait_for_file(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::eventually(format!("{} written", path.display()), async || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .await
 }

@@ -120,7 +120,7 @@ pub(crate) async fn comments_runs_and_counts(b: &Backend) {
     );
     let report = serde_json::json!({"checks": [{"name": "paved/schema", "ok": true}]});
     let run_id = store
-        .insert_run(NewRun {
+        .insert_evaluation(NewEvaluation {
             repo: r.clone(),
             pr: PrNumber(3),
             head_sha: sha('a'),
@@ -130,7 +130,11 @@ pub(crate) async fn comments_runs_and_counts(b: &Backend) {
         })
         .await
         .expect("insert run");
-    let run = store.run(run_id).await.expect("run").expect("stored");
+    let run = store
+        .evaluation(run_id)
+        .await
+        .expect("run")
+        .expect("stored");
     assert_eq!(run.id, run_id);
     assert_eq!((run.repo.as_str(), run.pr), ("octo/env", 3));
     assert_eq!(run.head_sha, sha('a').as_str());
@@ -139,7 +143,7 @@ pub(crate) async fn comments_runs_and_counts(b: &Backend) {
     assert_eq!(run.report, report);
     assert!(chrono::DateTime::parse_from_rfc3339(&run.created_at).is_ok());
     assert!(store
-        .run(RunId(run_id.0 + 1000))
+        .evaluation(EvaluationId(run_id.0 + 1000))
         .await
         .expect("run")
         .is_none());
@@ -257,7 +261,7 @@ pub(crate) async fn retention(b: &Backend) {
         .await
         .expect("accept");
     let run_id = store
-        .insert_run(NewRun {
+        .insert_evaluation(NewEvaluation {
             repo: repo("octo/envs"),
             pr: PrNumber(7),
             head_sha: sha('a'),
@@ -359,7 +363,7 @@ pub(crate) async fn retention(b: &Backend) {
         state_of(store.as_ref(), "r-pending").await,
         DeliveryState::Pending
     );
-    assert!(store.run(run_id).await.expect("read").is_none());
+    assert!(store.evaluation(run_id).await.expect("read").is_none());
 
     // The operation and its outcome stay; only the log went. The inventory is whole.
     let kept = store.operation(op).await.expect("read").expect("kept");

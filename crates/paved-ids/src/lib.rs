@@ -191,7 +191,7 @@ numeric_id!(
 );
 numeric_id!(
     /// One evaluation of a pull request's head (what a status's `target_url` shows).
-    RunId(i64)
+    EvaluationId(i64)
 );
 numeric_id!(
     /// A GitHub issue or pull request comment.
@@ -274,8 +274,8 @@ mod tests {
     #[test]
     fn numeric_ids_are_plain_numbers_in_json() {
         assert_eq!(serde_json::to_string(&OperationId(7)).unwrap(), "7");
-        let r: RunId = serde_json::from_str("42").unwrap();
-        assert_eq!(r, RunId(42));
+        let r: EvaluationId = serde_json::from_str("42").unwrap();
+        assert_eq!(r, EvaluationId(42));
         assert_eq!("13".parse::<CommentId>().unwrap(), CommentId(13));
         assert_eq!(InstallationId(5).to_string(), "5");
     }

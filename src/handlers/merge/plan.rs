@@ -388,12 +388,12 @@ impl Planner<'_> {
         // (the policy's "in the past" follows from it).
         let expired = manifest
             .as_ref()
-            .and_then(crate::lifecycle::expires_at)
+            .and_then(crate::timers::expires_at)
             .filter(|exp| kind == OpKind::Deploy && *exp <= self.now)
             .map(|exp| {
                 format!(
                     "expired: expiresAt {} is already past, so nothing was provisioned; move it in a new pull request",
-                    crate::lifecycle::canonical(exp)
+                    crate::timers::canonical(exp)
                 )
             });
         let refused = expired.or_else(|| self.refusal(env));
@@ -470,9 +470,8 @@ impl Planner<'_> {
         else {
             return false;
         };
-        let new_exp = crate::lifecycle::expires_at(merged);
-        if new_exp.is_none_or(|e| e <= self.now) || new_exp == crate::lifecycle::expires_at(&before)
-        {
+        let new_exp = crate::timers::expires_at(merged);
+        if new_exp.is_none_or(|e| e <= self.now) || new_exp == crate::timers::expires_at(&before) {
             return false;
         }
         let strip = |m: &Manifest| {

@@ -37,6 +37,31 @@ pub(crate) async fn run_operation(
     item: &Item,
     id: OperationId,
 ) -> Result<(), WorkError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("operation", id = %id, repository = %at.repo,
+        environment = %item.op.env_name, kind = ?item.op.kind);
+    async {
+        let started = Instant::now();
+        let result = run_operation_in_span(deps, gh, at, src, item, id).await;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "operation run"
+        );
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_operation_in_span(
+    deps: &Deps,
+    gh: &GitHub,
+    at: &Target,
+    src: &RunSource,
+    item: &Item,
+    id: OperationId,
+) -> Result<(), WorkError> {
     let repo = &at.repo;
     let name = &item.op.env_name;
     let holder = format!("{}:{id}", deps.instance);

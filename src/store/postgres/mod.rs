@@ -225,7 +225,7 @@ impl PgStore {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-super::runs::impl_run_store!(PgStore, super::sql::postgres);
+super::evaluations::impl_evaluation_store!(PgStore, super::sql::postgres);
 super::inventory::impl_inventory_store!(PgStore, super::sql::postgres);
 super::operations::impl_operation_store!(PgStore, super::sql::postgres);
 super::locks::impl_lock_store!(PgStore, super::sql::postgres);

@@ -305,7 +305,7 @@ impl SqliteStore {
     }
 }
 
-super::runs::impl_run_store!(SqliteStore, super::sql::sqlite);
+super::evaluations::impl_evaluation_store!(SqliteStore, super::sql::sqlite);
 super::inventory::impl_inventory_store!(SqliteStore, super::sql::sqlite);
 super::operations::impl_operation_store!(SqliteStore, super::sql::sqlite);
 super::locks::impl_lock_store!(SqliteStore, super::sql::sqlite);
@@ -320,7 +320,7 @@ super::retention::impl_retention_store!(SqliteStore, super::sql::sqlite);
 super::lifecycle::impl_lifecycle_store!(SqliteStore, super::sql::sqlite);
 
 pub(super) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::wall().timestamp_millis()
 }
 
 thread_local! {

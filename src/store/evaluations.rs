@@ -1,14 +1,15 @@
-//! Check runs (what each status's `target_url` shows) and the summary comment Paved keeps
+//! Evaluations (what each status's `target_url` shows; the table is still `runs`, and the API
+//! serves one at `/api/v1/runs/{id}`) and the summary comment Paved keeps
 //! on each pull request.
 
 use super::StoreError;
-use crate::ids::{CommentId, CommitSha, DeliveryId, PrNumber, RepoName, RunId};
+use crate::ids::{CommentId, CommitSha, DeliveryId, EvaluationId, PrNumber, RepoName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// One evaluation of a pull request's head: what `target_url` of each status points at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewRun {
+pub struct NewEvaluation {
     pub repo: RepoName,
     pub pr: PrNumber,
     pub head_sha: CommitSha,
@@ -19,8 +20,8 @@ pub struct NewRun {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunRecord {
-    pub id: RunId,
+pub struct EvaluationRecord {
+    pub id: EvaluationId,
     pub repo: String,
     pub pr: u64,
     pub head_sha: String,
@@ -31,7 +32,7 @@ pub struct RunRecord {
 }
 
 #[async_trait]
-pub trait RunStore: Send + Sync + 'static {
+pub trait EvaluationStore: Send + Sync + 'static {
     /// The id of the summary comment Paved keeps on a pull request, if it made one.
     async fn pr_comment(
         &self,
@@ -44,14 +45,14 @@ pub trait RunStore: Send + Sync + 'static {
         pr: PrNumber,
         comment_id: CommentId,
     ) -> Result<(), StoreError>;
-    async fn insert_run(&self, run: NewRun) -> Result<RunId, StoreError>;
+    async fn insert_evaluation(&self, run: NewEvaluation) -> Result<EvaluationId, StoreError>;
     /// Replaces a run's report (its previews came after the other checks, SPEC 14).
-    async fn update_run_report(
+    async fn update_evaluation_report(
         &self,
-        id: RunId,
+        id: EvaluationId,
         report: serde_json::Value,
     ) -> Result<(), StoreError>;
-    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+    async fn evaluation(&self, id: EvaluationId) -> Result<Option<EvaluationRecord>, StoreError>;
 }
 
 pub(super) const PR_COMMENT: &str =
@@ -67,18 +68,18 @@ pub(super) const RUN: &str =
     "SELECT id, repo, pr, head_sha, base_sha, delivery_id, report, created_at \
      FROM runs WHERE id = $1";
 
-/// [`RunStore`] for a store with `reader()` and `write()`, in the dialect `$sql`.
-macro_rules! impl_run_store {
+/// [`EvaluationStore`] for a store with `reader()` and `write()`, in the dialect `$sql`.
+macro_rules! impl_evaluation_store {
     ($store:ty, $sql:path) => {
         #[async_trait::async_trait]
-        impl $crate::store::RunStore for $store {
+        impl $crate::store::EvaluationStore for $store {
             async fn pr_comment(
                 &self,
                 repo: &$crate::ids::RepoName,
                 pr: $crate::ids::PrNumber,
             ) -> Result<Option<$crate::ids::CommentId>, $crate::store::StoreError> {
                 use $crate::store::rows::{to_i64, to_u64};
-                let q = $sql($crate::store::runs::PR_COMMENT);
+                let q = $sql($crate::store::evaluations::PR_COMMENT);
                 let row: Option<i64> = sqlx::query_scalar(&q)
                     .bind(repo.to_string())
                     .bind(to_i64(pr.0, "pull request number")?)
@@ -100,7 +101,7 @@ macro_rules! impl_run_store {
                 let comment_id = to_i64(comment_id.0, "comment id")?;
                 self.write(move |conn| {
                     Box::pin(async move {
-                        let q = $sql($crate::store::runs::SET_PR_COMMENT);
+                        let q = $sql($crate::store::evaluations::SET_PR_COMMENT);
                         sqlx::query(&q)
                             .bind(&repo)
                             .bind(pr)
@@ -113,16 +114,16 @@ macro_rules! impl_run_store {
                 .await
             }
 
-            async fn insert_run(
+            async fn insert_evaluation(
                 &self,
-                run: $crate::store::NewRun,
-            ) -> Result<$crate::ids::RunId, $crate::store::StoreError> {
+                run: $crate::store::NewEvaluation,
+            ) -> Result<$crate::ids::EvaluationId, $crate::store::StoreError> {
                 use $crate::store::rows::{to_i64, to_json};
                 let pr = to_i64(run.pr.0, "pull request number")?;
                 let report = to_json(&run.report, "report")?;
                 self.write(move |conn| {
                     Box::pin(async move {
-                        let q = $sql($crate::store::runs::INSERT_RUN);
+                        let q = $sql($crate::store::evaluations::INSERT_RUN);
                         let id: i64 = sqlx::query_scalar(&q)
                             .bind(run.repo.to_string())
                             .bind(pr)
@@ -132,21 +133,21 @@ macro_rules! impl_run_store {
                             .bind(report)
                             .fetch_one(&mut *conn)
                             .await?;
-                        Ok($crate::ids::RunId(id))
+                        Ok($crate::ids::EvaluationId(id))
                     })
                 })
                 .await
             }
 
-            async fn update_run_report(
+            async fn update_evaluation_report(
                 &self,
-                id: $crate::ids::RunId,
+                id: $crate::ids::EvaluationId,
                 report: serde_json::Value,
             ) -> Result<(), $crate::store::StoreError> {
                 let report = $crate::store::rows::to_json(&report, "report")?;
                 self.write(move |conn| {
                     Box::pin(async move {
-                        let q = $sql($crate::store::runs::UPDATE_REPORT);
+                        let q = $sql($crate::store::evaluations::UPDATE_REPORT);
                         sqlx::query(&q)
                             .bind(report)
                             .bind(id.0)
@@ -158,11 +159,11 @@ macro_rules! impl_run_store {
                 .await
             }
 
-            async fn run(
+            async fn evaluation(
                 &self,
-                id: $crate::ids::RunId,
-            ) -> Result<Option<$crate::store::RunRecord>, $crate::store::StoreError> {
-                let q = $sql($crate::store::runs::RUN);
+                id: $crate::ids::EvaluationId,
+            ) -> Result<Option<$crate::store::EvaluationRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::evaluations::RUN);
                 let row = sqlx::query(&q)
                     .bind(id.0)
                     .fetch_optional(self.reader())
@@ -174,4 +175,4 @@ macro_rules! impl_run_store {
         }
     };
 }
-pub(super) use impl_run_store;
+pub(super) use impl_evaluation_store;

@@ -1,5 +1,5 @@
 //! One evaluation: the touched environments, each through its workflow's checks. The
-//! state ([`Run`]) caches listings and policy data so each team folder is read once; each
+//! state ([`Evaluation`]) caches listings and policy data so each team folder is read once; each
 //! check is a file of its own (`schema.rs`, `policy.rs`, `quota.rs`, `approval.rs`).
 
 use super::{
@@ -37,7 +37,7 @@ pub(super) fn changes_by_team(changes: &[Change]) -> HashMap<&str, Vec<(&str, Ch
 pub(super) type Names = Rc<BTreeSet<String>>;
 
 /// State for one evaluation: listings are cached so each team folder is listed once.
-pub(super) struct Run<'a> {
+pub(super) struct Evaluation<'a> {
     pub(super) gov: &'a Governance,
     pub(super) head: &'a dyn TreeReader,
     pub(super) default_branch: &'a dyn TreeReader,
@@ -60,7 +60,7 @@ pub(super) struct Read {
     pub(super) schema_errors: Vec<Diagnostic>,
 }
 
-impl Run<'_> {
+impl Evaluation<'_> {
     /// The report of one touched environment: its workflow's checks, each decided.
     pub(super) fn environment(&self, change: &Change) -> EnvironmentReport {
         // The environment as it is now, when the pull request changes or deletes an existing

@@ -1,15 +1,57 @@
-//! Commands about an environment's lifecycle given in GitHub: `/paved reconcile` on the
-//! issue Paved opened for a drifted environment (SPEC 11).
+//! Commands given in GitHub comments (`/paved …`): what each asks for, and who may.
+//! `recheck` and `plan` on a pull request; `reconcile` on the issue Paved opened for a
+//! drifted environment (SPEC 11).
 
+use super::pr::Previews;
 use super::{Deps, WorkError};
-use crate::event::{Installation, Repository};
+use crate::event::{CommentCommand, Event, Installation, Repository};
 use crate::identity::Caller;
-use crate::ids::{PrNumber, RepoName};
+use crate::ids::{DeliveryId, PrNumber, RepoName};
+
+/// Does what a `/paved …` comment asks, where it may be asked: `recheck` and `plan` on a
+/// pull request, `reconcile` on an issue. Anything else is logged and left.
+pub async fn handle(deps: &Deps, delivery: &DeliveryId, event: Event) -> Result<(), WorkError> {
+    let Event::Command {
+        command,
+        number,
+        on_pull_request,
+        commenter,
+        repository,
+        installation,
+    } = event
+    else {
+        return Ok(());
+    };
+    match (&command, on_pull_request) {
+        (CommentCommand::Recheck, true) => {
+            let how = (delivery, Previews::Keep);
+            super::pr::recheck(deps, &repository, installation, number, how).await
+        }
+        (CommentCommand::Plan, true) => {
+            let how = (delivery, Previews::Make);
+            super::pr::recheck(deps, &repository, installation, number, how).await
+        }
+        (CommentCommand::Reconcile, false) => {
+            reconcile(
+                deps,
+                &repository,
+                installation,
+                number,
+                commenter.as_deref(),
+            )
+            .await
+        }
+        _ => {
+            tracing::info!(%command, on_pull_request, "not a command Paved knows here; nothing to do");
+            Ok(())
+        }
+    }
+}
 
 /// `/paved reconcile` on a drift issue: queues a reconcile for the scheduler when the
 /// commenter is a member of the environment's team or the platform team, and says so on
 /// the issue either way. A comment on any other issue is ignored.
-pub async fn reconcile_comment(
+async fn reconcile(
     deps: &Deps,
     repository: &Repository,
     installation: Option<Installation>,
@@ -36,7 +78,7 @@ pub async fn reconcile_comment(
         _ => false,
     };
     let reply = if may {
-        crate::lifecycle::ask_reconcile(
+        crate::timers::ask_reconcile(
             deps.store.as_ref(),
             &repo,
             &name,

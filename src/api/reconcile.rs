@@ -73,9 +73,7 @@ async fn reconcile(
         );
     }
     let now = s.clock.now();
-    if let Err(e) =
-        crate::lifecycle::ask_reconcile(s.store.as_ref(), &repo, &name, login, now).await
-    {
+    if let Err(e) = crate::timers::ask_reconcile(s.store.as_ref(), &repo, &name, login, now).await {
         return unavailable(e);
     }
     s.lifecycle_wake.notify_one();
