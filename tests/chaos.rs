@@ -400,43 +400,32 @@ async fn run_chaos(replicas: usize, database: Option<String>, label: &str) {
             .map(|n| n.message().unwrap_or_default().to_string())
             .unwrap_or_default()
     };
-    let start = Instant::now();
     for (name, sha) in &sent {
-        loop {
-            let note = note_of(sha);
-            let records = paved::audit::parse(&note);
-            if records
-                .iter()
-                .any(|r| &r.environment == name && r.outcome == "succeeded")
-            {
-                let mut seen = BTreeSet::new();
-                for r in &records {
-                    assert!(
-                        seen.insert((r.run_id, r.attempt, r.outcome.clone())),
-                        "{label}: a record twice in {name}'s note: {note}"
-                    );
-                }
-                break;
-            }
+        let what = format!("{label}: {name}'s note landed");
+        let (note, records) =
+            common::eventually_within(Duration::from_secs(120), what, async || {
+                let note = note_of(sha);
+                let records = paved::audit::parse(&note);
+                records
+                    .iter()
+                    .any(|r| &r.environment == name && r.outcome == "succeeded")
+                    .then_some((note, records))
+            })
+            .await;
+        let mut seen = BTreeSet::new();
+        for r in &records {
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "{label}: {name}'s note never landed: {note:?}"
+                seen.insert((r.run_id, r.attempt, r.outcome.clone())),
+                "{label}: a record twice in {name}'s note: {note}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let start = Instant::now();
-    loop {
+    let what = format!("{label}: the outbox empty");
+    common::eventually(what, async || {
         let pending = common::metric(&c.h.client, &url, "paved_notes_pending").await;
-        if pending == Some(0.0) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{label}: the outbox still counts {pending:?} notes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (pending == Some(0.0)).then_some(())
+    })
+    .await;
     assert!(!origin_lock.exists(), "{label}: the origin's lock stayed");
     for i in 0..replicas {
         c.kill(i);

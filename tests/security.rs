@@ -712,8 +712,7 @@ mod pr_shapes {
             &[file(super::NEW, &manifest("orders-preview", "small"))],
         );
         let id = h.send_pr(&pr).await;
-        let start = std::time::Instant::now();
-        loop {
+        common::eventually("put back for the rate limit", async || {
             let d: serde_json::Value = h
                 .client
                 .get(format!("{}/api/v1/deliveries/{id}", h.url()))
@@ -723,19 +722,13 @@ mod pr_shapes {
                 .json()
                 .await
                 .expect("json");
-            if d["state"] == "pending"
+            (d["state"] == "pending"
                 && d["last_error"]
                     .as_str()
-                    .is_some_and(|e| e.contains("rate limit"))
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < common::DEADLINE,
-                "not put back for the rate limit: {d}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+                    .is_some_and(|e| e.contains("rate limit")))
+            .then_some(())
+        })
+        .await;
         // One request met the limit, and nothing was sent after it.
         let sent = h.github.requests().len();
         assert_eq!(sent, 1, "{:#?}", h.github.requests());

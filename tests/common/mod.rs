@@ -149,6 +149,15 @@ impl Drop for Harness {
 /// deadline, never a sleep standing in for it.
 pub async fn eventually<T>(
     what: impl std::fmt::Display,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with a deadline of its own, for the long runs (chaos, replicas).
+pub async fn eventually_within<T>(
+    deadline: Duration,
+    what: impl std::fmt::Display,
     mut check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
     let start = Instant::now();
@@ -157,8 +166,8 @@ pub async fn eventually<T>(
             return v;
         }
         assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
