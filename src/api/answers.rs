@@ -164,3 +164,60 @@ pub struct RequestAnswer {
     pub status: RequestStatus,
     pub links: RequestLinks,
 }
+
+/// `GET /api/v1/runs/{id}`: one evaluation and its report (the store's record, as the API
+/// shows it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Evaluation {
+    pub id: crate::ids::EvaluationId,
+    pub repo: String,
+    pub pr: u64,
+    pub head_sha: String,
+    pub base_sha: String,
+    pub delivery_id: String,
+    pub report: serde_json::Value,
+    pub created_at: String,
+}
+
+impl From<crate::store::EvaluationRecord> for Evaluation {
+    fn from(r: crate::store::EvaluationRecord) -> Evaluation {
+        Evaluation {
+            id: r.id,
+            repo: r.repo,
+            pr: r.pr,
+            head_sha: r.head_sha,
+            base_sha: r.base_sha,
+            delivery_id: r.delivery_id,
+            report: r.report,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// `GET /api/v1/deliveries/{id}`: how a delivery was processed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub queue_key: String,
+    pub state: crate::store::DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub received_at: String,
+}
+
+impl From<crate::store::DeliveryRecord> for Delivery {
+    fn from(d: crate::store::DeliveryRecord) -> Delivery {
+        Delivery {
+            id: d.id,
+            event: d.event,
+            action: d.action,
+            queue_key: d.queue_key,
+            state: d.state,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            received_at: d.received_at,
+        }
+    }
+}

@@ -7,8 +7,7 @@ use super::{error, ApiState};
 use crate::identity::{Access, Caller};
 use crate::ids::{CommitSha, DeliveryId, EvaluationId, OperationId, RepoName};
 use crate::store::{
-    public_outputs, DeliveryRecord, EnvironmentRecord, EvaluationRecord, OperationRecord,
-    StoreError, Timer, TimerKind,
+    public_outputs, EnvironmentRecord, OperationRecord, StoreError, Timer, TimerKind,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -125,7 +124,7 @@ fn sees_run(access: &Access, report: &serde_json::Value) -> bool {
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "audit",
     params(("id" = i64, Path, description = "The evaluation id a status links to")),
     responses(
-        (status = 200, description = "The evaluation's report", body = EvaluationRecord),
+        (status = 200, description = "The evaluation's report", body = super::answers::Evaluation),
         (status = 400, description = "Not an evaluation id", body = ApiError),
         (status = 404, description = "No such evaluation, or not one the caller may see", body = ApiError),
     ))]
@@ -140,7 +139,7 @@ async fn evaluation(
     match s.store.evaluation(EvaluationId(id)).await {
         Ok(Some(r)) => match repo_of(&r.repo) {
             Some(repo) if sees_run(&s.access(&caller, &repo).await, &r.report) => {
-                Json(r).into_response()
+                Json(super::answers::Evaluation::from(r)).into_response()
             }
             _ => not_found("run"),
         },
@@ -153,7 +152,7 @@ async fn evaluation(
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "audit",
     params(("id" = String, Path, description = "GitHub's `X-GitHub-Delivery`")),
     responses(
-        (status = 200, description = "How the delivery was processed", body = DeliveryRecord),
+        (status = 200, description = "How the delivery was processed", body = super::answers::Delivery),
         (status = 400, description = "Not a delivery id", body = ApiError),
         (status = 404, description = "No such delivery, or not one the caller may see", body = ApiError),
     ))]
@@ -167,7 +166,9 @@ async fn delivery(
     };
     match s.store.delivery(&id).await {
         Ok(Some(d)) => match repo_of(&d.queue_key) {
-            Some(repo) if s.access(&caller, &repo).await.reads_all() => Json(d).into_response(),
+            Some(repo) if s.access(&caller, &repo).await.reads_all() => {
+                Json(super::answers::Delivery::from(d)).into_response()
+            }
             _ => not_found("delivery"),
         },
         Ok(None) => not_found("delivery"),

@@ -83,8 +83,9 @@ pub enum Outcome {
     },
 }
 
-/// What the API and tests can see of a delivery.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// What the store keeps of a delivery's processing (the API answers with
+/// `api::answers::Delivery`).
+#[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRecord {
     pub id: String,
     pub event: String,

@@ -19,7 +19,8 @@ pub struct NewEvaluation {
     pub report: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// What the store keeps of an evaluation (the API answers with `api::answers::Evaluation`).
+#[derive(Debug, Clone, Serialize)]
 pub struct EvaluationRecord {
     pub id: EvaluationId,
     pub repo: String,
