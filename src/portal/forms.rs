@@ -7,7 +7,7 @@ use super::{form_session, html, refused, sign_in_page, Chrome, PortalState};
 use crate::api::answers::Template as ApiTemplate;
 use crate::identity::Caller;
 use crate::ids::RepoName;
-use crate::orchestrator::{RequestBody, RequestError};
+use crate::orchestrator::{RequestAction, RequestBody, RequestError};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -350,11 +350,18 @@ pub(super) async fn submit(
         );
     };
     let caller = Caller::User(sess.login.clone());
-    let action = get("action").unwrap_or_else(|| "create".into());
+    // The form's action, read once where it enters.
+    let raw_action = get("action").unwrap_or_else(|| "create".into());
+    let Some(action) = RequestAction::parse(&raw_action) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!("{raw_action:?} is not something a request can do."),
+        );
+    };
     // Parameters, typed by the template's schema.
     let mut problems: Problems = Vec::new();
     let mut parameters = serde_json::Map::new();
-    if action == "create" {
+    if action == RequestAction::Create {
         let templates = crate::api::graph::visible_templates(&s.api, &caller)
             .await
             .unwrap_or_default();
@@ -402,20 +409,16 @@ pub(super) async fn submit(
         None => None,
     };
     if !problems.is_empty() {
-        return back(&s, &sess, &posted, &action, problems).await;
+        return back(&s, &sess, &posted, action, problems).await;
     }
-    let Some(request_action) = crate::orchestrator::RequestAction::parse(&action) else {
-        problems.push((None, format!("{action:?}: not an action")));
-        return back(&s, &sess, &posted, &action, problems).await;
-    };
     let body = RequestBody {
         repository,
-        action: request_action,
+        action,
         environment: get("environment").unwrap_or_default(),
         team: get("team"),
         env_type: get("type"),
         template: get("template"),
-        parameters: (action == "create").then_some(parameters),
+        parameters: (action == RequestAction::Create).then_some(parameters),
         expires_at,
         tags: (!tags.is_empty()).then_some(tags),
     };
@@ -434,7 +437,7 @@ pub(super) async fn submit(
                     (at, message)
                 })
                 .collect();
-            back(&s, &sess, &posted, &action, problems).await
+            back(&s, &sess, &posted, action, problems).await
         }
         Err(e) => {
             let status = match &e {
@@ -444,7 +447,7 @@ pub(super) async fn submit(
                 RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            if action == "create" {
+            if action == RequestAction::Create {
                 let mut r = page(&s, &sess, None, Some(e.to_string())).await;
                 *r.status_mut() = status;
                 r
@@ -461,10 +464,10 @@ async fn back(
     s: &PortalState,
     sess: &crate::portal::session::Session,
     posted: &BTreeMap<String, String>,
-    action: &str,
+    action: RequestAction,
     problems: Problems,
 ) -> Response {
-    if action == "create" {
+    if action == RequestAction::Create {
         page(s, sess, Some((posted, problems)), None).await
     } else {
         let text: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
