@@ -328,7 +328,16 @@ pub(crate) async fn with_requester(
     if pr.from_fork {
         return Ok(pr);
     }
-    if let Some(req) = deps.store.request_for_pr(&pr.repo, pr.number.0).await? {
+    let recorded = match deps.store.request_for_pr(&pr.repo, pr.number.0).await? {
+        Some(req) => Some(req),
+        // Opened a moment ago: GitHub's event came before the number was written down.
+        None => {
+            deps.store
+                .request_awaiting_pr(&pr.repo, pr.head_sha.as_str())
+                .await?
+        }
+    };
+    if let Some(req) = recorded {
         if req.head_sha.as_deref() == Some(pr.head_sha.as_str()) {
             tracing::debug!(pr = %pr.number, requester = %req.requester, "a request's pull request");
             pr.author = req.requester;

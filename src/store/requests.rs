@@ -72,6 +72,14 @@ pub trait RequestStore: Send + Sync + 'static {
         repo: &RepoName,
         pr: u64,
     ) -> Result<Option<RequestRecord>, StoreError>;
+    /// The open request whose branch Paved pushed as `head` and whose pull request is not
+    /// recorded yet: GitHub's `opened` event can come before Paved has written down the
+    /// number `create_pull` answered.
+    async fn request_awaiting_pr(
+        &self,
+        repo: &RepoName,
+        head: &str,
+    ) -> Result<Option<RequestRecord>, StoreError>;
 }
 
 pub(super) const OPEN: &str = "INSERT INTO requests (repo, action, env_name, team, requester, \
@@ -100,6 +108,13 @@ pub(super) const FOR_PR: &str = concat!(
     "SELECT ",
     request_columns!(),
     " FROM requests WHERE repo = $1 AND pr_number = $2 ORDER BY id DESC LIMIT 1"
+);
+
+pub(super) const AWAITING_PR: &str = concat!(
+    "SELECT ",
+    request_columns!(),
+    " FROM requests WHERE repo = $1 AND head_sha = $2 AND open AND pr_number IS NULL \
+     ORDER BY id DESC LIMIT 1"
 );
 
 pub(super) type Row = (
@@ -258,6 +273,20 @@ macro_rules! impl_request_store {
                 let row: Option<$crate::store::requests::Row> = sqlx::query_as(&q)
                     .bind(repo.to_string())
                     .bind(pr)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map($crate::store::requests::from_row).transpose()
+            }
+
+            async fn request_awaiting_pr(
+                &self,
+                repo: &$crate::ids::RepoName,
+                head: &str,
+            ) -> Result<Option<$crate::store::RequestRecord>, $crate::store::StoreError> {
+                let q = $sql($crate::store::requests::AWAITING_PR);
+                let row: Option<$crate::store::requests::Row> = sqlx::query_as(&q)
+                    .bind(repo.to_string())
+                    .bind(head)
                     .fetch_optional(self.reader())
                     .await?;
                 row.map($crate::store::requests::from_row).transpose()

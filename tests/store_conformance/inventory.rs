@@ -311,7 +311,27 @@ pub(crate) async fn requests(b: &Backend) {
         None
     );
     let other = store.open_request(&new("b", "hubot")).await.expect("open");
-    assert!(other.is_some());
+    let other = other.expect("b's request is open");
+    // Pushed, its pull request opened but not yet written down: found by its head.
+    let b_head = "b".repeat(40);
+    store.set_request_head(other, &b_head).await.expect("head");
+    let awaiting = |head: String| {
+        let store = store.clone();
+        async move {
+            store
+                .request_awaiting_pr(&repo("octo/envs"), &head)
+                .await
+                .expect("awaiting")
+                .map(|r| r.id)
+        }
+    };
+    assert_eq!(awaiting(b_head.clone()).await, Some(other));
+    assert_eq!(awaiting("c".repeat(40)).await, None, "another head");
+    store
+        .set_request_pr(other, 8, "https://github.com/octo/envs/pull/8")
+        .await
+        .expect("pr");
+    assert_eq!(awaiting(b_head).await, None, "its number is known now");
     store
         .set_request_pr(id, 7, "https://github.com/octo/envs/pull/7")
         .await
