@@ -12,7 +12,9 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(paved_postgres)");
     // A release binary's debug information (line tables), compressed by the linker: a third
     // of the size, and still read by backtraces.
-    if std::env::var("PROFILE").as_deref() == Ok("release") {
+    // GNU ld and lld on Linux (Paved's platform: its runs need bubblewrap) take the flag.
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    if linux && std::env::var("PROFILE").as_deref() == Ok("release") {
         println!("cargo:rustc-link-arg-bins=-Wl,--compress-debug-sections=zlib");
     }
     if std::env::var("PAVED_TEST_DATABASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
