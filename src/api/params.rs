@@ -9,10 +9,16 @@ use utoipa::openapi::{KnownFormat, RefOr};
 
 /// One part of a repository name, as GitHub allows it: 1–100 of letters, digits, `.`, `_`
 /// and `-`, but not `.` or `..` (the second and third branches spell out "starts with a dot"
-/// without look-ahead, which not every JSON Schema engine has).
-pub const REPO_PART: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})$";
+/// without look-ahead, which not every JSON Schema engine has). A macro, so the two
+/// patterns below are made of the one spelling.
+macro_rules! repo_part {
+    () => {
+        r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})"
+    };
+}
+pub const REPO_PART: &str = concat!("^", repo_part!(), "$");
 /// `owner/name`: two parts.
-pub const REPOSITORY: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})/(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})$";
+pub const REPOSITORY: &str = concat!("^", repo_part!(), "/", repo_part!(), "$");
 /// A DNS label: environment and team names (their lengths are separate rules).
 pub const DNS_LABEL: &str = r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$";
 /// A commit SHA, 40 hex digits.
@@ -36,6 +42,8 @@ pub const MAX_PAGE: usize = 100_000;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rule {
     pub pattern: Option<&'static str>,
+    /// What the pattern allows, in words (the refusal's message).
+    pub words: &'static str,
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
     pub one_of: Option<&'static [&'static str]>,
@@ -43,9 +51,10 @@ pub struct Rule {
     pub range: Option<(i64, i64)>,
 }
 
-const fn text(pattern: &'static str, min: usize, max: usize) -> Rule {
+const fn text(pattern: &'static str, words: &'static str, min: usize, max: usize) -> Rule {
     Rule {
         pattern: Some(pattern),
+        words,
         min_length: Some(min),
         max_length: Some(max),
         one_of: None,
@@ -56,6 +65,7 @@ const fn text(pattern: &'static str, min: usize, max: usize) -> Rule {
 const fn integer(min: i64, max: i64) -> Rule {
     Rule {
         pattern: None,
+        words: "",
         min_length: None,
         max_length: None,
         one_of: None,
@@ -63,23 +73,34 @@ const fn integer(min: i64, max: i64) -> Rule {
     }
 }
 
+const REPO_PART_WORDS: &str = "letters, digits, '.', '_' and '-', as GitHub allows";
+const DNS_LABEL_WORDS: &str =
+    "lower-case letters, digits and '-', starting and ending with a letter or digit";
+
 /// The rule of parameter `name` of the route `path` (`None`: any string).
 pub fn rule(path: &str, name: &str) -> Option<Rule> {
     Some(match (name, path) {
-        ("owner" | "repo", _) => text(REPO_PART, 1, 100),
-        ("repository", _) => text(REPOSITORY, 3, 201),
-        ("name", _) => text(DNS_LABEL, 3, 40),
-        ("team", _) => text(DNS_LABEL, 1, 63),
-        ("sha", _) => text(SHA, 40, 40),
+        ("owner" | "repo", _) => text(REPO_PART, REPO_PART_WORDS, 1, 100),
+        ("repository", _) => text(
+            REPOSITORY,
+            "owner/name, as GitHub spells a repository",
+            3,
+            201,
+        ),
+        ("name", _) => text(DNS_LABEL, DNS_LABEL_WORDS, 3, 40),
+        ("team", _) => text(DNS_LABEL, DNS_LABEL_WORDS, 1, 63),
+        ("sha", _) => text(SHA, "a commit SHA of 40 hex digits", 40, 40),
         ("kind", _) => Rule {
             one_of: Some(crate::graph::KINDS),
             ..Rule::default()
         },
-        ("q", _) => text(TEXT, 0, 200),
+        ("q", _) => text(TEXT, "text without control characters", 0, 200),
         ("page", _) => integer(1, MAX_PAGE as i64),
         ("per_page", _) => integer(1, MAX_PER_PAGE as i64),
-        ("file", _) => text(SCHEMA_FILE, 6, 100),
-        ("id", p) if p.starts_with("/api/v1/deliveries/") => text(DELIVERY_ID, 1, 100),
+        ("file", _) => text(SCHEMA_FILE, "a file name ending in .json", 6, 100),
+        ("id", p) if p.starts_with("/api/v1/deliveries/") => {
+            text(DELIVERY_ID, "letters, digits, '_' and '-'", 1, 100)
+        }
         ("id", p)
             if p.starts_with("/api/v1/runs/")
                 || p.starts_with("/api/v1/operations/")
@@ -87,7 +108,12 @@ pub fn rule(path: &str, name: &str) -> Option<Rule> {
         {
             integer(1, i64::MAX)
         }
-        ("id", p) if p.starts_with("/api/v1/entities/") => text(ENTITY_ID, 3, 400),
+        ("id", p) if p.starts_with("/api/v1/entities/") => text(
+            ENTITY_ID,
+            "kind:id, e.g. environment:owner/repo/name",
+            3,
+            400,
+        ),
         _ => return None,
     })
 }
@@ -173,19 +199,10 @@ fn describe(r: &Rule) -> String {
     if let Some(list) = r.one_of {
         return format!("one of {}", list.join(", "));
     }
-    let mut s = match r.pattern {
-        Some(REPOSITORY) => "owner/name, as GitHub spells a repository".to_string(),
-        Some(REPO_PART) => "letters, digits, '.', '_' and '-', as GitHub allows".to_string(),
-        Some(DNS_LABEL) => {
-            "lower-case letters, digits and '-', starting and ending with a letter or digit"
-                .to_string()
-        }
-        Some(SHA) => "a commit SHA of 40 hex digits".to_string(),
-        Some(DELIVERY_ID) => "letters, digits, '_' and '-'".to_string(),
-        Some(TEXT) => "text without control characters".to_string(),
-        Some(SCHEMA_FILE) => "a file name ending in .json".to_string(),
-        Some(ENTITY_ID) => "kind:id, e.g. environment:owner/repo/name".to_string(),
-        _ => "text".to_string(),
+    let mut s = if r.words.is_empty() {
+        "text".to_string()
+    } else {
+        r.words.to_string()
     };
     if let (Some(min), Some(max)) = (r.min_length, r.max_length) {
         s.push_str(&format!(", {min} to {max} characters"));
