@@ -33,7 +33,7 @@ fn t0() -> DateTime<Utc> {
 
 struct Bench {
     _tmp: tempfile::TempDir,
-    deps: Arc<paved::handlers::Deps>,
+    deps: Arc<paved::work::Deps>,
     repo: RepoName,
 }
 

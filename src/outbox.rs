@@ -6,8 +6,8 @@
 //! Every replica runs one; a note is claimed for [`lease`], so two do not push the
 //! same one at once.
 
-use super::Deps;
 use crate::store::{notes::backoff, QueuedNote};
+use crate::work::Deps;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

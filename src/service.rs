@@ -191,7 +191,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
     }
     let sandbox = sandbox_of(&config)?;
     metrics.set_runner_unsandboxed(sandbox.is_none());
-    let deps = Arc::new(crate::handlers::Deps::new(
+    let deps = Arc::new(crate::work::Deps::new(
         config.clone(),
         store.clone(),
         forge,
@@ -239,7 +239,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         lifecycle_wake,
         stop.clone(),
     ));
-    let notes = tokio::spawn(crate::handlers::notes::run(deps.clone(), stop.clone()));
+    let notes = tokio::spawn(crate::outbox::run(deps.clone(), stop.clone()));
     let worker = Arc::new(Worker::new(deps, wake));
     let worker = tokio::spawn(worker.run(stop.clone()));
     let server = tokio::spawn(crate::api::server::serve(
@@ -272,14 +272,14 @@ fn forge_of(config: &Config, metrics: &Arc<Metrics>) -> Result<Forge> {
 
 /// The handlers' dependencies for `config`, without a server, worker or scheduler running:
 /// for benchmarks that drive one part (a scheduler tick) directly.
-pub async fn handler_deps(config: Config) -> Result<Arc<crate::handlers::Deps>> {
+pub async fn handler_deps(config: Config) -> Result<Arc<crate::work::Deps>> {
     config.validate()?;
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let forge = forge_of(&config, &metrics)?;
     let sandbox = sandbox_of(&config)?;
-    Ok(Arc::new(crate::handlers::Deps::new(
+    Ok(Arc::new(crate::work::Deps::new(
         config, store, forge, metrics, sandbox,
     )))
 }
@@ -299,7 +299,7 @@ pub async fn orchestrator(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let forge = forge_of(&config, &metrics)?;
-    let deps = crate::handlers::Deps::new(
+    let deps = crate::work::Deps::new(
         config.clone(),
         store.clone(),
         forge.clone(),

@@ -5,10 +5,11 @@
 
 use crate::event::{Event, PrInfo};
 use crate::forge::client::ForgeError;
+use crate::handlers;
 use crate::handlers::pr::Previews;
-use crate::handlers::{self, Deps, WorkError};
 use crate::ids::{InstallationId, RepoName};
 use crate::store::{Delivery, KnownRepository, Outcome, StoreError};
+use crate::work::{Deps, WorkError};
 use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::Duration;

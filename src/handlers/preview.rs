@@ -10,14 +10,15 @@
 //! Terraform plan files, so the merge applies the approved one on any replica; each
 //! approval is bound to the digest of the previews shown when Paved first saw it.
 
-use super::merge::{definition_runner, identity, run as merge_run, Item};
 use super::{Deps, WorkError};
 use crate::checks::{CheckKind, EnvironmentReport, Governance, Review, ReviewState};
 use crate::ids::{CommitSha, RepoName};
 use crate::manifest::change::ChangeKind;
 use crate::manifest::environment;
 use crate::preview::{self, EnvPreview, Inputs, PreviewSet, Status};
-use crate::runner::{self, command, Operation, PlanInput, RunOutcome, RunResult, RunnerKind};
+use crate::provision::preview::{governance_input, parameters_digest, run_preview, state_digest};
+use crate::provision::{definition_runner, Item};
+use crate::runner::{command, Operation, RunOutcome, RunResult, RunnerKind};
 use crate::store::{EnvState, NewOperation, NewPreview, OpKind, OpState};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -281,34 +282,6 @@ fn job(
     }))
 }
 
-/// What governs a preview: the tree ids of `.paved/` and of the definition's folder.
-pub(crate) fn governance_input(
-    mirror: &crate::repo::Mirror,
-    at: &CommitSha,
-    definition: &str,
-) -> Result<String, WorkError> {
-    Ok(format!(
-        "{}:{}",
-        mirror.subtree_id(at, ".paved")?.unwrap_or_default(),
-        mirror
-            .subtree_id(at, &format!("catalog/{definition}"))?
-            .unwrap_or_default()
-    ))
-}
-
-/// The digest of a run's parameters.
-pub(crate) fn parameters_digest(parameters: &serde_json::Value) -> String {
-    preview::sha256(parameters.to_string().as_bytes())
-}
-
-/// The digest of an environment's `ADE_STORAGE` (empty: none).
-pub(crate) fn state_digest(storage: Option<&[u8]>) -> String {
-    match storage {
-        Some(s) if !s.is_empty() => preview::sha256(s),
-        _ => String::new(),
-    }
-}
-
 /// Runs one preview in a runner slot; the plan file it made, for Terraform.
 async fn run(
     deps: &Deps,
@@ -350,43 +323,6 @@ async fn run_in_slot(
     };
     preview.inputs.state = state_digest(storage.as_deref());
     run_preview(deps, item, def_dir, previous.as_ref(), storage).await
-}
-
-/// Runs `item`'s preview (its operation: deploy or delete) from `def_dir`, with `storage`.
-pub(crate) async fn run_preview(
-    deps: &Deps,
-    item: &Item,
-    def_dir: &std::path::Path,
-    previous: Option<&crate::store::EnvironmentRecord>,
-    storage: Option<Vec<u8>>,
-) -> Result<RunResult, WorkError> {
-    // Runs carry an id for PAVED_RUN_ID and the token; a preview's is its own, apart from
-    // operations' (which count up from 1).
-    let run_id = -(i64::from(rand::random::<u32>()) + 1);
-    let mut spec = merge_run::run_spec(
-        deps,
-        item,
-        (run_id, Operation::Plan),
-        def_dir.to_path_buf(),
-        previous,
-        storage,
-    );
-    let of = if item.op.kind.removes() {
-        Operation::Delete
-    } else {
-        Operation::Deploy
-    };
-    spec.plan = Some(PlanInput::Preview(of));
-    let r = match identity::prepare(deps, item, &item.op, (run_id, spec.timeout), "plan").await? {
-        Ok(prepared) => {
-            if let Some(p) = prepared {
-                p.apply(&mut spec);
-            }
-            runner::run(spec, |_| async {}).await
-        }
-        Err(why) => runner::not_run(why, Vec::new()),
-    };
-    Ok(r)
 }
 
 /// Fills the preview from the run: exit 0 no changes, 2 changes (with the change list),

@@ -179,10 +179,10 @@ async fn flag_ungoverned(
                 text,
             },
             &[],
-            crate::handlers::notes::lease(deps),
+            crate::outbox::lease(deps),
         )
         .await?;
-    crate::handlers::notes::push_now(deps, note).await;
+    crate::outbox::push_now(deps, note).await;
     Ok(())
 }
 

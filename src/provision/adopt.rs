@@ -5,16 +5,17 @@
 //! A pull request whose head is not the commit Paved pushed adopts nothing: someone changed
 //! it after the import, and what was read is no longer what is merged.
 
-use super::{Item, WorkError};
-use crate::handlers::Deps;
+use super::Item;
 use crate::ids::{CommitSha, RepoName};
 use crate::runner::{Output, RunOutcome, RunResult};
 use crate::store::{NewOperation, OpKind, OpState};
+use crate::work::Deps;
+use crate::work::WorkError;
 use std::collections::BTreeMap;
 
 /// Turns the import's deploys into adoptions; closes the import. A changed pull request's
 /// imported environments are refused with the reason.
-pub(super) async fn mark(
+pub(crate) async fn mark(
     deps: &Deps,
     repo: &RepoName,
     pr: u64,

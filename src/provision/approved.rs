@@ -10,13 +10,13 @@
 //!   approved one did not, the operation is refused with that reason and nothing runs (it
 //!   applies the new plan otherwise: exactly what was just checked).
 
+use super::preview::{governance_input, parameters_digest, run_preview, state_digest};
 use super::{Item, RunSource};
-use crate::handlers::preview::{governance_input, parameters_digest, run_preview, state_digest};
-use crate::handlers::{Deps, WorkError};
 use crate::preview::{summary, EnvPreview, PreviewSet, Status};
 use crate::repo::Mirror;
 use crate::runner::{PlanInput, RunOutcome, RunSpec, RunnerKind};
 use crate::store::{EnvironmentRecord, OpKind};
+use crate::work::{Deps, WorkError};
 
 /// Gives a merge's deploy its approved preview. `Ok(Err(why))`: refused, nothing may run.
 pub(super) async fn give(
@@ -70,7 +70,7 @@ async fn terraform(
         op.merge_sha.clone()
     };
     let (mirror_path, definition) = (src.mirror_path.clone(), op.definition.clone());
-    let governance = crate::handlers::blocking(move || -> Result<String, WorkError> {
+    let governance = crate::work::blocking(move || -> Result<String, WorkError> {
         governance_input(&Mirror::open_path(&mirror_path)?, &at, &definition)
     })
     .await?;

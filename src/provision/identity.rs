@@ -9,10 +9,10 @@
 
 use super::Item;
 use crate::config::Identity;
-use crate::handlers::{Deps, WorkError};
 use crate::oidc::{IssuerError, RunClaims};
 use crate::runner::{AzureRun, GcpRun, RunIdentity, RunSpec};
 use crate::store::NewOperation;
+use crate::work::{Deps, WorkError};
 use std::time::Duration;
 
 /// A run's identity, ready: what the runner lays out, and the values to redact.

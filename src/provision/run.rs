@@ -15,7 +15,6 @@
 
 use super::{Item, RunSource};
 use crate::forge::client::{ForgeError, GitHub, NewDeployment, NewDeploymentStatus};
-use crate::handlers::{Deps, Target, WorkError};
 use crate::ids::{OperationId, RepoName};
 use crate::repo::Mirror;
 use crate::runner::{self, Operation, RunOutcome, RunResult, RunSpec};
@@ -23,6 +22,7 @@ use crate::store::{
     reported, EnvState, EnvironmentUpdate, Fence, Finish, OpKind, OpState, OperationRecord,
     OperationUpdate, Store,
 };
+use crate::work::{Deps, Target, WorkError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -310,7 +310,7 @@ pub(crate) async fn export_definition(
     };
     let folder = format!("catalog/{}", op.definition);
     let dest = def_dir.clone();
-    let found = crate::handlers::blocking(move || -> Result<bool, WorkError> {
+    let found = crate::work::blocking(move || -> Result<bool, WorkError> {
         let mirror = Mirror::open_path(&mirror_path)?;
         for c in &commits {
             if mirror.export_dir(c, &folder, &dest)? {

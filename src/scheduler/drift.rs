@@ -7,10 +7,10 @@
 //! `POST …/reconcile`, runs `deploy` again with the last parameters.
 
 use super::jobs::Snapshot;
-use crate::handlers::merge::run as merge_run;
-use crate::handlers::{Deps, WorkError};
+use crate::provision::run as provision_run;
 use crate::runner::{self, Operation, RunOutcome, RunnerKind};
 use crate::store::{DriftState, EnvState, EnvironmentRecord, OpKind};
+use crate::work::{Deps, WorkError};
 use chrono::{DateTime, Utc};
 
 /// The most of a check's output kept as its summary.
@@ -80,7 +80,8 @@ async fn run_check(
     let src = snap.source();
     // Runs carry an id for PAVED_RUN_ID; a check's is its own, apart from operations'.
     let run_id = -(deps.config.lifecycle.clock.now().timestamp_millis());
-    let Some(def_dir) = merge_run::export_definition(deps, &src, &item.op, run_id).await? else {
+    let Some(def_dir) = provision_run::export_definition(deps, &src, &item.op, run_id).await?
+    else {
         return Ok((
             DriftState::Unknown,
             format!("definition folder catalog/{} not found", env.definition),
@@ -93,7 +94,7 @@ async fn run_check(
         .await
         .ok()
         .flatten();
-    let mut spec = merge_run::run_spec(
+    let mut spec = provision_run::run_spec(
         deps,
         &item,
         (run_id, Operation::Status),
@@ -102,14 +103,9 @@ async fn run_check(
         storage,
     );
     // A drift check gets its own token, its operation `drift` (SPEC 13).
-    let identity = crate::handlers::merge::identity::prepare(
-        deps,
-        &item,
-        &item.op,
-        (run_id, spec.timeout),
-        "drift",
-    )
-    .await;
+    let identity =
+        crate::provision::identity::prepare(deps, &item, &item.op, (run_id, spec.timeout), "drift")
+            .await;
     let r = match identity {
         Ok(Ok(prepared)) => {
             if let Some(p) = prepared {

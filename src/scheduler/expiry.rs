@@ -4,9 +4,9 @@
 //! (merging it runs nothing: the environment is already deleted).
 
 use super::jobs::{self, Snapshot};
-use crate::handlers::{Deps, WorkError};
 use crate::ids::PrNumber;
 use crate::store::{EnvironmentRecord, OpKind, OpState, Timer};
+use crate::work::{Deps, WorkError};
 
 /// Marks Paved's expiry warning among a pull request's comments (one per `expiresAt`).
 fn warning_marker(env: &str, expires: &str) -> String {

@@ -5,14 +5,14 @@
 //! per cause, under the environment's lock, fenced, with its deployment and its git note.
 
 use crate::checks::Governance;
-use crate::handlers::merge::{self, Item, RunSource};
-use crate::handlers::{Deps, Target, WorkError};
 use crate::ids::CommitSha;
 use crate::manifest::{environment, Manifest};
+use crate::provision::{self, Item, RunSource};
 use crate::runner::RunnerKind;
 use crate::store::{EnvironmentRecord, KnownRepository, NewOperation, OpKind, OpState};
 use crate::store::{OperationRecord, Store};
 use crate::tree::TreeReader;
+use crate::work::{Deps, Target, WorkError};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -267,8 +267,8 @@ impl Snapshot {
         let gh = deps.forge.client(self.target.installation)?;
         let (id, _) = deps.store.plan_operation(item.op.clone()).await?;
         let src = self.source();
-        let finals = merge::run_rounds(deps, &gh, &self.target, &src, &[(item, id)]).await?;
-        merge::report::report_operations(deps, &gh, &self.target, &finals).await?;
+        let finals = provision::run_rounds(deps, &gh, &self.target, &src, &[(item, id)]).await?;
+        provision::report::report_operations(deps, &gh, &self.target, &finals).await?;
         finals
             .into_iter()
             .next()

@@ -20,9 +20,9 @@ mod expiry;
 mod jobs;
 mod schedule;
 
-use crate::handlers::{Deps, WorkError};
 use crate::store::{EnvironmentRecord, OpState, Timer, TimerKind};
 use crate::timers;
+use crate::work::{Deps, WorkError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ async fn catch_up_repo(
     for (name, m) in manifests {
         // A live environment without a manifest waits for its delete to merge.
         if let Some(m) = m {
-            crate::handlers::set_timers(deps, &known.repo, &name, Some(&m)).await?;
+            crate::work::set_timers(deps, &known.repo, &name, Some(&m)).await?;
         }
     }
     Ok(())
@@ -251,7 +251,7 @@ async fn run_env(deps: &Deps, timers: &[Timer], now: DateTime<Utc>) -> Result<()
         match t.kind {
             TimerKind::Warn | TimerKind::Expire if !current(&t.cause) => {
                 // expiresAt moved since this timer was set: set again from the manifest.
-                crate::handlers::set_timers(deps, repo, &env.name, Some(&manifest)).await?;
+                crate::work::set_timers(deps, repo, &env.name, Some(&manifest)).await?;
             }
             TimerKind::Warn => {
                 // Past expiresAt already (a downtime): the expiry itself says it all.

@@ -3,9 +3,9 @@
 //! any operation. After a downtime only the latest missed switch runs, once.
 
 use super::jobs::Snapshot;
-use crate::handlers::{Deps, WorkError};
 use crate::manifest::schedule::{self, Switch};
 use crate::store::{EnvState, EnvironmentRecord, OpKind, Timer, TimerKind};
+use crate::work::{Deps, WorkError};
 use chrono::{DateTime, Utc};
 
 /// Runs the switch the timer is for, when the environment is in the state it applies to and

@@ -5,11 +5,11 @@
 //! manifest, its definition's folder, or any of `.paved/` and workflows, which decide every
 //! check.
 
-use crate::handlers::merge::RunSource;
-use crate::handlers::{Deps, WorkError};
 use crate::ids::{CommitSha, RepoName};
+use crate::provision::RunSource;
 use crate::repo::Mirror;
 use crate::store::NewOperation;
+use crate::work::{Deps, WorkError};
 
 /// The paths still flagged after this merge, as (path, commit that changed them).
 pub(super) async fn still_ungoverned(
@@ -32,7 +32,7 @@ pub(super) async fn still_ungoverned(
         src.first_parent.clone(),
         merge_sha.clone(),
     );
-    let changed = crate::handlers::blocking(move || -> Result<Vec<String>, WorkError> {
+    let changed = crate::work::blocking(move || -> Result<Vec<String>, WorkError> {
         let mirror = Mirror::open_path(&mirror_path)?;
         let mut changed = Vec::new();
         for p in paths {

@@ -12,64 +12,25 @@
 //!    manifest, `delete` for a removed one), keyed by (merge commit, environment, operation,
 //!    attempt) in the store: recording it again finds the first one. An environment whose
 //!    checks were not all green is recorded `refused` and never runs;
-//! 4. run each operation under its environment's lock, fenced — [`run`];
+//! 4. run each operation under its environment's lock, fenced, retrying an interrupted
+//!    one — [`crate::provision`];
 //! 5. report each one: a GitHub deployment (in_progress → success/failure), a git note on
-//!    the merge commit, then `paved/provision` on the merge commit and the PR's comment —
-//!    [`report`].
-//!
-//! **An interrupted operation** (the server died while its script ran) is found at the next
-//! start: its orphaned script is killed (only if it is still ours, checked by its
-//! `PAVED_RUN_ID`), it is reported `interrupted` (deployment status `error`, a note), and
-//! it is run again as a new attempt, at most [`MAX_OP_ATTEMPTS`] times in all.
+//!    the merge commit ([`crate::provision::report`]), then `paved/provision` on the merge
+//!    commit and the PR's comment — [`report`].
 
-mod adopt;
-mod approved;
 mod governed;
-pub(crate) mod identity;
 mod plan;
-pub(crate) use plan::definition_runner;
-pub(crate) mod report;
-pub(crate) mod run;
+mod report;
 
 use super::{approvers_in, comment, preview, reviews_of, Deps, Target, WorkError};
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
-use crate::ids::{CommitSha, DeliveryId, OperationId};
-use crate::runner::RunnerKind;
-use crate::store::{NewOperation, OpState, OperationRecord};
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// An interrupted operation is tried again until it has been started this many times.
-pub const MAX_OP_ATTEMPTS: u32 = 3;
+use crate::ids::{CommitSha, DeliveryId};
+use crate::provision::{self, adopt, run_rounds, Item, RunSource};
+use crate::store::OpState;
 
 pub const PROVISION_CONTEXT: &str = "paved/provision";
-
-/// One environment a merge touches, with what is needed to run and report it.
-#[derive(Debug, Clone)]
-pub(crate) struct Item {
-    pub op: NewOperation,
-    pub runner: RunnerKind,
-    pub template_path: Option<String>,
-    pub timeout: Duration,
-    pub production: bool,
-    /// Whether the run shares the host's network (the type's `network`, SPEC 12).
-    pub network: bool,
-    /// The deploy identity the type names (SPEC 13), at the governing commit.
-    pub identity: Option<String>,
-}
-
-/// Where an operation's definition folder is read: the merge commit (its
-/// `merge_sha`), else `first_parent`.
-#[derive(Debug, Clone)]
-pub(crate) struct RunSource {
-    pub mirror_path: PathBuf,
-    /// The PR came from a fork: no file it wrote is ever executed, so definitions are taken
-    /// from the first parent (the default branch before the merge), not the merge commit.
-    pub from_fork: bool,
-    pub first_parent: CommitSha,
-}
 
 /// Environments a merge touches for which nothing runs, by why.
 #[derive(Debug, Default)]
@@ -283,7 +244,7 @@ async fn provision(
     let refused: Vec<String> = {
         let mut refused = Vec::new();
         for (item, id) in &first_ids {
-            if operation(deps, *id).await?.state == OpState::Refused {
+            if provision::operation(deps, *id).await?.state == OpState::Refused {
                 refused.push(item.op.env_name.clone());
             }
         }
@@ -310,10 +271,10 @@ async fn provision(
     }
 
     // Report everything that is not reported yet.
-    report::report_operations(deps, gh, &at, &finals).await?;
+    provision::report::report_operations(deps, gh, &at, &finals).await?;
     for (name, manifest) in &plan.manifests {
         if !refused.contains(name) {
-            super::set_timers(deps, &pr.repo, name, manifest.as_ref()).await?;
+            crate::work::set_timers(deps, &pr.repo, name, manifest.as_ref()).await?;
         }
     }
     // The comment before the final status: `paved/provision` leaving pending is the last
@@ -340,71 +301,4 @@ async fn provision(
     )
     .await?;
     Ok(())
-}
-
-/// Runs what has not run, in parallel across environments. An attempt found running whose
-/// lock this replica then gets was abandoned by a dead replica: it becomes interrupted, and
-/// the next round runs the next attempt. Returns each environment's final attempt.
-pub(crate) async fn run_rounds(
-    deps: &Deps,
-    gh: &GitHub,
-    at: &Target,
-    src: &RunSource,
-    first_ids: &[(Item, OperationId)],
-) -> Result<Vec<OperationRecord>, WorkError> {
-    let mut current = Vec::new();
-    for _round in 0..=MAX_OP_ATTEMPTS {
-        current.clear();
-        for (item, id) in first_ids {
-            let rec = latest_attempt(deps, gh, at, *id).await?;
-            current.push((item.clone(), rec));
-        }
-        let runs: Vec<_> = current
-            .iter()
-            .filter(|(_, rec)| !rec.state.is_final())
-            .map(|(item, rec)| run::run_operation(deps, gh, at, src, item, rec.id))
-            .collect();
-        if runs.is_empty() {
-            break;
-        }
-        for r in futures::future::join_all(runs).await {
-            r?;
-        }
-    }
-    let mut finals = Vec::new();
-    for (_, rec) in &current {
-        finals.push(operation(deps, rec.id).await?);
-    }
-    Ok(finals)
-}
-
-async fn operation(deps: &Deps, id: OperationId) -> Result<OperationRecord, WorkError> {
-    deps.store
-        .operation(id)
-        .await?
-        .ok_or_else(|| WorkError::Internal(format!("operation {id} vanished")))
-}
-
-/// Follows interrupted attempts: reports each and records the next attempt, up to
-/// [`MAX_OP_ATTEMPTS`]. Returns the attempt that is current.
-async fn latest_attempt(
-    deps: &Deps,
-    gh: &GitHub,
-    at: &Target,
-    first: OperationId,
-) -> Result<OperationRecord, WorkError> {
-    let mut rec = operation(deps, first).await?;
-    while rec.state == OpState::Interrupted {
-        report::report_operations(deps, gh, at, std::slice::from_ref(&rec)).await?;
-        if rec.op.attempt >= MAX_OP_ATTEMPTS {
-            break;
-        }
-        let mut next = rec.op.clone();
-        next.attempt += 1;
-        next.state = OpState::Planned;
-        next.error = None;
-        let (id, _) = deps.store.plan_operation(next).await?;
-        rec = operation(deps, id).await?;
-    }
-    Ok(rec)
 }

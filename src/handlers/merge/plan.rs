@@ -3,12 +3,13 @@
 //! check again a manifest the merge holds differently from the head, and work out one
 //! operation per touched environment.
 
-use super::{Item, MergePlan};
+use super::MergePlan;
 use crate::checks::{self, Change, ChangeKind, EnvironmentReport, Governance, PrContext, Report};
 use crate::event::PrInfo;
 use crate::handlers::{environment_changes, governance_changes, Deps, WorkError};
 use crate::ids::CommitSha;
 use crate::manifest::{environment, names, Manifest};
+use crate::provision::{definition_runner, Item};
 use crate::repo::{CommitWithParents, Mirror};
 use crate::runner::RunnerKind;
 use crate::store::{EnvState, EnvironmentRecord, NewOperation, OpKind, OpState};
@@ -184,7 +185,7 @@ fn plan_fetched(
         })
         .collect();
     Ok(Some(MergePlan {
-        source: super::RunSource {
+        source: crate::provision::RunSource {
             mirror_path: mirror.path().to_path_buf(),
             from_fork: pr.from_fork,
             first_parent,
@@ -588,17 +589,4 @@ impl Planner<'_> {
     fn runner_of(&self, definition: &str) -> (RunnerKind, Option<String>) {
         definition_runner(self.gov, definition).unwrap_or((RunnerKind::Command, None))
     }
-}
-
-/// How a catalog definition runs (its `runner:` and `templatePath`); `None`: not in the
-/// catalog (or unreadable there).
-pub(crate) fn definition_runner(
-    gov: &Governance,
-    definition: &str,
-) -> Option<(RunnerKind, Option<String>)> {
-    let d = gov.catalog().get(definition)?.as_ref().ok()?;
-    Some((
-        RunnerKind::from(&d.definition.runner),
-        d.definition.template_path.clone(),
-    ))
 }
