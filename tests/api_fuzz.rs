@@ -71,7 +71,8 @@ async fn requests_generated_from_the_document_get_the_answers_it_promises() {
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", "40"])
         .args(["--seed", "20261207"])
-        // One worker, a fixed seed: the same requests every run.
+        // A fixed seed: the same requests every run (two workers, one per core of the
+        // machine this runs on, share them out).
         .args(["--workers", "2"])
         .args(["--request-timeout", "20"])
         .args(["--generation-allow-x00", "true"])
@@ -80,6 +81,9 @@ async fn requests_generated_from_the_document_get_the_answers_it_promises() {
         .arg(reports.path().join("junit.xml"))
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
+        // Its caches (`.schemathesis/`, Hypothesis's example database) go with the reports,
+        // never into the checkout: each run starts from nothing.
+        .current_dir(reports.path())
         .output()
         .await
         .expect("run schemathesis");
