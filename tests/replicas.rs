@@ -12,7 +12,7 @@ mod common;
 use common::records::{alive as alive_pid, ancestor_among, run_processes};
 use common::serve::{spawn_serve, wait_for_file, Paved};
 use common::{manifest, Harness};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn server_url() -> Option<String> {
     std::env::var("PAVED_TEST_DATABASE_URL")
@@ -286,28 +286,7 @@ async fn a_replica_killed_mid_run_is_taken_over_after_the_lease() {
 
     // The survivor takes over after the lease and runs attempt 2; let it finish.
     // (Run ids come from a sequence: attempt 2's is not necessarily 2.)
-    let second = {
-        let start = Instant::now();
-        loop {
-            let found = std::fs::read_dir(&records)
-                .expect("records")
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .find(|n| n.ends_with(".pid") && n != "1.pid");
-            if let Some(n) = found {
-                break n.trim_end_matches(".pid").to_string();
-            }
-            if start.elapsed() > common::DEADLINE {
-                for name in ["replica-a", "replica-b"] {
-                    let log = std::fs::read_to_string(h.tmp.path().join(format!("{name}.log")))
-                        .unwrap_or_default();
-                    eprintln!("---- {name} ----\n{log}");
-                }
-                panic!("attempt 2 never started");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let second = wait_for_other_pid_file(&h, &records, "1.pid").await;
     std::fs::write(records.join("release"), b"").expect("release");
     h.external_url = Some(alive.1.clone());
     let repo = common::REPO.to_string();
@@ -535,26 +514,32 @@ async fn a_paused_replica_that_lost_its_lock_kills_its_script_and_records_nothin
     drop_database(&server, &database).await;
 }
 
-/// The run id of the first `<id>.pid` file in `records` other than `except`.
+/// The run id of the first `<id>.pid` file in `records` other than `except`: another
+/// attempt started.
 async fn wait_for_other_pid_file(h: &Harness, records: &std::path::Path, except: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let found = std::fs::read_dir(records)
+    let _logs = LogsIfItFails(h.tmp.path());
+    common::eventually("another attempt starts", async || {
+        std::fs::read_dir(records)
             .expect("records")
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
-            .find(|n| n.ends_with(".pid") && n != except);
-        if let Some(n) = found {
-            return n.trim_end_matches(".pid").to_string();
-        }
-        if start.elapsed() > common::DEADLINE {
+            .find(|n| n.ends_with(".pid") && n != except)
+            .map(|n| n.trim_end_matches(".pid").to_string())
+    })
+    .await
+}
+
+/// Prints both replicas' logs when the test fails while it is alive: they say why.
+struct LogsIfItFails<'a>(&'a std::path::Path);
+
+impl Drop for LogsIfItFails<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
             for name in ["replica-a", "replica-b"] {
-                let log = std::fs::read_to_string(h.tmp.path().join(format!("{name}.log")))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.0.join(format!("{name}.log"))).unwrap_or_default();
                 eprintln!("---- {name} ----\n{log}");
             }
-            panic!("another attempt never started");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
