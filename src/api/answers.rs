@@ -1,11 +1,15 @@
-//! The shapes of the API's answers that are the API's own (the rest are the store's,
-//! the Graph's and the Orchestrator's records). Handlers answer with these types and the
-//! OpenAPI document (`/api/v1/openapi.json`) is generated from them, so the two cannot
-//! drift apart.
+//! The shapes of the API's answers. Store records are not wire types: each handler
+//! converts what it read into one of these at the edge (where sensitive outputs are left
+//! behind), and the OpenAPI document (`/api/v1/openapi.json`) is generated from them, so
+//! the two cannot drift apart. The Graph's entities and the Orchestrator's request status
+//! are answers of their own rooms.
 
 use crate::graph::{Entity, Relation};
+use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName};
 use crate::orchestrator::{PullRequestLink, RequestStatus};
-use crate::store::{EnvironmentRecord, OperationRecord};
+use crate::store::{
+    public_outputs, Drift, EnvState, EnvironmentRecord, OpKind, OpState, OperationRecord,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -49,15 +53,166 @@ pub struct Me {
     pub repositories: BTreeMap<String, Vec<String>>,
 }
 
+/// An environment in the inventory, as the API shows it: public outputs only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Environment {
+    /// `owner/repo`.
+    pub repo: RepoName,
+    pub name: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    pub state: EnvState,
+    /// The parameters of the last deploy (JSON object).
+    pub parameters: serde_json::Value,
+    /// The public outputs of the last successful deploy, in ADE's shape
+    /// (`{"name": {"type": ..., "value": ...}}`); sensitive ones never leave the database.
+    pub outputs: serde_json::Value,
+    /// Id of the last operation on this environment.
+    pub last_operation: Option<OperationId>,
+    /// RFC 3339: when the inventory last changed it.
+    pub updated_at: String,
+    /// The last drift check (SPEC 11); `null` until one ran.
+    pub drift: Option<Drift>,
+    /// Which life of the name this is (SPEC 12): 1, then one more for each deploy after a
+    /// successful delete.
+    pub generation: i64,
+}
+
+impl From<&EnvironmentRecord> for Environment {
+    fn from(e: &EnvironmentRecord) -> Environment {
+        Environment {
+            repo: e.repo.clone(),
+            name: e.name.clone(),
+            team: e.team.clone(),
+            owner: e.owner.clone(),
+            env_type: e.env_type.clone(),
+            definition: e.definition.clone(),
+            state: e.state,
+            parameters: e.parameters.clone(),
+            outputs: public_outputs(&e.outputs),
+            last_operation: e.last_operation,
+            updated_at: e.updated_at.clone(),
+            drift: e.drift.clone(),
+            generation: e.generation,
+        }
+    }
+}
+
+/// One operation on an environment (SPEC 5): who asked, which checks passed, how it ended,
+/// its log (capped, redacted) and its public outputs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Operation {
+    pub id: OperationId,
+    pub repo: RepoName,
+    pub env_name: String,
+    pub kind: OpKind,
+    /// The merge commit that asked for it (or the governed commit a scheduled one ran).
+    pub merge_sha: CommitSha,
+    /// The pull request (0: none, for an operation the scheduler started).
+    pub pr: u64,
+    /// 1 for the first try; an interrupted operation is retried as attempt + 1.
+    pub attempt: u32,
+    /// The webhook delivery that asked for it (empty: none).
+    pub delivery_id: String,
+    /// What set off an operation no merge asked for (`expire@…`, `stop@…`,
+    /// `reconcile@…`); empty for a merge's.
+    pub cause: String,
+    pub team: String,
+    pub owner: String,
+    pub env_type: String,
+    pub definition: String,
+    /// `environments/<team>/<name>.yaml`.
+    pub manifest_path: String,
+    pub parameters: serde_json::Value,
+    /// The pull request's author.
+    pub requester: String,
+    /// Who merged.
+    pub merger: String,
+    pub approvers: Vec<String>,
+    /// The commit governance was read at.
+    pub governance_sha: String,
+    /// `[{"context": "paved/schema", "verdict": "pass", "description": "..."}]`.
+    pub checks: serde_json::Value,
+    /// `planned`, or `refused` for an operation recorded only to say it will not run.
+    pub planned_state: OpState,
+    /// Why it was refused.
+    pub refusal: Option<String>,
+    pub state: OpState,
+    /// The GitHub deployment made for it.
+    pub deployment_id: Option<DeploymentId>,
+    /// Process id of the script while it runs.
+    pub pid: Option<i64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// Capped, secret-redacted output of the run.
+    pub log: String,
+    /// Its public outputs, in ADE's shape; sensitive ones never leave the database.
+    pub outputs: serde_json::Value,
+    /// Which of its reports were made (bits: deployment status, note, …).
+    pub reported: u32,
+    pub created_at: String,
+    /// Its audit note is queued and not on the origin yet (the notes outbox pushes it;
+    /// `paved audit` shows it once it lands).
+    pub note_pending: bool,
+}
+
+impl Operation {
+    /// The operation as the API shows it; `note_pending` as the outbox says.
+    pub fn new(r: &OperationRecord, note_pending: bool) -> Operation {
+        let op = &r.op;
+        Operation {
+            id: r.id,
+            repo: op.repo.clone(),
+            env_name: op.env_name.clone(),
+            kind: op.kind,
+            merge_sha: op.merge_sha.clone(),
+            pr: op.pr.map_or(0, |p| p.0),
+            attempt: op.attempt,
+            delivery_id: op
+                .delivery_id
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            cause: op.cause.clone(),
+            team: op.team.clone(),
+            owner: op.owner.clone(),
+            env_type: op.env_type.clone(),
+            definition: op.definition.clone(),
+            manifest_path: op.manifest_path.clone(),
+            parameters: op.parameters.clone(),
+            requester: op.requester.clone(),
+            merger: op.merger.clone(),
+            approvers: op.approvers.clone(),
+            governance_sha: op.governance_sha.clone(),
+            checks: op.checks.clone(),
+            planned_state: op.state,
+            refusal: op.error.clone(),
+            state: r.state,
+            deployment_id: r.deployment_id,
+            pid: r.pid,
+            started_at: r.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+            error: r.error.clone(),
+            log: r.log.clone(),
+            outputs: public_outputs(&r.outputs),
+            reported: r.reported,
+            created_at: r.created_at.clone(),
+            note_pending,
+        }
+    }
+}
+
 /// One environment with its last operations.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnvironmentDetail {
-    pub environment: EnvironmentRecord,
+    pub environment: Environment,
     /// The deploy identity its type's runs get (SPEC 13), by name (never a secret), as the
     /// default branch's `platform.yaml` names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    pub operations: Vec<OperationRecord>,
+    pub operations: Vec<Operation>,
     /// What the scheduler will do next for it, soonest first (SPEC 11).
     pub upcoming: Vec<Upcoming>,
 }

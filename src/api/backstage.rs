@@ -11,6 +11,7 @@
 //!   through `POST /api/v1/requests` (Backstage's `http:backstage:request` action, through a
 //!   proxy named `paved`, with the user's GitHub token).
 
+use super::answers::ApiError;
 use super::answers::Template;
 use super::ApiState;
 use crate::graph::Graph;
@@ -55,15 +56,12 @@ fn entity(api: &str, kind: &str, metadata: Value, spec: Value) -> Value {
 #[utoipa::path(get, path = "/api/v1/backstage/entities.yaml", tag = "graph",
     responses((status = 200, description = "Multi-document YAML of Backstage entities",
         content_type = "application/yaml", body = String)))]
-async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
-    let graph: Graph = match super::graph::build(&s, &caller, None).await {
-        Ok(g) => g,
-        Err(e) => return super::routes::unavailable(e),
-    };
-    let templates = match super::graph::visible_templates(&s, &caller).await {
-        Ok(t) => t,
-        Err(e) => return super::routes::unavailable(e),
-    };
+async fn export(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let graph: Graph = super::graph::build(&s, &caller, None).await?;
+    let templates = super::graph::visible_templates(&s, &caller).await?;
     let mut docs: Vec<Value> = Vec::new();
     let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -134,11 +132,11 @@ async fn export(State(s): State<ApiState>, Extension(caller): Extension<Caller>)
             Err(e) => tracing::warn!(error = %e, "a Backstage entity did not serialise"),
         }
     }
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
         text,
     )
-        .into_response()
+        .into_response())
 }
 
 /// A `Resource` (`spec.type: environment`) for an environment entity of the Graph.

@@ -2,7 +2,7 @@
 //! the catalog and the Graph ([`crate::graph`]), scoped like everything else.
 
 use super::answers::{ApiError, Edge, EntityDetail, GraphAnswer, Node, Template};
-use super::{error, ApiState};
+use super::ApiState;
 use crate::checks::Governance;
 use crate::graph::{Entity, Graph, Links};
 use crate::identity::{Access, Caller};
@@ -117,12 +117,13 @@ struct RepoFilter {
 }
 
 /// `?repository=owner/name`, checked; `Err(())` when it is not a repository name.
-fn repo_param(v: Option<&str>) -> Result<Option<RepoName>, ()> {
-    v.map(|r| RepoName::parse(r).map_err(|_| ())).transpose()
-}
-
-fn bad_repository() -> Response {
-    error(StatusCode::BAD_REQUEST, "repository: write owner/name")
+/// The `repository` parameter, if given.
+fn repo_param(v: Option<&str>) -> Result<Option<RepoName>, ApiError> {
+    v.map(|r| {
+        RepoName::parse(r)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "repository: write owner/name"))
+    })
+    .transpose()
 }
 
 /// `GET /api/v1/templates[?repository=owner/name]`: every catalog definition on the default
@@ -138,14 +139,9 @@ async fn templates(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Query(f): Query<RepoFilter>,
-) -> Response {
-    let Ok(only) = repo_param(f.repository.as_deref()) else {
-        return bad_repository();
-    };
-    match templates_of(&s, &caller, only.as_ref()).await {
-        Ok(t) => Json(t).into_response(),
-        Err(e) => super::routes::unavailable(e),
-    }
+) -> Result<Json<Vec<Template>>, ApiError> {
+    let only = repo_param(f.repository.as_deref())?;
+    Ok(Json(templates_of(&s, &caller, only.as_ref()).await?))
 }
 
 /// Every template the caller may use, in every repository they have a role in.
@@ -329,28 +325,22 @@ async fn entities(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Query(f): Query<EntityQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     if let Some(k) = &f.kind {
         if !crate::graph::KINDS.contains(&k.as_str()) {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                &format!("kind: one of {}", crate::graph::KINDS.join(", ")),
-            );
+                format!("kind: one of {}", crate::graph::KINDS.join(", ")),
+            ));
         }
     }
-    let Ok(only) = repo_param(f.repository.as_deref()) else {
-        return bad_repository();
-    };
+    let only = repo_param(f.repository.as_deref())?;
     if f.kind.as_deref() == Some("environment") {
-        return match environments_page(&s, &caller, only.as_ref(), &f).await {
-            Ok((items, page, per_page, last)) => paged(&s, &f, items, page, per_page, last),
-            Err(e) => super::routes::unavailable(e),
-        };
+        let (items, page, per_page, last) =
+            environments_page(&s, &caller, only.as_ref(), &f).await?;
+        return Ok(paged(&s, &f, items, page, per_page, last));
     }
-    let graph = match build(&s, &caller, only.as_ref()).await {
-        Ok(g) => g,
-        Err(e) => return super::routes::unavailable(e),
-    };
+    let graph = build(&s, &caller, only.as_ref()).await?;
     let q = f.q.as_deref().map(str::to_ascii_lowercase);
     let matching: Vec<&Entity> = graph
         .entities
@@ -380,7 +370,7 @@ async fn entities(
         .take(per_page)
         .map(|e| (*e).clone())
         .collect();
-    paged(&s, &f, items, page, per_page, last)
+    Ok(paged(&s, &f, items, page, per_page, last))
 }
 
 /// A page of entities with its `Link` header.
@@ -542,37 +532,27 @@ async fn entity(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
-    let missing = || error(StatusCode::NOT_FOUND, "no such entity");
+) -> Result<Json<EntityDetail>, ApiError> {
+    let missing = || super::routes::missing("entity");
     // `kind:owner/repo[/name]`: only that repository's graph is built.
-    let Some((_, rest)) = id.split_once(':') else {
-        return missing();
-    };
+    let (_, rest) = id.split_once(':').ok_or_else(missing)?;
     let mut parts = rest.splitn(3, '/');
     let (Some(owner), Some(name)) = (parts.next(), parts.next()) else {
-        return missing();
+        return Err(missing());
     };
-    let Ok(repo) = RepoName::new(owner, name) else {
-        return missing();
-    };
+    let repo = RepoName::new(owner, name).map_err(|_| missing())?;
     // An environment's or an operation's entity needs only that environment; the other
     // kinds have relations from the whole inventory pointing at them.
     let one = match id.split_once(':') {
         Some(("environment", _)) => parts.next(),
         _ => None,
     };
-    let graph = match entity_graph(&s, &caller, &repo, one).await {
-        Ok(g) => g,
-        Err(e) => return super::routes::unavailable(e),
-    };
-    match graph.entities.get(&id) {
-        Some(e) => Json(EntityDetail {
-            entity: e.clone(),
-            incoming: graph.incoming(&id),
-        })
-        .into_response(),
-        None => missing(),
-    }
+    let graph = entity_graph(&s, &caller, &repo, one).await?;
+    let e = graph.entities.get(&id).ok_or_else(missing)?;
+    Ok(Json(EntityDetail {
+        entity: e.clone(),
+        incoming: graph.incoming(&id),
+    }))
 }
 
 /// `GET /api/v1/graph[?repository=owner/name]`: nodes and edges.
@@ -586,14 +566,9 @@ async fn graph(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Query(f): Query<RepoFilter>,
-) -> Response {
-    let Ok(only) = repo_param(f.repository.as_deref()) else {
-        return bad_repository();
-    };
-    let graph = match build(&s, &caller, only.as_ref()).await {
-        Ok(g) => g,
-        Err(e) => return super::routes::unavailable(e),
-    };
+) -> Result<Json<GraphAnswer>, ApiError> {
+    let only = repo_param(f.repository.as_deref())?;
+    let graph = build(&s, &caller, only.as_ref()).await?;
     let edges = graph
         .entities
         .values()
@@ -615,5 +590,5 @@ async fn graph(
             team: e.team.clone(),
         })
         .collect();
-    Json(GraphAnswer { nodes, edges }).into_response()
+    Ok(Json(GraphAnswer { nodes, edges }))
 }

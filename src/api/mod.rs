@@ -8,6 +8,11 @@
 //! without a token Paved accepts and hands the [`Caller`] to the handler. What a caller
 //! may see is decided per repository by [`Directory`]; a thing the caller may not see is
 //! answered exactly as a thing that does not exist.
+//!
+//! Handlers return `Result<_, ApiError>`: a refusal is a problem (RFC 9457) built once per
+//! request and turned into the answer by axum, so its size (a few strings) is no cost worth
+//! boxing it for.
+#![allow(clippy::result_large_err)]
 
 use crate::identity::{Access, AuthError, Caller, Directory, Identities};
 use crate::ids::RepoName;
@@ -226,17 +231,13 @@ fn error(status: StatusCode, message: &str) -> Response {
         (status = 200, description = "The database answers", body = String, content_type = "text/plain"),
         (status = 503, description = "The database does not answer", body = answers::ApiError),
     ))]
-async fn readyz(State(s): State<ApiState>) -> Response {
-    match s.store.ping().await {
-        Ok(()) if s.unsandboxed => {
-            "ready (warning: runner.sandbox = \"none\": scripts run unsandboxed, as Paved's own user)".into_response()
-        }
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
-    }
+async fn readyz(State(s): State<ApiState>) -> Result<&'static str, answers::ApiError> {
+    s.store.ping().await?;
+    Ok(if s.unsandboxed {
+        "ready (warning: runner.sandbox = \"none\": scripts run unsandboxed, as Paved's own user)"
+    } else {
+        "ready"
+    })
 }
 
 /// `/schemas/environment.json`, `/schemas/platform.json`: the JSON Schemas of the files
@@ -247,15 +248,13 @@ async fn readyz(State(s): State<ApiState>) -> Response {
         (status = 200, description = "A JSON Schema", body = serde_json::Value, content_type = "application/schema+json"),
         (status = 404, description = "No such schema", body = answers::ApiError),
     ))]
-async fn schema(Path(file): Path<String>) -> Response {
+async fn schema(Path(file): Path<String>) -> Result<Response, answers::ApiError> {
     let found = crate::manifest::schema::SCHEMAS
         .iter()
         .find(|(_, _, path)| path.strip_prefix("/schemas/") == Some(file.as_str()))
         .and_then(|(name, _, _)| crate::manifest::schema::by_name(name));
-    match found {
-        Some(s) => ([(header::CONTENT_TYPE, "application/schema+json")], Json(s)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no such schema"),
-    }
+    let s = found.ok_or_else(|| routes::missing("schema"))?;
+    Ok(([(header::CONTENT_TYPE, "application/schema+json")], Json(s)).into_response())
 }
 
 /// Every series of [`Metrics`], with the queue's gauges read from the store now.

@@ -2,6 +2,7 @@
 //! the JWKS it names, open to anyone (a cloud's token service fetches them without any
 //! identity of Paved's), both cached so they answer without touching the database.
 
+use super::answers::ApiError;
 use super::ApiState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -19,19 +20,17 @@ pub(super) async fn openid_configuration(State(s): State<ApiState>) -> Response 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", security(()),
     responses(
         (status = 200, description = "The issuer's JSON Web Key Set", body = Object),
-        (status = 503, description = "The keys could not be read", body = super::answers::ApiError),
+        (status = 503, description = "The keys could not be read", body = ApiError),
     ))]
-pub(super) async fn jwks(State(s): State<ApiState>) -> Response {
-    match s.issuer.jwks().await {
-        Ok(body) => json(body),
-        Err(e) => {
-            tracing::warn!(error = %e, "the JWKS could not be read");
-            super::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the keys could not be read",
-            )
-        }
-    }
+pub(super) async fn jwks(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let body = s.issuer.jwks().await.map_err(|e| {
+        tracing::warn!(error = %e, "the JWKS could not be read");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the keys could not be read",
+        )
+    })?;
+    Ok(json(body))
 }
 
 fn json(body: bytes::Bytes) -> Response {

@@ -227,11 +227,12 @@ fn constrain_bodies(doc: &mut serde_json::Value) {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of this API",
         body = serde_json::Value, content_type = "application/json")))]
-async fn openapi_json(State(p): State<Published>) -> Response {
-    match p.0.get() {
-        Some(bytes) => {
-            ([(header::CONTENT_TYPE, "application/json")], bytes.clone()).into_response()
-        }
-        None => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
-    }
+async fn openapi_json(State(p): State<Published>) -> Result<Response, crate::problem::Problem> {
+    // Written once when the router is built, before the server listens: never missing in
+    // a running server.
+    let bytes = p.0.get().ok_or_else(|| {
+        tracing::error!("the OpenAPI document was asked for before it was written");
+        crate::problem::Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting")
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes.clone()).into_response())
 }

@@ -3,13 +3,12 @@
 //! as operation `reconcile`. For a member of the environment's team or the platform team.
 
 use super::answers::{ApiError, ReconcileQueued};
-use super::routes::{not_found, unavailable};
-use super::{error, ApiState};
+use super::routes::missing;
+use super::ApiState;
 use crate::identity::Caller;
 use crate::ids::RepoName;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,50 +33,40 @@ async fn reconcile(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((owner, repo, name)): Path<(String, String, String)>,
-) -> Response {
-    let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name");
-    };
+) -> Result<(StatusCode, Json<ReconcileQueued>), ApiError> {
+    let forbidden = |why: &str| ApiError::new(StatusCode::FORBIDDEN, why);
+    let repo = RepoName::new(&owner, &repo)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "not a repository name"))?;
     // Who may ask is settled before anything is read.
-    let Some(login) = caller.login() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "a service token only reads; reconcile as a person",
-        );
-    };
+    let login = caller
+        .login()
+        .ok_or_else(|| forbidden("a service token only reads; reconcile as a person"))?;
     let access = s.access(&caller, &repo).await;
     if !access.any() {
-        return error(
-            StatusCode::FORBIDDEN,
+        return Err(forbidden(
             "you are in no team of this repository's platform.yaml",
-        );
+        ));
     }
-    let env = match s.store.environment(&repo, &name).await {
-        Ok(Some(e)) if access.sees_team(&e.team) => e,
-        Ok(_) => return not_found("environment"),
-        Err(e) => return unavailable(e),
+    let env = match s.store.environment(&repo, &name).await? {
+        Some(e) if access.sees_team(&e.team) => e,
+        _ => return Err(missing("environment")),
     };
     if !access.acts_for(&env.team) {
-        return error(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "only a member of {} or the platform team may reconcile it",
-                env.team
-            ),
-        );
+        return Err(forbidden(&format!(
+            "only a member of {} or the platform team may reconcile it",
+            env.team
+        )));
     }
     if !env.state.is_live() {
-        return error(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the environment is deleted: request it again instead",
-        );
+        ));
     }
     let now = s.clock.now();
-    if let Err(e) = crate::timers::ask_reconcile(s.store.as_ref(), &repo, &name, login, now).await {
-        return unavailable(e);
-    }
+    crate::timers::ask_reconcile(s.store.as_ref(), &repo, &name, login, now).await?;
     s.lifecycle_wake.notify_one();
-    (
+    Ok((
         StatusCode::ACCEPTED,
         Json(ReconcileQueued {
             repository: repo.to_string(),
@@ -85,6 +74,5 @@ async fn reconcile(
             asked_by: login.to_string(),
             environment_url: format!("{}/api/v1/repos/{repo}/environments/{name}", s.public_url),
         }),
-    )
-        .into_response()
+    ))
 }

@@ -1,13 +1,12 @@
 //! `POST /api/v1/requests` and `GET /api/v1/requests/{id}`: the Orchestrator's door.
 
 use super::answers::{ApiError, RequestAnswer, RequestLinks, RequestOpened};
-use super::{error, ApiState};
+use super::ApiState;
 use crate::identity::Caller;
 use crate::ids::RepoName;
 use crate::orchestrator::{PullRequestLink, RequestBody, RequestError};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +17,9 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(show))
 }
 
-fn refusal(e: RequestError) -> Response {
+/// The one mapping of the Orchestrator's refusals to answers (an unavailable GitHub or
+/// database is logged with its cause, which the answer does not show).
+fn problem_of(e: RequestError) -> ApiError {
     let detail = e.to_string();
     let mut pull = None;
     let mut errors = None;
@@ -43,7 +44,7 @@ fn refusal(e: RequestError) -> Response {
     let mut body = ApiError::new(status, detail);
     body.pull_request = pull;
     body.errors = errors;
-    body.into_response()
+    body
 }
 
 /// Opens a request: pre-flight with the checks a pull request gets, then a branch, a
@@ -65,38 +66,37 @@ async fn open(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     body: Result<Json<RequestBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
-    };
-    let access = match RepoName::parse(&body.repository) {
-        Ok(repo) => s.access(&caller, &repo).await,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "repository: write owner/name"),
-    };
-    match s.orchestrator.open(&caller, &access, body).await {
-        Ok(o) => {
-            let url = format!("{}/api/v1/requests/{}", s.public_url, o.id);
-            let mut r = (
-                StatusCode::CREATED,
-                Json(RequestOpened {
-                    id: o.id,
-                    url,
-                    branch: o.branch,
-                    pull_request: PullRequestLink {
-                        number: o.pull_request,
-                        url: o.pull_request_url,
-                    },
-                }),
-            )
-                .into_response();
-            if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/requests/{}", o.id)) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        Err(e) => refusal(e),
-    }
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        Json<RequestOpened>,
+    ),
+    ApiError,
+> {
+    let bad = |why: &str| ApiError::new(StatusCode::BAD_REQUEST, why);
+    let Json(body) = body.map_err(|e| bad(&e.body_text()))?;
+    let repo =
+        RepoName::parse(&body.repository).map_err(|_| bad("repository: write owner/name"))?;
+    let access = s.access(&caller, &repo).await;
+    let o = s
+        .orchestrator
+        .open(&caller, &access, body)
+        .await
+        .map_err(problem_of)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/requests/{}", o.id))],
+        Json(RequestOpened {
+            id: o.id,
+            url: format!("{}/api/v1/requests/{}", s.public_url, o.id),
+            branch: o.branch,
+            pull_request: PullRequestLink {
+                number: o.pull_request,
+                url: o.pull_request_url,
+            },
+        }),
+    ))
 }
 
 /// Who sees a request: its requester, and whoever sees its team's environments (the API
@@ -125,35 +125,24 @@ async fn show(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
-    let missing = || error(StatusCode::NOT_FOUND, "no such request");
-    let Ok(id) = id.parse::<i64>() else {
-        return missing();
-    };
-    let req = match s.store.request(id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return missing(),
-        Err(e) => return super::routes::unavailable(e),
-    };
-    let Ok(repo) = RepoName::parse(&req.repo) else {
-        return missing();
-    };
+) -> Result<Json<RequestAnswer>, ApiError> {
+    let missing = || super::routes::missing("request");
+    let id = id.parse::<i64>().map_err(|_| missing())?;
+    let req = s.store.request(id).await?.ok_or_else(missing)?;
+    let repo = RepoName::parse(&req.repo).map_err(|_| missing())?;
     if !sees_request(&s, &caller, &repo, &req).await {
-        return missing();
+        return Err(missing());
     }
-    match s.orchestrator.status(&req).await {
-        Ok(status) => Json(RequestAnswer {
-            status,
-            links: RequestLinks {
-                this: format!("{}/api/v1/requests/{id}", s.public_url),
-                pull_request: req.pr_url.clone(),
-                environment: format!(
-                    "{}/api/v1/repos/{}/environments/{}",
-                    s.public_url, req.repo, req.env_name
-                ),
-            },
-        })
-        .into_response(),
-        Err(e) => refusal(e),
-    }
+    let status = s.orchestrator.status(&req).await.map_err(problem_of)?;
+    Ok(Json(RequestAnswer {
+        status,
+        links: RequestLinks {
+            this: format!("{}/api/v1/requests/{id}", s.public_url),
+            pull_request: req.pr_url.clone(),
+            environment: format!(
+                "{}/api/v1/repos/{}/environments/{}",
+                s.public_url, req.repo, req.env_name
+            ),
+        },
+    }))
 }

@@ -2,8 +2,11 @@
 //! (see [`crate::identity::roles`]). A thing the caller may not see gets the very answer a
 //! missing one gets.
 
-use super::answers::{ApiError, CallerKind, EnvironmentDetail, Me, Upcoming};
-use super::{error, ApiState};
+use super::answers::{
+    ApiError, CallerKind, Delivery, Environment, EnvironmentDetail, Evaluation, Me, Operation,
+    Upcoming,
+};
+use super::ApiState;
 use crate::identity::{Access, Caller};
 use crate::ids::{CommitSha, DeliveryId, EvaluationId, OperationId, RepoName};
 use crate::store::{
@@ -11,7 +14,7 @@ use crate::store::{
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
 use axum::{Extension, Json};
 use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,27 +32,38 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(operation))
 }
 
-pub(super) fn unavailable(e: StoreError) -> Response {
-    tracing::error!(error = %e, "reading the store");
-    error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+/// The one answer to a store that failed: 503, with what it hides in the log (every arm
+/// that answers 503 goes through here, or through `?` on a [`StoreError`]).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "reading the store");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
 }
 
-pub(super) fn not_found(what: &str) -> Response {
-    error(StatusCode::NOT_FOUND, &format!("no such {what}"))
+/// What a thing that is not there, or not the caller's to see, gets.
+pub(super) fn missing(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such {what}"))
 }
 
-/// What the API shows of an operation: sensitive outputs never leave the database.
+fn bad(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// What the API shows of operations: sensitive outputs never leave the database.
 /// `note_pending` of each finished operation: whether its audit note still waits in the
 /// outbox. Unknown (the store failed) reads as not pending: the note's own record is Git.
-async fn with_note_state(s: &ApiState, mut ops: Vec<OperationRecord>) -> Vec<OperationRecord> {
-    for op in &mut ops {
-        if op.reported & crate::store::reported::NOTE != 0 {
-            op.note_pending = s.store.note_pending(op.id).await.unwrap_or(false);
-        }
+async fn answer_operations(s: &ApiState, ops: &[&OperationRecord]) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for op in ops {
+        let pending = op.reported & crate::store::reported::NOTE != 0
+            && s.store.note_pending(op.id).await.unwrap_or(false);
+        out.push(Operation::new(op, pending));
     }
-    ops
+    out
 }
 
+/// An operation with its sensitive outputs left out, for the portal's pages.
 pub(crate) fn public_operation(mut op: OperationRecord) -> OperationRecord {
     op.outputs = public_outputs(&op.outputs);
     op
@@ -86,7 +100,7 @@ pub(crate) fn repo_of(s: &str) -> Option<RepoName> {
 /// Who the caller is, and their roles in each repository Paved serves.
 #[utoipa::path(get, path = "/api/v1/me", tag = "identity",
     responses((status = 200, description = "The caller", body = Me)))]
-async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Json<Me> {
     let mut roles = BTreeMap::new();
     for repo in s.directory.served().await {
         let access = s.access(&caller, &repo).await;
@@ -104,7 +118,6 @@ async fn me(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> 
         name,
         repositories: roles,
     })
-    .into_response()
 }
 
 /// Whether `access` sees a check run's report: it reads everything, or it is a member of
@@ -124,7 +137,7 @@ fn sees_run(access: &Access, report: &serde_json::Value) -> bool {
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "audit",
     params(("id" = i64, Path, description = "The evaluation id a status links to")),
     responses(
-        (status = 200, description = "The evaluation's report", body = super::answers::Evaluation),
+        (status = 200, description = "The evaluation's report", body = Evaluation),
         (status = 400, description = "Not an evaluation id", body = ApiError),
         (status = 404, description = "No such evaluation, or not one the caller may see", body = ApiError),
     ))]
@@ -132,19 +145,18 @@ async fn evaluation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "run ids are numbers");
-    };
-    match s.store.evaluation(EvaluationId(id)).await {
-        Ok(Some(r)) => match repo_of(&r.repo) {
-            Some(repo) if sees_run(&s.access(&caller, &repo).await, &r.report) => {
-                Json(super::answers::Evaluation::from(r)).into_response()
-            }
-            _ => not_found("run"),
-        },
-        Ok(None) => not_found("run"),
-        Err(e) => unavailable(e),
+) -> Result<Json<Evaluation>, ApiError> {
+    let id = id.parse::<i64>().map_err(|_| bad("run ids are numbers"))?;
+    let r = s
+        .store
+        .evaluation(EvaluationId(id))
+        .await?
+        .ok_or_else(|| missing("run"))?;
+    match repo_of(&r.repo) {
+        Some(repo) if sees_run(&s.access(&caller, &repo).await, &r.report) => {
+            Ok(Json(Evaluation::from(r)))
+        }
+        _ => Err(missing("run")),
     }
 }
 
@@ -152,7 +164,7 @@ async fn evaluation(
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "audit",
     params(("id" = String, Path, description = "GitHub's `X-GitHub-Delivery`")),
     responses(
-        (status = 200, description = "How the delivery was processed", body = super::answers::Delivery),
+        (status = 200, description = "How the delivery was processed", body = Delivery),
         (status = 400, description = "Not a delivery id", body = ApiError),
         (status = 404, description = "No such delivery, or not one the caller may see", body = ApiError),
     ))]
@@ -160,19 +172,16 @@ async fn delivery(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
-    let Ok(id) = DeliveryId::parse(&id) else {
-        return error(StatusCode::BAD_REQUEST, "not a delivery id");
-    };
-    match s.store.delivery(&id).await {
-        Ok(Some(d)) => match repo_of(&d.queue_key) {
-            Some(repo) if s.access(&caller, &repo).await.reads_all() => {
-                Json(super::answers::Delivery::from(d)).into_response()
-            }
-            _ => not_found("delivery"),
-        },
-        Ok(None) => not_found("delivery"),
-        Err(e) => unavailable(e),
+) -> Result<Json<Delivery>, ApiError> {
+    let id = DeliveryId::parse(&id).map_err(|_| bad("not a delivery id"))?;
+    let d = s
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or_else(|| missing("delivery"))?;
+    match repo_of(&d.queue_key) {
+        Some(repo) if s.access(&caller, &repo).await.reads_all() => Ok(Json(Delivery::from(d))),
+        _ => Err(missing("delivery")),
     }
 }
 
@@ -181,19 +190,16 @@ pub(crate) async fn visible(
     s: &ApiState,
     caller: &Caller,
     list: Vec<EnvironmentRecord>,
-) -> Vec<EnvironmentRecord> {
-    let mut access: BTreeMap<String, Access> = BTreeMap::new();
+) -> Vec<Environment> {
+    let mut access: BTreeMap<RepoName, Access> = BTreeMap::new();
     let mut out = Vec::new();
     for e in list {
         if !access.contains_key(&e.repo) {
-            let a = match repo_of(&e.repo) {
-                Some(repo) => s.access(caller, &repo).await,
-                None => Access::default(),
-            };
+            let a = s.access(caller, &e.repo).await;
             access.insert(e.repo.clone(), a);
         }
         if access.get(&e.repo).is_some_and(|a| a.sees_team(&e.team)) {
-            out.push(e.public());
+            out.push(Environment::from(&e));
         }
     }
     out
@@ -201,33 +207,30 @@ pub(crate) async fn visible(
 
 /// The inventory of every repository, as far as the caller may see it.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "inventory",
-    responses((status = 200, description = "Environments, public outputs only", body = Vec<EnvironmentRecord>)))]
-async fn environments(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
-    match s.store.environments(None).await {
-        Ok(list) => Json(visible(&s, &caller, list).await).into_response(),
-        Err(e) => unavailable(e),
-    }
+    responses((status = 200, description = "Environments, public outputs only", body = Vec<Environment>)))]
+async fn environments(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<Environment>>, ApiError> {
+    let list = s.store.environments(None).await?;
+    Ok(Json(visible(&s, &caller, list).await))
 }
 
 /// The inventory of one repository, as far as the caller may see it.
 #[utoipa::path(get, path = "/api/v1/repos/{owner}/{repo}/environments", tag = "inventory",
     params(("owner" = String, Path), ("repo" = String, Path)),
     responses(
-        (status = 200, description = "Environments, public outputs only", body = Vec<EnvironmentRecord>),
+        (status = 200, description = "Environments, public outputs only", body = Vec<Environment>),
         (status = 400, description = "Not a repository name", body = ApiError),
     ))]
 async fn repo_environments(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((owner, repo)): Path<(String, String)>,
-) -> Response {
-    let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name");
-    };
-    match s.store.environments(Some(&repo)).await {
-        Ok(list) => Json(visible(&s, &caller, list).await).into_response(),
-        Err(e) => unavailable(e),
-    }
+) -> Result<Json<Vec<Environment>>, ApiError> {
+    let repo = RepoName::new(&owner, &repo).map_err(|_| bad("not a repository name"))?;
+    let list = s.store.environments(Some(&repo)).await?;
+    Ok(Json(visible(&s, &caller, list).await))
 }
 
 /// One environment with its last 20 operations.
@@ -242,35 +245,22 @@ async fn environment(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((owner, repo, name)): Path<(String, String, String)>,
-) -> Response {
-    let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name");
+) -> Result<Json<EnvironmentDetail>, ApiError> {
+    let repo = RepoName::new(&owner, &repo).map_err(|_| bad("not a repository name"))?;
+    let env = match s.store.environment(&repo, &name).await? {
+        Some(e) if s.access(&caller, &repo).await.sees_team(&e.team) => e,
+        _ => return Err(missing("environment")),
     };
-    let env = match s.store.environment(&repo, &name).await {
-        Ok(Some(e)) if s.access(&caller, &repo).await.sees_team(&e.team) => e.public(),
-        Ok(_) => return not_found("environment"),
-        Err(e) => return unavailable(e),
-    };
-    let (ops, timers) = match (
-        s.store.operations_for_environment(&repo, &name, 20).await,
-        s.store.timers_of(&repo, &name).await,
-    ) {
-        (Ok(ops), Ok(timers)) => (ops, timers),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    let ops = ops
-        .into_iter()
-        .filter(|o| env.owns(o))
-        .map(public_operation)
-        .collect();
+    let ops = s.store.operations_for_environment(&repo, &name, 20).await?;
+    let timers = s.store.timers_of(&repo, &name).await?;
     let identity = identity_of_type(&s, &repo, &env.env_type).await;
-    Json(EnvironmentDetail {
+    Ok(Json(EnvironmentDetail {
         identity,
-        environment: env.clone(),
-        operations: with_note_state(&s, ops).await,
+        environment: Environment::from(&env),
+        operations: answer_operations(&s, &ops.iter().filter(|o| env.owns(o)).collect::<Vec<_>>())
+            .await,
         upcoming: upcoming_of(timers).into_iter().map(|(_, u)| u).collect(),
-    })
-    .into_response()
+    }))
 }
 
 /// The operations of one merge commit (what `paved/provision` links to) the caller may see.
@@ -278,36 +268,31 @@ async fn environment(
     params(("owner" = String, Path), ("repo" = String, Path),
         ("sha" = String, Path, description = "The merge commit")),
     responses(
-        (status = 200, description = "Its operations", body = Vec<OperationRecord>),
+        (status = 200, description = "Its operations", body = Vec<Operation>),
         (status = 400, description = "Not a repository name and commit", body = ApiError),
     ))]
 async fn merge(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((owner, repo, sha)): Path<(String, String, String)>,
-) -> Response {
+) -> Result<Json<Vec<Operation>>, ApiError> {
     let (Ok(repo), Ok(sha)) = (RepoName::new(&owner, &repo), CommitSha::parse(&sha)) else {
-        return error(StatusCode::BAD_REQUEST, "not a repository name and commit");
+        return Err(bad("not a repository name and commit"));
     };
-    match s.store.operations_for_merge(&repo, &sha).await {
-        Ok(ops) => {
-            let access = s.access(&caller, &repo).await;
-            let ops = ops
-                .into_iter()
-                .filter(|op| access.sees_team(&op.op.team))
-                .map(public_operation)
-                .collect();
-            Json(with_note_state(&s, ops).await).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    let ops = s.store.operations_for_merge(&repo, &sha).await?;
+    let access = s.access(&caller, &repo).await;
+    let seen: Vec<&OperationRecord> = ops
+        .iter()
+        .filter(|op| access.sees_team(&op.op.team))
+        .collect();
+    Ok(Json(answer_operations(&s, &seen).await))
 }
 
 /// One operation: its checks, approvals, state and log.
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "audit",
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The operation", body = OperationRecord),
+        (status = 200, description = "The operation", body = Operation),
         (status = 400, description = "Not an operation id", body = ApiError),
         (status = 404, description = "No such operation, or not one the caller may see", body = ApiError),
     ))]
@@ -315,17 +300,16 @@ async fn operation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "operation ids are numbers");
-    };
-    match s.store.operation(OperationId(id)).await {
-        Ok(Some(op)) if s.access(&caller, &op.op.repo).await.sees_team(&op.op.team) => {
-            let op = with_note_state(&s, vec![public_operation(op)]).await;
-            Json(&op[0]).into_response()
+) -> Result<Json<Operation>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| bad("operation ids are numbers"))?;
+    match s.store.operation(OperationId(id)).await? {
+        Some(op) if s.access(&caller, &op.op.repo).await.sees_team(&op.op.team) => {
+            let mut answer = answer_operations(&s, &[&op]).await;
+            answer.pop().map(Json).ok_or_else(|| missing("operation"))
         }
-        Ok(_) => not_found("operation"),
-        Err(e) => unavailable(e),
+        _ => Err(missing("operation")),
     }
 }
 

@@ -324,10 +324,10 @@ impl Graph {
                     .push(rel(*kind, &id(EntityKind::User, repo, login)));
                 self.user(repo, login);
             }
-            e.links.insert(
-                "pullRequest".into(),
-                format!("{}/pull/{}", links.web, op.op.pr),
-            );
+            if let Some(pr) = op.op.pr {
+                e.links
+                    .insert("pullRequest".into(), format!("{}/pull/{pr}", links.web));
+            }
             e.links.insert(
                 "mergeCommit".into(),
                 format!("{}/commit/{}", links.web, op.op.merge_sha),

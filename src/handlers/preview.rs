@@ -243,9 +243,9 @@ fn job(
                 OpKind::Deploy
             },
             merge_sha: at.head_sha.clone(),
-            pr: at.pr,
+            pr: Some(crate::ids::PrNumber(at.pr)),
             attempt: 1,
-            delivery_id: String::new(),
+            delivery_id: None,
             cause: String::new(),
             team,
             owner: manifest

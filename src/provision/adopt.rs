@@ -68,7 +68,10 @@ pub(super) async fn result(deps: &Deps, op: &NewOperation) -> Result<RunResult, 
         started_at: now,
         finished_at: now,
     };
-    let import = deps.store.import_for_pr(&op.repo, op.pr).await?;
+    let import = match op.pr {
+        Some(pr) => deps.store.import_for_pr(&op.repo, pr.0).await?,
+        None => None,
+    };
     let env = match &import {
         Some(i) => deps.store.imported_environment(i.id, &op.env_name).await?,
         None => None,

@@ -27,10 +27,13 @@ pub(super) async fn give(
     previous: Option<&EnvironmentRecord>,
 ) -> Result<Result<(), String>, WorkError> {
     let op = &item.op;
-    if op.kind != OpKind::Deploy || op.pr == 0 || !op.cause.is_empty() {
+    let Some(pr) = op
+        .pr
+        .filter(|_| op.kind == OpKind::Deploy && op.cause.is_empty())
+    else {
         return Ok(Ok(()));
-    }
-    let Some(rec) = deps.store.latest_preview(&op.repo, op.pr).await? else {
+    };
+    let Some(rec) = deps.store.latest_preview(&op.repo, pr.0).await? else {
         return Ok(Ok(()));
     };
     let set: PreviewSet = serde_json::from_value(rec.previews)

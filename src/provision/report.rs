@@ -151,7 +151,7 @@ fn audit_record(rec: &OperationRecord) -> AuditRecord {
         outcome: rec.state.as_str().to_string(),
         run_id: Some(rec.id.0),
         repository: op.repo.to_string(),
-        pull_request: Some(op.pr),
+        pull_request: op.pr.map(|p| p.0),
         requester: Some(op.requester.clone()),
         merger: (!op.merger.is_empty()).then(|| op.merger.clone()),
         approvers: op.approvers.clone(),

@@ -5,7 +5,7 @@
 //! per cause, under the environment's lock, fenced, with its deployment and its git note.
 
 use crate::checks::Governance;
-use crate::ids::CommitSha;
+use crate::ids::{CommitSha, PrNumber};
 use crate::manifest::{environment, Manifest};
 use crate::provision::{self, Item, RunSource};
 use crate::runner::RunnerKind;
@@ -200,8 +200,9 @@ pub(super) async fn last_pull_request(
         .operations_for_environment(repo, &env.name, 50)
         .await?
         .into_iter()
-        .find(|o| env.owns(o) && o.op.pr > 0 && o.op.cause.is_empty())
-        .map(|o| o.op.pr))
+        .filter(|o| env.owns(o) && o.op.cause.is_empty())
+        .find_map(|o| o.op.pr)
+        .map(|p| p.0))
 }
 
 impl Snapshot {
@@ -232,9 +233,9 @@ impl Snapshot {
                 env_name: env.name.clone(),
                 kind,
                 merge_sha: self.at.clone(),
-                pr: pr.unwrap_or(0),
+                pr: pr.map(PrNumber),
                 attempt: 1,
-                delivery_id: String::new(),
+                delivery_id: None,
                 cause,
                 team: m.map_or_else(|| env.team.clone(), |m| m.metadata.team.clone()),
                 owner: m

@@ -87,9 +87,10 @@ macro_rules! page_filter {
 pub(super) use page_filter;
 
 /// One environment in the inventory, keyed by (repo, name): names are unique per repo.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+/// The API answers with `api::answers::Environment`, which leaves sensitive outputs out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EnvironmentRecord {
-    pub repo: String,
+    pub repo: RepoName,
     pub name: String,
     pub team: String,
     pub owner: String,
@@ -112,11 +113,9 @@ pub struct EnvironmentRecord {
     /// The merge commit of the environment's last governed change (SPEC 12): its manifest
     /// as governed is read there. `None` before one was recorded.
     #[serde(skip)]
-    #[schema(ignore)]
     pub governed_sha: Option<String>,
     /// Where its definition is read: `governed_sha`, or the first parent of a fork's merge.
     #[serde(skip)]
-    #[schema(ignore)]
     pub code_sha: Option<String>,
     /// Which life of the name this is (SPEC 12): 1, then one more for each deploy after a
     /// successful delete.
@@ -125,7 +124,6 @@ pub struct EnvironmentRecord {
     /// The id of the current generation's first operation: the environment's operations
     /// are its team's from this one on (`None`: rows from before generations; all).
     #[serde(skip)]
-    #[schema(ignore)]
     pub generation_since: Option<OperationId>,
 }
 

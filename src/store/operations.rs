@@ -3,7 +3,7 @@
 //! start and result are written fenced by the environment lock's holder and epoch.
 
 use super::StoreError;
-use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName};
+use crate::ids::{CommitSha, DeliveryId, DeploymentId, OperationId, PrNumber, RepoName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -105,16 +105,20 @@ impl OpState {
 /// An operation to record for a merge. `(repo, merge_sha, env_name, kind, attempt)` is
 /// unique: recording the same one twice returns the first one's id (that is what makes a
 /// redelivered merge a no-op).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NewOperation {
     pub repo: RepoName,
     pub env_name: String,
     pub kind: OpKind,
     pub merge_sha: CommitSha,
-    pub pr: u64,
+    /// The pull request that asked for it; `None` for one the scheduler started with no
+    /// pull request behind it (kept as 0 in the database).
+    pub pr: Option<PrNumber>,
     /// 1 for the first try; an interrupted operation is retried as attempt + 1.
     pub attempt: u32,
-    pub delivery_id: String,
+    /// The webhook delivery it was planned from; `None` for the scheduler's and previews'
+    /// (kept as an empty string in the database).
+    pub delivery_id: Option<DeliveryId>,
     /// What set off an operation no merge asked for (`expire@2026-12-31T00:00:00Z`,
     /// `stop@2026-12-03`, `reconcile@<time>`); empty for a merge's. Part of its identity, so
     /// the stop of each day is its own operation even when the commit is the same.
@@ -157,7 +161,8 @@ pub mod reported {
     pub const DEPLOYMENT_REQUESTED: u32 = 4;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+/// An operation as the store keeps it (the API answers with `api::answers::Operation`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OperationRecord {
     pub id: OperationId,
     #[serde(flatten)]
@@ -430,7 +435,7 @@ impl OpRow {
             )));
         }
         Ok(OpRow {
-            pr: to_i64(op.pr, "pull request number")?,
+            pr: to_i64(op.pr.map_or(0, |p| p.0), "pull request number")?,
             parameters: to_json(&op.parameters, "parameters")?,
             approvers: to_json(&op.approvers, "approvers")?,
             checks: to_json(&op.checks, "checks")?,
@@ -460,7 +465,7 @@ macro_rules! impl_operation_store {
                             .bind(op.merge_sha.as_str())
                             .bind(row.pr)
                             .bind(i64::from(op.attempt))
-                            .bind(&op.delivery_id)
+                            .bind(op.delivery_id.as_ref().map_or("", |d| d.as_str()))
                             .bind(&op.team)
                             .bind(&op.owner)
                             .bind(&op.env_type)

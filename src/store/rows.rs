@@ -5,7 +5,9 @@ use super::{
     DeliveryRecord, DeliveryState, EnvState, EnvironmentRecord, EvaluationRecord, NewOperation,
     OpKind, OpState, OperationRecord, StoreError,
 };
-use crate::ids::{CommitSha, DeploymentId, EvaluationId, OperationId, RepoName};
+use crate::ids::{
+    CommitSha, DeliveryId, DeploymentId, EvaluationId, OperationId, PrNumber, RepoName,
+};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::BTreeMap;
 
@@ -56,6 +58,16 @@ macro_rules! env_columns {
 pub(super) use env_columns;
 
 /// What the store was asked to do cannot be done (there is no better-fitting variant).
+/// A delivery id kept as text, empty for none.
+fn optional_delivery(s: String) -> Result<Option<DeliveryId>, StoreError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    DeliveryId::parse(&s)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 pub(super) fn invalid(msg: String) -> StoreError {
     StoreError::Corrupt(msg)
 }
@@ -111,10 +123,12 @@ where
                 .ok_or_else(|| StoreError::Corrupt(format!("{} {kind:?}", what("kind"))))?,
             merge_sha: CommitSha::parse(&merge_sha)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            pr: to_u64(r.try_get("pr")?, "pull request number")?,
+            pr: Some(to_u64(r.try_get("pr")?, "pull request number")?)
+                .filter(|&n| n > 0)
+                .map(PrNumber),
             attempt: u32::try_from(attempt)
                 .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
-            delivery_id: r.try_get("delivery_id")?,
+            delivery_id: optional_delivery(r.try_get("delivery_id")?)?,
             cause: r.try_get("cause")?,
             team: r.try_get("team")?,
             owner: r.try_get("owner")?,
@@ -155,7 +169,8 @@ where
     String: Decode<'r, R::Database> + Type<R::Database>,
     &'r str: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let repo: String = r.try_get("repo")?;
+    let repo = RepoName::parse(&r.try_get::<String, _>("repo")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let name: String = r.try_get("name")?;
     let what = |field: &str| format!("environment {repo}/{name} {field}");
     let state: String = r.try_get("state")?;

@@ -87,19 +87,19 @@ pub(crate) async fn environments_upsert_and_order(b: &Backend) {
             .expect("insert");
     }
     let all = store.environments(None).await.expect("all");
-    let keys: Vec<(&str, &str)> = all
+    let keys: Vec<String> = all
         .iter()
-        .map(|e| (e.repo.as_str(), e.name.as_str()))
+        .map(|e| format!("{}:{}", e.repo, e.name))
         .collect();
     assert_eq!(
         keys,
-        vec![
-            ("octo/alpha", "Q"),
-            ("octo/alpha", "m"),
-            ("octo/alpha", "z"),
-            ("octo/envs", "checkout"),
-            ("octo/zeta", "a"),
-            ("octo/zeta", "b")
+        [
+            "octo/alpha:Q",
+            "octo/alpha:m",
+            "octo/alpha:z",
+            "octo/envs:checkout",
+            "octo/zeta:a",
+            "octo/zeta:b"
         ]
     );
     let zeta: Vec<String> = store

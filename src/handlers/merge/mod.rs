@@ -225,7 +225,7 @@ async fn provision(
         let mut op = item.op.clone();
         op.merger = m.merger.clone();
         op.approvers = m.approvers.clone();
-        op.delivery_id = delivery.to_string();
+        op.delivery_id = Some(delivery.clone());
         op.governance_sha = plan.source.first_parent.to_string();
         if op.state != OpState::Refused {
             if let Some(why) = governed::refusal(&tainted, &op) {

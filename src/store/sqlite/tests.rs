@@ -1,6 +1,6 @@
 use super::writer::{chunks, insert_rows, insert_sql, CHUNK_SHIFTS, CLAIM};
 use super::*;
-use crate::ids::{CommitSha, RepoName};
+use crate::ids::{CommitSha, DeliveryId, PrNumber, RepoName};
 use crate::store::prelude::*;
 use crate::store::{NewDelivery, NewOperation, OpKind, OpState};
 use bytes::Bytes;
@@ -206,9 +206,9 @@ fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
         env_name: env.into(),
         kind: OpKind::Deploy,
         merge_sha: sha(merge),
-        pr: 7,
+        pr: Some(PrNumber(7)),
         attempt,
-        delivery_id: "d-merge".into(),
+        delivery_id: Some(DeliveryId::parse("d-merge").expect("delivery id")),
         cause: String::new(),
         team: "payments".into(),
         owner: "alice".into(),
