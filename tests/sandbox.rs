@@ -8,13 +8,16 @@
 //! Also: `paved serve` refuses to start when bubblewrap cannot run, warns when
 //! `runner.sandbox = "none"`, is not dumpable and keeps no secret in its environment.
 
+mod common;
+/// The shared harness's servers use SQLite here (see `tests/common`).
+#[allow(dead_code)]
+pub const POSTGRES_SUITE: bool = false;
+
 use paved::config::{Config, Overrides};
 use paved::runner::{self, Operation, RunResult, RunSpec, RunnerKind, Sandbox};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(60);
+use std::time::Duration;
 
 /// What the hostile script tries; each line of its output is `CAN <what>` or
 /// `CANNOT <what>`.
@@ -341,19 +344,14 @@ impl Drop for Child {
 
 async fn ready(url: &str, child: &mut Child) {
     let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
+    common::eventually("paved serve answers /healthz", async || {
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("paved serve exited: {status}");
         }
-        assert!(start.elapsed() < DEADLINE, "paved serve did not start");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let r = client.get(format!("{url}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
 }
 
 #[test]
