@@ -65,9 +65,9 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
         for i in 0..environments {
             store
                 .upsert_environment(EnvironmentUpdate {
-                    repo: repo.to_string(),
-                    name: format!("env-{i:05}"),
-                    team: "payments".into(),
+                    repo: repo.clone(),
+                    name: format!("env-{i:05}").parse()?,
+                    team: "payments".parse()?,
                     owner: "octocat".into(),
                     env_type: "dev".into(),
                     definition: "static-site".into(),

@@ -76,9 +76,9 @@ async fn bench(n: usize, gone: usize) -> anyhow::Result<Bench> {
         let name = format!("env-{i:05}");
         deps.store
             .upsert_environment(EnvironmentUpdate {
-                repo: repo.to_string(),
-                name: name.clone(),
-                team: "payments".into(),
+                repo: repo.clone(),
+                name: name.parse()?,
+                team: "payments".parse()?,
                 owner: "octocat".into(),
                 env_type: "dev".into(),
                 definition: "static-site".into(),

@@ -102,7 +102,9 @@ impl Deps {
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for e in self.store.environments(Some(repo)).await? {
             if e.state.is_live() {
-                live.entry(e.team).or_default().insert(e.name);
+                live.entry(e.team.to_string())
+                    .or_default()
+                    .insert(e.name.to_string());
             }
         }
         Ok(live)

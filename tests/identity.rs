@@ -663,9 +663,9 @@ async fn pages_of_environments_are_the_graphs_environments_in_order() {
     for (team, n) in teams {
         for i in 0..n {
             let mut u = paved::store::EnvironmentUpdate {
-                repo: REPO.into(),
-                name: format!("{}-{i:02}", &team[..1]),
-                team: team.into(),
+                repo: REPO.parse().expect("repo"),
+                name: format!("{}-{i:02}", &team[..1]).parse().expect("name"),
+                team: team.parse().expect("team"),
                 owner: "octocat".into(),
                 env_type: "dev".into(),
                 definition: "static-site".into(),
@@ -676,7 +676,7 @@ async fn pages_of_environments_are_the_graphs_environments_in_order() {
                 new_generation: false,
             };
             if i == 0 {
-                u.name = format!("zz-{team}");
+                u.name = format!("zz-{team}").parse().expect("name");
             }
             store.upsert_environment(u).await.expect("inventory row");
         }

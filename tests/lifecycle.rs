@@ -848,9 +848,9 @@ async fn a_takeover_sets_missing_timers_though_another_repository_cannot_be_read
         .expect("repository");
     store
         .upsert_environment(EnvironmentUpdate {
-            repo: ghost.to_string(),
-            name: "haunted".into(),
-            team: "payments".into(),
+            repo: ghost.clone(),
+            name: "haunted".parse().expect("name"),
+            team: "payments".parse().expect("team"),
             owner: "octocat".into(),
             env_type: "dev".into(),
             definition: "recorder".into(),

@@ -5,7 +5,7 @@
 //! are answers of their own rooms.
 
 use crate::graph::{Entity, Relation};
-use crate::ids::{CommitSha, DeploymentId, OperationId, RepoName};
+use crate::ids::{CommitSha, DeploymentId, EnvName, OperationId, RepoName, TeamName};
 use crate::orchestrator::{PullRequestLink, RequestStatus};
 use crate::store::{
     public_outputs, Drift, EnvState, EnvironmentRecord, OpKind, OpState, OperationRecord,
@@ -58,8 +58,8 @@ pub struct Me {
 pub struct Environment {
     /// `owner/repo`.
     pub repo: RepoName,
-    pub name: String,
-    pub team: String,
+    pub name: EnvName,
+    pub team: TeamName,
     pub owner: String,
     pub env_type: String,
     pub definition: String,
@@ -106,7 +106,7 @@ impl From<&EnvironmentRecord> for Environment {
 pub struct Operation {
     pub id: OperationId,
     pub repo: RepoName,
-    pub env_name: String,
+    pub env_name: EnvName,
     pub kind: OpKind,
     /// The merge commit that asked for it (or the governed commit a scheduled one ran).
     pub merge_sha: CommitSha,
@@ -119,7 +119,7 @@ pub struct Operation {
     /// What set off an operation no merge asked for (`expire@…`, `stop@…`,
     /// `reconcile@…`); empty for a merge's.
     pub cause: String,
-    pub team: String,
+    pub team: TeamName,
     pub owner: String,
     pub env_type: String,
     pub definition: String,

@@ -115,8 +115,8 @@ impl Evaluation<'_> {
         };
         EnvironmentReport {
             path: change.path.clone(),
-            name: mp.as_ref().map(|p| p.name.clone()),
-            team: mp.as_ref().map(|p| p.team.clone()),
+            name: mp.as_ref().map(|p| p.name.to_string()),
+            team: mp.as_ref().map(|p| p.team.to_string()),
             env_type: old_type.clone(),
             workflow: wf.name.clone(),
             change: change.kind,
@@ -192,10 +192,10 @@ impl Evaluation<'_> {
             path: change.path.clone(),
             name: manifest
                 .map(|m| m.name.clone())
-                .or(read.path.as_ref().map(|p| p.name.clone())),
+                .or(read.path.as_ref().map(|p| p.name.to_string())),
             team: manifest
                 .map(|m| m.team.clone())
-                .or(read.path.as_ref().map(|p| p.team.clone())),
+                .or(read.path.as_ref().map(|p| p.team.to_string())),
             env_type,
             workflow: wf.name,
             change: change.kind,

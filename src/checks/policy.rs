@@ -101,7 +101,10 @@ impl Evaluation<'_> {
         let old = existing.as_ref().ok();
         let team = match old {
             Some(m) => m.manifest.metadata.team.clone(),
-            None => names::parse_manifest_path(&change.path).ok()?.team,
+            None => names::parse_manifest_path(&change.path)
+                .ok()?
+                .team
+                .to_string(),
         };
         let owner = old.and_then(|m| m.manifest.metadata.owner.as_deref());
         let approvers = self.gov.platform_approvers();

@@ -23,7 +23,7 @@ impl Evaluation<'_> {
         let Some(platform) = self.gov.platform() else {
             return CheckOutcome::new(check, self.gov.errors(), Vec::new());
         };
-        let Some(team) = platform.teams.get(&mp.team) else {
+        let Some(team) = platform.teams.get(mp.team.as_str()) else {
             return CheckOutcome::new(
                 check,
                 self.not_evaluated(
@@ -42,7 +42,7 @@ impl Evaluation<'_> {
                 .ctx
                 .live
                 .iter()
-                .find(|(t, names)| **t != mp.team && names.contains(&mp.name))
+                .find(|(t, names)| **t != mp.team && names.contains(mp.name.as_str()))
             {
                 let msg = format!(
                     "environment name {} is held by team {holder}, whose environment of that name still exists (its delete has not succeeded): choose another name",
@@ -64,7 +64,7 @@ impl Evaluation<'_> {
         };
         let grows = match change.kind {
             ChangeKind::Added => true,
-            ChangeKind::Modified => !on_branch.contains(&mp.name),
+            ChangeKind::Modified => !on_branch.contains(mp.name.as_str()),
             ChangeKind::Deleted => false,
         };
         let count = self.count_after(&mp.team).unwrap_or(on_branch.len());

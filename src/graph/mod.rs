@@ -272,7 +272,7 @@ impl Graph {
     ) {
         let eid = id(EntityKind::Environment, repo, &env.name);
         let mut e = entity(&eid, EntityKind::Environment, &env.name, repo);
-        e.team = Some(env.team.clone());
+        e.team = Some(env.team.to_string());
         e.user = Some(env.owner.clone());
         e.provider = Some(env.definition.clone());
         e.state = Some(env.state.as_str().to_string());
@@ -340,7 +340,7 @@ impl Graph {
             }
             let oid = id(EntityKind::Operation, repo, &op.id.0.to_string());
             let mut o = entity(&oid, EntityKind::Operation, &op.id.0.to_string(), repo);
-            o.team = Some(op.op.team.clone());
+            o.team = Some(op.op.team.to_string());
             o.state = Some(op.state.as_str().to_string());
             o.provider = Some(op.op.kind.as_str().to_string());
             o.links.insert(

@@ -12,7 +12,7 @@
 
 use super::{Deps, WorkError};
 use crate::checks::{CheckKind, EnvironmentReport, Governance, Review, ReviewState};
-use crate::ids::{CommitSha, RepoName};
+use crate::ids::{CommitSha, EnvName, RepoName, TeamName};
 use crate::manifest::change::ChangeKind;
 use crate::manifest::environment;
 use crate::preview::{self, EnvPreview, Inputs, PreviewSet, Status};
@@ -190,7 +190,9 @@ fn job(
     let schema_fails = env
         .outcome(CheckKind::Schema)
         .is_some_and(|o| !o.verdict.is_pass());
-    let (Some(name), Some(team)) = (env.name.clone(), env.team.clone()) else {
+    let name = env.name.as_deref().and_then(|n| EnvName::parse(n).ok());
+    let team = env.team.as_deref().and_then(|t| TeamName::parse(t).ok());
+    let (Some(name), Some(team)) = (name, team) else {
         return none(
             p,
             "not previewed: no environment can be named from this path".into(),

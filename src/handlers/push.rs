@@ -199,7 +199,7 @@ fn ungoverned_notes(
         // A manifest's record is its environment's; any other path's is the repository's
         // governance (a name no environment can have).
         let (environment, team) = match crate::manifest::names::parse_manifest_path(path) {
-            Ok(mp) => (mp.name.clone(), mp.team.clone()),
+            Ok(mp) => (mp.name.to_string(), mp.team.to_string()),
             Err(_) if path.starts_with("environments/") => continue,
             Err(_) => ("(governance)".to_string(), "(platform)".to_string()),
         };

@@ -1,36 +1,17 @@
 //! Names and paths: what an environment, a team, a definition or a manifest path may be.
 
-/// Whether `s` is a DNS label (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) of `min..=max` characters.
-pub fn is_dns_label(s: &str, min: usize, max: usize) -> bool {
-    let b = s.as_bytes();
-    b.len() >= min
-        && b.len() <= max
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.first() != Some(&b'-')
-        && b.last() != Some(&b'-')
-}
+pub use crate::ids::{is_dns_label, is_github_login};
+use crate::ids::{EnvName, TeamName};
 
-/// Environment names: DNS labels of 3 to 40 characters.
+/// Environment names: DNS labels of 3 to 40 characters ([`EnvName`]).
 pub fn check_environment_name(s: &str) -> Result<(), String> {
-    if is_dns_label(s, 3, 40) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a valid environment name: use 3-40 lower-case letters, digits and '-', starting and ending with a letter or digit"
-        ))
-    }
+    EnvName::parse(s).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Team names: DNS labels of 1 to 63 characters (they are folder names under `environments/`).
+/// Team names: DNS labels of 1 to 63 characters, folder names under `environments/`
+/// ([`TeamName`]).
 pub fn check_team_name(s: &str) -> Result<(), String> {
-    if is_dns_label(s, 1, 63) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a valid team name: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit"
-        ))
-    }
+    TeamName::parse(s).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Definition names are folder names under `catalog/`. ADE catalogs use mixed case, so
@@ -51,20 +32,11 @@ pub fn check_definition_name(s: &str) -> Result<(), String> {
     }
 }
 
-/// GitHub logins: 1-39 characters, alphanumerics and single hyphens.
-pub fn is_github_login(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 39
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        && b[0] != b'-'
-}
-
 /// The parts of a manifest path `environments/<team>/<name>.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestPath {
-    pub team: String,
-    pub name: String,
+    pub team: TeamName,
+    pub name: EnvName,
 }
 
 /// Is this path under `environments/` at all?
@@ -100,7 +72,7 @@ pub fn parse_manifest_path(path: &str) -> Result<ManifestPath, String> {
     }
     let team = parts[1];
     let file = parts[2];
-    check_team_name(team).map_err(|e| format!("{shown}: team folder {e}"))?;
+    let team = TeamName::parse(team).map_err(|e| format!("{shown}: team folder {e}"))?;
     let stem = if let Some(stem) = file.strip_suffix(".yaml") {
         stem
     } else if file.ends_with(".yml") {
@@ -112,11 +84,8 @@ pub fn parse_manifest_path(path: &str) -> Result<ManifestPath, String> {
             "{shown}: only environment manifests (<name>.yaml) belong under environments/<team>/"
         ));
     };
-    check_environment_name(stem).map_err(|e| format!("{shown}: file name {e}"))?;
-    Ok(ManifestPath {
-        team: team.to_string(),
-        name: stem.to_string(),
-    })
+    let name = EnvName::parse(stem).map_err(|e| format!("{shown}: file name {e}"))?;
+    Ok(ManifestPath { team, name })
 }
 
 /// Whether `name` may name a deploy identity (`[runner.identities.<name>]`, a type's
@@ -150,8 +119,8 @@ mod tests {
         assert_eq!(
             parse_manifest_path("environments/payments/checkout-preview.yaml").ok(),
             Some(ManifestPath {
-                team: "payments".into(),
-                name: "checkout-preview".into()
+                team: TeamName::parse("payments").unwrap(),
+                name: EnvName::parse("checkout-preview").unwrap()
             })
         );
         for bad in [

@@ -277,7 +277,7 @@ impl Orchestrator {
         if let Some((path, _)) = &current.existing {
             // Another team's environment is answered as a missing one.
             let owner = names::parse_manifest_path(path)
-                .map(|m| m.team)
+                .map(|m| m.team.to_string())
                 .unwrap_or_default();
             if body.action != RequestAction::Create && !access.acts_for(&owner) {
                 return Err(RequestError::NotFound(format!(
@@ -366,7 +366,7 @@ impl Orchestrator {
             ))),
             (_, Some((path, _))) => {
                 let team = names::parse_manifest_path(path)
-                    .map(|m| m.team)
+                    .map(|m| m.team.to_string())
                     .map_err(RequestError::Unusable)?;
                 if body.team.as_deref().is_some_and(|t| t != team) {
                     return Err(RequestError::Unusable(format!(
@@ -421,7 +421,9 @@ impl Orchestrator {
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for e in self.store.environments(Some(&known.repo)).await? {
             if e.state.is_live() {
-                live.entry(e.team).or_default().insert(e.name);
+                live.entry(e.team.to_string())
+                    .or_default()
+                    .insert(e.name.to_string());
             }
         }
         let ctx = PrContext {

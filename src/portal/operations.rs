@@ -97,7 +97,7 @@ pub(super) async fn page(State(s): State<PortalState>, headers: HeaderMap) -> Re
                 id: o.id.0,
                 kind: o.op.kind.as_str().to_string(),
                 repo: repo.to_string(),
-                env: o.op.env_name.clone(),
+                env: o.op.env_name.to_string(),
                 state: o.state.as_str().to_string(),
                 age: a.map(words).unwrap_or_default(),
                 stuck: a.is_some_and(|a| a.num_minutes() >= STUCK_AFTER_MINUTES),

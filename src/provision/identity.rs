@@ -58,8 +58,8 @@ pub(crate) async fn prepare(
             let claims = RunClaims {
                 audience: audience.clone(),
                 repository: op.repo.to_string(),
-                environment: op.env_name.clone(),
-                team: op.team.clone(),
+                environment: op.env_name.to_string(),
+                team: op.team.to_string(),
                 env_type: op.env_type.clone(),
                 definition: op.definition.clone(),
                 operation: operation.to_string(),

@@ -145,8 +145,8 @@ fn audit_record(rec: &OperationRecord) -> AuditRecord {
             .unwrap_or_else(|| rec.state.as_str().to_string()),
     };
     AuditRecord {
-        environment: op.env_name.clone(),
-        team: op.team.clone(),
+        environment: op.env_name.to_string(),
+        team: op.team.to_string(),
         operation: op.kind.as_str().to_string(),
         outcome: rec.state.as_str().to_string(),
         run_id: Some(rec.id.0),

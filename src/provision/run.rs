@@ -81,7 +81,7 @@ async fn run_operation_in_span(
     let renew = tokio::spawn(keep_lock(
         deps.store.clone(),
         repo.clone(),
-        name.clone(),
+        name.to_string(),
         fence.clone(),
         deps.config.lease,
         lost.clone(),
@@ -362,9 +362,9 @@ pub(crate) fn run_spec(
     RunSpec {
         run_id,
         operation,
-        environment_name: op.env_name.clone(),
+        environment_name: op.env_name.to_string(),
         environment_type: op.env_type.clone(),
-        team: op.team.clone(),
+        team: op.team.to_string(),
         repository: op.repo.to_string(),
         commit: op.merge_sha.to_string(),
         definition_dir,
@@ -440,7 +440,7 @@ async fn ensure_deployment(
     let new = NewDeployment {
         git_ref: op.merge_sha.to_string(),
         task: op.kind.as_str().into(),
-        environment: op.env_name.clone(),
+        environment: op.env_name.to_string(),
         description: format!(
             "{} {}/{} (run {id})",
             op.kind.as_str(),

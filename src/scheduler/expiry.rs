@@ -122,8 +122,8 @@ async fn cleanup_pull_request(
             .open_request(&crate::store::NewRequest {
                 repo: k.repo.clone(),
                 action: "delete".into(),
-                env_name: env.name.clone(),
-                team: env.team.clone(),
+                env_name: env.name.to_string(),
+                team: env.team.to_string(),
                 requester: owner.clone(),
                 branch: branch.clone(),
                 manifest_path: snap.manifest_path.clone(),

@@ -5,7 +5,7 @@
 //! per cause, under the environment's lock, fenced, with its deployment and its git note.
 
 use crate::checks::Governance;
-use crate::ids::{CommitSha, PrNumber};
+use crate::ids::{CommitSha, PrNumber, TeamName};
 use crate::manifest::{environment, Manifest};
 use crate::provision::{self, Item, RunSource};
 use crate::runner::RunnerKind;
@@ -237,7 +237,10 @@ impl Snapshot {
                 attempt: 1,
                 delivery_id: None,
                 cause,
-                team: m.map_or_else(|| env.team.clone(), |m| m.metadata.team.clone()),
+                // The governed manifest's team was checked when it merged.
+                team: m
+                    .and_then(|m| TeamName::parse(&m.metadata.team).ok())
+                    .unwrap_or_else(|| env.team.clone()),
                 owner: m
                     .and_then(|m| m.metadata.owner.clone())
                     .unwrap_or_else(|| env.owner.clone()),

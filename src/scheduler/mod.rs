@@ -159,7 +159,7 @@ async fn catch_up_repo(
             .await?
             .map(|(at, _)| at);
         paths.push((
-            e.name.clone(),
+            e.name.to_string(),
             format!("environments/{}/{}.yaml", e.team, e.name),
             at,
         ));

@@ -144,7 +144,7 @@ macro_rules! impl_import_store {
                         for e in &new.environments {
                             sqlx::query(&$sql(q::INSERT_ENV))
                                 .bind(id)
-                                .bind(&e.env_name)
+                                .bind(e.env_name.as_str())
                                 .bind(&e.manifest_path)
                                 .bind(&e.source_uri)
                                 .bind(e.outputs.to_string())

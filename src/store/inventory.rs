@@ -2,7 +2,7 @@
 //! (public and sensitive) outputs, and its kept `ADE_STORAGE`.
 
 use super::{NewOperation, StoreError};
-use crate::ids::{OperationId, RepoName};
+use crate::ids::{EnvName, OperationId, RepoName, TeamName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -91,8 +91,8 @@ pub(super) use page_filter;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EnvironmentRecord {
     pub repo: RepoName,
-    pub name: String,
-    pub team: String,
+    pub name: EnvName,
+    pub team: TeamName,
     pub owner: String,
     pub env_type: String,
     pub definition: String,
@@ -205,9 +205,9 @@ pub fn public_outputs(outputs: &serde_json::Value) -> serde_json::Value {
 /// The inventory change made together with an operation's state change.
 #[derive(Debug, Clone)]
 pub struct EnvironmentUpdate {
-    pub repo: String,
-    pub name: String,
-    pub team: String,
+    pub repo: RepoName,
+    pub name: EnvName,
+    pub team: TeamName,
     pub owner: String,
     pub env_type: String,
     pub definition: String,
@@ -231,7 +231,7 @@ impl EnvironmentUpdate {
         last_operation: OperationId,
     ) -> EnvironmentUpdate {
         EnvironmentUpdate {
-            repo: op.repo.to_string(),
+            repo: op.repo.clone(),
             name: op.env_name.clone(),
             team: op.team.clone(),
             owner: op.owner.clone(),
@@ -325,9 +325,9 @@ impl EnvRow {
     pub(super) fn of(env: &EnvironmentUpdate) -> Result<EnvRow, StoreError> {
         use super::rows::to_json;
         Ok(EnvRow {
-            repo: env.repo.clone(),
-            name: env.name.clone(),
-            team: env.team.clone(),
+            repo: env.repo.to_string(),
+            name: env.name.to_string(),
+            team: env.team.to_string(),
             owner: env.owner.clone(),
             env_type: env.env_type.clone(),
             definition: env.definition.clone(),

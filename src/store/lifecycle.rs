@@ -179,7 +179,7 @@ macro_rules! impl_lifecycle_store {
                         let q = $sql($crate::store::lifecycle::SET);
                         sqlx::query(&q)
                             .bind(t.repo.to_string())
-                            .bind(&t.env_name)
+                            .bind(t.env_name.as_str())
                             .bind(t.kind.as_str())
                             .bind(t.due_at)
                             .bind(&t.cause)
@@ -271,7 +271,7 @@ macro_rules! impl_lifecycle_store {
                         let q = $sql($crate::store::lifecycle::FIRED);
                         let done = sqlx::query(&q)
                             .bind(t.repo.to_string())
-                            .bind(&t.env_name)
+                            .bind(t.env_name.as_str())
                             .bind(t.kind.as_str())
                             .bind(&t.cause)
                             .bind(due)

@@ -3,7 +3,9 @@
 //! start and result are written fenced by the environment lock's holder and epoch.
 
 use super::StoreError;
-use crate::ids::{CommitSha, DeliveryId, DeploymentId, OperationId, PrNumber, RepoName};
+use crate::ids::{
+    CommitSha, DeliveryId, DeploymentId, EnvName, OperationId, PrNumber, RepoName, TeamName,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +110,7 @@ impl OpState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NewOperation {
     pub repo: RepoName,
-    pub env_name: String,
+    pub env_name: EnvName,
     pub kind: OpKind,
     pub merge_sha: CommitSha,
     /// The pull request that asked for it; `None` for one the scheduler started with no
@@ -124,7 +126,7 @@ pub struct NewOperation {
     /// the stop of each day is its own operation even when the commit is the same.
     #[serde(default)]
     pub cause: String,
-    pub team: String,
+    pub team: TeamName,
     pub owner: String,
     pub env_type: String,
     pub definition: String,
@@ -460,13 +462,13 @@ macro_rules! impl_operation_store {
                         let q = $sql(o::PLAN);
                         let new: Option<i64> = sqlx::query_scalar(&q)
                             .bind(op.repo.to_string())
-                            .bind(&op.env_name)
+                            .bind(op.env_name.as_str())
                             .bind(op.kind.as_str())
                             .bind(op.merge_sha.as_str())
                             .bind(row.pr)
                             .bind(i64::from(op.attempt))
                             .bind(op.delivery_id.as_ref().map_or("", |d| d.as_str()))
-                            .bind(&op.team)
+                            .bind(op.team.as_str())
                             .bind(&op.owner)
                             .bind(&op.env_type)
                             .bind(&op.definition)
@@ -493,7 +495,7 @@ macro_rules! impl_operation_store {
                         let id: i64 = sqlx::query_scalar(&q)
                             .bind(op.repo.to_string())
                             .bind(op.merge_sha.as_str())
-                            .bind(&op.env_name)
+                            .bind(op.env_name.as_str())
                             .bind(op.kind.as_str())
                             .bind(i64::from(op.attempt))
                             .bind(&op.cause)
@@ -658,7 +660,7 @@ macro_rules! impl_operation_store {
                             .bind(&fence.holder)
                             .bind(fence.epoch)
                             .bind(&env.repo)
-                            .bind(&env.name)
+                            .bind(env.name.as_str())
                             .execute(&mut *tx)
                             .await?;
                         if started.rows_affected() == 0 {
@@ -707,7 +709,7 @@ macro_rules! impl_operation_store {
                             .bind(&fence.holder)
                             .bind(fence.epoch)
                             .bind(&env.repo)
-                            .bind(&env.name)
+                            .bind(env.name.as_str())
                             .execute(&mut *tx)
                             .await?;
                         if done.rows_affected() == 0 {
@@ -721,7 +723,7 @@ macro_rules! impl_operation_store {
                             let q = $sql(inventory::SET_STORAGE);
                             sqlx::query(&q)
                                 .bind(&env.repo)
-                                .bind(&env.name)
+                                .bind(env.name.as_str())
                                 .bind(archive)
                                 .execute(&mut *tx)
                                 .await?;

@@ -6,7 +6,7 @@ use super::{
     OpKind, OpState, OperationRecord, StoreError,
 };
 use crate::ids::{
-    CommitSha, DeliveryId, DeploymentId, EvaluationId, OperationId, PrNumber, RepoName,
+    CommitSha, DeliveryId, DeploymentId, EnvName, EvaluationId, OperationId, PrNumber, RepoName,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::BTreeMap;
@@ -58,6 +58,13 @@ macro_rules! env_columns {
 pub(super) use env_columns;
 
 /// What the store was asked to do cannot be done (there is no better-fitting variant).
+/// A name kept as text ([`EnvName`], [`TeamName`], [`Login`]), checked on the way out as
+/// on the way in: a row that breaks the rule is corrupt.
+fn name_of<T: std::str::FromStr<Err = crate::ids::NameError>>(s: String) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|e: crate::ids::NameError| StoreError::Corrupt(e.to_string()))
+}
+
 /// A delivery id kept as text, empty for none.
 fn optional_delivery(s: String) -> Result<Option<DeliveryId>, StoreError> {
     if s.is_empty() {
@@ -118,7 +125,7 @@ where
         id: OperationId(id),
         op: NewOperation {
             repo: RepoName::parse(&repo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            env_name: r.try_get("env_name")?,
+            env_name: name_of(r.try_get("env_name")?)?,
             kind: OpKind::parse(&kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("{} {kind:?}", what("kind"))))?,
             merge_sha: CommitSha::parse(&merge_sha)
@@ -130,7 +137,7 @@ where
                 .map_err(|_| StoreError::Corrupt(format!("{} {attempt}", what("attempt"))))?,
             delivery_id: optional_delivery(r.try_get("delivery_id")?)?,
             cause: r.try_get("cause")?,
-            team: r.try_get("team")?,
+            team: name_of(r.try_get("team")?)?,
             owner: r.try_get("owner")?,
             env_type: r.try_get("env_type")?,
             definition: r.try_get("definition")?,
@@ -171,11 +178,11 @@ where
 {
     let repo = RepoName::parse(&r.try_get::<String, _>("repo")?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let name: String = r.try_get("name")?;
+    let name: EnvName = name_of(r.try_get("name")?)?;
     let what = |field: &str| format!("environment {repo}/{name} {field}");
     let state: String = r.try_get("state")?;
     Ok(EnvironmentRecord {
-        team: r.try_get("team")?,
+        team: name_of(r.try_get("team")?)?,
         owner: r.try_get("owner")?,
         env_type: r.try_get("env_type")?,
         definition: r.try_get("definition")?,

@@ -73,13 +73,14 @@ pub(crate) async fn environments_upsert_and_order(b: &Backend) {
     assert_eq!(e.last_operation, Some(OperationId(2)));
     assert_eq!(e.outputs, serde_json::json!({}));
 
-    // Ordered by repo, then name (bytewise: upper case before lower case).
+    // Ordered by repo, then name (bytewise: digits before letters; names are DNS labels,
+    // so never upper case).
     for (r, n) in [
-        ("octo/zeta", "b"),
-        ("octo/alpha", "z"),
-        ("octo/zeta", "a"),
-        ("octo/alpha", "m"),
-        ("octo/alpha", "Q"),
+        ("octo/zeta", "bbb"),
+        ("octo/alpha", "zzz"),
+        ("octo/zeta", "aaa"),
+        ("octo/alpha", "mmm"),
+        ("octo/alpha", "0qq"),
     ] {
         store
             .upsert_environment(env_update(r, n, EnvState::Ready))
@@ -94,12 +95,12 @@ pub(crate) async fn environments_upsert_and_order(b: &Backend) {
     assert_eq!(
         keys,
         [
-            "octo/alpha:Q",
-            "octo/alpha:m",
-            "octo/alpha:z",
+            "octo/alpha:0qq",
+            "octo/alpha:mmm",
+            "octo/alpha:zzz",
             "octo/envs:checkout",
-            "octo/zeta:a",
-            "octo/zeta:b"
+            "octo/zeta:aaa",
+            "octo/zeta:bbb"
         ]
     );
     let zeta: Vec<String> = store
@@ -107,9 +108,9 @@ pub(crate) async fn environments_upsert_and_order(b: &Backend) {
         .await
         .expect("zeta")
         .into_iter()
-        .map(|e| e.name)
+        .map(|e| e.name.to_string())
         .collect();
-    assert_eq!(zeta, vec!["a", "b"]);
+    assert_eq!(zeta, vec!["aaa", "bbb"]);
     assert!(store
         .environments(Some(&repo("octo/none")))
         .await
@@ -479,25 +480,25 @@ pub(crate) async fn inventory_pages(b: &Backend) {
     for (name, team) in [
         ("b-env", "payments"),
         ("a-env", "search"),
-        ("B-upper", "payments"),
+        ("0-first", "payments"),
         ("c-env", "payments"),
     ] {
         let mut u = env_update("octo/envs", name, EnvState::Ready);
-        u.team = team.into();
+        u.team = team.parse().expect("team");
         store.upsert_environment(u).await.expect("upsert");
     }
     store
         .upsert_environment(env_update("octo/other", "a-env", EnvState::Ready))
         .await
         .expect("upsert");
-    // A page, chosen in the database: counted, by name in byte order (upper case first),
+    // A page, chosen in the database: counted, by name in byte order (digits first),
     // this repository's only.
     let names =
-        |rows: &[EnvironmentRecord]| rows.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        |rows: &[EnvironmentRecord]| rows.iter().map(|e| e.name.to_string()).collect::<Vec<_>>();
     let all = EnvironmentFilter::default();
     let (total, rows) = store.environment_page(&r, &all, 0, 10).await.expect("page");
     assert_eq!(total, 4);
-    assert_eq!(names(&rows), ["B-upper", "a-env", "b-env", "c-env"]);
+    assert_eq!(names(&rows), ["0-first", "a-env", "b-env", "c-env"]);
     let (total, rows) = store.environment_page(&r, &all, 1, 2).await.expect("page");
     assert_eq!(
         (total, names(&rows)),
@@ -554,10 +555,10 @@ pub(crate) async fn inventory_pages(b: &Backend) {
         (2, vec!["b-env".to_string(), "c-env".into()])
     );
     let (_, rows) = store
-        .environment_page(&r, &part("UPP"), 0, 10)
+        .environment_page(&r, &part("FIR"), 0, 10)
         .await
         .expect("page");
-    assert_eq!(names(&rows), ["B-upper"]);
+    assert_eq!(names(&rows), ["0-first"]);
     for wild in ["%", "_", "b_env"] {
         let (total, _) = store
             .environment_page(&r, &part(wild), 0, 10)

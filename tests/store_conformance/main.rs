@@ -307,14 +307,14 @@ fn now_ms() -> i64 {
 fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
     NewOperation {
         repo: RepoName::parse("octo/envs").expect("repo"),
-        env_name: env.into(),
+        env_name: env.parse().expect("environment name"),
         kind: OpKind::Deploy,
         merge_sha: sha(merge),
         pr: Some(PrNumber(7)),
         attempt,
         delivery_id: Some(DeliveryId::parse("d-merge").expect("delivery id")),
         cause: String::new(),
-        team: "payments".into(),
+        team: "payments".parse().expect("team"),
         owner: "alice".into(),
         env_type: "preview".into(),
         definition: "web-app".into(),
@@ -332,9 +332,9 @@ fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
 
 fn env_update(repo: &str, name: &str, state: EnvState) -> EnvironmentUpdate {
     EnvironmentUpdate {
-        repo: repo.into(),
-        name: name.into(),
-        team: "payments".into(),
+        repo: repo.parse().expect("repo"),
+        name: name.parse().expect("environment name"),
+        team: "payments".parse().expect("team"),
         owner: "alice".into(),
         env_type: "preview".into(),
         definition: "web-app".into(),

@@ -414,7 +414,7 @@ pub(crate) async fn restart_recovery(b: &Backend) {
         let c = store.claim_delivery().await.expect("claim").expect("c1");
         assert_eq!(c.id.as_str(), "c1");
         let mut ids = Vec::new();
-        for env in ["a", "b", "c", "d", "e"] {
+        for env in ["env-a", "env-b", "env-c", "env-d", "env-e"] {
             ids.push(
                 store
                     .plan_operation(new_op(env, 'a', 1))
@@ -426,19 +426,19 @@ pub(crate) async fn restart_recovery(b: &Backend) {
         // b: running, its lock held for an hour; c: running, no lock; d: running, its
         // lock ran out; e: finished.
         assert!(store
-            .try_lock_environment(&r, "b", "node-1:b", hour)
+            .try_lock_environment(&r, "env-b", "node-1:env-b", hour)
             .await
             .expect("lock")
             .is_some());
         assert!(store
-            .try_lock_environment(&r, "d", "node-1:d", Duration::ZERO)
+            .try_lock_environment(&r, "env-d", "node-1:env-d", Duration::ZERO)
             .await
             .expect("lock")
             .is_some());
-        for (&id, env) in ids[1..].iter().zip(["b", "c", "d", "e"]) {
+        for (&id, env) in ids[1..].iter().zip(["env-b", "env-c", "env-d", "env-e"]) {
             let holder = format!("node-1:{env}");
             // d's lease runs out as soon as it is taken.
-            let ttl = if env == "d" { Duration::ZERO } else { hour };
+            let ttl = if env == "env-d" { Duration::ZERO } else { hour };
             let epoch = store
                 .try_lock_environment(&r, env, &holder, ttl)
                 .await
@@ -458,7 +458,7 @@ pub(crate) async fn restart_recovery(b: &Backend) {
                 .update_operation(id, OperationUpdate::Pid(500 + id.0))
                 .await
                 .expect("pid");
-            if env == "e" {
+            if env == "env-e" {
                 assert!(
                     finish(
                         &*store,
@@ -470,7 +470,7 @@ pub(crate) async fn restart_recovery(b: &Backend) {
                     .await
                 );
             }
-            if env == "c" || env == "e" {
+            if env == "env-c" || env == "env-e" {
                 store
                     .unlock_environment(&r, env, &fence.holder)
                     .await
@@ -531,14 +531,14 @@ pub(crate) async fn restart_recovery(b: &Backend) {
         Kind::Postgres => {
             assert_eq!(released, 1);
             assert!(store
-                .try_lock_environment(&r, "b", "node-2:b", hour)
+                .try_lock_environment(&r, "env-b", "node-2:env-b", hour)
                 .await
                 .expect("b still locked")
                 .is_none());
         }
     }
     assert!(store
-        .try_lock_environment(&r, "d", "node-2:d", hour)
+        .try_lock_environment(&r, "env-d", "node-2:env-d", hour)
         .await
         .expect("d is free")
         .is_some());

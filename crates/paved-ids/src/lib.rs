@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod names;
+pub use names::{is_dns_label, is_github_login, EnvName, Login, NameError, TeamName};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     #[error("not a commit SHA (40 hex digits): {0:?}")]
@@ -106,6 +109,12 @@ impl RepoName {
     }
 }
 
+impl std::str::FromStr for RepoName {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        RepoName::parse(s)
+    }
+}
 impl TryFrom<String> for RepoName {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {

@@ -75,14 +75,14 @@ mod tests {
     fn op(definition: &str, manifest: &str) -> NewOperation {
         NewOperation {
             repo: RepoName::parse("acme/envs").unwrap(),
-            env_name: "web".into(),
+            env_name: crate::ids::EnvName::parse("web").unwrap(),
             kind: crate::store::OpKind::Deploy,
             merge_sha: CommitSha::parse("0123456789abcdef0123456789abcdef01234567").unwrap(),
             pr: Some(crate::ids::PrNumber(1)),
             attempt: 1,
             delivery_id: None,
             cause: String::new(),
-            team: "payments".into(),
+            team: crate::ids::TeamName::parse("payments").unwrap(),
             owner: "octocat".into(),
             env_type: "dev".into(),
             definition: definition.into(),

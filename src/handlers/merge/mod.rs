@@ -26,7 +26,7 @@ use super::{approvers_in, comment, preview, reviews_of, Deps, Target, WorkError}
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
-use crate::ids::{CommitSha, DeliveryId};
+use crate::ids::{CommitSha, DeliveryId, EnvName};
 use crate::provision::{self, adopt, run_rounds, Item, RunSource};
 use crate::store::OpState;
 
@@ -36,9 +36,9 @@ pub const PROVISION_CONTEXT: &str = "paved/provision";
 #[derive(Debug, Default)]
 struct Quiet {
     /// Only `expiresAt` moved (an extension).
-    extended: Vec<String>,
+    extended: Vec<EnvName>,
     /// Their manifest went, and the environment was already deleted (after an expiry).
-    gone: Vec<String>,
+    gone: Vec<EnvName>,
     /// Manifest paths no environment can be named from: refused.
     unnamed: Vec<String>,
 }
@@ -51,7 +51,7 @@ struct MergePlan {
     /// Environments the merge touches without running anything.
     quiet: Quiet,
     /// Each touched environment's manifest as merged (`None`: removed or unreadable).
-    manifests: Vec<(String, Option<crate::manifest::Manifest>)>,
+    manifests: Vec<(EnvName, Option<crate::manifest::Manifest>)>,
 }
 
 /// Who merged, which commit, and the PR's final reviews.
@@ -241,7 +241,7 @@ async fn provision(
     }
     // The governed input of every environment this merge may run: a refused one keeps its
     // last governed change (and its timers), whatever the merge wrote.
-    let refused: Vec<String> = {
+    let refused: Vec<EnvName> = {
         let mut refused = Vec::new();
         for (item, id) in &first_ids {
             if provision::operation(deps, *id).await?.state == OpState::Refused {

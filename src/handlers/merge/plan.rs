@@ -7,7 +7,7 @@ use super::MergePlan;
 use crate::checks::{self, Change, ChangeKind, EnvironmentReport, Governance, PrContext, Report};
 use crate::event::PrInfo;
 use crate::handlers::{environment_changes, governance_changes, Deps, WorkError};
-use crate::ids::CommitSha;
+use crate::ids::{CommitSha, EnvName, TeamName};
 use crate::manifest::{environment, names, Manifest};
 use crate::provision::{definition_runner, Item};
 use crate::repo::{CommitWithParents, Mirror};
@@ -319,10 +319,10 @@ enum Planned {
     Run(Box<Item>),
     /// Only `expiresAt` moved, within the rules, on a live environment: no script runs,
     /// its expiry timers move (SPEC 11).
-    Extend(String),
+    Extend(EnvName),
     /// The manifest of an environment already deleted goes (the pull request Paved opens
     /// after an expiry): nothing runs.
-    Gone(String),
+    Gone(EnvName),
     /// A manifest path no environment can be named from (`paved/schema` failed on it):
     /// nothing runs, and the merge's verdict says so.
     Unnamed(String),
@@ -332,7 +332,7 @@ enum Planned {
 
 /// Who and what an operation is about.
 struct Subject {
-    team: String,
+    team: TeamName,
     owner: String,
     env_type: String,
     definition: String,
@@ -493,7 +493,9 @@ impl Planner<'_> {
     ) -> Subject {
         match (manifest, known) {
             (Some(m), _) => Subject {
-                team: m.metadata.team.clone(),
+                // A manifest whose team is not a team name is refused by the checks;
+                // its operation is recorded under its folder's team.
+                team: TeamName::parse(&m.metadata.team).unwrap_or_else(|_| mp.team.clone()),
                 owner: m
                     .metadata
                     .owner

@@ -203,14 +203,14 @@ fn sha(c: char) -> CommitSha {
 fn new_op(env: &str, merge: char, attempt: u32) -> NewOperation {
     NewOperation {
         repo: RepoName::parse("octo/envs").expect("repo"),
-        env_name: env.into(),
+        env_name: crate::ids::EnvName::parse(env).unwrap(),
         kind: OpKind::Deploy,
         merge_sha: sha(merge),
         pr: Some(PrNumber(7)),
         attempt,
         delivery_id: Some(DeliveryId::parse("d-merge").expect("delivery id")),
         cause: String::new(),
-        team: "payments".into(),
+        team: crate::ids::TeamName::parse("payments").unwrap(),
         owner: "alice".into(),
         env_type: "preview".into(),
         definition: "web-app".into(),
