@@ -68,7 +68,7 @@ async fn start(environments: usize) -> anyhow::Result<Run> {
                     repo: repo.clone(),
                     name: format!("env-{i:05}").parse()?,
                     team: "payments".parse()?,
-                    owner: "octocat".into(),
+                    owner: "octocat".parse()?,
                     env_type: "dev".into(),
                     definition: "static-site".into(),
                     state: EnvState::Ready,

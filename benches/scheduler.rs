@@ -79,7 +79,7 @@ async fn bench(n: usize, gone: usize) -> anyhow::Result<Bench> {
                 repo: repo.clone(),
                 name: name.parse()?,
                 team: "payments".parse()?,
-                owner: "octocat".into(),
+                owner: "octocat".parse()?,
                 env_type: "dev".into(),
                 definition: "static-site".into(),
                 state: if i < n {

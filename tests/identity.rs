@@ -666,7 +666,7 @@ async fn pages_of_environments_are_the_graphs_environments_in_order() {
                 repo: REPO.parse().expect("repo"),
                 name: format!("{}-{i:02}", &team[..1]).parse().expect("name"),
                 team: team.parse().expect("team"),
-                owner: "octocat".into(),
+                owner: "octocat".parse().expect("login"),
                 env_type: "dev".into(),
                 definition: "static-site".into(),
                 state: paved::store::EnvState::Ready,

@@ -851,7 +851,7 @@ async fn a_takeover_sets_missing_timers_though_another_repository_cannot_be_read
             repo: ghost.clone(),
             name: "haunted".parse().expect("name"),
             team: "payments".parse().expect("team"),
-            owner: "octocat".into(),
+            owner: "octocat".parse().expect("login"),
             env_type: "dev".into(),
             definition: "recorder".into(),
             state: EnvState::Ready,

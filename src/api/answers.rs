@@ -5,7 +5,7 @@
 //! are answers of their own rooms.
 
 use crate::graph::{Entity, Relation};
-use crate::ids::{CommitSha, DeploymentId, EnvName, OperationId, RepoName, TeamName};
+use crate::ids::{CommitSha, DeploymentId, EnvName, Login, OperationId, RepoName, TeamName};
 use crate::orchestrator::{PullRequestLink, RequestStatus};
 use crate::store::{
     public_outputs, Drift, EnvState, EnvironmentRecord, OpKind, OpState, OperationRecord,
@@ -60,7 +60,7 @@ pub struct Environment {
     pub repo: RepoName,
     pub name: EnvName,
     pub team: TeamName,
-    pub owner: String,
+    pub owner: Login,
     pub env_type: String,
     pub definition: String,
     pub state: EnvState,
@@ -120,17 +120,17 @@ pub struct Operation {
     /// `reconcile@…`); empty for a merge's.
     pub cause: String,
     pub team: TeamName,
-    pub owner: String,
+    pub owner: Login,
     pub env_type: String,
     pub definition: String,
     /// `environments/<team>/<name>.yaml`.
     pub manifest_path: String,
     pub parameters: serde_json::Value,
-    /// The pull request's author.
-    pub requester: String,
+    /// The pull request's author (`paved` for what the scheduler started on its own).
+    pub requester: Login,
     /// Who merged.
     pub merger: String,
-    pub approvers: Vec<String>,
+    pub approvers: Vec<Login>,
     /// The commit governance was read at.
     pub governance_sha: String,
     /// `[{"context": "paved/schema", "verdict": "pass", "description": "..."}]`.
@@ -183,7 +183,10 @@ impl Operation {
             manifest_path: op.manifest_path.clone(),
             parameters: op.parameters.clone(),
             requester: op.requester.clone(),
-            merger: op.merger.clone(),
+            merger: op
+                .merger
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
             approvers: op.approvers.clone(),
             governance_sha: op.governance_sha.clone(),
             checks: op.checks.clone(),

@@ -171,7 +171,7 @@ impl Event {
                         command: CommentCommand::parse(&command),
                         number: ev.issue.number,
                         on_pull_request: ev.issue.pull_request.is_some(),
-                        commenter: ev.comment.user.map(|u| u.login),
+                        commenter: ev.comment.user.map(|u| u.login.to_string()),
                         repository: ev.repository,
                         installation: ev.installation,
                     }),

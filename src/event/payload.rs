@@ -58,7 +58,8 @@ pub struct Repository {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
-    pub login: String,
+    /// Checked as it is read: a payload naming no GitHub login is refused whole.
+    pub login: crate::ids::Login,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]

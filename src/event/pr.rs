@@ -1,7 +1,7 @@
 //! What the checks and provisioning need to know about a pull request, validated once.
 
 use super::{Installation, PullRequest, PullRequestEvent, Repository};
-use crate::ids::{CommitSha, InstallationId, PrNumber, RepoName};
+use crate::ids::{CommitSha, InstallationId, Login, PrNumber, RepoName};
 
 /// A pull request, as the checks and provisioning see it. Every field was validated when
 /// it was made: names into newtypes, branch names as Git refs.
@@ -14,7 +14,7 @@ pub struct PrInfo {
     pub base_ref: String,
     pub default_branch: String,
     pub clone_url: String,
-    pub author: String,
+    pub author: Login,
     pub installation: Option<InstallationId>,
     /// The head lives in another repository (a fork).
     pub from_fork: bool,

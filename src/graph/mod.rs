@@ -273,7 +273,7 @@ impl Graph {
         let eid = id(EntityKind::Environment, repo, &env.name);
         let mut e = entity(&eid, EntityKind::Environment, &env.name, repo);
         e.team = Some(env.team.to_string());
-        e.user = Some(env.owner.clone());
+        e.user = Some(env.owner.to_string());
         e.provider = Some(env.definition.clone());
         e.state = Some(env.state.as_str().to_string());
         if let Some(d) = &env.drift {
@@ -407,14 +407,12 @@ impl Graph {
 /// `deployedBy`).
 fn op_people(op: &OperationRecord) -> Vec<(RelationKind, String)> {
     let mut out = Vec::new();
-    if !op.op.requester.is_empty() {
-        out.push((RelationKind::RequestedBy, op.op.requester.clone()));
-    }
+    out.push((RelationKind::RequestedBy, op.op.requester.to_string()));
     for a in &op.op.approvers {
-        out.push((RelationKind::ApprovedBy, a.clone()));
+        out.push((RelationKind::ApprovedBy, a.to_string()));
     }
-    if !op.op.merger.is_empty() {
-        out.push((RelationKind::DeployedBy, op.op.merger.clone()));
+    if let Some(merger) = &op.op.merger {
+        out.push((RelationKind::DeployedBy, merger.to_string()));
     }
     out
 }

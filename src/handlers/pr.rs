@@ -153,7 +153,7 @@ async fn run(
     )
     .await?;
     let mut ctx = PrContext {
-        author: pr.author.clone(),
+        author: pr.author.to_string(),
         approvers: approvers_in(&reviews, &pr.author),
         live: deps.live_by_team(&pr.repo).await?,
         reviews,
@@ -206,7 +206,12 @@ async fn run(
         governance_sha: prep.governance_sha.clone(),
         default_sha: prep.default_sha.clone(),
         requester: pr.author.clone(),
-        approvers: ctx.approvers.clone(),
+        // Each came from a review's user, checked as it was read.
+        approvers: ctx
+            .approvers
+            .iter()
+            .filter_map(|a| crate::ids::Login::parse(a).ok())
+            .collect(),
     };
     let set = match (previews, kept) {
         (Previews::Keep, Some((_, set))) => set,

@@ -12,7 +12,7 @@
 
 use super::{Deps, WorkError};
 use crate::checks::{CheckKind, EnvironmentReport, Governance, Review, ReviewState};
-use crate::ids::{CommitSha, EnvName, RepoName, TeamName};
+use crate::ids::{CommitSha, EnvName, Login, RepoName, TeamName};
 use crate::manifest::change::ChangeKind;
 use crate::manifest::environment;
 use crate::preview::{self, EnvPreview, Inputs, PreviewSet, Status};
@@ -38,8 +38,8 @@ pub(crate) struct PreviewAt {
     pub governance_sha: CommitSha,
     /// The default branch, where a deleted manifest is read.
     pub default_sha: CommitSha,
-    pub requester: String,
-    pub approvers: Vec<String>,
+    pub requester: Login,
+    pub approvers: Vec<Login>,
 }
 
 /// The previews made, and the Terraform plan files by manifest path.
@@ -253,14 +253,15 @@ fn job(
             owner: manifest
                 .metadata
                 .owner
-                .clone()
+                .as_deref()
+                .and_then(|o| Login::parse(o).ok())
                 .unwrap_or_else(|| at.requester.clone()),
             env_type: manifest.spec.env_type.clone(),
             definition: def,
             manifest_path: env.path.clone(),
             parameters,
             requester: at.requester.clone(),
-            merger: String::new(),
+            merger: None,
             approvers: at.approvers.clone(),
             governance_sha: at.governance_sha.to_string(),
             checks: serde_json::json!([]),

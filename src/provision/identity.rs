@@ -64,8 +64,8 @@ pub(crate) async fn prepare(
                 definition: op.definition.clone(),
                 operation: operation.to_string(),
                 run_id,
-                requester: op.requester.clone(),
-                approvers: op.approvers.clone(),
+                requester: op.requester.to_string(),
+                approvers: op.approvers.iter().map(ToString::to_string).collect(),
                 governance_sha: op.governance_sha.clone(),
                 commit: op.merge_sha.to_string(),
             };

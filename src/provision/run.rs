@@ -382,7 +382,7 @@ pub(crate) fn run_spec(
         sandbox: deps.sandbox.clone(),
         network: item.network,
         definition: op.definition.clone(),
-        owner: op.owner.clone(),
+        owner: op.owner.to_string(),
         identity: None,
         ade_program: ade_program(&deps.config),
         plan: None,

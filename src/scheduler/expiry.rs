@@ -42,7 +42,7 @@ pub(super) async fn warn(
         .manifest
         .as_ref()
         .and_then(|m| m.metadata.owner.clone())
-        .unwrap_or_else(|| env.owner.clone());
+        .unwrap_or_else(|| env.owner.to_string());
     let within = snap
         .max_ttl
         .as_deref()
@@ -113,7 +113,7 @@ async fn cleanup_pull_request(
         .manifest
         .as_ref()
         .and_then(|m| m.metadata.owner.clone())
-        .unwrap_or_else(|| env.owner.clone());
+        .unwrap_or_else(|| env.owner.to_string());
     let mut pushed = None;
     for _ in 0..3 {
         let branch = crate::repo::unguessable_branch("expired", &env.name);

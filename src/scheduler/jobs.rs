@@ -5,7 +5,7 @@
 //! per cause, under the environment's lock, fenced, with its deployment and its git note.
 
 use crate::checks::Governance;
-use crate::ids::{CommitSha, PrNumber, TeamName};
+use crate::ids::{CommitSha, Login, PrNumber, TeamName};
 use crate::manifest::{environment, Manifest};
 use crate::provision::{self, Item, RunSource};
 use crate::runner::RunnerKind;
@@ -242,14 +242,16 @@ impl Snapshot {
                     .and_then(|m| TeamName::parse(&m.metadata.team).ok())
                     .unwrap_or_else(|| env.team.clone()),
                 owner: m
-                    .and_then(|m| m.metadata.owner.clone())
+                    .and_then(|m| m.metadata.owner.as_deref())
+                    .and_then(|o| Login::parse(o).ok())
                     .unwrap_or_else(|| env.owner.clone()),
                 env_type: m.map_or_else(|| env.env_type.clone(), |m| m.spec.env_type.clone()),
                 definition: m.map_or_else(|| env.definition.clone(), |m| m.spec.definition.clone()),
                 manifest_path: self.manifest_path.clone(),
                 parameters: env.parameters.clone(),
-                requester: requester.to_string(),
-                merger: String::new(),
+                // `paved`, or who asked for a reconcile (a caller's login).
+                requester: Login::parse(requester).unwrap_or_else(|_| Login::paved()),
+                merger: None,
                 approvers: Vec::new(),
                 governance_sha: self.code.to_string(),
                 checks: serde_json::json!([]),

@@ -2,7 +2,7 @@
 //! (public and sensitive) outputs, and its kept `ADE_STORAGE`.
 
 use super::{NewOperation, StoreError};
-use crate::ids::{EnvName, OperationId, RepoName, TeamName};
+use crate::ids::{EnvName, Login, OperationId, RepoName, TeamName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +93,7 @@ pub struct EnvironmentRecord {
     pub repo: RepoName,
     pub name: EnvName,
     pub team: TeamName,
-    pub owner: String,
+    pub owner: Login,
     pub env_type: String,
     pub definition: String,
     pub state: EnvState,
@@ -208,7 +208,7 @@ pub struct EnvironmentUpdate {
     pub repo: RepoName,
     pub name: EnvName,
     pub team: TeamName,
-    pub owner: String,
+    pub owner: Login,
     pub env_type: String,
     pub definition: String,
     pub state: EnvState,
@@ -328,7 +328,7 @@ impl EnvRow {
             repo: env.repo.to_string(),
             name: env.name.to_string(),
             team: env.team.to_string(),
-            owner: env.owner.clone(),
+            owner: env.owner.to_string(),
             env_type: env.env_type.clone(),
             definition: env.definition.clone(),
             state: env.state.as_str(),

@@ -4,7 +4,7 @@
 
 use super::StoreError;
 use crate::ids::{
-    CommitSha, DeliveryId, DeploymentId, EnvName, OperationId, PrNumber, RepoName, TeamName,
+    CommitSha, DeliveryId, DeploymentId, EnvName, Login, OperationId, PrNumber, RepoName, TeamName,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -127,17 +127,18 @@ pub struct NewOperation {
     #[serde(default)]
     pub cause: String,
     pub team: TeamName,
-    pub owner: String,
+    pub owner: Login,
     pub env_type: String,
     pub definition: String,
     /// `environments/<team>/<name>.yaml`.
     pub manifest_path: String,
     pub parameters: serde_json::Value,
-    /// The PR author.
-    pub requester: String,
-    /// Who merged, from the event.
-    pub merger: String,
-    pub approvers: Vec<String>,
+    /// The PR author (`paved` for what the scheduler started on its own).
+    pub requester: Login,
+    /// Who merged, from the event; `None` for an operation no merge started (kept as an
+    /// empty string in the database).
+    pub merger: Option<Login>,
+    pub approvers: Vec<Login>,
     /// The commit governance was read at (the merge commit's first parent).
     pub governance_sha: String,
     /// `[{"context": "paved/schema", "verdict": "pass", "description": "..."}]`.
@@ -469,13 +470,13 @@ macro_rules! impl_operation_store {
                             .bind(i64::from(op.attempt))
                             .bind(op.delivery_id.as_ref().map_or("", |d| d.as_str()))
                             .bind(op.team.as_str())
-                            .bind(&op.owner)
+                            .bind(op.owner.as_str())
                             .bind(&op.env_type)
                             .bind(&op.definition)
                             .bind(&op.manifest_path)
                             .bind(&row.parameters)
-                            .bind(&op.requester)
-                            .bind(&op.merger)
+                            .bind(op.requester.as_str())
+                            .bind(op.merger.as_ref().map_or("", |m| m.as_str()))
                             .bind(&row.approvers)
                             .bind(&op.governance_sha)
                             .bind(&row.checks)

@@ -65,6 +65,16 @@ fn name_of<T: std::str::FromStr<Err = crate::ids::NameError>>(s: String) -> Resu
         .map_err(|e: crate::ids::NameError| StoreError::Corrupt(e.to_string()))
 }
 
+/// A name kept as text, empty for none.
+fn optional_name<T: std::str::FromStr<Err = crate::ids::NameError>>(
+    s: String,
+) -> Result<Option<T>, StoreError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    name_of(s).map(Some)
+}
+
 /// A delivery id kept as text, empty for none.
 fn optional_delivery(s: String) -> Result<Option<DeliveryId>, StoreError> {
     if s.is_empty() {
@@ -138,13 +148,13 @@ where
             delivery_id: optional_delivery(r.try_get("delivery_id")?)?,
             cause: r.try_get("cause")?,
             team: name_of(r.try_get("team")?)?,
-            owner: r.try_get("owner")?,
+            owner: name_of(r.try_get("owner")?)?,
             env_type: r.try_get("env_type")?,
             definition: r.try_get("definition")?,
             manifest_path: r.try_get("manifest_path")?,
             parameters: from_json(r.try_get("parameters")?, &what("parameters"))?,
-            requester: r.try_get("requester")?,
-            merger: r.try_get("merger")?,
+            requester: name_of(r.try_get("requester")?)?,
+            merger: optional_name(r.try_get("merger")?)?,
             approvers: from_json(r.try_get("approvers")?, &what("approvers"))?,
             governance_sha: r.try_get("governance_sha")?,
             checks: from_json(r.try_get("checks")?, &what("checks"))?,
@@ -183,7 +193,7 @@ where
     let state: String = r.try_get("state")?;
     Ok(EnvironmentRecord {
         team: name_of(r.try_get("team")?)?,
-        owner: r.try_get("owner")?,
+        owner: name_of(r.try_get("owner")?)?,
         env_type: r.try_get("env_type")?,
         definition: r.try_get("definition")?,
         state: EnvState::parse(&state)

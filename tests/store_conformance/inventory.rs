@@ -46,7 +46,7 @@ pub(crate) async fn environments_upsert_and_order(b: &Backend) {
 
     // A delete starts: only the state, owner and last operation change.
     let mut deleting = env_update("octo/envs", "checkout", EnvState::Deleting);
-    deleting.owner = "erin".into();
+    deleting.owner = "erin".parse().expect("login");
     deleting.last_operation = Some(OperationId(2));
     store.upsert_environment(deleting).await.expect("deleting");
     let e = store

@@ -177,15 +177,34 @@ name!(
 );
 
 name!(
-    /// A GitHub login: a person's (1-39 letters, digits and '-'), or an App's bot account
-    /// (`name[bot]`), as GitHub names who opened, reviewed or merged a pull request.
-    /// `paved` is what Paved itself did (the scheduler's operations).
+    /// A GitHub login as GitHub names who opened, reviewed or merged a pull request: a
+    /// person's, an Enterprise Managed User's (`handle_shortcode`), or an App's bot account
+    /// (`name[bot]`). `paved` is what Paved itself did (the scheduler's operations). Wider
+    /// than [`is_github_login`] (what a manifest's `owner` may be): a payload from an
+    /// enterprise must never be refused for its users' names.
     Login,
     "GitHub login",
-    "use 1-39 letters, digits and '-', not starting with '-' (an App's bot ends in [bot])",
-    "^[A-Za-z0-9][A-Za-z0-9-]{0,38}(\\[bot\\])?$",
-    |s| is_github_login(s.strip_suffix("[bot]").unwrap_or(s))
+    "use 1-100 letters, digits, '-' and '_', starting with a letter or digit (an App's bot ends in [bot])",
+    "^[A-Za-z0-9][A-Za-z0-9_-]{0,99}(\\[bot\\])?$",
+    |s| is_login(s.strip_suffix("[bot]").unwrap_or(s))
 );
+
+/// A person's login in any GitHub (EMU's included), without a bot's suffix.
+fn is_login(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 100
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+impl Login {
+    /// Who did what Paved did on its own (the scheduler's operations).
+    pub fn paved() -> Login {
+        Login("paved".to_string())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -210,10 +229,25 @@ mod tests {
 
     #[test]
     fn logins_are_githubs_and_bots() {
-        for ok in ["octocat", "Octo-Cat", "dependabot[bot]", "paved"] {
+        for ok in [
+            "octocat",
+            "Octo-Cat",
+            "dependabot[bot]",
+            "paved",
+            "mona_acme",
+        ] {
             assert!(Login::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-x", "a b", "x[bot][bot]", "[bot]", &"a".repeat(40)] {
+        for bad in [
+            "",
+            "-x",
+            "_x",
+            "a b",
+            "x[bot][bot]",
+            "[bot]",
+            "a/b",
+            &"a".repeat(101),
+        ] {
             assert!(Login::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -26,7 +26,7 @@ use super::{approvers_in, comment, preview, reviews_of, Deps, Target, WorkError}
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
-use crate::ids::{CommitSha, DeliveryId, EnvName};
+use crate::ids::{CommitSha, DeliveryId, EnvName, Login};
 use crate::provision::{self, adopt, run_rounds, Item, RunSource};
 use crate::store::OpState;
 
@@ -58,7 +58,7 @@ struct MergePlan {
 struct Merge {
     pr: PrInfo,
     merge_sha: CommitSha,
-    merger: String,
+    merger: Option<Login>,
     approvers: Vec<String>,
     ctx: PrContext,
 }
@@ -91,12 +91,7 @@ pub async fn handle(
         .as_deref()
         .ok_or_else(|| WorkError::Payload("merged pull request without merge_commit_sha".into()))
         .and_then(|s| CommitSha::parse(s).map_err(|e| WorkError::Payload(e.to_string())))?;
-    let merger = ev
-        .pull_request
-        .merged_by
-        .as_ref()
-        .map(|u| u.login.clone())
-        .unwrap_or_default();
+    let merger = ev.pull_request.merged_by.as_ref().map(|u| u.login.clone());
     let gh = deps.forge.client(pr.installation)?;
     // Everything the checks need, read again at merge time: the PR's final reviews too.
     let mut reviews = reviews_of(&gh, &pr).await?;
@@ -115,7 +110,7 @@ pub async fn handle(
     )
     .await?;
     let ctx = PrContext {
-        author: pr.author.clone(),
+        author: pr.author.to_string(),
         approvers: approvers.clone(),
         live: deps.live_by_team(&pr.repo).await?,
         reviews,
@@ -224,7 +219,7 @@ async fn provision(
     for item in &plan.items {
         let mut op = item.op.clone();
         op.merger = m.merger.clone();
-        op.approvers = m.approvers.clone();
+        op.approvers = logins(&m.approvers);
         op.delivery_id = Some(delivery.clone());
         op.governance_sha = plan.source.first_parent.to_string();
         if op.state != OpState::Refused {
@@ -301,4 +296,9 @@ async fn provision(
     )
     .await?;
     Ok(())
+}
+
+/// The approvers as logins (each came from a review's user, checked as it was read).
+fn logins(names: &[String]) -> Vec<Login> {
+    names.iter().filter_map(|n| Login::parse(n).ok()).collect()
 }

@@ -7,7 +7,7 @@ use super::MergePlan;
 use crate::checks::{self, Change, ChangeKind, EnvironmentReport, Governance, PrContext, Report};
 use crate::event::PrInfo;
 use crate::handlers::{environment_changes, governance_changes, Deps, WorkError};
-use crate::ids::{CommitSha, EnvName, TeamName};
+use crate::ids::{CommitSha, EnvName, Login, TeamName};
 use crate::manifest::{environment, names, Manifest};
 use crate::provision::{definition_runner, Item};
 use crate::repo::{CommitWithParents, Mirror};
@@ -333,7 +333,7 @@ enum Planned {
 /// Who and what an operation is about.
 struct Subject {
     team: TeamName,
-    owner: String,
+    owner: Login,
     env_type: String,
     definition: String,
     parameters: serde_json::Value,
@@ -432,7 +432,7 @@ impl Planner<'_> {
                 manifest_path: env.path.clone(),
                 parameters: subject.parameters,
                 requester: self.pr.author.clone(),
-                merger: String::new(),
+                merger: None,
                 approvers: Vec::new(),
                 governance_sha: String::new(),
                 checks: self.checks_json(env),
@@ -496,10 +496,12 @@ impl Planner<'_> {
                 // A manifest whose team is not a team name is refused by the checks;
                 // its operation is recorded under its folder's team.
                 team: TeamName::parse(&m.metadata.team).unwrap_or_else(|_| mp.team.clone()),
+                // An owner that is not a login is refused by the checks; the author then.
                 owner: m
                     .metadata
                     .owner
-                    .clone()
+                    .as_deref()
+                    .and_then(|o| Login::parse(o).ok())
                     .unwrap_or_else(|| self.pr.author.clone()),
                 env_type: m.spec.env_type.clone(),
                 definition: m.spec.definition.clone(),
