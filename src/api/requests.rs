@@ -129,8 +129,7 @@ async fn show(
     let missing = || super::routes::missing("request");
     let id = id.parse::<i64>().map_err(|_| missing())?;
     let req = s.store.request(id).await?.ok_or_else(missing)?;
-    let repo = RepoName::parse(&req.repo).map_err(|_| missing())?;
-    if !sees_request(&s, &caller, &repo, &req).await {
+    if !sees_request(&s, &caller, &req.repo, &req).await {
         return Err(missing());
     }
     let status = s.orchestrator.status(&req).await.map_err(problem_of)?;

@@ -95,10 +95,7 @@ pub(crate) async fn with_requester(
     if let Some(req) = recorded {
         if req.head_sha.as_deref() == Some(pr.head_sha.as_str()) {
             tracing::debug!(pr = %pr.number, requester = %req.requester, "a request's pull request");
-            // Recorded from the caller's login when the request was opened.
-            if let Ok(requester) = crate::ids::Login::parse(&req.requester) {
-                pr.author = requester;
-            }
+            pr.author = req.requester;
         } else {
             tracing::info!(pr = %pr.number, head = %pr.head_sha,
                 "a request's pull request whose head is no longer Paved's commit: judged as its author's");

@@ -12,7 +12,7 @@ mod overlay;
 use crate::checks::{Change, ChangeKind, CheckKind, PrContext};
 use crate::forge::Forge;
 use crate::identity::{Access, Caller, Directory, WithTeams};
-use crate::ids::{CommitSha, RepoName};
+use crate::ids::{CommitSha, EnvName, Login, RepoName, TeamName};
 use crate::manifest::names;
 use crate::repo::{RepoError, Repos};
 use crate::store::{KnownRepository, NewRequest, RequestRecord, Store, StoreError};
@@ -494,12 +494,15 @@ impl Orchestrator {
         let name = &body.environment;
         // A name no one can guess, so no one can push it first (SPEC 12).
         let branch = crate::repo::unguessable_branch("requests", name);
+        // Each was checked before (the parameters' rules, the team's, the caller's
+        // identity); typed here, where they enter the store.
+        let bad = |e: crate::ids::NameError| RequestError::BadRequest(e.to_string());
         let new = NewRequest {
             repo: known.repo.clone(),
             action: body.action.to_string(),
-            env_name: name.clone(),
-            team: team.to_string(),
-            requester: login.to_string(),
+            env_name: EnvName::parse(name).map_err(bad)?,
+            team: TeamName::parse(team).map_err(bad)?,
+            requester: Login::parse(login).map_err(bad)?,
             branch: branch.clone(),
             manifest_path: path.to_string(),
         };
@@ -589,8 +592,7 @@ impl Orchestrator {
     /// Where a request stands: `open` → `checks failed` | `awaiting approval` | `ready` →
     /// `merged` → `provisioning` → `succeeded` | `failed`, or `abandoned`.
     pub async fn status(&self, req: &RequestRecord) -> Result<RequestStatus, RequestError> {
-        let repo = RepoName::parse(&req.repo)
-            .map_err(|_| RequestError::Unavailable("a stored repository name is invalid".into()))?;
+        let repo = req.repo.clone();
         let known = self.store.repository(&repo).await?;
         let mut verdicts = Vec::new();
         let mut operations = Vec::new();
@@ -648,11 +650,11 @@ impl Orchestrator {
         };
         Ok(RequestStatus {
             id: req.id,
-            repository: req.repo.clone(),
+            repository: req.repo.to_string(),
             action: req.action.clone(),
-            environment: req.env_name.clone(),
-            team: req.team.clone(),
-            requester: req.requester.clone(),
+            environment: req.env_name.to_string(),
+            team: req.team.to_string(),
+            requester: req.requester.to_string(),
             branch: req.branch_name(),
             state,
             pull_request: req.pr_number.map(|number| PullRequestLink {

@@ -383,9 +383,7 @@ pub(super) async fn request(
         Ok(None) => return not_found("request"),
         Err(_) => return unavailable(),
     };
-    let Ok(repo) = RepoName::parse(&req.repo) else {
-        return not_found("request");
-    };
+    let repo = req.repo.clone();
     let caller = Caller::User(sess.login.clone());
     if !crate::api::requests::sees_request(&s.api, &caller, &repo, &req).await {
         return not_found("request");

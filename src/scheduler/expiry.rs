@@ -112,8 +112,9 @@ async fn cleanup_pull_request(
     let owner = snap
         .manifest
         .as_ref()
-        .and_then(|m| m.metadata.owner.clone())
-        .unwrap_or_else(|| env.owner.to_string());
+        .and_then(|m| m.metadata.owner.as_deref())
+        .and_then(|o| crate::ids::Login::parse(o).ok())
+        .unwrap_or_else(|| env.owner.clone());
     let mut pushed = None;
     for _ in 0..3 {
         let branch = crate::repo::unguessable_branch("expired", &env.name);
@@ -122,8 +123,8 @@ async fn cleanup_pull_request(
             .open_request(&crate::store::NewRequest {
                 repo: k.repo.clone(),
                 action: "delete".into(),
-                env_name: env.name.to_string(),
-                team: env.team.to_string(),
+                env_name: env.name.clone(),
+                team: env.team.clone(),
                 requester: owner.clone(),
                 branch: branch.clone(),
                 manifest_path: snap.manifest_path.clone(),

@@ -2,7 +2,7 @@
 //! Paved opened for it. At most one open request per environment.
 
 use super::StoreError;
-use crate::ids::RepoName;
+use crate::ids::{EnvName, Login, RepoName, TeamName};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -12,10 +12,10 @@ pub struct NewRequest {
     pub repo: RepoName,
     /// `create`, `update`, `extend` or `delete`.
     pub action: String,
-    pub env_name: String,
-    pub team: String,
+    pub env_name: EnvName,
+    pub team: TeamName,
     /// The GitHub login that asked (the pull request's author for the checks).
-    pub requester: String,
+    pub requester: Login,
     pub branch: String,
     pub manifest_path: String,
 }
@@ -23,11 +23,11 @@ pub struct NewRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
     pub id: i64,
-    pub repo: String,
+    pub repo: RepoName,
     pub action: String,
-    pub env_name: String,
-    pub team: String,
-    pub requester: String,
+    pub env_name: EnvName,
+    pub team: TeamName,
+    pub requester: Login,
     pub branch: String,
     pub manifest_path: String,
     pub pr_number: Option<u64>,
@@ -134,13 +134,14 @@ pub(super) type Row = (
 );
 
 pub(super) fn from_row(r: Row) -> Result<RequestRecord, StoreError> {
+    use super::rows::name_of;
     Ok(RequestRecord {
         id: r.0,
-        repo: r.1,
+        repo: RepoName::parse(&r.1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         action: r.2,
-        env_name: r.3,
-        team: r.4,
-        requester: r.5,
+        env_name: name_of(r.3)?,
+        team: name_of(r.4)?,
+        requester: name_of(r.5)?,
         branch: r.6,
         manifest_path: r.7,
         pr_number: r
@@ -172,7 +173,7 @@ macro_rules! impl_request_store {
                             .bind(&n.action)
                             .bind(n.env_name.as_str())
                             .bind(n.team.as_str())
-                            .bind(&n.requester)
+                            .bind(n.requester.as_str())
                             .bind(&n.branch)
                             .bind(&n.manifest_path)
                             .fetch_optional(&mut *conn)

@@ -60,7 +60,9 @@ pub(super) use env_columns;
 /// What the store was asked to do cannot be done (there is no better-fitting variant).
 /// A name kept as text ([`EnvName`], [`TeamName`], [`Login`]), checked on the way out as
 /// on the way in: a row that breaks the rule is corrupt.
-fn name_of<T: std::str::FromStr<Err = crate::ids::NameError>>(s: String) -> Result<T, StoreError> {
+pub(super) fn name_of<T: std::str::FromStr<Err = crate::ids::NameError>>(
+    s: String,
+) -> Result<T, StoreError> {
     s.parse()
         .map_err(|e: crate::ids::NameError| StoreError::Corrupt(e.to_string()))
 }

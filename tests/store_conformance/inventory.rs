@@ -295,23 +295,29 @@ pub(crate) async fn requests(b: &Backend) {
     let new = |name: &str, who: &str| NewRequest {
         repo: repo("octo/envs"),
         action: "create".into(),
-        env_name: name.into(),
-        team: "payments".into(),
-        requester: who.into(),
+        env_name: name.parse().expect("environment name"),
+        team: "payments".parse().expect("team"),
+        requester: who.parse().expect("login"),
         branch: String::new(),
         manifest_path: format!("environments/payments/{name}.yaml"),
     };
     let first = store
-        .open_request(&new("a", "octocat"))
+        .open_request(&new("env-a", "octocat"))
         .await
         .expect("open");
     let id = first.expect("the first request for a is open");
     // One open request per environment.
     assert_eq!(
-        store.open_request(&new("a", "hubot")).await.expect("open"),
+        store
+            .open_request(&new("env-a", "hubot"))
+            .await
+            .expect("open"),
         None
     );
-    let other = store.open_request(&new("b", "hubot")).await.expect("open");
+    let other = store
+        .open_request(&new("env-b", "hubot"))
+        .await
+        .expect("open");
     let other = other.expect("b's request is open");
     // Pushed, its pull request opened but not yet written down: found by its head.
     let b_head = "b".repeat(40);
@@ -342,7 +348,7 @@ pub(crate) async fn requests(b: &Backend) {
         (r.pr_number, r.open, r.requester.as_str()),
         (Some(7), true, "octocat")
     );
-    assert_eq!(r.branch_name(), format!("paved/requests/a-{id}"));
+    assert_eq!(r.branch_name(), format!("paved/requests/env-a-{id}"));
     assert_eq!(r.head_sha, None);
     store
         .set_request_head(id, &"f".repeat(40))
@@ -360,7 +366,7 @@ pub(crate) async fn requests(b: &Backend) {
     );
     assert_eq!(
         store
-            .open_request_for(&repo("octo/envs"), "a")
+            .open_request_for(&repo("octo/envs"), "env-a")
             .await
             .expect("open for")
             .map(|r| r.id),
@@ -370,13 +376,13 @@ pub(crate) async fn requests(b: &Backend) {
     store.close_request(id).await.expect("close");
     assert_eq!(
         store
-            .open_request_for(&repo("octo/envs"), "a")
+            .open_request_for(&repo("octo/envs"), "env-a")
             .await
             .expect("open for"),
         None
     );
     assert!(store
-        .open_request(&new("a", "hubot"))
+        .open_request(&new("env-a", "hubot"))
         .await
         .expect("open")
         .is_some());
