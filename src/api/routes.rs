@@ -14,7 +14,6 @@ use crate::store::{
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-
 use axum::{Extension, Json};
 use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
