@@ -21,7 +21,7 @@ pub mod push;
 pub mod queue;
 mod reviews;
 
-pub use reviews::{approvers_in, reviews_of};
+pub use reviews::{approvers_in, as_logins, reviews_of};
 
 use crate::checks::{Change, ChangeKind};
 use crate::identity::{TeamSnapshot, WithTeams};

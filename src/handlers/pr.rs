@@ -206,12 +206,7 @@ async fn run(
         governance_sha: prep.governance_sha.clone(),
         default_sha: prep.default_sha.clone(),
         requester: pr.author.clone(),
-        // Each came from a review's user, checked as it was read.
-        approvers: ctx
-            .approvers
-            .iter()
-            .filter_map(|a| crate::ids::Login::parse(a).ok())
-            .collect(),
+        approvers: super::as_logins(&ctx.approvers),
     };
     let set = match (previews, kept) {
         (Previews::Keep, Some((_, set))) => set,

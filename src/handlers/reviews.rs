@@ -5,6 +5,15 @@ use crate::checks::{Review, ReviewState};
 use crate::event::PrInfo;
 use crate::forge::client::GitHub;
 
+/// Approvers (reviews' users, as GitHub names them) as logins; a name that is none is left
+/// out.
+pub fn as_logins(names: &[String]) -> Vec<crate::ids::Login> {
+    names
+        .iter()
+        .filter_map(|n| crate::ids::Login::parse(n).ok())
+        .collect()
+}
+
 /// The pull request's reviews, oldest first (states Paved does not know are left out).
 pub async fn reviews_of(gh: &GitHub, pr: &PrInfo) -> Result<Vec<Review>, WorkError> {
     Ok(gh

@@ -20,7 +20,7 @@ pub struct NewEvaluation {
 }
 
 /// What the store keeps of an evaluation (the API answers with `api::answers::Evaluation`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct EvaluationRecord {
     pub id: EvaluationId,
     pub repo: String,

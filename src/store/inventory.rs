@@ -88,7 +88,7 @@ pub(super) use page_filter;
 
 /// One environment in the inventory, keyed by (repo, name): names are unique per repo.
 /// The API answers with `api::answers::Environment`, which leaves sensitive outputs out.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EnvironmentRecord {
     pub repo: RepoName,
     pub name: EnvName,
@@ -112,23 +112,15 @@ pub struct EnvironmentRecord {
     pub drift: Option<Drift>,
     /// The merge commit of the environment's last governed change (SPEC 12): its manifest
     /// as governed is read there. `None` before one was recorded.
-    #[serde(skip)]
     pub governed_sha: Option<String>,
     /// Where its definition is read: `governed_sha`, or the first parent of a fork's merge.
-    #[serde(skip)]
     pub code_sha: Option<String>,
     /// Which life of the name this is (SPEC 12): 1, then one more for each deploy after a
     /// successful delete.
-    #[serde(default = "first_generation")]
     pub generation: i64,
     /// The id of the current generation's first operation: the environment's operations
     /// are its team's from this one on (`None`: rows from before generations; all).
-    #[serde(skip)]
     pub generation_since: Option<OperationId>,
-}
-
-fn first_generation() -> i64 {
-    1
 }
 
 /// What the last drift check found.

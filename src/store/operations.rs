@@ -107,7 +107,7 @@ impl OpState {
 /// An operation to record for a merge. `(repo, merge_sha, env_name, kind, attempt)` is
 /// unique: recording the same one twice returns the first one's id (that is what makes a
 /// redelivered merge a no-op).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewOperation {
     pub repo: RepoName,
     pub env_name: EnvName,
@@ -124,7 +124,6 @@ pub struct NewOperation {
     /// What set off an operation no merge asked for (`expire@2026-12-31T00:00:00Z`,
     /// `stop@2026-12-03`, `reconcile@<time>`); empty for a merge's. Part of its identity, so
     /// the stop of each day is its own operation even when the commit is the same.
-    #[serde(default)]
     pub cause: String,
     pub team: TeamName,
     pub owner: Login,
@@ -144,11 +143,9 @@ pub struct NewOperation {
     /// `[{"context": "paved/schema", "verdict": "pass", "description": "..."}]`.
     pub checks: serde_json::Value,
     /// `Planned`, or `Refused` for an operation recorded only to say it will not run.
-    /// (Named apart from [`OperationRecord::state`], which is flattened beside it.)
-    #[serde(rename = "planned_state")]
+    /// (The API shows it as `planned_state`, beside the operation's own `state`.)
     pub state: OpState,
     /// Why it was refused (for `Refused`).
-    #[serde(rename = "refusal")]
     pub error: Option<String>,
 }
 
@@ -165,10 +162,9 @@ pub mod reported {
 }
 
 /// An operation as the store keeps it (the API answers with `api::answers::Operation`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperationRecord {
     pub id: OperationId,
-    #[serde(flatten)]
     pub op: NewOperation,
     pub state: OpState,
     /// The GitHub deployment made for it.
@@ -185,10 +181,6 @@ pub struct OperationRecord {
     pub outputs: serde_json::Value,
     pub reported: u32,
     pub created_at: String,
-    /// Its audit note is queued and not on the origin yet (the notes outbox pushes it;
-    /// `paved audit` shows it once it lands). Filled in by the API.
-    #[serde(default)]
-    pub note_pending: bool,
 }
 
 /// Who holds an environment's lock, and since when: the lock's epoch goes up each time it

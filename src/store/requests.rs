@@ -4,7 +4,6 @@
 use super::StoreError;
 use crate::ids::{EnvName, Login, RepoName, TeamName};
 use async_trait::async_trait;
-use serde::Serialize;
 
 /// A request about to be opened.
 #[derive(Debug, Clone)]
@@ -20,7 +19,7 @@ pub struct NewRequest {
     pub manifest_path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
     pub id: i64,
     pub repo: RepoName,
@@ -36,7 +35,6 @@ pub struct RequestRecord {
     pub open: bool,
     pub created_at_ms: i64,
     /// The commit Paved made on its branch (`None` until pushed).
-    #[serde(skip)]
     pub head_sha: Option<String>,
 }
 

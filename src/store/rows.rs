@@ -176,7 +176,6 @@ where
         reported: u32::try_from(reported)
             .map_err(|_| StoreError::Corrupt(format!("{} {reported}", what("reported"))))?,
         created_at: format_ms(r.try_get("created_at")?),
-        note_pending: false,
     })
 }
 

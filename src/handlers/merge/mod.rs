@@ -22,7 +22,7 @@ mod governed;
 mod plan;
 mod report;
 
-use super::{approvers_in, comment, preview, reviews_of, Deps, Target, WorkError};
+use super::{approvers_in, as_logins, comment, preview, reviews_of, Deps, Target, WorkError};
 use crate::checks::{PrContext, Report};
 use crate::event::{PrInfo, PullRequestEvent};
 use crate::forge::client::{GitHub, NewStatus, StatusState};
@@ -219,7 +219,7 @@ async fn provision(
     for item in &plan.items {
         let mut op = item.op.clone();
         op.merger = m.merger.clone();
-        op.approvers = logins(&m.approvers);
+        op.approvers = as_logins(&m.approvers);
         op.delivery_id = Some(delivery.clone());
         op.governance_sha = plan.source.first_parent.to_string();
         if op.state != OpState::Refused {
@@ -296,9 +296,4 @@ async fn provision(
     )
     .await?;
     Ok(())
-}
-
-/// The approvers as logins (each came from a review's user, checked as it was read).
-fn logins(names: &[String]) -> Vec<Login> {
-    names.iter().filter_map(|n| Login::parse(n).ok()).collect()
 }
