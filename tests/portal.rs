@@ -1,7 +1,9 @@
 //! The portal in a real headless Chromium (Debian's `chromium` and `chromium-driver`, over
 //! WebDriver), against the real server, real Git and the strict emulator, which also plays
 //! GitHub's OAuth web flow. Screenshots of each page are saved under
-//! `target/tmp/portal/` (`CARGO_TARGET_TMPDIR`); no page may log a console error.
+//! `target/tmp/portal/` (`CARGO_TARGET_TMPDIR`); no page may log a console error, and
+//! none may have a serious or critical WCAG 2.1 A/AA violation (axe-core). The browser's
+//! helpers are in `portal/browser.rs`.
 
 /// `false`: this binary's harnesses use SQLite.
 #[allow(dead_code)]
@@ -11,263 +13,27 @@ mod common;
 
 use common::provisioning::Env;
 use common::{DEADLINE, REPO};
-use fantoccini::{Client, ClientBuilder, Locator};
-use std::process::{Child, Command, Stdio};
+use fantoccini::Locator;
 
 const CLIENT_ID: &str = "Iv1.paved-portal-tests";
 const CLIENT_SECRET: &str = "portal-tests-secret";
 
-/// A chromedriver on a port of its own, stopped when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
+#[path = "portal/browser.rs"]
+mod browser;
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn driver() -> Driver {
-    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect(
-            "chromedriver is missing: install Debian's chromium and chromium-driver (script/bootstrap does)",
-        );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let status = format!("{url}/status");
-    common::eventually("chromedriver ready", async || {
-        let r = reqwest::get(&status).await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    Driver { child, url }
-}
-
-async fn browser(d: &Driver) -> Client {
-    browser_with(d, true).await
-}
-
-/// A Chromium session, with JavaScript on or off.
-async fn browser_with(d: &Driver, javascript: bool) -> Client {
-    let mut args = vec![
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,900",
-        "--lang=en-US",
-    ];
-    if !javascript {
-        args.push("--blink-settings=scriptEnabled=false");
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
-    );
-    caps.insert(
-        "goog:loggingPrefs".into(),
-        serde_json::json!({"browser": "ALL"}),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&d.url)
-        .await
-        .expect("a Chromium session")
-}
-
-/// Chromium's console since the last call (ChromeDriver's log endpoint).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
-    }
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-/// Saves a screenshot of the page as `name.png`, and checks the console has no error.
-async fn shot(c: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal");
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
-    let errors: Vec<&serde_json::Value> = log
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
-    assert!(errors.is_empty(), "{name}: console errors {errors:?}");
-}
-
-/// Reads the console, where only the 404s of pages hidden on purpose may be: the answer a
-/// missing page gets, which Chromium logs as a failed load.
-async fn expected_not_found(c: &Client) {
-    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
-    for e in log.as_array().into_iter().flatten() {
-        let m = e["message"].as_str().unwrap_or_default();
-        assert!(
-            e["level"] != "SEVERE" || m.contains("status of 404"),
-            "an unexpected console error: {e}"
-        );
-    }
-}
-
-/// Waits until `old` (a page's `main`) is gone, a form having been posted from it, and the
-/// next page has its own.
-async fn replaced(c: &Client, old: fantoccini::elements::Element) {
-    common::eventually("the form posted", async || {
-        old.text().await.is_err().then_some(())
-    })
-    .await;
-    c.wait()
-        .for_element(Locator::Css("main"))
-        .await
-        .expect("the next page");
-}
-
-async fn title(c: &Client) -> String {
-    c.title().await.expect("title")
-}
-
-async fn text(c: &Client) -> String {
-    c.find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text")
-}
-
-async fn sign_in(e: &Env, c: &Client, login: &str) {
-    e.h.github.sign_in_as(login);
-    c.goto(&format!("{}/", e.h.url())).await.expect("home");
-    assert_eq!(title(c).await, "Sign in · Paved");
-    c.find(Locator::LinkText("Sign in with GitHub"))
-        .await
-        .expect("sign-in link")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::Css(".who"))
-        .await
-        .expect("signed in");
-    assert_eq!(
-        c.find(Locator::Css(".who"))
-            .await
-            .expect("who")
-            .text()
-            .await
-            .expect("text"),
-        login
-    );
-}
-
-/// The environment page's "Updated" time: (its text, its UTC `datetime`).
-async fn updated_time(c: &Client) -> (String, String) {
-    let t = c.find(Locator::Css("dl.facts time")).await.expect("a time");
-    (
-        t.text().await.expect("text"),
-        t.attr("datetime").await.expect("attr").expect("datetime"),
-    )
-}
-
-/// Signs out with the page's button; the sign-in page follows.
-async fn sign_out(c: &Client) {
-    c.find(Locator::Css("form[action=\"/logout\"] button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::LinkText("Sign in with GitHub"))
-        .await
-        .expect("signed out");
-}
-
-/// The pull request event GitHub sends for a PR the emulator holds.
-fn spec_of(e: &Env, number: u64) -> paved_testkit::PullRequestSpec {
-    let pull = e.h.github.pull(REPO, number).expect("pull at the emulator");
-    paved_testkit::PullRequestSpec::of_pull(&pull, &e.h.repo, &e.h.remote.clone_url())
-        .expect("a pull request")
-}
-
-/// Fills the recorder form: `tags` empty fails the pre-flight (the type requires one).
-async fn fill_request(c: &Client, name: &str, tags: &str) {
-    let form = format!("#{}-recorder", REPO.replace('/', "-"));
-    let at = |f: &str| format!("{form} [name=\"{f}\"]");
-    let input = c
-        .find(Locator::Css(&at("environment")))
-        .await
-        .expect("name field");
-    input.clear().await.expect("clear");
-    input.send_keys(name).await.expect("type name");
-    for (f, v) in [("team", "payments"), ("type", "quick")] {
-        c.find(Locator::Css(&at(f)))
-            .await
-            .expect("select")
-            .select_by_value(v)
-            .await
-            .expect("choose");
-    }
-    // A date input takes keys in the browser's locale (en-US: month, day, year), as a
-    // person types them; no script is needed, so this works with JavaScript off too.
-    let day = (chrono::Utc::now() + chrono::Duration::days(1))
-        .format("%m%d%Y")
-        .to_string();
-    c.find(Locator::Css(&at("expiresAt")))
-        .await
-        .expect("date")
-        .send_keys(&day)
-        .await
-        .expect("date");
-    let t = c.find(Locator::Css(&at("tags"))).await.expect("tags");
-    t.clear().await.expect("clear");
-    if !tags.is_empty() {
-        t.send_keys(tags).await.expect("tags");
-    }
-    c.find(Locator::Css(&format!("{form} button[type=submit]")))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
-}
+use browser::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of_it() {
     let prepared = Env::prepare_platform(
         |t| {
             // The quick type deploys as its own identity (SPEC 13): the page names it.
+            // A second type for the recorder, `roomy`, asks for no tag and no end date:
+            // the form asks what the type chosen asks.
             common::recorder::with_quick_approval_and_search_team(t).replace(
                 "    timeout: 2s\n",
                 "    timeout: 2s\n    identity: quick-deployer\n",
-            )
+            ) + "  roomy:\n    description: No end, no tags.\n    workflow: default\n    definitions: [recorder]\n    timeout: 2s\n"
         },
         |c, git| c.git_root = Some(git.to_path_buf()),
     )
@@ -306,27 +72,102 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     );
     shot(&c, "environments-empty").await;
 
-    // A request the pre-flight refuses: the error is beside its field, and no PR opened.
+    // The request form asks what the type chosen asks: a field for each tag it requires,
+    // and an end date no later than its maxTtl allows.
     c.goto(&format!("{}/templates", e.h.url()))
         .await
         .expect("templates");
     assert_eq!(title(&c).await, "Templates · Paved");
-    // The form says what the types ask: how long they live, which tags they need.
-    let form = c
-        .find(Locator::Css(&format!(
-            "#{}-recorder",
-            REPO.replace('/', "-")
-        )))
+    let form = recorder_form();
+    let text_of_form = c
+        .find(Locator::Css(&form))
         .await
         .expect("the recorder's form")
         .text()
         .await
         .expect("text");
     assert!(
-        form.contains("quick: at most 3650d") && form.contains("quick needs cost-center"),
-        "{form}"
+        text_of_form.contains("quick: at most 3650d")
+            && text_of_form.contains("Tag cost-center")
+            && text_of_form.contains("Needed by dev, quick."),
+        "{text_of_form}"
     );
     shot(&c, "templates").await;
+    let asks = async |ty: &str| -> serde_json::Value {
+        c.find(Locator::Css(&format!("{form} [name=\"type\"]")))
+            .await
+            .expect("the type")
+            .select_by_value(ty)
+            .await
+            .expect("choose");
+        c.execute(
+            "const f = document.querySelector(arguments[0]);
+             const tag = f.querySelector('[name=\"tag.cost-center\"]');
+             const date = f.querySelector('[name=expiresAt]');
+             return { tag: tag.required, date: date.required, max: date.max };",
+            vec![serde_json::json!(form)],
+        )
+        .await
+        .expect("the fields")
+    };
+    let last_day = day_keys(3650).1;
+    assert_eq!(
+        asks("roomy").await,
+        serde_json::json!({"tag": false, "date": false, "max": ""})
+    );
+    assert_eq!(
+        asks("quick").await,
+        serde_json::json!({"tag": true, "date": true, "max": last_day})
+    );
+    // Without the tag, the browser does not send the form: the field says what is missing.
+    fill_request(&c, "cart-preview", "").await;
+    let missing = c
+        .execute(
+            "return document.querySelector(arguments[0]).validity.valueMissing;",
+            vec![serde_json::json!(format!(
+                "{form} [name=\"tag.cost-center\"]"
+            ))],
+        )
+        .await
+        .expect("validity");
+    assert_eq!(
+        missing, true,
+        "the missing tag was not caught in the browser"
+    );
+    // Nor with an end date past quick's 3650 days.
+    let late = c
+        .find(Locator::Css(&format!("{form} [name=\"expiresAt\"]")))
+        .await
+        .expect("date");
+    late.send_keys(&day_keys(3651).0).await.expect("date");
+    let overflow = c
+        .execute(
+            "return document.querySelector(arguments[0]).validity.rangeOverflow;",
+            vec![serde_json::json!(format!("{form} [name=\"expiresAt\"]"))],
+        )
+        .await
+        .expect("validity");
+    assert_eq!(
+        overflow, true,
+        "a date past maxTtl was not caught in the browser"
+    );
+    assert!(
+        c.current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/templates")
+            && e.h.github.pull(REPO, 1).is_none(),
+        "a form the browser refused was sent"
+    );
+    // A browser that checks nothing (the form told not to validate) gets the server's
+    // answer: the error beside the tag's own field, and no PR opened.
+    c.execute(
+        "document.querySelector(arguments[0] + ' form').noValidate = true;",
+        vec![serde_json::json!(form)],
+    )
+    .await
+    .expect("no validation");
     fill_request(&c, "cart-preview", "").await;
     let err = c
         .wait()
@@ -334,17 +175,26 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .await
         .expect("a field error");
     assert!(err.text().await.expect("text").contains("cost-center"));
+    assert_eq!(
+        c.find(Locator::Css(".field.invalid input"))
+            .await
+            .expect("the field in error")
+            .attr("name")
+            .await
+            .expect("name"),
+        Some("tag.cost-center".to_string())
+    );
     shot(&c, "templates-error").await;
     assert!(
         e.h.github.pull(REPO, 1).is_none(),
         "a refused request opened a PR"
     );
 
-    // A good one: the request's page with its pull request.
+    // A good one, with the keyboard alone: the request's page with its pull request.
     c.goto(&format!("{}/templates", e.h.url()))
         .await
         .expect("templates");
-    fill_request(&c, "cart-preview", "cost-center=cc-1234").await;
+    request_by_keyboard(&c, "cart-preview", "cc-1234").await;
     let link = c
         .wait()
         .for_element(Locator::Id("pull-request"))
@@ -352,7 +202,21 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .expect("the PR link");
     assert_eq!(link.text().await.expect("text"), "#1");
     assert!(title(&c).await.starts_with("Request "));
-    assert!(text(&c).await.contains("refreshes itself"));
+    // It follows the request without reloading itself (no meta refresh); a Refresh link
+    // is there for a browser without scripts.
+    assert!(text(&c).await.contains("Under way"));
+    c.find(Locator::LinkText("Refresh"))
+        .await
+        .expect("a Refresh link");
+    let reloads = c
+        .execute(
+            "window.pavedTestMark = 'same page';
+             return document.querySelectorAll('meta[http-equiv]').length;",
+            vec![],
+        )
+        .await
+        .expect("meta");
+    assert_eq!(reloads, 0, "the page reloads itself");
     shot(&c, "request").await;
     let pull = e.h.github.pull(REPO, 1).expect("the PR at GitHub");
     assert_eq!(pull["state"], "open");
@@ -444,13 +308,23 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     let (merge, _) = e.merge(&spec).await;
     let status = e.provision_status(&merge).await;
     assert_eq!(status.state, "success", "{status:?}");
-    // The request's page follows it there (it refreshes itself until then).
+    // The request's page, left open, follows it there in place: the same page (its mark
+    // is still set), the state changed, and the status line says so to a screen reader.
     common::eventually("the request page says succeeded", async || {
-        c.goto(&request_url).await.expect("request");
         let t = text(&c).await;
-        (t.contains("succeeded") && !t.contains("refreshes itself")).then_some(())
+        (t.contains("succeeded") && !t.contains("Under way")).then_some(())
     })
     .await;
+    let after = c
+        .execute(
+            "return { mark: window.pavedTestMark || null,
+                      said: document.getElementById('request-announce').textContent };",
+            vec![],
+        )
+        .await
+        .expect("the page");
+    assert_eq!(after["mark"], "same page", "the page was reloaded");
+    assert_eq!(after["said"], "The request is now succeeded.");
     shot(&c, "request-succeeded").await;
 
     // In the list, with its state; its page, with outputs and the operation's log.
@@ -461,6 +335,33 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{row}"
     );
     shot(&c, "environments").await;
+    // Filtering, with the keyboard: type in the name filter, Enter.
+    let list = c.find(Locator::Css("main")).await.expect("main");
+    tab_to(&c, "#q").await;
+    keys(&c, "nothing-like-it\u{e007}").await;
+    replaced(&c, list).await;
+    assert!(
+        text(&c).await.contains("No environments match"),
+        "{}",
+        text(&c).await
+    );
+    let list = c.find(Locator::Css("main")).await.expect("main");
+    c.find(Locator::Css("#q"))
+        .await
+        .expect("the filter")
+        .clear()
+        .await
+        .expect("clear");
+    tab_to(&c, "#team").await;
+    keys(&c, "payments").await;
+    enter_on(&c, ".filters button[type=submit]").await;
+    replaced(&c, list).await;
+    assert!(
+        c.current_url().await.expect("url").query() == Some("team=payments&q=")
+            && text(&c).await.contains("cart-preview"),
+        "{}",
+        text(&c).await
+    );
     // On a phone's width the page still reads: the table scrolls inside itself, the page
     // does not.
     c.set_window_size(390, 844).await.expect("a phone's width");
@@ -522,6 +423,33 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     // Times are shown in the viewer's time zone, the UTC value kept for the tooltip.
     let (shown, utc) = updated_time(&c).await;
     assert_ne!(shown, utc, "the script did not show the local time");
+    // A drift shown, as the scheduler's drift check records one (tests/lifecycle.rs runs
+    // the check itself; here the page is what is looked at): its state, summary and issue.
+    let store = e.h.service.as_ref().expect("running").store.clone();
+    store
+        .record_drift(
+            &e.h.repo,
+            "cart-preview",
+            paved::store::DriftState::Drifted,
+            "drifted: the site was changed by hand (1 of 2 deploys)",
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .expect("a drift");
+    store
+        .set_drift_issue(&e.h.repo, "cart-preview", Some(7))
+        .await
+        .expect("its issue");
+    c.goto(&env_url).await.expect("the environment again");
+    let drifted = text(&c).await;
+    assert!(
+        drifted.contains("Drift: drifted") && drifted.contains("changed by hand"),
+        "{drifted}"
+    );
+    c.find(Locator::LinkText("its issue"))
+        .await
+        .expect("a link to the drift's issue");
+    shot(&c, "environment-drifted").await;
 
     // The Graph around it, drawn on the server: its team, template, type and people.
     c.goto(&format!(
@@ -548,17 +476,40 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         svg.contains("ownedBy") && svg.contains("approvedBy"),
         "{svg}"
     );
+    // The same relations as text, each end a link that centres the graph on it; the
+    // drawing's nodes are links of their own, not inside an image.
+    let relations = c
+        .find(Locator::Css("ul.relations"))
+        .await
+        .expect("the relations as a list")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        relations.contains("environment cart-preview ownedBy team payments")
+            && relations.contains("approvedBy user hubot"),
+        "{relations}"
+    );
+    let drawn = c
+        .execute(
+            "const svg = document.querySelector('svg.graph');
+             return { role: svg.getAttribute('role'),
+                      links: svg.querySelectorAll('a[href]').length,
+                      listed: document.querySelectorAll('ul.relations a[href]').length };",
+            vec![],
+        )
+        .await
+        .expect("the drawing");
+    assert_eq!(drawn["role"], "group", "{drawn}");
+    assert!(drawn["links"].as_u64() >= Some(6), "{drawn}");
+    assert!(drawn["listed"].as_u64() >= Some(12), "{drawn}");
     shot(&c, "graph").await;
     c.goto(&env_url).await.expect("back to the environment");
 
     // Reconcile: the scheduler runs its deploy again, as operation `reconcile`.
+    // With the keyboard: Tab to the button, Enter.
     let before = c.find(Locator::Css("main")).await.expect("main");
-    c.find(Locator::XPath("//button[text()='Reconcile']"))
-        .await
-        .expect("the Reconcile button")
-        .click()
-        .await
-        .expect("click");
+    enter_on(&c, "form[action$='/reconcile'] button").await;
     // The post redirects back to this page: wait for the old one to go before reading.
     replaced(&c, before).await;
     let now = common::eventually("the reconcile shown", async || {
@@ -574,21 +525,10 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
 
     // Extend it: a request, i.e. a pull request, as the page says.
     assert!(page.contains("opens a request"), "{page}");
-    let day = (chrono::Utc::now() + chrono::Duration::days(2))
-        .format("%Y-%m-%d")
-        .to_string();
-    c.execute(
-        "document.getElementById('expiresAt').value = arguments[0];",
-        vec![serde_json::json!(day)],
-    )
-    .await
-    .expect("date");
-    c.find(Locator::XPath("//button[text()='Extend']"))
-        .await
-        .expect("extend")
-        .click()
-        .await
-        .expect("click");
+    // With the keyboard: the date typed, Tab to Extend, Enter.
+    tab_to(&c, "#expiresAt").await;
+    keys(&c, &day_keys(2).0).await;
+    enter_on(&c, "input[name=action][value=extend] ~ button").await;
     let link = c
         .wait()
         .for_element(Locator::Id("pull-request"))
@@ -597,6 +537,35 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     assert_eq!(link.text().await.expect("text"), "#2");
     assert!(text(&c).await.contains("extend cart-preview"));
     shot(&c, "request-extend").await;
+    // Delete, with the keyboard too: while the extension's pull request is open, the
+    // server refuses a second request for it, on a page that keeps the portal's frame.
+    c.goto(&env_url).await.expect("back to the environment");
+    let before = c.find(Locator::Css("main")).await.expect("main");
+    enter_on(&c, "input[name=action][value=delete] ~ button").await;
+    replaced(&c, before).await;
+    assert_eq!(title(&c).await, "Refused · Paved");
+    assert!(
+        text(&c).await.contains("already has an open request"),
+        "{}",
+        text(&c).await
+    );
+    let nav = c
+        .find(Locator::Css("nav"))
+        .await
+        .expect("the navigation bar")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        nav.contains("Templates") && nav.contains("octocat"),
+        "{nav}"
+    );
+    expected_refusals(&c, &[409]).await;
+    shot(&c, "refused").await;
+    assert!(
+        e.h.github.pull(REPO, 3).is_none(),
+        "a refused deletion opened a PR"
+    );
 
     // Another team's member sees none of it: not the request, not the environment, not in
     // the list.
@@ -608,6 +577,20 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{}",
         text(&c).await
     );
+    // A missing page keeps the portal's frame: the navigation, who is signed in.
+    let nav = c
+        .find(Locator::Css("nav"))
+        .await
+        .expect("the navigation bar")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        nav.contains("My environments") && nav.contains("searcher"),
+        "{nav}"
+    );
+    expected_refusals(&c, &[404]).await;
+    shot(&c, "not-found").await;
     c.goto(&env_url).await.expect("environment");
     assert!(text(&c).await.contains("No such environment"));
     // Nor can they reconcile it: a form posted with their own session's CSRF token (from
@@ -630,7 +613,6 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{}",
         text(&c).await
     );
-    let store = e.h.service.as_ref().expect("running").store.clone();
     let timers = store
         .timers_of(&e.h.repo, "cart-preview")
         .await
@@ -658,7 +640,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         .await
         .expect("operations");
     assert!(text(&c).await.contains("No such page"));
-    expected_not_found(&c).await;
+    expected_refusals(&c, &[404]).await;
     c.goto(&format!("{}/", e.h.url())).await.expect("home");
     sign_out(&c).await;
     sign_in(&e, &c, "admin1").await;
@@ -693,14 +675,27 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
     c.goto(&format!("{}/templates", e.h.url()))
         .await
         .expect("templates");
-    fill_request(&c, "no-script", "cost-center=cc-1234").await;
+    c.find(Locator::Css(&format!(
+        "{} [name=\"type\"]",
+        recorder_form()
+    )))
+    .await
+    .expect("the type")
+    .select_by_value("quick")
+    .await
+    .expect("quick");
+    fill_request(&c, "no-script", "cc-1234").await;
     let link = c
         .wait()
         .for_element(Locator::Id("pull-request"))
         .await
         .expect("the PR link, without a script");
     assert_eq!(link.text().await.expect("text"), "#3");
-    shot(&c, "request-without-javascript").await;
+    // Without a script the page does not follow the request: its Refresh link does.
+    c.find(Locator::LinkText("Refresh"))
+        .await
+        .expect("a Refresh link");
+    shot_scriptless(&c, "request-without-javascript").await;
     sign_out(&c).await;
     c.close().await.expect("close");
 }

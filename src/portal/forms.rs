@@ -34,6 +34,12 @@ pub(crate) struct Field {
     pub pattern: Option<String>,
     /// The latest date a date field allows.
     pub max: Option<String>,
+    /// For the type's select: each type's latest expiry date, where it limits one (the
+    /// script sets the date field's `max` and `required` from the type chosen).
+    pub option_max: BTreeMap<String, String>,
+    /// For a tag's field: the types that need it (the script makes the field required
+    /// when one of them is chosen; the server checks it either way).
+    pub needed_by: Vec<String>,
     pub help: Option<String>,
     pub error: Option<String>,
 }
@@ -66,6 +72,8 @@ fn field(name: &str, label: &str, input: &str) -> Field {
         options: Vec::new(),
         pattern: None,
         max: None,
+        option_max: BTreeMap::new(),
+        needed_by: Vec::new(),
         help: None,
         error: None,
     }
@@ -111,6 +119,18 @@ fn form_of(
         .iter()
         .filter_map(|(n, ty)| Some(format!("{n}: at most {}", ty.max_ttl.as_ref()?)))
         .collect();
+    let last_day = |secs: u64| {
+        (today + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2)))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    // The type's select knows each type's latest day, for the script.
+    if let Some(ty_field) = fields.last_mut() {
+        ty_field.option_max = types
+            .iter()
+            .filter_map(|(n, ty)| Some(((*n).clone(), last_day(ty.max_ttl.as_ref()?.seconds()))))
+            .collect();
+    }
     let mut expires = field("expiresAt", "Keep it until", "date");
     expires.help = Some(if limits.is_empty() {
         "Optional: no type of this template limits how long an environment lives.".into()
@@ -120,29 +140,38 @@ fn form_of(
             limits.join("; ")
         )
     });
-    // The browser refuses a date past the longest limit, when every type has one.
+    // Without a script, the browser refuses a date past the longest limit, when every type
+    // has one (and then the date is required whichever is chosen).
     let longest = types
         .iter()
         .map(|(_, ty)| ty.max_ttl.as_ref().map(|d| d.seconds()))
         .collect::<Option<Vec<u64>>>()
         .and_then(|v| v.into_iter().max());
-    expires.max = longest.map(|secs| {
-        (today + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2)))
-            .format("%Y-%m-%d")
-            .to_string()
-    });
-    fields.push(expires);
-    let needed: Vec<String> = types
+    expires.max = longest.map(last_day);
+    expires.required = longest.is_some() && types.len() == t.environment_types.len();
+    expires.needed_by = types
         .iter()
-        .filter(|(_, ty)| !ty.required_tags.is_empty())
-        .map(|(n, ty)| format!("{n} needs {}", ty.required_tags.join(", ")))
+        .filter(|(_, ty)| ty.max_ttl.is_some())
+        .map(|(n, _)| (*n).clone())
         .collect();
-    let mut tags = field("tags", "Tags", "text");
-    tags.help = Some(if needed.is_empty() {
-        "key=value, separated by commas.".into()
-    } else {
-        format!("key=value, separated by commas ({}).", needed.join("; "))
-    });
+    fields.push(expires);
+    // Each tag a type requires is a field of its own, required when the type chosen needs
+    // it (always, when every type does).
+    let mut needed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (n, ty) in &types {
+        for tag in &ty.required_tags {
+            needed.entry(tag.as_str()).or_default().push((*n).clone());
+        }
+    }
+    for (tag, by) in needed {
+        let mut f = field(&format!("tag.{tag}"), &format!("Tag {tag}"), "text");
+        f.required = by.len() == t.environment_types.len();
+        f.help = Some(format!("Needed by {}.", by.join(", ")));
+        f.needed_by = by;
+        fields.push(f);
+    }
+    let mut tags = field("tags", "Other tags", "text");
+    tags.help = Some("Optional: key=value, separated by commas.".into());
     fields.push(tags);
     let required: Vec<&str> = t.parameters["required"]
         .as_array()
@@ -217,6 +246,7 @@ async fn page(
         Ok(t) => t,
         Err(_) => {
             return refused(
+                Some(sess),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Paved cannot read its database just now.",
             )
@@ -278,11 +308,23 @@ pub(super) async fn templates(State(s): State<PortalState>, headers: HeaderMap) 
 }
 
 /// Which form field a pre-flight problem is about (`None`: the form as a whole).
-fn field_of(problem_field: Option<&str>) -> Option<String> {
+fn field_of(problem_field: Option<&str>, message: &str) -> Option<String> {
     let f = problem_field?;
     let f = f.trim_start_matches('/').replace('/', ".");
     if let Some(p) = f.split("parameters.").nth(1) {
         return Some(format!("param.{}", p.split('.').next().unwrap_or(p)));
+    }
+    // `spec.tags.<key>` (a tag given empty), or `spec.tags` naming a missing `tag "<key>"`.
+    if let Some(tag) = f.split("tags.").nth(1) {
+        return Some(format!("tag.{tag}"));
+    }
+    if f.ends_with("tags") {
+        if let Some(tag) = message
+            .strip_prefix("tag \"")
+            .and_then(|m| m.split('"').next())
+        {
+            return Some(format!("tag.{tag}"));
+        }
     }
     let last = f.rsplit('.').next().unwrap_or(&f);
     Some(
@@ -341,10 +383,15 @@ pub(super) async fn submit(
             .filter(|v| !v.is_empty())
     };
     let Some(repository) = get("repository") else {
-        return refused(StatusCode::BAD_REQUEST, "The form has no repository.");
+        return refused(
+            Some(&sess),
+            StatusCode::BAD_REQUEST,
+            "The form has no repository.",
+        );
     };
     let Ok(repo) = RepoName::parse(&repository) else {
         return refused(
+            Some(&sess),
             StatusCode::BAD_REQUEST,
             "The form's repository is not owner/name.",
         );
@@ -354,6 +401,7 @@ pub(super) async fn submit(
     let raw_action = get("action").unwrap_or_else(|| "create".into());
     let Some(action) = RequestAction::parse(&raw_action) else {
         return refused(
+            Some(&sess),
             StatusCode::BAD_REQUEST,
             &format!("{raw_action:?} is not something a request can do."),
         );
@@ -385,6 +433,13 @@ pub(super) async fn submit(
         }
     }
     let mut tags = BTreeMap::new();
+    for (key, value) in &posted {
+        if let Some(tag) = key.strip_prefix("tag.") {
+            if !value.trim().is_empty() {
+                tags.insert(tag.to_string(), value.trim().to_string());
+            }
+        }
+    }
     for item in get("tags")
         .unwrap_or_default()
         .split(',')
@@ -392,9 +447,15 @@ pub(super) async fn submit(
         .filter(|i| !i.is_empty())
     {
         match item.split_once('=') {
-            Some((k, v)) => {
-                tags.insert(k.trim().to_string(), v.trim().to_string());
-            }
+            Some((k, v)) => match tags.get(k.trim()) {
+                Some(given) if given != v.trim() => problems.push((
+                    Some("tags".into()),
+                    format!("{}: given twice, as {given:?} and {:?}", k.trim(), v.trim()),
+                )),
+                _ => {
+                    tags.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            },
             None => problems.push((Some("tags".into()), format!("{item:?}: write key=value"))),
         }
     }
@@ -429,7 +490,7 @@ pub(super) async fn submit(
             let problems = found
                 .into_iter()
                 .map(|p| {
-                    let at = field_of(p.field.as_deref());
+                    let at = field_of(p.field.as_deref(), &p.message);
                     let message = match &p.field {
                         Some(f) if at.is_none() => format!("{}: {f}: {}", p.file, p.message),
                         _ => p.message.clone(),
@@ -452,7 +513,7 @@ pub(super) async fn submit(
                 *r.status_mut() = status;
                 r
             } else {
-                refused(status, &e.to_string())
+                refused(Some(&sess), status, &e.to_string())
             }
         }
     }
@@ -471,6 +532,45 @@ async fn back(
         page(s, sess, Some((posted, problems)), None).await
     } else {
         let text: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
-        refused(StatusCode::UNPROCESSABLE_ENTITY, &text.join(" "))
+        refused(
+            Some(sess),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &text.join(" "),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn a_tag_problem_goes_beside_the_tags_own_field() {
+        // A required tag left out: the policy names `spec.tags` and the tag in its message.
+        assert_eq!(
+            field_of(
+                Some("spec.tags"),
+                "tag \"cost-center\" is required for type quick"
+            ),
+            Some("tag.cost-center".into())
+        );
+        // A tag given empty: its own path.
+        assert_eq!(
+            field_of(Some("/spec/tags/cost-center"), "must not be empty"),
+            Some("tag.cost-center".into())
+        );
+        // Anything else about the tags stays with the free field.
+        assert_eq!(
+            field_of(Some("spec.tags"), "too many tags"),
+            Some("tags".into())
+        );
+        assert_eq!(
+            field_of(Some("spec.parameters.size"), "x"),
+            Some("param.size".into())
+        );
+        assert_eq!(
+            field_of(Some("spec.expiresAt"), "x"),
+            Some("expiresAt".into())
+        );
     }
 }

@@ -29,7 +29,11 @@ pub(crate) struct Edge {
     pub lx: i64,
     pub ly: i64,
     pub label: String,
+    pub from_id: String,
+    pub from_kind: String,
     pub from_name: String,
+    pub to_id: String,
+    pub to_kind: String,
     pub to_name: String,
 }
 
@@ -77,6 +81,7 @@ pub(super) async fn page(
         Ok(g) => g,
         Err(_) => {
             return super::refused(
+                Some(&sess),
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "Paved cannot read its database just now.",
             )
@@ -165,11 +170,7 @@ pub(super) async fn page(
                 r: 26,
             });
             for (k, (kind, outgoing)) in rels.iter().enumerate() {
-                let (from, to) = if *outgoing {
-                    (center.name.clone(), e.name.clone())
-                } else {
-                    (e.name.clone(), center.name.clone())
-                };
+                let (from, to) = if *outgoing { (center, e) } else { (e, center) };
                 edges.push(Edge {
                     x1: cx,
                     y1: cy,
@@ -178,8 +179,12 @@ pub(super) async fn page(
                     lx: (cx + x) / 2,
                     ly: (cy + y) / 2 - 4 + 12 * k as i64,
                     label: kind.clone(),
-                    from_name: from,
-                    to_name: to,
+                    from_id: from.id.clone(),
+                    from_kind: from.kind.to_string(),
+                    from_name: from.name.clone(),
+                    to_id: to.id.clone(),
+                    to_kind: to.kind.to_string(),
+                    to_name: to.name.clone(),
                 });
             }
         }

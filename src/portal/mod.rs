@@ -150,12 +150,20 @@ pub fn router(api: ApiState, config: &PortalConfig) -> Router {
 }
 
 /// A path no route serves: the API's get problem details, the portal's a page.
-async fn missing(uri: axum::http::Uri) -> Response {
+async fn missing(
+    State(s): State<PortalState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     if crate::api::is_api_path(uri.path()) {
         crate::problem::Problem::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path()))
             .into_response()
     } else {
-        refused(StatusCode::NOT_FOUND, "No such page.")
+        refused(
+            s.session(&headers).as_ref(),
+            StatusCode::NOT_FOUND,
+            "No such page.",
+        )
     }
 }
 
@@ -188,6 +196,14 @@ pub(crate) struct Chrome {
 }
 
 impl Chrome {
+    /// The frame of a page seen signed out: the brand only.
+    fn signed_out() -> Chrome {
+        Chrome {
+            login: None,
+            csrf: String::new(),
+        }
+    }
+
     fn of(s: &Session) -> Chrome {
         Chrome {
             login: Some(s.login.clone()),
@@ -212,10 +228,7 @@ fn html(page: Result<String, askama::Error>) -> Response {
 fn sign_in_page(s: &PortalState, headers: &HeaderMap, next: &str) -> Response {
     use askama::Template;
     let page = pages::SignIn {
-        chrome: Chrome {
-            login: None,
-            csrf: String::new(),
-        },
+        chrome: Chrome::signed_out(),
         configured: s.config.oauth_app().is_some(),
         next: next.to_string(),
         callback: s.callback(headers),
@@ -276,11 +289,32 @@ struct TokenAnswer {
     error: Option<String>,
 }
 
-fn refused(status: StatusCode, why: &str) -> Response {
-    (status, Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Refused · Paved</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/portal.css\"></head><body><main><h1>Refused</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back to Paved</a></p></main></body></html>",
-        askama::filters::escape(why, askama::filters::Html).map(|e| e.to_string()).unwrap_or_default()
-    ))).into_response()
+#[derive(askama::Template)]
+#[template(path = "portal/refused.html")]
+struct RefusedPage<'a> {
+    chrome: Chrome,
+    heading: &'a str,
+    why: &'a str,
+}
+
+/// A page that refuses, or says there is no such thing, inside the portal's frame: its
+/// navigation bar stays, with the signed-in person's links (`sess`) where there is one.
+fn refused(sess: Option<&Session>, status: StatusCode, why: &str) -> Response {
+    use askama::Template;
+    let page = RefusedPage {
+        chrome: sess.map_or_else(Chrome::signed_out, Chrome::of),
+        heading: if status == StatusCode::NOT_FOUND {
+            "Not found"
+        } else {
+            "Refused"
+        },
+        why,
+    };
+    let mut r = html(page.render());
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = status;
+    }
+    r
 }
 
 /// `GET /oauth/callback?code=&state=`: the state must be this browser's; the code becomes a
@@ -297,6 +331,7 @@ async fn callback(
         .and_then(|c| s.keys.open(session::OAUTH_STATE, c));
     let (Some(pending), Some(state), Some(code)) = (pending, q.get("state"), q.get("code")) else {
         return refused(
+            None,
             StatusCode::BAD_REQUEST,
             "This sign-in was not started here, or it expired: sign in again.",
         );
@@ -305,6 +340,7 @@ async fn callback(
         || pending.expires < crate::clock::wall().timestamp()
     {
         return refused(
+            None,
             StatusCode::BAD_REQUEST,
             "This sign-in was not started here, or it expired: sign in again.",
         );
@@ -333,6 +369,7 @@ async fn callback(
                     "sign-in: GitHub refused the code"
                 );
                 return refused(
+                    None,
                     StatusCode::BAD_REQUEST,
                     "GitHub did not accept this sign-in: sign in again.",
                 );
@@ -340,6 +377,7 @@ async fn callback(
             Err(e) => {
                 tracing::warn!(error = %e, "sign-in: GitHub's answer was not understood");
                 return refused(
+                    None,
                     StatusCode::BAD_GATEWAY,
                     "GitHub's answer was not understood.",
                 );
@@ -347,7 +385,11 @@ async fn callback(
         },
         Err(e) => {
             tracing::warn!(error = %e, "sign-in: GitHub did not answer");
-            return refused(StatusCode::BAD_GATEWAY, "GitHub did not answer: try again.");
+            return refused(
+                None,
+                StatusCode::BAD_GATEWAY,
+                "GitHub did not answer: try again.",
+            );
         }
     };
     let login = match s
@@ -359,6 +401,7 @@ async fn callback(
         Ok(Caller::User(login)) => login,
         Ok(Caller::Service(_)) | Err(_) => {
             return refused(
+                None,
                 StatusCode::BAD_GATEWAY,
                 "GitHub did not say who you are: try again.",
             );
@@ -404,11 +447,16 @@ fn form_session(
 ) -> Result<Session, Box<Response>> {
     match s.session(headers) {
         Some(sess) if session::same_token(csrf, &sess.csrf) => Ok(sess),
-        Some(_) => Err(Box::new(refused(
+        Some(sess) => Err(Box::new(refused(
+            Some(&sess),
             StatusCode::FORBIDDEN,
             "This form is not from your session (its CSRF token is missing or another's): reload the page and try again.",
         ))),
-        None => Err(Box::new(refused(StatusCode::FORBIDDEN, "You are not signed in."))),
+        None => Err(Box::new(refused(
+            None,
+            StatusCode::FORBIDDEN,
+            "You are not signed in.",
+        ))),
     }
 }
 

@@ -68,10 +68,11 @@ pub(super) async fn page(State(s): State<PortalState>, headers: HeaderMap) -> Re
     // The queue's counts are of every repository: shown to those who administer them all.
     let all = repos.len() == served.len();
     if repos.is_empty() {
-        return super::pages::not_found("page");
+        return super::pages::not_found(&sess, "page");
     }
     let unavailable = || {
         super::refused(
+            Some(&sess),
             StatusCode::SERVICE_UNAVAILABLE,
             "Paved cannot read its database just now.",
         )

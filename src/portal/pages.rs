@@ -1,6 +1,7 @@
 //! The pages that show: my environments, an environment, a request. Each reads through
 //! the API's state as the signed-in user, so it shows what the API would answer them.
 
+use super::session::Session;
 use super::{html, sign_in_page, Chrome, PortalState};
 use crate::api::answers::{RequestAnswer, RequestLinks};
 use crate::identity::Caller;
@@ -65,12 +66,17 @@ pub(super) struct Filters {
 }
 
 /// A page that says it is not there (the same for hidden and missing things).
-pub(crate) fn not_found(what: &str) -> Response {
-    super::refused(StatusCode::NOT_FOUND, &format!("No such {what}."))
+pub(crate) fn not_found(sess: &Session, what: &str) -> Response {
+    super::refused(
+        Some(sess),
+        StatusCode::NOT_FOUND,
+        &format!("No such {what}."),
+    )
 }
 
-fn unavailable() -> Response {
+fn unavailable(sess: &Session) -> Response {
     super::refused(
+        Some(sess),
         StatusCode::SERVICE_UNAVAILABLE,
         "Paved cannot read its database or GitHub just now: try again in a moment.",
     )
@@ -93,7 +99,7 @@ pub(super) async fn environments(
     let caller = Caller::User(sess.login.clone());
     let graph = match crate::api::graph::build(&s.api, &caller, None).await {
         Ok(g) => g,
-        Err(_) => return unavailable(),
+        Err(_) => return unavailable(&sess),
     };
     let q = f.q.clone().unwrap_or_default().to_ascii_lowercase();
     let team = f.team.clone().filter(|t| !t.is_empty());
@@ -235,18 +241,18 @@ pub(super) async fn environment(
         return sign_in_page(&s, &headers, &here);
     };
     let Ok(repo) = RepoName::new(&owner, &repo) else {
-        return not_found("environment");
+        return not_found(&sess, "environment");
     };
     let caller = Caller::User(sess.login.clone());
     let access = s.api.access(&caller, &repo).await;
     let env = match s.api.store.environment(&repo, &name).await {
         Ok(Some(e)) if access.sees_team(&e.team) => e.public(),
-        Ok(_) => return not_found("environment"),
-        Err(_) => return unavailable(),
+        Ok(_) => return not_found(&sess, "environment"),
+        Err(_) => return unavailable(&sess),
     };
     let timers = match s.api.store.timers_of(&repo, &name).await {
         Ok(t) => t,
-        Err(_) => return unavailable(),
+        Err(_) => return unavailable(&sess),
     };
     let upcoming = crate::api::routes::upcoming_of(timers)
         .into_iter()
@@ -273,7 +279,7 @@ pub(super) async fn environment(
             .filter(|o| env.owns(o))
             .map(crate::api::routes::public_operation)
             .collect(),
-        Err(_) => return unavailable(),
+        Err(_) => return unavailable(&sess),
     };
     let outputs = env
         .outputs
@@ -332,21 +338,21 @@ pub(super) async fn reconcile(
         Err(r) => return *r,
     };
     let Ok(repo_name) = RepoName::new(&owner, &repo) else {
-        return not_found("environment");
+        return not_found(&sess, "environment");
     };
     let caller = Caller::User(sess.login.clone());
     let access = s.api.access(&caller, &repo_name).await;
     match s.api.store.environment(&repo_name, &name).await {
         Ok(Some(e)) if access.acts_for(&e.team) && e.state.is_live() => {}
-        Ok(_) => return not_found("environment"),
-        Err(_) => return unavailable(),
+        Ok(_) => return not_found(&sess, "environment"),
+        Err(_) => return unavailable(&sess),
     }
     let now = s.api.clock.now();
     if crate::timers::ask_reconcile(s.api.store.as_ref(), &repo_name, &name, &sess.login, now)
         .await
         .is_err()
     {
-        return unavailable();
+        return unavailable(&sess);
     }
     s.api.lifecycle_wake.notify_one();
     axum::response::IntoResponse::into_response(axum::response::Redirect::to(&format!(
@@ -376,17 +382,17 @@ pub(super) async fn request(
         return sign_in_page(&s, &headers, &format!("/requests/{id}"));
     };
     let Ok(id) = id.parse::<i64>() else {
-        return not_found("request");
+        return not_found(&sess, "request");
     };
     let req = match s.api.store.request(id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return not_found("request"),
-        Err(_) => return unavailable(),
+        Ok(None) => return not_found(&sess, "request"),
+        Err(_) => return unavailable(&sess),
     };
     let repo = req.repo.clone();
     let caller = Caller::User(sess.login.clone());
     if !crate::api::requests::sees_request(&s.api, &caller, &repo, &req).await {
-        return not_found("request");
+        return not_found(&sess, "request");
     }
     let status = match s.cache.request(req.id) {
         Some(st) => st,
@@ -395,7 +401,7 @@ pub(super) async fn request(
                 s.cache.remember_request(req.id, &st);
                 st
             }
-            Err(_) => return unavailable(),
+            Err(_) => return unavailable(&sess),
         },
     };
     let in_progress = !matches!(
