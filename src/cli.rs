@@ -1,5 +1,6 @@
-//! The command line: `serve`, `check`, `demo`, `migrate`, `audit`, `schema`, and the API's
-//! client commands `env` and `templates` (see [`crate::client`]).
+//! The command line: `serve`, `check`, `demo`, `migrate`, `audit`, `schema`, `init`,
+//! `backup`, `restore`, and the API's client commands `env` and `templates` (see
+//! [`crate::client`]).
 
 use crate::config::{Config, Overrides};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -167,6 +168,44 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(ServiceFlags),
+    /// Write a platform repository to push as it is: governance (`.paved/platform.yaml`),
+    /// the example definitions and policies, schemas for editors, a README in
+    /// `environments/` and a CI workflow running `paved check`. Never writes over a file.
+    Init {
+        /// Where (made if missing; default: the current folder).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The first team that asks for environments (a team name: a-z, 0-9, -).
+        #[arg(long)]
+        team: String,
+        /// Your GitHub login: a member of the platform team, which administers Paved and
+        /// approves governance changes (repeat for more).
+        #[arg(long = "admin", required = true)]
+        admins: Vec<String>,
+        /// A member of the team (repeat for more; default: the first admin).
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// The platform team's name.
+        #[arg(long, default_value = "platform")]
+        platform_team: String,
+    },
+    /// Copy the SQLite database while the server runs (a consistent snapshot) into a new
+    /// file. With PostgreSQL, says how to use pg_dump instead.
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        service: ServiceFlags,
+    },
+    /// Put a backup back in place of the SQLite database, keeping the one it replaces
+    /// beside it. Refuses while a server holds the data folder.
+    Restore {
+        /// The backup file (`paved backup --out`).
+        file: PathBuf,
+        #[command(flatten)]
+        service: ServiceFlags,
+    },
     /// Bring environments from another tool under Paved.
     Import {
         #[command(subcommand)]
@@ -355,6 +394,54 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Import { command } => import_command(command),
+        Command::Init {
+            dir,
+            team,
+            admins,
+            members,
+            platform_team,
+        } => init_command(
+            &dir,
+            crate::setup::init::InitOptions {
+                members: if members.is_empty() {
+                    admins.iter().take(1).cloned().collect()
+                } else {
+                    members
+                },
+                team,
+                platform_team,
+                admins,
+            },
+        ),
+        Command::Backup { out, service } => runtime().and_then(|rt| {
+            let config = load_config(&service)?;
+            let facts = rt.block_on(crate::setup::backup::backup(&config, &out))?;
+            println!(
+                "wrote {}: {} deliveries, {} environments, {} operations (integrity checked)",
+                out.display(),
+                facts.deliveries,
+                facts.environments,
+                facts.operations
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Restore { file, service } => runtime().and_then(|rt| {
+            let config = load_config(&service)?;
+            let done = rt.block_on(crate::setup::backup::restore(&config, &file))?;
+            println!(
+                "restored {} to {}: {} deliveries, {} environments, {} operations",
+                file.display(),
+                done.database.display(),
+                done.facts.deliveries,
+                done.facts.environments,
+                done.facts.operations
+            );
+            if let Some(p) = done.previous {
+                println!("the database it replaced is at {}", p.display());
+            }
+            println!("start Paved (`paved serve`): it goes on from the backup");
+            Ok(ExitCode::SUCCESS)
+        }),
         #[cfg(feature = "demo")]
         Command::Demo { keep, serve } => runtime().and_then(|rt| {
             if std::env::var_os("PAVED_LOG").is_some() {
@@ -371,6 +458,28 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `paved init`: the files, then what to do with them.
+fn init_command(
+    dir: &std::path::Path,
+    options: crate::setup::init::InitOptions,
+) -> anyhow::Result<ExitCode> {
+    let written = crate::setup::init::write(dir, &options)?;
+    for p in &written {
+        println!("wrote {}", p.display());
+    }
+    println!(
+        "\nA platform repository for team {} with {} as platform admin. Next:\n\
+         \x20 1. `paved check {}`: the same checks Paved runs on pull requests.\n\
+         \x20 2. Push it to GitHub (e.g. `git init && git add . && git commit -m 'Paved' && git push`).\n\
+         \x20 3. `paved setup github --public-url https://paved.example.com`: register Paved's GitHub App.\n\
+         \x20 4. `paved serve`.",
+        options.team,
+        options.admins.join(", "),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `paved import ade`: exit 0 when read and mapped (and, without `--dry-run`, the pull

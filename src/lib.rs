@@ -40,6 +40,7 @@ pub mod retention;
 pub mod runner;
 pub mod scheduler;
 pub mod service;
+pub mod setup;
 pub mod store;
 pub mod timers;
 pub mod tree;

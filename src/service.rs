@@ -24,6 +24,8 @@ pub struct Service {
     upkeep: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     notes: JoinHandle<()>,
+    /// The data folder's lock, held shared while the service runs (see [`hold_data_dir`]).
+    _data_lock: std::fs::File,
 }
 
 /// Which store a `database_url` names.
@@ -163,6 +165,7 @@ pub async fn start(mut config: Config) -> Result<Service> {
         tracing::warn!(variable = %name, "runner.pass_env names a variable that is not set; scripts will not get it");
     }
     let config = Arc::new(config);
+    let data_lock = hold_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
     let secrets = webhook_secrets(&config)?;
     let metrics = Arc::new(Metrics::new());
@@ -257,7 +260,37 @@ pub async fn start(mut config: Config) -> Result<Service> {
         upkeep,
         scheduler,
         notes,
+        _data_lock: data_lock,
     })
+}
+
+/// The lock file in a data folder.
+pub const DATA_LOCK: &str = "paved.lock";
+
+/// Takes `<data_dir>/paved.lock` shared, as every running server does, so `paved restore`
+/// (which takes it exclusive) refuses to replace a database a server is using. Shared, so
+/// servers that share a folder (replicas on one machine) do not exclude each other; the
+/// operating system drops it when the process ends, however it ends.
+pub fn hold_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join(DATA_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is held by a restore in progress: start Paved when it has finished",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// The GitHub client of `config`, counting into `metrics`.

@@ -39,9 +39,14 @@ pub struct ManifestPath {
     pub name: EnvName,
 }
 
-/// Is this path under `environments/` at all?
+/// The one file under `environments/` that is not a manifest: a README for the people who
+/// ask for environments (`paved init` writes one). Never checked, never provisioned.
+pub const ENVIRONMENTS_README: &str = "environments/README.md";
+
+/// Is this path one of `environments/`'s, that is, a manifest or something that must be
+/// refused as one? Everything under `environments/` but its README.
 pub fn is_under_environments(path: &str) -> bool {
-    path.starts_with("environments/")
+    path.starts_with("environments/") && path != ENVIRONMENTS_README
 }
 
 /// Check a repository path under `environments/` and split it into team and name.
@@ -102,6 +107,14 @@ pub fn is_identity_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_of_environments_is_not_a_manifest_but_any_other_file_is() {
+        assert!(!is_under_environments("environments/README.md"));
+        assert!(is_under_environments("environments/readme.md"));
+        assert!(is_under_environments("environments/payments/README.md"));
+        assert!(is_under_environments("environments/payments/web.yaml"));
+    }
 
     #[test]
     fn dns_labels() {

@@ -201,6 +201,16 @@ impl Harness {
         extra: &[FileChange],
         emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
     ) -> Harness {
+        Self::prepare_from(&examples_dir(), extra, emulator).await
+    }
+
+    /// Like [`prepare_with`], with the files of `source` (instead of `examples/`) on the
+    /// base commit.
+    pub async fn prepare_from(
+        source: &Path,
+        extra: &[FileChange],
+        emulator: impl FnOnce(&mut github_emulator::EmulatorConfig, &Path),
+    ) -> Harness {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut emulator_config = github_emulator::EmulatorConfig::default();
         emulator(&mut emulator_config, &tmp.path().join("git"));
@@ -209,7 +219,7 @@ impl Harness {
             .expect("emulator");
         let repo = RepoName::parse(REPO).expect("repo name");
         let remote = GitRemote::create(&tmp.path().join("git"), &repo).expect("remote");
-        let mut files = GitRemote::files_of(&examples_dir()).expect("examples");
+        let mut files = GitRemote::files_of(source).expect("the base commit's files");
         files.extend(extra.iter().cloned());
         let base = remote
             .commit("refs/heads/main", None, &files, "initial")

@@ -18,6 +18,7 @@
 //!   bound; when it is large and the background task has copied nearly all of it, the
 //!   writer itself runs a short `wal_checkpoint(RESTART)` between two batches.
 
+pub mod backup;
 mod deliveries;
 #[cfg(test)]
 mod tests;

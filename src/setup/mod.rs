@@ -1,0 +1,6 @@
+//! Getting from nothing to a running installation: `paved init` (a platform repository to
+//! push), `paved backup` and `paved restore` (the SQLite database, taken while the server
+//! runs, put back while it does not).
+
+pub mod backup;
+pub mod init;
