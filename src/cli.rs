@@ -132,6 +132,43 @@ pub enum Format {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Register Paved as a GitHub App with GitHub's App manifest flow, and write the
+    /// `paved.toml` (and private key) that use it. Serves a page on this machine to open in
+    /// a browser signed in to GitHub; nothing is written over an existing file.
+    Github {
+        /// Where GitHub reaches Paved (`public_url`): `<URL>/webhooks/github` and
+        /// `<URL>/oauth/callback`.
+        #[arg(long)]
+        public_url: String,
+        /// The organization to own the App (default: your own account).
+        #[arg(long)]
+        org: Option<String>,
+        /// The App's name on GitHub (unique there; default: "Paved" and the public host).
+        #[arg(long)]
+        name: Option<String>,
+        /// The configuration file to write.
+        #[arg(long, default_value = "paved.toml")]
+        config: PathBuf,
+        /// The private key's file (default: paved-app.pem beside the configuration).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// An environments repository Paved serves (owner/name; repeat for more).
+        #[arg(long = "repository")]
+        repositories: Vec<String>,
+        /// GitHub's web address (GitHub Enterprise Server: its host).
+        #[arg(long, default_value = crate::config::DEFAULT_WEB_URL)]
+        web_url: String,
+        /// GitHub's API (GitHub Enterprise Server: `https://HOST/api/v3`).
+        #[arg(long, default_value = crate::config::DEFAULT_API_URL)]
+        api_url: String,
+        /// Where this machine serves the page that starts the flow.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: webhook receiver, worker and API.
     Serve(ServiceFlags),
@@ -188,6 +225,11 @@ pub enum Command {
         /// The platform team's name.
         #[arg(long, default_value = "platform")]
         platform_team: String,
+    },
+    /// Register Paved with GitHub (`paved setup github`).
+    Setup {
+        #[command(subcommand)]
+        command: SetupCommand,
     },
     /// Copy the SQLite database while the server runs (a consistent snapshot) into a new
     /// file. With PostgreSQL, says how to use pg_dump instead.
@@ -413,6 +455,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 admins,
             },
         ),
+        Command::Setup { command } => setup_command(command),
         Command::Backup { out, service } => runtime().and_then(|rt| {
             let config = load_config(&service)?;
             let facts = rt.block_on(crate::setup::backup::backup(&config, &out))?;
@@ -458,6 +501,59 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `paved setup github`: the page to open, then what was made and what comes next.
+fn setup_command(command: SetupCommand) -> anyhow::Result<ExitCode> {
+    let SetupCommand::Github {
+        public_url,
+        org,
+        name,
+        config,
+        key,
+        repositories,
+        web_url,
+        api_url,
+        listen,
+    } = command;
+    let host = url::Url::parse(&public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let name = name.unwrap_or_else(|| format!("Paved {host}").chars().take(34).collect());
+    let key_path = key.unwrap_or_else(|| config.with_file_name("paved-app.pem"));
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let options = crate::setup::github::SetupOptions {
+        public_url,
+        org: org.clone(),
+        name,
+        web_url,
+        api_url,
+        config_path: absolute(config),
+        key_path: absolute(key_path),
+        repositories,
+        listen,
+    };
+    let done = runtime()?.block_on(crate::setup::github::run(options, |url| {
+        println!(
+            "Open {url} in a browser signed in to GitHub{}, and press its button: GitHub shows the App and asks you to confirm.",
+            org.as_deref()
+                .map(|o| format!(" as an owner of {o}"))
+                .unwrap_or_default()
+        );
+    }))?;
+    println!(
+        "GitHub made the App {} (id {}).\nwrote {} (readable by you only)\nwrote {} (readable by you only)\nNext:\n\
+         \x20 1. Install the App on the environments repositories: {}/installations/new\n\
+         \x20 2. `paved serve --config {}`",
+        done.slug,
+        done.app_id,
+        done.config_path.display(),
+        done.key_path.display(),
+        done.html_url,
+        done.config_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `paved init`: the files, then what to do with them.

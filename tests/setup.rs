@@ -217,3 +217,244 @@ async fn a_backup_under_deliveries_restores_everything_acknowledged_before_it_an
     assert_eq!(deliver(&h, &body, &next).await, 202);
     assert_eq!(h.wait_delivery(&next).await["state"], "done");
 }
+
+/// `&quot;` and friends back to characters (what a browser does with an attribute).
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` after `from` in `html`.
+fn attribute(html: &str, from: &str, name: &str) -> String {
+    let at = html
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} in {html}"));
+    let rest = &html[at..];
+    let start = rest.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
+    let end = rest[start..].find('"').expect("closing quote");
+    unescape(&rest[start..start + end])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_github_registers_an_app_and_paved_serves_with_what_it_wrote() {
+    let key = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app-private-key.pem"),
+    )
+    .expect("the test key");
+    let mut h = Harness::prepare_with(&[], |c, git_root| {
+        c.manifest_app_key = Some(key);
+        c.require_issued_token = true;
+        c.git_root = Some(git_root.to_path_buf());
+    })
+    .await;
+    h.github.sign_in_as("admin1");
+    let conf = h.tmp.path().join("conf");
+    let config = conf.join("paved.toml");
+    let emulator = h.github.url();
+
+    // The flow: its page, posted to GitHub, GitHub's redirect back with the code.
+    let mut setup = tokio::process::Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args([
+            "setup",
+            "github",
+            "--public-url",
+            "https://paved.example.test",
+        ])
+        .args(["--web-url", &emulator, "--api-url", &emulator])
+        .args(["--repository", common::REPO, "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("paved setup github");
+    let mut out = tokio::io::BufReader::new(setup.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut first)
+        .await
+        .expect("its first line");
+    let page_url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no page in {first:?}"))
+        .to_string();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = browser
+        .get(&page_url)
+        .send()
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text");
+    let action = attribute(&page, "<form", "action");
+    assert!(
+        action.starts_with(&format!("{emulator}/settings/apps/new?state=")),
+        "{action}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&attribute(&page, "name=\"manifest\"", "value")).expect("JSON");
+    assert_eq!(
+        manifest["hook_attributes"]["url"],
+        "https://paved.example.test/webhooks/github"
+    );
+    assert_eq!(
+        manifest["callback_urls"],
+        serde_json::json!(["https://paved.example.test/oauth/callback"])
+    );
+    assert_eq!(manifest["public"], false);
+    assert_eq!(
+        manifest["default_permissions"],
+        serde_json::json!({
+            "checks": "write", "statuses": "write", "contents": "write",
+            "pull_requests": "write", "issues": "write", "deployments": "write",
+            "merge_queues": "read", "members": "read", "metadata": "read"
+        })
+    );
+    assert_eq!(
+        manifest["default_events"],
+        serde_json::json!([
+            "pull_request",
+            "pull_request_review",
+            "push",
+            "issue_comment",
+            "check_run",
+            "merge_group"
+        ])
+    );
+    let created = browser
+        .post(&action)
+        .form(&[("manifest", manifest.to_string())])
+        .send()
+        .await
+        .expect("GitHub's new-App page");
+    assert_eq!(created.status(), 302, "{:?}", created.text().await);
+    let back = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let done = browser.get(&back).send().await.expect("the redirect back");
+    assert_eq!(done.status(), 200);
+    assert!(done
+        .text()
+        .await
+        .expect("text")
+        .contains("installations/new"));
+    let status = setup.wait().await.expect("setup ends");
+    assert!(status.success());
+    let mut rest = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut out, &mut rest)
+        .await
+        .expect("the rest");
+    assert!(rest.contains("/installations/new"), "{rest}");
+
+    // What it wrote: the App's settings, readable by their owner only.
+    let apps = h.github.created_apps();
+    assert_eq!(apps.len(), 1);
+    let app = &apps[0];
+    assert_eq!(app.owner, "admin1");
+    let written = std::fs::read_to_string(&config).expect("paved.toml");
+    for expected in [
+        format!("app_id = {}", app.id),
+        format!("webhook_secrets = [\"{}\"]", app.webhook_secret),
+        format!("oauth_client_id = \"{}\"", app.client_id),
+        "repositories = [\"acme/environments\"]".to_string(),
+    ] {
+        assert!(written.contains(&expected), "{expected} not in\n{written}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&config, &conf.join("paved-app.pem")] {
+        let mode = std::fs::metadata(f).expect("written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+    }
+    // Run again: nothing is written over.
+    let again = paved(
+        &[
+            "setup",
+            "github",
+            "--public-url",
+            "https://paved.example.test",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // `paved serve` with it: a delivery signed with the new secret gets its checks as
+    // check runs, made with installation tokens minted by JWTs signed with the new key.
+    let port = common::serve::free_port();
+    let log = std::fs::File::create(h.tmp.path().join("serve.log")).expect("log");
+    let _server = common::serve::Paved(
+        Command::new(env!("CARGO_BIN_EXE_paved"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PAVED_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PAVED_DATA_DIR", h.data_dir())
+            .env("PAVED_GIT_CLONE_URL_TEMPLATE", h.github.git_url_template())
+            .env("PAVED_LOG", "paved=debug")
+            .stderr(log)
+            .spawn()
+            .expect("paved serve"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    common::eventually("paved serve ready", async || {
+        let r = h.client.get(format!("{url}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    h.external_url = Some(url);
+    let pr = h.push_pr(
+        3,
+        None,
+        &[(
+            "environments/payments/by-app.yaml".into(),
+            Some(common::manifest("by-app", "small").into_bytes()),
+        )],
+    );
+    let body = paved_testkit::pull_request_payload(&pr).expect("payload");
+    assert_eq!(
+        h.send("pull_request", &h.delivery_id(), &body).await,
+        401,
+        "the harness's own secret is not the App's"
+    );
+    let signed = paved_testkit::sign(&app.webhook_secret, &body);
+    assert_eq!(
+        h.send_signed("pull_request", &h.delivery_id(), &body, &signed)
+            .await,
+        202
+    );
+    let sha = pr.head_sha.to_string();
+    h.github
+        .wait_until(common::DEADLINE, "the checks as check runs", move |gh| {
+            let runs: Vec<_> = gh
+                .check_runs(common::REPO)
+                .into_iter()
+                .filter(|c| c.head_sha == sha)
+                .collect();
+            ["paved/schema", "paved/policy", "paved/quota"]
+                .iter()
+                .all(|n| {
+                    runs.iter()
+                        .any(|c| c.name == *n && c.conclusion.as_deref() == Some("success"))
+                })
+        })
+        .await
+        .expect("check runs");
+    let tokens = h.github.tokens();
+    assert!(!tokens.is_empty(), "no installation token was minted");
+}

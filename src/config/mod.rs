@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// GitHub's web address (`github.web_url`): its sign-in and new-App pages.
+pub const DEFAULT_WEB_URL: &str = "https://github.com";
 
 /// GitHub caps webhook payloads at 25 MB: the largest body intake reads.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;

@@ -41,7 +41,7 @@ impl Default for PortalConfig {
         PortalConfig {
             client_id: None,
             client_secret: None,
-            web_url: "https://github.com".into(),
+            web_url: super::DEFAULT_WEB_URL.into(),
             session_key: None,
             session_ttl: Duration::from_secs(8 * 3600),
         }

@@ -3,4 +3,5 @@
 //! runs, put back while it does not).
 
 pub mod backup;
+pub mod github;
 pub mod init;

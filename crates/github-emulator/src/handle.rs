@@ -99,6 +99,14 @@ impl Emulator {
                 "/login/oauth/access_token",
                 axum::routing::post(crate::oauth::access_token),
             )
+            .route(
+                "/settings/apps/new",
+                axum::routing::post(crate::apps::new_app_for_user),
+            )
+            .route(
+                "/organizations/{org}/settings/apps/new",
+                axum::routing::post(crate::apps::new_app),
+            )
             .fallback(handle)
             .with_state(shared.clone())
             .layer(DefaultBodyLimit::max(32 * 1024 * 1024));

@@ -54,6 +54,12 @@
 //! [`EmulatorHandle::register_oauth_app`] and the user set with
 //! [`EmulatorHandle::sign_in_as`]; the token it gives is known to `GET /user`.
 //!
+//! **App manifest flow** (the `apps` module): a manifest posted to `/settings/apps/new` (or
+//! an organization's) comes back as a one-time code at its `redirect_url`, and
+//! `POST /app-manifests/{code}/conversions` turns it into an App
+//! ([`EmulatorHandle::created_apps`]) with the key of [`EmulatorConfig::manifest_app_key`],
+//! whose JWTs the installation-token endpoint then verifies.
+//!
 //! **Faults** ([`EmulatorHandle::fail_next`], [`EmulatorHandle::inject`]) answer the next
 //! requests with an error status without touching the state, for retry tests.
 //!
@@ -81,6 +87,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 
+mod apps;
 mod contents;
 mod git;
 mod handle;
@@ -98,6 +105,7 @@ mod subset;
 mod world;
 
 #[allow(unused_imports)]
+pub use apps::CreatedApp;
 pub use git::{GitRequest, GIT_PREFIX};
 pub use handle::*;
 #[allow(unused_imports)]
@@ -129,10 +137,10 @@ mod tests {
 
     #[test]
     fn subset_parses_with_its_operations() {
-        // GitHub's 28 extracted operations, plus `repos/list-deployments` and
-        // `issues/update` added here (marked `x-made-here` in the fixture).
+        // GitHub's 28 extracted operations and its manifest conversion, plus
+        // `repos/list-deployments` and `issues/update` added here (marked `x-made-here`).
         let ops = operations().expect("subset");
-        assert_eq!(ops.len(), 30);
+        assert_eq!(ops.len(), 31);
     }
 
     fn route(method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {

@@ -39,6 +39,9 @@ pub struct EmulatorConfig {
     /// Serve the bare repositories under this folder (`<owner>/<repo>.git`) over Git's
     /// smart HTTP at `/git/...` (see the `git` module). Default: not served.
     pub git_root: Option<std::path::PathBuf>,
+    /// The RSA private key (PEM) the App manifest flow gives the Apps it makes, as GitHub
+    /// generates one for each. Unset: the conversion answers 501.
+    pub manifest_app_key: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -53,6 +56,7 @@ impl Default for EmulatorConfig {
             require_issued_token: false,
             static_tokens: Vec::new(),
             git_root: None,
+            manifest_app_key: None,
         }
     }
 }

@@ -375,8 +375,16 @@ pub(crate) fn process(
         );
     }
 
-    // Authorization.
-    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+    // Authorization. The manifest flow's conversion takes none: its one-time code is the
+    // credential (GitHub's docs: no authentication).
+    static NO_AUTH: HeaderValue = HeaderValue::from_static("token none");
+    let anonymous = op.operation_id == crate::apps::CONVERSION;
+    let auth = match headers.get(header::AUTHORIZATION) {
+        Some(a) => Some(a),
+        None if anonymous => Some(&NO_AUTH),
+        None => None,
+    };
+    let Some(auth) = auth else {
         return Answer::reject(
             401,
             "Requires authentication",
@@ -407,10 +415,12 @@ pub(crate) fn process(
                     .to_string(),
             );
         }
-        if let Err(why) = check_app_jwt(token, now.timestamp()) {
+        if let Err(why) = check_app_jwt(token, now.timestamp())
+            .and_then(|()| crate::apps::check_signature(w, token))
+        {
             return Answer::reject(401, &why, docs, format!("app JWT refused: {why}"));
         }
-    } else if shared.config.require_issued_token {
+    } else if shared.config.require_issued_token && !anonymous {
         let issued = w
             .tokens
             .iter()
@@ -738,6 +748,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, w: &mut World) -> Answer {
         "git/create-ref" => crate::contents::create_ref(ctx, w),
         "repos/create-or-update-file-contents" => crate::contents::put_content(ctx, w),
         "repos/delete-file" => crate::contents::delete_content(ctx, w),
+        crate::apps::CONVERSION => crate::apps::convert(ctx, w),
         other => Answer::reject(
             501,
             "Not Implemented",

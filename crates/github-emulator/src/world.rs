@@ -25,6 +25,10 @@ pub(crate) struct World {
     pub(crate) oauth_user: Option<String>,
     /// Codes issued by `/login/oauth/authorize`, not yet exchanged.
     pub(crate) oauth_codes: BTreeMap<String, crate::oauth::OauthCode>,
+    /// Codes of the App manifest flow, not yet converted.
+    pub(crate) manifest_codes: BTreeMap<String, crate::apps::PendingManifest>,
+    /// Apps made through the manifest flow.
+    pub(crate) apps: Vec<crate::apps::CreatedApp>,
 }
 
 pub(crate) struct RepoState {

@@ -320,7 +320,9 @@ async fn every_successful_response_validates_against_its_schema() {
         .expect("subset")
         .iter()
         .map(|op| op.operation_id.clone())
-        .filter(|id| !ANSWERED_IN_WRITES.contains(&id.as_str()))
+        .filter(|id| {
+            !ANSWERED_IN_WRITES.contains(&id.as_str()) && !ANSWERED_IN_APPS.contains(&id.as_str())
+        })
         .collect();
     assert_eq!(checked, all, "every operation answered 2xx at least once");
     assert_nothing_wrong(&emu);

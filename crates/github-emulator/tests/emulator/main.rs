@@ -11,6 +11,9 @@ const REPO: &str = "octo-org/environments";
 const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
 const SHA2: &str = "e5bd3914e2e596debea16f433f57875b5b90bcd6";
 
+/// The manifest flow's conversion, answered 2xx in `apps.rs`.
+const ANSWERED_IN_APPS: &[&str] = &["apps/create-from-manifest"];
+
 /// The operations `tests/writes.rs` answers 2xx (it checks it exercises exactly these).
 const ANSWERED_IN_WRITES: &[&str] = &[
     "pulls/list",
@@ -131,5 +134,6 @@ fn assert_nothing_wrong(emu: &EmulatorHandle) {
 }
 
 mod answers;
+mod apps;
 mod validation;
 mod writes;
