@@ -549,13 +549,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         "{}",
         text(&c).await
     );
-    let nav = c
-        .find(Locator::Css("nav"))
-        .await
-        .expect("the navigation bar")
-        .text()
-        .await
-        .expect("text");
+    let nav = nav_text(&c).await;
     assert!(
         nav.contains("Templates") && nav.contains("octocat"),
         "{nav}"
@@ -578,13 +572,7 @@ async fn a_member_signs_in_asks_for_an_environment_and_another_team_sees_none_of
         text(&c).await
     );
     // A missing page keeps the portal's frame: the navigation, who is signed in.
-    let nav = c
-        .find(Locator::Css("nav"))
-        .await
-        .expect("the navigation bar")
-        .text()
-        .await
-        .expect("text");
+    let nav = nav_text(&c).await;
     assert!(
         nav.contains("My environments") && nav.contains("searcher"),
         "{nav}"

@@ -215,6 +215,16 @@ pub async fn title(c: &Client) -> String {
     c.title().await.expect("title")
 }
 
+/// The navigation bar's text: a page in the portal's frame has it.
+pub async fn nav_text(c: &Client) -> String {
+    c.find(Locator::Css("nav"))
+        .await
+        .expect("the navigation bar")
+        .text()
+        .await
+        .expect("text")
+}
+
 pub async fn text(c: &Client) -> String {
     c.find(Locator::Css("main"))
         .await

@@ -114,14 +114,6 @@ pub struct CreatedApp {
     pub(crate) public_key_pem: String,
 }
 
-fn page(status: u16, text: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Body::from(text.to_string()))
-        .unwrap_or_default()
-}
-
 fn is_web_url(v: &Value) -> bool {
     v.as_str()
         .and_then(|s| url::Url::parse(s).ok())
@@ -261,7 +253,7 @@ fn new_code(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form {
-        return page(
+        return text_page(
             415,
             "post the manifest as a form (application/x-www-form-urlencoded)",
         );
@@ -277,7 +269,7 @@ fn new_code(
         .map(|(_, v)| v)
         .collect();
     let [manifest] = manifests.as_slice() else {
-        return page(422, "the form needs exactly one manifest field");
+        return text_page(422, "the form needs exactly one manifest field");
     };
     let state = from_query
         .iter()
@@ -285,15 +277,15 @@ fn new_code(
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.clone());
     let Ok(manifest) = serde_json::from_str::<Value>(manifest) else {
-        return page(422, "the manifest is not JSON");
+        return text_page(422, "the manifest is not JSON");
     };
     let problems = manifest_problems(&manifest);
     if !problems.is_empty() {
-        return page(422, &format!("Invalid manifest:\n{}", problems.join("\n")));
+        return text_page(422, &format!("Invalid manifest:\n{}", problems.join("\n")));
     }
     let mut w = shared.world();
     let Some(login) = w.oauth_user.clone() else {
-        return page(
+        return text_page(
             403,
             "nobody is signed in to the emulated GitHub (sign_in_as)",
         );
@@ -313,18 +305,7 @@ fn new_code(
     );
     drop(w);
     shared.changed();
-    let mut target = url::Url::parse(&redirect).unwrap_or_else(|_| {
-        url::Url::parse("http://invalid.redirect/").expect("a literal URL parses")
-    });
-    target.query_pairs_mut().append_pair("code", &code);
-    if let Some(s) = state {
-        target.query_pairs_mut().append_pair("state", &s);
-    }
-    Response::builder()
-        .status(302)
-        .header("location", target.as_str())
-        .body(Body::empty())
-        .unwrap_or_default()
+    redirect_with_code(&redirect, &code, state.as_deref())
 }
 
 fn hex_token(n: usize) -> String {

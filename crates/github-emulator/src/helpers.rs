@@ -177,3 +177,29 @@ pub(crate) fn new_comment(
         edits: 0,
     }
 }
+
+/// A 302 to `redirect` with `code` (and `state`, when given) added to its query: how GitHub
+/// hands a browser back after its OAuth and App manifest pages.
+pub(crate) fn redirect_with_code(redirect: &str, code: &str, state: Option<&str>) -> Response {
+    let mut target = url::Url::parse(redirect).unwrap_or_else(|_| {
+        url::Url::parse("http://invalid.redirect/").expect("a literal URL parses")
+    });
+    target.query_pairs_mut().append_pair("code", code);
+    if let Some(state) = state {
+        target.query_pairs_mut().append_pair("state", state);
+    }
+    Response::builder()
+        .status(302)
+        .header("location", target.as_str())
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// A plain-text page, as GitHub's web pages answer what the emulator plays of them.
+pub(crate) fn text_page(status: u16, text: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Body::from(text.to_string()))
+        .unwrap_or_default()
+}

@@ -21,14 +21,6 @@ pub(crate) struct OauthCode {
     issued_at: DateTime<Utc>,
 }
 
-fn page(status: u16, text: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Body::from(text.to_string()))
-        .unwrap_or_default()
-}
-
 /// `GET /login/oauth/authorize?client_id=&redirect_uri=&state=&scope=`.
 pub(crate) async fn authorize(
     State(shared): State<Arc<Shared>>,
@@ -37,16 +29,16 @@ pub(crate) async fn authorize(
     let client_id = q.get("client_id").cloned().unwrap_or_default();
     let mut w = shared.world();
     if !w.oauth_apps.contains_key(&client_id) {
-        return page(404, "no OAuth app with this client_id (register_oauth_app)");
+        return text_page(404, "no OAuth app with this client_id (register_oauth_app)");
     }
     let Some(login) = w.oauth_user.clone() else {
-        return page(
+        return text_page(
             403,
             "nobody is signed in to the emulated GitHub (sign_in_as)",
         );
     };
     let Some(redirect) = q.get("redirect_uri").cloned() else {
-        return page(400, "redirect_uri is required by this emulator");
+        return text_page(400, "redirect_uri is required by this emulator");
     };
     let code = random_token();
     w.oauth_codes.insert(
@@ -60,18 +52,7 @@ pub(crate) async fn authorize(
     );
     drop(w);
     shared.changed();
-    let mut target = url::Url::parse(&redirect).unwrap_or_else(|_| {
-        url::Url::parse("http://invalid.redirect/").expect("a literal URL parses")
-    });
-    target.query_pairs_mut().append_pair("code", &code);
-    if let Some(state) = q.get("state") {
-        target.query_pairs_mut().append_pair("state", state);
-    }
-    Response::builder()
-        .status(302)
-        .header("location", target.as_str())
-        .body(Body::empty())
-        .unwrap_or_default()
+    redirect_with_code(&redirect, &code, q.get("state").map(String::as_str))
 }
 
 /// `POST /login/oauth/access_token` with `client_id`, `client_secret`, `code` (and
