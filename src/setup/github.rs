@@ -302,6 +302,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), SetupError> {
     f.sync_all().map_err(io)
 }
 
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -315,8 +319,9 @@ fn config_text(o: &SetupOptions, app: &Converted, key_path: &Path) -> String {
          [github]\n\
          app_id = {id}\n\
          private_key_path = {key}\n",
-        slug = app.slug,
-        html = app.html_url,
+        // GitHub's words in a comment: no control character can end the comment early.
+        slug = printable(&app.slug),
+        html = printable(&app.html_url),
         public = toml_str(o.public_url.trim_end_matches('/')),
         id = app.id,
         key = toml_str(&key_path.to_string_lossy()),
@@ -441,4 +446,72 @@ pub async fn run(o: SetupOptions, ready: impl FnOnce(&str)) -> Result<SetupDone,
     stop.cancel();
     let _ = server.await;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> SetupOptions {
+        SetupOptions {
+            public_url: "https://paved.example.com/".into(),
+            org: Some("acme".into()),
+            name: "Paved paved.example.com".into(),
+            web_url: crate::config::DEFAULT_WEB_URL.into(),
+            api_url: crate::config::DEFAULT_API_URL.into(),
+            config_path: PathBuf::from("/nonexistent/paved.toml"),
+            key_path: PathBuf::from("/nonexistent/paved-app.pem"),
+            repositories: vec!["acme/platform".into()],
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+
+    #[test]
+    fn the_config_written_is_toml_whatever_github_answers() {
+        let app = Converted {
+            id: 7,
+            slug: "paved\n[github]\ntoken = \"stolen\"".into(),
+            html_url: "https://github.com/apps/paved".into(),
+            pem: "-----BEGIN RSA PRIVATE KEY-----".into(),
+            webhook_secret: Some("s\"e\\c".into()),
+            client_id: "Iv23abc".into(),
+            client_secret: "shh".into(),
+        };
+        let text = config_text(&options(), &app, Path::new("/etc/paved/key.pem"));
+        let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
+        assert_eq!(parsed["github"]["app_id"].as_integer(), Some(7));
+        assert!(parsed["github"].get("token").is_none(), "{text}");
+        assert_eq!(
+            parsed["github"]["webhook_secrets"][0].as_str(),
+            Some("s\"e\\c")
+        );
+        assert_eq!(
+            parsed["public_url"].as_str(),
+            Some("https://paved.example.com")
+        );
+        assert_eq!(
+            parsed["github"]["repositories"][0].as_str(),
+            Some("acme/platform")
+        );
+        // The defaults are left to the defaults.
+        assert!(parsed["github"].get("api_url").is_none());
+    }
+
+    #[test]
+    fn the_manifest_asks_for_the_organizations_new_app_page() {
+        let o = options();
+        let m = manifest(&o, "http://127.0.0.1:1/done");
+        assert_eq!(
+            m["hook_attributes"]["url"],
+            "https://paved.example.com/webhooks/github"
+        );
+        assert_eq!(m["public"], false);
+        assert!(new_app_url(&o, "st")
+            .starts_with("https://github.com/organizations/acme/settings/apps/new?state=st"));
+        let bad = SetupOptions {
+            org: Some("no such/org".into()),
+            ..options()
+        };
+        assert!(bad.check().is_err());
+    }
 }
