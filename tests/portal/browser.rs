@@ -8,9 +8,12 @@ use crate::common::REPO;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-/// A chromedriver on a port of its own, stopped when dropped.
+/// A chromedriver on a port of its own, in a process group of its own, stopped with every
+/// Chromium it started when dropped. (Killing chromedriver alone left its browsers running:
+/// a few hundred of them, and tens of GB, after a day of test runs on one machine.)
 pub struct Driver {
     child: Child,
     pub url: String,
@@ -18,6 +21,14 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid; the browsers it launched are in it.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory
+            // is involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -36,6 +47,7 @@ pub async fn driver() -> Driver {
         .port();
     let child = Command::new(path)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
